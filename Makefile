@@ -1,0 +1,98 @@
+# cryptoproject: the two commands of the quick start are `make demo` and `make test`.
+# Everything else here is a step they run, or a tool for operators and developers.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+STAMP := $(VENV)/.requirements.sha1
+REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
+
+.PHONY: help setup services services-down services-status migrate topics demo demo-run live test lint format \
+        typecheck pytest bench bench-ingest bench-latency lock clean-stack
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+# --------------------------------------------------------------------------------------------- set-up
+setup: ## virtualenv, pinned requirements, apt packages when missing, Kafka jars (idempotent)
+	@bash scripts/stack.sh install
+	@if [ ! -x $(PY) ]; then \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed ($(PYTHON))"; exit 1; }; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(REQ_SHA)" ]; then \
+	  $(PY) -m pip install -q --upgrade pip && \
+	  $(PY) -m pip install -q -r requirements/dev.txt && \
+	  echo "$(REQ_SHA)" > $(STAMP); \
+	fi
+	@bash scripts/stack.sh jars
+
+services: setup ## start Kafka, PostgreSQL and Redis (idempotent)
+	@bash scripts/stack.sh up
+
+services-down: ## stop Kafka, PostgreSQL and Redis
+	@bash scripts/stack.sh down
+
+services-status: ## which servers run where
+	@bash scripts/stack.sh status
+
+migrate: services ## apply database migrations
+	@$(MANAGE) migrate --noinput
+
+topics: services ## create the Kafka topics (idempotent)
+	@$(MANAGE) create_topics
+
+# --------------------------------------------------------------------------------------------- run
+demo: migrate topics ## the whole pipeline on the bundled real trades; prints the dashboard URL
+	@$(MANAGE) collectstatic --noinput -v 0
+	@$(MANAGE) ensure_demo_user
+	@echo
+	@echo "  Dashboard:  http://127.0.0.1:8000/"
+	@echo "  Admin:      http://127.0.0.1:8000/admin/   (user demo / password demo)"
+	@echo "  API docs:   http://127.0.0.1:8000/api/v1/docs"
+	@echo "  Stop with Ctrl-C (the servers keep running: make services-down stops them)."
+	@echo
+	@$(VENV)/bin/honcho -f Procfile start
+
+live: migrate topics ## the same pipeline against the real exchanges (needs internet)
+	@$(MANAGE) collectstatic --noinput -v 0
+	@$(VENV)/bin/honcho -f Procfile.live start
+
+# --------------------------------------------------------------------------------------------- checks
+lint: setup ## ruff format --check and ruff check
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/ruff check .
+
+format: setup ## apply ruff's formatting and safe fixes
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+typecheck: setup ## mypy with django-stubs
+	@$(VENV)/bin/mypy .
+
+pytest: services ## the test suite with coverage (fails under 90%)
+	@mkdir -p artifacts
+	@$(VENV)/bin/pytest --cov --cov-report=term --cov-report=xml:artifacts/coverage.xml $(PYTEST_ARGS)
+
+test: lint typecheck pytest ## lint, type checks and the whole suite on the real stack
+
+# --------------------------------------------------------------------------------------------- benchmarks
+bench: migrate topics ## full chain at --speed 0 on >= 1M real trades (see docs/BENCHMARKS.md)
+	@$(PY) -m benchmarks.pipeline $(BENCH_ARGS)
+
+bench-ingest: topics ## simulator -> ingest -> Kafka at --speed 0
+	@$(PY) -m benchmarks.ingest $(BENCH_ARGS)
+
+bench-latency: migrate topics ## exchange event time -> browser at 1,000 trades/s
+	@$(PY) -m benchmarks.latency $(BENCH_ARGS)
+
+# --------------------------------------------------------------------------------------------- maintenance
+lock: ## re-pin requirements/*.txt from requirements/*.in
+	@bash scripts/lock.sh
+
+clean-stack: services-down ## delete all local data (Kafka, PostgreSQL, Redis)
+	@rm -rf .stack

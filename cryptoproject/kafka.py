@@ -1,0 +1,115 @@
+"""Kafka settings shared by every process: client options, topic names, readiness and topic creation."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+
+class BrokerUnavailableError(RuntimeError):
+    """The Kafka bootstrap servers did not answer in time; the message names the address."""
+
+
+def bootstrap_servers() -> list[str]:
+    """The configured ``KAFKA_BOOTSTRAP_SERVERS``."""
+    return list(settings.KAFKA_BOOTSTRAP_SERVERS)
+
+
+def client_config() -> dict[str, Any]:
+    """Connection options common to producers, consumers and admin clients (PLAINTEXT, SSL or SASL)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers(),
+        "security_protocol": settings.KAFKA_SECURITY_PROTOCOL,
+    }
+    if settings.KAFKA_SECURITY_PROTOCOL.startswith("SASL"):
+        config.update(
+            sasl_mechanism=settings.KAFKA_SASL_MECHANISM or "PLAIN",
+            sasl_plain_username=settings.KAFKA_SASL_USERNAME,
+            sasl_plain_password=settings.KAFKA_SASL_PASSWORD,
+        )
+    if settings.KAFKA_SSL_CAFILE:
+        config["ssl_cafile"] = settings.KAFKA_SSL_CAFILE
+    return config
+
+
+def admin_client(timeout: float = 10.0) -> KafkaAdminClient:
+    """An admin client that fails within ``timeout`` seconds with the address named."""
+    try:
+        return KafkaAdminClient(
+            **client_config(),
+            bootstrap_timeout_ms=int(timeout * 1000),
+            request_timeout_ms=int(timeout * 1000),
+        )
+    except (KafkaError, OSError) as exc:
+        raise BrokerUnavailableError(_unreachable(timeout, exc)) from exc
+
+
+def wait_for_broker(timeout: float = 10.0) -> None:
+    """Block until the cluster answers a metadata request, or raise :class:`BrokerUnavailableError`."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        remaining = max(0.5, deadline - time.monotonic())
+        try:
+            admin = admin_client(timeout=min(remaining, 5.0))
+            try:
+                if admin.describe_cluster().get("brokers"):
+                    return
+            finally:
+                admin.close()
+        except BrokerUnavailableError as exc:
+            last = exc.__cause__ or exc
+        except (KafkaError, OSError) as exc:
+            last = exc
+        time.sleep(0.2)
+    raise BrokerUnavailableError(_unreachable(timeout, last))
+
+
+def _unreachable(timeout: float, exc: object) -> str:
+    servers = ",".join(bootstrap_servers())
+    return f"Kafka is unreachable at KAFKA_BOOTSTRAP_SERVERS={servers} (no answer within {timeout:.0f} s: {exc})"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the project needs, with its partition count and configs."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def project_topics() -> list[TopicSpec]:
+    """``market.trades`` (keyed by exchange:symbol, several partitions) and its dead-letter topic."""
+    return [
+        TopicSpec(settings.KAFKA_TRADES_TOPIC, settings.KAFKA_TRADES_PARTITIONS, {"compression.type": "producer"}),
+        TopicSpec(settings.KAFKA_DLQ_TOPIC, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    ]
+
+
+def ensure_topics(topics: list[TopicSpec] | None = None, replication: int = 1, timeout: float = 10.0) -> list[str]:
+    """Create missing topics; existing ones are left as they are. Returns the names created."""
+    specs = topics if topics is not None else project_topics()
+    admin = admin_client(timeout)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in specs if t.name not in existing]
+        created: list[str] = []
+        for spec in missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, replication, topic_configs=spec.config)],
+                    timeout_ms=int(timeout * 1000),
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another process created it between list and create
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,269 @@
+"""Django settings, read from the environment (12-factor).
+
+Every variable is listed in ``.env.example``. The defaults match the local stack that ``make services`` starts;
+with ``DJANGO_DEBUG=false`` (production) there is no default secret key and the security settings are on.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from cryptoproject.logging import logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A .env file at the repository root is read when present; real environment variables win.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _setting(name: str, cast: Any, default: Any) -> Any:
+    """Read one variable, naming it in the error when its value does not parse."""
+    try:
+        return env(name, cast=cast, default=default)
+    except (ValueError, TypeError, environ.ImproperlyConfigured) as exc:
+        raise ImproperlyConfigured(f"{name}: invalid value {env.str(name, default='')!r} ({exc})") from exc
+
+
+# --------------------------------------------------------------------------------------------- core
+DEBUG: bool = _setting("DJANGO_DEBUG", bool, True)
+_DEV_SECRET = "django-insecure-local-development-key-only-for-make-demo-and-tests"
+SECRET_KEY: str = env.str("DJANGO_SECRET_KEY", default="" if not DEBUG else _DEV_SECRET)
+if not SECRET_KEY:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false (production).")
+ALLOWED_HOSTS: list[str] = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "ingest",
+    "analytics",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cryptoproject.urls"
+WSGI_APPLICATION = "cryptoproject.wsgi.application"
+ASGI_APPLICATION = "cryptoproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --------------------------------------------------------------------------------------------- database
+DATABASE_URL: str = env.str("DATABASE_URL", default="postgres://crypto:crypto@127.0.0.1:55432/crypto")
+try:
+    _db = environ.Env.db_url_config(DATABASE_URL)
+except (ValueError, KeyError) as _exc:
+    raise ImproperlyConfigured(f"DATABASE_URL: cannot parse {DATABASE_URL!r} ({_exc})") from _exc
+if _db.get("ENGINE") != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...); the project needs it.")
+_db.setdefault("OPTIONS", {})
+# Fail fast when the server is unreachable instead of hanging on TCP retries.
+_db["OPTIONS"].setdefault("connect_timeout", _setting("DATABASE_CONNECT_TIMEOUT", int, 5))
+_db["CONN_MAX_AGE"] = _setting("DATABASE_CONN_MAX_AGE", int, 60)
+_db["CONN_HEALTH_CHECKS"] = True
+# Parallel test runs (several developers or CI jobs on one server) need distinct test databases.
+_db["TEST"] = {"NAME": env.str("DJANGO_TEST_DB_NAME", default=f"test_{_db.get('NAME', 'crypto')}")}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --------------------------------------------------------------------------------------------- Redis, Celery, Channels
+REDIS_URL: str = env.str("REDIS_URL", default="redis://127.0.0.1:56379/0")
+CHANNEL_LAYER_URL: str = env.str("CHANNEL_LAYER_URL", default=REDIS_URL)
+
+CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND: str | None = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+# Tasks are idempotent, so acknowledging after the work (and re-running on worker loss) is safe.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = _setting("CELERY_WORKER_PREFETCH_MULTIPLIER", int, 4)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SOFT_TIME_LIMIT = _setting("CELERY_TASK_SOFT_TIME_LIMIT", int, 120)
+CELERY_TASK_TIME_LIMIT = _setting("CELERY_TASK_TIME_LIMIT", int, 180)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "analytics.tasks.*": {"queue": "analytics"},
+    "dashboard.tasks.*": {"queue": "alerts"},
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_ALWAYS_EAGER = False
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [CHANNEL_LAYER_URL],
+            "capacity": 1000,
+            "expiry": 30,
+            "prefix": env.str("CHANNEL_LAYER_PREFIX", default="asgi"),
+        },
+    }
+}
+
+# --------------------------------------------------------------------------------------------- Kafka
+KAFKA_BOOTSTRAP_SERVERS: list[str] = env.list("KAFKA_BOOTSTRAP_SERVERS", default=["127.0.0.1:9092"])
+KAFKA_SECURITY_PROTOCOL: str = env.str("KAFKA_SECURITY_PROTOCOL", default="PLAINTEXT").upper()
+if KAFKA_SECURITY_PROTOCOL not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
+    raise ImproperlyConfigured(
+        f"KAFKA_SECURITY_PROTOCOL: {KAFKA_SECURITY_PROTOCOL!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+    )
+KAFKA_SASL_MECHANISM: str = env.str("KAFKA_SASL_MECHANISM", default="").upper()
+KAFKA_SASL_USERNAME: str = env.str("KAFKA_SASL_USERNAME", default="")
+KAFKA_SASL_PASSWORD: str = env.str("KAFKA_SASL_PASSWORD", default="")
+KAFKA_SSL_CAFILE: str = env.str("KAFKA_SSL_CAFILE", default="")
+KAFKA_TRADES_TOPIC: str = env.str("KAFKA_TRADES_TOPIC", default="market.trades")
+KAFKA_DLQ_TOPIC: str = env.str("KAFKA_DLQ_TOPIC", default="market.trades.dlq")
+KAFKA_TRADES_PARTITIONS: int = _setting("KAFKA_TRADES_PARTITIONS", int, 6)
+KAFKA_CONSUMER_GROUP: str = env.str("KAFKA_CONSUMER_GROUP", default="analytics")
+
+# --------------------------------------------------------------------------------------------- exchanges
+BINANCE_WS_URL: str = env.str("BINANCE_WS_URL", default="wss://stream.binance.com:9443")
+BINANCE_REST_URL: str = env.str("BINANCE_REST_URL", default="https://api.binance.com")
+COINBASE_WS_URL: str = env.str("COINBASE_WS_URL", default="wss://advanced-trade-ws.coinbase.com")
+KRAKEN_WS_URL: str = env.str("KRAKEN_WS_URL", default="wss://ws.kraken.com/v2")
+
+# --------------------------------------------------------------------------------------------- analytics
+WHALE_THRESHOLD_USD: Decimal = _setting("WHALE_THRESHOLD_USD", Decimal, Decimal("100000"))
+TRADE_RETENTION_DAYS: int = _setting("TRADE_RETENTION_DAYS", int, 30)
+INDICATOR_MA_PERIODS: list[int] = _setting("INDICATOR_MA_PERIODS", list, ["7", "25", "99"])
+try:
+    INDICATOR_MA_PERIODS = [int(p) for p in INDICATOR_MA_PERIODS]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"INDICATOR_MA_PERIODS: expected comma-separated integers ({_exc})") from _exc
+if any(p < 1 for p in INDICATOR_MA_PERIODS):
+    raise ImproperlyConfigured("INDICATOR_MA_PERIODS: every period must be at least 1")
+
+# --------------------------------------------------------------------------------------------- dashboard, accounts
+DASHBOARD_LOGIN_REQUIRED: bool = _setting("DASHBOARD_LOGIN_REQUIRED", bool, not DEBUG)
+ALERT_WEBHOOK_ALLOW_PRIVATE: bool = _setting("ALERT_WEBHOOK_ALLOW_PRIVATE", bool, False)
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "login"
+
+EMAIL_BACKEND: str = env.str(
+    "DJANGO_EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST: str = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT: int = _setting("EMAIL_PORT", int, 25)
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="alerts@localhost")
+
+REST_FRAMEWORK: dict[str, Any] = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="60/min"),
+        "user": env.str("API_THROTTLE_USER", default="1200/min"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "cryptoproject market-data API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
+    }
+}
+
+# --------------------------------------------------------------------------------------------- i18n, static
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".stack" / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --------------------------------------------------------------------------------------------- production security
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = _setting("DJANGO_SECURE_SSL_REDIRECT", bool, True)
+    SECURE_HSTS_SECONDS = _setting("DJANGO_SECURE_HSTS_SECONDS", int, 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"
+
+# --------------------------------------------------------------------------------------------- logging
+LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL: {LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+KAFKA_CLIENT_LOG_LEVEL: str = env.str("KAFKA_CLIENT_LOG_LEVEL", default="CRITICAL").upper()
+LOGGING = logging_config(LOG_LEVEL, KAFKA_CLIENT_LOG_LEVEL)

@@ -1,0 +1,11 @@
+"""The dashboard app."""
+
+from django.apps import AppConfig
+
+
+class DashboardConfig(AppConfig):
+    """App configuration for ``dashboard``."""
+
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "dashboard"
+    verbose_name = "Dashboard"

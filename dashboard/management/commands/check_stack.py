@@ -1,0 +1,29 @@
+"""``manage.py check_stack``: verify PostgreSQL, Kafka and Redis answer, naming whichever does not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from cryptoproject.preflight import require_database, require_kafka
+
+
+class Command(BaseCommand):
+    help = "Check that PostgreSQL (DATABASE_URL), Kafka (KAFKA_BOOTSTRAP_SERVERS) and Redis (REDIS_URL) answer."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each server")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        require_database()
+        self.stdout.write("postgresql: ok")
+        require_kafka(options["timeout"])
+        self.stdout.write("kafka: ok")
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=options["timeout"]).ping()
+        except redis.RedisError as exc:
+            raise CommandError(f"Redis is unreachable at REDIS_URL={settings.REDIS_URL}: {exc}") from exc
+        self.stdout.write("redis: ok")

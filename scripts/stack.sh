@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# The local stack without Docker: Apache Kafka (KRaft, jars from Maven Central), PostgreSQL and Redis
+# (Debian's packages), each with its data under .stack/ in the repository.
+#
+#   scripts/stack.sh install   apt packages when missing (postgresql, redis-server)
+#   scripts/stack.sh up        start whatever is not running (idempotent; repairs stale pids)
+#   scripts/stack.sh down      stop all three
+#   scripts/stack.sh status    what runs where
+#
+# Ports (match the defaults in cryptoproject/settings.py and .env.example):
+#   Kafka 127.0.0.1:9092 (controller 9093), PostgreSQL 127.0.0.1:55432, Redis 127.0.0.1:56379.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK="${STACK_DIR:-$ROOT/.stack}"
+PY="$ROOT/.venv/bin/python"
+
+PG_PORT="${STACK_PG_PORT:-55432}"
+REDIS_PORT="${STACK_REDIS_PORT:-56379}"
+KAFKA_PORT=9092
+KAFKA_HEAP="${KAFKA_HEAP:-512m}"
+DB_NAME="${STACK_DB_NAME:-crypto}"
+DB_USER="${STACK_DB_USER:-crypto}"
+DB_PASSWORD="${STACK_DB_PASSWORD:-crypto}"
+
+KAFKA_DIR="$STACK/kafka"
+KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_PID="$KAFKA_DIR/kafka.pid"
+KAFKA_CONF="$ROOT/deploy/kafka"
+REDIS_DIR="$STACK/redis"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --------------------------------------------------------------------------- helpers
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pg_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/pg_ctl" ] && latest="$d"; done
+  [ -n "${latest:-}" ] || return 1
+  printf '%s' "$latest"
+}
+
+# PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` system user. Its data dir
+# stays under .stack/ when that user can reach it, else under /var/tmp (for clones inside /root, say).
+pg_user() { if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi; }
+pg_run() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+pg_data_dir() {
+  local want="$STACK/postgres"
+  if [ "$(id -u)" -ne 0 ]; then echo "$want"; return; fi
+  mkdir -p "$STACK"
+  if runuser -u postgres -- test -x "$STACK" 2>/dev/null; then
+    echo "$want"
+  else
+    echo "/var/tmp/cryptoproject-$(printf '%s' "$ROOT" | sha1sum | cut -c1-10)/postgres"
+  fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {  # port seconds name
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
+  die "$3 did not open 127.0.0.1:$1 within $2 s"
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# --------------------------------------------------------------------------- install
+cmd_install() {
+  local need=()
+  pg_bin >/dev/null || need+=(postgresql)
+  command -v redis-server >/dev/null || need+=(redis-server)
+  command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || need+=(maven)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing Debian packages: ${need[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+}
+
+cmd_kafka_jars() {
+  local stamp="$KAFKA_LIBS/.pom.sha1" want
+  want=$(sha1sum "$KAFKA_CONF/pom.xml" | cut -c1-40)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && ls "$KAFKA_LIBS"/kafka_2.13-*.jar >/dev/null 2>&1; then
+    return 0
+  fi
+  log "fetching Kafka jars from Maven Central into $KAFKA_LIBS"
+  rm -rf "$KAFKA_LIBS"
+  mkdir -p "$KAFKA_LIBS"
+  mvn -B -q -f "$KAFKA_CONF/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS" >&2
+  echo "$want" >"$stamp"
+}
+
+# --------------------------------------------------------------------------- PostgreSQL
+pg_up() {
+  local bin data
+  bin=$(pg_bin) || die "PostgreSQL is not installed (run: scripts/stack.sh install)"
+  data=$(pg_data_dir)
+  local sock="$data/../run"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising PostgreSQL cluster in $data"
+    rm -rf "$data"
+    mkdir -p "$data" "$sock"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres: "$(dirname "$data")"
+    pg_run "$bin/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+      -E UTF8 --locale=C.UTF-8 >/dev/null
+    cat >>"$data/postgresql.conf" <<EOF
+# cryptoproject local stack
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$(cd "$sock" && pwd)'
+max_connections = 200
+shared_buffers = 256MB
+max_wal_size = 2GB
+EOF
+  fi
+  mkdir -p "$sock"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$sock"
+  if ! pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    rm -f "$data/postmaster.pid"  # stale pid from a killed server
+    pg_run "$bin/pg_ctl" -D "$data" -l "$data/../postgres.log" -w -t 60 start >/dev/null ||
+      die "PostgreSQL did not start; see $data/../postgres.log"
+  fi
+  local psql=("$bin/psql" -h "$(cd "$sock" && pwd)" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+  if [ "$(pg_run "${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='$DB_USER'")" != 1 ]; then
+    pg_run "${psql[@]}" -c "CREATE ROLE $DB_USER LOGIN CREATEDB PASSWORD '$DB_PASSWORD'"
+  fi
+  if [ "$(pg_run "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname='$DB_NAME'")" != 1 ]; then
+    pg_run "${psql[@]}" -c "CREATE DATABASE $DB_NAME OWNER $DB_USER"
+  fi
+  log "PostgreSQL up on 127.0.0.1:$PG_PORT (data $data)"
+}
+
+pg_down() {
+  local bin data
+  bin=$(pg_bin) || return 0
+  data=$(pg_data_dir)
+  [ -f "$data/PG_VERSION" ] || return 0
+  if pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    pg_run "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    log "PostgreSQL stopped"
+  fi
+}
+
+# --------------------------------------------------------------------------- Redis
+redis_up() {
+  command -v redis-server >/dev/null || die "redis-server is not installed (run: scripts/stack.sh install)"
+  mkdir -p "$REDIS_DIR"
+  if pid_alive "$REDIS_DIR/redis.pid" && port_open "$REDIS_PORT"; then
+    log "Redis already up on 127.0.0.1:$REDIS_PORT"
+    return 0
+  fi
+  rm -f "$REDIS_DIR/redis.pid"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_DIR" --daemonize yes \
+    --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
+    --appendonly yes --appendfsync everysec --save "" --protected-mode yes
+  wait_port "$REDIS_PORT" 20 Redis
+  log "Redis up on 127.0.0.1:$REDIS_PORT"
+}
+
+redis_down() {
+  if pid_alive "$REDIS_DIR/redis.pid"; then
+    kill "$(cat "$REDIS_DIR/redis.pid")"
+    local i
+    for ((i = 0; i < 100; i++)); do pid_alive "$REDIS_DIR/redis.pid" || break; sleep 0.1; done
+    log "Redis stopped"
+  fi
+  rm -f "$REDIS_DIR/redis.pid"
+}
+
+# --------------------------------------------------------------------------- Kafka
+java_args() {  # the JVM flags for Kafka, then the arguments given
+  JAVA_ARGS=(-Xms256m "-Xmx$KAFKA_HEAP" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+    "-Dkafka.logs.dir=$KAFKA_DIR/logs" "-Dlog4j2.configurationFile=$KAFKA_CONF/log4j2.yaml" -cp "$KAFKA_LIBS/*" "$@")
+}
+
+kafka_props() {  # server.properties from the repo with the data dir filled in
+  mkdir -p "$KAFKA_DIR"
+  sed "s#@KAFKA_DATA@#$KAFKA_DATA#" "$KAFKA_CONF/server.properties" >"$KAFKA_DIR/server.properties"
+}
+
+kafka_up() {
+  ls "$KAFKA_LIBS"/kafka_2.13-*.jar >/dev/null 2>&1 || cmd_kafka_jars
+  if pid_alive "$KAFKA_PID"; then
+    "$PY" "$ROOT/scripts/wait_kafka.py" "127.0.0.1:$KAFKA_PORT" --timeout 90 >&2
+    log "Kafka already up on 127.0.0.1:$KAFKA_PORT"
+    return 0
+  fi
+  rm -f "$KAFKA_PID"
+  kafka_props
+  # A dir without meta.properties in it was never (fully) formatted: start it afresh.
+  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+    rm -rf "$KAFKA_DATA"
+    mkdir -p "$KAFKA_DATA"
+    local cid
+    cid=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    log "formatting Kafka storage (cluster id $cid)"
+    java_args kafka.tools.StorageTool format --standalone -g -t "$cid" -c "$KAFKA_DIR/server.properties"
+    java "${JAVA_ARGS[@]}" >"$KAFKA_DIR/format.log" 2>&1 || { rm -rf "$KAFKA_DATA"; die "Kafka format failed; see $KAFKA_DIR/format.log"; }
+  fi
+  mkdir -p "$KAFKA_DIR/logs"
+  java_args kafka.Kafka "$KAFKA_DIR/server.properties"
+  # setsid: the broker outlives the shell (and a Ctrl-C in `make demo`) that started it.
+  setsid nohup java "${JAVA_ARGS[@]}" >"$KAFKA_DIR/kafka.out" 2>&1 </dev/null &
+  echo $! >"$KAFKA_PID"
+  local t0=$SECONDS
+  if ! "$PY" "$ROOT/scripts/wait_kafka.py" "127.0.0.1:$KAFKA_PORT" --timeout 120 >&2; then
+    tail -n 30 "$KAFKA_DIR/kafka.out" >&2 || true
+    die "Kafka did not become ready; see $KAFKA_DIR/kafka.out and $KAFKA_DIR/logs"
+  fi
+  log "Kafka up on 127.0.0.1:$KAFKA_PORT in $((SECONDS - t0)) s (pid $(cat "$KAFKA_PID"))"
+}
+
+kafka_down() {
+  if pid_alive "$KAFKA_PID"; then
+    local pid i
+    pid=$(cat "$KAFKA_PID")
+    kill "$pid"
+    for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    log "Kafka stopped"
+  fi
+  rm -f "$KAFKA_PID"
+}
+
+# --------------------------------------------------------------------------- status
+cmd_status() {
+  local rc=0 bin data
+  if bin=$(pg_bin) && data=$(pg_data_dir) && [ -f "$data/PG_VERSION" ] &&
+    pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 && port_open "$PG_PORT"; then
+    echo "postgresql  up    127.0.0.1:$PG_PORT  data=$data"
+  else
+    echo "postgresql  down  127.0.0.1:$PG_PORT"; rc=1
+  fi
+  if pid_alive "$REDIS_DIR/redis.pid" && port_open "$REDIS_PORT"; then
+    echo "redis       up    127.0.0.1:$REDIS_PORT  pid=$(cat "$REDIS_DIR/redis.pid") data=$REDIS_DIR"
+  else
+    echo "redis       down  127.0.0.1:$REDIS_PORT"; rc=1
+  fi
+  if pid_alive "$KAFKA_PID" && port_open "$KAFKA_PORT"; then
+    local rss
+    rss=$(ps -o rss= -p "$(cat "$KAFKA_PID")" 2>/dev/null | tr -d ' ')
+    echo "kafka       up    127.0.0.1:$KAFKA_PORT  pid=$(cat "$KAFKA_PID") rss=$((${rss:-0} / 1024))MB data=$KAFKA_DATA"
+  else
+    echo "kafka       down  127.0.0.1:$KAFKA_PORT"; rc=1
+  fi
+  return $rc
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  jars) cmd_kafka_jars ;;
+  up) pg_up; redis_up; kafka_up ;;
+  down) kafka_down; redis_down; pg_down ;;
+  status) cmd_status ;;
+  *) die "usage: $0 install|jars|up|down|status" ;;
+esac

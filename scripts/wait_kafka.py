@@ -1,0 +1,47 @@
+"""Wait until a Kafka broker answers a metadata request, or fail with the address named.
+
+Usage: wait_kafka.py HOST:PORT [--timeout SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("bootstrap")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    deadline = time.monotonic() + args.timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=args.bootstrap,
+                bootstrap_timeout_ms=2000,
+                request_timeout_ms=3000,
+            )
+            try:
+                brokers = admin.describe_cluster().get("brokers") or []
+            finally:
+                admin.close()
+            if brokers:
+                return 0
+        except (KafkaError, OSError, ValueError) as exc:
+            last = exc
+        time.sleep(0.5)
+    print(
+        f"Kafka at {args.bootstrap} did not answer a metadata request within {args.timeout:.0f} s ({last})",
+        file=sys.stderr,
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
