@@ -1,0 +1,68 @@
+"""Pushes to the dashboard through the Redis channel layer: the one place sync code calls ``group_send``.
+
+Callers push one message per batch and group (never per trade); :class:`Throttle` keeps each group to a few
+messages per second. Consumers receive ``{"type": "push", "payload": ...}`` and forward the payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+
+def publish(group: str, payload: dict[str, Any]) -> bool:
+    """Send one payload to one group; returns False (and logs) when the channel layer is unavailable.
+
+    A live push is best effort: the data is already durable in PostgreSQL, so a Redis hiccup must not fail
+    the caller's batch.
+    """
+    return publish_many([(group, payload)]) == 1
+
+
+def publish_many(messages: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """Send several (group, payload) pairs in one event-loop round trip; returns how many were sent."""
+    items = list(messages)
+    if not items:
+        return 0
+    layer = get_channel_layer()
+    if layer is None:
+        return 0
+
+    async def _send() -> int:
+        sent = 0
+        for group, payload in items:
+            await layer.group_send(group, {"type": "push", "payload": payload})
+            sent += 1
+        return sent
+
+    try:
+        return int(async_to_sync(_send)())
+    except Exception:
+        logger.warning("channel layer push failed", exc_info=True, extra={"groups": [g for g, _ in items]})
+        return 0
+
+
+class Throttle:
+    """At most one push per ``interval`` seconds per key; thread-safe. ``ready(key)`` claims the slot."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def ready(self, key: str, now: float | None = None) -> bool:
+        """True (and the slot is taken) when ``key`` has not pushed within the interval."""
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            if t - self._last.get(key, float("-inf")) >= self.interval:
+                self._last[key] = t
+                return True
+            return False
