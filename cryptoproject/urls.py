@@ -11,5 +11,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", dashboard_views.healthz, name="healthz"),
+    path("api/v1/", include("dashboard.api.urls")),
     path("", include("dashboard.urls")),
 ]
