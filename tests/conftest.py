@@ -79,8 +79,11 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     env["DJANGO_SETTINGS_MODULE"] = "cryptoproject.settings"
+    # Per-test topics and group (the kafka_topics fixture overrides them in this process's settings).
+    env["KAFKA_TRADES_TOPIC"] = settings.KAFKA_TRADES_TOPIC
+    env["KAFKA_DLQ_TOPIC"] = settings.KAFKA_DLQ_TOPIC
+    env["KAFKA_CONSUMER_GROUP"] = settings.KAFKA_CONSUMER_GROUP
     env["PYTHONPATH"] = str(ROOT)
-    # Child coverage: pytest-cov's subprocess hook reads COV_CORE_* from the environment.
     env.update(overrides)
     return env
 
