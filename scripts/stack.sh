@@ -77,6 +77,8 @@ cmd_install() {
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v java >/dev/null || need+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || need+=(maven)
+  # Headless browser for the dashboard browser test (Playwright drives it; never downloads one).
+  [ -x /usr/bin/chromium ] || need+=(chromium)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing Debian packages: ${need[*]}"
     as_root apt-get update -qq
