@@ -133,7 +133,8 @@ CELERY_TASK_ROUTES = {
     "dashboard.tasks.*": {"queue": "alerts"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Seconds before the Redis broker redelivers a message taken by a worker that died without acknowledging it.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _setting("CELERY_VISIBILITY_TIMEOUT", int, 3600)}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
 
@@ -181,6 +182,18 @@ except ValueError as _exc:
     raise ImproperlyConfigured(f"INDICATOR_MA_PERIODS: expected comma-separated integers ({_exc})") from _exc
 if any(p < 1 for p in INDICATOR_MA_PERIODS):
     raise ImproperlyConfigured("INDICATOR_MA_PERIODS: every period must be at least 1")
+# While a stats refresh for a symbol was sent within this many seconds, batches skip sending another.
+STATS_COALESCE_SECONDS: float = _setting("STATS_COALESCE_SECONDS", float, 1.0)
+# Rows deleted per statement by the retention task (bounded so it never holds long locks).
+RETENTION_BATCH_SIZE: int = _setting("RETENTION_BATCH_SIZE", int, 10000)
+ANALYTICS_TASK_MAX_RETRIES: int = _setting("ANALYTICS_TASK_MAX_RETRIES", int, 8)
+for _name, _value, _least in (
+    ("STATS_COALESCE_SECONDS", STATS_COALESCE_SECONDS, 0),
+    ("RETENTION_BATCH_SIZE", RETENTION_BATCH_SIZE, 1),
+    ("ANALYTICS_TASK_MAX_RETRIES", ANALYTICS_TASK_MAX_RETRIES, 0),
+):
+    if _value < _least:
+        raise ImproperlyConfigured(f"{_name}: must be at least {_least}, got {_value}")
 
 # --------------------------------------------------------------------------------------------- dashboard, accounts
 DASHBOARD_LOGIN_REQUIRED: bool = _setting("DASHBOARD_LOGIN_REQUIRED", bool, not DEBUG)
