@@ -1,0 +1,140 @@
+"""Idempotent bulk storage of trades: one transaction per batch, COPY into a staging table, then
+``INSERT ... SELECT ... ON CONFLICT (exchange, symbol, trade_id) DO NOTHING``.
+
+A duplicate (a replayed Kafka record, or the same trade twice in one batch) is skipped by the unique key and
+never fails the batch. Measured on the local stack (5,000-row batches, 2 cores shared): COPY with
+``write_row`` into a session-lived ``ON COMMIT DELETE ROWS`` staging table beats ``ON COMMIT DROP`` (which
+creates and drops a catalog entry every batch) and preformatted text (the C ``write_row`` escapes as fast as
+Python can join strings), see ``benchmarks/pipeline.py``.
+
+Dispatch choice: :attr:`StoreResult.windows` covers *every* row of the batch, new or not. A replay happens after
+a crash between the transaction commit and the Kafka offset commit (or the Celery dispatch), so the candles of
+replayed rows may never have been computed: recomputing them is harmless (the tasks are idempotent) and is the
+only way a restart repairs that gap. :attr:`StoreResult.new_windows` (rows actually inserted) is kept for
+metrics and for callers that only care about new data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+
+from analytics.dispatch import SymbolWindow
+from ingest.records import TradeRecord
+
+STAGING_TABLE = "analytics_trade_staging"
+
+# The staging table lives as long as the database session; ON COMMIT DELETE ROWS empties it cheaply after every
+# batch, and IF NOT EXISTS re-creates it after a reconnect (a new session has no temporary tables).
+_CREATE_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} (
+    exchange varchar(16) NOT NULL,
+    symbol varchar(32) NOT NULL,
+    trade_id bigint NOT NULL,
+    price numeric(30, 12) NOT NULL,
+    quantity numeric(30, 12) NOT NULL,
+    is_buyer_maker boolean NOT NULL,
+    trade_ms bigint NOT NULL,
+    received_ms bigint NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+
+_COPY = (
+    f"COPY {STAGING_TABLE} (exchange, symbol, trade_id, price, quantity, is_buyer_maker, trade_ms, received_ms) "
+    "FROM STDIN"
+)
+
+# quote_quantity is a generated column and stored_at has a database default: neither is inserted.
+# Epoch milliseconds become timestamps exactly (interval arithmetic, no float rounding).
+_INSERT = f"""
+WITH inserted AS (
+    INSERT INTO analytics_trade
+        (exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at)
+    SELECT exchange, symbol, trade_id, price, quantity, is_buyer_maker,
+           timestamptz 'epoch' + trade_ms * interval '1 millisecond',
+           timestamptz 'epoch' + received_ms * interval '1 millisecond'
+    FROM {STAGING_TABLE}
+    ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
+    RETURNING exchange, symbol, traded_at
+)
+SELECT exchange, symbol,
+       (extract(epoch FROM min(traded_at)) * 1000)::bigint,
+       (extract(epoch FROM max(traded_at)) * 1000)::bigint,
+       count(*)
+FROM inserted
+GROUP BY exchange, symbol
+"""
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What one :func:`store_trades` call did."""
+
+    received: int
+    inserted: int
+    windows: list[SymbolWindow] = field(default_factory=list)
+    new_windows: list[SymbolWindow] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        """Rows skipped because their natural key was already stored (or repeated in the batch)."""
+        return self.received - self.inserted
+
+
+def batch_windows(records: Sequence[TradeRecord]) -> list[SymbolWindow]:
+    """Per-symbol windows of ``records`` (all of them), in first-seen order."""
+    spans: dict[tuple[str, str], list[int]] = {}
+    for r in records:
+        key = (r.exchange, r.symbol)
+        span = spans.get(key)
+        if span is None:
+            spans[key] = [r.trade_time, r.trade_time, 1]
+        else:
+            if r.trade_time < span[0]:
+                span[0] = r.trade_time
+            elif r.trade_time > span[1]:
+                span[1] = r.trade_time
+            span[2] += 1
+    return [SymbolWindow(ex, sym, lo, hi, n) for (ex, sym), (lo, hi, n) in spans.items()]
+
+
+def store_trades(records: Sequence[TradeRecord]) -> StoreResult:
+    """Store ``records`` in one transaction, idempotently on (exchange, symbol, trade_id).
+
+    Raises Django's ``OperationalError``/``InterfaceError`` when PostgreSQL is unreachable (nothing is stored)
+    and ``DataError`` when a value does not fit the columns (nothing is stored either; the caller isolates the
+    bad record).
+    """
+    if not records:
+        return StoreResult(received=0, inserted=0)
+    # wrap_database_errors turns psycopg's errors from the raw COPY into Django's (DataError, OperationalError).
+    with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
+        cursor.execute(_CREATE_STAGING)
+        # The psycopg 3 cursor under Django's wrapper: its copy() streams rows without SQL parsing.
+        raw = cursor.cursor
+        with raw.copy(_COPY) as copy:
+            write = copy.write_row
+            for r in records:
+                write(
+                    (
+                        r.exchange,
+                        r.symbol,
+                        r.trade_id,
+                        r.price,
+                        r.quantity,
+                        r.is_buyer_maker,
+                        r.trade_time,
+                        r.received_at,
+                    )
+                )
+        cursor.execute(_INSERT)
+        rows = cursor.fetchall()
+    new_windows = [SymbolWindow(ex, sym, int(lo), int(hi), int(n)) for ex, sym, lo, hi, n in rows]
+    return StoreResult(
+        received=len(records),
+        inserted=sum(w.count for w in new_windows),
+        windows=batch_windows(records),
+        new_windows=new_windows,
+    )
