@@ -11,7 +11,7 @@ MANAGE := $(PY) manage.py
 STAMP := $(VENV)/.requirements.sha1
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
-.PHONY: help setup services services-down services-status migrate topics demo demo-run live test lint format \
+.PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
         typecheck pytest bench bench-ingest bench-latency lock clean-stack
 
 help: ## list the targets
@@ -39,6 +39,9 @@ services-down: ## stop Kafka, PostgreSQL and Redis
 
 services-status: ## which servers run where
 	@bash scripts/stack.sh status
+
+services-check: services ## show that services/services-down are idempotent (all servers answer after each)
+	@bash scripts/check_services.sh
 
 migrate: services ## apply database migrations
 	@$(MANAGE) migrate --noinput

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Shows that the local stack's scripts are idempotent: `up` twice in a row, then `down` and `up`, each ending
+# with all three servers answering (PostgreSQL, Redis, and Kafka answering a metadata request). Also repairs:
+# a stale Kafka pid file and a half-formatted Kafka data dir. Run by `make services-check` (part of `make test`).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK="$ROOT/scripts/stack.sh"
+PY="$ROOT/.venv/bin/python"
+
+answering() {
+  bash "$STACK" status >/dev/null || { bash "$STACK" status; return 1; }
+  "$PY" "$ROOT/manage.py" check_stack --timeout 10 >/dev/null
+}
+
+step() { printf '[services-check] %-45s' "$1"; }
+ok() { echo "ok ($1 s)"; }
+
+t=$SECONDS; step "up (1st)"; bash "$STACK" up 2>/dev/null; answering; ok $((SECONDS - t))
+t=$SECONDS; step "up (2nd, already running)"; bash "$STACK" up 2>/dev/null; answering; ok $((SECONDS - t))
+t=$SECONDS; step "down"; bash "$STACK" down 2>/dev/null
+if bash "$STACK" status >/dev/null; then echo "still running after down"; exit 1; fi
+ok $((SECONDS - t))
+t=$SECONDS; step "up (after down)"; bash "$STACK" up 2>/dev/null; answering; ok $((SECONDS - t))
+
+# A stale pid file (the process it names is gone) must not stop `up` from doing its job.
+t=$SECONDS; step "up with a stale Kafka pid file"
+bash "$STACK" down 2>/dev/null
+mkdir -p "$ROOT/.stack/kafka" && echo 999999 >"$ROOT/.stack/kafka/kafka.pid"
+bash "$STACK" up 2>/dev/null; answering; ok $((SECONDS - t))
+echo "[services-check] all servers answering after every step"
