@@ -1,0 +1,163 @@
+"""Kraken WebSocket v2 ``trade`` channel: subscribe message and frame parsing.
+
+Price and quantity are JSON numbers: they are parsed with the standard library's ``json`` keeping the number's
+exact text (``orjson`` would turn them into floats). ``side`` is the taker's; trade ids are consecutive per pair.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+from ingest.exchanges.base import (
+    ACK,
+    ERROR,
+    HEARTBEAT,
+    STATUS,
+    BadInput,
+    ConnectionPlan,
+    ControlEvent,
+    Exchange,
+    FrameParser,
+    ParseResult,
+    rfc3339_ms,
+    to_text,
+)
+from ingest.records import InvalidRecordError, make_trade
+
+EXCHANGE = "kraken"
+_PAIR = re.compile(r"[A-Z0-9]{1,12}/[A-Z0-9]{1,12}")
+
+
+class JsonNumber(str):
+    """A JSON number kept as the exact text the exchange sent (Decimal would rewrite ``0.00000010``)."""
+
+    __slots__ = ()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(raw: str | bytes) -> Any:
+    """Strict JSON with numbers kept as their text (NaN/Infinity refused)."""
+    return json.loads(raw, parse_float=JsonNumber, parse_int=_int_or_text, parse_constant=_reject_constant)
+
+
+def _int_or_text(text: str) -> int:
+    # Integers stay ints (trade ids); as prices their str() is the exact text (JSON ints have one spelling).
+    return int(text)
+
+
+def parse_frame(raw: str | bytes, received_at: int) -> ParseResult:
+    """Parse one Kraken v2 frame (never raises)."""
+    result = ParseResult()
+    try:
+        message = loads(raw)
+    except (ValueError, RecursionError) as exc:
+        result.bad.append(BadInput(f"malformed JSON: {str(exc)[:200]}", to_text(raw)))
+        return result
+    if not isinstance(message, dict):
+        result.bad.append(BadInput("message is not a JSON object", to_text(raw)))
+        return result
+    channel = message.get("channel")
+    if channel == "trade":
+        data = message.get("data")
+        if not isinstance(data, list):
+            result.bad.append(BadInput("trade frame without a data list", to_text(raw)))
+            return result
+        for trade in data:
+            _trade(trade, received_at, result)
+    elif channel == "heartbeat":
+        result.events.append(ControlEvent(HEARTBEAT, {}))
+    elif channel == "status":
+        result.events.append(ControlEvent(STATUS, {"data": message.get("data")}))
+    elif "method" in message:
+        kind = ACK if message.get("success") is True else ERROR
+        result.events.append(ControlEvent(kind, {"method": message.get("method"), "error": message.get("error")}))
+    else:
+        result.bad.append(BadInput(f"unknown channel {str(channel)[:40]!r}", to_text(raw)))
+    return result
+
+
+def _dump(trade: Any) -> str:
+    try:
+        return orjson.dumps(trade, default=str).decode()
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(trade, default=str)
+
+
+def _trade(trade: Any, received_at: int, result: ParseResult) -> None:
+    if not isinstance(trade, dict):
+        result.bad.append(BadInput("trade is not a JSON object", _dump(trade)))
+        return
+    try:
+        side = trade["side"]
+        if side not in ("buy", "sell"):
+            raise InvalidRecordError(f"side must be buy or sell, got {str(side)[:20]!r}")
+        price, quantity = trade["price"], trade["qty"]
+        for name, value in (("price", price), ("qty", quantity)):
+            if not isinstance(value, (JsonNumber, int)) or isinstance(value, bool):
+                raise InvalidRecordError(f"{name} must be a JSON number, got {type(value).__name__}")
+        try:
+            trade_time = rfc3339_ms(trade["timestamp"])
+        except ValueError as exc:
+            raise InvalidRecordError(str(exc)) from None
+        record = make_trade(
+            exchange=EXCHANGE,
+            symbol=trade["symbol"],
+            trade_id=trade["trade_id"],
+            price=str(price),
+            quantity=str(quantity),
+            is_buyer_maker=side == "sell",
+            trade_time=trade_time,
+            event_time=trade_time,
+            received_at=received_at,
+        )
+    except KeyError as exc:
+        result.bad.append(BadInput(f"missing field {exc.args[0]!r}", _dump(trade)))
+        return
+    except InvalidRecordError as exc:
+        result.bad.append(BadInput(exc.reason, _dump(trade)))
+        return
+    result.trades.append(record)
+
+
+class KrakenParser(FrameParser):
+    """Stateless: duplicates and gaps are handled per pair by the runner's id tracker."""
+
+    def parse(self, raw: str | bytes, received_at: int) -> ParseResult:
+        """Parse one frame."""
+        return parse_frame(raw, received_at)
+
+
+class KrakenExchange(Exchange):
+    """One connection subscribed to the ``trade`` channel with a snapshot; ids are consecutive per pair."""
+
+    name = EXCHANGE
+    consecutive_ids = True
+
+    def normalise_symbols(self, symbols: list[str]) -> list[str]:
+        """Pairs in upper case with a slash (``BTC/USD``)."""
+        out: list[str] = []
+        for symbol in symbols:
+            name = symbol.strip().upper()
+            if not _PAIR.fullmatch(name):
+                raise ValueError(f"not a Kraken pair: {symbol!r} (e.g. BTC/USD)")
+            if name not in out:
+                out.append(name)
+        return out
+
+    def plans(self, symbols: list[str]) -> list[ConnectionPlan]:
+        """One connection; subscribe (with the recent-trades snapshot) after every (re)connect."""
+        message = orjson.dumps(
+            {"method": "subscribe", "params": {"channel": "trade", "symbol": symbols, "snapshot": True}}
+        ).decode()
+        return [ConnectionPlan(url=self.ws_url, symbols=tuple(symbols), subscribe=(message,))]
+
+    def parser(self) -> FrameParser:
+        """A stateless parser."""
+        return KrakenParser()

@@ -1,0 +1,85 @@
+"""``manage.py ingest --exchange binance --symbols btcusdt,ethusdt``: exchange WebSocket trades -> Kafka."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from cryptoproject.kafka import BrokerUnavailableError, ensure_topics
+from cryptoproject.preflight import require_kafka
+from ingest.backfill import BinanceBackfiller
+from ingest.exchanges import ADAPTERS
+from ingest.metrics import IngestMetrics, MetricsReporter, serve_prometheus
+from ingest.producer import TradeProducer
+from ingest.runner import IngestRunner, SettingsError, load_config
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Stream trades from an exchange WebSocket to Kafka (market.trades; bad input to market.trades.dlq)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--exchange", required=True, choices=sorted(ADAPTERS))
+        parser.add_argument("--symbols", required=True, help="comma-separated, e.g. btcusdt,ethusdt or BTC-USD")
+        parser.add_argument("--max-trades", type=int, default=None, help="stop after publishing N trades")
+        parser.add_argument("--metrics-port", type=int, default=9101, help="Prometheus port (0 = off)")
+        parser.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metric logs")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        exchange: str = options["exchange"]
+        try:
+            config = load_config(exchange)
+        except SettingsError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["max_trades"] is not None and options["max_trades"] <= 0:
+            raise CommandError("--max-trades must be positive")
+        if not 0 <= options["metrics_port"] <= 65535:
+            raise CommandError("--metrics-port must be 0..65535")
+        symbols = [s for s in options["symbols"].split(",") if s.strip()]
+        adapter = ADAPTERS[exchange](config.ws_url)
+        try:
+            adapter.normalise_symbols(symbols)
+        except ValueError as exc:
+            raise CommandError(f"--symbols: {exc}") from exc
+
+        require_kafka()
+        try:
+            ensure_topics()
+        except BrokerUnavailableError as exc:
+            raise CommandError(str(exc)) from exc
+
+        metrics = IngestMetrics(exchange)
+        producer = TradeProducer(metrics)
+        backfiller = BinanceBackfiller(config.rest_url) if config.rest_url else None
+        try:
+            runner = IngestRunner(
+                adapter, symbols, producer, metrics, backfiller=backfiller, max_trades=options["max_trades"]
+            )
+        except SettingsError as exc:
+            producer.close()
+            raise CommandError(str(exc)) from exc
+        if options["metrics_port"]:
+            serve_prometheus(metrics, options["metrics_port"])
+        reporter = MetricsReporter(metrics, redis.Redis.from_url(settings.REDIS_URL), options["metrics_interval"])
+
+        def _stop(signum: int, _frame: Any) -> None:
+            logger.info("stopping", extra={"signal": signal.Signals(signum).name})
+            runner.stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        logger.info("ingest starting", extra={"exchange": exchange, "symbols": runner.symbols})
+        reporter.start()
+        try:
+            runner.run()
+        finally:
+            # Everything accepted is delivered before the process exits.
+            producer.close()
+            reporter.stop()
+        logger.info("ingest stopped", extra={"metrics": metrics.snapshot()})

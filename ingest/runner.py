@@ -1,0 +1,246 @@
+"""The ingest pipeline of one process: connections -> parser -> gap check/backfill -> producer.
+
+``manage.py ingest`` only parses arguments, builds an :class:`IngestRunner` and forwards signals to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from ingest.backfill import BinanceBackfiller
+from ingest.client import WsClient
+from ingest.exchanges import ADAPTERS
+from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, Exchange, FrameParser
+from ingest.gaps import DUPLICATE, GAP, NEXT, GapTracker
+from ingest.metrics import IngestMetrics
+from ingest.producer import TradeProducer
+from ingest.records import DeadLetter, TradeRecord
+
+logger = logging.getLogger(__name__)
+
+WS_SETTINGS = {"binance": "BINANCE_WS_URL", "coinbase": "COINBASE_WS_URL", "kraken": "KRAKEN_WS_URL"}
+
+
+class SettingsError(ValueError):
+    """A setting is unusable; the message names it."""
+
+
+def check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    """``value`` if it is an absolute URL with one of ``schemes`` and a host, else :class:`SettingsError`."""
+    parsed = urllib.parse.urlsplit(value or "")
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise SettingsError(f"{name}={value!r} is not a {' or '.join(schemes)} URL with a host")
+    try:
+        parsed.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} has an invalid port") from None
+    return value
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Validated settings for one exchange."""
+
+    exchange: str
+    ws_url: str
+    rest_url: str | None
+
+
+def load_config(exchange: str) -> IngestConfig:
+    """Read and check the URLs ``exchange`` needs; :class:`SettingsError` names a bad setting."""
+    if exchange not in ADAPTERS:
+        raise SettingsError(f"unknown exchange {exchange!r}: choose one of {', '.join(sorted(ADAPTERS))}")
+    name = WS_SETTINGS[exchange]
+    ws_url = check_url(name, getattr(settings, name), ("ws", "wss"))
+    rest_url = None
+    if exchange == "binance":
+        rest_url = check_url("BINANCE_REST_URL", settings.BINANCE_REST_URL, ("http", "https"))
+    return IngestConfig(exchange, ws_url, rest_url)
+
+
+class FrameProcessor:
+    """Handles every frame of one exchange: trades (gap-checked, backfilled, de-duplicated), DLQ, events."""
+
+    def __init__(
+        self,
+        adapter: Exchange,
+        parser: FrameParser,
+        producer: TradeProducer,
+        metrics: IngestMetrics,
+        tracker: GapTracker | None = None,
+        backfiller: BinanceBackfiller | None = None,
+        max_trades: int | None = None,
+        on_limit: Callable[[], None] | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.parser = parser
+        self.producer = producer
+        self.metrics = metrics
+        self.tracker = tracker if tracker is not None else (GapTracker() if adapter.consecutive_ids else None)
+        self.backfiller = backfiller
+        self.max_trades = max_trades
+        self.on_limit = on_limit
+        self.source = f"ingest:{adapter.name}"
+        self._lock = threading.Lock()  # connections of one exchange share the tracker and the limit
+
+    def __call__(self, raw: bytes | str, received_at: int) -> bool:
+        """Process one frame; True when the server announced a shutdown (reconnect now)."""
+        metrics = self.metrics
+        metrics.messages_received += 1
+        result = self.parser.parse(raw, received_at)
+        recycle = False
+        for bad in result.bad:
+            self.dead_letter(bad.reason, bad.raw, received_at)
+        for event in result.events:
+            recycle = self._event(event.kind, event.detail) or recycle
+        if result.trades:
+            if metrics.first_received_at is None:
+                metrics.first_received_at = received_at / 1000
+            with self._lock:
+                self._publish(result.trades)
+        return recycle
+
+    def dead_letter(self, reason: str, raw: str, received_at: int) -> None:
+        """Count a refused input and send it to the DLQ."""
+        self.metrics.malformed += 1
+        self.producer.dead_letter(DeadLetter(source=self.source, reason=reason, raw=raw, received_at=received_at))
+
+    def _event(self, kind: str, detail: dict[str, object]) -> bool:
+        if kind == SEQUENCE_GAP:
+            self.metrics.gaps += 1
+            logger.warning("frames missed (sequence gap)", extra={"exchange": self.adapter.name, **detail})
+        elif kind == ERROR:
+            logger.error("exchange reported an error", extra={"exchange": self.adapter.name, "detail": detail})
+        elif kind == SHUTDOWN:
+            logger.warning("exchange announced a shutdown", extra={"exchange": self.adapter.name})
+            return True
+        return False
+
+    def _publish(self, trades: list[TradeRecord]) -> None:
+        tracker = self.tracker
+        if tracker is None:
+            accepted = trades
+        else:
+            accepted = []
+            check = tracker.check
+            for trade in trades:
+                status = check(trade.symbol, trade.trade_id)
+                if status == NEXT:
+                    accepted.append(trade)
+                elif status == DUPLICATE:
+                    self.metrics.duplicates += 1
+                elif status == GAP:
+                    # Everything before the gap goes first, then the backfill, then this trade: ids stay in order.
+                    accepted = self._emit(accepted)
+                    self._fill_gap(tracker)
+                    tracker.advance(trade.symbol, trade.trade_id)
+                    accepted.append(trade)
+        self._emit(accepted)
+
+    def _emit(self, trades: list[TradeRecord]) -> list[TradeRecord]:
+        if not trades:
+            return trades
+        limit = self.max_trades
+        if limit is not None:
+            room = limit - self.metrics.trades_accepted
+            if room <= 0:
+                return []
+            if len(trades) >= room:
+                trades = trades[:room]
+                self.producer.publish(trades)
+                if self.on_limit is not None:
+                    self.on_limit()
+                return []
+        self.producer.publish(trades)
+        return []
+
+    def _fill_gap(self, tracker: GapTracker) -> None:
+        gap = tracker.gap
+        assert gap is not None  # set by check() when it returned GAP
+        self.metrics.gaps += 1
+        self.metrics.missing_trades += gap.size
+        if self.backfiller is None:
+            logger.warning(
+                "trade ids missing (no backfill by id for this exchange)",
+                extra={"exchange": self.adapter.name, "symbol": gap.symbol, "first": gap.first, "last": gap.last},
+            )
+            return
+        result = self.backfiller.fetch(gap.symbol, gap.first, gap.last)
+        for bad in result.bad:
+            self.dead_letter(f"backfill: {bad.reason}", bad.raw, result.trades[0].received_at if result.trades else 0)
+        fresh = [trade for trade in result.trades if tracker.advance(trade.symbol, trade.trade_id)]
+        self.metrics.backfilled += len(fresh)
+        self._emit(fresh)
+        logger.warning(
+            "gap backfilled" if result.complete else "gap only partly backfilled",
+            extra={
+                "exchange": self.adapter.name,
+                "symbol": gap.symbol,
+                "first": gap.first,
+                "last": gap.last,
+                "backfilled": len(fresh),
+            },
+        )
+
+
+class IngestRunner:
+    """Owns the connections of one exchange and stops them cleanly (then the caller flushes the producer)."""
+
+    def __init__(
+        self,
+        adapter: Exchange,
+        symbols: list[str],
+        producer: TradeProducer,
+        metrics: IngestMetrics,
+        backfiller: BinanceBackfiller | None = None,
+        max_trades: int | None = None,
+        stop: threading.Event | None = None,
+        client_factory: Callable[..., WsClient] = WsClient,
+    ) -> None:
+        self.adapter = adapter
+        self.symbols = adapter.normalise_symbols(symbols)
+        if not self.symbols:
+            raise SettingsError("--symbols: give at least one symbol")
+        self.producer = producer
+        self.metrics = metrics
+        self.stop = stop or threading.Event()
+        self.processor = FrameProcessor(
+            adapter,
+            adapter.parser(),
+            producer,
+            metrics,
+            backfiller=backfiller,
+            max_trades=max_trades,
+            on_limit=self.stop.set,
+        )
+        self.clients = [
+            client_factory(plan, self.processor, self.stop, on_connect=self._on_connect)
+            for plan in adapter.plans(self.symbols)
+        ]
+
+    def _on_connect(self) -> None:
+        self.processor.parser.connection_reset()
+        self.metrics.reconnects = sum(max(client.connections - 1, 0) for client in self.clients)
+
+    def run(self) -> None:
+        """Run every connection until ``stop`` is set (signal or ``max_trades`` reached)."""
+        threads = [
+            threading.Thread(target=client.run, name=f"ws-{self.adapter.name}-{index}", daemon=True)
+            for index, client in enumerate(self.clients)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while not self.stop.wait(0.5):
+                if not any(thread.is_alive() for thread in threads):  # pragma: no cover - clients run until stop
+                    break
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
