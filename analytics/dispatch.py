@@ -1,11 +1,15 @@
 """Hand a stored batch to Celery: per (symbol, batch window) tasks, never per trade.
 
 ``consume_trades`` calls :func:`dispatch_batch` after its transaction committed, so every task sees the rows it
-is about. Each window gets one ``update_candles`` and one ``detect_whales``; ``refresh_stats`` is coalesced per
-symbol with a Redis ``SET NX`` key of short TTL (``STATS_COALESCE_SECONDS``): while a refresh for the symbol is
-queued or recently sent, further windows skip it. That is safe because ``refresh_stats`` recomputes the whole
-24-hour row from stored data, and the beat job ``refresh_all_stats`` (every 30 s) catches any window that was
-skipped right before the last refresh ran.
+is about. Each window gets one ``update_candles`` and one ``detect_whales``.
+
+``refresh_stats`` recomputes the whole 24-hour row from stored data, so refreshes of one symbol are coalesced
+with two Redis ``SET NX`` keys of ``STATS_COALESCE_SECONDS`` TTL: the first window in a TTL period sends a
+refresh now (leading edge); the next one sends ONE refresh delayed by the TTL (trailing edge), which covers every
+window of that period; any further window in the period sends nothing. A symbol then gets at most two refreshes
+per period however fast its batches arrive, and its row is never staler than about one TTL. The beat job
+``refresh_all_stats`` (every 30 s) is the backstop. When Redis is unreachable the refresh is sent anyway: an extra
+idempotent task beats a stale row.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import redis
 from django.conf import settings
@@ -35,29 +38,32 @@ class SymbolWindow:
 
 
 @lru_cache(maxsize=4)
-def _redis(url: str) -> redis.Redis[Any]:
+def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def claim_stats_refresh(exchange: str, symbol: str, ttl_seconds: float | None = None) -> bool:
-    """True when no stats refresh for the symbol was sent within the TTL (and the slot is now taken).
-
-    When Redis is unreachable, the refresh is sent anyway: an extra idempotent task beats a stale row.
-    """
+def claim_stats_refresh(exchange: str, symbol: str, ttl_seconds: float | None = None) -> float | None:
+    """When to send this window's stats refresh: ``0`` now, a delay in seconds, or ``None`` (already covered)."""
     ttl = settings.STATS_COALESCE_SECONDS if ttl_seconds is None else ttl_seconds
     if ttl <= 0:
-        return True
+        return 0.0
     key = f"{STATS_LOCK_PREFIX}{exchange}:{symbol}"
+    ttl_ms = max(1, int(ttl * 1000))
     try:
-        return bool(_redis(settings.REDIS_URL).set(key, b"1", nx=True, px=max(1, int(ttl * 1000))))
+        client = _redis(settings.REDIS_URL)
+        if client.set(key, b"1", nx=True, px=ttl_ms):
+            return 0.0
+        if client.set(f"{key}:trailing", b"1", nx=True, px=ttl_ms):
+            return float(ttl)
+        return None
     except redis.RedisError:
         logger.warning("stats coalescing unavailable", exc_info=True, extra={"exchange": exchange, "symbol": symbol})
-        return True
+        return 0.0
 
 
 def dispatch_batch(windows: list[SymbolWindow]) -> int:
     """Queue the analytics tasks for a committed batch; returns how many tasks were sent."""
-    from analytics import tasks
+    from analytics import tasks  # the tasks import this module's callers' models: import late, once needed
 
     sent = 0
     for w in windows:
@@ -66,8 +72,9 @@ def dispatch_batch(windows: list[SymbolWindow]) -> int:
         tasks.update_candles.apply_async((w.exchange, w.symbol, w.start_ms, w.end_ms))
         tasks.detect_whales.apply_async((w.exchange, w.symbol, w.start_ms, w.end_ms))
         sent += 2
-        if claim_stats_refresh(w.exchange, w.symbol):
-            tasks.refresh_stats.apply_async((w.exchange, w.symbol))
+        delay = claim_stats_refresh(w.exchange, w.symbol)
+        if delay is not None:
+            tasks.refresh_stats.apply_async((w.exchange, w.symbol), countdown=delay or None)
             sent += 1
     logger.debug("batch dispatched", extra={"windows": len(windows), "tasks": sent})
     return sent

@@ -3,12 +3,28 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptoproject.settings")
 
 app = Celery("cryptoproject")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Periodic jobs (run `celery -A cryptoproject beat`). `expires` drops runs that waited longer than their period
+# (workers down), so a backlog of identical idempotent jobs never piles up.
+app.conf.beat_schedule = {
+    "analytics-apply-retention": {
+        "task": "analytics.tasks.apply_retention",
+        "schedule": crontab(minute="7"),
+        "options": {"expires": 3000},
+    },
+    "analytics-refresh-all-stats": {
+        "task": "analytics.tasks.refresh_all_stats",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
+}
 
 
 @app.task(name="cryptoproject.ping", ignore_result=False, acks_late=False)

@@ -129,6 +129,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = _setting("CELERY_TASK_SOFT_TIME_LIMIT", int, 120)
 CELERY_TASK_TIME_LIMIT = _setting("CELERY_TASK_TIME_LIMIT", int, 180)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    # Alert detection shares the alerts queue with delivery, so a candle backlog never delays an alert.
+    "analytics.tasks.detect_whales": {"queue": "alerts"},
     "analytics.tasks.*": {"queue": "analytics"},
     "dashboard.tasks.*": {"queue": "alerts"},
 }

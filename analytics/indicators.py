@@ -1,0 +1,294 @@
+"""Technical indicators over a candle close series, and their storage as ``IndicatorPoint`` rows.
+
+The pure functions take a sequence of ``Decimal`` closes (oldest first) and return one value per input,
+``None`` until the series is long enough (a value is never invented from too little data). Arithmetic is
+``Decimal`` with 28 significant digits; stored values are rounded to the model's 12 decimal places.
+
+Conventions (the usual charting ones):
+- SMA(n): mean of the last n closes.
+- EMA(n): seeded with SMA(n) at index n-1, then ``ema = close * k + prev * (1 - k)``, ``k = 2 / (n + 1)``.
+- RSI(n): Wilder's smoothing. The first average gain/loss is the mean of the first n changes (value at index n);
+  then ``avg = (prev * (n - 1) + current) / n``. No losses and some gains -> 100; no change at all -> 50.
+- MACD(12, 26, 9): EMA12 - EMA26 (from index 25); signal = EMA9 of the MACD line seeded the same way; histogram
+  = MACD - signal.
+- Bollinger(20, 2): middle = SMA20, upper/lower = middle +/- 2 population standard deviations.
+
+Warm-up: an EMA depends on the whole history, so :func:`update_indicators` loads ``warmup_candles()`` candles
+before the first recomputed one: five times the longest EMA period (after 5n steps the seed weighs
+``(1 - 2/(n+1))**(5n)``, below 0.005 %), at least 5 x 26 + 9 for MACD and 5 x 14 for RSI. Values therefore do
+not depend on how far back the series goes, and recomputing the same candles twice gives the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from analytics.candles import datetime_to_ms, symbol_lock
+from analytics.models import INTERVAL_SECONDS, Candle, IndicatorPoint
+
+logger = logging.getLogger(__name__)
+
+Series = list[Decimal | None]
+
+RSI_PERIOD = 14
+MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
+BB_PERIOD, BB_WIDTH = 20, Decimal(2)
+# Candles recomputed after the first touched one are capped: a replay of old data into a long existing series
+# refreshes this many, and the periodic recomputations of newer windows refresh the rest.
+MAX_RECOMPUTED = 5000
+_QUANT = Decimal("0.000000000001")
+_HUNDRED = Decimal(100)
+
+
+def sma(values: Sequence[Decimal], period: int) -> Series:
+    """Simple moving average; ``None`` for the first ``period - 1`` points."""
+    _check_period(period)
+    out: Series = [None] * len(values)
+    total = Decimal(0)
+    for i, v in enumerate(values):
+        total += v
+        if i >= period:
+            total -= values[i - period]
+        if i >= period - 1:
+            out[i] = total / period
+    return out
+
+
+def ema(values: Sequence[Decimal], period: int) -> Series:
+    """Exponential moving average seeded with the SMA of the first ``period`` points."""
+    _check_period(period)
+    out: Series = [None] * len(values)
+    if len(values) < period:
+        return out
+    k = Decimal(2) / (period + 1)
+    prev = sum(values[:period], Decimal(0)) / period
+    out[period - 1] = prev
+    for i in range(period, len(values)):
+        prev = values[i] * k + prev * (1 - k)
+        out[i] = prev
+    return out
+
+
+def rsi(values: Sequence[Decimal], period: int = RSI_PERIOD) -> Series:
+    """Wilder's relative strength index (0..100); the first value is at index ``period``."""
+    _check_period(period)
+    out: Series = [None] * len(values)
+    if len(values) <= period:
+        return out
+    changes = [values[i] - values[i - 1] for i in range(1, len(values))]
+    gain = sum((c for c in changes[:period] if c > 0), Decimal(0)) / period
+    loss = sum((-c for c in changes[:period] if c < 0), Decimal(0)) / period
+    out[period] = _rsi_value(gain, loss)
+    for i in range(period, len(changes)):
+        c = changes[i]
+        gain = (gain * (period - 1) + max(c, Decimal(0))) / period
+        loss = (loss * (period - 1) + max(-c, Decimal(0))) / period
+        out[i + 1] = _rsi_value(gain, loss)
+    return out
+
+
+def _rsi_value(gain: Decimal, loss: Decimal) -> Decimal:
+    if loss == 0:
+        # A flat series has no strength either way; only gains means maximal strength.
+        return _HUNDRED if gain > 0 else Decimal(50)
+    return _HUNDRED - _HUNDRED / (1 + gain / loss)
+
+
+def macd(
+    values: Sequence[Decimal], fast: int = MACD_FAST, slow: int = MACD_SLOW, signal: int = MACD_SIGNAL
+) -> tuple[Series, Series, Series]:
+    """MACD line, signal line and histogram."""
+    if fast >= slow:
+        raise ValueError(f"the fast period {fast} must be shorter than the slow period {slow}")
+    fast_ema, slow_ema = ema(values, fast), ema(values, slow)
+    line: Series = [f - s if f is not None and s is not None else None for f, s in zip(fast_ema, slow_ema, strict=True)]
+    first = next((i for i, v in enumerate(line) if v is not None), len(line))
+    defined = [v for v in line[first:] if v is not None]
+    padding: Series = [None] * first
+    sig: Series = padding + ema(defined, signal) if defined else [None] * len(values)
+    hist: Series = [m - s if m is not None and s is not None else None for m, s in zip(line, sig, strict=True)]
+    return line, sig, hist
+
+
+def bollinger(
+    values: Sequence[Decimal], period: int = BB_PERIOD, width: Decimal = BB_WIDTH
+) -> tuple[Series, Series, Series]:
+    """Upper, middle and lower Bollinger bands (population standard deviation)."""
+    middle = sma(values, period)
+    upper: Series = [None] * len(values)
+    lower: Series = [None] * len(values)
+    for i, mean in enumerate(middle):
+        if mean is None:
+            continue
+        window = values[i - period + 1 : i + 1]
+        variance = sum(((v - mean) ** 2 for v in window), Decimal(0)) / period
+        spread = width * variance.sqrt()
+        upper[i], lower[i] = mean + spread, mean - spread
+    return upper, middle, lower
+
+
+def _check_period(period: int) -> None:
+    if period < 1:
+        raise ValueError(f"period must be at least 1, got {period}")
+
+
+def warmup_candles(periods: Sequence[int] | None = None) -> int:
+    """How many candles before the first recomputed one are loaded (see the module docstring)."""
+    longest = max(periods if periods else settings.INDICATOR_MA_PERIODS)
+    return max(5 * longest, 5 * MACD_SLOW + MACD_SIGNAL, 5 * RSI_PERIOD, BB_PERIOD)
+
+
+@dataclass
+class IndicatorRow:
+    """The indicator values of one candle, rounded for storage (``None`` while the series is too short)."""
+
+    open_time: datetime
+    sma: dict[str, Decimal] = field(default_factory=dict)
+    ema: dict[str, Decimal] = field(default_factory=dict)
+    rsi: Decimal | None = None
+    macd: Decimal | None = None
+    macd_signal: Decimal | None = None
+    macd_hist: Decimal | None = None
+    bb_upper: Decimal | None = None
+    bb_middle: Decimal | None = None
+    bb_lower: Decimal | None = None
+
+
+def _q(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(_QUANT)
+
+
+def compute_rows(
+    open_times: Sequence[datetime], closes: Sequence[Decimal], periods: Sequence[int]
+) -> list[IndicatorRow]:
+    """Every indicator for every point of one close series."""
+    smas = {str(p): sma(closes, p) for p in periods}
+    emas = {str(p): ema(closes, p) for p in periods}
+    rsis = rsi(closes)
+    line, sig, hist = macd(closes)
+    upper, middle, lower = bollinger(closes)
+    rows = []
+    for i, t in enumerate(open_times):
+        rows.append(
+            IndicatorRow(
+                open_time=t,
+                sma={p: v.quantize(_QUANT) for p, s in smas.items() if (v := s[i]) is not None},
+                ema={p: v.quantize(_QUANT) for p, s in emas.items() if (v := s[i]) is not None},
+                rsi=_q(rsis[i]),
+                macd=_q(line[i]),
+                macd_signal=_q(sig[i]),
+                macd_hist=_q(hist[i]),
+                bb_upper=_q(upper[i]),
+                bb_middle=_q(middle[i]),
+                bb_lower=_q(lower[i]),
+            )
+        )
+    return rows
+
+
+def update_indicators(
+    exchange: str,
+    symbol: str,
+    interval: str,
+    from_open_time: datetime,
+    to_open_time: datetime | None = None,
+) -> list[IndicatorRow]:
+    """Recompute and upsert the indicators of the candles from ``from_open_time`` (to ``to_open_time`` or the
+    newest, at most ``MAX_RECOMPUTED``) in one bulk statement; return the rows written, oldest first.
+
+    A changed candle changes the indicators of every later candle, hence "to the newest" by default.
+    """
+    if interval not in INTERVAL_SECONDS:
+        raise ValueError(f"unknown interval {interval!r}")
+    periods = list(settings.INDICATOR_MA_PERIODS)
+    with transaction.atomic():
+        # Serialised per symbol like the candles, so an older snapshot never overwrites a newer computation.
+        symbol_lock(exchange, symbol, "candles")
+        return _update(exchange, symbol, interval, from_open_time, to_open_time, periods)
+
+
+def _update(
+    exchange: str,
+    symbol: str,
+    interval: str,
+    from_open_time: datetime,
+    to_open_time: datetime | None,
+    periods: list[int],
+) -> list[IndicatorRow]:
+    series = Candle.objects.filter(exchange=exchange, symbol=symbol, interval=interval)
+    history = list(
+        series.filter(open_time__lt=from_open_time)
+        .order_by("-open_time")
+        .values_list("open_time", "close")[: warmup_candles(periods)]
+    )
+    history.reverse()
+    recent = series.filter(open_time__gte=from_open_time)
+    if to_open_time is not None:
+        recent = recent.filter(open_time__lte=to_open_time)
+    targets = list(recent.order_by("open_time").values_list("open_time", "close")[:MAX_RECOMPUTED])
+    if not targets:
+        return []
+    points = history + targets
+    rows = compute_rows([t for t, _ in points], [c for _, c in points], periods)[len(history) :]
+    _upsert(exchange, symbol, interval, rows)
+    logger.debug(
+        "indicators updated",
+        extra={"exchange": exchange, "symbol": symbol, "interval": interval, "rows": len(rows)},
+    )
+    return rows
+
+
+def _upsert(exchange: str, symbol: str, interval: str, rows: list[IndicatorRow]) -> None:
+    IndicatorPoint.objects.bulk_create(
+        [
+            IndicatorPoint(
+                exchange=exchange,
+                symbol=symbol,
+                interval=interval,
+                open_time=r.open_time,
+                sma={k: str(v) for k, v in r.sma.items()},
+                ema={k: str(v) for k, v in r.ema.items()},
+                rsi=r.rsi,
+                macd=r.macd,
+                macd_signal=r.macd_signal,
+                macd_hist=r.macd_hist,
+                bb_upper=r.bb_upper,
+                bb_middle=r.bb_middle,
+                bb_lower=r.bb_lower,
+            )
+            for r in rows
+        ],
+        update_conflicts=True,
+        unique_fields=["exchange", "symbol", "interval", "open_time"],
+        update_fields=["sma", "ema", "rsi", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower"],
+        batch_size=1000,
+    )
+
+
+def indicator_payload(interval: str, row: IndicatorRow) -> dict[str, Any]:
+    """One entry of the ``indicators`` list of a ``candles`` push (docs/ARCHITECTURE.md)."""
+
+    def s(v: Decimal | None) -> str | None:
+        return None if v is None else str(v)
+
+    return {
+        "i": interval,
+        "t": datetime_to_ms(row.open_time),
+        "sma": {k: str(v) for k, v in row.sma.items()},
+        "ema": {k: str(v) for k, v in row.ema.items()},
+        "rsi": s(row.rsi),
+        "macd": s(row.macd),
+        "macd_signal": s(row.macd_signal),
+        "macd_hist": s(row.macd_hist),
+        "bb_upper": s(row.bb_upper),
+        "bb_middle": s(row.bb_middle),
+        "bb_lower": s(row.bb_lower),
+    }

@@ -1,0 +1,142 @@
+"""Celery tasks of the ``analytics`` queue (``detect_whales`` runs on ``alerts``): thin wrappers over the app.
+
+Every task takes keys and time ranges, recomputes from stored data and upserts, so running it twice (a
+redelivery after a worker died: ``acks_late`` + ``reject_on_worker_lost``) changes nothing. Only transient
+infrastructure errors are retried, with exponential backoff and jitter; anything else is a bug and fails loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import redis
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import Q
+
+from analytics import candles as candle_logic
+from analytics import indicators as indicator_logic
+from analytics import retention as retention_logic
+from analytics import stats as stats_logic
+from analytics import whales as whale_logic
+from analytics.live import publish_many
+from analytics.models import Candle, WhaleAlert
+from dashboard.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
+
+logger = logging.getLogger(__name__)
+
+# Errors that may pass on retry: the database or Redis restarting, a dropped connection, a deadlock victim.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, redis.exceptions.ConnectionError)
+
+RETRY_OPTIONS: dict[str, Any] = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": settings.ANALYTICS_TASK_MAX_RETRIES,
+    "ignore_result": True,
+}
+
+
+def candle_payload(candle: Candle) -> dict[str, Any]:
+    """One entry of the ``candles`` list of a ``candles`` push (docs/ARCHITECTURE.md)."""
+    return {
+        "i": candle.interval,
+        "t": candle_logic.datetime_to_ms(candle.open_time),
+        "o": str(candle.open),
+        "h": str(candle.high),
+        "l": str(candle.low),
+        "c": str(candle.close),
+        "v": str(candle.volume),
+        "qv": str(candle.quote_volume),
+        "n": candle.trade_count,
+        "vwap": str(candle.vwap),
+    }
+
+
+def update_series(exchange: str, symbol: str, start_ms: int, end_ms: int) -> dict[str, Any] | None:
+    """Recompute the candles touching the range (all intervals) and their indicators in one transaction;
+    return the ``candles`` push, or ``None`` when no stored trade falls in the range."""
+    with transaction.atomic():
+        keys = candle_logic.recompute_candles(exchange, symbol, start_ms, end_ms)
+        if not keys:
+            return None
+        by_interval: dict[str, list[datetime]] = defaultdict(list)
+        for key in keys:
+            by_interval[key.interval].append(key.open_time)
+        indicators: list[dict[str, Any]] = []
+        for interval in candle_logic.ALL_INTERVALS:
+            times = by_interval.get(interval)
+            if not times:
+                continue
+            touched = set(times)
+            points = indicator_logic.update_indicators(exchange, symbol, interval, min(times))
+            indicators.extend(indicator_logic.indicator_payload(interval, p) for p in points if p.open_time in touched)
+        touched_q = Q()
+        for interval, times in by_interval.items():
+            touched_q |= Q(interval=interval, open_time__in=times)
+        order = {interval: i for i, interval in enumerate(candle_logic.ALL_INTERVALS)}
+        rows = sorted(
+            Candle.objects.filter(touched_q, exchange=exchange, symbol=symbol),
+            key=lambda c: (order[c.interval], c.open_time),
+        )
+        candles = [candle_payload(c) for c in rows]
+    return {"kind": "candles", "exchange": exchange, "symbol": symbol, "candles": candles, "indicators": indicators}
+
+
+@shared_task(name="analytics.tasks.update_candles", **RETRY_OPTIONS)
+def update_candles(exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
+    """Recompute candles and indicators for the range, then push ``candles`` to the symbol's group."""
+    payload = update_series(exchange, symbol, start_ms, end_ms)
+    if payload is None:
+        return 0
+    # Pushed after the commit: the dashboard may read the rows back as soon as it hears of them.
+    publish_many([(market_group(exchange, symbol), payload)])
+    return len(payload["candles"])
+
+
+@shared_task(name="analytics.tasks.detect_whales", queue="alerts", **RETRY_OPTIONS)
+def detect_whales(exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
+    """Create the missing whale alerts for the range, push ``whales`` and hand the new alerts to delivery."""
+    ids = whale_logic.detect_whales(exchange, symbol, start_ms, end_ms)
+    if not ids:
+        return 0
+    alerts = list(WhaleAlert.objects.filter(id__in=ids).order_by("traded_at", "trade_id"))
+    payload = {"kind": "whales", "alerts": [whale_logic.alert_payload(a) for a in alerts]}
+    publish_many([(WHALES_GROUP, payload), (market_group(exchange, symbol), payload)])
+    whale_logic.hand_to_delivery(ids)
+    return len(ids)
+
+
+@shared_task(name="analytics.tasks.refresh_stats", **RETRY_OPTIONS)
+def refresh_stats(exchange: str, symbol: str) -> bool:
+    """Refresh the symbol's 24-hour row and push ``stats`` to its group and ``overview``."""
+    stats = stats_logic.refresh_stats(exchange, symbol)
+    if stats is None:
+        return False
+    payload = stats_logic.stats_payload(stats)
+    publish_many([(market_group(exchange, symbol), payload), (OVERVIEW_GROUP, payload)])
+    return True
+
+
+@shared_task(name="analytics.tasks.refresh_all_stats", **RETRY_OPTIONS)
+def refresh_all_stats() -> int:
+    """Beat: refresh every known symbol's 24-hour row (catches windows whose refresh was coalesced away)."""
+    payloads: list[tuple[str, dict[str, Any]]] = []
+    for exchange, symbol in stats_logic.known_symbols():
+        stats = stats_logic.refresh_stats(exchange, symbol)
+        if stats is not None:
+            payload = stats_logic.stats_payload(stats)
+            payloads += [(market_group(exchange, symbol), payload), (OVERVIEW_GROUP, payload)]
+    publish_many(payloads)
+    return len(payloads) // 2
+
+
+@shared_task(name="analytics.tasks.apply_retention", **RETRY_OPTIONS)
+def apply_retention() -> int:
+    """Beat: delete expired trades in bounded batches."""
+    return retention_logic.apply_retention()

@@ -1,0 +1,100 @@
+"""Whale alerts: one ``WhaleAlert`` per stored trade whose quote notional is at or above the symbol's threshold.
+
+Detection is one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`` over a time range of stored trades,
+so a replayed window or a re-run task creates nothing new, and only the alerts it did create are handed on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from analytics.candles import datetime_to_ms, ms_to_datetime
+from analytics.models import SymbolThreshold, WhaleAlert
+
+logger = logging.getLogger(__name__)
+
+_INSERT = """
+INSERT INTO analytics_whalealert
+    (exchange, symbol, trade_id, price, quantity, notional, side, threshold, traded_at, created_at)
+SELECT t.exchange, t.symbol, t.trade_id, t.price, t.quantity, t.quote_quantity,
+       CASE WHEN t.is_buyer_maker THEN 'sell' ELSE 'buy' END, %(threshold)s, t.traded_at, now()
+FROM analytics_trade t
+WHERE t.exchange = %(exchange)s AND t.symbol = %(symbol)s
+  AND t.traded_at >= %(start)s AND t.traded_at <= %(end)s
+  AND t.quote_quantity >= %(threshold)s
+ORDER BY t.traded_at, t.trade_id
+ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
+RETURNING id
+"""
+
+
+def threshold_for(exchange: str, symbol: str) -> Decimal:
+    """The symbol's override from the admin, else ``WHALE_THRESHOLD_USD``."""
+    override = (
+        SymbolThreshold.objects.filter(exchange=exchange, symbol=symbol).values_list("threshold_usd", flat=True).first()
+    )
+    return Decimal(override) if override is not None else Decimal(settings.WHALE_THRESHOLD_USD)
+
+
+def detect_whales(exchange: str, symbol: str, start_ms: int, end_ms: int) -> list[int]:
+    """Create the missing alerts for trades traded in [start_ms, end_ms]; return the new alert ids, oldest first."""
+    if end_ms < start_ms:
+        raise ValueError(f"end_ms {end_ms} is before start_ms {start_ms}")
+    params: dict[str, Any] = {
+        "exchange": exchange,
+        "symbol": symbol,
+        "start": ms_to_datetime(start_ms),
+        "end": ms_to_datetime(end_ms),
+        "threshold": threshold_for(exchange, symbol),
+    }
+    with connection.cursor() as cur:
+        cur.execute(_INSERT, params)
+        ids = sorted(row[0] for row in cur.fetchall())
+    if ids:
+        logger.info(
+            "whale alerts created",
+            extra={"exchange": exchange, "symbol": symbol, "count": len(ids), "threshold": str(params["threshold"])},
+        )
+    return ids
+
+
+def alert_payload(alert: WhaleAlert) -> dict[str, Any]:
+    """One entry of the ``alerts`` list of a ``whales`` push (docs/ARCHITECTURE.md)."""
+    return {
+        "exchange": alert.exchange,
+        "symbol": alert.symbol,
+        "trade_id": alert.trade_id,
+        "price": str(alert.price),
+        "quantity": str(alert.quantity),
+        "notional": str(alert.notional),
+        "side": alert.side,
+        "traded_at": datetime_to_ms(alert.traded_at),
+    }
+
+
+def hand_to_delivery(alert_ids: list[int]) -> bool:
+    """Queue delivery of new alerts with ``dashboard.tasks.deliver_new_alerts`` when that task exists.
+
+    The dashboard owns delivery (webhooks, e-mail); until it provides the task, alerts are only stored and pushed.
+    """
+    if not alert_ids:
+        return False
+    try:
+        module = importlib.import_module("dashboard.tasks")
+    except ModuleNotFoundError as exc:
+        if exc.name != "dashboard.tasks":
+            raise
+        logger.debug("no alert delivery task: dashboard.tasks is absent", extra={"alerts": len(alert_ids)})
+        return False
+    task = getattr(module, "deliver_new_alerts", None)
+    if task is None:
+        logger.debug("no alert delivery task: deliver_new_alerts is absent", extra={"alerts": len(alert_ids)})
+        return False
+    task.delay(alert_ids)
+    return True
