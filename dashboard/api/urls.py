@@ -1,7 +1,32 @@
-"""REST API v1 URLs (mounted at ``/api/v1/``)."""
+"""REST API v1 URLs (mounted at ``/api/v1/``), the OpenAPI schema and its browsable docs."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from dashboard.api import views
+from dashboard.auth import LoginRequiredIfConfigured
 
 app_name = "api"
 
-urlpatterns: list[URLPattern | URLResolver] = []
+_docs_permissions = [LoginRequiredIfConfigured]
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("trades", views.TradesView.as_view(), name="trades"),
+    path("candles", views.CandlesView.as_view(), name="candles"),
+    path("indicators", views.IndicatorsView.as_view(), name="indicators"),
+    path("whales", views.WhalesView.as_view(), name="whales"),
+    path("stats", views.StatsView.as_view(), name="stats"),
+    path("symbols", views.SymbolsView.as_view(), name="symbols"),
+    path("health", views.HealthView.as_view(), name="health"),
+    path("schema", SpectacularAPIView.as_view(permission_classes=_docs_permissions), name="schema"),
+    path(
+        "docs",
+        SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=_docs_permissions),
+        name="docs",
+    ),
+    path(
+        "redoc",
+        SpectacularRedocView.as_view(url_name="api:schema", permission_classes=_docs_permissions),
+        name="redoc",
+    ),
+]

@@ -1,0 +1,260 @@
+"""Pipeline health for operators: ingest rate, Kafka consumer lag per partition, DLQ size, age of the last trade per
+symbol, Celery queue depths and the consumer snapshots.
+
+Every source is optional: a missing snapshot, an unreachable broker or Redis shows up as ``null`` with an error
+string, never as an exception. Kafka figures take a few round trips, so they are cached for ``KAFKA_CACHE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import redis
+from django.conf import settings
+from django.db.models import Max
+from django.utils import timezone
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from analytics.models import SymbolStats, Trade
+from cryptoproject.kafka import BrokerUnavailableError, admin_client, client_config
+from dashboard.queries import known_pairs
+
+logger = logging.getLogger(__name__)
+
+KAFKA_TIMEOUT_SECONDS = 3.0
+KAFKA_CACHE_SECONDS = 2.0
+REDIS_TIMEOUT_SECONDS = 1.0
+CELERY_QUEUES = ("analytics", "alerts", "default")
+# Kombu's Redis transport keeps priorities 3, 6 and 9 of a queue in sibling lists "<queue>\x06\x16<priority>".
+_KOMBU_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+T = TypeVar("T")
+_cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+_cache_lock = threading.Lock()
+_previous_ingest: dict[str, dict[str, Any]] = {}
+
+
+def _cached(key: tuple[str, ...], compute: Callable[[], T], ttl: float = KAFKA_CACHE_SECONDS) -> T:
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+    value = compute()
+    with _cache_lock:
+        _cache[key] = (time.monotonic(), value)
+    return value
+
+
+def clear_cache() -> None:
+    """Forget cached Kafka figures and previous ingest snapshots (tests, and after reconfiguration)."""
+    with _cache_lock:
+        _cache.clear()
+    _previous_ingest.clear()
+
+
+# --------------------------------------------------------------------------------------------- Kafka
+def _consumer() -> KafkaConsumer:
+    ms = int(KAFKA_TIMEOUT_SECONDS * 1000)
+    return KafkaConsumer(
+        **client_config(),
+        group_id=None,
+        enable_auto_commit=False,
+        request_timeout_ms=max(ms, 1000) + 500,
+        api_version_auto_timeout_ms=ms,
+        metadata_max_age_ms=ms,
+    )
+
+
+def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        raise KafkaError(f"topic {topic!r} does not exist")
+    return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
+def consumer_lag(group: str, topic: str) -> dict[str, Any]:
+    """Committed offset, end offset and lag per partition of ``topic`` for consumer ``group``.
+
+    A partition the group never committed counts its whole retained backlog as lag (``committed`` is null).
+    """
+    admin = None
+    consumer = None
+    try:
+        admin = admin_client(timeout=KAFKA_TIMEOUT_SECONDS)
+        committed_raw = admin.list_consumer_group_offsets(group)
+        consumer = _consumer()
+        partitions = _partitions(consumer, topic)
+        timeout_ms = int(KAFKA_TIMEOUT_SECONDS * 1000)
+        ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
+        begins = consumer.beginning_offsets(partitions, timeout_ms=timeout_ms)
+    except (KafkaError, BrokerUnavailableError, OSError, ValueError) as exc:
+        return {"topic": topic, "group": group, "partitions": [], "total_lag": None, "error": str(exc)}
+    finally:
+        if consumer is not None:
+            consumer.close()
+        if admin is not None:
+            admin.close()
+    committed = {tp.partition: meta.offset for tp, meta in committed_raw.items() if tp.topic == topic}
+    rows = []
+    for tp in partitions:
+        offset = committed.get(tp.partition)
+        valid = offset is not None and offset >= 0
+        lag = ends[tp] - (offset if valid else begins[tp])
+        rows.append(
+            {
+                "partition": tp.partition,
+                "committed": offset if valid else None,
+                "end": ends[tp],
+                "lag": max(0, lag),
+            }
+        )
+    return {
+        "topic": topic,
+        "group": group,
+        "partitions": rows,
+        "total_lag": sum(r["lag"] for r in rows),
+        "error": None,
+    }
+
+
+def dlq_count(topic: str) -> dict[str, Any]:
+    """Records retained in the dead-letter topic: sum of end minus beginning offsets."""
+    consumer = None
+    try:
+        consumer = _consumer()
+        partitions = _partitions(consumer, topic)
+        timeout_ms = int(KAFKA_TIMEOUT_SECONDS * 1000)
+        ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
+        begins = consumer.beginning_offsets(partitions, timeout_ms=timeout_ms)
+    except (KafkaError, BrokerUnavailableError, OSError, ValueError) as exc:
+        return {"topic": topic, "count": None, "error": str(exc)}
+    finally:
+        if consumer is not None:
+            consumer.close()
+    return {"topic": topic, "count": sum(ends[tp] - begins[tp] for tp in partitions), "error": None}
+
+
+# --------------------------------------------------------------------------------------------- Redis
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+
+
+def read_snapshots(client: redis.Redis, prefix: str) -> dict[str, dict[str, Any]]:
+    """Every JSON snapshot under ``<prefix>*`` (SCAN, never KEYS), by the key's suffix; unreadable ones skipped."""
+    keys = sorted(client.scan_iter(match=f"{prefix}*", count=100))
+    if not keys:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for key, raw in zip(keys, client.mget(keys), strict=True):
+        if raw is None:
+            continue  # expired between SCAN and MGET
+        name = (key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :]
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            logger.warning("unreadable metrics snapshot", extra={"key": name})
+            continue
+        if isinstance(value, dict):
+            found[name] = value
+    return found
+
+
+def ingest_rate(current: dict[str, Any], previous: dict[str, Any] | None) -> float | None:
+    """Trades per second between two snapshots of one ingest process, else its average since start."""
+    try:
+        if previous is not None and current.get("at", 0) > previous.get("at", 0):
+            delta = int(current["trades_published"]) - int(previous["trades_published"])
+            if delta >= 0:
+                return round(delta / ((int(current["at"]) - int(previous["at"])) / 1000), 1)
+        average = current.get("throughput_trades_per_s")
+        return float(average) if average is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def ingest_health(client: redis.Redis) -> dict[str, Any]:
+    """``metrics:ingest:<exchange>`` snapshots with a rate each and the total."""
+    snapshots = read_snapshots(client, "metrics:ingest:")
+    exchanges = {}
+    total = 0.0
+    for exchange, snapshot in snapshots.items():
+        rate = ingest_rate(snapshot, _previous_ingest.get(exchange))
+        # Keep the older snapshot until the ingest process writes a newer one, so the rate spans a real interval.
+        if _previous_ingest.get(exchange, {}).get("at") != snapshot.get("at"):
+            _previous_ingest[exchange] = snapshot
+        total += rate or 0.0
+        exchanges[exchange] = {"rate": rate, "snapshot": snapshot}
+    return {"rate": round(total, 1) if exchanges else None, "exchanges": exchanges}
+
+
+def queue_depths(client: redis.Redis, queues: tuple[str, ...] = CELERY_QUEUES) -> dict[str, int]:
+    """Messages waiting in each Celery queue on the Redis broker (all priority levels)."""
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        for suffix in _KOMBU_PRIORITY_SUFFIXES:
+            pipe.llen(queue + suffix)
+    lengths = pipe.execute()
+    step = len(_KOMBU_PRIORITY_SUFFIXES)
+    return {queue: int(sum(lengths[i * step : (i + 1) * step])) for i, queue in enumerate(queues)}
+
+
+# --------------------------------------------------------------------------------------------- PostgreSQL
+def last_trades(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Age of the last stored trade per known symbol: one index probe per pair (never a scan)."""
+    now = now or timezone.now()
+    stats = {
+        (s.exchange, s.symbol): s.last_trade_at for s in SymbolStats.objects.only("exchange", "symbol", "last_trade_at")
+    }
+    rows = []
+    for exchange, symbol in known_pairs():
+        last = Trade.objects.filter(exchange=exchange, symbol=symbol).aggregate(last=Max("traded_at"))["last"]
+        last = last or stats.get((exchange, symbol))
+        rows.append(
+            {
+                "exchange": exchange,
+                "symbol": symbol,
+                "last_trade_at": last.isoformat() if last else None,
+                "age_seconds": round((now - last).total_seconds(), 3) if last else None,
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- all together
+def _redis_section(url: str, compute: Callable[[redis.Redis], T]) -> tuple[T | None, str | None]:
+    try:
+        client = _redis(url)
+        try:
+            return compute(client), None
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        return None, f"Redis at {url}: {exc}"
+
+
+def pipeline_health() -> dict[str, Any]:
+    """The whole health picture as a JSON-ready dict (the ``/api/v1/health`` body)."""
+    group, topic, dlq = settings.KAFKA_CONSUMER_GROUP, settings.KAFKA_TRADES_TOPIC, settings.KAFKA_DLQ_TOPIC
+    ingest, ingest_error = _redis_section(settings.REDIS_URL, ingest_health)
+    consumers, consumers_error = _redis_section(
+        settings.REDIS_URL, lambda client: read_snapshots(client, "metrics:consumer:")
+    )
+    queues, queues_error = _redis_section(settings.CELERY_BROKER_URL, queue_depths)
+    return {
+        "generated_at": timezone.now().isoformat(),
+        "ingest": ingest or {"rate": None, "exchanges": {}},
+        "consumers": consumers or {},
+        "kafka": _cached(("lag", group, topic), lambda: consumer_lag(group, topic)),
+        "dlq": _cached(("dlq", dlq), lambda: dlq_count(dlq)),
+        "symbols": last_trades(),
+        "queues": queues,
+        "errors": [e for e in (ingest_error, consumers_error, queues_error) if e],
+    }

@@ -1,0 +1,69 @@
+"""Index-friendly reads shared by the API, the admin and the health page.
+
+The trade table holds tens of millions of rows: nothing here scans it. Distinct (exchange, symbol) pairs come from
+a loose index scan (a recursive query that jumps from one pair to the next along the ``(exchange, symbol,
+traded_at)`` index), and per-pair first/last trade times from one index probe each.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import connection
+
+from analytics.models import SymbolStats, Trade
+
+_TRADE = Trade._meta.db_table
+
+_PAIRS_CTE = f"""
+WITH RECURSIVE pairs AS (
+    (SELECT exchange, symbol FROM {_TRADE} ORDER BY exchange, symbol LIMIT 1)
+    UNION ALL
+    SELECT nxt.exchange, nxt.symbol
+    FROM pairs
+    CROSS JOIN LATERAL (
+        SELECT t.exchange, t.symbol FROM {_TRADE} t
+        WHERE (t.exchange, t.symbol) > (pairs.exchange, pairs.symbol)
+        ORDER BY t.exchange, t.symbol LIMIT 1
+    ) nxt
+)
+"""
+
+_PAIRS_SQL = _PAIRS_CTE + "SELECT exchange, symbol FROM pairs"
+
+_BOUNDS_SQL = (
+    _PAIRS_CTE
+    + f"""
+SELECT pairs.exchange, pairs.symbol, first.traded_at, last.traded_at
+FROM pairs
+CROSS JOIN LATERAL (
+    SELECT traded_at FROM {_TRADE} t WHERE t.exchange = pairs.exchange AND t.symbol = pairs.symbol
+    ORDER BY traded_at LIMIT 1
+) first
+CROSS JOIN LATERAL (
+    SELECT traded_at FROM {_TRADE} t WHERE t.exchange = pairs.exchange AND t.symbol = pairs.symbol
+    ORDER BY traded_at DESC LIMIT 1
+) last
+"""
+)
+
+
+def trade_pairs() -> list[tuple[str, str]]:
+    """Distinct (exchange, symbol) pairs present in the trade table, by loose index scan."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PAIRS_SQL)
+        return [(str(e), str(s)) for e, s in cursor.fetchall()]
+
+
+def known_pairs() -> list[tuple[str, str]]:
+    """Every (exchange, symbol) with stored trades or 24h statistics, sorted."""
+    pairs = set(trade_pairs())
+    pairs.update(SymbolStats.objects.values_list("exchange", "symbol"))
+    return sorted(pairs)
+
+
+def trade_time_bounds() -> dict[tuple[str, str], tuple[datetime, datetime]]:
+    """First and last ``traded_at`` per (exchange, symbol) pair, one index probe each way."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BOUNDS_SQL)
+        return {(str(e), str(s)): (first, last) for e, s, first, last in cursor.fetchall()}

@@ -1,0 +1,54 @@
+"""Celery tasks on the ``alerts`` queue: whale-alert fan-out and delivery (thin wrappers over
+:mod:`dashboard.delivery`)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+
+from dashboard.delivery import Outcome, attempt_delivery, fan_out
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 6
+BACKOFF_BASE_SECONDS = 2
+BACKOFF_MAX_SECONDS = 300
+
+
+def backoff_seconds(retries: int) -> int:
+    """Exponential backoff: 2, 4, 8, ... seconds, capped at five minutes."""
+    return int(min(BACKOFF_BASE_SECONDS * 2**retries, BACKOFF_MAX_SECONDS))
+
+
+@shared_task(name="dashboard.tasks.deliver_new_alerts", ignore_result=True)
+def deliver_new_alerts(alert_ids: list[int]) -> int:
+    """Create the deliveries for new alerts and queue one ``deliver_alert`` per (alert, subscription)."""
+    pairs = fan_out(alert_ids)
+    for alert_id, subscription_id in pairs:
+        deliver_alert.delay(alert_id, subscription_id)
+    if pairs:
+        logger.info("alert deliveries queued", extra={"alerts": len(set(alert_ids)), "deliveries": len(pairs)})
+    return len(pairs)
+
+
+@shared_task(bind=True, name="dashboard.tasks.deliver_alert", ignore_result=True, max_retries=MAX_RETRIES)
+def deliver_alert(self: Task, alert_id: int, subscription_id: int) -> str:
+    """Send one alert to one subscription (webhook or e-mail); retries network errors and 5xx with backoff."""
+    retries = int(self.request.retries or 0)
+    result = attempt_delivery(alert_id, subscription_id, final=retries >= MAX_RETRIES)
+    extra = {
+        "alert_id": alert_id,
+        "subscription_id": subscription_id,
+        "outcome": result.outcome.value,
+        "attempts": result.attempts,
+    }
+    if result.outcome is Outcome.RETRY:
+        countdown = backoff_seconds(retries)
+        logger.warning("alert delivery failed, retrying", extra={**extra, "error": result.error, "in_s": countdown})
+        raise self.retry(countdown=countdown, max_retries=MAX_RETRIES)
+    if result.outcome is Outcome.FAILED:
+        logger.error("alert delivery failed", extra={**extra, "error": result.error})
+    else:
+        logger.info("alert delivery", extra=extra)
+    return result.outcome.value
