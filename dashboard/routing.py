@@ -5,6 +5,8 @@ from django.urls import path
 from dashboard import consumers
 
 websocket_urlpatterns = [
-    path("ws/market/<str:exchange>/<str:symbol>/", consumers.MarketConsumer.as_asgi()),
+    # ``path``: Kraken symbols carry a slash (BTC/USD); the consumer validates the charset.
+    path("ws/market/<str:exchange>/<path:symbol>/", consumers.MarketConsumer.as_asgi()),
     path("ws/whales/", consumers.WhaleConsumer.as_asgi()),
+    path("ws/overview/", consumers.OverviewConsumer.as_asgi()),
 ]

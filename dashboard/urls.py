@@ -8,4 +8,8 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    # ``path``: Kraken symbols carry a slash (BTC/USD); the view validates the charset.
+    path("market/<str:exchange>/<path:symbol>/", views.symbol, name="symbol"),
+    path("whales/", views.whales, name="whales"),
+    path("health/", views.health, name="health"),
 ]

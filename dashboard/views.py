@@ -1,15 +1,113 @@
-"""Dashboard pages and the health endpoint."""
+"""Dashboard pages (server-rendered shells that the page scripts fill from the API and the sockets) and healthz."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from analytics.models import INTERVAL_SECONDS, SymbolStats, WhaleAlert
+from dashboard.groups import InvalidMarketError, parse_market
 
+View = Callable[..., HttpResponse]
+
+# The candle intervals the symbol page offers (the API serves more).
+CHART_INTERVALS = ("1m", "5m", "15m", "1h")
+WAITING_HINT = "Waiting for trades: start the pipeline with make demo"
+
+
+def login_required_if_configured(view: View) -> View:
+    """Redirect anonymous users to the login page when ``DASHBOARD_LOGIN_REQUIRED`` is true."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if settings.DASHBOARD_LOGIN_REQUIRED and not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _page(request: HttpRequest, template: str, page: str, config: dict[str, Any], **context: Any) -> HttpResponse:
+    """Render a page; ``config`` reaches the page script through ``json_script`` (never string-built JS)."""
+    config = {"api": "/api/v1/", "waiting": WAITING_HINT, **config}
+    return render(request, template, {"page": page, "config": config, "waiting_hint": WAITING_HINT, **context})
+
+
+def known_markets() -> list[dict[str, str]]:
+    """The (exchange, symbol) pairs the dashboard has stats for, for nav menus and filters."""
+    pairs = SymbolStats.objects.order_by("exchange", "symbol").values_list("exchange", "symbol")
+    return [{"exchange": e, "symbol": s} for e, s in pairs]
+
+
+@login_required_if_configured
 def overview(request: HttpRequest) -> HttpResponse:
-    """The overview page (placeholder until the dashboard issue lands)."""
-    return render(request, "dashboard/overview.html")
+    """One tile per (exchange, symbol): last price, 24h change, volume and a sparkline, updated live."""
+    stats = list(SymbolStats.objects.order_by("exchange", "symbol"))
+    return _page(request, "dashboard/overview.html", "overview", {"ws": "/ws/overview/"}, stats=stats)
+
+
+@login_required_if_configured
+def symbol(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
+    """Candles with overlays, indicators, the live trade tape and the symbol's whale trades."""
+    try:
+        exchange, symbol = parse_market(exchange, symbol)
+    except InvalidMarketError as exc:
+        raise Http404(str(exc)) from exc
+    interval = request.GET.get("interval", "1m")
+    if interval not in CHART_INTERVALS:
+        interval = "1m"
+    stats = SymbolStats.objects.filter(exchange=exchange, symbol=symbol).first()
+    config = {
+        "exchange": exchange,
+        "symbol": symbol,
+        "interval": interval,
+        "intervals": list(CHART_INTERVALS),
+        "intervalSeconds": {i: INTERVAL_SECONDS[i] for i in CHART_INTERVALS},
+        "ws": f"/ws/market/{exchange}/{symbol}/",
+    }
+    return _page(
+        request,
+        "dashboard/symbol.html",
+        "symbol",
+        config,
+        exchange=exchange,
+        symbol=symbol,
+        stats=stats,
+        intervals=CHART_INTERVALS,
+        interval=interval,
+        markets=known_markets(),
+    )
+
+
+@login_required_if_configured
+def whales(request: HttpRequest) -> HttpResponse:
+    """The live whale-alert feed with symbol and minimum-notional filters (kept in the query string)."""
+    market = request.GET.get("market", "")
+    min_notional = request.GET.get("min_notional", "")
+    config = {"ws": "/ws/whales/", "market": market, "minNotional": min_notional}
+    return _page(
+        request,
+        "dashboard/whales.html",
+        "whales",
+        config,
+        markets=known_markets(),
+        market=market,
+        min_notional=min_notional,
+        has_alerts=WhaleAlert.objects.exists(),
+    )
+
+
+@login_required_if_configured
+def health(request: HttpRequest) -> HttpResponse:
+    """Pipeline health for operators, refreshed from ``/api/v1/health``."""
+    return _page(request, "dashboard/health.html", "health", {"refreshMs": 3000})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -1,0 +1,84 @@
+// Pipeline health for operators: polls /api/v1/health every few seconds and fills the KPI tiles and tables.
+import { api, config, el, fmtAge, fmtTime, num, toMs } from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+
+function kpi(id, value, level) {
+  const node = $(id);
+  node.querySelector(".v").textContent = value;
+  node.classList.remove("good", "warn", "bad");
+  if (level) node.classList.add(level);
+}
+
+function fill(tableId, emptyId, rows) {
+  const body = $(tableId).tBodies[0];
+  body.replaceChildren(...rows);
+  if (emptyId) $(emptyId).hidden = rows.length > 0;
+}
+
+const cell = (text, cls = "") => el("td", { class: cls, text: String(text) });
+const asList = (v) => (Array.isArray(v) ? v : v && typeof v === "object" ? Object.entries(v).map(([k, x]) => ({ name: k, ...(typeof x === "object" ? x : { value: x }) })) : []);
+
+function render(h) {
+  const now = Date.now();
+  // Ingest
+  const ingest = h.ingest || {};
+  const sources = asList(ingest.sources ?? ingest.exchanges ?? ingest.per_exchange);
+  const rate = num(ingest.rate ?? ingest.trades_per_second ?? ingest.total_rate);
+  kpi("kpi-ingest", Number.isFinite(rate) ? rate.toLocaleString("en-US", { maximumFractionDigits: 1 }) : "—",
+    Number.isFinite(rate) ? (rate > 0 ? "good" : "warn") : null);
+  fill("ingest-table", "ingest-empty", sources.map((s) => el("tr", {},
+    cell(s.exchange ?? s.name ?? "?"),
+    cell(num(s.rate ?? s.trades_per_second ?? s.value).toLocaleString("en-US", { maximumFractionDigits: 1 }), "num mono"),
+    cell(s.status ?? (s.connected === false ? "disconnected" : s.gaps !== undefined ? `${s.gaps} gaps` : ""), "num muted"))));
+
+  // Kafka lag
+  const kafka = h.kafka || {};
+  const partitions = asList(kafka.partitions ?? kafka.lag ?? h.lag);
+  const total = num(kafka.total_lag ?? partitions.reduce((acc, p) => acc + (num(p.lag) || 0), 0));
+  kpi("kpi-lag", Number.isFinite(total) ? total.toLocaleString("en-US") : "—",
+    !Number.isFinite(total) ? null : total > 10000 ? "bad" : total > 1000 ? "warn" : "good");
+  fill("lag-table", "lag-empty", partitions.map((p) => el("tr", {},
+    cell(p.topic ?? kafka.topic ?? ""), cell(p.partition ?? p.name, "num mono"),
+    cell(p.committed ?? "—", "num mono"), cell(p.end ?? p.end_offset ?? "—", "num mono"),
+    cell(num(p.lag).toLocaleString("en-US"), "num mono"))));
+
+  // Last trade per market
+  const last = asList(h.last_trades ?? h.last_trade ?? h.symbols);
+  let freshest = Infinity;
+  fill("age-table", "age-empty", last.map((r) => {
+    const at = toMs(r.last_trade_at ?? r.traded_at);
+    const age = r.age_seconds !== undefined ? num(r.age_seconds) * 1000 : now - at;
+    freshest = Math.min(freshest, age);
+    return el("tr", {}, cell(`${r.symbol ?? r.name} · ${r.exchange ?? ""}`), cell(fmtTime(at, true), "num mono"),
+      cell(fmtAge(age), `num mono ${age > 60_000 ? "down" : "up"}`));
+  }));
+  kpi("kpi-age", Number.isFinite(freshest) ? fmtAge(freshest) : "—",
+    !Number.isFinite(freshest) ? null : freshest > 60_000 ? "warn" : "good");
+
+  // Celery queues
+  const queues = asList(h.queues ?? h.celery?.queues ?? h.celery);
+  const depth = queues.reduce((acc, q) => acc + (num(q.depth ?? q.value ?? q.waiting) || 0), 0);
+  kpi("kpi-queue", depth.toLocaleString("en-US"), depth > 1000 ? "bad" : depth > 100 ? "warn" : "good");
+  fill("queue-table", null, queues.map((q) => el("tr", {}, cell(q.name ?? q.queue),
+    cell(num(q.depth ?? q.value ?? q.waiting).toLocaleString("en-US"), "num mono"))));
+
+  // Dead letters
+  const dlqRaw = h.dlq ?? h.dlq_count;
+  const dlq = num(typeof dlqRaw === "object" && dlqRaw !== null ? dlqRaw.count ?? dlqRaw.total : dlqRaw);
+  kpi("kpi-dlq", Number.isFinite(dlq) ? dlq.toLocaleString("en-US") : "—", !Number.isFinite(dlq) ? null : dlq > 0 ? "warn" : "good");
+}
+
+async function poll() {
+  try {
+    render(await api("health"));
+    $("health-updated").textContent = `Updated ${fmtTime(Date.now())} UTC`;
+  } catch (err) {
+    $("health-updated").textContent = `Health endpoint unavailable (${err.message}); retrying`;
+  } finally {
+    document.body.dataset.loaded = "true";
+    setTimeout(poll, config.refreshMs || 3000);
+  }
+}
+
+poll();

@@ -1,0 +1,143 @@
+// Overview: one tile per (exchange, symbol) with last price, 24h change, volume and a 1m sparkline; stats
+// arrive live from ws/overview/ (kind "stats"), the sparkline's last minute follows the last price.
+import { LiveSocket, api, chartDefaults, config, fmtCompact, fmtPct, fmtPrice, items, num, toMs } from "./common.js";
+
+const SPARK_POINTS = 60;
+const MINUTE = 60_000;
+const Chart = chartDefaults();
+const tilesEl = document.getElementById("tiles");
+const emptyEl = document.getElementById("tiles-empty");
+const tiles = new Map(); // "exchange:symbol" -> {el, chart, points}
+
+const key = (exchange, symbol) => `${exchange}:${symbol}`;
+
+function sparkColor(points) {
+  if (points.length < 2) return "#8a94a8";
+  return points[points.length - 1].y >= points[0].y ? "#16c784" : "#ea3943";
+}
+
+function makeChart(canvas) {
+  return new Chart(canvas, {
+    type: "line",
+    data: { datasets: [{ data: [], borderWidth: 1.6, pointRadius: 0, tension: 0.3, fill: true }] },
+    options: {
+      parsing: false,
+      events: [],
+      layout: { padding: 2 },
+      scales: { x: { type: "linear", display: false }, y: { display: false, grace: "8%" } },
+      plugins: { tooltip: { enabled: false } },
+    },
+  });
+}
+
+function drawSpark(tile) {
+  const ds = tile.chart.data.datasets[0];
+  ds.data = tile.points;
+  const color = sparkColor(tile.points);
+  ds.borderColor = color;
+  ds.backgroundColor = `${color}1a`;
+  tile.chart.update("none");
+}
+
+function tileFor(exchange, symbol) {
+  const k = key(exchange, symbol);
+  if (tiles.has(k)) return tiles.get(k);
+  let node = tilesEl.querySelector(`.tile[data-exchange="${CSS.escape(exchange)}"][data-symbol="${CSS.escape(symbol)}"]`);
+  if (!node) {
+    node = document.getElementById("tile-template").content.firstElementChild.cloneNode(true);
+    node.dataset.exchange = exchange;
+    node.dataset.symbol = symbol;
+    node.href = `/market/${encodeURIComponent(exchange)}/${symbol.split("/").map(encodeURIComponent).join("/")}/`;
+    node.querySelector(".tile-sym").textContent = symbol;
+    node.querySelector(".badge").textContent = exchange;
+    // Keep the grid in (exchange, symbol) order, like the server renders it.
+    const after = [...tilesEl.children].find((t) => key(t.dataset.exchange, t.dataset.symbol) > k);
+    tilesEl.insertBefore(node, after || null);
+  }
+  emptyEl.hidden = true;
+  const tile = { el: node, chart: makeChart(node.querySelector("canvas")), points: [] };
+  tiles.set(k, tile);
+  loadSpark(exchange, symbol, tile);
+  return tile;
+}
+
+async function loadSpark(exchange, symbol, tile) {
+  try {
+    const body = await api("candles", { exchange, symbol, interval: "1m", limit: SPARK_POINTS });
+    tile.points = items(body)
+      .map((c) => ({ x: toMs(c.t ?? c.open_time), y: num(c.close) }))
+      .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y))
+      .sort((a, b) => a.x - b.x)
+      .slice(-SPARK_POINTS);
+    drawSpark(tile);
+  } catch (err) {
+    console.error("sparkline", exchange, symbol, err);
+  }
+}
+
+function setField(node, field, text, value) {
+  const target = node.querySelector(`[data-field="${field}"]`);
+  if (!target) return;
+  target.textContent = text;
+  if (value !== undefined) target.dataset.value = String(value);
+}
+
+function showStats(s) {
+  const tile = tileFor(s.exchange, s.symbol);
+  const node = tile.el;
+  const priceEl = node.querySelector('[data-field="last_price"]');
+  const prev = num(priceEl.dataset.value);
+  const price = num(s.last_price);
+  setField(node, "last_price", fmtPrice(price), s.last_price);
+  if (Number.isFinite(prev) && prev !== price) {
+    priceEl.classList.remove("flash-up", "flash-down");
+    void priceEl.offsetWidth; // restart the flash animation
+    priceEl.classList.add(price > prev ? "flash-up" : "flash-down");
+  }
+  const change = node.querySelector('[data-field="change_pct"]');
+  setField(node, "change_pct", fmtPct(s.change_pct), s.change_pct);
+  change.classList.toggle("up", num(s.change_pct) >= 0);
+  change.classList.toggle("down", num(s.change_pct) < 0);
+  setField(node, "quote_volume", fmtCompact(s.quote_volume), s.quote_volume);
+  setField(node, "trade_count", num(s.trade_count).toLocaleString("en-US"), s.trade_count);
+
+  // The sparkline's last point is the current minute: move it, or open the next minute.
+  const at = toMs(s.last_trade_at);
+  if (Number.isFinite(at) && Number.isFinite(price) && tile.points.length) {
+    const minute = Math.floor(at / MINUTE) * MINUTE;
+    const last = tile.points[tile.points.length - 1];
+    if (minute === last.x) last.y = price;
+    else if (minute > last.x) tile.points = [...tile.points, { x: minute, y: price }].slice(-SPARK_POINTS);
+    drawSpark(tile);
+  }
+}
+
+// Tiles the server rendered: format their numbers like live ones and draw their sparklines.
+for (const node of tilesEl.querySelectorAll(".tile")) {
+  const { exchange, symbol } = node.dataset;
+  tileFor(exchange, symbol);
+  const get = (f) => node.querySelector(`[data-field="${f}"]`).dataset.value;
+  setField(node, "last_price", fmtPrice(get("last_price")));
+  setField(node, "change_pct", fmtPct(get("change_pct")));
+  setField(node, "quote_volume", fmtCompact(get("quote_volume")));
+  setField(node, "trade_count", num(get("trade_count")).toLocaleString("en-US"));
+}
+
+async function refresh() {
+  try {
+    for (const s of items(await api("stats"))) showStats(s);
+  } catch (err) {
+    console.error("stats", err);
+  }
+}
+
+refresh().finally(() => {
+  document.body.dataset.loaded = "true";
+});
+
+new LiveSocket(config.ws, {
+  onMessage: (msg) => {
+    if (msg.kind === "stats") showStats(msg);
+  },
+  onReconnect: refresh,
+});
