@@ -1,0 +1,218 @@
+"""Admin for stored market data, built for tables of tens of millions of rows.
+
+- No exact ``COUNT(*)`` per page: ``show_full_result_count = False`` and
+  :class:`~dashboard.paginators.EstimatedCountPaginator` (planner estimate unfiltered, bounded count filtered).
+- Exchange/symbol filter choices come from a loose index scan, not ``SELECT DISTINCT`` over the table.
+- Trade search is an exact trade id, probed through the natural-key index once per known pair.
+- Trades are ordered by primary key (insertion order, an index) unless one symbol is selected, when the
+  ``(exchange, symbol, traded_at)`` index serves newest-first; column sorting is off, since it would sort the table.
+- Market data is read-only: it comes from the pipeline, and a hand edit would be silently undone by a recompute.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+
+from analytics.models import Candle, IndicatorPoint, SymbolStats, SymbolThreshold, Trade, WhaleAlert
+from dashboard.paginators import EstimatedCountPaginator
+from dashboard.queries import known_pairs
+
+
+class _PairFilter(admin.SimpleListFilter):
+    """Choices from the known (exchange, symbol) pairs; the query is a plain equality on the indexed column."""
+
+    field = ""
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        index = 0 if self.field == "exchange" else 1
+        values = sorted({pair[index] for pair in known_pairs()})
+        return [(v, v) for v in values]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(**{self.field: value}) if value else queryset
+
+
+class ExchangeFilter(_PairFilter):
+    """By exchange."""
+
+    title = "exchange"
+    parameter_name = "exchange"
+    field = "exchange"
+
+
+class SymbolFilter(_PairFilter):
+    """By symbol."""
+
+    title = "symbol"
+    parameter_name = "symbol"
+    field = "symbol"
+
+
+class SideFilter(admin.SimpleListFilter):
+    """The taker's side (``is_buyer_maker`` true means the taker sold)."""
+
+    title = "side"
+    parameter_name = "side"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        return [("buy", "buy (taker bought)"), ("sell", "sell (taker sold)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value in {"buy", "sell"}:
+            return queryset.filter(is_buyer_maker=value == "sell")
+        return queryset
+
+
+class BigTableAdmin(admin.ModelAdmin):
+    """Shared settings for the large, pipeline-written tables: estimated counts, read-only."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+    sortable_by = ()
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Trade)
+class TradeAdmin(BigTableAdmin):
+    """Trades: newest first, filter by exchange/symbol/side, search an exact trade id."""
+
+    list_display = (
+        "traded_at",
+        "exchange",
+        "symbol",
+        "trade_id",
+        "side",
+        "price",
+        "quantity",
+        "quote_quantity",
+    )
+    list_filter = (ExchangeFilter, SymbolFilter, SideFilter)
+    search_fields = ("trade_id",)
+    search_help_text = "An exact trade id (the exchange's number)."
+    date_hierarchy = "traded_at"
+    # The date hierarchy is rendered by templates/admin/analytics/trade/change_list.html without table scans.
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        if request.GET.get("exchange") and request.GET.get("symbol"):
+            return ("-traded_at",)
+        return ("-id",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Trade], search_term: str
+    ) -> tuple[QuerySet[Trade], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            trade_id = int(term)
+        except ValueError:
+            return queryset.none(), False
+        pairs = known_pairs()
+        if not pairs:
+            return queryset.none(), False
+        # One natural-key index probe per pair (a BitmapOr), instead of scanning for trade_id alone.
+        condition = Q()
+        for exchange, symbol in pairs:
+            condition |= Q(exchange=exchange, symbol=symbol, trade_id=trade_id)
+        return queryset.filter(condition), False
+
+    @admin.display(description="side")
+    def side(self, obj: Trade) -> str:
+        return obj.side
+
+
+@admin.register(Candle)
+class CandleAdmin(BigTableAdmin):
+    """Candles, recomputed from trades by the pipeline."""
+
+    list_display = (
+        "open_time",
+        "exchange",
+        "symbol",
+        "interval",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "trade_count",
+    )
+    list_filter = (ExchangeFilter, SymbolFilter, "interval")
+    ordering = ("-id",)
+
+
+@admin.register(IndicatorPoint)
+class IndicatorPointAdmin(BigTableAdmin):
+    """Indicators per candle."""
+
+    list_display = ("open_time", "exchange", "symbol", "interval", "rsi", "macd", "bb_middle")
+    list_filter = (ExchangeFilter, SymbolFilter, "interval")
+    ordering = ("-id",)
+
+
+@admin.register(WhaleAlert)
+class WhaleAlertAdmin(BigTableAdmin):
+    """Whale alerts (the ``whale_time`` index serves newest first)."""
+
+    list_display = ("traded_at", "exchange", "symbol", "trade_id", "side", "price", "quantity", "notional")
+    list_filter = (ExchangeFilter, SymbolFilter, "side")
+    search_fields = ("trade_id",)
+    search_help_text = "An exact trade id."
+    date_hierarchy = "traded_at"
+    ordering = ("-traded_at",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[WhaleAlert], search_term: str
+    ) -> tuple[QuerySet[WhaleAlert], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if not term.isdigit():
+            return queryset.none(), False
+        return queryset.filter(trade_id=int(term)), False
+
+
+@admin.register(SymbolStats)
+class SymbolStatsAdmin(BigTableAdmin):
+    """Rolling 24h statistics (one row per symbol)."""
+
+    list_display = (
+        "exchange",
+        "symbol",
+        "last_price",
+        "change_pct",
+        "high",
+        "low",
+        "volume",
+        "trade_count",
+        "last_trade_at",
+    )
+    list_filter = ("exchange",)
+    ordering = ("exchange", "symbol")
+
+
+@admin.register(SymbolThreshold)
+class SymbolThresholdAdmin(admin.ModelAdmin):
+    """Per-symbol whale thresholds (override ``WHALE_THRESHOLD_USD``): editable."""
+
+    list_display = ("exchange", "symbol", "threshold_usd")
+    list_editable = ("threshold_usd",)
+    list_filter = ("exchange",)
+    search_fields = ("symbol",)
+    ordering = ("exchange", "symbol")
