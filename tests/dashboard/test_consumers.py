@@ -1,0 +1,192 @@
+"""Channels consumers through the real Redis channel layer and the project's ASGI stack (origin check, auth)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from analytics.live import publish, publish_many
+from cryptoproject.asgi import application
+from dashboard.consumers import CLOSE_BAD_MARKET, CLOSE_UNAUTHENTICATED
+from dashboard.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+# The auth middleware reads the session from the database in a worker thread: transactional tests.
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def fresh_symbol() -> str:
+    """A symbol no other test (or parallel run) listens to, so group traffic cannot leak between tests."""
+    return f"T{uuid.uuid4().hex[:10].upper()}USDT"
+
+
+def socket(path: str, *headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, path, headers=[ORIGIN, *headers])
+
+
+def trades_payload(symbol: str, trade_id: int = 1) -> dict[str, Any]:
+    return {
+        "kind": "trades",
+        "exchange": "binance",
+        "symbol": symbol,
+        "trades": [{"id": trade_id, "p": "61837.63", "q": "0.02", "m": True, "T": 1723161255342}],
+    }
+
+
+@pytest.fixture
+def open_dashboard(settings: Any) -> None:
+    settings.DASHBOARD_LOGIN_REQUIRED = False
+
+
+async def test_market_push_arrives_and_other_symbol_stays_silent(open_dashboard: None) -> None:
+    symbol, other = fresh_symbol(), fresh_symbol()
+    comm = socket(f"/ws/market/binance/{symbol}/")
+    connected, _ = await comm.connect()
+    assert connected
+    try:
+        payload = trades_payload(symbol, 42)
+        sent = await sync_to_async(publish_many)(
+            [(market_group("binance", other), trades_payload(other)), (market_group("binance", symbol), payload)]
+        )
+        assert sent == 2
+        # Exactly the payload, unchanged; the other symbol's push never shows up.
+        assert await comm.receive_json_from(timeout=5) == payload
+        assert await comm.receive_nothing(timeout=0.5)
+    finally:
+        await comm.disconnect()
+
+
+async def test_each_kind_is_forwarded_unchanged(open_dashboard: None) -> None:
+    symbol = fresh_symbol()
+    comm = socket(f"/ws/market/binance/{symbol.lower()}/")
+    connected, _ = await comm.connect()
+    assert connected
+    group = market_group("binance", symbol)
+    payloads: list[dict[str, Any]] = [
+        {
+            "kind": "candles",
+            "exchange": "binance",
+            "symbol": symbol,
+            "candles": [
+                {
+                    "i": "1m",
+                    "t": 1,
+                    "o": "1",
+                    "h": "2",
+                    "l": "0.5",
+                    "c": "1.5",
+                    "v": "3",
+                    "qv": "4",
+                    "n": 2,
+                    "vwap": "1.2",
+                }
+            ],
+            "indicators": [],
+        },
+        {"kind": "stats", "exchange": "binance", "symbol": symbol, "last_price": "1.5", "change_pct": "-2.5"},
+        {"kind": "whales", "alerts": [{"exchange": "binance", "symbol": symbol, "trade_id": 7, "notional": "427000"}]},
+    ]
+    try:
+        assert await sync_to_async(publish_many)([(group, p) for p in payloads]) == 3
+        received = [await comm.receive_json_from(timeout=5) for _ in payloads]
+        assert received == payloads
+        # A client message is ignored (one-way socket): the connection stays open and silent.
+        await comm.send_json_to({"hello": "server"})
+        assert await comm.receive_nothing(timeout=0.3)
+    finally:
+        await comm.disconnect()
+
+
+async def test_kraken_symbol_with_slash(open_dashboard: None) -> None:
+    base = uuid.uuid4().hex[:6].upper()
+    symbol = f"{base}/USD"
+    comm = socket(f"/ws/market/kraken/{symbol}/")
+    connected, _ = await comm.connect()
+    assert connected
+    try:
+        payload = trades_payload(symbol) | {"exchange": "kraken"}
+        assert await sync_to_async(publish)(market_group("kraken", symbol), payload)
+        assert await comm.receive_json_from(timeout=5) == payload
+    finally:
+        await comm.disconnect()
+
+
+async def test_whales_and_overview_groups(open_dashboard: None) -> None:
+    whales = socket("/ws/whales/")
+    overview = socket("/ws/overview/")
+    assert (await whales.connect())[0]
+    assert (await overview.connect())[0]
+    marker = uuid.uuid4().hex
+    try:
+        whale = {"kind": "whales", "alerts": [{"exchange": "binance", "symbol": "BTCUSDT", "trade_id": marker}]}
+        stats = {"kind": "stats", "exchange": "binance", "symbol": marker, "last_price": "1"}
+        await sync_to_async(publish_many)([(WHALES_GROUP, whale), (OVERVIEW_GROUP, stats)])
+        # Other tests may push to these shared groups at the same time: look for ours.
+        assert await _receive_until(whales, lambda m: m["alerts"][0]["trade_id"] == marker) == whale
+        assert await _receive_until(overview, lambda m: m.get("symbol") == marker) == stats
+    finally:
+        await whales.disconnect()
+        await overview.disconnect()
+
+
+async def _receive_until(comm: WebsocketCommunicator, match: Any, limit: int = 50) -> dict[str, Any]:
+    for _ in range(limit):
+        message = await comm.receive_json_from(timeout=5)
+        if match(message):
+            return message
+    raise AssertionError("expected push never arrived")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ws/market/nasdaq/BTCUSDT/",
+        "/ws/market/binance/BTC%20USDT/",
+        "/ws/market/binance/BTC--USDT/",
+        "/ws/market/binance/" + "A" * 40 + "/",
+    ],
+)
+async def test_bad_market_is_refused(open_dashboard: None, path: str) -> None:
+    comm = socket(path)
+    connected, code = await comm.connect()
+    assert not connected
+    assert code == CLOSE_BAD_MARKET
+
+
+async def test_login_required_refuses_anonymous_socket(settings: Any) -> None:
+    settings.DASHBOARD_LOGIN_REQUIRED = True
+    for path in ("/ws/market/binance/BTCUSDT/", "/ws/whales/", "/ws/overview/"):
+        comm = socket(path)
+        connected, code = await comm.connect()
+        assert not connected, path
+        assert code == CLOSE_UNAUTHENTICATED
+
+
+async def test_login_required_accepts_a_logged_in_session(settings: Any) -> None:
+    settings.DASHBOARD_LOGIN_REQUIRED = True
+    user = await get_user_model().objects.acreate(username=f"ws-{uuid.uuid4().hex[:8]}")
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    symbol = fresh_symbol()
+    comm = socket(f"/ws/market/binance/{symbol}/", (b"cookie", cookie))
+    connected, _ = await comm.connect()
+    assert connected
+    try:
+        payload = trades_payload(symbol)
+        await sync_to_async(publish)(market_group("binance", symbol), payload)
+        assert await comm.receive_json_from(timeout=5) == payload
+    finally:
+        await comm.disconnect()
+
+
+async def test_foreign_origin_is_refused(open_dashboard: None) -> None:
+    comm = WebsocketCommunicator(application, "/ws/whales/", headers=[(b"origin", b"http://evil.example")])
+    connected, _ = await comm.connect()
+    assert not connected
