@@ -83,10 +83,17 @@ def parse_frame(raw: str | bytes, received_at: int) -> ParseResult:
     return result
 
 
+def _verbatim(value: Any) -> Any:
+    if isinstance(value, JsonNumber):
+        return orjson.Fragment(str.__str__(value))  # the number exactly as received, not as a string
+    raise TypeError(type(value).__name__)  # pragma: no cover - parsed JSON holds nothing else
+
+
 def _dump(trade: Any) -> str:
+    """The trade as JSON for a dead letter, numbers written back as the exchange sent them."""
     try:
-        return orjson.dumps(trade, default=str).decode()
-    except TypeError:  # integers beyond 64 bits
+        return orjson.dumps(trade, default=_verbatim, option=orjson.OPT_PASSTHROUGH_SUBCLASS).decode()
+    except TypeError:  # integers beyond 64 bits: the stdlib writes them (numbers kept as text then)
         return json.dumps(trade, default=str)
 
 

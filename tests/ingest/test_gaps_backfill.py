@@ -1,0 +1,175 @@
+"""Gap tracking and the Binance REST backfill client (against a local HTTP server speaking the endpoint)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+
+from ingest.backfill import REQUEST_WEIGHT, BinanceBackfiller, _retry_after
+from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, GapTracker
+
+BASE_TIME = 1_723_161_255_342
+
+
+def test_tracker_classifies_ids() -> None:
+    tracker = GapTracker()
+    assert tracker.check("BTCUSDT", 10) == NEXT
+    assert tracker.check("BTCUSDT", 11) == NEXT
+    assert tracker.check("BTCUSDT", 11) == DUPLICATE
+    assert tracker.check("BTCUSDT", 5) == DUPLICATE
+    assert tracker.check("ETHUSDT", 500) == NEXT  # symbols are independent
+    assert tracker.check("BTCUSDT", 15) == GAP
+    assert tracker.gap == Gap("BTCUSDT", 12, 14)
+    assert tracker.gap.size == 3
+    assert tracker.last["BTCUSDT"] == 11  # nothing recorded until the caller advances
+    assert tracker.advance("BTCUSDT", 12)
+    assert tracker.advance("BTCUSDT", 14)
+    assert not tracker.advance("BTCUSDT", 13)
+    assert tracker.advance("BTCUSDT", 15)
+    assert tracker.check("BTCUSDT", 16) == NEXT
+    assert tracker.advance("NEW", 1)
+    assert tracker.last["NEW"] == 1
+
+
+class FakeBinanceRest(BaseHTTPRequestHandler):
+    """historicalTrades over ids 1000..2999 with scripted failures (a real HTTP server, not a mock)."""
+
+    script: list[tuple[int, dict[str, str]]] = []
+    requests: list[dict[str, list[str]]] = []
+    bad_ids: set[int] = set()
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        type(self).requests.append(query)
+        if url.path != "/api/v3/historicalTrades":
+            self.send_error(404)
+            return
+        if self.script:
+            status, headers = self.script.pop(0)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(b'{"code":-1003,"msg":"Too many requests"}')
+            return
+        start, limit = int(query["fromId"][0]), int(query["limit"][0])
+        rows: list[Any] = []
+        for trade_id in range(max(start, 1000), min(start + limit, 3000)):
+            row: dict[str, Any] = {
+                "id": trade_id,
+                "price": f"{60000 + trade_id % 7}.01000000",
+                "qty": "0.00100000",
+                "quoteQty": "60.00001",
+                "time": BASE_TIME + trade_id,
+                "isBuyerMaker": trade_id % 2 == 0,
+                "isBestMatch": True,
+            }
+            if trade_id in self.bad_ids:
+                row["price"] = "-1"
+            rows.append(row)
+        body = orjson.dumps(rows)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-MBX-USED-WEIGHT-1M", str(REQUEST_WEIGHT * len(self.requests)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def rest() -> Iterator[str]:
+    FakeBinanceRest.script = []
+    FakeBinanceRest.requests = []
+    FakeBinanceRest.bad_ids = set()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeBinanceRest)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_backfill_pages_through_a_range_in_order(rest: str) -> None:
+    waits: list[float] = []
+    backfiller = BinanceBackfiller(rest, sleep=waits.append)
+    result = backfiller.fetch("btcusdt", 1005, 2994)  # 1,990 trades: two pages
+    assert result.complete
+    assert result.bad == []
+    assert [t.trade_id for t in result.trades] == list(range(1005, 2995))
+    first = result.trades[0]
+    assert (first.symbol, first.price, first.quantity, first.is_buyer_maker) == (
+        "BTCUSDT",
+        "60004.01000000",
+        "0.00100000",
+        False,
+    )
+    assert [q["limit"] for q in FakeBinanceRest.requests] == [["1000"], ["990"]]
+    assert FakeBinanceRest.requests[0]["symbol"] == ["BTCUSDT"]
+    assert FakeBinanceRest.requests[1]["fromId"] == ["2005"]
+    assert waits == []
+    assert backfiller.used_weight == 2 * REQUEST_WEIGHT
+
+
+def test_backfill_respects_429_and_418_retry_after(rest: str) -> None:
+    FakeBinanceRest.script = [(429, {"Retry-After": "3"}), (418, {"Retry-After": "7"}), (503, {})]
+    waits: list[float] = []
+    result = BinanceBackfiller(rest, sleep=waits.append).fetch("BTCUSDT", 1000, 1001)
+    assert [t.trade_id for t in result.trades] == [1000, 1001]
+    assert result.complete
+    assert waits[:2] == [3.0, 7.0]
+    assert len(waits) == 3
+
+
+def test_backfill_gives_up_and_says_so(rest: str) -> None:
+    FakeBinanceRest.script = [(500, {})] * 3
+    result = BinanceBackfiller(rest, attempts=3, sleep=lambda _s: None).fetch("BTCUSDT", 1000, 1001)
+    assert not result.complete
+    assert result.trades == []
+    FakeBinanceRest.script = [(400, {})]
+    assert not BinanceBackfiller(rest, sleep=lambda _s: None).fetch("BTCUSDT", 1000, 1001).complete
+
+
+def test_backfill_unreachable_server() -> None:
+    waits: list[float] = []
+    result = BinanceBackfiller("http://127.0.0.1:9", attempts=2, timeout=1, sleep=waits.append).fetch("X", 1, 2)
+    assert not result.complete
+    assert len(waits) == 2
+
+
+def test_backfill_stops_when_the_exchange_has_nothing(rest: str) -> None:
+    result = BinanceBackfiller(rest, sleep=lambda _s: None).fetch("BTCUSDT", 2990, 3100)
+    assert [t.trade_id for t in result.trades] == list(range(2990, 3000))
+    assert not result.complete
+
+
+def test_bad_rows_are_reported(rest: str) -> None:
+    FakeBinanceRest.bad_ids = {1002}
+    result = BinanceBackfiller(rest, sleep=lambda _s: None).fetch("BTCUSDT", 1000, 1003)
+    assert [t.trade_id for t in result.trades] == [1000, 1001, 1003]
+    (bad,) = result.bad
+    assert "price must be positive" in bad.reason
+    assert orjson.loads(bad.raw)["id"] == 1002
+
+
+def test_weight_limit_pauses_until_the_next_minute(rest: str) -> None:
+    waits: list[float] = []
+    backfiller = BinanceBackfiller(rest, sleep=waits.append)
+    backfiller.used_weight = 5990
+    backfiller.fetch("BTCUSDT", 1000, 1000)
+    assert len(waits) == 1
+    assert 0 < waits[0] <= 61
+
+
+def test_retry_after_parsing() -> None:
+    assert _retry_after("2.5", 1.0) == 2.5
+    assert _retry_after(None, 1.0) == 1.0
+    assert _retry_after("soon", 1.0) == 1.0

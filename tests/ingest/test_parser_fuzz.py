@@ -1,0 +1,134 @@
+"""Property tests: no input raises out of a parser; valid generated trades round-trip exactly."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.exchanges.base import ParseResult
+from ingest.exchanges.binance import parse_frame as binance_parse
+from ingest.exchanges.coinbase import CoinbaseParser
+from ingest.exchanges.kraken import parse_frame as kraken_parse
+from ingest.records import TradeRecord
+
+NOW = 1_723_161_300_000
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=20,
+)
+keys = st.sampled_from(["e", "s", "t", "p", "q", "T", "E", "m", "stream", "data", "channel", "events", "trades"])
+nearly_valid = st.dictionaries(keys, json_values, max_size=10)
+
+
+def _frames() -> st.SearchStrategy[str | bytes]:
+    return st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200),
+        json_values.map(lambda v: json.dumps(v)),
+        nearly_valid.map(lambda v: json.dumps(v)),
+        nearly_valid.map(lambda v: json.dumps({"stream": "x@trade", "data": v})),
+        nearly_valid.map(lambda v: json.dumps({"channel": "market_trades", "events": [{"trades": [v]}]})),
+        nearly_valid.map(lambda v: json.dumps({"channel": "trade", "data": [v]})),
+    )
+
+
+def _accounted(result: ParseResult, raw: str | bytes) -> None:
+    assert all(isinstance(trade, TradeRecord) for trade in result.trades)
+    for item in result.bad:
+        assert isinstance(item.reason, str)
+        assert item.reason
+        assert isinstance(item.raw, str)
+    try:
+        json.loads(raw)
+    except (ValueError, RecursionError):
+        # not JSON: exactly one dead letter, nothing else
+        assert result.trades == []
+        assert len(result.bad) == 1
+        assert result.bad[0].reason.startswith("malformed JSON")
+
+
+@FUZZ
+@given(_frames())
+def test_binance_never_raises(raw: str | bytes) -> None:
+    _accounted(binance_parse(raw, NOW), raw)
+
+
+@FUZZ
+@given(_frames())
+def test_coinbase_never_raises(raw: str | bytes) -> None:
+    _accounted(CoinbaseParser().parse(raw, NOW), raw)
+
+
+@FUZZ
+@given(_frames())
+def test_kraken_never_raises(raw: str | bytes) -> None:
+    _accounted(kraken_parse(raw, NOW), raw)
+
+
+decimals = st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("10000000"), places=8).map(
+    lambda d: format(d, "f")
+)
+millis = st.integers(min_value=1_262_304_000_000, max_value=4_000_000_000_000)
+symbols = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=2, max_size=12)
+trade_ids = st.integers(min_value=0, max_value=2**63 - 1)
+
+
+@FUZZ
+@given(symbols, trade_ids, decimals, decimals, st.booleans(), millis, millis, st.booleans())
+def test_binance_round_trip(
+    symbol: str, trade_id: int, price: str, qty: str, maker: bool, trade_ms: int, event_ms: int, combined: bool
+) -> None:
+    event = {"e": "trade", "E": event_ms, "s": symbol, "t": trade_id, "p": price, "q": qty, "T": trade_ms, "m": maker}
+    frame = {"stream": f"{symbol.lower()}@trade", "data": event} if combined else event
+    (trade,) = binance_parse(orjson.dumps(frame), NOW).trades
+    assert (trade.symbol, trade.trade_id, trade.price, trade.quantity) == (symbol, trade_id, price, qty)
+    assert (trade.is_buyer_maker, trade.trade_time, trade.event_time) == (maker, trade_ms, event_ms)
+
+
+def _rfc3339(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}123Z"
+
+
+@FUZZ
+@given(symbols, symbols, trade_ids, decimals, decimals, st.booleans(), millis)
+def test_coinbase_round_trip(base: str, quote: str, trade_id: int, price: str, size: str, sell: bool, ms: int) -> None:
+    product = f"{base}-{quote}"
+    trade = {
+        "product_id": product,
+        "trade_id": str(trade_id),
+        "price": price,
+        "size": size,
+        "time": _rfc3339(ms),
+        "side": "SELL" if sell else "BUY",
+    }
+    raw = orjson.dumps({"channel": "market_trades", "timestamp": _rfc3339(ms), "events": [{"trades": [trade]}]})
+    (record,) = CoinbaseParser().parse(raw, NOW).trades
+    assert (record.symbol, record.trade_id, record.price, record.quantity) == (product, trade_id, price, size)
+    assert (record.is_buyer_maker, record.trade_time) == (sell, ms)
+
+
+@FUZZ
+@given(symbols, symbols, trade_ids, decimals, decimals, st.booleans(), millis)
+def test_kraken_round_trip(base: str, quote: str, trade_id: int, price: str, qty: str, sell: bool, ms: int) -> None:
+    pair = f"{base}/{quote}"
+    # numbers written as the exchange would: unquoted, exactly this text
+    raw = (
+        f'{{"channel":"trade","type":"update","data":[{{"symbol":"{pair}","side":"{"sell" if sell else "buy"}",'
+        f'"price":{price},"qty":{qty},"ord_type":"limit","trade_id":{trade_id},"timestamp":"{_rfc3339(ms)}"}}]}}'
+    )
+    (record,) = kraken_parse(raw, NOW).trades
+    assert (record.symbol, record.trade_id, record.price, record.quantity) == (pair, trade_id, price, qty)
+    assert (record.is_buyer_maker, record.trade_time) == (sell, ms)
