@@ -166,7 +166,8 @@ def test_indicators_shape(client: Client) -> None:
     items = get(client, "indicators", exchange="binance", symbol="BTCUSDT").json()["results"]
     assert len(items) == 20
     assert set(items[0]) == set(s.IndicatorSerializer().fields)
-    assert items[0]["sma"] == {} and items[0]["rsi"] is None
+    assert items[0]["sma"] == {}
+    assert items[0]["rsi"] is None
     assert items[-1]["sma"] == {"7": "101.5"}
     assert items[-1]["ema"] == {"7": "101.7"}
     assert items[-1]["rsi"] == "55.5"
