@@ -1,0 +1,143 @@
+"""24-hour stats on real PostgreSQL: exact against a plain-Python computation over the trades, cheap via candles."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from analytics.candles import datetime_to_ms, recompute_candles
+from analytics.models import Candle, SymbolStats
+from analytics.stats import change_pct, compute_window, known_symbols, refresh_stats, stats_payload
+from tests.analytics.test_candles import RawTrade, insert, read_trades
+
+pytestmark = pytest.mark.django_db
+
+DAY_MS = 86_400_000
+
+
+def reference(trades: list[RawTrade]) -> dict[str, object]:
+    """The expected row: trades within [last - 24 h, last], ordered by (time, id), from the file's strings."""
+    last_ms = max(t.time_ms for t in trades)
+    window = sorted((t for t in trades if t.time_ms >= last_ms - DAY_MS), key=lambda t: (t.time_ms, t.trade_id))
+    prices = [Decimal(t.price) for t in window]
+    open_price, last_price = prices[0], prices[-1]
+    return {
+        "open_price": open_price,
+        "last_price": last_price,
+        "change_pct": ((last_price - open_price) / open_price * 100).quantize(Decimal("0.0001")),
+        "high": max(prices),
+        "low": min(prices),
+        "volume": sum((Decimal(t.quantity) for t in window), Decimal(0)),
+        "quote_volume": sum((Decimal(t.price) * Decimal(t.quantity) for t in window), Decimal(0)),
+        "trade_count": len(window),
+        "last_trade_ms": last_ms,
+    }
+
+
+def as_dict(stats: SymbolStats) -> dict[str, object]:
+    return {
+        "open_price": stats.open_price,
+        "last_price": stats.last_price,
+        "change_pct": stats.change_pct,
+        "high": stats.high,
+        "low": stats.low,
+        "volume": stats.volume,
+        "quote_volume": stats.quote_volume,
+        "trade_count": stats.trade_count,
+        "last_trade_ms": datetime_to_ms(stats.last_trade_at),
+    }
+
+
+def day_of_trades() -> list[RawTrade]:
+    """The real recording plus older trades spread over the day before it, some just outside the window."""
+    real = list(read_trades())
+    last = real[-1].time_ms
+    extra = [
+        RawTrade(1, "50000.00", "1.5", last - DAY_MS - 1, last - DAY_MS, False),  # 1 ms too old: excluded
+        RawTrade(2, "52000.00", "0.25", last - DAY_MS, last - DAY_MS, True),  # exactly 24 h before: the open
+        RawTrade(3, "70000.00", "0.1", last - DAY_MS + 700, last - DAY_MS, False),  # same partial minute: the high
+        RawTrade(4, "40000.00", "2", last - DAY_MS // 2, last - DAY_MS // 2, True),  # mid-window: the low
+        RawTrade(5, "55000.00", "3", last - DAY_MS // 2 + 61_000, last - DAY_MS // 2, False),
+    ]
+    return extra + real
+
+
+def test_stats_equal_the_reference_with_lagging_recent_candles():
+    trades = day_of_trades()
+    insert(trades)
+    # Candles exist for the day except the last minute, as when update_candles lags behind the consumer.
+    last = trades[-1].time_ms
+    recompute_candles("binance", "BTCUSDT", trades[0].time_ms, last - 60_000, intervals=["1m"])
+    stats = refresh_stats("binance", "BTCUSDT")
+    assert stats is not None
+    expected = reference(trades)
+    assert as_dict(stats) == expected
+    assert expected["open_price"] == Decimal("52000.00")
+    assert expected["high"] == Decimal("70000.00")
+    assert expected["low"] == Decimal("40000.00")
+    assert expected["trade_count"] == len(trades) - 1
+
+
+def test_body_comes_from_candles_and_refresh_is_idempotent():
+    trades = day_of_trades()
+    insert(trades)
+    recompute_candles("binance", "BTCUSDT", trades[0].time_ms, trades[-1].time_ms, intervals=["1m"])
+    first = refresh_stats("binance", "BTCUSDT")
+    assert first is not None
+    again = refresh_stats("binance", "BTCUSDT")
+    assert again is not None
+    assert as_dict(again) == as_dict(first) == reference(trades)
+    assert SymbolStats.objects.count() == 1
+    # Doubling a mid-window candle's volume (not its trades) changes the stats: the candle is what is read.
+    mid = Candle.objects.get(interval="1m", trade_count=1, low=Decimal("40000"))
+    Candle.objects.filter(pk=mid.pk).update(volume=mid.volume * 2)
+    window = compute_window("binance", "BTCUSDT")
+    assert window is not None
+    assert window.volume == first.volume + mid.volume
+
+
+def test_a_short_history_is_all_tail():
+    trades = list(read_trades())[:50]
+    insert(trades)
+    stats = refresh_stats("binance", "BTCUSDT")  # no candle at all: everything within the last minutes
+    assert stats is not None
+    assert as_dict(stats) == reference(trades)
+
+
+def test_no_trades_means_no_row():
+    assert compute_window("binance", "NOPE") is None
+    assert refresh_stats("binance", "NOPE") is None
+    assert not SymbolStats.objects.exists()
+
+
+def test_change_pct_rounding_and_zero_open():
+    assert change_pct(Decimal("100"), Decimal("101.23456")) == Decimal("1.2346")
+    assert change_pct(Decimal("200"), Decimal("100")) == Decimal("-50.0000")
+    assert change_pct(Decimal("0"), Decimal("5")) == Decimal("0.0000")
+
+
+def test_payload_and_known_symbols():
+    trades = list(read_trades())[:20]
+    insert(trades)
+    insert([replace(t, trade_id=t.trade_id + 1) for t in trades[:3]], symbol="ETHUSDT", exchange="coinbase")
+    recompute_candles("coinbase", "ETHUSDT", trades[0].time_ms, trades[2].time_ms, intervals=["1m"])
+    stats = refresh_stats("binance", "BTCUSDT")
+    assert stats is not None
+    assert known_symbols() == [("binance", "BTCUSDT"), ("coinbase", "ETHUSDT")]
+    payload = stats_payload(stats)
+    assert payload == {
+        "kind": "stats",
+        "exchange": "binance",
+        "symbol": "BTCUSDT",
+        "last_price": str(stats.last_price),
+        "change_pct": str(stats.change_pct),
+        "high": str(stats.high),
+        "low": str(stats.low),
+        "volume": str(stats.volume),
+        "quote_volume": str(stats.quote_volume),
+        "trade_count": 20,
+        "last_trade_at": max(t.time_ms for t in trades),
+    }
+    assert Decimal(payload["last_price"]) == reference(trades)["last_price"]
