@@ -38,6 +38,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from analytics.models import WhaleAlert
+from dashboard.api.serializers import dec
 from dashboard.models import AlertDelivery, AlertSubscription, Channel, DeliveryStatus, WebhookFormat
 
 logger = logging.getLogger(__name__)
@@ -115,9 +116,9 @@ def alert_fields(alert: WhaleAlert) -> dict[str, Any]:
         "symbol": alert.symbol,
         "trade_id": alert.trade_id,
         "side": alert.side,
-        "price": str(alert.price),
-        "quantity": str(alert.quantity),
-        "notional": str(alert.notional),
+        "price": dec(alert.price),
+        "quantity": dec(alert.quantity),
+        "notional": dec(alert.notional),
         "traded_at": alert.traded_at.isoformat(),
         "t": int(alert.traded_at.timestamp() * 1000),
     }

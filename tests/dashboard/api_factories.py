@@ -120,3 +120,68 @@ def make_stats(exchange: str = "binance", symbol: str = "BTCUSDT") -> SymbolStat
         trade_count=99000,
         last_trade_at=T0,
     )
+
+
+class Receiver:
+    """A local webhook receiver (``http.server`` in a thread) that answers with scripted status codes."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[dict[str, Any]] = []
+        self.statuses = list(statuses or [])
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                import json
+
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"null")
+                with receiver._lock:
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.requests.append(
+                        {
+                            "path": self.path,
+                            "body": body,
+                            "status": status,
+                            "delivery": self.headers.get("X-Alert-Delivery"),
+                            "content_type": self.headers.get("Content-Type"),
+                        }
+                    )
+                self.send_response(status)
+                if status in {301, 302}:
+                    self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/hook") -> str:
+        """The URL of ``path`` on this receiver."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """Requests answered with 2xx."""
+        with self._lock:
+            return [r for r in self.requests if 200 <= r["status"] < 300]
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A running :class:`Receiver`, stopped afterwards."""
+    r = Receiver()
+    yield r
+    r.close()
