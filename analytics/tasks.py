@@ -99,7 +99,8 @@ def update_candles(exchange: str, symbol: str, start_ms: int, end_ms: int) -> in
     return len(payload["candles"])
 
 
-@shared_task(name="analytics.tasks.detect_whales", queue="alerts", **RETRY_OPTIONS)
+# Routed to the ``alerts`` queue by CELERY_TASK_ROUTES, beside alert delivery.
+@shared_task(name="analytics.tasks.detect_whales", **RETRY_OPTIONS)
 def detect_whales(exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
     """Create the missing whale alerts for the range, push ``whales`` and hand the new alerts to delivery."""
     ids = whale_logic.detect_whales(exchange, symbol, start_ms, end_ms)

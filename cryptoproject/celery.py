@@ -4,12 +4,16 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptoproject.settings")
 
 app = Celery("cryptoproject")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# The project's queues, declared so workers, `purge` and monitoring know all of them (routes: CELERY_TASK_ROUTES).
+app.conf.task_queues = (Queue("default"), Queue("analytics"), Queue("alerts"))
 
 # Periodic jobs (run `celery -A cryptoproject beat`). `expires` drops runs that waited longer than their period
 # (workers down), so a backlog of identical idempotent jobs never piles up.
