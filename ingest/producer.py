@@ -29,7 +29,6 @@ PRODUCER_OPTIONS: dict[str, Any] = {
     "compression_type": "gzip",
     "retries": 2**31 - 1,
     "max_in_flight_requests_per_connection": 5,
-    "buffer_memory": 128 * 1024 * 1024,
     "delivery_timeout_ms": 120_000,
 }
 

@@ -1,0 +1,103 @@
+"""Helpers for the ingest integration tests: a simulator child, an ingest child, reading topics back."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer
+
+from cryptoproject.kafka import client_config
+from tests.conftest import DATA, ChildProcess, manage, subprocess_env, wait_for
+
+BTC_0808 = DATA / "binance-spot-ws" / "btcusdt_20240808.gz"
+_LISTENING = re.compile(r"listening on ws://[0-9.]+:(\d+)")
+
+
+def recorded_trades(path: Path = BTC_0808) -> list[dict[str, Any]]:
+    """The ``data`` of every ``@trade`` frame of a hftbacktest recording, in order."""
+    trades = []
+    with gzip.open(path, "rb") as handle:
+        for line in handle:
+            frame = orjson.loads(line.split(b" ", 1)[1])
+            if frame.get("stream", "").endswith("@trade"):
+                trades.append(frame["data"])
+    return trades
+
+
+def start_simulator(spawn: Callable[..., ChildProcess], *args: str) -> tuple[ChildProcess, int]:
+    """``simulate_exchange --port 0 <args>``; returns the child and the port it bound."""
+    child = spawn(manage("simulate_exchange", "--host", "127.0.0.1", "--port", "0", *args), name="simulator")
+
+    def port() -> int | None:
+        assert child.proc.poll() is None, child.output()
+        match = _LISTENING.search(child.output())
+        return int(match.group(1)) if match else None
+
+    return child, wait_for(port, timeout=60, what="the simulator to listen")
+
+
+def ingest_env(exchange: str, port: int, **overrides: str) -> dict[str, str]:
+    """A child environment pointing ``exchange``'s URLs at the simulator."""
+    urls = {
+        "binance": {"BINANCE_WS_URL": f"ws://127.0.0.1:{port}", "BINANCE_REST_URL": f"http://127.0.0.1:{port}"},
+        "coinbase": {"COINBASE_WS_URL": f"ws://127.0.0.1:{port}"},
+        "kraken": {"KRAKEN_WS_URL": f"ws://127.0.0.1:{port}/v2"},
+    }[exchange]
+    return subprocess_env(**{**urls, **overrides})
+
+
+def start_ingest(
+    spawn: Callable[..., ChildProcess], exchange: str, port: int, symbols: str, *args: str, **env: str
+) -> ChildProcess:
+    """``manage.py ingest`` against the simulator on ``port`` (Prometheus off, metrics logged every second)."""
+    argv = manage(
+        "ingest", "--exchange", exchange, "--symbols", symbols, "--metrics-port", "0", "--metrics-interval", "1", *args
+    )
+    return spawn(argv, env=ingest_env(exchange, port, **env), name="ingest")
+
+
+def wait_exit(child: ChildProcess, timeout: float = 180) -> int:
+    """The child's exit code, once it has exited."""
+    wait_for(lambda: child.proc.poll() is not None, timeout=timeout, interval=0.2, what="the child to exit")
+    return child.proc.returncode
+
+
+def final_metrics(child: ChildProcess) -> dict[str, Any]:
+    """The metrics of the ``ingest stopped`` log line."""
+    for line in reversed(child.output().splitlines()):
+        if '"ingest stopped"' in line:
+            metrics: dict[str, Any] = orjson.loads(line)["metrics"]
+            return metrics
+    raise AssertionError(f"no final metrics line in:\n{child.output()[-3000:]}")
+
+
+def read_topic(topic: str, expected: int, timeout: float = 60) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) of every message of ``topic``, once at least ``expected`` arrived (then a short drain)."""
+    consumer = KafkaConsumer(
+        topic,
+        **client_config(),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
+    )
+    messages: list[tuple[bytes | None, bytes]] = []
+
+    def enough() -> bool:
+        for batch in consumer.poll(timeout_ms=500, max_records=10_000).values():
+            messages.extend((m.key, m.value) for m in batch)
+        return len(messages) >= expected
+
+    try:
+        wait_for(enough, timeout=timeout, interval=0, what=f"{expected} messages on {topic}")
+        # Anything beyond the expected count would be a defect the caller asserts on: read what is there.
+        for batch in consumer.poll(timeout_ms=1000, max_records=10_000).values():
+            messages.extend((m.key, m.value) for m in batch)
+    finally:
+        consumer.close()
+    return messages
