@@ -1,0 +1,113 @@
+"""``manage.py simulate_exchange``: a local exchange (Binance, Coinbase or Kraken protocol) replaying recorded
+trades or generating synthetic ones, with fault injection, for the demo, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ingest.records import TradeRecord
+from ingest.replay import ReplayError, read_many
+from ingest.simulator.config import EXCHANGES, ConfigError, SimulatorConfig
+from ingest.simulator.feed import exchange_symbol, looped
+from ingest.simulator.server import Simulator
+from ingest.simulator.synthetic import synthetic_trades
+
+
+def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[TradeRecord], tuple[str, ...]]:
+    """The trade source the options ask for, and the symbols known up front."""
+    if options["synthetic"]:
+        if options["replay"]:
+            raise CommandError("--synthetic and --replay exclude each other")
+        symbols = tuple(s.strip().upper() for s in (options["symbols"] or "").split(",") if s.strip())
+        if not symbols:
+            raise CommandError("--synthetic needs --symbols (for example btcusdt,ethusdt)")
+        if not options["rate"] or options["rate"] <= 0:
+            raise CommandError("--synthetic needs --rate N (trades per second, > 0)")
+        return synthetic_trades(symbols, options["rate"], exchange=exchange, seed=options["seed"]), symbols
+    files = options["replay"]
+    if not files:
+        raise CommandError("give --replay FILE [FILE ...] or --synthetic --rate N --symbols ...")
+    symbol = options["symbol"]
+
+    def read() -> Iterator[TradeRecord]:
+        return read_many(files, symbol)
+
+    try:
+        # Open every file now: a missing or unknown file stops the command at start, not mid-replay.
+        firsts = [next(read_many([path], symbol), None) for path in files]
+    except ReplayError as exc:
+        raise CommandError(f"--replay: {exc}") from None
+    known = {
+        record.symbol if record.exchange == exchange else exchange_symbol(exchange, record.symbol)
+        for record in firsts
+        if record is not None
+    }
+    return (looped(read) if options["loop"] else read()), tuple(sorted(known))
+
+
+class Command(BaseCommand):
+    help = "Simulate an exchange's WebSocket (and Binance REST) from recorded or synthetic trades."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--exchange", choices=EXCHANGES, default="binance")
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+        parser.add_argument("--replay", nargs="+", metavar="FILE", help="recorded trade files (plain, gzip, zstd)")
+        parser.add_argument("--symbol", help="symbol of data.binance.vision CSV files whose name has none")
+        parser.add_argument("--speed", type=float, default=1.0, help="1 = recorded pacing, 0 = as fast as read")
+        parser.add_argument("--loop", action="store_true", help="repeat the files with shifted ids and times")
+        parser.add_argument("--synthetic", action="store_true", help="random walk instead of a replay")
+        parser.add_argument("--rate", type=float, default=0.0, help="synthetic trades per second")
+        parser.add_argument("--symbols", default="", help="synthetic symbols, comma separated")
+        parser.add_argument("--drop-every", type=int, default=0, help="close each connection after N frames")
+        parser.add_argument("--gap-every", type=int, default=0, help="skip one trade id every N trades")
+        parser.add_argument("--malformed-rate", type=float, default=0.0, help="probability of a malformed frame")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--start-delay", type=float, default=0.0, help="seconds between first subscribe and feed")
+        parser.add_argument("--ping-interval", type=float, default=20.0, help="Binance pings every 20 s (0: off)")
+        parser.add_argument("--ping-timeout", type=float, default=60.0, help="disconnect without pong (s)")
+        parser.add_argument("--lifetime", type=float, default=24 * 3600.0, help="connection lifetime (s, 0: none)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        exchange = options["exchange"]
+        source, symbols = build_source(options, exchange)
+        try:
+            config = SimulatorConfig(
+                exchange=exchange,
+                host=options["host"],
+                port=options["port"],
+                speed=options["speed"],
+                loop=options["loop"],
+                drop_every=options["drop_every"],
+                gap_every=options["gap_every"],
+                malformed_rate=options["malformed_rate"],
+                seed=options["seed"],
+                start_delay=options["start_delay"],
+                ping_interval=options["ping_interval"] or None,
+                ping_timeout=options["ping_timeout"] or None,
+                lifetime=options["lifetime"],
+                symbols=symbols,
+            )
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        asyncio.run(self._serve(Simulator(config, source)))
+
+    async def _serve(self, simulator: Simulator) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(host: str, port: int) -> None:
+            self.stdout.write(f"listening on ws://{host}:{port}")
+            self.stdout.flush()
+
+        await simulator.serve(stop, ready)
+        self.stdout.write(
+            f"stopped: {simulator.feed.produced} trades produced, {simulator.connections} connections served"
+        )

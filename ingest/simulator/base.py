@@ -1,0 +1,200 @@
+"""What every simulated exchange protocol shares: the session skeleton, frame sending with fault injection,
+HTTP JSON responses and time formatting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ingest.records import TradeRecord
+from ingest.simulator.faults import Faults, FrameFields
+from ingest.simulator.feed import Subscriber
+
+if TYPE_CHECKING:
+    from ingest.simulator.server import Simulator
+
+logger = logging.getLogger(__name__)
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_second_cache: dict[int, str] = {}
+
+
+def rfc3339(millis: int, *, nanos: bool = False) -> str:
+    """Epoch ms -> ``2024-08-08T23:54:15.342000Z`` (micro- or nanosecond digits, like the exchanges)."""
+    seconds, ms = divmod(millis, 1000)
+    prefix = _second_cache.get(seconds)
+    if prefix is None:
+        if len(_second_cache) > 4096:
+            _second_cache.clear()
+        prefix = _second_cache[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{prefix}.{ms:03d}{'000000' if nanos else '000'}Z"
+
+
+def text_frames(frames: list[bytes]) -> bytes:
+    """Unmasked, unfragmented server text frames (RFC 6455 5.2), serialised back to back for one write."""
+    parts: list[bytes] = []
+    append = parts.append
+    for frame in frames:
+        size = len(frame)
+        if size < 126:
+            append(_HEADER_SMALL[size])
+        elif size < 65536:
+            append(b"\x81\x7e" + size.to_bytes(2, "big"))
+        else:
+            append(b"\x81\x7f" + size.to_bytes(8, "big"))
+        append(frame)
+    return b"".join(parts)
+
+
+_HEADER_SMALL = [bytes((0x81, size)) for size in range(126)]
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def json_response(status: int, body: Any) -> Response:
+    """An HTTP response with a JSON body (REST endpoints and refused WebSocket paths)."""
+    payload = orjson.dumps(body)
+    headers = Headers(
+        [
+            ("Content-Type", "application/json;charset=UTF-8"),
+            ("Content-Length", str(len(payload))),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status, _REASONS.get(status, "Error"), headers, payload)
+
+
+class Session:
+    """One client connection: a receive loop for control messages and a sender draining the feed.
+
+    Subclasses implement :meth:`on_message` and :meth:`frames` (the protocol), and may add periodic tasks.
+    """
+
+    fields: ClassVar[FrameFields]
+
+    def __init__(self, simulator: Simulator, connection: ServerConnection, number: int) -> None:
+        self.simulator = simulator
+        self.config = simulator.config
+        self.connection = connection
+        self.number = number
+        self.subscriber = Subscriber(simulator.feed)
+        self.faults = Faults(
+            self.fields,
+            drop_every=self.config.drop_every,
+            malformed_rate=self.config.malformed_rate,
+            seed=self.config.seed,
+            connection=number,
+        )
+        self.dropped = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- protocol hooks ------------------------------------------------------------------------------------
+    async def on_open(self) -> None:
+        """Called once the handshake is done (before any message is read)."""
+
+    async def on_message(self, message: str | bytes) -> None:
+        """Handle one control message from the client."""
+        raise NotImplementedError
+
+    def frames(self, chunk: list[tuple[TradeRecord, Any]]) -> list[bytes]:
+        """The frames carrying ``chunk`` (already filtered to this connection's symbols)."""
+        raise NotImplementedError
+
+    # -- machinery -----------------------------------------------------------------------------------------
+    def spawn(self, coro: Any) -> None:
+        """Run a periodic task for the lifetime of the session."""
+        self._tasks.append(asyncio.create_task(coro))
+
+    async def send_json(self, payload: Any) -> None:
+        """Send a control reply (not counted by fault injection)."""
+        await self.connection.send(orjson.dumps(payload), text=True)
+
+    async def send_frames(self, frames: list[bytes]) -> None:
+        """Send data frames in one write, applying the fault plan; a planned drop closes the socket abruptly."""
+        drop = False
+        if self.faults.active:
+            frames, drop = self.faults.apply(frames)
+        connection = self.connection
+        # One write and one drain for the whole batch: per-frame send() calls (one syscall each) would cost
+        # most of the time. send_context() checks the connection is open and drains on exit; writing
+        # finished text frames straight to the transport is safe there (no fragmented message is in flight).
+        async with connection.send_context():
+            connection.transport.write(text_frames(frames))
+        if drop:
+            await self.drop()
+
+    async def drop(self) -> None:
+        """Close the TCP connection without a close frame, after the frames already sent have left."""
+        self.dropped = True
+        transport = self.connection.transport
+        for _ in range(5000):  # at most ~5 s for the socket buffer to empty
+            if transport.is_closing() or not transport.get_write_buffer_size():
+                break
+            await asyncio.sleep(0.001)
+        logger.info("simulator: dropping a connection", extra={"connection": self.number, "sent": self.faults.sent})
+        transport.abort()
+
+    async def _sender(self) -> None:
+        get = self.subscriber.get
+        try:
+            while not self.dropped:
+                chunk = await get()
+                if chunk:
+                    await self.send_frames(self.frames(chunk))
+        except ConnectionClosed:
+            pass
+
+    async def run(self) -> None:
+        """Serve the connection until it closes (or its lifetime ends)."""
+        self.spawn(self._sender())
+        try:
+            await self.on_open()
+            async with asyncio.timeout(self.config.lifetime or None):
+                async for message in self.connection:
+                    await self.on_message(message)
+        except TimeoutError:
+            logger.info("simulator: connection lifetime reached", extra={"connection": self.number})
+            await self.connection.close(1000, "connection lifetime reached")
+        except ConnectionClosed:
+            pass
+        finally:
+            self.subscriber.close()
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await task
+
+
+class Protocol:
+    """An exchange's protocol: how trades are encoded once for all connections, and its sessions and paths."""
+
+    name: ClassVar[str]
+    session: ClassVar[type[Session]]
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.simulator = simulator
+
+    def encode(self, record: TradeRecord) -> Any:
+        """The trade's pre-encoded form (shared by every connection)."""
+        raise NotImplementedError
+
+    def http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """An HTTP answer for ``request`` (REST, or refusing a path), or None to go on with the WebSocket."""
+        return None
+
+    def make_session(self, connection: ServerConnection, number: int) -> Session:
+        """The session object serving ``connection``."""
+        return self.session(self.simulator, connection, number)

@@ -1,0 +1,303 @@
+"""The simulated market: one paced trade feed fanned out to the connections, and the REST trade store.
+
+The feed runs on its own, like a real exchange: it starts when the first client subscribes (after
+``start_delay``), paces trades by their recorded trade time divided by ``speed`` and never rewinds, so a
+client that reconnects resumes where the market is and must backfill what it missed over REST. At speed 0
+it sends as fast as the slowest subscriber reads (bounded queues) and waits while nobody is subscribed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ingest.records import TradeRecord
+
+logger = logging.getLogger(__name__)
+
+# Longest first, so BTCFDUSD is BTC/FDUSD and not BTCFD/USD.
+_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "DAI", "USD", "EUR", "GBP", "TRY", "BTC", "ETH", "BNB")
+_SEPARATOR = re.compile(r"[-/_]")
+
+Item = tuple[TradeRecord, Any]
+"""A trade and its protocol's pre-encoded form (encoded once, shared by every connection)."""
+Chunk = list[Item]
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """``BTCUSDT`` / ``BTC-USDT`` / ``BTC/USDT`` -> ``("BTC", "USDT")``; ``("X", "")`` when no quote is known."""
+    symbol = symbol.upper()
+    parts = _SEPARATOR.split(symbol, maxsplit=1)
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    for quote in _QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    return symbol, ""
+
+
+def exchange_symbol(exchange: str, symbol: str) -> str:
+    """The symbol in ``exchange``'s own spelling: ``BTCUSDT`` (Binance), ``BTC-USDT`` (Coinbase), ``BTC/USDT``."""
+    base, quote = split_symbol(symbol)
+    if not quote:
+        return base
+    if exchange == "coinbase":
+        return f"{base}-{quote}"
+    if exchange == "kraken":
+        return f"{base}/{quote}"
+    return base + quote
+
+
+def for_exchange(records: Iterable[TradeRecord], exchange: str) -> Iterator[TradeRecord]:
+    """Relabel trades recorded elsewhere as ``exchange``'s (its name and symbol spelling)."""
+    names: dict[str, str] = {}
+    for record in records:
+        if record.exchange == exchange:
+            yield record
+            continue
+        symbol = names.get(record.symbol)
+        if symbol is None:
+            symbol = names[record.symbol] = exchange_symbol(exchange, record.symbol)
+        yield dataclasses.replace(record, exchange=exchange, symbol=symbol)
+
+
+def looped(source: Callable[[], Iterable[TradeRecord]], cache_limit: int = 250_000) -> Iterator[TradeRecord]:
+    """Repeat ``source`` forever; each pass shifts ids past the previous pass's last id (per symbol) and times
+    by the first pass's span, so ids stay consecutive and times keep increasing.
+
+    A source of at most ``cache_limit`` trades is kept in memory after the first pass (re-parsing a small file
+    on every pass would bound a benchmark); a larger one is read again each pass.
+    """
+    cache: list[TradeRecord] | None = []
+    first_ids: dict[str, int] = {}
+    last_ids: dict[str, int] = {}
+    first_time: int | None = None
+    last_time = 0
+    for record in source():
+        first_ids.setdefault(record.symbol, record.trade_id)
+        last_ids[record.symbol] = record.trade_id
+        if first_time is None:
+            first_time = record.trade_time
+        last_time = max(last_time, record.trade_time)
+        if cache is not None:
+            cache.append(record)
+            if len(cache) > cache_limit:
+                cache = None
+        yield record
+    if first_time is None:
+        return  # an empty source would loop forever without yielding
+    span = last_time - first_time + 1
+    id_spans = {symbol: last_ids[symbol] - first + 1 for symbol, first in first_ids.items()}
+    passes = 1
+    while True:
+        time_shift = span * passes
+        shifts = {symbol: id_span * passes for symbol, id_span in id_spans.items()}
+        for record in source() if cache is None else cache:
+            # The constructor, not dataclasses.replace(): this is the hot path of a looping benchmark.
+            yield TradeRecord(
+                record.exchange,
+                record.symbol,
+                record.trade_id + shifts.get(record.symbol, 0),
+                record.price,
+                record.quantity,
+                record.is_buyer_maker,
+                record.trade_time + time_shift,
+                record.event_time + time_shift,
+                record.received_at + time_shift,
+            )
+        passes += 1
+
+
+class TradeStore:
+    """Everything the feed produced, per symbol, for REST ``historicalTrades``: bounded, ids ascending."""
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self.capacity = max(capacity, 1)
+        self._ids: dict[str, list[int]] = {}
+        self._records: dict[str, list[TradeRecord]] = {}
+
+    def add(self, record: TradeRecord) -> None:
+        """Keep ``record``; ids that do not increase (overlapping files) are not stored twice."""
+        ids = self._ids.get(record.symbol)
+        if ids is None:
+            ids = self._ids[record.symbol] = []
+            self._records[record.symbol] = []
+        elif record.trade_id <= ids[-1]:
+            return
+        ids.append(record.trade_id)
+        records = self._records[record.symbol]
+        records.append(record)
+        # Trim in steps of a quarter of the capacity: amortised O(1) per trade.
+        if len(ids) > self.capacity + self.capacity // 4:
+            excess = len(ids) - self.capacity
+            del ids[:excess]
+            del records[:excess]
+
+    def symbols(self) -> set[str]:
+        """Symbols with at least one stored trade."""
+        return set(self._ids)
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids in self._ids.values())
+
+    def since(self, symbol: str, from_id: int | None, limit: int) -> list[TradeRecord]:
+        """Up to ``limit`` trades with id >= ``from_id`` (oldest first); the latest ``limit`` without ``from_id``."""
+        records = self._records.get(symbol, [])
+        if from_id is None:
+            return records[-limit:] if limit else []
+        start = bisect_left(self._ids.get(symbol, []), from_id)
+        return records[start : start + limit]
+
+    def latest(self, symbol: str, count: int) -> list[TradeRecord]:
+        """The ``count`` most recent trades of ``symbol``, oldest first."""
+        return self.since(symbol, None, count)
+
+
+class Subscriber:
+    """One connection's view of the feed: the symbols it wants and a bounded queue of chunks."""
+
+    def __init__(self, feed: Feed, max_chunks: int = 4) -> None:
+        self.feed = feed
+        self.symbols: set[str] = set()
+        self.queue: asyncio.Queue[Chunk] = asyncio.Queue(max_chunks)
+        self.closed = False
+
+    def subscribe(self, symbols: Iterable[str]) -> None:
+        """Add symbols; the feed starts delivering with its next chunk."""
+        self.symbols.update(symbols)
+        if self.symbols and not self.closed:
+            self.feed.attach(self)
+
+    def unsubscribe(self, symbols: Iterable[str]) -> None:
+        """Remove symbols; with none left the feed stops delivering to this connection."""
+        self.symbols.difference_update(symbols)
+        if not self.symbols:
+            self.feed.detach(self)
+
+    async def put(self, chunk: Chunk) -> None:
+        """Called by the feed: wait for room (backpressure) unless the connection is gone."""
+        if not self.closed:
+            await self.queue.put(chunk)
+
+    async def get(self) -> Chunk:
+        """The next chunk, filtered to this connection's symbols (possibly empty)."""
+        chunk = await self.queue.get()
+        wanted = self.symbols
+        return [item for item in chunk if item[0].symbol in wanted]
+
+    def close(self) -> None:
+        """Leave the feed; unblock a feed waiting for room in this queue."""
+        self.closed = True
+        self.feed.detach(self)
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+class Feed:
+    """The market: pulls trades from ``source``, paces them, stores them for REST and fans them out."""
+
+    def __init__(
+        self,
+        source: Iterable[TradeRecord],
+        encode: Callable[[TradeRecord], Any],
+        *,
+        speed: float = 1.0,
+        gap_every: int = 0,
+        start_delay: float = 0.0,
+        chunk_size: int = 512,
+        store: TradeStore | None = None,
+        symbols: Iterable[str] = (),
+    ) -> None:
+        self.source = source
+        self.encode = encode
+        self.speed = speed
+        self.gap_every = gap_every
+        self.start_delay = start_delay
+        self.chunk_size = max(chunk_size, 1)
+        self.store = store if store is not None else TradeStore()
+        self.known_symbols: set[str] = set(symbols)
+        self.subscribers: set[Subscriber] = set()
+        self.produced = 0
+        self.skipped = 0
+        self.finished = asyncio.Event()
+        self._subscribed = asyncio.Event()
+        self._per_symbol: dict[str, int] = {}
+
+    def attach(self, subscriber: Subscriber) -> None:
+        """Start delivering chunks to ``subscriber`` (also starts the feed on the first one)."""
+        self.subscribers.add(subscriber)
+        self._subscribed.set()
+
+    def detach(self, subscriber: Subscriber) -> None:
+        """Stop delivering to ``subscriber``."""
+        self.subscribers.discard(subscriber)
+        if not self.subscribers:
+            self._subscribed.clear()
+
+    def symbols(self) -> set[str]:
+        """Symbols this market trades (announced ones and those the feed produced so far)."""
+        return self.known_symbols | self.store.symbols()
+
+    def _skip(self, record: TradeRecord) -> bool:
+        # --gap-every N: every N-th trade of a symbol never goes out on the WebSocket (REST still has it).
+        if not self.gap_every:
+            return False
+        count = self._per_symbol.get(record.symbol, 0) + 1
+        self._per_symbol[record.symbol] = count
+        return count % self.gap_every == 0
+
+    async def _publish(self, chunk: Chunk) -> None:
+        if not chunk:
+            return
+        if self.speed == 0:
+            await self._subscribed.wait()
+        for subscriber in list(self.subscribers):
+            await subscriber.put(chunk)
+
+    async def run(self) -> None:
+        """Produce the whole source (forever when it loops); returns when it is exhausted."""
+        await self._subscribed.wait()
+        if self.start_delay:
+            await asyncio.sleep(self.start_delay)
+        loop = asyncio.get_running_loop()
+        store_add = self.store.add
+        encode = self.encode
+        skip = self._skip if self.gap_every else None
+        chunk: Chunk = []
+        append = chunk.append
+        chunk_size = self.chunk_size
+        anchor_wall = 0.0
+        anchor_time: int | None = None
+        scale = 1.0 / (1000.0 * self.speed) if self.speed else 0.0
+        for record in self.source:
+            if scale:
+                if anchor_time is None:
+                    anchor_wall, anchor_time = loop.time(), record.trade_time
+                delay = anchor_wall + (record.trade_time - anchor_time) * scale - loop.time()
+                if delay > 0.001:
+                    await self._publish(chunk)
+                    chunk = []
+                    append = chunk.append
+                    delay = anchor_wall + (record.trade_time - anchor_time) * scale - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+            store_add(record)
+            self.produced += 1
+            if skip is not None and skip(record):
+                self.skipped += 1
+            else:
+                append((record, encode(record)))
+            if len(chunk) >= chunk_size:
+                await self._publish(chunk)
+                chunk = []
+                append = chunk.append
+                if not scale:
+                    await asyncio.sleep(0)  # let connections and REST run between chunks
+        await self._publish(chunk)
+        self.finished.set()
+        logger.info("simulator: feed finished", extra={"produced": self.produced, "skipped": self.skipped})
