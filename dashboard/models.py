@@ -57,7 +57,7 @@ class AlertSubscription(models.Model):
     target = models.CharField(max_length=500, help_text="Webhook URL (https://...) or e-mail address.")
     format = models.CharField(max_length=8, choices=WebhookFormat.choices, default=WebhookFormat.SLACK)
     active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(db_default=Now())
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["active", "exchange", "symbol"], name="subscription_match")]
@@ -107,7 +107,7 @@ class AlertDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     sent_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(db_default=Now())
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
 
     class Meta:
         verbose_name_plural = "alert deliveries"

@@ -59,7 +59,10 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("active", models.BooleanField(default=True)),
-                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
                 (
                     "user",
                     models.ForeignKey(
@@ -85,7 +88,10 @@ class Migration(migrations.Migration):
                 ("attempts", models.PositiveIntegerField(default=0)),
                 ("last_error", models.TextField(blank=True, default="")),
                 ("sent_at", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
                 (
                     "alert",
                     models.ForeignKey(
