@@ -83,6 +83,8 @@ class Session:
     """
 
     fields: ClassVar[FrameFields]
+    # Coinbase batches updates over an interval; the others send each chunk as it comes.
+    batches: ClassVar[bool] = False
 
     def __init__(self, simulator: Simulator, connection: ServerConnection, number: int) -> None:
         self.simulator = simulator
@@ -121,6 +123,11 @@ class Session:
         """Send a control reply (not counted by fault injection)."""
         await self.connection.send(orjson.dumps(payload), text=True)
 
+    async def send_control(self, frames: list[bytes]) -> None:
+        """Protocol frames outside the trade flow, written at once (not counted by fault injection)."""
+        async with self.connection.send_context():
+            self.connection.transport.write(text_frames(frames))
+
     async def send_frames(self, frames: list[bytes]) -> None:
         """Send data frames in one write, applying the fault plan; a planned drop closes the socket abruptly."""
         drop = False
@@ -149,12 +156,33 @@ class Session:
     async def _sender(self) -> None:
         get = self.subscriber.get
         try:
+            if self.batches and self.config.speed > 0 and self.config.batch_interval > 0:
+                await self._batched_sender()
             while not self.dropped:
                 chunk = await get()
                 if chunk:
                     await self.send_frames(self.frames(chunk))
         except ConnectionClosed:
             pass
+
+    async def _batched_sender(self) -> None:
+        # Everything that arrived within batch_interval of the first pending trade goes out together.
+        loop = asyncio.get_running_loop()
+        pending: list[tuple[TradeRecord, Any]] = []
+        deadline: float | None = None
+        while not self.dropped:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await self.subscriber.get()
+            except TimeoutError:
+                chunk = []
+            if chunk:
+                pending.extend(chunk)
+                if deadline is None:
+                    deadline = loop.time() + self.config.batch_interval
+            if deadline is not None and loop.time() >= deadline:
+                await self.send_frames(self.frames(pending))
+                pending, deadline = [], None
 
     async def run(self) -> None:
         """Serve the connection until it closes (or its lifetime ends)."""

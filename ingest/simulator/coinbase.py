@@ -1,0 +1,141 @@
+"""Coinbase Advanced Trade WebSocket: the ``market_trades`` channel (snapshot, then updates batched about every
+250 ms, ``sequence_num`` per connection), the ``heartbeats`` channel and the ``subscriptions`` replies."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import orjson
+
+from ingest.records import TradeRecord
+from ingest.simulator.base import Protocol, Session, now_ms, rfc3339
+from ingest.simulator.faults import FrameFields
+
+CHANNELS = ("market_trades", "heartbeats")
+
+
+def encode_trade(record: TradeRecord) -> bytes:
+    """One trade of a ``market_trades`` event, as Coinbase writes it (``side`` is the taker's)."""
+    return b'{"product_id":"%s","trade_id":"%d","price":"%s","size":"%s","time":"%s","side":"%s"}' % (
+        record.symbol.encode(),
+        record.trade_id,
+        record.price.encode(),
+        record.quantity.encode(),
+        rfc3339(record.trade_time).encode(),
+        b"SELL" if record.is_buyer_maker else b"BUY",
+    )
+
+
+class CoinbaseSession(Session):
+    """One Advanced Trade connection."""
+
+    fields = FrameFields("price", "size")
+    batches = True
+
+    def __init__(self, simulator: Any, connection: Any, number: int) -> None:
+        super().__init__(simulator, connection, number)
+        self.sequence = 0
+        self.products: dict[str, None] = {}
+        self.heartbeats = False
+
+    def _frame(self, channel: str, events: bytes) -> bytes:
+        # sequence_num counts every frame of the connection, so a jump means the client missed frames.
+        sequence = self.sequence
+        self.sequence += 1
+        stamp = rfc3339(now_ms(), nanos=True).encode()
+        return b'{"channel":"%s","client_id":"","timestamp":"%s","sequence_num":%d,"events":%s}' % (
+            channel.encode(),
+            stamp,
+            sequence,
+            events,
+        )
+
+    def _trades_frame(self, kind: bytes, trades: list[bytes]) -> bytes:
+        return self._frame("market_trades", b'[{"type":"%s","trades":[%s]}]' % (kind, b",".join(trades)))
+
+    def frames(self, chunk: list[tuple[TradeRecord, Any]]) -> list[bytes]:
+        """``update`` frames of at most ``batch_size`` trades, newest first like Coinbase."""
+        size = self.config.batch_size or len(chunk)
+        out = []
+        for start in range(0, len(chunk), size):
+            trades = [encoded for _, encoded in chunk[start : start + size]]
+            trades.reverse()
+            out.append(self._trades_frame(b"update", trades))
+        return out
+
+    async def error(self, message: str) -> None:
+        """Coinbase's error reply."""
+        await self.send_json({"type": "error", "message": message})
+
+    def _subscriptions(self) -> bytes:
+        subscriptions: dict[str, list[str]] = {}
+        if self.products:
+            subscriptions["market_trades"] = list(self.products)
+        if self.heartbeats:
+            subscriptions["heartbeats"] = ["heartbeats"]
+        return self._frame("subscriptions", orjson.dumps([{"subscriptions": subscriptions}]))
+
+    async def _heartbeat(self) -> None:
+        counter = 0
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            counter += 1
+            event = {"current_time": rfc3339(now_ms(), nanos=True), "heartbeat_counter": counter}
+            await self.send_control([self._frame("heartbeats", orjson.dumps([event]))])
+
+    async def on_message(self, message: str | bytes) -> None:
+        """``subscribe`` / ``unsubscribe`` to ``market_trades`` (with product ids) or ``heartbeats``."""
+        try:
+            request = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            await self.error("malformed JSON")
+            return
+        if not isinstance(request, dict) or request.get("type") not in ("subscribe", "unsubscribe"):
+            await self.error("failure to subscribe: type must be subscribe or unsubscribe")
+            return
+        channel = request.get("channel")
+        if channel not in CHANNELS:
+            await self.error(f"failure to subscribe: unknown channel {channel!r}")
+            return
+        subscribe = request["type"] == "subscribe"
+        if channel == "heartbeats":
+            if subscribe and not self.heartbeats:
+                self.spawn(self._heartbeat())
+            self.heartbeats = self.heartbeats or subscribe
+            await self.send_control([self._subscriptions()])
+            return
+        products = request.get("product_ids")
+        if not isinstance(products, list) or not products or not all(isinstance(p, str) for p in products):
+            await self.error("failure to subscribe: product_ids must be a non-empty list of strings")
+            return
+        products = [p.upper() for p in products]
+        if not subscribe:
+            for product in products:
+                self.products.pop(product, None)
+            self.subscriber.unsubscribe(products)
+            await self.send_control([self._subscriptions()])
+            return
+        new = [p for p in products if p not in self.products]
+        frames = []
+        for product in new:
+            self.products[product] = None
+            recent = self.simulator.store.latest(product, self.config.snapshot_size)
+            trades = [self.simulator.protocol.encode(record) for record in reversed(recent)]
+            frames.append(self._trades_frame(b"snapshot", trades))
+        # Like Coinbase: a snapshot of recent trades per product, then the subscriptions reply. The snapshots
+        # are taken, the feed joined and the frames written without yielding: no trade falls in between.
+        self.subscriber.subscribe(new)
+        frames.append(self._subscriptions())
+        await self.send_control(frames)
+
+
+class CoinbaseProtocol(Protocol):
+    """Coinbase Advanced Trade market data (any path)."""
+
+    name = "coinbase"
+    session: ClassVar[type[Session]] = CoinbaseSession
+
+    def encode(self, record: TradeRecord) -> bytes:
+        """The trade object, shared by every connection."""
+        return encode_trade(record)
