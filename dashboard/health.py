@@ -68,8 +68,8 @@ def _consumer() -> KafkaConsumer:
         group_id=None,
         enable_auto_commit=False,
         request_timeout_ms=max(ms, 1000) + 500,
-        api_version_auto_timeout_ms=ms,
         metadata_max_age_ms=ms,
+        bootstrap_timeout_ms=ms,
     )
 
 
@@ -89,7 +89,7 @@ def consumer_lag(group: str, topic: str) -> dict[str, Any]:
     consumer = None
     try:
         admin = admin_client(timeout=KAFKA_TIMEOUT_SECONDS)
-        committed_raw = admin.list_consumer_group_offsets(group)
+        committed_raw = admin.list_group_offsets(group).get(group, {})
         consumer = _consumer()
         partitions = _partitions(consumer, topic)
         timeout_ms = int(KAFKA_TIMEOUT_SECONDS * 1000)

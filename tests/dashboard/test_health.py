@@ -1,0 +1,176 @@
+"""Pipeline health against the real Kafka, Redis and PostgreSQL: lag per partition, DLQ size, ingest and consumer
+snapshots, queue depths, last trade age per symbol, and graceful answers when a server is unreachable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.test import Client
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from cryptoproject.kafka import client_config
+from dashboard import health
+from tests.conftest import KafkaTopics, unique
+from tests.dashboard.api_factories import T0, locmem_cache, make_stats, make_trades
+
+__all__ = ["locmem_cache"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_health_cache() -> Iterator[None]:
+    health.clear_cache()
+    yield
+    health.clear_cache()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    yield client
+    for key in client.scan_iter(match="metrics:*"):
+        client.delete(key)
+    client.close()
+
+
+def produce(topic: str, per_partition: dict[int, int]) -> None:
+    producer = KafkaProducer(**client_config(), acks="all")
+    try:
+        for partition, count in per_partition.items():
+            for i in range(count):
+                producer.send(topic, value=f'{{"n": {i}}}'.encode(), partition=partition)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def commit(group: str, topic: str, offsets: dict[int, int]) -> None:
+    consumer = KafkaConsumer(**client_config(), group_id=group, enable_auto_commit=False)
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in offsets])
+        consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()})
+    finally:
+        consumer.close()
+
+
+@pytest.mark.integration
+def test_consumer_lag_per_partition_and_dlq_count(kafka_topics: KafkaTopics) -> None:
+    produce(kafka_topics.trades, {0: 10, 1: 4, 2: 7})
+    produce(kafka_topics.dlq, {0: 3})
+    commit(kafka_topics.group, kafka_topics.trades, {0: 6, 1: 4})
+
+    lag = health.consumer_lag(kafka_topics.group, kafka_topics.trades)
+    assert lag["error"] is None
+    by_partition = {row["partition"]: row for row in lag["partitions"]}
+    assert sorted(by_partition) == [0, 1, 2, 3, 4, 5]
+    assert by_partition[0] == {"partition": 0, "committed": 6, "end": 10, "lag": 4}
+    assert by_partition[1] == {"partition": 1, "committed": 4, "end": 4, "lag": 0}
+    # Never committed: the whole backlog is lag.
+    assert by_partition[2] == {"partition": 2, "committed": None, "end": 7, "lag": 7}
+    assert by_partition[3]["lag"] == 0
+    assert lag["total_lag"] == 11
+
+    assert health.dlq_count(kafka_topics.dlq) == {"topic": kafka_topics.dlq, "count": 3, "error": None}
+
+
+@pytest.mark.integration
+def test_missing_topic_and_unreachable_broker_are_reported_not_raised(settings: Any) -> None:
+    missing = unique("test.missing")
+    assert "does not exist" in health.dlq_count(missing)["error"]
+    assert health.consumer_lag(unique("g"), missing)["total_lag"] is None
+    settings.KAFKA_BOOTSTRAP_SERVERS = ["127.0.0.1:1"]
+    down = health.consumer_lag("analytics", "market.trades")
+    assert down["error"]
+    assert down["partitions"] == []
+    assert health.dlq_count("market.trades.dlq")["count"] is None
+
+
+def test_ingest_rate_between_snapshots(redis_client: redis.Redis) -> None:
+    first = {"exchange": "binance", "at": 1_000_000, "trades_published": 1000, "throughput_trades_per_s": 50.0}
+    redis_client.set("metrics:ingest:binance", json.dumps(first))
+    redis_client.set("metrics:ingest:kraken", b"{not json")
+    section = health.ingest_health(redis_client)
+    assert section["exchanges"]["binance"]["rate"] == 50.0  # no earlier snapshot: the process average
+    assert "kraken" not in section["exchanges"]
+    second = {**first, "at": 1_010_000, "trades_published": 3500}
+    redis_client.set("metrics:ingest:binance", json.dumps(second))
+    section = health.ingest_health(redis_client)
+    assert section["exchanges"]["binance"]["rate"] == 250.0  # 2,500 trades in 10 s
+    assert section["rate"] == 250.0
+    assert section["exchanges"]["binance"]["snapshot"]["trades_published"] == 3500
+
+
+def test_ingest_rate_edge_cases() -> None:
+    assert health.ingest_rate({"at": 5}, None) is None
+    assert health.ingest_rate({"at": 5, "throughput_trades_per_s": "bad"}, None) is None
+    # A restarted process (counter went down) falls back to its own average.
+    assert (
+        health.ingest_rate(
+            {"at": 20, "trades_published": 5, "throughput_trades_per_s": 9.5}, {"at": 10, "trades_published": 50}
+        )
+        == 9.5
+    )
+
+
+def test_queue_depths_count_every_priority(redis_client: redis.Redis) -> None:
+    queue = unique("test-queue")
+    try:
+        redis_client.rpush(queue, b"a", b"b")
+        redis_client.rpush(queue + "\x06\x169", b"c")
+        assert health.queue_depths(redis_client, (queue, queue + "-empty")) == {queue: 3, queue + "-empty": 0}
+    finally:
+        redis_client.delete(queue, queue + "\x06\x169")
+
+
+@pytest.mark.django_db
+def test_last_trade_age_per_symbol() -> None:
+    make_trades(20, exchange="binance", symbol="BTCUSDT")
+    make_stats("coinbase", "BTC-USD")  # statistics only (trades retained away): the stats' last trade time
+    now = T0 + timedelta(minutes=1)
+    rows = {(r["exchange"], r["symbol"]): r for r in health.last_trades(now)}
+    btc = rows[("binance", "BTCUSDT")]
+    assert btc["last_trade_at"] == (T0 + timedelta(milliseconds=250 * 19)).isoformat()
+    assert btc["age_seconds"] == 55.25
+    assert rows[("coinbase", "BTC-USD")]["age_seconds"] == 60.0
+
+
+@pytest.mark.integration
+@pytest.mark.django_db
+@pytest.mark.usefixtures("locmem_cache")
+def test_health_endpoint(client: Client, kafka_topics: KafkaTopics, redis_client: redis.Redis) -> None:
+    make_trades(3)
+    produce(kafka_topics.trades, {3: 5})
+    redis_client.set("metrics:consumer:host-42", json.dumps({"batches": 7}), ex=30)
+    body = client.get("/api/v1/health").json()
+    assert body["kafka"]["topic"] == kafka_topics.trades
+    assert body["kafka"]["group"] == kafka_topics.group
+    assert body["kafka"]["total_lag"] == 5
+    assert body["dlq"]["count"] == 0
+    assert body["consumers"] == {"host-42": {"batches": 7}}
+    assert set(body["queues"]) == {"analytics", "alerts", "default"}
+    assert [r["symbol"] for r in body["symbols"]] == ["BTCUSDT"]
+    assert body["errors"] == []
+    # Kafka figures are cached for a couple of seconds: more records do not show at once.
+    produce(kafka_topics.trades, {3: 2})
+    assert client.get("/api/v1/health").json()["kafka"]["total_lag"] == 5
+    health.clear_cache()
+    assert client.get("/api/v1/health").json()["kafka"]["total_lag"] == 7
+
+
+@pytest.mark.django_db
+def test_unreachable_redis_is_reported(settings: Any) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    settings.KAFKA_BOOTSTRAP_SERVERS = ["127.0.0.1:1"]
+    body = health.pipeline_health()
+    assert body["ingest"] == {"rate": None, "exchanges": {}}
+    assert body["queues"] is None
+    assert len(body["errors"]) == 3
+    assert all("127.0.0.1:1" in e for e in body["errors"])
+    assert body["kafka"]["error"]
