@@ -1,0 +1,576 @@
+"""The ``market.trades`` consumer-group worker behind ``manage.py consume_trades``.
+
+One loop, one thread: poll -> decode and validate -> batch (``batch_size`` records or ``batch_ms``) -> deliver the
+batch -> commit the next offset of every partition in it. Delivering a batch means, in this order:
+
+1. store the valid trades in one PostgreSQL transaction (:func:`analytics.storage.store_trades`);
+2. queue the Celery tasks per symbol window (:func:`analytics.dispatch.dispatch_batch`);
+3. send the refused records to the dead-letter topic and wait for the broker's acknowledgement.
+
+Offsets are committed only once all three succeeded, so a crash at any point re-reads the batch: the unique key
+makes the re-stored rows no-ops and the windows are dispatched again (idempotent tasks). The live trade tape is
+pushed last, best effort.
+
+Failures of PostgreSQL, the Celery broker or Kafka while delivering are infrastructure failures: nothing is
+committed, the assigned partitions are paused (``poll`` keeps the group membership alive without buffering more
+records) and the same batch is retried with exponential backoff until it goes through. Bad records are data
+failures: they go to the dead-letter topic with their reason and the worker goes on, unless more than half of a
+large batch is bad, which means a bug (a schema change, a wrong topic) and stops the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+from django.conf import settings
+from django.db import DataError, InterfaceError, OperationalError, connection
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from kombu.exceptions import OperationalError as BrokerOperationalError
+
+from analytics import live
+from analytics.dispatch import SymbolWindow
+from analytics.storage import StoreResult, store_trades
+from cryptoproject.kafka import client_config
+from dashboard.groups import market_group
+from ingest.records import DeadLetter, InvalidRecordError, TradeRecord, decode
+
+logger = logging.getLogger(__name__)
+
+# Failures that may pass on retry: the batch is kept and retried, nothing is committed meanwhile.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    BrokerOperationalError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    KafkaError,
+)
+
+TAPE_MAX_TRADES = 50
+
+
+class InvalidRatioError(RuntimeError):
+    """Too many records of a batch were invalid: a bug upstream, not bad data, so the worker stops."""
+
+
+class DeliveryError(RuntimeError):
+    """The dead-letter topic did not acknowledge a record (treated as transient: the batch is retried)."""
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """Tuning of one :class:`TradeConsumer`; the defaults suit ``make demo`` and the benchmark."""
+
+    batch_size: int = 5000
+    batch_ms: int = 200
+    max_records: int | None = None
+    idle_exit_s: float | None = None
+    max_poll_records: int = 2000
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 10_000
+    invalid_ratio: float = 0.5
+    invalid_ratio_min_records: int = 500
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    shutdown_retry_s: float = 10.0
+    metrics_interval_s: float = 5.0
+    tape_interval_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.batch_ms < 1:
+            raise ValueError("batch_ms must be at least 1")
+        if self.max_records is not None and self.max_records < 1:
+            raise ValueError("max_records must be at least 1")
+        if self.idle_exit_s is not None and self.idle_exit_s <= 0:
+            raise ValueError("idle_exit_s must be positive")
+
+
+@dataclass
+class Batch:
+    """Records read since the last delivery: valid trades, refused records, and the next offset per partition."""
+
+    records: list[TradeRecord] = field(default_factory=list)
+    origins: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) of each record
+    dead: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    started: float = 0.0
+
+    @property
+    def consumed(self) -> int:
+        """Kafka records in the batch, valid or not."""
+        return len(self.records) + len(self.dead)
+
+    def __bool__(self) -> bool:
+        return bool(self.offsets)
+
+
+@dataclass
+class ConsumerMetrics:
+    """Counters since start; :meth:`snapshot` is what the log line and the Redis key carry."""
+
+    consumed: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    failures: int = 0
+    store_seconds: float = 0.0
+    stored_rows: int = 0
+    last_batch_latency_ms: float = 0.0
+    max_batch_latency_ms: float = 0.0
+    lag: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    def record_batch(self, result: StoreResult, store_seconds: float, latency_s: float) -> None:
+        """Account for one delivered batch."""
+        self.batches += 1
+        self.stored += result.inserted
+        self.duplicates += result.duplicates
+        self.store_seconds += store_seconds
+        self.stored_rows += result.received
+        self.last_batch_latency_ms = latency_s * 1000
+        self.max_batch_latency_ms = max(self.max_batch_latency_ms, self.last_batch_latency_ms)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready dict of every figure."""
+        return {
+            "consumed": self.consumed,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "dead_lettered": self.dead_lettered,
+            "batches": self.batches,
+            "failures": self.failures,
+            "store_rows_per_s": round(self.stored_rows / self.store_seconds, 1) if self.store_seconds else 0.0,
+            "last_batch_latency_ms": round(self.last_batch_latency_ms, 1),
+            "max_batch_latency_ms": round(self.max_batch_latency_ms, 1),
+            "lag": dict(self.lag),
+            "lag_total": sum(self.lag.values()),
+            "uptime_s": round(time.time() - self.started, 1),
+            "updated_at": int(time.time() * 1000),
+        }
+
+
+class TapePublisher:
+    """The live trade tape: at most 50 newest trades per push, ~4 pushes per second per symbol, coalesced.
+
+    Trades that arrive while a symbol is throttled wait (the newest 50 only) and go out with the next allowed push,
+    so the last trades of a burst always arrive.
+    """
+
+    def __init__(
+        self,
+        interval: float = 0.25,
+        send: Callable[[Iterable[tuple[str, dict[str, Any]]]], int] | None = None,
+    ) -> None:
+        self._throttle = live.Throttle(interval)
+        self._pending: dict[tuple[str, str], deque[dict[str, Any]]] = {}
+        self._send = send or live.publish_many
+
+    def add(self, records: Sequence[TradeRecord]) -> None:
+        """Queue trades (in the order given, oldest first) for their symbols' next push."""
+        for r in records:
+            key = (r.exchange, r.symbol)
+            queue = self._pending.get(key)
+            if queue is None:
+                queue = self._pending[key] = deque(maxlen=TAPE_MAX_TRADES)
+            queue.append({"id": r.trade_id, "p": r.price, "q": r.quantity, "m": r.is_buyer_maker, "T": r.trade_time})
+
+    def flush(self, now: float | None = None) -> int:
+        """Push every symbol whose throttle slot is free; returns the number of pushes sent."""
+        messages: list[tuple[str, dict[str, Any]]] = []
+        for (exchange, symbol), queue in list(self._pending.items()):
+            if not self._throttle.ready(f"{exchange}:{symbol}", now):
+                continue
+            trades = sorted(queue, key=lambda t: (t["T"], t["id"]))
+            del self._pending[(exchange, symbol)]
+            payload = {"kind": "trades", "exchange": exchange, "symbol": symbol, "trades": trades}
+            messages.append((market_group(exchange, symbol), payload))
+        return self._send(messages) if messages else 0
+
+    @property
+    def pending(self) -> int:
+        """Symbols with trades waiting for their slot."""
+        return len(self._pending)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, owner: TradeConsumer) -> None:
+        self._owner = owner
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._owner.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        logger.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+
+
+class TradeConsumer:
+    """Consume ``settings.KAFKA_TRADES_TOPIC`` in group ``settings.KAFKA_CONSUMER_GROUP`` and store the trades.
+
+    ``run()`` returns when :meth:`stop` is called (from a signal handler or another thread), after ``max_records``
+    or after ``idle_exit_s`` without records; the current batch is delivered and committed first.
+    """
+
+    def __init__(
+        self,
+        config: ConsumerConfig | None = None,
+        consumer: KafkaConsumer | None = None,
+        producer: KafkaProducer | None = None,
+        dispatch: Callable[[list[SymbolWindow]], Any] | None = None,
+        tape: TapePublisher | None = None,
+    ) -> None:
+        self.config = config or ConsumerConfig()
+        self.topic: str = settings.KAFKA_TRADES_TOPIC
+        self.dlq_topic: str = settings.KAFKA_DLQ_TOPIC
+        self.group: str = settings.KAFKA_CONSUMER_GROUP
+        self.metrics = ConsumerMetrics()
+        self.metrics_key = f"metrics:consumer:{socket.gethostname()}-{os.getpid()}"
+        self._stop = threading.Event()
+        self._batch = Batch()
+        self._retrying = False
+        self._backoff = self.config.backoff_initial_s
+        self._next_attempt = 0.0
+        self._last_record_at = time.monotonic()
+        self._last_metrics = 0.0
+        self._redis: redis.Redis | None = None
+        self._fatal: InvalidRatioError | None = None
+        self._consumer = consumer or KafkaConsumer(
+            **client_config(),
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.config.max_poll_records,
+            max_poll_interval_ms=self.config.max_poll_interval_ms,
+            session_timeout_ms=self.config.session_timeout_ms,
+            client_id=f"consume_trades-{socket.gethostname()}-{os.getpid()}",
+        )
+        self._producer = producer or KafkaProducer(
+            **client_config(), acks="all", linger_ms=5, client_id=f"consume_trades-dlq-{os.getpid()}"
+        )
+        self._dispatch = dispatch or _default_dispatch
+        self._tape = tape or TapePublisher(self.config.tape_interval_s)
+
+    # ----------------------------------------------------------------------------------------- control
+    def stop(self) -> None:
+        """Ask the loop to finish the current batch, commit and return (safe from signal handlers)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called or a limit was reached."""
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Consume until stopped; raises :class:`InvalidRatioError` when the invalid ratio explodes."""
+        # Knowing the topic's partitions before joining avoids a first assignment without partitions and the
+        # immediate second rebalance it causes (kafka-python 3.0 can stall in that back-to-back rejoin).
+        self._consumer.partitions_for_topic(self.topic)
+        self._consumer.subscribe([self.topic], listener=_Rebalance(self))
+        logger.info(
+            "consumer started",
+            extra={"topic": self.topic, "group": self.group, "batch_size": self.config.batch_size},
+        )
+        self._last_record_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self._step()
+                self._periodic()
+            if self._fatal is not None:
+                raise self._fatal
+            self._shutdown_flush()
+        finally:
+            self._close()
+
+    # ----------------------------------------------------------------------------------------- the loop
+    def _step(self) -> None:
+        now = time.monotonic()
+        if self._retrying:
+            # Partitions are paused: poll only to stay in the group, then retry when the backoff has elapsed.
+            self._consumer.poll(timeout_ms=int(max(0.0, min(self._next_attempt - now, 0.5)) * 1000))
+            if time.monotonic() >= self._next_attempt and self._batch:
+                self._try_deliver()
+            return
+        batch = self._batch
+        if batch:
+            timeout_ms = max(0, int((batch.started + self.config.batch_ms / 1000 - now) * 1000))
+        else:
+            timeout_ms = min(self.config.batch_ms, 500)
+        room = self.config.batch_size - batch.consumed
+        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max(1, room))
+        if polled:
+            self._last_record_at = time.monotonic()
+            for tp, messages in polled.items():
+                self._add(tp, messages)
+        full = batch.consumed >= self.config.batch_size
+        due = bool(batch) and time.monotonic() >= batch.started + self.config.batch_ms / 1000
+        if full or due:
+            self._try_deliver()
+        elif not batch and self._limits_reached():
+            self._stop.set()
+
+    def _add(self, tp: TopicPartition, messages: Sequence[Any]) -> None:
+        batch = self._batch
+        if not batch:
+            batch.started = time.monotonic()
+        records, origins = batch.records, batch.origins
+        for message in messages:
+            try:
+                records.append(decode(message.value))
+                origins.append((message.partition, message.offset))
+            except InvalidRecordError as exc:
+                batch.dead.append((message.key, self._dead_letter(message, exc.reason)))
+        batch.offsets[tp] = messages[-1].offset + 1
+        self.metrics.consumed += len(messages)
+
+    def _dead_letter(self, message: Any, reason: str) -> DeadLetter:
+        value = message.value
+        raw = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+        return DeadLetter(
+            source=f"consumer:{self.group}",
+            reason=reason,
+            raw=raw,
+            received_at=int(time.time() * 1000),
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
+
+    def _limits_reached(self) -> bool:
+        if self.config.max_records is not None and self.metrics.consumed >= self.config.max_records:
+            logger.info("max records reached", extra={"consumed": self.metrics.consumed})
+            return True
+        idle = self.config.idle_exit_s
+        if idle is not None and time.monotonic() - self._last_record_at >= idle:
+            logger.info("idle, exiting", extra={"idle_s": idle})
+            return True
+        return False
+
+    # ----------------------------------------------------------------------------------------- delivery
+    def _try_deliver(self) -> bool:
+        """Deliver and commit the current batch; on a transient failure pause and schedule a retry."""
+        try:
+            self._deliver_and_commit()
+        except TRANSIENT_ERRORS as exc:
+            self._on_failure(exc)
+            return False
+        if self._retrying:
+            self._retrying = False
+            self._backoff = self.config.backoff_initial_s
+            self._consumer.resume(*self._consumer.assignment())
+            logger.info("delivery recovered, partitions resumed")
+        if self._limits_reached():
+            self._stop.set()
+        return True
+
+    def _on_failure(self, exc: BaseException) -> None:
+        self.metrics.failures += 1
+        _reset_database_connection()
+        delay = self._backoff
+        if not self._retrying:
+            self._retrying = True
+            self._consumer.pause(*self._consumer.assignment())
+        logger.warning(
+            "batch delivery failed, partitions paused, retrying",
+            extra={
+                "error": f"{type(exc).__name__}: {exc}".strip()[:300],
+                "backoff_s": delay,
+                "records": len(self._batch.records),
+            },
+        )
+        self._next_attempt = time.monotonic() + delay
+        self._backoff = min(self._backoff * 2, self.config.backoff_max_s)
+
+    def _deliver_and_commit(self) -> None:
+        batch = self._batch
+        self._check_invalid_ratio(batch)
+        t0 = time.perf_counter()
+        result, rejected = self._store(batch.records, batch.origins)
+        store_seconds = time.perf_counter() - t0
+        if result.windows:
+            self._dispatch(result.windows)
+        self._send_dead_letters(batch.dead + rejected)
+        self._commit(batch.offsets)
+        self.metrics.record_batch(result, store_seconds, time.monotonic() - batch.started)
+        self.metrics.dead_lettered += len(batch.dead) + len(rejected)
+        self._batch = Batch()
+        self._tape.add(batch.records)
+        self._tape.flush()
+
+    def _check_invalid_ratio(self, batch: Batch) -> None:
+        consumed = batch.consumed
+        if consumed >= self.config.invalid_ratio_min_records and len(batch.dead) > consumed * self.config.invalid_ratio:
+            raise InvalidRatioError(
+                f"{len(batch.dead)} of {consumed} records in one batch are invalid (last reason: "
+                f"{batch.dead[-1][1].reason}): this is a bug upstream, not bad data; stopping without committing"
+            )
+
+    def _store(
+        self, records: list[TradeRecord], origins: list[tuple[int, int]]
+    ) -> tuple[StoreResult, list[tuple[bytes | None, DeadLetter]]]:
+        """Store the batch; a value PostgreSQL refuses is isolated by bisection and dead-lettered, the rest stored."""
+        try:
+            return store_trades(records), []
+        except DataError as exc:
+            if len(records) == 1:
+                record, (partition, offset) = records[0], origins[0]
+                reason = f"rejected by PostgreSQL: {str(exc).strip().splitlines()[0]}"
+                letter = DeadLetter(
+                    source=f"consumer:{self.group}",
+                    reason=reason,
+                    raw=record.encode().decode(),
+                    received_at=int(time.time() * 1000),
+                    topic=self.topic,
+                    partition=partition,
+                    offset=offset,
+                )
+                logger.warning("record refused by the database", extra={"reason": reason, "offset": offset})
+                return StoreResult(received=0, inserted=0), [(record.key, letter)]
+        mid = len(records) // 2
+        left, left_dead = self._store(records[:mid], origins[:mid])
+        right, right_dead = self._store(records[mid:], origins[mid:])
+        return _merge(left, right), left_dead + right_dead
+
+    def _send_dead_letters(self, letters: list[tuple[bytes | None, DeadLetter]]) -> None:
+        if not letters:
+            return
+        futures = [self._producer.send(self.dlq_topic, key=key, value=letter.encode()) for key, letter in letters]
+        self._producer.flush(timeout=10)
+        for future in futures:
+            if not future.is_done or future.failed():
+                raise DeliveryError(f"dead-letter topic {self.dlq_topic} did not acknowledge: {future.exception}")
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if offsets:
+            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+
+    # ----------------------------------------------------------------------------------------- rebalance, shutdown
+    def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Finish the in-flight batch before the partitions move (or abandon it: a restart re-reads it)."""
+        logger.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
+        if not self._batch:
+            return
+        try:
+            self._deliver_and_commit()
+        except TRANSIENT_ERRORS as exc:
+            # Not committed: whoever owns the partitions next re-reads these records from the last commit.
+            logger.warning(
+                "in-flight batch abandoned on revocation",
+                extra={"error": f"{type(exc).__name__}: {exc}"[:300], "records": self._batch.consumed},
+            )
+            _reset_database_connection()
+            self._batch = Batch()
+        except InvalidRatioError as exc:
+            # Raising inside kafka-python's callback would only be logged there: stop the loop and raise from run().
+            self._fatal = exc
+            self._batch = Batch()
+            self._stop.set()
+        if self._retrying:
+            self._retrying = False
+            self._backoff = self.config.backoff_initial_s
+            self._consumer.resume(*revoked)
+
+    def _shutdown_flush(self) -> None:
+        deadline = time.monotonic() + self.config.shutdown_retry_s
+        while self._batch and time.monotonic() < deadline:
+            if self._retrying:
+                wait = max(0.0, min(self._next_attempt, deadline) - time.monotonic())
+                self._consumer.poll(timeout_ms=int(wait * 1000))
+            if self._try_deliver():
+                break
+        if self._batch:
+            logger.warning("shutdown: batch not stored, left uncommitted", extra={"records": self._batch.consumed})
+        self._publish_metrics()
+
+    def _close(self) -> None:
+        try:
+            self._producer.flush(timeout=10)
+            self._producer.close(timeout=10)
+        finally:
+            self._consumer.close(autocommit=False)
+            logger.info("consumer stopped", extra=self.metrics.snapshot())
+
+    # ----------------------------------------------------------------------------------------- metrics
+    def _periodic(self) -> None:
+        if self._tape.pending:
+            self._tape.flush()
+        now = time.monotonic()
+        if now - self._last_metrics >= self.config.metrics_interval_s:
+            self._last_metrics = now
+            self._update_lag()
+            self._publish_metrics()
+
+    def _update_lag(self) -> None:
+        assignment = self._consumer.assignment()
+        if not assignment:
+            self.metrics.lag = {}
+            return
+        try:
+            ends = self._consumer.end_offsets(list(assignment), timeout_ms=2000)
+        except KafkaError:
+            logger.warning("end offsets unavailable for the lag metric", exc_info=True)
+            return
+        lag: dict[str, int] = {}
+        for tp, end in ends.items():
+            position = self._consumer.position(tp, timeout_ms=2000)
+            if position is not None:
+                lag[f"{tp.topic}:{tp.partition}"] = max(0, end - position)
+        self.metrics.lag = lag
+
+    def _publish_metrics(self) -> None:
+        snapshot = self.metrics.snapshot()
+        logger.info("consumer metrics", extra={"metrics": snapshot})
+        try:
+            if self._redis is None:
+                self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+            self._redis.set(self.metrics_key, orjson.dumps(snapshot), ex=30)
+        except redis.RedisError:
+            logger.warning("metrics snapshot not written to Redis", exc_info=True)
+
+
+def _merge(a: StoreResult, b: StoreResult) -> StoreResult:
+    windows: dict[tuple[str, str], SymbolWindow] = {}
+    new: dict[tuple[str, str], SymbolWindow] = {}
+    for target, items in ((windows, a.windows + b.windows), (new, a.new_windows + b.new_windows)):
+        for w in items:
+            key = (w.exchange, w.symbol)
+            old = target.get(key)
+            target[key] = (
+                w
+                if old is None
+                else SymbolWindow(
+                    w.exchange, w.symbol, min(old.start_ms, w.start_ms), max(old.end_ms, w.end_ms), old.count + w.count
+                )
+            )
+    return StoreResult(
+        received=a.received + b.received,
+        inserted=a.inserted + b.inserted,
+        windows=list(windows.values()),
+        new_windows=list(new.values()),
+    )
+
+
+def _reset_database_connection() -> None:
+    # A broken connection stays broken inside Django until closed: the next attempt must open a fresh one.
+    with contextlib.suppress(OperationalError, InterfaceError):
+        connection.close()
+
+
+def _default_dispatch(windows: list[SymbolWindow]) -> Any:
+    from analytics.dispatch import dispatch_batch
+
+    return dispatch_batch(windows)

@@ -1,0 +1,58 @@
+"""``manage.py consume_trades``: run one :class:`analytics.consumer.TradeConsumer` (several processes share the
+partitions of the consumer group). SIGTERM/SIGINT finish the current batch, commit and exit 0."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from analytics.consumer import ConsumerConfig, InvalidRatioError, TradeConsumer
+from cryptoproject.preflight import require_database, require_kafka
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+class Command(BaseCommand):
+    help = "Consume market.trades in batches and store them in PostgreSQL exactly once."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--batch-size", type=_positive_int, default=5000, help="records per batch (5000)")
+        parser.add_argument("--batch-ms", type=_positive_int, default=200, help="max batch age in ms (200)")
+        parser.add_argument("--max-records", type=_positive_int, default=None, help="exit after N records")
+        parser.add_argument("--idle-exit", type=_positive_float, default=None, help="exit after S idle seconds")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        require_database()
+        require_kafka()
+        config = ConsumerConfig(
+            batch_size=options["batch_size"],
+            batch_ms=options["batch_ms"],
+            max_records=options["max_records"],
+            idle_exit_s=options["idle_exit"],
+        )
+        consumer = TradeConsumer(config)
+
+        def _stop(signum: int, frame: FrameType | None) -> None:
+            consumer.stop()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        try:
+            consumer.run()
+        except InvalidRatioError as exc:
+            raise CommandError(str(exc)) from exc
