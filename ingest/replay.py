@@ -22,12 +22,14 @@ import heapq
 import io
 import logging
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+import zstandard
 
 from ingest.records import InvalidRecordError, TradeRecord, make_trade
 
@@ -38,6 +40,8 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _VISION_NAME = re.compile(r"^([A-Za-z0-9]+)-trades-", re.ASCII)
 _TRUE = frozenset({b"true", b"True", b"TRUE", b"1"})
 _FALSE = frozenset({b"false", b"False", b"FALSE", b"0"})
+# What a truncated or corrupt compressed file raises while being read.
+_READ_ERRORS = (OSError, EOFError, zlib.error, zstandard.ZstdError)
 
 
 class ReplayError(ValueError):
@@ -94,19 +98,27 @@ def open_binary(path: str | Path) -> IO[bytes]:
         # A BufferedReader on top: line iteration on GzipFile itself is several times slower.
         return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), 1 << 20)
     if magic == _ZSTD_MAGIC:
-        import zstandard
-
         return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
     return raw
 
 
 def _first_line(path: str | Path) -> bytes:
-    with open_binary(path) as handle:
-        for line in handle:
-            stripped = line.strip()
-            if stripped:
-                return stripped
+    try:
+        with open_binary(path) as handle:
+            for line in handle:
+                stripped = line.strip()
+                if stripped:
+                    return stripped
+    except _READ_ERRORS as exc:
+        raise ReplayError(f"{path}: cannot read the file: {exc}") from None
     return b""
+
+
+def _guarded(path: str | Path, records: Iterator[TradeRecord]) -> Iterator[TradeRecord]:
+    try:
+        yield from records
+    except _READ_ERRORS as exc:
+        raise ReplayError(f"{path}: cannot read the file: {exc}") from None
 
 
 def detect_format(path: str | Path) -> ReplayFormat:
@@ -297,12 +309,12 @@ def read_trades(path: str | Path, symbol: str | None = None) -> Iterator[TradeRe
         raise ReplayError(f"{path}: no such file")
     kind = detect_format(path)
     if kind is ReplayFormat.BINANCE_WS:
-        return _binance_ws(path)
+        return _guarded(path, _binance_ws(path))
     if kind is ReplayFormat.VISION_CSV:
-        return _vision_csv(path, symbol)
+        return _guarded(path, _vision_csv(path, symbol))
     if kind is ReplayFormat.TRADE_STREAM_CSV:
-        return _trade_stream_csv(path)
-    return _coinbase_jsonl(path)
+        return _guarded(path, _trade_stream_csv(path))
+    return _guarded(path, _coinbase_jsonl(path))
 
 
 def _by_time(record: TradeRecord) -> int:
