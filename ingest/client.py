@@ -27,6 +27,8 @@ CONNECT_ATTEMPTS = (300, 300.0)  # 300 attempts per 5 minutes
 CONTROL_MESSAGES = (4, 1.0)  # under Binance's 5 incoming messages per second
 IDLE_TIMEOUT = 90.0  # no frame (not even a ping or heartbeat) for this long: the link is dead
 
+_CONTROL = (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG)
+
 #: on_frame(raw, received_at_ms) -> True when the connection should be recycled now
 FrameHandler = Callable[[bytes, int], bool]
 
@@ -103,6 +105,7 @@ class WsClient:
         self.attempts = RateLimiter(*CONNECT_ATTEMPTS)
         self.control = RateLimiter(*CONTROL_MESSAGES)
         self.connections = 0
+        self.pings = 0
 
     def _wait(self, seconds: float) -> bool:
         """Sleep unless stopped; True when stopped."""
@@ -166,7 +169,7 @@ class WsClient:
         healthy = False
         while not stop.is_set():
             try:
-                opcode, data = recv_data()
+                opcode, data = recv_data(True)
             except websocket.WebSocketTimeoutException:
                 now = time.monotonic()
                 if now - last_frame > self.idle_timeout:
@@ -179,11 +182,14 @@ class WsClient:
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return "closed by server"
             last_frame = time.monotonic()
-            if not healthy:
-                healthy = True
-                self.backoff.reset()
-            if on_frame(data, time.time_ns() // 1_000_000):
-                return "server shutdown"
+            if opcode in _CONTROL:  # already answered (a ping's pong echoes its payload); proves the link lives
+                self.pings += opcode == websocket.ABNF.OPCODE_PING
+            else:
+                if not healthy:
+                    healthy = True
+                    self.backoff.reset()
+                if on_frame(data, time.time_ns() // 1_000_000):
+                    return "server shutdown"
             if last_frame - opened > self.max_age:
                 return "max age"
         return "stopped"
