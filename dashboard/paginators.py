@@ -30,7 +30,7 @@ def bounded_count(queryset: QuerySet[Any], cap: int = COUNT_CAP) -> int:
 
 
 class EstimatedCountPaginator(Paginator):
-    """Unfiltered: the planner's row estimate. Filtered: an exact count up to :data:`COUNT_CAP`.
+    """An exact count up to :data:`COUNT_CAP` (a bounded scan); past it, the planner's row estimate when unfiltered.
 
     Either way the number of pages is approximate past the cap, which is what an operator browsing the newest
     trades needs; exact counts on demand belong in SQL, not in a page load.
@@ -41,8 +41,9 @@ class EstimatedCountPaginator(Paginator):
         queryset = self.object_list
         if not isinstance(queryset, QuerySet):
             return len(queryset)
-        if not queryset.query.where:
-            estimate = estimated_table_rows(queryset)
-            if estimate is not None and estimate > COUNT_CAP:
-                return estimate
-        return bounded_count(queryset)
+        counted = bounded_count(queryset)
+        if counted <= COUNT_CAP or queryset.query.where:
+            return counted
+        # Past the cap on the whole table: the planner's estimate (stale by at most one autovacuum cycle).
+        estimate = estimated_table_rows(queryset)
+        return max(counted, estimate or 0)

@@ -313,3 +313,28 @@ def test_docs_render_from_local_static_files(client: Client) -> None:
         html = response.content.decode()
         assert "/static/drf_spectacular_sidecar/" in html
         assert "cdn.jsdelivr.net" not in html
+
+
+def test_exception_handler_envelope_for_other_errors() -> None:
+    from rest_framework.exceptions import NotFound, ValidationError
+
+    from dashboard.api.errors import api_exception_handler
+
+    nested = api_exception_handler(ValidationError({"start": ["bad date"]}), {})
+    assert nested is not None
+    assert nested.status_code == 400
+    assert nested.data == {"error": {"param": "start", "message": "bad date", "code": "invalid"}}
+    flat = api_exception_handler(ValidationError(["just wrong"]), {})
+    assert flat is not None
+    assert flat.data["error"]["param"] is None
+    assert flat.data["error"]["message"] == "just wrong"
+    missing = api_exception_handler(NotFound(), {})
+    assert missing is not None
+    assert missing.status_code == 404
+    assert missing.data["error"]["code"] == "not_found"
+    assert api_exception_handler(ValueError("not an API error"), {}) is None
+
+
+def test_indicator_series_tolerates_non_dict_json() -> None:
+    assert s._series(["7", "25"]) == {}
+    assert s._series({"7": "1.5", "25": None}) == {"7": "1.5"}

@@ -23,7 +23,7 @@ from dashboard.delivery import (
     fan_out,
 )
 from dashboard.models import AlertDelivery, AlertSubscription, Channel, DeliveryStatus, WebhookFormat
-from dashboard.tasks import backoff_seconds, deliver_alert
+from dashboard.tasks import backoff_seconds, deliver_alert, deliver_new_alerts
 from tests.dashboard.api_factories import Receiver, make_whale, receiver
 
 pytestmark = pytest.mark.django_db
@@ -283,3 +283,84 @@ def test_email_server_down_is_transient(user: Any, settings: Any) -> None:
 def test_backoff_grows_and_is_capped() -> None:
     assert [backoff_seconds(n) for n in range(4)] == [2, 4, 8, 16]
     assert backoff_seconds(20) == 300
+
+
+# --------------------------------------------------------------------------------------------- tasks in process
+@pytest.fixture
+def eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the Celery tasks in this process (the broker path is covered by test_alerts_worker)."""
+    from cryptoproject.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    # An eager retry runs the next attempt at once, then reports the first run as RETRY: keep that as a result.
+    monkeypatch.setitem(app.conf, "task_eager_propagates", False)
+
+
+@pytest.mark.usefixtures("allow_private", "eager")
+def test_tasks_fan_out_and_retry_until_sent(user: Any) -> None:
+    receiver = Receiver(statuses=[500])
+    try:
+        subscribe(user, receiver.url(), format=WebhookFormat.GENERIC)
+        alerts = [make_whale(1), make_whale(2)]
+        assert deliver_new_alerts.apply(args=([a.pk for a in alerts],)).get() == 2
+        assert len(receiver.accepted()) == 2
+        assert len(receiver.requests) == 3
+        rows = AlertDelivery.objects.order_by("alert_id")
+        assert [r.status for r in rows] == [DeliveryStatus.SENT, DeliveryStatus.SENT]
+        assert [r.attempts for r in rows] == [2, 1]
+        assert {r["body"]["alert"]["trade_id"] for r in receiver.accepted()} == {1, 2}
+        # Nothing left to deliver on a replay.
+        assert deliver_new_alerts.apply(args=([a.pk for a in alerts],)).get() == 0
+        assert len(receiver.requests) == 3
+    finally:
+        receiver.close()
+
+
+@pytest.mark.usefixtures("allow_private", "eager")
+def test_task_gives_up_after_max_retries(user: Any) -> None:
+    from dashboard.tasks import MAX_RETRIES
+
+    receiver = Receiver(statuses=[500, 500])
+    try:
+        sub = subscribe(user, receiver.url())
+        alert = make_whale(1)
+        first = deliver_alert.apply(args=(alert.pk, sub.pk), retries=MAX_RETRIES - 1)
+        assert first.get() == "failed"  # its retry ran at once (eager), as the last allowed attempt
+        row = AlertDelivery.objects.get()
+        assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 2)
+        assert "HTTP 500" in row.last_error
+        assert len(receiver.requests) == 2
+    finally:
+        receiver.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_row_locked_by_another_worker_is_skipped() -> None:
+    import threading
+
+    from django.db import connections, transaction
+
+    owner = get_user_model().objects.create_user("gina", password="pw-gina-123")
+    sub = subscribe(owner, "ops@example.com", channel=Channel.EMAIL)
+    alert = make_whale(1)
+    AlertDelivery.objects.create(alert=alert, subscription=sub)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        try:
+            with transaction.atomic():
+                AlertDelivery.objects.select_for_update().get(alert=alert, subscription=sub)
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert locked.wait(30)
+        assert attempt_delivery(alert.pk, sub.pk).outcome is Outcome.BUSY
+    finally:
+        release.set()
+        holder.join(30)
+    assert AlertDelivery.objects.get().attempts == 0
