@@ -183,7 +183,7 @@ def test_consumer_stores_each_trade_once_commits_end_offsets_and_publishes(kafka
     assert min(w.start_ms for w in runner.windows) == min(r.trade_time for r in trades)
     assert max(w.end_ms for w in runner.windows) == max(r.trade_time for r in trades)
     # The live tape: at most 50 trades per push, newest last, ending with the newest trade of all.
-    pushes = []
+    pushes: list[dict[str, Any]] = []
     while not pushes or pushes[-1]["trades"][-1]["id"] != trades[-1].trade_id:
         pushes.append(receive(layer, channel)["payload"])
     for payload in pushes:
@@ -295,6 +295,7 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(kafka_topics,
     child.proc.send_signal(signal.SIGKILL)
     child.proc.wait(10)
     committed_at_kill = sum(offsets()[1].values())
+    assert committed_at_kill < len(records), "the kill must land mid-run"
     # Nothing is ever committed before it is stored.
     assert Trade.objects.count() >= committed_at_kill
     restarted = spawn(args, name="consume2")

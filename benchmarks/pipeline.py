@@ -1,0 +1,485 @@
+"""``make bench``: the full chain at ``--speed 0`` on a fixed workload of real trades, measured end to end.
+
+simulate_exchange (a real Binance recording, looped with shifted ids and times) -> ingest -> Kafka ->
+consume_trades (1 and 2 processes) -> PostgreSQL -> Celery worker (update_candles, detect_whales, refresh_stats).
+
+Everything runs in its own corner so the demo's data is never touched: database ``<name>_bench`` (created and
+migrated here), topics ``bench.trades.<run>`` / ``bench.dlq.<run>``, group ``bench-<run>``, Redis database
+``--redis-db`` for the Celery broker and the channel layer. Topics are deleted and tables emptied afterwards.
+
+Reported per consumer count:
+- end-to-end trades/s: trades / (time from the first trade received by ingest to the moment every trade is a durable
+  row *and* counted in an updated 1m candle), with the largest consumer lag seen while it ran;
+- the consumers' rows/s into PostgreSQL (trades / span of ``stored_at``) and their own store rate;
+- candle freshness: for each 1m candle, ``updated_at`` minus the latest ``received_at`` of its trades (p50/p99);
+- peak RSS (VmHWM) of every process.
+And beside them the naive design: one ORM ``Trade.objects.create()`` per trade, autocommit.
+
+Results go to ``bench-results/pipeline.json`` and a table on stdout. The machine is shared: figures are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240809.gz"
+
+
+@dataclass
+class RunResult:
+    """The figures of one chain run."""
+
+    consumers: int
+    trades: int
+    stored_rows: int
+    candle_trades: int
+    seconds: float
+    end_to_end_trades_per_s: float
+    consumer_rows_per_s: float
+    consumer_store_rows_per_s: list[float]
+    max_consumer_lag: int
+    freshness_p50_ms: float | None
+    freshness_p99_ms: float | None
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    completed: bool = True
+
+
+# --------------------------------------------------------------------------------------------- environment
+def bench_database_url(base: str, name_suffix: str = "_bench") -> str:
+    """The benchmark's own database next to the configured one (``crypto`` -> ``crypto_bench``)."""
+    parts = urlsplit(base)
+    name = parts.path.lstrip("/") or "crypto"
+    return urlunsplit(parts._replace(path=f"/{name}{name_suffix}"))
+
+
+def redis_url_with_db(base: str, db: int) -> str:
+    """``base`` pointing at Redis database ``db``."""
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def ensure_database(url: str) -> None:
+    """Create the benchmark database when missing (connecting to the server's ``postgres`` database)."""
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Celery's pool children)."""
+    found = [pid]
+    for tid in _listdir(f"/proc/{pid}/task"):
+        try:
+            children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found.extend(process_tree(int(child)))
+    return found
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of one process in MB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+# --------------------------------------------------------------------------------------------- the run
+class Chain:
+    """Starts and watches the processes of one run."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        env = dict(self.env, **(extra_env or {}))
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        return proc
+
+    def rss(self) -> dict[str, float]:
+        """Peak RSS per process (pool children of Celery included, named worker/<pid>)."""
+        result: dict[str, float] = {}
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                continue
+            for pid in process_tree(proc.pid):
+                key = name if pid == proc.pid else f"{name}/child-{pid}"
+                result[key] = round(peak_rss_mb(pid), 1)
+        return result
+
+    def check_alive(self, names: list[str]) -> None:
+        for name in names:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def manage(*args: str) -> list[str]:
+    """argv for ``manage.py <args>`` with this interpreter."""
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str], logs: Path) -> RunResult:
+    """One full run with ``consumers`` consume_trades processes."""
+    from django.conf import settings
+    from kafka import KafkaConsumer, TopicPartition
+
+    from cryptoproject.celery import app
+    from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
+
+    run = uuid.uuid4().hex[:8]
+    topic, dlq, group = f"bench.trades.{run}", f"bench.dlq.{run}", f"bench-{run}"
+    partitions = settings.KAFKA_TRADES_PARTITIONS
+    ensure_topics([TopicSpec(topic, partitions, {}), TopicSpec(dlq, 1, {})])
+    reset_tables()
+    app.control.purge()
+    env = dict(base_env, KAFKA_TRADES_TOPIC=topic, KAFKA_DLQ_TOPIC=dlq, KAFKA_CONSUMER_GROUP=group)
+    run_logs = logs / f"consumers-{consumers}"
+    run_logs.mkdir(parents=True, exist_ok=True)
+    chain = Chain(env, run_logs)
+    port = free_port()
+    probe = KafkaConsumer(**client_config(), group_id=group, enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    max_lag = 0
+    completed = False
+    try:
+        chain.start(
+            "worker",
+            [
+                *[sys.executable, "-m", "celery", "-A", "cryptoproject", "worker", "-Q", "analytics,alerts,default"],
+                *["-c", str(opts.celery_concurrency), "-n", f"bench-{run}@%h", "--without-gossip", "--without-mingle"],
+                *["--loglevel", "WARNING"],
+            ],
+        )
+        for i in range(consumers):
+            chain.start(
+                f"consume_trades-{i}",
+                manage("consume_trades", "--batch-size", str(opts.batch_size), "--batch-ms", str(opts.batch_ms)),
+            )
+        replay = ["--replay", str(opts.replay), "--speed", "0", "--loop"]
+        chain.start("simulator", manage("simulate_exchange", "--exchange", "binance", "--port", str(port), *replay))
+        _wait_port(port, 60)
+        started = time.time()
+        chain.start(
+            "ingest",
+            [
+                *manage("ingest", "--exchange", "binance", "--symbols", "btcusdt"),
+                *["--max-trades", str(opts.trades), "--metrics-port", "0"],
+            ],
+            extra_env={"BINANCE_WS_URL": f"ws://127.0.0.1:{port}", "BINANCE_REST_URL": f"http://127.0.0.1:{port}"},
+        )
+        deadline = time.monotonic() + opts.timeout
+        rss: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            chain.check_alive(["worker", "simulator", *[f"consume_trades-{i}" for i in range(consumers)]])
+            ends = probe.end_offsets(tps)
+            committed = sum((probe.committed(tp) or 0) for tp in tps)
+            max_lag = max(max_lag, sum(ends.values()) - committed)
+            rss.update({k: max(v, rss.get(k, 0.0)) for k, v in chain.rss().items()})
+            if committed >= opts.trades and candle_trade_count() >= opts.trades:
+                completed = True
+                break
+        done = time.time()
+        rss.update({k: max(v, rss.get(k, 0.0)) for k, v in chain.rss().items()})
+        store_rates = consumer_store_rates(base_env)
+    finally:
+        chain.stop()
+        probe.close()
+        admin = admin_client()
+        try:
+            admin.delete_topics([topic, dlq])
+        except Exception:  # noqa: BLE001 - cleanup is best effort; names are unique per run
+            pass
+        finally:
+            admin.close()
+    figures = measure_database()
+    first_received = figures["first_received"] or started
+    seconds = max(1e-6, done - first_received)
+    result = RunResult(
+        consumers=consumers,
+        trades=opts.trades,
+        stored_rows=figures["rows"],
+        candle_trades=figures["candle_trades"],
+        seconds=round(seconds, 2),
+        end_to_end_trades_per_s=round(figures["rows"] / seconds, 1),
+        consumer_rows_per_s=figures["store_rows_per_s"],
+        consumer_store_rows_per_s=store_rates,
+        max_consumer_lag=max_lag,
+        freshness_p50_ms=figures["fresh_p50"],
+        freshness_p99_ms=figures["fresh_p99"],
+        peak_rss_mb=rss,
+        completed=completed,
+    )
+    reset_tables()
+    return result
+
+
+def _wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the simulator did not listen on port {port} within {timeout:.0f} s")
+
+
+def reset_tables() -> None:
+    """Empty the benchmark database's market-data tables."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE analytics_trade, analytics_candle, analytics_indicatorpoint, analytics_whalealert, "
+            "analytics_symbolstats CASCADE"
+        )
+
+
+def candle_trade_count() -> int:
+    """Trades counted in stored 1m candles (equals the stored trades once every candle is up to date)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(sum(trade_count), 0) FROM analytics_candle WHERE interval = '1m'")
+        return int(cursor.fetchone()[0])
+
+
+def measure_database() -> dict[str, Any]:
+    """Rows, store rate and candle freshness from the stored data."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), extract(epoch FROM min(received_at)), "
+            "extract(epoch FROM max(stored_at) - min(stored_at)) FROM analytics_trade"
+        )
+        rows, first_received, store_span = cursor.fetchone()
+        cursor.execute(
+            """
+            SELECT extract(epoch FROM c.updated_at - max(t.received_at)) * 1000
+            FROM analytics_candle c
+            JOIN analytics_trade t
+              ON t.exchange = c.exchange AND t.symbol = c.symbol
+             AND t.traded_at >= c.open_time AND t.traded_at < c.open_time + interval '1 minute'
+            WHERE c.interval = '1m'
+            GROUP BY c.id, c.updated_at
+            ORDER BY 1
+            """
+        )
+        freshness = [float(r[0]) for r in cursor.fetchall()]
+    return {
+        "rows": int(rows),
+        "candle_trades": candle_trade_count(),
+        "first_received": float(first_received) if first_received is not None else None,
+        "store_rows_per_s": round(int(rows) / float(store_span), 1) if store_span else 0.0,
+        "fresh_p50": _round(percentile(freshness, 0.50)),
+        "fresh_p99": _round(percentile(freshness, 0.99)),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def consumer_store_rates(env: dict[str, str]) -> list[float]:
+    """The consumers' own store rates (rows/s inside their transactions) from their Redis snapshots."""
+    import redis
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    rates = []
+    for key in client.scan_iter("metrics:consumer:*"):
+        raw = client.get(key)
+        if raw:
+            rates.append(float(json.loads(raw)["store_rows_per_s"]))
+    return rates
+
+
+def naive_rate(trades: int) -> float:
+    """Trades/s of one ``Trade.objects.create()`` per trade (autocommit), the design this replaces."""
+    from datetime import UTC, datetime
+
+    from analytics.models import Trade
+
+    base = 1_723_161_255_342
+    reset_tables()
+    started = time.perf_counter()
+    for i in range(trades):
+        ms = base + i
+        Trade.objects.create(
+            exchange="binance",
+            symbol="BTCUSDT",
+            trade_id=i,
+            price="61837.63000000",
+            quantity="0.00123000",
+            is_buyer_maker=bool(i % 2),
+            traded_at=datetime.fromtimestamp(ms / 1000, tz=UTC),
+            received_at=datetime.fromtimestamp(ms / 1000, tz=UTC),
+        )
+    rate = trades / (time.perf_counter() - started)
+    reset_tables()
+    return round(rate, 1)
+
+
+# --------------------------------------------------------------------------------------------- entry point
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options (``make bench BENCH_ARGS="..."``)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trades", type=int, default=1_000_000, help="workload size (>= 1,000,000 for the report)")
+    parser.add_argument("--consumers", default="1,2", help="consume_trades process counts to try, e.g. 1,2")
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-ms", type=int, default=200)
+    parser.add_argument("--celery-concurrency", type=int, default=2)
+    parser.add_argument("--naive-trades", type=int, default=20_000)
+    parser.add_argument("--replay", type=Path, default=DEFAULT_REPLAY)
+    parser.add_argument("--redis-db", type=int, default=15, help="Redis database for the bench's broker and layer")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per run")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "pipeline.json")
+    return parser.parse_args(argv)
+
+
+def setup_environment(opts: argparse.Namespace) -> dict[str, str]:
+    """Point this process and its children at the benchmark's database and Redis database."""
+    base_db = os.environ.get("DATABASE_URL", "postgres://crypto:crypto@127.0.0.1:55432/crypto")
+    db_url = bench_database_url(base_db)
+    redis_url = redis_url_with_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), opts.redis_db)
+    ensure_database(db_url)
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=db_url,
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=redis_url,
+        CELERY_RESULT_BACKEND=redis_url,
+        CHANNEL_LAYER_URL=redis_url,
+        CACHE_URL=redis_url,
+        DJANGO_SETTINGS_MODULE="cryptoproject.settings",
+        PYTHONPATH=str(ROOT),
+        LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+    )
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")})
+    os.environ.update({k: env[k] for k in ("CHANNEL_LAYER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE")})
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every configuration, write the JSON and print the table."""
+    opts = parse_args(argv)
+    env = setup_environment(opts)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    logs = opts.output.parent / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    runs = [run_chain(opts, int(n), env, logs) for n in opts.consumers.split(",") if n.strip()]
+    naive = naive_rate(opts.naive_trades)
+    best = max(runs, key=lambda r: r.end_to_end_trades_per_s)
+    report = {
+        "workload": {"trades": opts.trades, "replay": str(opts.replay), "speed": 0, "loop": True},
+        "settings": {"batch_size": opts.batch_size, "batch_ms": opts.batch_ms, "celery": opts.celery_concurrency},
+        "runs": [asdict(r) for r in runs],
+        "naive_orm_create_trades_per_s": naive,
+        "naive_trades": opts.naive_trades,
+        "best_end_to_end_trades_per_s": best.end_to_end_trades_per_s,
+        "ratio_vs_naive": round(best.end_to_end_trades_per_s / naive, 1) if naive else None,
+        "target_trades_per_s": 20_000,
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
+        "note": "shared 2-core machine; other processes ran at the same time, so figures are noisy",
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    opts.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(report))
+    return 0 if all(r.completed for r in runs) else 1
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a plain-text table."""
+    lines = [
+        f"workload: {report['workload']['trades']:,} trades (looped {Path(report['workload']['replay']).name})",
+        f"{'consumers':>9} {'e2e trades/s':>13} {'rows/s':>10} {'max lag':>9} {'fresh p50':>10} {'p99 ms':>9} "
+        f"{'peak RSS MB (max)':>18} {'done':>5}",
+    ]
+    for r in report["runs"]:
+        peak = max(r["peak_rss_mb"].values()) if r["peak_rss_mb"] else 0.0
+        lines.append(
+            f"{r['consumers']:>9} {r['end_to_end_trades_per_s']:>13,.0f} {r['consumer_rows_per_s']:>10,.0f} "
+            f"{r['max_consumer_lag']:>9,} {r['freshness_p50_ms'] or 0:>10,.0f} {r['freshness_p99_ms'] or 0:>9,.0f} "
+            f"{peak:>18.0f} {'yes' if r['completed'] else 'NO':>5}"
+        )
+        for name, mb in sorted(r["peak_rss_mb"].items()):
+            lines.append(f"{'':>12}{name}: {mb:.0f} MB")
+    lines.append(
+        f"naive ORM create() per trade: {report['naive_orm_create_trades_per_s']:,.0f} trades/s "
+        f"({report['naive_trades']:,} trades); best chain is {report['ratio_vs_naive']}x that"
+    )
+    lines.append(report["note"])
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
