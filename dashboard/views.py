@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth.views import redirect_to_login
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from analytics.models import INTERVAL_SECONDS, SymbolStats, WhaleAlert
+from dashboard.auth import login_required_if_configured
 from dashboard.groups import InvalidMarketError, parse_market
-
-View = Callable[..., HttpResponse]
+from dashboard.queries import known_pairs
 
 # The candle intervals the symbol page offers (the API serves more).
 CHART_INTERVALS = ("1m", "5m", "15m", "1h")
 WAITING_HINT = "Waiting for trades: start the pipeline with make demo"
-
-
-def login_required_if_configured(view: View) -> View:
-    """Redirect anonymous users to the login page when ``DASHBOARD_LOGIN_REQUIRED`` is true."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if settings.DASHBOARD_LOGIN_REQUIRED and not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _page(request: HttpRequest, template: str, page: str, config: dict[str, Any], **context: Any) -> HttpResponse:
@@ -41,9 +25,8 @@ def _page(request: HttpRequest, template: str, page: str, config: dict[str, Any]
 
 
 def known_markets() -> list[dict[str, str]]:
-    """The (exchange, symbol) pairs the dashboard has stats for, for nav menus and filters."""
-    pairs = SymbolStats.objects.order_by("exchange", "symbol").values_list("exchange", "symbol")
-    return [{"exchange": e, "symbol": s} for e, s in pairs]
+    """The (exchange, symbol) pairs with trades or stats, for the filters."""
+    return [{"exchange": e, "symbol": s} for e, s in known_pairs()]
 
 
 @login_required_if_configured

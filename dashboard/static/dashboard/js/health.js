@@ -19,6 +19,15 @@ function fill(tableId, emptyId, rows) {
 const cell = (text, cls = "") => el("td", { class: cls, text: String(text) });
 const asList = (v) => (Array.isArray(v) ? v : v && typeof v === "object" ? Object.entries(v).map(([k, x]) => ({ name: k, ...(typeof x === "object" ? x : { value: x }) })) : []);
 
+function detail(snapshot) {
+  if (!snapshot || typeof snapshot !== "object") return "";
+  const parts = [];
+  if (snapshot.trades_published !== undefined) parts.push(`${num(snapshot.trades_published).toLocaleString("en-US")} published`);
+  if (snapshot.dead_letters !== undefined) parts.push(`${snapshot.dead_letters} dead letters`);
+  if (snapshot.gaps !== undefined) parts.push(`${snapshot.gaps} gaps`);
+  return parts.join(" · ");
+}
+
 function render(h) {
   const now = Date.now();
   // Ingest
@@ -30,7 +39,7 @@ function render(h) {
   fill("ingest-table", "ingest-empty", sources.map((s) => el("tr", {},
     cell(s.exchange ?? s.name ?? "?"),
     cell(num(s.rate ?? s.trades_per_second ?? s.value).toLocaleString("en-US", { maximumFractionDigits: 1 }), "num mono"),
-    cell(s.status ?? (s.connected === false ? "disconnected" : s.gaps !== undefined ? `${s.gaps} gaps` : ""), "num muted"))));
+    cell(detail(s.snapshot), "num muted"))));
 
   // Kafka lag
   const kafka = h.kafka || {};
@@ -48,8 +57,8 @@ function render(h) {
   let freshest = Infinity;
   fill("age-table", "age-empty", last.map((r) => {
     const at = toMs(r.last_trade_at ?? r.traded_at);
-    const age = r.age_seconds !== undefined ? num(r.age_seconds) * 1000 : now - at;
-    freshest = Math.min(freshest, age);
+    const age = r.age_seconds !== undefined && r.age_seconds !== null ? num(r.age_seconds) * 1000 : now - at;
+    if (Number.isFinite(age)) freshest = Math.min(freshest, age);
     return el("tr", {}, cell(`${r.symbol ?? r.name} · ${r.exchange ?? ""}`), cell(fmtTime(at, true), "num mono"),
       cell(fmtAge(age), `num mono ${age > 60_000 ? "down" : "up"}`));
   }));
@@ -71,8 +80,10 @@ function render(h) {
 
 async function poll() {
   try {
-    render(await api("health"));
-    $("health-updated").textContent = `Updated ${fmtTime(Date.now())} UTC`;
+    const h = await api("health");
+    render(h);
+    const errors = [...(h.errors || []), h.kafka?.error, h.dlq?.error].filter(Boolean);
+    $("health-updated").textContent = `Updated ${fmtTime(Date.now())} UTC${errors.length ? ` · ${errors.join("; ")}` : ""}`;
   } catch (err) {
     $("health-updated").textContent = `Health endpoint unavailable (${err.message}); retrying`;
   } finally {

@@ -1,42 +1,50 @@
 // Overview: one tile per (exchange, symbol) with last price, 24h change, volume and a 1m sparkline; stats
 // arrive live from ws/overview/ (kind "stats"), the sparkline's last minute follows the last price.
-import { LiveSocket, api, chartDefaults, config, fmtCompact, fmtPct, fmtPrice, items, num, toMs } from "./common.js";
+import { LiveSocket, api, config, fmtCompact, fmtPct, fmtPrice, items, num, toMs } from "./common.js";
 
 const SPARK_POINTS = 60;
 const MINUTE = 60_000;
-const Chart = chartDefaults();
+const SVG_NS = "http://www.w3.org/2000/svg";
 const tilesEl = document.getElementById("tiles");
 const emptyEl = document.getElementById("tiles-empty");
-const tiles = new Map(); // "exchange:symbol" -> {el, chart, points}
+const tiles = new Map(); // "exchange:symbol" -> {el, spark, points}
 
 const key = (exchange, symbol) => `${exchange}:${symbol}`;
 
-function sparkColor(points) {
-  if (points.length < 2) return "#8a94a8";
-  return points[points.length - 1].y >= points[0].y ? "#16c784" : "#ea3943";
+function sparkTrend(points) {
+  return points[points.length - 1].y >= points[0].y ? "up" : "down";
 }
 
-function makeChart(canvas) {
-  return new Chart(canvas, {
-    type: "line",
-    data: { datasets: [{ data: [], borderWidth: 1.6, pointRadius: 0, tension: 0.3, fill: true }] },
-    options: {
-      parsing: false,
-      events: [],
-      layout: { padding: 2 },
-      scales: { x: { type: "linear", display: false }, y: { display: false, grace: "8%" } },
-      plugins: { tooltip: { enabled: false } },
-    },
-  });
+function makeSpark(container) {
+  // An inline SVG scales to the tile's width at any size, crisply, without a chart per tile.
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 100 40");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.classList.add("spark");
+  const area = document.createElementNS(SVG_NS, "path");
+  area.classList.add("spark-area");
+  const stroke = document.createElementNS(SVG_NS, "path");
+  stroke.classList.add("spark-line");
+  svg.append(area, stroke);
+  container.replaceChildren(svg);
+  return { svg, area, stroke };
 }
 
 function drawSpark(tile) {
-  const ds = tile.chart.data.datasets[0];
-  ds.data = tile.points;
-  const color = sparkColor(tile.points);
-  ds.borderColor = color;
-  ds.backgroundColor = `${color}1a`;
-  tile.chart.update("none");
+  // One minute of data is still a line: a flat one across the tile.
+  const points = tile.points.length === 1 ? [tile.points[0], { x: tile.points[0].x + MINUTE, y: tile.points[0].y }] : tile.points;
+  if (points.length < 2) return;
+  const xs = points.map((p) => p.x);
+  const ys = points.map((p) => p.y);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const sx = (x) => ((x - x0) / (x1 - x0 || 1)) * 100;
+  const sy = (y) => 37 - ((y - y0) / (y1 - y0 || 1)) * 34;
+  const line = points.map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(2)},${sy(p.y).toFixed(2)}`).join("");
+  tile.spark.stroke.setAttribute("d", line);
+  tile.spark.area.setAttribute("d", `${line}L100,40L0,40Z`);
+  tile.spark.svg.dataset.trend = sparkTrend(points);
+  tile.spark.svg.dataset.points = String(tile.points.length);
 }
 
 function tileFor(exchange, symbol) {
@@ -55,7 +63,7 @@ function tileFor(exchange, symbol) {
     tilesEl.insertBefore(node, after || null);
   }
   emptyEl.hidden = true;
-  const tile = { el: node, chart: makeChart(node.querySelector("canvas")), points: [] };
+  const tile = { el: node, spark: makeSpark(node.querySelector(".tile-spark")), points: [] };
   tiles.set(k, tile);
   loadSpark(exchange, symbol, tile);
   return tile;

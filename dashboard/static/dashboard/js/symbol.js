@@ -23,6 +23,7 @@ const state = {
 };
 
 const Chart = chartDefaults();
+const TIME_FORMATS = { minute: "HH:mm", hour: "HH:mm", day: "MMM d" };
 const $ = (id) => document.getElementById(id);
 
 // ------------------------------------------------------------------ normalising API items and pushes
@@ -65,8 +66,8 @@ const candleChart = new Chart($("candle-chart"), {
     interaction: { mode: "index", intersect: false },
     scales: {
       x: { type: "timeseries", offset: true, grid: { display: false }, ticks: { maxRotation: 0, autoSkipPadding: 24 },
-           time: { tooltipFormat: "yyyy-MM-dd HH:mm" } },
-      y: { position: "right", grace: "5%", ticks: { callback: (v) => fmtPrice(v) } },
+           time: { tooltipFormat: "yyyy-MM-dd HH:mm", displayFormats: TIME_FORMATS } },
+      y: { position: "right", ticks: { includeBounds: false, callback: (v) => fmtPrice(v) } },
       yVol: { display: false, beginAtZero: true },
     },
     plugins: {
@@ -94,7 +95,7 @@ const indicatorChart = new Chart($("indicator-chart"), {
     interaction: { mode: "index", intersect: false },
     scales: {
       x: { type: "timeseries", offset: true, display: false },
-      yRsi: { position: "right", min: 0, max: 100, ticks: { stepSize: 30, callback: (v) => (v === 30 || v === 70 ? v : "") } },
+      yRsi: { position: "right", min: 0, max: 100, ticks: { stepSize: 10, callback: (v) => (v === 30 || v === 70 ? v : null) } },
       yMacd: { position: "right", display: false, grace: "10%" },
     },
     plugins: { legend: { display: true, position: "top", align: "start", labels: { boxWidth: 10, boxHeight: 2 } } },
@@ -152,6 +153,22 @@ function render() {
   candleChart.data.datasets = datasets;
   // Volume bars use the bottom quarter of the price pane.
   candleChart.options.scales.yVol.max = maxVol * 4;
+  // Explicit bounds: the financial controller gets both axes wrong (down to 0 and 1970) for a single candle.
+  const scales = candleChart.options.scales;
+  if (candles.length) {
+    const ys = datasets.filter((d) => d.yAxisID === "y").flatMap((d) => d.data.flatMap((p) => (p.o !== undefined ? [p.l, p.h] : [p.y])))
+      .filter(Number.isFinite);
+    const lo = Math.min(...ys);
+    const hi = Math.max(...ys);
+    const pad = (hi - lo) * 0.06 || Math.abs(hi) * 0.001 || 1;
+    Object.assign(scales.x, { min: candles[0].t, max: candles[candles.length - 1].t });
+    Object.assign(scales.y, { min: lo - pad, max: hi + pad });
+  } else {
+    for (const key of ["min", "max"]) {
+      delete scales.x[key];
+      delete scales.y[key];
+    }
+  }
   candleChart.update("none");
 
   const sub = [];

@@ -27,8 +27,7 @@ function add(alerts, fresh) {
     feed.prepend(el("li", { class: fresh ? "new" : "", "data-id": id },
       el("span", {}, el("span", { class: `badge ${side}`, text: side === "sell" ? "sell" : "buy" })),
       el("a", { href }, el("strong", { text: a.symbol }), " ", el("span", { class: "badge", text: a.exchange })),
-      el("span", { class: "col-qty mono", text: `${fmtQty(a.quantity)} @` }),
-      el("span", { class: "col-price mono", text: fmtPrice(a.price) }),
+      el("span", { class: "col-trade mono muted", text: `${fmtQty(a.quantity)} @ ${fmtPrice(a.price)}` }),
       el("span", { class: "when" },
         el("span", { class: `notional ${side === "sell" ? "down" : "up"}`, text: `$${fmtCompact(a.notional)}` }),
         el("br"), fmtTime(toMs(a.traded_at), true))));
