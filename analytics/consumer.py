@@ -316,6 +316,8 @@ class TradeConsumer:
             self._last_record_at = time.monotonic()
             for tp, messages in polled.items():
                 self._add(tp, messages)
+        # A rebalance inside poll() may have delivered the old batch and started a new one.
+        batch = self._batch
         full = batch.consumed >= self.config.batch_size
         due = bool(batch) and time.monotonic() >= batch.started + self.config.batch_ms / 1000
         if full or due:

@@ -31,8 +31,11 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from ingest.records import TradeRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240809.gz"
@@ -42,6 +45,7 @@ DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240809.gz"
 class RunResult:
     """The figures of one chain run."""
 
+    source: str
     consumers: int
     trades: int
     stored_rows: int
@@ -205,6 +209,8 @@ def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str]
     max_lag = 0
     completed = False
     try:
+        if opts.source == "kafka":
+            prefill(topic, opts.trades, opts.replay)
         chain.start(
             "worker",
             [
@@ -213,28 +219,33 @@ def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str]
                 *["--loglevel", "WARNING"],
             ],
         )
+        started = time.time()
         for i in range(consumers):
             chain.start(
                 f"consume_trades-{i}",
                 manage("consume_trades", "--batch-size", str(opts.batch_size), "--batch-ms", str(opts.batch_ms)),
             )
-        replay = ["--replay", str(opts.replay), "--speed", "0", "--loop"]
-        chain.start("simulator", manage("simulate_exchange", "--exchange", "binance", "--port", str(port), *replay))
-        _wait_port(port, 60)
-        started = time.time()
-        chain.start(
-            "ingest",
-            [
-                *manage("ingest", "--exchange", "binance", "--symbols", "btcusdt"),
-                *["--max-trades", str(opts.trades), "--metrics-port", "0"],
-            ],
-            extra_env={"BINANCE_WS_URL": f"ws://127.0.0.1:{port}", "BINANCE_REST_URL": f"http://127.0.0.1:{port}"},
-        )
+        watched = ["worker", *[f"consume_trades-{i}" for i in range(consumers)]]
+        if opts.source == "ingest":
+            replay = ["--replay", str(opts.replay), "--speed", "0", "--loop"]
+            sim = manage("simulate_exchange", "--exchange", "binance", "--port", str(port), *replay)
+            chain.start("simulator", sim)
+            watched.append("simulator")
+            _wait_port(port, 60)
+            started = time.time()
+            chain.start(
+                "ingest",
+                [
+                    *manage("ingest", "--exchange", "binance", "--symbols", "btcusdt"),
+                    *["--max-trades", str(opts.trades), "--metrics-port", "0"],
+                ],
+                extra_env={"BINANCE_WS_URL": f"ws://127.0.0.1:{port}", "BINANCE_REST_URL": f"http://127.0.0.1:{port}"},
+            )
         deadline = time.monotonic() + opts.timeout
         rss: dict[str, float] = {}
         while time.monotonic() < deadline:
             time.sleep(1.0)
-            chain.check_alive(["worker", "simulator", *[f"consume_trades-{i}" for i in range(consumers)]])
+            chain.check_alive(watched)
             ends = probe.end_offsets(tps)
             committed = sum((probe.committed(tp) or 0) for tp in tps)
             max_lag = max(max_lag, sum(ends.values()) - committed)
@@ -256,9 +267,11 @@ def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str]
         finally:
             admin.close()
     figures = measure_database()
-    first_received = figures["first_received"] or started
+    # From the first trade ingest received; with a pre-filled topic, from the consumers' start.
+    first_received = figures["first_received"] if opts.source == "ingest" and figures["first_received"] else started
     seconds = max(1e-6, done - first_received)
     result = RunResult(
+        source=opts.source,
         consumers=consumers,
         trades=opts.trades,
         stored_rows=figures["rows"],
@@ -275,6 +288,67 @@ def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str]
     )
     reset_tables()
     return result
+
+
+def replay_trades(path: Path) -> list[TradeRecord]:
+    """The trades of a Binance combined-stream recording (``<ns> <frame>`` lines), in file order."""
+    import gzip
+
+    import orjson
+
+    from ingest.records import make_trade
+
+    trades = []
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            _, _, frame = line.partition(" ")
+            if '@trade"' not in frame:
+                continue
+            d = orjson.loads(frame)["data"]
+            trades.append(
+                make_trade(
+                    exchange="binance",
+                    symbol=d["s"],
+                    trade_id=d["t"],
+                    price=d["p"],
+                    quantity=d["q"],
+                    is_buyer_maker=d["m"],
+                    trade_time=d["T"],
+                    event_time=d["E"],
+                    received_at=d["E"],
+                )
+            )
+    return trades
+
+
+def prefill(topic: str, count: int, path: Path) -> None:
+    """Put ``count`` trades on ``topic``: the recording looped with shifted ids and times (as the simulator does)."""
+    from dataclasses import replace
+
+    from kafka import KafkaProducer
+
+    from cryptoproject.kafka import client_config
+
+    base = replay_trades(path)
+    id_span = base[-1].trade_id - base[0].trade_id + 1
+    time_span = base[-1].trade_time - base[0].trade_time + 1
+    producer = KafkaProducer(**client_config(), acks="all", linger_ms=20, batch_size=512 * 1024)
+    try:
+        for i in range(count):
+            loop, r = divmod(i, len(base))
+            t = base[r]
+            if loop:
+                shift = loop * time_span
+                t = replace(
+                    t,
+                    trade_id=t.trade_id + loop * id_span,
+                    trade_time=t.trade_time + shift,
+                    event_time=t.event_time + shift,
+                )
+            producer.send(topic, key=t.key, value=replace(t, received_at=int(time.time() * 1000)).encode())
+        producer.flush(120)
+    finally:
+        producer.close()
 
 
 def _wait_port(port: int, timeout: float) -> None:
@@ -389,6 +463,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trades", type=int, default=1_000_000, help="workload size (>= 1,000,000 for the report)")
     parser.add_argument("--consumers", default="1,2", help="consume_trades process counts to try, e.g. 1,2")
+    parser.add_argument(
+        "--source",
+        choices=["ingest", "kafka"],
+        default="ingest",
+        help="ingest: simulator -> ingest -> Kafka (the full chain); kafka: a pre-filled topic (consumer side only)",
+    )
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--batch-ms", type=int, default=200)
     parser.add_argument("--celery-concurrency", type=int, default=2)
@@ -439,7 +519,13 @@ def main(argv: list[str] | None = None) -> int:
     naive = naive_rate(opts.naive_trades)
     best = max(runs, key=lambda r: r.end_to_end_trades_per_s)
     report = {
-        "workload": {"trades": opts.trades, "replay": str(opts.replay), "speed": 0, "loop": True},
+        "workload": {
+            "trades": opts.trades,
+            "replay": str(opts.replay),
+            "speed": 0,
+            "loop": True,
+            "source": opts.source,
+        },
         "settings": {"batch_size": opts.batch_size, "batch_ms": opts.batch_ms, "celery": opts.celery_concurrency},
         "runs": [asdict(r) for r in runs],
         "naive_orm_create_trades_per_s": naive,
