@@ -162,8 +162,11 @@ def recompute_candles(
                     "base": BASE_INTERVAL,
                 }
                 cur.execute(_FROM_TRADES if interval == BASE_INTERVAL else _FROM_MINUTES, params)
+                rows = cur.fetchall()
+                if interval == BASE_INTERVAL and not rows:
+                    break  # no stored trade in the window (e.g. removed by retention): nothing to roll up
                 if interval in wanted:
-                    touched.extend(CandleKey(interval, row[0]) for row in cur.fetchall())
+                    touched.extend(CandleKey(interval, row[0]) for row in rows)
     logger.debug(
         "candles recomputed",
         extra={"exchange": exchange, "symbol": symbol, "start_ms": start_ms, "end_ms": end_ms, "rows": len(touched)},

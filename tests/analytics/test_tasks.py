@@ -1,0 +1,356 @@
+"""The Celery tasks on the real stack: in-process and in a real worker, idempotent, crash-safe, pushing to Channels.
+
+Every test here uses real PostgreSQL, the Redis broker and the Redis channel layer; the worker tests start real
+``celery worker`` processes and kill them with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+from django.db import connection, transaction
+
+from analytics import tasks
+from analytics.candles import ALL_INTERVALS
+from analytics.dispatch import SymbolWindow, dispatch_batch
+from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
+from tests.analytics.test_candles import (
+    RawTrade,
+    candle_snapshot,
+    expected_candles,
+    insert,
+    read_trades,
+    stored_candles,
+)
+from tests.analytics.test_stats import as_dict, reference
+from tests.conftest import ChildProcess, subprocess_env, wait_for
+
+SYMBOL_GROUP = "market.binance.btcusdt"
+
+
+def qualifying(trades: tuple[RawTrade, ...], threshold: Decimal = Decimal("100000")) -> set[int]:
+    return {t.trade_id for t in trades if Decimal(t.price) * Decimal(t.quantity) >= threshold}
+
+
+def windows_for(trades: tuple[RawTrade, ...], size: int) -> list[SymbolWindow]:
+    """The windows the consumer would report for batches of ``size`` trades."""
+    out = []
+    for i in range(0, len(trades), size):
+        chunk = trades[i : i + size]
+        out.append(
+            SymbolWindow("binance", "BTCUSDT", min(t.time_ms for t in chunk), max(t.time_ms for t in chunk), len(chunk))
+        )
+    return out
+
+
+class Listener:
+    """A channel in the Redis channel layer subscribed to some groups, as a dashboard consumer would be.
+
+    It has its own layer instance and event loop: channels_redis binds a channel's receive buffer to the loop of
+    the first receive.
+    """
+
+    def __init__(self, *groups: str) -> None:
+        self.layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        assert type(self.layer).__module__.startswith("channels_redis"), "the Redis channel layer is required"
+        self.loop = asyncio.new_event_loop()
+        self.channel = self.loop.run_until_complete(self.layer.new_channel())
+        for group in groups:
+            self.loop.run_until_complete(self.layer.group_add(group, self.channel))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.layer.close_pools())
+        self.loop.close()
+
+    def receive(self, timeout: float = 30.0) -> dict[str, Any] | None:
+        """The next push's payload, or ``None`` when nothing arrives within ``timeout``."""
+        try:
+            message = self.loop.run_until_complete(asyncio.wait_for(self.layer.receive(self.channel), timeout))
+        except TimeoutError:
+            return None
+        assert message["type"] == "push"
+        payload: dict[str, Any] = message["payload"]
+        return payload
+
+    def receive_kinds(self, wanted: dict[str, int], timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Collect pushes until ``wanted`` counts per kind arrived (fails after ``timeout`` without one)."""
+        got: list[dict[str, Any]] = []
+        counts = dict.fromkeys(wanted, 0)
+        while any(counts[k] < n for k, n in wanted.items()):
+            payload = self.receive(timeout)
+            assert payload is not None, f"timed out waiting for pushes {wanted}, got {counts}"
+            got.append(payload)
+            counts[payload["kind"]] = counts.get(payload["kind"], 0) + 1
+        return got
+
+
+@pytest.fixture
+def listen() -> Iterator[Callable[..., Listener]]:
+    """``listen(*groups)`` subscribes a fresh channel; every one is closed at teardown."""
+    made: list[Listener] = []
+
+    def _listen(*groups: str) -> Listener:
+        made.append(Listener(*groups))
+        return made[-1]
+
+    yield _listen
+    for listener in made:
+        listener.close()
+
+
+def alert_rows() -> list[tuple[Any, ...]]:
+    return list(WhaleAlert.objects.order_by("trade_id").values_list("exchange", "symbol", "trade_id", "notional"))
+
+
+# ----------------------------------------------------------------------------------------------- in process
+
+
+@pytest.mark.django_db
+def test_tasks_in_process_compute_push_and_are_idempotent(settings, listen):
+    settings.WHALE_THRESHOLD_USD = Decimal("100000")
+    trades = read_trades()
+    insert(trades)
+    start, end = trades[0].time_ms, trades[-1].time_ms
+    listener = listen(SYMBOL_GROUP, "whales", "overview")
+
+    count = tasks.update_candles("binance", "BTCUSDT", start, end)
+    push = listener.receive()
+    assert push is not None
+    assert push["kind"] == "candles"
+    assert (push["exchange"], push["symbol"]) == ("binance", "BTCUSDT")
+    expected_1m = expected_candles(trades, "1m")
+    assert count == len(push["candles"]) == sum(len(expected_candles(trades, i)) for i in ALL_INTERVALS)
+    first = push["candles"][0]
+    assert set(first) == {"i", "t", "o", "h", "l", "c", "v", "qv", "n", "vwap"}
+    assert first["i"] == "1m"
+    assert first["t"] == min(expected_1m)
+    assert Decimal(first["o"]) == expected_1m[first["t"]]["open"]
+    assert first["n"] == expected_1m[first["t"]]["trade_count"]
+    assert {(i["i"], i["t"]) for i in push["indicators"]} == {(c["i"], c["t"]) for c in push["candles"]}
+    assert set(push["indicators"][0]) == {
+        "i", "t", "sma", "ema", "rsi", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower",
+    }  # fmt: skip
+    assert listener.receive(timeout=0.5) is None  # one push per run, not one per candle
+    assert IndicatorPoint.objects.filter(interval="1m").count() == len(expected_1m)
+
+    before = candle_snapshot()
+    tasks.update_candles("binance", "BTCUSDT", start, end)
+    assert candle_snapshot() == before
+    again = listener.receive()  # a replayed window pushes the (unchanged) candles again: harmless, bounded
+    assert again is not None
+    assert again["candles"] == push["candles"]
+
+    assert tasks.detect_whales("binance", "BTCUSDT", start, end) == len(qualifying(trades))
+    whales = [listener.receive(), listener.receive()]  # to `whales` and to the symbol's group
+    assert [w["kind"] for w in whales if w] == ["whales", "whales"]
+    assert whales[0] is not None
+    assert {a["trade_id"] for a in whales[0]["alerts"]} == qualifying(trades)
+    assert tasks.detect_whales("binance", "BTCUSDT", start, end) == 0  # nothing new: no push either
+
+    assert tasks.refresh_stats("binance", "BTCUSDT") is True
+    stats_pushes = [listener.receive(), listener.receive()]  # the symbol's group and overview
+    assert [s["kind"] for s in stats_pushes if s] == ["stats", "stats"]
+    assert as_dict(SymbolStats.objects.get()) == reference(list(trades))
+    assert tasks.refresh_stats("binance", "NOPE") is False
+    assert tasks.refresh_all_stats() == 1
+    assert [s["kind"] for s in (listener.receive(), listener.receive()) if s] == ["stats", "stats"]
+    assert listener.receive(timeout=0.5) is None
+
+    # Retention: the recording is from 2024, far older than 30 days; candles and alerts stay.
+    assert tasks.apply_retention() == len(trades)
+    assert not Trade.objects.exists()
+    assert candle_snapshot() == before
+    assert len(alert_rows()) == len(qualifying(trades))
+    assert tasks.update_candles("binance", "BTCUSDT", start, end) == 0  # no trades left: nothing rewritten
+    assert candle_snapshot() == before
+
+
+def test_retry_policy_is_transient_errors_only():
+    from django.db import InterfaceError, OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    for task in (
+        tasks.update_candles,
+        tasks.detect_whales,
+        tasks.refresh_stats,
+        tasks.refresh_all_stats,
+        tasks.apply_retention,
+    ):
+        assert set(task.autoretry_for) == {OperationalError, InterfaceError, RedisConnectionError}
+        assert task.retry_backoff
+        assert task.retry_jitter is True
+        assert task.max_retries == 8
+        assert task.ignore_result is True
+        assert task.acks_late is True
+        assert task.reject_on_worker_lost is True
+
+
+def test_beat_schedule_and_routes():
+    from cryptoproject.celery import app
+
+    schedule = {entry["task"]: entry for entry in app.conf.beat_schedule.values()}
+    assert schedule["analytics.tasks.refresh_all_stats"]["schedule"] == 30.0
+    hourly = schedule["analytics.tasks.apply_retention"]["schedule"]
+    assert hourly.minute == {7}
+    assert len(hourly.hour) == 24
+    router = app.amqp.router
+    assert router.route({}, "analytics.tasks.detect_whales")["queue"].name == "alerts"
+    for name in ("update_candles", "refresh_stats", "refresh_all_stats", "apply_retention"):
+        assert router.route({}, f"analytics.tasks.{name}")["queue"].name == "analytics"
+
+
+# ----------------------------------------------------------------------------------------------- real workers
+
+
+def start_worker(spawn: Callable[..., ChildProcess], **env: str) -> ChildProcess:
+    """A real worker on all project queues, like the ``celery_worker_process`` fixture, with extra environment."""
+    from cryptoproject.celery import app
+
+    node = f"test-{uuid.uuid4().hex[:8]}@%h"
+    child = spawn(
+        [sys.executable, "-m", "celery", "-A", "cryptoproject", "worker", "-Q", "analytics,alerts,default", "-c", "2",
+         "-n", node, "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+        env=subprocess_env(**env),
+        name="celery",
+    )  # fmt: skip
+    wait_for(
+        lambda: child.proc.poll() is not None or app.control.ping(timeout=0.5),
+        timeout=90,
+        what="the Celery worker to answer a ping",
+    )
+    assert child.proc.poll() is None, child.output()
+    return child
+
+
+def children_of(pid: int) -> list[int]:
+    """The worker's pool processes (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after the closing parenthesis.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def blocked_candle_writers() -> set[int]:
+    """Backends of this database waiting on a lock to write candles: on the table the test holds, or on the
+    per-symbol advisory lock that a killed worker's backend still holds while it waits for the table."""
+    with connection.cursor() as cur:
+        # pg_stat_activity is snapshotted per transaction: the caller may be inside one (holding the lock).
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND wait_event_type = 'Lock' AND (query ILIKE %s OR query ILIKE %s)",
+            ["%INSERT INTO analytics_candle%", "%pg_advisory_xact_lock%"],
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
+def active_candle_writers() -> set[int]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND state <> 'idle' AND query ILIKE %s",
+            ["%INSERT INTO analytics_candle%"],
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
+def assert_final_state(trades: tuple[RawTrade, ...]) -> None:
+    for interval in ("1m", "5m", "1h", "1d"):
+        assert stored_candles(interval) == expected_candles(trades, interval), interval
+    assert {row[2] for row in alert_rows()} == qualifying(trades)
+    assert WhaleAlert.objects.count() == len(qualifying(trades))  # exactly one per qualifying trade
+
+
+@pytest.mark.django_db(transaction=True)
+def test_real_worker_runs_a_dispatched_batch_pushes_once_and_replays_change_nothing(celery_worker_process, listen):
+    trades = read_trades()
+    insert(trades)
+    windows = windows_for(trades, 2500)
+    listener = listen(SYMBOL_GROUP, "whales")
+    dispatch_batch(windows)
+    pushes = listener.receive_kinds({"candles": len(windows), "whales": 2, "stats": 1})
+    assert_final_state(trades)
+    wait_for(lambda: SymbolStats.objects.exists(), what="the stats row")
+    assert sum(1 for p in pushes if p["kind"] == "candles") == len(windows)  # one per window, not per trade
+    whale_push = next(p for p in pushes if p["kind"] == "whales")
+    assert {a["trade_id"] for a in whale_push["alerts"]} == qualifying(trades)
+    snapshot, alerts = candle_snapshot(), alert_rows()
+
+    # The same batch delivered again (a consumer restart re-reads it): candles, alerts and stats stay the same.
+    dispatch_batch(windows)
+    listener.receive_kinds({"candles": len(windows)})
+    assert candle_snapshot() == snapshot
+    assert alert_rows() == alerts
+    assert_final_state(trades)
+    stats = SymbolStats.objects.get()
+    assert as_dict(stats) == reference(list(trades))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigkill_of_pool_processes_mid_task_redelivers_and_ends_the_same(celery_worker_process):
+    trades = read_trades()
+    insert(trades)
+    window = windows_for(trades, len(trades))
+    with transaction.atomic():
+        # Hold the candle table so update_candles is caught mid-task: its trades are read, its write waits.
+        with connection.cursor() as cur:
+            cur.execute("LOCK TABLE analytics_candle IN SHARE MODE")
+        dispatch_batch(window)
+        first = wait_for(blocked_candle_writers, timeout=60, what="update_candles to block on the candle table")
+        pool = children_of(celery_worker_process.proc.pid)
+        assert pool, "the prefork pool has processes"
+        for pid in pool:
+            os.kill(pid, signal.SIGKILL)
+        # acks_late + reject_on_worker_lost: the worker requeues the task and a fresh pool process runs it again.
+        wait_for(lambda: blocked_candle_writers() - first, timeout=90, what="the redelivered update_candles")
+    wait_for(lambda: stored_candles("1m") == expected_candles(trades, "1m"), timeout=60, what="final candles")
+    wait_for(lambda: len(alert_rows()) == len(qualifying(trades)), timeout=60, what="alerts")
+    assert_final_state(trades)
+    assert celery_worker_process.proc.poll() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigkill_of_the_whole_worker_mid_task_then_restart_ends_the_same(spawn):
+    from cryptoproject.celery import app
+
+    app.control.purge()
+    trades = read_trades()
+    insert(trades)
+    # A short visibility timeout lets the restarted worker take back what the killed one had reserved.
+    worker = start_worker(spawn, CELERY_VISIBILITY_TIMEOUT="5")
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("LOCK TABLE analytics_candle IN SHARE MODE")
+        dispatch_batch(windows_for(trades, len(trades)))
+        wait_for(blocked_candle_writers, timeout=60, what="update_candles to block on the candle table")
+        pids = [worker.proc.pid, *children_of(worker.proc.pid)]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        worker.proc.wait(30)
+    # The killed worker's transaction never commits: its backend rolls back once it finds the client gone.
+    wait_for(lambda: not active_candle_writers(), timeout=60, what="the dead worker's statement to end")
+    assert not Candle.objects.exists()
+    restarted = start_worker(spawn, CELERY_VISIBILITY_TIMEOUT="5")
+    wait_for(lambda: stored_candles("1m") == expected_candles(trades, "1m"), timeout=120, what="redelivered candles")
+    wait_for(lambda: len(alert_rows()) == len(qualifying(trades)), timeout=60, what="alerts")
+    assert_final_state(trades)
+    assert restarted.proc.poll() is None
