@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from analytics.models import WhaleAlert
@@ -44,8 +43,6 @@ from dashboard.models import AlertDelivery, AlertSubscription, Channel, Delivery
 logger = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_SECONDS = 5.0
-# Fan-out is bounded: one call handles at most this many alerts (callers pass one batch window's alerts).
-MAX_ALERTS_PER_FANOUT = 1000
 
 
 class UnsafeTargetError(ValueError):
@@ -199,26 +196,19 @@ def send(alert: WhaleAlert, subscription: AlertSubscription) -> None:
 
 
 # --------------------------------------------------------------------------------------------- fan-out
-def subscription_filter(alert: WhaleAlert) -> Q:
-    """The SQL side of :meth:`AlertSubscription.matches` for one alert."""
-    return (
-        Q(active=True, min_notional__lte=alert.notional)
-        & (Q(exchange="") | Q(exchange=alert.exchange))
-        & (Q(symbol="") | Q(symbol__iexact=alert.symbol))
-    )
-
-
 def fan_out(alert_ids: Iterable[int]) -> list[tuple[int, int]]:
     """Create the pending deliveries for these alerts' matching subscriptions; return the (alert, subscription)
-    pairs not yet sent. Idempotent: running it again creates nothing new."""
-    ids = sorted(set(alert_ids))[:MAX_ALERTS_PER_FANOUT]
-    alerts = list(WhaleAlert.objects.filter(pk__in=ids))
+    pairs not yet sent. Idempotent: running it again creates nothing new.
+
+    Active subscriptions are few (people, not trades): they are read once and matched in memory, so a batch of
+    alerts costs three queries whatever its size.
+    """
+    ids = sorted(set(alert_ids))
+    alerts = list(WhaleAlert.objects.filter(pk__in=ids).order_by("pk"))
     if not alerts:
         return []
-    pairs: list[tuple[int, int]] = []
-    for alert in alerts:
-        for sub_id in AlertSubscription.objects.filter(subscription_filter(alert)).values_list("pk", flat=True):
-            pairs.append((alert.pk, sub_id))
+    subscriptions = list(AlertSubscription.objects.filter(active=True).order_by("pk"))
+    pairs = [(alert.pk, sub.pk) for alert in alerts for sub in subscriptions if sub.matches(alert)]
     if not pairs:
         return []
     AlertDelivery.objects.bulk_create(

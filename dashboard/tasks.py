@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 MAX_RETRIES = 6
 BACKOFF_BASE_SECONDS = 2
 BACKOFF_MAX_SECONDS = 300
+MAX_ALERTS_PER_FANOUT = 500
 
 
 def backoff_seconds(retries: int) -> int:
@@ -23,12 +24,20 @@ def backoff_seconds(retries: int) -> int:
 
 @shared_task(name="dashboard.tasks.deliver_new_alerts", ignore_result=True)
 def deliver_new_alerts(alert_ids: list[int]) -> int:
-    """Create the deliveries for new alerts and queue one ``deliver_alert`` per (alert, subscription)."""
-    pairs = fan_out(alert_ids)
+    """Create the deliveries for new alerts and queue one ``deliver_alert`` per (alert, subscription).
+
+    At most ``MAX_ALERTS_PER_FANOUT`` alerts per run: the rest is queued again as another run, so one huge
+    replay never becomes one huge task.
+    """
+    ids = sorted(set(alert_ids))
+    if len(ids) > MAX_ALERTS_PER_FANOUT:
+        deliver_new_alerts.delay(ids[MAX_ALERTS_PER_FANOUT:])
+        ids = ids[:MAX_ALERTS_PER_FANOUT]
+    pairs = fan_out(ids)
     for alert_id, subscription_id in pairs:
         deliver_alert.delay(alert_id, subscription_id)
     if pairs:
-        logger.info("alert deliveries queued", extra={"alerts": len(set(alert_ids)), "deliveries": len(pairs)})
+        logger.info("alert deliveries queued", extra={"alerts": len(ids), "deliveries": len(pairs)})
     return len(pairs)
 
 

@@ -364,3 +364,21 @@ def test_row_locked_by_another_worker_is_skipped() -> None:
         release.set()
         holder.join(30)
     assert AlertDelivery.objects.get().attempts == 0
+
+
+@pytest.mark.usefixtures("eager")
+def test_large_fan_out_is_split_into_bounded_runs(
+    user: Any, settings: Any, monkeypatch: pytest.MonkeyPatch, django_assert_max_num_queries: Any
+) -> None:
+    from dashboard import tasks
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    subscribe(user, "ops@example.com", channel=Channel.EMAIL)
+    alerts = [make_whale(i) for i in range(1, 6)]
+    with django_assert_max_num_queries(4):
+        assert len(fan_out([a.pk for a in alerts])) == 5  # one query per step, not per alert
+    AlertDelivery.objects.all().delete()
+    monkeypatch.setattr(tasks, "MAX_ALERTS_PER_FANOUT", 2)
+    assert deliver_new_alerts.apply(args=([a.pk for a in alerts],)).get() == 2
+    assert sorted(m.body for m in mail.outbox) == sorted(delivery.alert_text(a) for a in alerts)
+    assert AlertDelivery.objects.filter(status=DeliveryStatus.SENT).count() == 5
