@@ -21,12 +21,14 @@ from ingest.records import DeadLetter, TradeRecord
 
 logger = logging.getLogger(__name__)
 
+LATENCY_SAMPLE = 16  # one trade in 16 is timed from receipt to ack
 PRODUCER_OPTIONS: dict[str, Any] = {
     "acks": "all",
     "enable_idempotence": True,
     "linger_ms": 20,
     "batch_size": 256 * 1024,
-    "compression_type": "gzip",
+    # zstd: ~3x cheaper in CPU than gzip for these JSON batches, similar ratio (zstandard is a base dependency)
+    "compression_type": "zstd",
     "retries": 2**31 - 1,
     "max_in_flight_requests_per_connection": 5,
     "delivery_timeout_ms": 120_000,
@@ -52,31 +54,45 @@ class TradeProducer:
         self.trades_topic = trades_topic or settings.KAFKA_TRADES_TOPIC
         self.dlq_topic = dlq_topic or settings.KAFKA_DLQ_TOPIC
         self.producer = producer or KafkaProducer(**client_config(), **{**PRODUCER_OPTIONS, **options})
-        self._partitions: dict[bytes, int] = {}
+        self._routes: dict[tuple[str, str], tuple[bytes, int]] = {}
         self._partition_count: int | None = None
+        self._sample = LATENCY_SAMPLE - 1  # the first trade is timed
         self._last_error_log = 0.0
 
-    def _partition(self, key: bytes) -> int:
-        partition = self._partitions.get(key)
-        if partition is None:
+    def _route(self, trade: TradeRecord) -> tuple[bytes, int]:
+        """The key and partition of ``trade``'s symbol, computed once per symbol."""
+        route = self._routes.get((trade.exchange, trade.symbol))
+        if route is None:
             if self._partition_count is None:
                 self._partition_count = len(self.producer.partitions_for(self.trades_topic))
-            partition = (murmur2(key) & 0x7FFFFFFF) % self._partition_count
-            self._partitions[key] = partition
-        return partition
+            key = trade.key
+            route = (key, (murmur2(key) & 0x7FFFFFFF) % self._partition_count)
+            self._routes[(trade.exchange, trade.symbol)] = route
+        return route
 
     def publish(self, trades: Iterable[TradeRecord]) -> int:
-        """Hand trades to the producer (asynchronous); returns how many were accepted."""
-        send, topic, metrics = self.producer.send, self.trades_topic, self.metrics
-        on_ack, on_error = self._on_ack, self._on_error
+        """Hand trades to the producer (asynchronous); returns how many were accepted.
+
+        Every record gets a callback that counts its acknowledgement (or failure); one in ``LATENCY_SAMPLE``
+        also measures receive -> ack latency, which keeps the per-trade cost of the histogram off the hot path.
+        """
+        send, topic, routes = self.producer.send, self.trades_topic, self._routes
+        on_ack, on_ack_timed, on_error = self._on_ack, self._on_ack_timed, self._on_error
         count = 0
+        sample = self._sample
         for trade in trades:
-            key = trade.key
-            future = send(topic, value=trade.encode(), key=key, partition=self._partition(key))
-            future.add_callback(on_ack, trade.received_at)
-            future.add_errback(on_error, trade)
+            route = routes.get((trade.exchange, trade.symbol)) or self._route(trade)
+            future = send(topic, value=trade.encode(), key=route[0], partition=route[1])
+            sample += 1
+            if sample >= LATENCY_SAMPLE:
+                sample = 0
+                future.add_callback(on_ack_timed, trade.received_at)
+            else:
+                future.add_callback(on_ack)
+            future.add_errback(on_error)
             count += 1
-        metrics.trades_accepted += count
+        self._sample = sample
+        self.metrics.trades_accepted += count
         return count
 
     def dead_letter(self, letter: DeadLetter) -> None:
@@ -85,32 +101,37 @@ class TradeProducer:
         future.add_callback(self._on_dlq_ack)
         future.add_errback(self._on_dlq_error, letter)
 
-    def _on_ack(self, received_at: int, _metadata: Any) -> None:
+    def _on_ack(self, _metadata: Any) -> None:
+        metrics = self.metrics
+        metrics.trades_published += 1
+        metrics.last_acked_at = time.time()
+
+    def _on_ack_timed(self, received_at: int, _metadata: Any) -> None:
         metrics = self.metrics
         now = time.time()
         metrics.trades_published += 1
         metrics.last_acked_at = now
         metrics.observe_latency(max(now - received_at / 1000, 0.0))
 
-    def _on_error(self, trade: TradeRecord, exc: BaseException) -> None:
+    def _on_error(self, exc: BaseException) -> None:
         self.metrics.publish_errors += 1
-        self._log_error("trade not delivered to Kafka", exc, trade.key.decode(), trade.trade_id)
+        self._log_error("trade not delivered to Kafka", exc, self.trades_topic)
 
     def _on_dlq_ack(self, _metadata: Any) -> None:
         self.metrics.dlq_published += 1
 
     def _on_dlq_error(self, letter: DeadLetter, exc: BaseException) -> None:
         self.metrics.publish_errors += 1
-        self._log_error("dead letter not delivered to Kafka", exc, letter.source, None)
+        self._log_error("dead letter not delivered to Kafka", exc, self.dlq_topic, letter.source)
 
-    def _log_error(self, message: str, exc: BaseException, key: str, trade_id: int | None) -> None:
+    def _log_error(self, message: str, exc: BaseException, topic: str, source: str | None = None) -> None:
         # One line per second at most: a broker outage fails thousands of records at once.
         now = time.monotonic()
         if now - self._last_error_log >= 1.0:
             self._last_error_log = now
             logger.error(
                 message,
-                extra={"key": key, "trade_id": trade_id, "error": repr(exc), "errors": self.metrics.publish_errors},
+                extra={"topic": topic, "source": source, "error": repr(exc), "errors": self.metrics.publish_errors},
             )
 
     def flush(self, timeout: float | None = None) -> None:

@@ -1,0 +1,180 @@
+"""``make bench-ingest``: simulator (--speed 0, looped real trades) -> ingest -> Kafka, measured end to end.
+
+Reports sustained trades/s from WebSocket receipt to broker acknowledgement (ingest's own clock: first trade
+received -> last ack), the ingest process's CPU time (user + system, from ``wait4``) and its peak RSS (VmHWM).
+The simulator and the broker share the machine, so the figure is a floor for ingest alone.
+
+    python -m benchmarks.ingest [--trades 500000] [--replay FILE] [--profile out.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240808.gz"
+_LISTENING = re.compile(r"listening on ws://[0-9.]+:(\d+)")
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptoproject.settings")
+    import django
+
+    django.setup()
+
+
+def _wait_port(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = _LISTENING.search(log.read_text(errors="replace"))
+        if match:
+            return int(match.group(1))
+        if proc.poll() is not None:
+            raise SystemExit(f"the simulator exited:\n{log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    raise SystemExit("the simulator did not start listening")
+
+
+def _peak_rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _final_metrics(output: str) -> dict[str, Any]:
+    import orjson
+
+    for line in reversed(output.splitlines()):
+        if '"ingest stopped"' in line:
+            metrics: dict[str, Any] = orjson.loads(line)["metrics"]
+            return metrics
+    raise SystemExit(f"ingest printed no final metrics:\n{output[-3000:]}")
+
+
+def run(trades: int, replay: Path, profile: str | None) -> dict[str, Any]:
+    """Run one measurement and return the figures."""
+    _setup_django()
+    from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
+
+    suffix = uuid.uuid4().hex[:10]
+    topic, dlq = f"bench.trades.{suffix}", f"bench.dlq.{suffix}"
+    ensure_topics([TopicSpec(topic, 6, {}), TopicSpec(dlq, 1, {})])
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    sim_log, ingest_log = workdir / "simulator.log", workdir / "ingest.log"
+    python = sys.executable
+    env = dict(os.environ, PYTHONPATH=str(ROOT), LOG_LEVEL="WARNING")
+    sim = subprocess.Popen(
+        [
+            python,
+            "manage.py",
+            "simulate_exchange",
+            "--exchange",
+            "binance",
+            "--port",
+            "0",
+            "--replay",
+            str(replay),
+            "--speed",
+            "0",
+            "--loop",
+            "--ping-interval",
+            "0",
+        ],
+        cwd=ROOT,
+        env=dict(env, LOG_LEVEL="INFO"),
+        stdout=sim_log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        port = _wait_port(sim_log, sim)
+        ingest_env = dict(
+            env,
+            LOG_LEVEL="INFO",
+            KAFKA_TRADES_TOPIC=topic,
+            KAFKA_DLQ_TOPIC=dlq,
+            BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
+            BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+        )
+        argv = [python]
+        if profile:
+            argv += ["-m", "cProfile", "-o", profile]
+        argv += ["manage.py", "ingest", "--exchange", "binance", "--symbols", "btcusdt"]
+        argv += ["--max-trades", str(trades), "--metrics-port", "0", "--metrics-interval", "5"]
+        started = time.monotonic()
+        ingest = subprocess.Popen(
+            argv, cwd=ROOT, env=ingest_env, stdout=ingest_log.open("wb"), stderr=subprocess.STDOUT
+        )
+        peak_kb = 0
+        while True:
+            # wait4 reaps the child and returns its rusage: exact CPU time and max RSS of the process itself.
+            pid, status, usage = os.wait4(ingest.pid, os.WNOHANG)
+            if pid:
+                break
+            peak_kb = max(peak_kb, _peak_rss_kb(ingest.pid) or 0)
+            time.sleep(0.25)
+        wall = time.monotonic() - started
+        code = os.waitstatus_to_exitcode(status)
+        ingest.returncode = code
+        output = ingest_log.read_text(errors="replace")
+        if code != 0:
+            raise SystemExit(f"ingest exited with {code}:\n{output[-3000:]}")
+        metrics = _final_metrics(output)
+    finally:
+        sim.terminate()
+        sim.wait(30)
+        admin = admin_client()
+        try:
+            admin.delete_topics([topic, dlq])
+        except Exception:  # noqa: BLE001 - cleanup of unique names is best effort
+            pass
+        finally:
+            admin.close()
+    published = metrics["trades_published"]
+    return {
+        "trades": published,
+        "trades_per_s": metrics.get("throughput_trades_per_s"),
+        "process_wall_s": round(wall, 2),
+        "cpu_user_s": round(usage.ru_utime, 2),
+        "cpu_system_s": round(usage.ru_stime, 2),
+        "cpu_per_trade_us": round((usage.ru_utime + usage.ru_stime) / max(published, 1) * 1e6, 2),
+        "peak_rss_mb": round(max(usage.ru_maxrss, peak_kb) / 1024, 1),
+        "publish_latency_avg_ms": metrics.get("publish_latency_avg_ms"),
+        "publish_latency_p99_le_ms": metrics.get("publish_latency_p99_le_ms"),
+        "gaps": metrics.get("gaps"),
+        "malformed": metrics.get("malformed"),
+        "publish_errors": metrics.get("publish_errors"),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, run, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trades", type=int, default=500_000, help="workload (trades published)")
+    parser.add_argument("--replay", type=Path, default=DEFAULT_REPLAY, help="recorded file, looped")
+    parser.add_argument("--profile", help="write a cProfile of the ingest process to this file")
+    args = parser.parse_args(argv)
+    result = run(args.trades, args.replay, args.profile)
+    width = max(len(k) for k in result)
+    print("ingest benchmark: simulator --speed 0 --loop -> manage.py ingest -> Kafka (acks=all)")
+    for key, value in result.items():
+        print(f"  {key:<{width}}  {value}")
+    print("  (target >= 30,000 trades/s; the machine is shared, so figures are noisy)")
+
+
+if __name__ == "__main__":
+    main()
