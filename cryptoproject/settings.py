@@ -149,7 +149,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [CHANNEL_LAYER_URL],
+            # redis-py 8 reads with a 5 s socket timeout by default, the same as channels_redis's 5 s BZPOPMIN:
+            # an idle socket then fails with "Timeout reading" (1011 to the browser). Give reads a margin.
+            "hosts": [{"address": CHANNEL_LAYER_URL, "socket_timeout": 15}],
             "capacity": 1000,
             "expiry": 30,
             "prefix": env.str("CHANNEL_LAYER_PREFIX", default="asgi"),

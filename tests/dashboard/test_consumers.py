@@ -190,3 +190,21 @@ async def test_foreign_origin_is_refused(open_dashboard: None) -> None:
     comm = WebsocketCommunicator(application, "/ws/whales/", headers=[(b"origin", b"http://evil.example")])
     connected, _ = await comm.connect()
     assert not connected
+
+
+@pytest.mark.slow
+async def test_idle_socket_survives_the_redis_read_timeout(open_dashboard: None) -> None:
+    """A quiet symbol: nothing for longer than channels_redis's 5 s BZPOPMIN, then a push still arrives.
+
+    redis-py 8 defaults to a 5 s socket timeout; without the margin in CHANNEL_LAYERS the consumer dies here.
+    """
+    symbol = fresh_symbol()
+    comm = socket(f"/ws/market/binance/{symbol}/")
+    assert (await comm.connect())[0]
+    try:
+        assert await comm.receive_nothing(timeout=7, interval=0.5)
+        payload = trades_payload(symbol)
+        assert await sync_to_async(publish)(market_group("binance", symbol), payload)
+        assert await comm.receive_json_from(timeout=5) == payload
+    finally:
+        await comm.disconnect()
