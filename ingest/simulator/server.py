@@ -90,6 +90,8 @@ class Simulator:
             max_size=1 << 20,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
+            # On shutdown, do not wait the default 10 s for clients that never answer the close frame.
+            close_timeout=1.0,
         ) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             feed_task = asyncio.create_task(self.feed.run(), name="simulator-feed")
