@@ -108,6 +108,7 @@ class Batch:
     origins: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) of each record
     dead: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    first: dict[TopicPartition, int] = field(default_factory=dict)  # first offset per partition
     started: float = 0.0
 
     @property
@@ -216,7 +217,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self._owner.on_revoked(revoked)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        logger.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+        self._owner.on_assigned(assigned)
 
 
 class TradeConsumer:
@@ -249,6 +250,7 @@ class TradeConsumer:
         self._last_metrics = 0.0
         self._redis: redis.Redis | None = None
         self._fatal: InvalidRatioError | None = None
+        self._rewind: dict[TopicPartition, int] = {}
         self._consumer = consumer or KafkaConsumer(
             **client_config(),
             group_id=self.group,
@@ -336,6 +338,7 @@ class TradeConsumer:
                 origins.append((message.partition, message.offset))
             except InvalidRecordError as exc:
                 batch.dead.append((message.key, self._dead_letter(message, exc.reason)))
+        batch.first.setdefault(tp, messages[0].offset)
         batch.offsets[tp] = messages[-1].offset + 1
         self.metrics.consumed += len(messages)
 
@@ -475,6 +478,8 @@ class TradeConsumer:
                 extra={"error": f"{type(exc).__name__}: {exc}"[:300], "records": self._batch.consumed},
             )
             _reset_database_connection()
+            # A partition that stays with this member keeps its fetch position: rewind it to the abandoned records.
+            self._rewind = dict(self._batch.first)
             self._batch = Batch()
         except InvalidRatioError as exc:
             # Raising inside kafka-python's callback would only be logged there: stop the loop and raise from run().
@@ -485,6 +490,14 @@ class TradeConsumer:
             self._retrying = False
             self._backoff = self.config.backoff_initial_s
             self._consumer.resume(*revoked)
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Re-read what an abandoned batch held on partitions this member keeps."""
+        logger.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+        for tp, offset in self._rewind.items():
+            if tp in assigned:
+                self._consumer.seek(tp, offset)
+        self._rewind = {}
 
     def _shutdown_flush(self) -> None:
         deadline = time.monotonic() + self.config.shutdown_retry_s
