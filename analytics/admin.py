@@ -109,7 +109,12 @@ class TradeAdmin(BigTableAdmin):
     # The date hierarchy is rendered by templates/admin/analytics/trade/change_list.html without table scans.
 
     def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        # One symbol: its B-tree index is already in time order. One day: the BRIN index bounds the rows to that
+        # day, then a top-N sort (cost grows with the day's trades, not with the table). Otherwise the primary key
+        # (insertion order), never a sort of the table.
         if request.GET.get("exchange") and request.GET.get("symbol"):
+            return ("-traded_at",)
+        if request.GET.get("traded_at__day"):
             return ("-traded_at",)
         return ("-id",)
 

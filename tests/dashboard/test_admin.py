@@ -204,6 +204,7 @@ def test_trade_date_hierarchy_drilldown(
     assert bool(rows) == (params["traded_at__year"] == "2024")
     if "traded_at__day" in params:
         assert all(r.traded_at.day == 10 for r in rows)
+        assert [r.traded_at for r in rows] == sorted((r.traded_at for r in rows), reverse=True)
 
 
 def test_trade_data_is_read_only(admin_client: Client) -> None:
