@@ -39,7 +39,8 @@ def coinbase_trade(record: TradeRecord) -> dict[str, str]:
 
 def coinbase_collect(ws: websocket.WebSocket, count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Frames until ``count`` update trades arrived; returns (frames, update trades in arrival order)."""
-    frames, trades = [], []
+    frames: list[dict[str, Any]] = []
+    trades: list[dict[str, Any]] = []
     while len(trades) < count:
         frame = recv_json(ws)
         frames.append(frame)
