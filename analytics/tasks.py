@@ -69,10 +69,7 @@ def update_series(exchange: str, symbol: str, start_ms: int, end_ms: int) -> dic
         for key in keys:
             by_interval[key.interval].append(key.open_time)
         indicators: list[dict[str, Any]] = []
-        for interval in candle_logic.ALL_INTERVALS:
-            times = by_interval.get(interval)
-            if not times:
-                continue
+        for interval, times in by_interval.items():  # keys come in ALL_INTERVALS order, 1m first
             touched = set(times)
             points = indicator_logic.update_indicators(exchange, symbol, interval, min(times))
             indicators.extend(indicator_logic.indicator_payload(interval, p) for p in points if p.open_time in touched)

@@ -179,6 +179,14 @@ def test_only_buckets_touching_the_window_and_only_the_symbol_are_written():
         CandleKey("5m", ms_to_datetime(one.time_ms - one.time_ms % 300_000)),
     ]
     assert set(Candle.objects.values_list("symbol", "interval")) == {("BTCUSDT", "1m"), ("BTCUSDT", "5m")}
+    # Asking for a larger interval alone still refreshes the 1m series it is rolled up from, but reports only it.
+    # The hour is the roll-up of the minutes recomputed so far (here one): every stored batch recomputes its own.
+    minute_ms = one.time_ms - one.time_ms % 60_000
+    hour_ms = one.time_ms - one.time_ms % 3_600_000
+    hour = recompute_candles("binance", "BTCUSDT", one.time_ms, one.time_ms, intervals=["1h"])
+    assert hour == [CandleKey("1h", ms_to_datetime(hour_ms))]
+    minute = expected_candles(read_trades(), "1m")[minute_ms]
+    assert stored_candles("1h")[hour_ms] == minute
     assert recompute_candles("binance", "BTCUSDT", 0, 1000) == []
 
 

@@ -106,6 +106,20 @@ def test_a_short_history_is_all_tail():
     assert as_dict(stats) == reference(trades)
 
 
+def test_window_starting_on_a_whole_minute():
+    trades = list(read_trades())[:30]
+    aligned = trades[-1].time_ms - trades[-1].time_ms % 60_000 + 60_000  # the latest trade on a minute boundary
+    day_start = RawTrade(7, "61000.5", "0.5", aligned - DAY_MS, aligned - DAY_MS, False)
+    last = RawTrade(8, "61001.5", "0.25", aligned, aligned, True)
+    every = [day_start, *trades, last]
+    insert(every)
+    recompute_candles("binance", "BTCUSDT", day_start.time_ms, aligned, intervals=["1m"])
+    stats = refresh_stats("binance", "BTCUSDT")
+    assert stats is not None
+    assert as_dict(stats) == reference(every)
+    assert stats.open_price == Decimal("61000.5")
+
+
 def test_no_trades_means_no_row():
     assert compute_window("binance", "NOPE") is None
     assert refresh_stats("binance", "NOPE") is None

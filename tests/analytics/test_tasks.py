@@ -173,6 +173,8 @@ def test_tasks_in_process_compute_push_and_are_idempotent(settings, listen):
     assert len(alert_rows()) == len(qualifying(trades))
     assert tasks.update_candles("binance", "BTCUSDT", start, end) == 0  # no trades left: nothing rewritten
     assert candle_snapshot() == before
+    assert tasks.refresh_all_stats() == 0  # the symbol is known (candles) but has no trade: its last row stays
+    assert as_dict(SymbolStats.objects.get()) == reference(list(trades))
 
 
 def test_retry_policy_is_transient_errors_only():

@@ -155,6 +155,12 @@ def test_hand_to_delivery_skips_when_the_task_or_module_is_absent(monkeypatch, c
     assert hand_to_delivery([1]) is False
     monkeypatch.setitem(sys.modules, "dashboard.tasks", None)
     assert hand_to_delivery([1]) is False
+    # A dashboard.tasks that exists but cannot import is a bug to report, not a reason to skip delivery.
+    monkeypatch.delitem(sys.modules, "dashboard.tasks")
+    monkeypatch.setitem(sys.modules, "dashboard.delivery", None)
+    with pytest.raises(ModuleNotFoundError) as excinfo:
+        hand_to_delivery([1])
+    assert excinfo.value.name == "dashboard.delivery"
     assert [r.getMessage() for r in caplog.records] == [
         "no alert delivery task: deliver_new_alerts is absent",
         "no alert delivery task: dashboard.tasks is absent",
