@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from cryptoproject.kafka import client_config
@@ -135,8 +136,12 @@ class TradeProducer:
             )
 
     def flush(self, timeout: float | None = None) -> None:
-        """Block until every accepted record is acknowledged (or failed)."""
-        self.producer.flush(timeout=timeout)
+        """Block until every accepted record is acknowledged (or failed; failures are counted by callbacks)."""
+        try:
+            self.producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            # kafka-python raises here when a batch was split or timed out; the records' own errbacks count them.
+            logger.error("flush did not complete", extra={"error": repr(exc), "errors": self.metrics.publish_errors})
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush and close."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,8 +173,9 @@ class FrameProcessor:
             )
             return
         result = self.backfiller.fetch(gap.symbol, gap.first, gap.last)
+        now = time.time_ns() // 1_000_000
         for bad in result.bad:
-            self.dead_letter(f"backfill: {bad.reason}", bad.raw, result.trades[0].received_at if result.trades else 0)
+            self.dead_letter(f"backfill: {bad.reason}", bad.raw, now)
         fresh = [trade for trade in result.trades if tracker.advance(trade.symbol, trade.trade_id)]
         self.metrics.backfilled += len(fresh)
         self._emit(fresh)

@@ -43,6 +43,7 @@ class FakeBinanceRest(BaseHTTPRequestHandler):
     script: list[tuple[int, dict[str, str]]] = []
     requests: list[dict[str, list[str]]] = []
     bad_ids: set[int] = set()
+    body: bytes | None = None  # answer this instead of trades
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -58,6 +59,11 @@ class FakeBinanceRest(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(b'{"code":-1003,"msg":"Too many requests"}')
+            return
+        if self.body is not None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(self.body)
             return
         start, limit = int(query["fromId"][0]), int(query["limit"][0])
         rows: list[Any] = []
@@ -90,6 +96,7 @@ def rest() -> Iterator[str]:
     FakeBinanceRest.script = []
     FakeBinanceRest.requests = []
     FakeBinanceRest.bad_ids = set()
+    FakeBinanceRest.body = None
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeBinanceRest)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -173,3 +180,23 @@ def test_retry_after_parsing() -> None:
     assert _retry_after("2.5", 1.0) == 2.5
     assert _retry_after(None, 1.0) == 1.0
     assert _retry_after("soon", 1.0) == 1.0
+
+
+def test_an_answer_that_is_not_a_list_fails_the_backfill(rest: str) -> None:
+    FakeBinanceRest.body = b'{"code":-1121,"msg":"Invalid symbol."}'
+    result = BinanceBackfiller(rest, attempts=2, sleep=lambda _s: None).fetch("NOPE", 1, 5)
+    assert not result.complete
+    assert result.trades == []
+
+
+def test_rows_outside_the_range_are_ignored(rest: str) -> None:
+    # the endpoint returns ids from fromId on; ask for less than a page ends exactly at ``last``
+    FakeBinanceRest.body = orjson.dumps(
+        [
+            {"id": i, "price": "1.5", "qty": "2", "time": BASE_TIME, "isBuyerMaker": False, "isBestMatch": True}
+            for i in (998, 1000, 1001, 1002, 1005)
+        ]
+    )
+    result = BinanceBackfiller(rest, sleep=lambda _s: None).fetch("BTCUSDT", 1000, 1002)
+    assert [t.trade_id for t in result.trades] == [1000, 1001, 1002]
+    assert result.complete

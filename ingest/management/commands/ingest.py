@@ -72,8 +72,7 @@ class Command(BaseCommand):
             logger.info("stopping", extra={"signal": signal.Signals(signum).name})
             runner.stop.set()
 
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         logger.info("ingest starting", extra={"exchange": exchange, "symbols": runner.symbols})
         reporter.start()
         try:
@@ -82,4 +81,6 @@ class Command(BaseCommand):
             # Everything accepted is delivered before the process exits.
             producer.close()
             reporter.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         logger.info("ingest stopped", extra={"metrics": metrics.snapshot()})

@@ -1,0 +1,114 @@
+"""``manage.py ingest`` in this process against the in-process simulator: limit, Prometheus, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import urllib.request
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.core.management import call_command
+
+from cryptoproject.kafka import TopicSpec, ensure_topics
+from ingest.metrics import IngestMetrics
+from ingest.producer import TradeProducer
+from ingest.records import DeadLetter, decode, make_trade
+from ingest.simulator.config import SimulatorConfig
+from ingest.simulator.server import BackgroundSimulator
+from tests.conftest import KafkaTopics, unique, wait_for
+from tests.ingest.pipeline import read_topic
+from tests.ingest.test_client import records
+from tests.ingest.test_metrics_command import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_command_publishes_up_to_the_limit_and_serves_metrics(settings: Any, kafka_topics: KafkaTopics) -> None:
+    port = free_port()
+    scraped: list[str] = []
+    with BackgroundSimulator(SimulatorConfig(exchange="binance", speed=0, ping_interval=None), records(2000)) as sim:
+        settings.BINANCE_WS_URL = sim.url
+        settings.BINANCE_REST_URL = sim.http_url
+
+        def scrape() -> None:
+            # Prometheus answers while ingest runs (the server thread lives as long as the process).
+            def ok() -> bool:
+                try:
+                    scraped.append(
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+                    )
+                except OSError:
+                    return False
+                return True
+
+            wait_for(ok, timeout=60, interval=0.1, what="the metrics endpoint")
+
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
+        call_command(
+            "ingest",
+            "--exchange",
+            "binance",
+            "--symbols",
+            "btcusdt",
+            "--max-trades",
+            "1500",
+            "--metrics-port",
+            str(port),
+        )
+        scraper.join(60)
+    assert len(read_topic(kafka_topics.trades, 1500)) == 1500
+    assert "ingest_trades_published_total" in scraped[0]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the command put the handlers back
+    snapshot = orjson.loads(redis.Redis.from_url(django_settings.REDIS_URL).get("metrics:ingest:binance") or b"{}")
+    assert snapshot["trades_published"] == 1500
+
+
+def test_sigterm_stops_the_command_cleanly(settings: Any, kafka_topics: KafkaTopics) -> None:
+    config = SimulatorConfig(exchange="binance", speed=0, ping_interval=None, loop=True)
+    with BackgroundSimulator(config, records(3000)) as sim:
+        settings.BINANCE_WS_URL = sim.url
+        settings.BINANCE_REST_URL = sim.http_url
+
+        def terminate_when_flowing() -> None:
+            read_topic(kafka_topics.trades, 100)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        killer = threading.Thread(target=terminate_when_flowing)
+        killer.start()
+        call_command("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0")
+        killer.join(60)
+    published = [decode(v) for _k, v in read_topic(kafka_topics.trades, 100)]
+    ids = sorted(r.trade_id for r in published)
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # nothing lost up to the stop
+
+
+def test_delivery_failures_are_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # A topic that refuses every record: its max message size is smaller than one trade.
+    topic = unique("test.tiny")
+    ensure_topics([TopicSpec(topic, 1, {"max.message.bytes": "64"})])
+    metrics = IngestMetrics("binance")
+    producer = TradeProducer(metrics, trades_topic=topic, dlq_topic=topic, compression_type=None)
+    trade = make_trade(
+        exchange="binance",
+        symbol="BTCUSDT",
+        trade_id=1,
+        price="1.0",
+        quantity="2.0",
+        is_buyer_maker=True,
+        trade_time=1_723_161_255_342,
+        event_time=1_723_161_255_342,
+        received_at=1_723_161_255_342,
+    )
+    with caplog.at_level("ERROR", logger="ingest.producer"):
+        producer.publish([trade])
+        producer.dead_letter(DeadLetter(source="ingest:binance", reason="test", raw="x" * 200, received_at=1))
+        producer.close(timeout=20)
+    assert metrics.publish_errors == 2
+    assert (metrics.trades_published, metrics.dlq_published) == (0, 0)
+    assert any("not delivered to Kafka" in r.message for r in caplog.records)
