@@ -25,7 +25,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from django.conf import settings
@@ -121,17 +121,33 @@ def macd(
 def bollinger(
     values: Sequence[Decimal], period: int = BB_PERIOD, width: Decimal = BB_WIDTH
 ) -> tuple[Series, Series, Series]:
-    """Upper, middle and lower Bollinger bands (population standard deviation)."""
-    middle = sma(values, period)
+    """Upper, middle and lower Bollinger bands (population standard deviation).
+
+    Running sums of the values and their squares keep it linear in the series length; they are kept exact with
+    80 significant digits, so a value does not depend on where the series starts.
+    """
+    _check_period(period)
     upper: Series = [None] * len(values)
+    middle: Series = [None] * len(values)
     lower: Series = [None] * len(values)
-    for i, mean in enumerate(middle):
-        if mean is None:
-            continue
-        window = values[i - period + 1 : i + 1]
-        variance = sum(((v - mean) ** 2 for v in window), Decimal(0)) / period
+    total = squares = Decimal(0)
+    for i, v in enumerate(values):
+        with localcontext() as exact:
+            exact.prec = 80
+            total += v
+            squares += v * v
+            if i >= period:
+                old = values[i - period]
+                total -= old
+                squares -= old * old
+            if i < period - 1:
+                continue
+            mean = total / period
+            variance = max(squares / period - mean * mean, Decimal(0))
+        # Back in the default 28-digit context: the same rounding as the other indicators.
+        mean = +mean
         spread = width * variance.sqrt()
-        upper[i], lower[i] = mean + spread, mean - spread
+        upper[i], middle[i], lower[i] = mean + spread, mean, mean - spread
     return upper, middle, lower
 
 
@@ -167,16 +183,17 @@ def _q(value: Decimal | None) -> Decimal | None:
 
 
 def compute_rows(
-    open_times: Sequence[datetime], closes: Sequence[Decimal], periods: Sequence[int]
+    open_times: Sequence[datetime], closes: Sequence[Decimal], periods: Sequence[int], first: int = 0
 ) -> list[IndicatorRow]:
-    """Every indicator for every point of one close series."""
+    """Every indicator for the points of one close series from index ``first`` (the earlier ones only warm up)."""
     smas = {str(p): sma(closes, p) for p in periods}
     emas = {str(p): ema(closes, p) for p in periods}
     rsis = rsi(closes)
     line, sig, hist = macd(closes)
     upper, middle, lower = bollinger(closes)
     rows = []
-    for i, t in enumerate(open_times):
+    for i in range(first, len(open_times)):
+        t = open_times[i]
         rows.append(
             IndicatorRow(
                 open_time=t,
@@ -237,7 +254,7 @@ def _update(
     if not targets:
         return []
     points = history + targets
-    rows = compute_rows([t for t, _ in points], [c for _, c in points], periods)[len(history) :]
+    rows = compute_rows([t for t, _ in points], [c for _, c in points], periods, first=len(history))
     _upsert(exchange, symbol, interval, rows)
     logger.debug(
         "indicators updated",

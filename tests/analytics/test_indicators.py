@@ -228,3 +228,15 @@ def test_recomputation_after_an_old_candle_is_capped(monkeypatch):
     rows = update_indicators("binance", "BTCUSDT", "1m", candles[5].open_time)
     assert [r.open_time for r in rows] == [c.open_time for c in candles[5:15]]
     assert IndicatorPoint.objects.count() == 10
+
+
+def test_bollinger_does_not_depend_on_where_the_series_starts():
+    closes = [Decimal("61234.567890123456") + Decimal(i % 13) / 7 for i in range(200)]
+    upper, middle, lower = bollinger(closes)
+    tail_upper, tail_middle, tail_lower = bollinger(closes[150:])
+    assert upper[169:] == tail_upper[19:]
+    assert middle[169:] == tail_middle[19:]
+    assert lower[169:] == tail_lower[19:]
+    assert middle[169:] == sma(closes, 20)[169:]
+    flat = bollinger([Decimal("0.333333333333")] * 9, 7)
+    assert flat[0][8] == flat[2][8] == Decimal("0.333333333333")
