@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import logging
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from ingest.records import TradeRecord
+from ingest.replay import read_many, read_trades
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +114,63 @@ def looped(source: Callable[[], Iterable[TradeRecord]], cache_limit: int = 250_0
                 record.received_at + time_shift,
             )
         passes += 1
+
+
+PaceKey = Callable[[TradeRecord], int]
+"""The time (ms) by which the feed paces a trade: its trade time, or its offset into its own stream."""
+
+
+def trade_time(record: TradeRecord) -> int:
+    """The default pace key."""
+    return record.trade_time
+
+
+def replay_source(
+    paths: Iterable[str | Path], symbol: str | None = None, *, loop: bool = False, exchange: str | None = None
+) -> tuple[Iterator[TradeRecord], PaceKey, list[str]]:
+    """Recorded files as one feed: ``(trades, pace key, symbols)``.
+
+    Files are grouped into streams by their first trade's symbol (0808 and 0809 of BTCUSDT make one stream).
+    Each stream keeps its recorded times and starts at the same moment as the others: streams are merged and
+    paced by the offset from their own first trade, so a TRXUSDT file from 2025 plays alongside a BTCUSDT one
+    from 2024 instead of months later. With ``loop`` each stream repeats on its own (:func:`looped`).
+    ``exchange`` relabels the trades as that exchange's (see :func:`for_exchange`); symbols are in its spelling.
+    """
+    groups: dict[str, list[str | Path]] = {}
+    origins_by_group: dict[str, int] = {}
+    for path in paths:
+        first = next(read_trades(path, symbol), None)
+        if first is None:
+            continue
+        groups.setdefault(first.symbol, []).append(path)
+        origins_by_group[first.symbol] = min(origins_by_group.get(first.symbol, first.trade_time), first.trade_time)
+    streams = []
+    for files in groups.values():
+
+        def read(files: list[str | Path] = files) -> Iterator[TradeRecord]:
+            return read_many(files, symbol)
+
+        stream = looped(read) if loop else read()
+        streams.append(for_exchange(stream, exchange) if exchange else stream)
+    names = [exchange_symbol(exchange, name) if exchange else name for name in groups]
+    if len(streams) <= 1:
+        return (streams[0] if streams else iter(())), trade_time, names
+    origins: dict[str, int] = {}
+
+    def tagged(records: Iterator[TradeRecord], origin: int) -> Iterator[TradeRecord]:
+        # Symbols of multi-symbol files are learnt as they come, before the merge asks for their key.
+        for record in records:
+            if record.symbol not in origins:
+                origins[record.symbol] = origin
+            yield record
+
+    def offset(record: TradeRecord) -> int:
+        return record.trade_time - origins[record.symbol]
+
+    merged = heapq.merge(
+        *(tagged(stream, origins_by_group[name]) for stream, name in zip(streams, groups, strict=True)), key=offset
+    )
+    return merged, offset, names
 
 
 class TradeStore:
@@ -212,8 +272,10 @@ class Feed:
         chunk_size: int = 512,
         store: TradeStore | None = None,
         symbols: Iterable[str] = (),
+        pace: PaceKey = trade_time,
     ) -> None:
         self.source = source
+        self.pace = pace
         self.encode = encode
         self.speed = speed
         self.gap_every = gap_every
@@ -274,16 +336,17 @@ class Feed:
         anchor_wall = 0.0
         anchor_time: int | None = None
         scale = 1.0 / (1000.0 * self.speed) if self.speed else 0.0
+        pace = self.pace
         for record in self.source:
             if scale:
                 if anchor_time is None:
-                    anchor_wall, anchor_time = loop.time(), record.trade_time
-                delay = anchor_wall + (record.trade_time - anchor_time) * scale - loop.time()
+                    anchor_wall, anchor_time = loop.time(), pace(record)
+                delay = anchor_wall + (pace(record) - anchor_time) * scale - loop.time()
                 if delay > 0.001:
                     await self._publish(chunk)
                     chunk = []
                     append = chunk.append
-                    delay = anchor_wall + (record.trade_time - anchor_time) * scale - loop.time()
+                    delay = anchor_wall + (pace(record) - anchor_time) * scale - loop.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
             store_add(record)

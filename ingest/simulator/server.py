@@ -18,7 +18,7 @@ from websockets.http11 import Request, Response
 from ingest.records import TradeRecord
 from ingest.simulator.base import Protocol
 from ingest.simulator.config import SimulatorConfig
-from ingest.simulator.feed import Feed, TradeStore, for_exchange
+from ingest.simulator.feed import Feed, PaceKey, TradeStore, for_exchange, trade_time
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,7 +42,7 @@ def protocol_class(exchange: str) -> type[Protocol]:
 class Simulator:
     """A simulated exchange: config, market feed, REST store and the protocol serving connections."""
 
-    def __init__(self, config: SimulatorConfig, source: Iterable[TradeRecord]) -> None:
+    def __init__(self, config: SimulatorConfig, source: Iterable[TradeRecord], pace: PaceKey = trade_time) -> None:
         self.config = config
         self.protocol = protocol_class(config.exchange)(self)
         self.store = TradeStore(config.store_size)
@@ -55,6 +55,7 @@ class Simulator:
             chunk_size=config.chunk_size,
             store=self.store,
             symbols=config.symbols,
+            pace=pace,
         )
         self.connections = 0
         self.active = 0
@@ -114,8 +115,8 @@ class BackgroundSimulator:
         websocket.create_connection(sim.url + "/ws/btcusdt@trade")
     """
 
-    def __init__(self, config: SimulatorConfig, source: Iterable[TradeRecord]) -> None:
-        self.simulator = Simulator(config, source)
+    def __init__(self, config: SimulatorConfig, source: Iterable[TradeRecord], pace: PaceKey = trade_time) -> None:
+        self.simulator = Simulator(config, source, pace)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

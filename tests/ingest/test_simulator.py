@@ -16,8 +16,8 @@ from django.core.management import CommandError, call_command
 
 from ingest.management.commands.simulate_exchange import build_source
 from ingest.records import TradeRecord
-from ingest.replay import read_many, read_trades
-from ingest.simulator.feed import looped
+from ingest.replay import read_trades
+from ingest.simulator.feed import looped, replay_source
 from ingest.simulator.synthetic import synthetic_trades
 from tests.conftest import ChildProcess, manage, wait_for
 from tests.ingest.test_simulator_support import BTC_0808, TRX_CSV, connect, http_get, recv_json, running
@@ -65,7 +65,8 @@ def test_raw_stream_replays_every_recorded_trade_exactly_then_falls_silent() -> 
 
 
 def test_combined_stream_wraps_each_symbol_in_its_envelope() -> None:
-    with running(read_many([BTC_0808, TRX_CSV])) as sim:
+    records, pace, _ = replay_source([BTC_0808, TRX_CSV])
+    with running(records, pace=pace) as sim:
         ws = connect(sim.url + "/stream?streams=btcusdt@trade/trxusdt@trade")
         frames = [recv_json(ws) for _ in range(9757 + 10000)]
         by_stream: dict[str, list[int]] = {}
@@ -75,8 +76,11 @@ def test_combined_stream_wraps_each_symbol_in_its_envelope() -> None:
             by_stream.setdefault(frame["stream"], []).append(frame["data"]["t"])
         assert by_stream["btcusdt@trade"] == list(range(3735683259, 3735693016))
         assert by_stream["trxusdt@trade"] == list(range(348656870, 348666870))
-        times = [frame["data"]["T"] for frame in frames]
-        assert times == sorted(times)  # several files are merged in time order
+        # The 2024 BTCUSDT and 2025 TRXUSDT recordings play side by side, each from its own first trade.
+        assert {frame["stream"] for frame in frames[:300]} == {"btcusdt@trade", "trxusdt@trade"}
+        for stream in ("btcusdt@trade", "trxusdt@trade"):
+            times = [frame["data"]["T"] for frame in frames if frame["stream"] == stream]
+            assert times == sorted(times)
 
 
 def test_microsecond_time_unit() -> None:
@@ -333,15 +337,19 @@ def test_synthetic_market_at_recorded_pacing_and_flat_out() -> None:
 def test_build_source_options() -> None:
     base: dict[str, Any] = {"synthetic": False, "replay": None, "symbols": "", "rate": 0.0, "seed": 0, "symbol": None}
     base["loop"] = False
-    source, known = build_source({**base, "replay": [str(BTC_0808), str(TRX_CSV)]}, "coinbase")
+    source, pace, known = build_source({**base, "replay": [str(TRX_CSV), str(BTC_0808)]}, "coinbase")
     assert known == ("BTC-USDT", "TRX-USDT")
-    assert next(iter(source)).trade_id == 3735683259
-    source, known = build_source({**base, "replay": [str(TRX_CSV)], "loop": True}, "binance")
+    first = next(iter(source))
+    assert (first.exchange, first.symbol, first.trade_id) == ("coinbase", "TRX-USDT", 348656870)
+    assert pace(first) == 0  # the offset into its own stream
+    source, pace, known = build_source({**base, "replay": [str(TRX_CSV)], "loop": True}, "binance")
     assert known == ("TRXUSDT",)
     assert len(list(itertools.islice(source, 10_001))) == 10_001
-    source, known = build_source({**base, "synthetic": True, "symbols": "btcusdt, ethusdt", "rate": 5}, "binance")
+    source, pace, known = build_source({**base, "synthetic": True, "symbols": "btcusdt, ethusdt", "rate": 5}, "binance")
     assert known == ("BTCUSDT", "ETHUSDT")
-    assert next(iter(source)).symbol in known
+    record = next(iter(source))
+    assert record.symbol in known
+    assert pace(record) == record.trade_time
 
 
 @pytest.mark.parametrize(

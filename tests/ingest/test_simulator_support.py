@@ -13,6 +13,7 @@ import websocket
 
 from ingest.records import TradeRecord
 from ingest.simulator import BackgroundSimulator, SimulatorConfig
+from ingest.simulator.feed import PaceKey, trade_time
 from tests.conftest import DATA
 
 BTC_0808 = DATA / "binance-spot-ws" / "btcusdt_20240808.gz"
@@ -21,10 +22,10 @@ COINBASE = DATA / "coinbase-ws" / "COINBASE.jsonl.zst"
 
 
 @contextmanager
-def running(source: Iterable[TradeRecord], **config: Any) -> Iterator[BackgroundSimulator]:
+def running(source: Iterable[TradeRecord], pace: PaceKey = trade_time, **config: Any) -> Iterator[BackgroundSimulator]:
     """A simulator at speed 0 without server pings (unless asked), stopped on exit."""
     settings: dict[str, Any] = {"speed": 0.0, "ping_interval": None, **config}
-    with BackgroundSimulator(SimulatorConfig(**settings), source) as sim:
+    with BackgroundSimulator(SimulatorConfig(**settings), source, pace) as sim:
         yield sim
 
 

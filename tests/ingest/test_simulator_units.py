@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 import pytest
@@ -16,13 +17,15 @@ from ingest.simulator.binance import historical_trade, stream_symbol
 from ingest.simulator.coinbase import encode_trade as coinbase_trade
 from ingest.simulator.config import ConfigError, SimulatorConfig
 from ingest.simulator.faults import MALFORMED_KINDS, Faults, FrameFields, corrupt
-from ingest.simulator.feed import TradeStore, exchange_symbol, for_exchange, looped, split_symbol
+from ingest.simulator.feed import TradeStore, exchange_symbol, for_exchange, looped, replay_source, split_symbol
 from ingest.simulator.kraken import encode_trade as kraken_trade
 from ingest.simulator.kraken import json_number
 from ingest.simulator.synthetic import synthetic_trades, tick_decimals
 from tests.conftest import DATA
 
 TRX_CSV = DATA / "binance-trade-csv" / "trxusdt_trade_stream_2025-03-04.csv"
+BTC_0808 = DATA / "binance-spot-ws" / "btcusdt_20240808.gz"
+BTC_0809 = DATA / "binance-spot-ws" / "btcusdt_20240809.gz"
 
 
 def trade(trade_id: int = 1, symbol: str = "BTCUSDT", t: int = 1_723_161_255_342, **kw: object) -> TradeRecord:
@@ -86,6 +89,36 @@ def test_looped_real_file_keeps_ids_consecutive() -> None:
     assert [r.trade_id for r in out] == list(range(348656870, 348656870 + 25_000))
     assert out[10_000].price == out[0].price
     assert out[10_000].trade_time > out[9_999].trade_time
+
+
+def test_replay_source_plays_each_symbol_as_its_own_stream(tmp_path: Path) -> None:
+    empty = tmp_path / "BTCUSDT-trades-2024-01-01.csv"
+    empty.write_text("id,price,qty,quote_qty,time,is_buyer_maker,is_best_match\n")
+    records, pace, names = replay_source([BTC_0809, TRX_CSV, empty, BTC_0808], exchange="kraken")
+    assert names == ["BTC/USDT", "TRX/USDT"]
+    out = list(records)
+    assert len(out) == 9757 + 10147 + 10000
+    btc = [r for r in out if r.symbol == "BTC/USDT"]
+    assert [r.trade_id for r in btc] == list(range(3735683259, 3735703163))  # 0808 then 0809: one stream
+    offsets = [pace(r) for r in out]
+    assert offsets == sorted(offsets)
+    assert offsets[0] == 0
+    assert {r.symbol for r in out[:100]} == {"BTC/USDT", "TRX/USDT"}  # both streams start together
+    assert all(r.exchange == "kraken" for r in out)
+
+    looping, pace, names = replay_source([TRX_CSV, BTC_0808], loop=True)
+    assert names == ["TRXUSDT", "BTCUSDT"]
+    sample = list(itertools.islice(looping, 45_000))
+    trx = [r.trade_id for r in sample if r.symbol == "TRXUSDT"]
+    assert trx == list(range(348656870, 348656870 + len(trx)))
+    assert len([r for r in sample if r.symbol == "BTCUSDT"]) > 9757  # BTCUSDT loops on its own
+
+    single, pace, names = replay_source([TRX_CSV])
+    assert names == ["TRXUSDT"]
+    first = next(single)
+    assert pace(first) == first.trade_time
+    nothing, _, names = replay_source([empty])
+    assert (list(nothing), names) == ([], [])
 
 
 def test_trade_store_ranges_and_bounds() -> None:

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.records import TradeRecord
-from ingest.replay import ReplayError, read_many
+from ingest.replay import ReplayError
 from ingest.simulator.config import EXCHANGES, ConfigError, SimulatorConfig
-from ingest.simulator.feed import exchange_symbol, looped
+from ingest.simulator.feed import PaceKey, replay_source, trade_time
 from ingest.simulator.server import Simulator
 from ingest.simulator.synthetic import synthetic_trades
 
 
-def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[TradeRecord], tuple[str, ...]]:
-    """The trade source the options ask for, and the symbols known up front."""
+def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[TradeRecord], PaceKey, tuple[str, ...]]:
+    """The trade source the options ask for, its pace key and the symbols known up front."""
     if options["synthetic"]:
         if options["replay"]:
             raise CommandError("--synthetic and --replay exclude each other")
@@ -28,26 +28,18 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
             raise CommandError("--synthetic needs --symbols (for example btcusdt,ethusdt)")
         if not options["rate"] or options["rate"] <= 0:
             raise CommandError("--synthetic needs --rate N (trades per second, > 0)")
-        return synthetic_trades(symbols, options["rate"], exchange=exchange, seed=options["seed"]), symbols
-    files = options["replay"]
-    if not files:
+        source = synthetic_trades(symbols, options["rate"], exchange=exchange, seed=options["seed"])
+        return source, trade_time, symbols
+    if not options["replay"]:
         raise CommandError("give --replay FILE [FILE ...] or --synthetic --rate N --symbols ...")
-    symbol = options["symbol"]
-
-    def read() -> Iterator[TradeRecord]:
-        return read_many(files, symbol)
-
     try:
-        # Open every file now: a missing or unknown file stops the command at start, not mid-replay.
-        firsts = [next(read_many([path], symbol), None) for path in files]
+        # Every file is opened now: a missing or unknown file stops the command at start, not mid-replay.
+        records, pace, names = replay_source(
+            options["replay"], options["symbol"], loop=options["loop"], exchange=exchange
+        )
     except ReplayError as exc:
         raise CommandError(f"--replay: {exc}") from None
-    known = {
-        record.symbol if record.exchange == exchange else exchange_symbol(exchange, record.symbol)
-        for record in firsts
-        if record is not None
-    }
-    return (looped(read) if options["loop"] else read()), tuple(sorted(known))
+    return records, pace, tuple(sorted(names))
 
 
 class Command(BaseCommand):
@@ -75,7 +67,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         exchange = options["exchange"]
-        source, symbols = build_source(options, exchange)
+        source, pace, symbols = build_source(options, exchange)
         try:
             config = SimulatorConfig(
                 exchange=exchange,
@@ -95,7 +87,7 @@ class Command(BaseCommand):
             )
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        asyncio.run(self._serve(Simulator(config, source)))
+        asyncio.run(self._serve(Simulator(config, source, pace)))
 
     async def _serve(self, simulator: Simulator) -> None:
         stop = asyncio.Event()
