@@ -190,7 +190,8 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
 
             # Login is required: the symbol page sends us to the login page, which sends us back.
@@ -246,7 +247,7 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
             page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
 
             # A phone-sized screen gets the same page, stacked.
-            phone = page.context.new_page()  # same session cookie
+            phone = context.new_page()  # same session cookie
             phone.set_viewport_size({"width": 390, "height": 844})
             phone.goto(f"{daphne}/market/binance/{SYMBOL}/")
             phone.wait_for_function(f"{CANDLES.removeprefix('() => ')} > 0", timeout=30_000)
