@@ -24,6 +24,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 STATS_LOCK_PREFIX = "analytics:stats-pending:"
+CANDLES_PUSH_PREFIX = "analytics:candles-push:"
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,15 @@ def _redis(url: str) -> redis.Redis:
 def claim_stats_refresh(exchange: str, symbol: str, ttl_seconds: float | None = None) -> float | None:
     """When to send this window's stats refresh: ``0`` now, a delay in seconds, or ``None`` (already covered)."""
     ttl = settings.STATS_COALESCE_SECONDS if ttl_seconds is None else ttl_seconds
+    return claim_slot(STATS_LOCK_PREFIX, exchange, symbol, ttl)
+
+
+def claim_slot(prefix: str, exchange: str, symbol: str, ttl: float) -> float | None:
+    """Leading/trailing coalescing per symbol across processes: ``0`` act now, ``ttl`` act once after the period
+    (a trailing action covering the rest of it), ``None`` nothing to do (both already claimed)."""
     if ttl <= 0:
         return 0.0
-    key = f"{STATS_LOCK_PREFIX}{exchange}:{symbol}"
+    key = f"{prefix}{exchange}:{symbol}"
     ttl_ms = max(1, int(ttl * 1000))
     try:
         client = _redis(settings.REDIS_URL)
@@ -57,13 +64,14 @@ def claim_stats_refresh(exchange: str, symbol: str, ttl_seconds: float | None = 
             return float(ttl)
         return None
     except redis.RedisError:
-        logger.warning("stats coalescing unavailable", exc_info=True, extra={"exchange": exchange, "symbol": symbol})
+        logger.warning("coalescing unavailable", exc_info=True, extra={"key": key})
         return 0.0
 
 
 def dispatch_batch(windows: list[SymbolWindow]) -> int:
     """Queue the analytics tasks for a committed batch; returns how many tasks were sent."""
-    from analytics import tasks  # the tasks import this module's callers' models: import late, once needed
+    # Late: the tasks import the models, and SymbolWindow must stay importable before the apps are ready.
+    from analytics import tasks
 
     sent = 0
     for w in windows:

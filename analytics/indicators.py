@@ -178,6 +178,22 @@ class IndicatorRow:
     bb_lower: Decimal | None = None
 
 
+def row_from_point(point: IndicatorPoint) -> IndicatorRow:
+    """The stored form back as an :class:`IndicatorRow` (for pushes built from the database)."""
+    return IndicatorRow(
+        open_time=point.open_time,
+        sma={k: Decimal(v) for k, v in point.sma.items()},
+        ema={k: Decimal(v) for k, v in point.ema.items()},
+        rsi=point.rsi,
+        macd=point.macd,
+        macd_signal=point.macd_signal,
+        macd_hist=point.macd_hist,
+        bb_upper=point.bb_upper,
+        bb_middle=point.bb_middle,
+        bb_lower=point.bb_lower,
+    )
+
+
 def _q(value: Decimal | None) -> Decimal | None:
     return None if value is None else value.quantize(_QUANT)
 

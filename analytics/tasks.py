@@ -23,8 +23,9 @@ from analytics import indicators as indicator_logic
 from analytics import retention as retention_logic
 from analytics import stats as stats_logic
 from analytics import whales as whale_logic
+from analytics.dispatch import CANDLES_PUSH_PREFIX, claim_slot
 from analytics.live import publish_many
-from analytics.models import Candle, WhaleAlert
+from analytics.models import Candle, IndicatorPoint, WhaleAlert
 from dashboard.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
 
 logger = logging.getLogger(__name__)
@@ -85,15 +86,71 @@ def update_series(exchange: str, symbol: str, start_ms: int, end_ms: int) -> dic
     return {"kind": "candles", "exchange": exchange, "symbol": symbol, "candles": candles, "indicators": indicators}
 
 
+def latest_candles_payload(exchange: str, symbol: str) -> dict[str, Any] | None:
+    """A ``candles`` push of the newest candle of every interval with its indicators (the trailing push)."""
+    latest = [
+        c
+        for interval in candle_logic.ALL_INTERVALS
+        # One index probe per interval on the candle natural key, newest first.
+        if (
+            c := Candle.objects.filter(exchange=exchange, symbol=symbol, interval=interval)
+            .order_by("-open_time")
+            .first()
+        )
+    ]
+    if not latest:
+        return None
+    keyed = Q()
+    for c in latest:
+        keyed |= Q(interval=c.interval, open_time=c.open_time)
+    points = {
+        (p.interval, p.open_time): p for p in IndicatorPoint.objects.filter(keyed, exchange=exchange, symbol=symbol)
+    }
+    indicators = [
+        indicator_logic.indicator_payload(c.interval, indicator_logic.row_from_point(p))
+        for c in latest
+        if (p := points.get((c.interval, c.open_time))) is not None
+    ]
+    candles = [candle_payload(c) for c in latest]
+    return {"kind": "candles", "exchange": exchange, "symbol": symbol, "candles": candles, "indicators": indicators}
+
+
+def push_candles(exchange: str, symbol: str, payload: dict[str, Any]) -> str:
+    """Push one run's candles, throttled per symbol across all workers (``CANDLES_PUSH_INTERVAL``).
+
+    The first run in a period pushes its candles at once; the next schedules ONE trailing push of the newest
+    candles after the period (what the skipped runs changed, in a live series); later ones in the period push
+    nothing. Returns ``sent``, ``scheduled`` or ``coalesced``.
+    """
+    delay = claim_slot(CANDLES_PUSH_PREFIX, exchange, symbol, settings.CANDLES_PUSH_INTERVAL)
+    if delay == 0:
+        publish_many([(market_group(exchange, symbol), payload)])
+        return "sent"
+    if delay is not None:
+        push_latest_candles.apply_async((exchange, symbol), countdown=delay)
+        return "scheduled"
+    return "coalesced"
+
+
 @shared_task(name="analytics.tasks.update_candles", **RETRY_OPTIONS)
 def update_candles(exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
-    """Recompute candles and indicators for the range, then push ``candles`` to the symbol's group."""
+    """Recompute candles and indicators for the range, then push ``candles`` to the symbol's group (throttled)."""
     payload = update_series(exchange, symbol, start_ms, end_ms)
     if payload is None:
         return 0
     # Pushed after the commit: the dashboard may read the rows back as soon as it hears of them.
-    publish_many([(market_group(exchange, symbol), payload)])
+    push_candles(exchange, symbol, payload)
     return len(payload["candles"])
+
+
+@shared_task(name="analytics.tasks.push_latest_candles", **RETRY_OPTIONS)
+def push_latest_candles(exchange: str, symbol: str) -> bool:
+    """The trailing throttled push: the newest candle of each interval, read back from the database."""
+    payload = latest_candles_payload(exchange, symbol)
+    if payload is None:
+        return False
+    publish_many([(market_group(exchange, symbol), payload)])
+    return True
 
 
 # Routed to the ``alerts`` queue by CELERY_TASK_ROUTES, beside alert delivery.

@@ -193,11 +193,14 @@ if any(p < 1 for p in INDICATOR_MA_PERIODS):
     raise ImproperlyConfigured("INDICATOR_MA_PERIODS: every period must be at least 1")
 # While a stats refresh for a symbol was sent within this many seconds, batches skip sending another.
 STATS_COALESCE_SECONDS: float = _setting("STATS_COALESCE_SECONDS", float, 1.0)
+# At most one "candles" push per symbol per this many seconds (plus one trailing push of the latest candles).
+CANDLES_PUSH_INTERVAL: float = _setting("CANDLES_PUSH_INTERVAL", float, 0.25)
 # Rows deleted per statement by the retention task (bounded so it never holds long locks).
 RETENTION_BATCH_SIZE: int = _setting("RETENTION_BATCH_SIZE", int, 10000)
 ANALYTICS_TASK_MAX_RETRIES: int = _setting("ANALYTICS_TASK_MAX_RETRIES", int, 8)
 for _name, _value, _least in (
     ("STATS_COALESCE_SECONDS", STATS_COALESCE_SECONDS, 0),
+    ("CANDLES_PUSH_INTERVAL", CANDLES_PUSH_INTERVAL, 0),
     ("RETENTION_BATCH_SIZE", RETENTION_BATCH_SIZE, 1),
     ("ANALYTICS_TASK_MAX_RETRIES", ANALYTICS_TASK_MAX_RETRIES, 0),
 ):

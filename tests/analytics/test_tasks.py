@@ -11,19 +11,23 @@ import os
 import signal
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 
 from analytics import tasks
 from analytics.candles import ALL_INTERVALS
 from analytics.dispatch import SymbolWindow, dispatch_batch
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
+from dashboard.groups import market_group
 from tests.analytics.test_candles import (
     RawTrade,
     candle_snapshot,
@@ -32,6 +36,7 @@ from tests.analytics.test_candles import (
     read_trades,
     stored_candles,
 )
+from tests.analytics.test_dispatch import messages
 from tests.analytics.test_stats import as_dict, reference
 from tests.conftest import ChildProcess, subprocess_env, wait_for
 
@@ -82,16 +87,20 @@ class Listener:
         payload: dict[str, Any] = message["payload"]
         return payload
 
-    def receive_kinds(self, wanted: dict[str, int], timeout: float = 60.0) -> list[dict[str, Any]]:
-        """Collect pushes until ``wanted`` counts per kind arrived (fails after ``timeout`` without one)."""
+    def receive_until(
+        self, enough: Callable[[list[dict[str, Any]]], bool], timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """Collect pushes until ``enough(pushes)`` holds (fails when ``timeout`` passes without a push)."""
         got: list[dict[str, Any]] = []
-        counts = dict.fromkeys(wanted, 0)
-        while any(counts[k] < n for k, n in wanted.items()):
+        while not enough(got):
             payload = self.receive(timeout)
-            assert payload is not None, f"timed out waiting for pushes {wanted}, got {counts}"
+            assert payload is not None, f"timed out; received {kinds(got)}"
             got.append(payload)
-            counts[payload["kind"]] = counts.get(payload["kind"], 0) + 1
         return got
+
+
+def kinds(pushes: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(p["kind"] for p in pushes)
 
 
 @pytest.fixture
@@ -118,6 +127,7 @@ def alert_rows() -> list[tuple[Any, ...]]:
 @pytest.mark.django_db
 def test_tasks_in_process_compute_push_and_are_idempotent(settings, listen):
     settings.WHALE_THRESHOLD_USD = Decimal("100000")
+    settings.CANDLES_PUSH_INTERVAL = 0  # every run pushes (the throttle has its own test)
     trades = read_trades()
     insert(trades)
     start, end = trades[0].time_ms, trades[-1].time_ms
@@ -175,6 +185,42 @@ def test_tasks_in_process_compute_push_and_are_idempotent(settings, listen):
     assert candle_snapshot() == before
     assert tasks.refresh_all_stats() == 0  # the symbol is known (candles) but has no trade: its last row stays
     assert as_dict(SymbolStats.objects.get()) == reference(list(trades))
+
+
+@pytest.mark.django_db
+def test_candle_pushes_are_throttled_per_symbol_with_one_trailing_push(settings, listen):
+    from cryptoproject.celery import app
+
+    settings.CANDLES_PUSH_INTERVAL = 30
+    app.control.purge()
+    symbol = f"THR{uuid.uuid4().hex[:8].upper()}"  # the throttle keys live in Redis: a fresh symbol per run
+    trades = read_trades()[:3000]
+    insert(trades, symbol=symbol)
+    listener = listen(market_group("binance", symbol))
+    windows = [trades[:1000], trades[1000:2000], trades[2000:]]
+    results = [tasks.update_candles("binance", symbol, w[0].time_ms, w[-1].time_ms) for w in windows]
+    assert all(results)
+    first = listener.receive()
+    assert first is not None
+    assert first["kind"] == "candles"
+    assert listener.receive(timeout=0.5) is None  # the other two runs did not push
+    # One trailing push was scheduled on the broker (after the period), covering both.
+    client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    queued = [m for m in messages(client, "analytics") if m["task"] == "analytics.tasks.push_latest_candles"]
+    assert [m["args"] for m in queued] == [["binance", symbol]]
+    assert queued[0]["eta"] is not None
+    app.control.purge()
+    # What it pushes: the newest candle of every interval, with its indicators, as stored now.
+    assert tasks.push_latest_candles("binance", symbol) is True
+    trailing = listener.receive()
+    assert trailing is not None
+    newest = {i: max(expected_candles(trades, i)) for i in ALL_INTERVALS}
+    assert [(c["i"], c["t"]) for c in trailing["candles"]] == list(newest.items())
+    assert [(c["i"], c["t"]) for c in trailing["indicators"]] == list(newest.items())
+    last_1m = expected_candles(trades, "1m")[newest["1m"]]
+    assert Decimal(trailing["candles"][0]["c"]) == last_1m["close"]
+    assert trailing["candles"][0]["n"] == last_1m["trade_count"]
+    assert tasks.push_latest_candles("binance", "NOTHING") is False
 
 
 def test_retry_policy_is_transient_errors_only():
@@ -282,29 +328,53 @@ def assert_final_state(trades: tuple[RawTrade, ...]) -> None:
     assert WhaleAlert.objects.count() == len(qualifying(trades))  # exactly one per qualifying trade
 
 
+def final_minute_pushed(trades: tuple[RawTrade, ...]) -> Callable[[dict[str, Any]], bool]:
+    """A predicate: this push carries the newest 1m candle with its final values."""
+    expected = expected_candles(trades, "1m")
+    last = max(expected)
+
+    def check(push: dict[str, Any]) -> bool:
+        return push["kind"] == "candles" and any(
+            c["i"] == "1m" and c["t"] == last and Decimal(c["c"]) == expected[last]["close"]
+            and c["n"] == expected[last]["trade_count"]
+            for c in push["candles"]
+        )  # fmt: skip
+
+    return check
+
+
 @pytest.mark.django_db(transaction=True)
-def test_real_worker_runs_a_dispatched_batch_pushes_once_and_replays_change_nothing(celery_worker_process, listen):
+def test_real_worker_runs_a_dispatched_batch_pushes_throttled_and_replays_change_nothing(celery_worker_process, listen):
     trades = read_trades()
     insert(trades)
     windows = windows_for(trades, 2500)
     listener = listen(SYMBOL_GROUP, "whales")
     dispatch_batch(windows)
-    pushes = listener.receive_kinds({"candles": len(windows), "whales": 2, "stats": 1})
+    done = final_minute_pushed(trades)
+    pushes = listener.receive_until(lambda got: any(done(p) for p in got) and kinds(got)["whales"] == 2)
     assert_final_state(trades)
-    wait_for(lambda: SymbolStats.objects.exists(), what="the stats row")
-    assert sum(1 for p in pushes if p["kind"] == "candles") == len(windows)  # one per window, not per trade
+    # Throttled per symbol: never more candle pushes than windows (at most one per run, coalesced when fast).
+    assert 1 <= kinds(pushes)["candles"] <= len(windows)
     whale_push = next(p for p in pushes if p["kind"] == "whales")
     assert {a["trade_id"] for a in whale_push["alerts"]} == qualifying(trades)
+    wait_for(lambda: SymbolStats.objects.exists(), what="the stats row")
+    wait_for(lambda: as_dict(SymbolStats.objects.get()) == reference(list(trades)), what="the final stats")
     snapshot, alerts = candle_snapshot(), alert_rows()
 
     # The same batch delivered again (a consumer restart re-reads it): candles, alerts and stats stay the same.
+    with connection.cursor() as cur:
+        cur.execute("SELECT now()")
+        mark = cur.fetchone()[0]
     dispatch_batch(windows)
-    listener.receive_kinds({"candles": len(windows)})
+    wait_for(
+        lambda: not Candle.objects.filter(updated_at__lt=mark).exists(),
+        timeout=60,
+        what="every candle to be recomputed by the replay",
+    )
     assert candle_snapshot() == snapshot
     assert alert_rows() == alerts
     assert_final_state(trades)
-    stats = SymbolStats.objects.get()
-    assert as_dict(stats) == reference(list(trades))
+    assert as_dict(SymbolStats.objects.get()) == reference(list(trades))
 
 
 @pytest.mark.django_db(transaction=True)
