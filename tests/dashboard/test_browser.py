@@ -250,7 +250,8 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
             phone = context.new_page()  # same session cookie
             phone.set_viewport_size({"width": 390, "height": 844})
             phone.goto(f"{daphne}/market/binance/{SYMBOL}/")
-            phone.wait_for_function(f"{CANDLES.removeprefix('() => ')} > 0", timeout=30_000)
+            phone.wait_for_selector("body[data-loaded=true]")
+            phone.wait_for_function(f"{CANDLES.removeprefix('() => ')} >= {HISTORY_MINUTES}", timeout=30_000)
             width = phone.evaluate("() => document.documentElement.scrollWidth")
             assert width <= 390, f"the phone layout overflows horizontally ({width}px)"
             phone.screenshot(path=str(SCREENSHOTS / "symbol-phone.png"), full_page=True)

@@ -23,7 +23,7 @@ const state = {
 };
 
 const Chart = chartDefaults();
-const TIME_FORMATS = { minute: "HH:mm", hour: "HH:mm", day: "MMM d" };
+const TIME_FORMATS = { millisecond: "HH:mm:ss", second: "HH:mm:ss", minute: "HH:mm", hour: "HH:mm", day: "MMM d" };
 const $ = (id) => document.getElementById(id);
 
 // ------------------------------------------------------------------ normalising API items and pushes
