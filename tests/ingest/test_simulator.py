@@ -350,6 +350,8 @@ def test_build_source_options() -> None:
     record = next(iter(source))
     assert record.symbol in known
     assert pace(record) == record.trade_time
+    _, _, known = build_source({**base, "synthetic": True, "symbols": "btcusdt,ETH-USD", "rate": 5}, "coinbase")
+    assert known == ("BTC-USDT", "ETH-USD")
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ingest.records import TradeRecord
 from ingest.replay import ReplayError
 from ingest.simulator.config import EXCHANGES, ConfigError, SimulatorConfig
-from ingest.simulator.feed import PaceKey, replay_source, trade_time
+from ingest.simulator.feed import PaceKey, exchange_symbol, replay_source, trade_time
 from ingest.simulator.server import Simulator
 from ingest.simulator.synthetic import synthetic_trades
 
@@ -23,7 +23,10 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
     if options["synthetic"]:
         if options["replay"]:
             raise CommandError("--synthetic and --replay exclude each other")
-        symbols = tuple(s.strip().upper() for s in (options["symbols"] or "").split(",") if s.strip())
+        # In the exchange's own spelling: btcusdt is BTCUSDT on Binance, BTC-USDT on Coinbase, BTC/USDT on Kraken.
+        symbols = tuple(
+            exchange_symbol(exchange, s.strip()) for s in (options["symbols"] or "").split(",") if s.strip()
+        )
         if not symbols:
             raise CommandError("--synthetic needs --symbols (for example btcusdt,ethusdt)")
         if not options["rate"] or options["rate"] <= 0:
