@@ -82,26 +82,34 @@ class Backoff:
 
 
 class RateLimiter:
-    """At most ``limit`` events in any ``period`` seconds (sliding window)."""
+    """At most ``limit`` events in any ``period`` seconds (sliding window); shareable between threads."""
 
     def __init__(self, limit: int, period: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.period = period
         self.clock = clock
         self._events: deque[float] = deque()
+        self._lock = threading.Lock()
 
     def delay(self) -> float:
         """Seconds to wait before the next event is allowed (0 when it may happen now)."""
-        now = self.clock()
-        while self._events and now - self._events[0] >= self.period:
-            self._events.popleft()
-        if len(self._events) < self.limit:
-            return 0.0
-        return self.period - (now - self._events[0])
+        with self._lock:
+            now = self.clock()
+            while self._events and now - self._events[0] >= self.period:
+                self._events.popleft()
+            if len(self._events) < self.limit:
+                return 0.0
+            return self.period - (now - self._events[0])
 
     def record(self) -> None:
         """An event happened now."""
-        self._events.append(self.clock())
+        with self._lock:
+            self._events.append(self.clock())
+
+
+def connection_attempts_limiter() -> RateLimiter:
+    """Binance allows 300 connection attempts per 5 minutes per IP: one limiter for all of a process's clients."""
+    return RateLimiter(*CONNECT_ATTEMPTS)
 
 
 class WsClient:
@@ -119,6 +127,7 @@ class WsClient:
         connect_timeout: float = 10.0,
         poll_interval: float = 0.5,
         backoff: Backoff | None = None,
+        attempts: RateLimiter | None = None,
     ) -> None:
         self.plan = plan
         self.on_frame = on_frame
@@ -130,7 +139,7 @@ class WsClient:
         self.connect_timeout = connect_timeout
         self.poll_interval = poll_interval
         self.backoff = backoff or Backoff()
-        self.attempts = RateLimiter(*CONNECT_ATTEMPTS)
+        self.attempts = attempts or connection_attempts_limiter()
         self.control = RateLimiter(*CONTROL_MESSAGES)
         self.connections = 0
         self.pings = 0

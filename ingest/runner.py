@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from ingest.backfill import BinanceBackfiller
-from ingest.client import WsClient
+from ingest.client import WsClient, connection_attempts_limiter
 from ingest.exchanges import ADAPTERS
 from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, Exchange, FrameParser
 from ingest.gaps import DUPLICATE, GAP, NEXT, GapTracker
@@ -221,8 +221,9 @@ class IngestRunner:
             max_trades=max_trades,
             on_limit=self.stop.set,
         )
+        attempts = connection_attempts_limiter()  # the exchange counts attempts per IP, not per connection
         self.clients = [
-            client_factory(plan, self.processor, self.stop, on_connect=self._on_connect)
+            client_factory(plan, self.processor, self.stop, on_connect=self._on_connect, attempts=attempts)
             for plan in adapter.plans(self.symbols)
         ]
 
