@@ -16,6 +16,8 @@ copy() {  # copy <package> <file inside the package> [<destination name>]
   local pkg=$1 src=$2 dest=${3:-$(basename "$2")}
   mkdir -p "$VENDOR/$pkg"
   cp "node_modules/$pkg/$src" "$VENDOR/$pkg/$dest"
+  # Source maps are not shipped: a dangling sourceMappingURL breaks collectstatic's manifest storage (production).
+  sed -i '/^\/\/# sourceMappingURL=/d' "$VENDOR/$pkg/$dest"
 }
 
 licence() {  # licence <package>: the package's LICENSE file, whatever it is called
@@ -33,7 +35,8 @@ licence() {  # licence <package>: the package's LICENSE file, whatever it is cal
 
 version() { node -p "require('./node_modules/$1/package.json').version"; }
 
-rm -rf "$VENDOR/chart.js" "$VENDOR/chartjs-chart-financial" "$VENDOR/chartjs-adapter-date-fns" "$VENDOR/date-fns"
+rm -rf "$VENDOR/chart.js" "$VENDOR/chartjs-chart-financial" "$VENDOR/chartjs-adapter-date-fns" "$VENDOR/date-fns" \
+  "$VENDOR/kurkle-color" "$VENDOR/@kurkle"
 copy chart.js dist/chart.umd.min.js
 licence chart.js
 copy chartjs-chart-financial dist/chartjs-chart-financial.min.js
@@ -42,9 +45,10 @@ licence chartjs-chart-financial
 copy chartjs-adapter-date-fns dist/chartjs-adapter-date-fns.bundle.min.js
 licence chartjs-adapter-date-fns
 licence date-fns
+# Chart.js's UMD build embeds @kurkle/color; its licence goes to kurkle-color/ (no "@" in static paths).
 licence @kurkle/color
-mv "$VENDOR/@kurkle/color" "$VENDOR/kurkle-color" 2>/dev/null || true
-rmdir "$VENDOR/@kurkle" 2>/dev/null || true
+mv "$VENDOR/@kurkle/color" "$VENDOR/kurkle-color"
+rmdir "$VENDOR/@kurkle"
 
 cat > "$VENDOR/VERSIONS" <<TXT
 chart.js $(version chart.js) MIT

@@ -27,6 +27,7 @@ VENDOR_FILES = [
     "vendor/chartjs-adapter-date-fns/chartjs-adapter-date-fns.bundle.min.js",
     "vendor/chartjs-adapter-date-fns/LICENSE",
     "vendor/date-fns/LICENSE",
+    "vendor/kurkle-color/LICENSE",
 ]
 PAGES = ["/", "/market/binance/BTCUSDT/", "/whales/", "/health/"]
 
@@ -233,6 +234,22 @@ def test_collectstatic_finds_the_vendored_files(settings: Any, tmp_path: Path) -
     call_command("collectstatic", interactive=False, verbosity=0)
     for name in [*VENDOR_FILES, "dashboard/css/dashboard.css", "dashboard/js/symbol.js"]:
         assert (tmp_path / "static" / name).is_file(), name
+
+
+def test_production_collectstatic_hashes_and_compresses(settings: Any, tmp_path: Path) -> None:
+    """The production storage (whitenoise manifest) post-processes every file: no dangling references."""
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    call_command("collectstatic", interactive=False, verbosity=0)
+    manifest = json.loads((tmp_path / "static" / "staticfiles.json").read_text())["paths"]
+    for name in VENDOR_FILES[::2]:
+        hashed = manifest[name]
+        assert hashed != name
+        assert (tmp_path / "static" / hashed).is_file()
+        assert (tmp_path / "static" / f"{hashed}.gz").is_file()
 
 
 def test_vendored_versions_match_package_json() -> None:
