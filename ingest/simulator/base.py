@@ -215,8 +215,9 @@ class Protocol:
     def __init__(self, simulator: Simulator) -> None:
         self.simulator = simulator
 
-    def encode(self, record: TradeRecord) -> Any:
-        """The trade's pre-encoded form (shared by every connection)."""
+    @staticmethod
+    def encode(record: TradeRecord) -> Any:
+        """The trade's pre-encoded form (shared by every connection); a plain function, called per trade."""
         raise NotImplementedError
 
     def http(self, connection: ServerConnection, request: Request) -> Response | None:
