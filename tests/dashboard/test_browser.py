@@ -62,10 +62,8 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-def daphne(spawn: Callable[..., ChildProcess], kafka_topics: KafkaTopics) -> str:
-    """daphne serving the project on a free port, on the test database, login required."""
-    port = free_port()
+def start_daphne(spawn: Callable[..., ChildProcess], port: int) -> ChildProcess:
+    """daphne serving the project on ``port``, on the test database, login required."""
     child = spawn(
         [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(port), "cryptoproject.asgi:application"],
         env=subprocess_env(DASHBOARD_LOGIN_REQUIRED="true"),
@@ -73,7 +71,7 @@ def daphne(spawn: Callable[..., ChildProcess], kafka_topics: KafkaTopics) -> str
     )
     wait_for(lambda: child.proc.poll() is not None or port_open(port), timeout=60, what="daphne to listen")
     assert child.proc.poll() is None, child.output()
-    return f"http://127.0.0.1:{port}"
+    return child
 
 
 def start_consumer(spawn: Callable[..., ChildProcess]) -> ChildProcess:
@@ -159,7 +157,6 @@ WHALES = "() => document.querySelectorAll('#whale-list li').length"
 
 @pytest.mark.django_db(transaction=True)
 def test_symbol_page_updates_live_from_the_real_pipeline(
-    daphne: str,
     kafka_topics: KafkaTopics,
     celery_worker_process: ChildProcess,
     spawn: Callable[..., ChildProcess],
@@ -172,6 +169,9 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
     SymbolThreshold.objects.create(exchange="binance", symbol=SYMBOL, threshold_usd=Decimal("20000"))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
+    port = free_port()
+    server = start_daphne(spawn, port)
+    daphne = f"http://127.0.0.1:{port}"
 
     # History first, through Kafka -> consume_trades -> Celery, so the page opens onto real candles.
     consumer = start_consumer(spawn)
@@ -236,6 +236,19 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
             assert page.inner_text("#stat-last") != "—"
             page.wait_for_timeout(500)  # let the last frame paint before the screenshot
             page.screenshot(path=str(SCREENSHOTS / "symbol.png"), full_page=True)
+
+            # The server goes away: the page says so and retries by itself; when it is back, the page is live again
+            # (and refetches what it missed) without a reload.
+            server.stop()
+            page.wait_for_selector("#conn-status[data-state=reconnecting], #conn-status[data-state=offline]")
+            assert re.match(r"Disconnected|Reconnecting", page.inner_text("#conn-status"))
+            server = start_daphne(spawn, port)
+            page.wait_for_selector("#conn-status[data-state=live]", timeout=60_000)
+            tape_top = page.get_attribute("#trade-tape tbody tr", "data-id")
+            page.wait_for_function(
+                f"document.querySelector('#trade-tape tbody tr').dataset.id !== {tape_top!r}", timeout=30_000
+            )
+            assert page.evaluate("() => window.__sameDocument === true")
 
             # Overview: the tile for the symbol, with its sparkline drawn from the candles API.
             page.goto(f"{daphne}/")
