@@ -24,7 +24,7 @@ from django.conf import settings as django_settings
 from django.db import connection, transaction
 
 from analytics import tasks
-from analytics.candles import ALL_INTERVALS
+from analytics.candles import ALL_INTERVALS, recompute_candles
 from analytics.dispatch import SymbolWindow, dispatch_batch
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
 from dashboard.groups import market_group
@@ -426,3 +426,27 @@ def test_sigkill_of_the_whole_worker_mid_task_then_restart_ends_the_same(spawn):
     wait_for(lambda: len(alert_rows()) == len(qualifying(trades)), timeout=60, what="alerts")
     assert_final_state(trades)
     assert restarted.proc.poll() is None
+
+
+@pytest.fixture
+def long_retention(monkeypatch):
+    """Children started after this keep the 2024 recording (the beat may also fire the hourly retention)."""
+    monkeypatch.setenv("TRADE_RETENTION_DAYS", "100000")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_real_beat_schedules_the_stats_refresh(long_retention, celery_worker_process, spawn, tmp_path):
+    trades = read_trades()[:300]
+    insert(trades)
+    # The periodic refresh walks the symbols known from their 1m candles.
+    recompute_candles("binance", "BTCUSDT", trades[0].time_ms, trades[-1].time_ms, intervals=["1m"])
+    beat = spawn(
+        [sys.executable, "-m", "celery", "-A", "cryptoproject", "beat", "--loglevel", "INFO",
+         "--schedule", str(tmp_path / "celerybeat-schedule")],
+        env=subprocess_env(),
+        name="beat",
+    )  # fmt: skip
+    wait_for(lambda: SymbolStats.objects.exists(), timeout=120, what="refresh_all_stats sent by the beat")
+    assert as_dict(SymbolStats.objects.get()) == reference(list(trades))
+    assert beat.proc.poll() is None, beat.output()
+    assert "analytics.tasks.refresh_all_stats" in beat.output()
