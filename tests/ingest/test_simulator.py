@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import socket
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,7 @@ from django.core.management import CommandError, call_command
 from ingest.management.commands.simulate_exchange import build_source
 from ingest.records import TradeRecord
 from ingest.replay import read_trades
+from ingest.simulator import BackgroundSimulator, SimulatorConfig
 from ingest.simulator.feed import looped, replay_source
 from ingest.simulator.synthetic import synthetic_trades
 from tests.conftest import ChildProcess, manage, wait_for
@@ -420,3 +422,14 @@ def test_command_synthetic_kraken_exits_zero_on_sigint(spawn: Callable[..., Chil
     assert {t["symbol"] for t in trades} == {"BTC/USD"}
     ws.close()
     assert child.stop(signal.SIGINT) == 0
+
+
+def test_background_simulator_reports_a_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        simulator = BackgroundSimulator(SimulatorConfig(port=port), iter(RECORDS_0808[:1]))
+        with pytest.raises(RuntimeError, match="did not start"):
+            simulator.start()
+        simulator.stop()
