@@ -136,10 +136,13 @@ def test_payload_and_known_symbols():
     trades = list(read_trades())[:20]
     insert(trades)
     insert([replace(t, trade_id=t.trade_id + 1) for t in trades[:3]], symbol="ETHUSDT", exchange="coinbase")
+    insert(trades[:5], symbol="TRXUSDT")
     recompute_candles("coinbase", "ETHUSDT", trades[0].time_ms, trades[2].time_ms, intervals=["1m"])
+    recompute_candles("binance", "TRXUSDT", trades[0].time_ms, trades[4].time_ms, intervals=["1m", "1h"])
     stats = refresh_stats("binance", "BTCUSDT")
     assert stats is not None
-    assert known_symbols() == [("binance", "BTCUSDT"), ("coinbase", "ETHUSDT")]
+    # BTCUSDT from its stats row (no candle yet); the other two from the candle table's index.
+    assert known_symbols() == [("binance", "BTCUSDT"), ("binance", "TRXUSDT"), ("coinbase", "ETHUSDT")]
     payload = stats_payload(stats)
     assert payload == {
         "kind": "stats",
