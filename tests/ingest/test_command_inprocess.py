@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 def test_command_publishes_up_to_the_limit_and_serves_metrics(settings: Any, kafka_topics: KafkaTopics) -> None:
     port = free_port()
     scraped: list[str] = []
+    before = signal.getsignal(signal.SIGTERM)  # coverage may have its own handler installed
     with BackgroundSimulator(SimulatorConfig(exchange="binance", speed=0, ping_interval=None), records(2000)) as sim:
         settings.BINANCE_WS_URL = sim.url
         settings.BINANCE_REST_URL = sim.http_url
@@ -64,7 +65,7 @@ def test_command_publishes_up_to_the_limit_and_serves_metrics(settings: Any, kaf
         scraper.join(60)
     assert len(read_topic(kafka_topics.trades, 1500)) == 1500
     assert "ingest_trades_published_total" in scraped[0]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the command put the handlers back
+    assert signal.getsignal(signal.SIGTERM) is before  # the command put the handlers back
     snapshot = orjson.loads(redis.Redis.from_url(django_settings.REDIS_URL).get("metrics:ingest:binance") or b"{}")
     assert snapshot["trades_published"] == 1500
 
