@@ -65,7 +65,6 @@ def symbol(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
         stats=stats,
         intervals=CHART_INTERVALS,
         interval=interval,
-        markets=known_markets(),
     )
 
 
