@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ import redis
 from django.conf import settings as django_settings
 
 from analytics.dispatch import SymbolWindow, claim_stats_refresh, dispatch_batch
+from tests.conftest import ROOT, manage, subprocess_env
 
 
 @pytest.fixture
@@ -86,3 +88,21 @@ def test_claim_edges(settings):
     # Redis unreachable: send the refresh anyway (an extra idempotent task beats a stale row).
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     assert claim_stats_refresh("binance", symbol(), ttl_seconds=20) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"STATS_COALESCE_SECONDS": "-1"}, "STATS_COALESCE_SECONDS"),
+        ({"CANDLES_PUSH_INTERVAL": "soon"}, "CANDLES_PUSH_INTERVAL"),
+        ({"RETENTION_BATCH_SIZE": "0"}, "RETENTION_BATCH_SIZE"),
+        ({"ANALYTICS_TASK_MAX_RETRIES": "-2"}, "ANALYTICS_TASK_MAX_RETRIES"),
+        ({"CELERY_VISIBILITY_TIMEOUT": "x"}, "CELERY_VISIBILITY_TIMEOUT"),
+    ],
+)
+def test_bad_analytics_setting_stops_a_command_naming_it(env, named):
+    result = subprocess.run(
+        manage("check"), cwd=ROOT, env=subprocess_env(**env), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {named}:" in result.stderr
