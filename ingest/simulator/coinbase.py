@@ -110,6 +110,11 @@ class CoinbaseSession(Session):
             await self.error("failure to subscribe: product_ids must be a non-empty list of strings")
             return
         products = [p.upper() for p in products]
+        known = self.simulator.feed.symbols()
+        unknown = [p for p in products if known and p not in known]
+        if subscribe and unknown:
+            await self.error(f"failure to subscribe: unknown product ids {', '.join(unknown)}")
+            return
         if not subscribe:
             for product in products:
                 self.products.pop(product, None)

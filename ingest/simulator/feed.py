@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import heapq
+import itertools
 import logging
 import re
 from bisect import bisect_left
@@ -126,7 +127,12 @@ def trade_time(record: TradeRecord) -> int:
 
 
 def replay_source(
-    paths: Iterable[str | Path], symbol: str | None = None, *, loop: bool = False, exchange: str | None = None
+    paths: Iterable[str | Path],
+    symbol: str | None = None,
+    *,
+    loop: bool = False,
+    exchange: str | None = None,
+    sample: int = 10_000,
 ) -> tuple[Iterator[TradeRecord], PaceKey, list[str]]:
     """Recorded files as one feed: ``(trades, pace key, symbols)``.
 
@@ -135,15 +141,20 @@ def replay_source(
     paced by the offset from their own first trade, so a TRXUSDT file from 2025 plays alongside a BTCUSDT one
     from 2024 instead of months later. With ``loop`` each stream repeats on its own (:func:`looped`).
     ``exchange`` relabels the trades as that exchange's (see :func:`for_exchange`); symbols are in its spelling.
+    The symbols announced are those of the first ``sample`` trades of each file (a recording of several
+    symbols, like Coinbase's, names them all early), so clients can subscribe before the market opens.
     """
     groups: dict[str, list[str | Path]] = {}
     origins_by_group: dict[str, int] = {}
+    seen: dict[str, None] = {}
     for path in paths:
-        first = next(read_trades(path, symbol), None)
-        if first is None:
+        head = list(itertools.islice(read_trades(path, symbol), sample))
+        if not head:
             continue
+        first = head[0]
         groups.setdefault(first.symbol, []).append(path)
         origins_by_group[first.symbol] = min(origins_by_group.get(first.symbol, first.trade_time), first.trade_time)
+        seen.update(dict.fromkeys(record.symbol for record in head))
     streams = []
     for files in groups.values():
 
@@ -152,7 +163,7 @@ def replay_source(
 
         stream = looped(read) if loop else read()
         streams.append(for_exchange(stream, exchange) if exchange else stream)
-    names = [exchange_symbol(exchange, name) if exchange else name for name in groups]
+    names = [exchange_symbol(exchange, name) if exchange else name for name in seen]
     if len(streams) <= 1:
         return (streams[0] if streams else iter(())), trade_time, names
     origins: dict[str, int] = {}

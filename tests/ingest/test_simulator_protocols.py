@@ -14,6 +14,7 @@ import websocket
 from ingest.records import TradeRecord
 from ingest.replay import read_trades
 from ingest.simulator.base import rfc3339
+from ingest.simulator.feed import replay_source
 from tests.conftest import wait_for
 from tests.ingest.test_simulator_support import BTC_0808, COINBASE, connect, recv_json, running
 
@@ -70,6 +71,8 @@ def test_coinbase_replays_the_recording_with_per_connection_sequence_numbers() -
 
         # A later connection starts with a snapshot of the latest trades (newest first) and its own numbering.
         late = connect(sim.url)
+        send(late, {"type": "subscribe", "product_ids": ["BTC-EUR"], "channel": "market_trades"})
+        assert recv_json(late) == {"type": "error", "message": "failure to subscribe: unknown product ids BTC-EUR"}
         send(late, {"type": "subscribe", "product_ids": ["eth-usd"], "channel": "market_trades"})
         snapshot = recv_json(late)
         assert snapshot["sequence_num"] == 0
@@ -236,3 +239,18 @@ def test_kraken_ping_heartbeat_and_errors() -> None:
             frame = recv_json(ws)
             seen[frame["channel"]] += len(frame["data"]) if frame["channel"] == "trade" else 1
         assert seen["trade"] == len(records)
+
+
+def test_coinbase_recording_announces_all_its_products_before_the_market_opens() -> None:
+    records, pace, names = replay_source([COINBASE])
+    assert names == ["BTC-USD", "ETH-USD"]
+    with running(records, pace, exchange="coinbase", symbols=tuple(names)) as sim:
+        ws = connect(sim.url)
+        send(ws, {"type": "subscribe", "product_ids": ["ETH-USD"], "channel": "market_trades"})
+        _, trades = coinbase_collect(ws, 132)
+        assert {t["product_id"] for t in trades} == {"ETH-USD"}
+        send(ws, {"type": "subscribe", "product_ids": ["DOGE-USD"], "channel": "market_trades"})
+        reply: dict[str, Any] = {}
+        while reply.get("type") != "error":
+            reply = recv_json(ws)
+        assert "DOGE-USD" in reply["message"]
