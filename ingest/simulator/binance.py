@@ -22,7 +22,7 @@ from ingest.simulator.faults import FrameFields
 MAX_STREAMS = 1024
 _STREAM = re.compile(r"^[a-z0-9]+@[A-Za-z0-9_@]+$")
 _EIGHT_DECIMALS = Decimal("0.00000001")
-_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
+METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 
 
 def encode_trade(record: TradeRecord, scale: int = 1) -> bytes:
@@ -165,8 +165,8 @@ class BinanceSession(Session):
             await self.reply_error(2, "Invalid request: request ID must be an unsigned integer or a string")
             return
         method = request.get("method")
-        if method not in _METHODS:
-            variants = ", ".join(_METHODS)
+        if method not in METHODS:
+            variants = ", ".join(METHODS)
             await self.reply_error(
                 2, f"Invalid request: unknown variant {method!r}, expected one of {variants}", request_id
             )

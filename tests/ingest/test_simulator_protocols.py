@@ -9,11 +9,15 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 import websocket
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ingest.records import TradeRecord
 from ingest.replay import read_trades
 from ingest.simulator.base import rfc3339
+from ingest.simulator.binance import METHODS as BINANCE_METHODS
 from ingest.simulator.feed import replay_source
 from tests.conftest import wait_for
 from tests.ingest.test_simulator_support import BTC_0808, COINBASE, connect, recv_json, running
@@ -254,3 +258,50 @@ def test_coinbase_recording_announces_all_its_products_before_the_market_opens()
         while reply.get("type") != "error":
             reply = recv_json(ws)
         assert "DOGE-USD" in reply["message"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def near_valid(methods: list[str], keys: list[str]) -> st.SearchStrategy[Any]:
+    """Control messages that are almost right: real method names and keys with arbitrary values."""
+    return st.fixed_dictionaries({"method": st.sampled_from(methods)}, optional=dict.fromkeys(keys, JSON))
+
+
+@pytest.mark.parametrize("exchange", ["binance", "kraken"])
+def test_fuzzed_control_messages_always_get_a_reply_and_never_break_the_connection(exchange: str) -> None:
+    if exchange == "binance":
+        messages = JSON | near_valid([*BINANCE_METHODS, "subscribe"], ["params", "id"])
+    else:
+        messages = JSON | near_valid(["subscribe", "unsubscribe", "ping", "pong"], ["params", "req_id"])
+    with running(iter(BTC_RECORDS[:10]), exchange=exchange, max_incoming_per_s=0, symbols=("BTC/USDT",)) as sim:
+        ws = connect(sim.url + ("/ws" if exchange == "binance" else "/v2"))
+        if exchange == "kraken":
+            recv_json(ws)  # status
+        probes = itertools.count()
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(message=messages)
+        def check(message: Any) -> None:
+            ws.send(orjson.dumps(message).decode())
+            probe = f"probe-{next(probes)}"
+            # A known-good request after each one: its reply proves the connection survived.
+            if exchange == "binance":
+                ws.send(orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": probe}).decode())
+            else:
+                ws.send(orjson.dumps({"method": "ping", "req_id": probe}).decode())
+            replies = []
+            while True:
+                reply = json.loads(ws.recv(), parse_float=Decimal)
+                if reply.get("id") == probe or reply.get("req_id") == probe:
+                    break
+                replies.append(reply)
+            if exchange == "binance":
+                assert len(replies) == 1  # exactly one reply (result or error) per request
+                assert "result" in replies[0] or "error" in replies[0]
+
+        check()
