@@ -108,7 +108,6 @@ class Batch:
     origins: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) of each record
     dead: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    first: dict[TopicPartition, int] = field(default_factory=dict)  # first offset per partition
     started: float = 0.0
 
     @property
@@ -249,8 +248,6 @@ class TradeConsumer:
         self._last_record_at = time.monotonic()
         self._last_metrics = 0.0
         self._redis: redis.Redis | None = None
-        self._fatal: InvalidRatioError | None = None
-        self._rewind: dict[TopicPartition, int] = {}
         self._consumer = consumer or KafkaConsumer(
             **client_config(),
             group_id=self.group,
@@ -292,8 +289,6 @@ class TradeConsumer:
             while not self._stop.is_set():
                 self._step()
                 self._periodic()
-            if self._fatal is not None:
-                raise self._fatal
             self._shutdown_flush()
         finally:
             self._close()
@@ -338,7 +333,6 @@ class TradeConsumer:
                 origins.append((message.partition, message.offset))
             except InvalidRecordError as exc:
                 batch.dead.append((message.key, self._dead_letter(message, exc.reason)))
-        batch.first.setdefault(tp, messages[0].offset)
         batch.offsets[tp] = messages[-1].offset + 1
         self.metrics.consumed += len(messages)
 
@@ -465,39 +459,45 @@ class TradeConsumer:
 
     # ----------------------------------------------------------------------------------------- rebalance, shutdown
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Finish the in-flight batch before the partitions move (or abandon it: a restart re-reads it)."""
+        """Note the rebalance; the in-flight batch is trimmed once the new assignment is known.
+
+        kafka-python 3 runs rebalance listeners on its network thread, where the blocking consumer calls (commit)
+        are refused and a slow store would stall heartbeats: the batch is neither stored nor committed here.
+        """
         logger.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
-        if not self._batch:
-            return
-        try:
-            self._deliver_and_commit()
-        except TRANSIENT_ERRORS as exc:
-            # Not committed: whoever owns the partitions next re-reads these records from the last commit.
-            logger.warning(
-                "in-flight batch abandoned on revocation",
-                extra={"error": f"{type(exc).__name__}: {exc}"[:300], "records": self._batch.consumed},
-            )
-            _reset_database_connection()
-            # A partition that stays with this member keeps its fetch position: rewind it to the abandoned records.
-            self._rewind = dict(self._batch.first)
-            self._batch = Batch()
-        except InvalidRatioError as exc:
-            # Raising inside kafka-python's callback would only be logged there: stop the loop and raise from run().
-            self._fatal = exc
-            self._batch = Batch()
-            self._stop.set()
-        if self._retrying:
-            self._retrying = False
-            self._backoff = self.config.backoff_initial_s
-            self._consumer.resume(*revoked)
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Re-read what an abandoned batch held on partitions this member keeps."""
+        """Abandon the in-flight records of partitions this member lost; keep those of partitions it kept.
+
+        Nothing of the batch was stored or committed, so the new owner of a lost partition re-reads its records
+        from the last commit. A kept partition keeps its fetch position (kafka-python preserves it), so its records
+        stay in the batch and the batch goes on from there.
+        """
         logger.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
-        for tp, offset in self._rewind.items():
-            if tp in assigned:
-                self._consumer.seek(tp, offset)
-        self._rewind = {}
+        batch = self._batch
+        lost = {tp.partition for tp in batch.offsets if tp not in assigned}
+        if lost:
+            kept = [i for i, (partition, _) in enumerate(batch.origins) if partition not in lost]
+            trimmed = Batch(
+                records=[batch.records[i] for i in kept],
+                origins=[batch.origins[i] for i in kept],
+                dead=[(key, letter) for key, letter in batch.dead if letter.partition not in lost],
+                offsets={tp: o for tp, o in batch.offsets.items() if tp.partition not in lost},
+                started=batch.started,
+            )
+            logger.info(
+                "in-flight records of lost partitions abandoned",
+                extra={"partitions": sorted(lost), "records": batch.consumed - trimmed.consumed},
+            )
+            self._batch = trimmed
+        if self._retrying:
+            if self._batch:
+                # Newly assigned partitions start unpaused: keep every partition paused until the batch is stored.
+                self._consumer.pause(*assigned)
+            else:
+                self._retrying = False
+                self._backoff = self.config.backoff_initial_s
+                self._consumer.resume(*assigned)
 
     def _shutdown_flush(self) -> None:
         deadline = time.monotonic() + self.config.shutdown_retry_s

@@ -439,22 +439,24 @@ def test_bad_arguments_are_refused(spawn):
     assert "--batch-size" in child.output()
 
 
-def test_revocation_while_the_database_is_down_abandons_the_batch_uncommitted(kafka_topics, spawn, db_proxy):
+def test_revocation_while_the_database_is_down_abandons_the_lost_records_uncommitted(kafka_topics, spawn, db_proxy):
     records = real_trades(1200)
     spread = [make_trade(**_fields(r, f"SYM{i % 6}")) for i, r in enumerate(records)]
     db = settings.DATABASES["default"]
     url = f"postgres://{db['USER']}:{db['PASSWORD']}@127.0.0.1:{db_proxy.port}/{db['NAME']}"
     env = subprocess_env(DATABASE_URL=url, DATABASE_CONNECT_TIMEOUT="2")
-    child = spawn(manage("consume_trades", "--batch-size", "200", "--batch-ms", "50"), env=env, name="consume")
+    # A long batch window so the failing batch holds records of every partition.
+    args = manage("consume_trades", "--batch-size", "1000", "--batch-ms", "1500")
+    child = spawn(args, env=env, name="consume")
     produce_trades(spread[:600])
     wait_for(lambda: Trade.objects.count() == 600, what="the first half stored")
     wait_for(fully_committed, what="the first half committed")
     db_proxy.cut()
     produce_trades(spread[600:])
     wait_for(lambda: "batch delivery failed" in child.output(), what="a failed attempt")
-    # A second member (with a working database) joins: the first must give up its unstored batch uncommitted.
+    # A second member (with a working database) joins: the first gives up the records of the partitions it loses.
     with Runner(ConsumerConfig(batch_size=200, batch_ms=50)) as helper:
-        wait_for(lambda: "in-flight batch abandoned on revocation" in child.output(), what="the batch abandoned")
+        wait_for(lambda: "in-flight records of lost partitions abandoned" in child.output(), what="records abandoned")
         wait_for(lambda: helper.consumer.metrics.stored > 0, what="the helper storing its share")
         _, committed = offsets()
         assert Trade.objects.count() >= sum(committed.values())
