@@ -26,12 +26,16 @@ from ingest.exchanges.base import (
     rfc3339_ms,
     to_text,
 )
-from ingest.records import InvalidRecordError, make_trade
+from ingest.records import InvalidRecordError, TradeRecord, make_trade
 
 EXCHANGE = "coinbase"
 _PRODUCT = re.compile(r"[A-Z0-9]{1,12}-[A-Z0-9]{1,12}")
 #: Snapshot repeats are recent trades: remembering this many ids per product is enough to drop them.
 SEEN_PER_PRODUCT = 10_000
+
+
+def _trade_id(record: TradeRecord) -> int:
+    return record.trade_id
 
 
 class CoinbaseParser(FrameParser):
@@ -105,9 +109,10 @@ class CoinbaseParser(FrameParser):
             if not isinstance(trades, list):
                 result.bad.append(BadInput("market_trades event without a trades list", to_text(raw)))
                 continue
-            # Coinbase lists trades newest first; publish oldest first so each symbol stays in order.
-            for trade in reversed(trades):
+            for trade in trades:
                 self._trade(trade, frame_time, received_at, result)
+        # Coinbase lists trades newest first; publish oldest first so each symbol stays in order.
+        result.trades.sort(key=_trade_id)
 
     def _trade(self, trade: Any, frame_time: int | None, received_at: int, result: ParseResult) -> None:
         raw_trade = orjson.dumps(trade).decode()

@@ -26,7 +26,7 @@ from ingest.exchanges.base import (
     rfc3339_ms,
     to_text,
 )
-from ingest.records import InvalidRecordError, make_trade
+from ingest.records import InvalidRecordError, TradeRecord, make_trade
 
 EXCHANGE = "kraken"
 _PAIR = re.compile(r"[A-Z0-9]{1,12}/[A-Z0-9]{1,12}")
@@ -71,6 +71,8 @@ def parse_frame(raw: str | bytes, received_at: int) -> ParseResult:
             return result
         for trade in data:
             _trade(trade, received_at, result)
+        # Oldest first whatever order the frame used: the id tracker would drop a descending run as repeats.
+        result.trades.sort(key=_trade_id)
     elif channel == "heartbeat":
         result.events.append(ControlEvent(HEARTBEAT, {}))
     elif channel == "status":
@@ -87,6 +89,10 @@ def _verbatim(value: Any) -> Any:
     if isinstance(value, JsonNumber):
         return orjson.Fragment(str.__str__(value))  # the number exactly as received, not as a string
     raise TypeError(type(value).__name__)  # pragma: no cover - parsed JSON holds nothing else
+
+
+def _trade_id(record: TradeRecord) -> int:
+    return record.trade_id
 
 
 def _dump(trade: Any) -> str:

@@ -115,3 +115,8 @@ def test_subscribe_plan() -> None:
         adapter.normalise_symbols(["BTCUSD"])
     assert adapter.consecutive_ids
     assert not adapter.supports_backfill
+
+
+def test_trades_come_out_oldest_first() -> None:
+    raw = orjson.dumps({"channel": "trade", "type": "snapshot", "data": [good(trade_id=12), good(trade_id=11)]})
+    assert [t.trade_id for t in parse_frame(raw, NOW).trades] == [11, 12]
