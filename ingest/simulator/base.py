@@ -146,10 +146,10 @@ class Session:
         """Close the TCP connection without a close frame, after the frames already sent have left."""
         self.dropped = True
         transport = self.connection.transport
-        for _ in range(5000):  # at most ~5 s for the socket buffer to empty
+        for _ in range(1000):  # at most ~5 s for the socket buffer to empty
             if transport.is_closing() or not transport.get_write_buffer_size():
                 break
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.005)
         logger.info("simulator: dropping a connection", extra={"connection": self.number, "sent": self.faults.sent})
         transport.abort()
 
