@@ -142,7 +142,7 @@ def recompute_candles(
         raise ValueError(f"unknown intervals: {sorted(unknown)}")
     start, end = ms_to_datetime(start_ms), ms_to_datetime(end_ms)
     touched: list[CandleKey] = []
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         symbol_lock(exchange, symbol, "candles")
         with connection.cursor() as cur:
             # The 1m series is the source of every larger interval, so it is refreshed whenever any is asked.

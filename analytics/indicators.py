@@ -29,10 +29,10 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from analytics.candles import datetime_to_ms, symbol_lock
-from analytics.models import INTERVAL_SECONDS, Candle, IndicatorPoint
+from analytics.models import INTERVAL_SECONDS, IndicatorPoint
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,23 @@ BB_PERIOD, BB_WIDTH = 20, Decimal(2)
 MAX_RECOMPUTED = 5000
 _QUANT = Decimal("0.000000000001")
 _HUNDRED = Decimal(100)
+
+
+# The warm-up history before the first recomputed candle and the recomputed candles, oldest first, in one round
+# trip; both halves are index range scans on the candle natural key.
+_SERIES = """
+SELECT open_time, close, is_target FROM (
+    (SELECT open_time, close, false AS is_target FROM analytics_candle
+     WHERE exchange = %(exchange)s AND symbol = %(symbol)s AND interval = %(interval)s AND open_time < %(from)s
+     ORDER BY open_time DESC LIMIT %(warmup)s)
+    UNION ALL
+    (SELECT open_time, close, true FROM analytics_candle
+     WHERE exchange = %(exchange)s AND symbol = %(symbol)s AND interval = %(interval)s AND open_time >= %(from)s
+       AND (%(to)s::timestamptz IS NULL OR open_time <= %(to)s::timestamptz)
+     ORDER BY open_time LIMIT %(limit)s)
+) series
+ORDER BY open_time
+"""
 
 
 def sma(values: Sequence[Decimal], period: int) -> Series:
@@ -233,18 +250,22 @@ def update_indicators(
     interval: str,
     from_open_time: datetime,
     to_open_time: datetime | None = None,
+    *,
+    locked: bool = False,
 ) -> list[IndicatorRow]:
     """Recompute and upsert the indicators of the candles from ``from_open_time`` (to ``to_open_time`` or the
     newest, at most ``MAX_RECOMPUTED``) in one bulk statement; return the rows written, oldest first.
 
     A changed candle changes the indicators of every later candle, hence "to the newest" by default.
+    ``locked``: the caller's transaction already holds the symbol's candle lock (saves a round trip).
     """
     if interval not in INTERVAL_SECONDS:
         raise ValueError(f"unknown interval {interval!r}")
     periods = list(settings.INDICATOR_MA_PERIODS)
-    with transaction.atomic():
-        # Serialised per symbol like the candles, so an older snapshot never overwrites a newer computation.
-        symbol_lock(exchange, symbol, "candles")
+    with transaction.atomic(savepoint=False):
+        if not locked:
+            # Serialised per symbol like the candles, so an older snapshot never overwrites a newer computation.
+            symbol_lock(exchange, symbol, "candles")
         return _update(exchange, symbol, interval, from_open_time, to_open_time, periods)
 
 
@@ -256,21 +277,24 @@ def _update(
     to_open_time: datetime | None,
     periods: list[int],
 ) -> list[IndicatorRow]:
-    series = Candle.objects.filter(exchange=exchange, symbol=symbol, interval=interval)
-    history = list(
-        series.filter(open_time__lt=from_open_time)
-        .order_by("-open_time")
-        .values_list("open_time", "close")[: warmup_candles(periods)]
-    )
-    history.reverse()
-    recent = series.filter(open_time__gte=from_open_time)
-    if to_open_time is not None:
-        recent = recent.filter(open_time__lte=to_open_time)
-    targets = list(recent.order_by("open_time").values_list("open_time", "close")[:MAX_RECOMPUTED])
-    if not targets:
+    with connection.cursor() as cur:
+        cur.execute(
+            _SERIES,
+            {
+                "exchange": exchange,
+                "symbol": symbol,
+                "interval": interval,
+                "from": from_open_time,
+                "to": to_open_time,
+                "warmup": warmup_candles(periods),
+                "limit": MAX_RECOMPUTED,
+            },
+        )
+        points = cur.fetchall()
+    first = sum(1 for _, _, is_target in points if not is_target)
+    if first == len(points):
         return []
-    points = history + targets
-    rows = compute_rows([t for t, _ in points], [c for _, c in points], periods, first=len(history))
+    rows = compute_rows([t for t, _, _ in points], [c for _, c, _ in points], periods, first=first)
     _upsert(exchange, symbol, interval, rows)
     logger.debug(
         "indicators updated",

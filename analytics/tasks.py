@@ -72,7 +72,7 @@ def update_series(exchange: str, symbol: str, start_ms: int, end_ms: int) -> dic
         indicators: list[dict[str, Any]] = []
         for interval, times in by_interval.items():  # keys come in ALL_INTERVALS order, 1m first
             touched = set(times)
-            points = indicator_logic.update_indicators(exchange, symbol, interval, min(times))
+            points = indicator_logic.update_indicators(exchange, symbol, interval, min(times), locked=True)
             indicators.extend(indicator_logic.indicator_payload(interval, p) for p in points if p.open_time in touched)
         touched_q = Q()
         for interval, times in by_interval.items():
