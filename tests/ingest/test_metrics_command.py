@@ -108,3 +108,12 @@ def test_command_names_an_unreachable_broker(settings: Any) -> None:
     settings.KAFKA_BOOTSTRAP_SERVERS = ["127.0.0.1:1"]
     with pytest.raises(CommandError, match=re.escape("KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1")):
         call_command("ingest", "--exchange", "coinbase", "--symbols", "BTC-USD", "--metrics-port", "0")
+
+
+def test_command_refuses_a_metrics_port_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(CommandError, match=f"--metrics-port {port}"):
+            call_command("ingest", "--exchange", "kraken", "--symbols", "BTC/USD", "--metrics-port", str(port))

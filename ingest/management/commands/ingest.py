@@ -55,6 +55,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         metrics = IngestMetrics(exchange)
+        if options["metrics_port"]:
+            try:
+                serve_prometheus(metrics, options["metrics_port"])
+            except OSError as exc:
+                raise CommandError(f"--metrics-port {options['metrics_port']}: {exc.strerror or exc}") from exc
         producer = TradeProducer(metrics)
         backfiller = BinanceBackfiller(config.rest_url) if config.rest_url else None
         try:
@@ -64,8 +69,6 @@ class Command(BaseCommand):
         except SettingsError as exc:
             producer.close()
             raise CommandError(str(exc)) from exc
-        if options["metrics_port"]:
-            serve_prometheus(metrics, options["metrics_port"])
         reporter = MetricsReporter(metrics, redis.Redis.from_url(settings.REDIS_URL), options["metrics_interval"])
 
         def _stop(signum: int, _frame: Any) -> None:
