@@ -15,8 +15,10 @@ Conventions (the usual charting ones):
 
 Warm-up: an EMA depends on the whole history, so :func:`update_indicators` loads ``warmup_candles()`` candles
 before the first recomputed one: five times the longest EMA period (after 5n steps the seed weighs
-``(1 - 2/(n+1))**(5n)``, below 0.005 %), at least 5 x 26 + 9 for MACD and 5 x 14 for RSI. Values therefore do
-not depend on how far back the series goes, and recomputing the same candles twice gives the same rows.
+``(1 - 2/(n+1))**(5n)``, below 0.005 %), at least 5 x 26 + 9 for MACD and 5 x 14 for RSI. (The usual rule of
+thumb, 3n + 26, leaves 0.25 %.) Values then differ from a computation over the whole history by less than that
+share of the seed's error, and recomputing the same candles gives the same rows. Loading ~500 candles per
+interval is one index range scan and a few milliseconds of arithmetic.
 """
 
 from __future__ import annotations
