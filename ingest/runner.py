@@ -41,6 +41,8 @@ def check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
         parsed.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
         raise SettingsError(f"{name}={value!r} has an invalid port") from None
+    if parsed.netloc.endswith(":"):
+        raise SettingsError(f"{name}={value!r} has an empty port")
     return value
 
 

@@ -161,6 +161,7 @@ def test_runner_needs_symbols(producer: TradeProducer, metrics: IngestMetrics) -
         ("stream.binance.com", False),
         ("ws://", False),
         ("ws://host:notaport", False),
+        ("ws://127.0.0.1:", False),
         ("", False),
     ],
 )
