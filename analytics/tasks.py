@@ -17,6 +17,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from analytics import candles as candle_logic
 from analytics import indicators as indicator_logic
@@ -31,7 +32,12 @@ from dashboard.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
 logger = logging.getLogger(__name__)
 
 # Errors that may pass on retry: the database or Redis restarting, a dropped connection, a deadlock victim.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, redis.exceptions.ConnectionError)
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    redis.exceptions.ConnectionError,
+    KombuOperationalError,  # the broker unreachable when a task queues another
+)
 
 RETRY_OPTIONS: dict[str, Any] = {
     "autoretry_for": TRANSIENT_ERRORS,
@@ -156,14 +162,17 @@ def push_latest_candles(exchange: str, symbol: str) -> bool:
 # Routed to the ``alerts`` queue by CELERY_TASK_ROUTES, beside alert delivery.
 @shared_task(name="analytics.tasks.detect_whales", **RETRY_OPTIONS)
 def detect_whales(exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
-    """Create the missing whale alerts for the range, push ``whales`` and hand the new alerts to delivery."""
+    """Create the missing whale alerts for the range, push the new ones as ``whales`` and hand the range's alerts
+    to delivery."""
     ids = whale_logic.detect_whales(exchange, symbol, start_ms, end_ms)
-    if not ids:
-        return 0
-    alerts = list(WhaleAlert.objects.filter(id__in=ids).order_by("traded_at", "trade_id"))
-    payload = {"kind": "whales", "alerts": [whale_logic.alert_payload(a) for a in alerts]}
-    publish_many([(WHALES_GROUP, payload), (market_group(exchange, symbol), payload)])
-    whale_logic.hand_to_delivery(ids)
+    if ids:
+        alerts = list(WhaleAlert.objects.filter(id__in=ids).order_by("traded_at", "trade_id"))
+        payload = {"kind": "whales", "alerts": [whale_logic.alert_payload(a) for a in alerts]}
+        publish_many([(WHALES_GROUP, payload), (market_group(exchange, symbol), payload)])
+    # Every alert of the range, not only the new ones: a run that died (or could not reach the broker) between
+    # its insert and this hand-off is made good by its retry or a replay. The fan-out is idempotent and a
+    # delivery is sent once, so handing an alert over again costs one cheap task.
+    whale_logic.hand_to_delivery(whale_logic.alerts_in_range(exchange, symbol, start_ms, end_ms))
     return len(ids)
 
 

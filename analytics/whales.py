@@ -64,6 +64,20 @@ def detect_whales(exchange: str, symbol: str, start_ms: int, end_ms: int) -> lis
     return ids
 
 
+def alerts_in_range(exchange: str, symbol: str, start_ms: int, end_ms: int) -> list[int]:
+    """The ids of the symbol's alerts for trades traded in [start_ms, end_ms] (new or not), oldest first."""
+    return list(
+        WhaleAlert.objects.filter(
+            exchange=exchange,
+            symbol=symbol,
+            traded_at__gte=ms_to_datetime(start_ms),
+            traded_at__lte=ms_to_datetime(end_ms),
+        )
+        .order_by("traded_at", "trade_id")
+        .values_list("id", flat=True)
+    )
+
+
 def alert_payload(alert: WhaleAlert) -> dict[str, Any]:
     """One entry of the ``alerts`` list of a ``whales`` push (docs/ARCHITECTURE.md)."""
     return {

@@ -223,8 +223,31 @@ def test_candle_pushes_are_throttled_per_symbol_with_one_trailing_push(settings,
     assert tasks.push_latest_candles("binance", "NOTHING") is False
 
 
+@pytest.mark.django_db
+def test_detect_whales_hands_the_ranges_alerts_to_delivery_on_every_run(settings):
+    from cryptoproject.celery import app
+
+    settings.WHALE_THRESHOLD_USD = Decimal("100000")
+    app.control.purge()
+    trades = read_trades()
+    insert(trades)
+    start, end = trades[0].time_ms, trades[-1].time_ms
+    assert tasks.detect_whales("binance", "BTCUSDT", start, end) == 1
+    # A retry or replay creates nothing but hands the same alerts over again (the fan-out is idempotent), so a
+    # run that died between its insert and its hand-off loses no delivery.
+    assert tasks.detect_whales("binance", "BTCUSDT", start, end) == 0
+    assert tasks.detect_whales("binance", "BTCUSDT", 0, 1000) == 0  # no alert in range: nothing handed over
+    client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    handed = [m["args"] for m in messages(client, "alerts") if m["task"] == "dashboard.tasks.deliver_new_alerts"]
+    ids = list(WhaleAlert.objects.values_list("id", flat=True))
+    assert len(ids) == 1
+    assert handed == [[ids], [ids]]
+    app.control.purge()
+
+
 def test_retry_policy_is_transient_errors_only():
     from django.db import InterfaceError, OperationalError
+    from kombu.exceptions import OperationalError as KombuOperationalError
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     for task in (
@@ -234,7 +257,12 @@ def test_retry_policy_is_transient_errors_only():
         tasks.refresh_all_stats,
         tasks.apply_retention,
     ):
-        assert set(task.autoretry_for) == {OperationalError, InterfaceError, RedisConnectionError}
+        assert set(task.autoretry_for) == {
+            OperationalError,
+            InterfaceError,
+            RedisConnectionError,
+            KombuOperationalError,
+        }
         assert task.retry_backoff
         assert task.retry_jitter is True
         assert task.max_retries == 8
