@@ -478,3 +478,38 @@ def test_real_beat_schedules_the_stats_refresh(long_retention, celery_worker_pro
     assert as_dict(SymbolStats.objects.get()) == reference(list(trades))
     assert beat.proc.poll() is None, beat.output()
     assert "analytics.tasks.refresh_all_stats" in beat.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transient_database_error_is_retried_then_gives_up(settings, caplog):
+    import psycopg
+    from django.db import OperationalError
+
+    settings.CANDLES_PUSH_INTERVAL = 0
+    trades = read_trades()[:500]
+    insert(trades)
+    db = settings.DATABASES["default"]
+    holder = psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"], dbname=db["NAME"]
+    )
+    try:
+        # Another session holds the candle table: every attempt fails fast with a real lock timeout.
+        holder.execute("LOCK TABLE analytics_candle IN SHARE MODE")
+        with connection.cursor() as cur:
+            cur.execute("SET lock_timeout = '50ms'")
+        caplog.set_level("INFO", logger="celery.app.trace")
+        result = tasks.update_candles.apply(("binance", "BTCUSDT", trades[0].time_ms, trades[-1].time_ms))
+        assert result.failed()
+        assert isinstance(result.result, OperationalError)
+        retries = [r for r in caplog.records if "Retry in" in r.getMessage()]
+        assert len(retries) == tasks.update_candles.max_retries
+    finally:
+        holder.rollback()
+        holder.close()
+        with connection.cursor() as cur:
+            cur.execute("RESET lock_timeout")
+    # Once the lock is gone the same task succeeds: nothing half-written was left behind.
+    assert not Candle.objects.exists()
+    result = tasks.update_candles.apply(("binance", "BTCUSDT", trades[0].time_ms, trades[-1].time_ms))
+    assert result.successful()
+    assert stored_candles("1m") == expected_candles(trades, "1m")
