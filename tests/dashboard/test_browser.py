@@ -36,6 +36,8 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 SYMBOL = "BTCUSDT"
+# A second live market, so the overview has more than one tile.
+OTHER = "ETHUSDT"
 HISTORY_MINUTES = 90
 HISTORY_PER_MINUTE = 30
 # The live simulator numbers its trades from 1,000,000; the history stays below.
@@ -109,7 +111,7 @@ def start_live_feed(spawn: Callable[..., ChildProcess], rate: int) -> list[Child
             "--rate",
             str(rate),
             "--symbols",
-            SYMBOL,
+            f"{SYMBOL},{OTHER}",
             "--seed",
             "7",
         ),
@@ -128,7 +130,7 @@ def start_live_feed(spawn: Callable[..., ChildProcess], rate: int) -> list[Child
             "--exchange",
             "binance",
             "--symbols",
-            SYMBOL.lower(),
+            f"{SYMBOL},{OTHER}".lower(),
             "--metrics-port",
             "0",
             "--metrics-interval",
@@ -255,6 +257,10 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
             page.wait_for_selector("body[data-loaded=true]")
             page.wait_for_selector(f".tile[data-symbol={SYMBOL}] [data-field=last_price]:not(:empty)")
             page.wait_for_selector(f".tile[data-symbol={SYMBOL}] .spark[data-points]")
+            page.wait_for_selector(f".tile[data-symbol={OTHER}] [data-field=last_price]:not(:empty)")
+            assert page.locator(".tile").count() == 2
+            assert page.inner_text("#sum-markets") == "2"
+            assert page.inner_text("#sum-gainer-name") != page.inner_text("#sum-loser-name")
             assert int(page.get_attribute(".tile .spark", "data-points") or 0) >= 2
             page.wait_for_timeout(500)
             page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)

@@ -104,6 +104,7 @@ def test_overview_without_data_shows_the_waiting_hint(client: Client, open_dashb
     html = client.get("/").content.decode()
     assert "No markets yet" in html
     assert 'id="tiles-empty"' in html
+    assert 'id="summary" hidden' in html
     assert 'class="tile"' not in html.split('id="tile-template"')[0]
 
 
@@ -119,6 +120,8 @@ def test_overview_renders_one_tile_per_market(client: Client, open_dashboard: No
     assert "-3.70%" in tiles
     assert 'class="empty" hidden' in html
     assert page_config(html)["ws"] == "/ws/overview/"
+    assert 'id="summary" hidden' not in html
+    assert 'id="sum-markets">2<' in html
 
 
 def test_symbol_page_with_data(client: Client, open_dashboard: None, market_data: None) -> None:

@@ -39,7 +39,8 @@ function drawSpark(tile) {
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
   const sx = (x) => ((x - x0) / (x1 - x0 || 1)) * 100;
-  const sy = (y) => 37 - ((y - y0) / (y1 - y0 || 1)) * 34;
+  // A flat series (one minute so far) sits in the middle of the tile, not on its floor.
+  const sy = (y) => (y1 === y0 ? 20 : 37 - ((y - y0) / (y1 - y0)) * 34);
   const line = points.map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(2)},${sy(p.y).toFixed(2)}`).join("");
   tile.spark.stroke.setAttribute("d", line);
   tile.spark.area.setAttribute("d", `${line}L100,40L0,40Z`);
@@ -118,6 +119,7 @@ function showStats(s) {
     else if (minute > last.x) tile.points = [...tile.points, { x: minute, y: price }].slice(-SPARK_POINTS);
     drawSpark(tile);
   }
+  updateSummary();
 }
 
 // Tiles the server rendered: format their numbers like live ones and draw their sparklines.
@@ -129,6 +131,32 @@ for (const node of tilesEl.querySelectorAll(".tile")) {
   setField(node, "change_pct", fmtPct(get("change_pct")));
   setField(node, "quote_volume", fmtCompact(get("quote_volume")));
   setField(node, "trade_count", num(get("trade_count")).toLocaleString("en-US"));
+}
+updateSummary();
+
+function updateSummary() {
+  const rows = [...tilesEl.querySelectorAll(".tile")].map((node) => {
+    const value = (f) => num(node.querySelector(`[data-field="${f}"]`)?.dataset.value);
+    return { name: `${node.dataset.symbol} · ${node.dataset.exchange}`, change: value("change_pct"), trades: value("trade_count") };
+  });
+  const summary = document.getElementById("summary");
+  summary.hidden = rows.length === 0;
+  if (!rows.length) return;
+  document.getElementById("sum-markets").textContent = String(rows.length);
+  const trades = rows.reduce((acc, r) => acc + (Number.isFinite(r.trades) ? r.trades : 0), 0);
+  document.getElementById("sum-trades").textContent = trades.toLocaleString("en-US");
+  const ranked = rows.filter((r) => Number.isFinite(r.change)).sort((a, b) => b.change - a.change);
+  if (!ranked.length) return;
+  // With one market there is no "best" and "worst": show it once, coloured by its own sign.
+  showMover("gainer", ranked[0]);
+  showMover("loser", ranked.length > 1 ? ranked[ranked.length - 1] : null);
+}
+
+function showMover(which, row) {
+  const value = document.getElementById(`sum-${which}`);
+  value.textContent = row ? fmtPct(row.change) : "—";
+  value.className = `v ${row ? (row.change < 0 ? "down" : "up") : ""}`;
+  document.getElementById(`sum-${which}-name`).textContent = row ? row.name : "\u00a0";
 }
 
 async function refresh() {
