@@ -128,7 +128,8 @@ def detect_format(path: str | Path) -> ReplayFormat:
         raise ReplayError(f"{path}: the file is empty")
     if line.startswith(b"TimestampOfReceive,"):
         return ReplayFormat.TRADE_STREAM_CSV
-    if line.startswith(b"id,price,qty") or (line[:1].isdigit() and line.count(b",") == 6):
+    # Spot files have 7 columns; futures files have no is_best_match column.
+    if line.startswith(b"id,price,qty") or (line[:1].isdigit() and line.count(b",") in (5, 6)):
         return ReplayFormat.VISION_CSV
     head, _, tail = line.partition(b" ")
     frame = tail if head.isdigit() and tail.startswith(b"{") else line

@@ -253,3 +253,13 @@ def test_corrupt_compressed_file_is_a_replay_error(tmp_path: Path) -> None:
     corrupt.write_bytes(b"\x28\xb5\x2f\xfd\n\x00\x00\x00")  # found by the fuzz test
     with pytest.raises(ReplayError, match="cannot read"):
         detect_format(corrupt)
+
+
+def test_vision_futures_csv_without_is_best_match(tmp_path: Path) -> None:
+    path = tmp_path / "BTCUSDT-trades-2024-08-08.csv"
+    path.write_text("5,61837.6,0.010,617.376,1723161255342,true\n6,61837.7,0.020,1236.754,1723161255343,false\n")
+    assert detect_format(path) is ReplayFormat.VISION_CSV
+    assert [(r.trade_id, r.price, r.is_buyer_maker) for r in read_trades(path)] == [
+        (5, "61837.6", True),
+        (6, "61837.7", False),
+    ]
