@@ -198,7 +198,7 @@ def send(alert: WhaleAlert, subscription: AlertSubscription) -> None:
 # --------------------------------------------------------------------------------------------- fan-out
 def fan_out(alert_ids: Iterable[int]) -> list[tuple[int, int]]:
     """Create the pending deliveries for these alerts' matching subscriptions; return the (alert, subscription)
-    pairs not yet sent. Idempotent: running it again creates nothing new.
+    pairs still pending. Idempotent: running it again creates nothing new and hands out nothing finished.
 
     Active subscriptions are few (people, not trades): they are read once and matched in memory, so a batch of
     alerts costs three queries whatever its size.
@@ -214,12 +214,14 @@ def fan_out(alert_ids: Iterable[int]) -> list[tuple[int, int]]:
     AlertDelivery.objects.bulk_create(
         [AlertDelivery(alert_id=a, subscription_id=s) for a, s in pairs], ignore_conflicts=True
     )
-    sent = set(
-        AlertDelivery.objects.filter(alert_id__in=ids, status=DeliveryStatus.SENT).values_list(
-            "alert_id", "subscription_id"
-        )
+    # Sent rows are done; failed ones gave up (4xx, refused target, retries exhausted) and are not retried by a
+    # replayed hand-off, which may repeat a whole range's alerts.
+    finished = set(
+        AlertDelivery.objects.filter(
+            alert_id__in=ids, status__in=[DeliveryStatus.SENT, DeliveryStatus.FAILED]
+        ).values_list("alert_id", "subscription_id")
     )
-    return [pair for pair in pairs if pair not in sent]
+    return [pair for pair in pairs if pair not in finished]
 
 
 # --------------------------------------------------------------------------------------------- one delivery

@@ -166,7 +166,10 @@ def test_fan_out_matches_scope_and_notional(user: Any) -> None:
     assert not big_only.matches(small)
     # Idempotent: the rows exist already; a sent one is no longer handed out.
     AlertDelivery.objects.filter(alert=small, subscription=everything).update(status=DeliveryStatus.SENT)
-    assert (small.pk, everything.pk) not in fan_out([small.pk, large.pk])
+    AlertDelivery.objects.filter(alert=large, subscription=big_only).update(status=DeliveryStatus.FAILED)
+    assert sorted(fan_out([small.pk, large.pk])) == sorted(
+        [(small.pk, btc_only.pk), (large.pk, everything.pk), (large.pk, btc_only.pk)]
+    )
     assert AlertDelivery.objects.count() == 5
     assert fan_out([]) == []
     assert fan_out([999999]) == []
