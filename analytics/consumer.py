@@ -11,6 +11,9 @@ Offsets are committed only once all three succeeded, so a crash at any point re-
 makes the re-stored rows no-ops and the windows are dispatched again (idempotent tasks). The live trade tape is
 pushed last, best effort.
 
+A rebalance never blocks: the in-flight records of partitions this member loses are dropped uncommitted (their new
+owner re-reads them from the last commit), those of partitions it keeps stay in the batch.
+
 Failures of PostgreSQL, the Celery broker or Kafka while delivering are infrastructure failures: nothing is
 committed, the assigned partitions are paused (``poll`` keeps the group membership alive without buffering more
 records) and the same batch is retried with exponential backoff until it goes through. Bad records are data

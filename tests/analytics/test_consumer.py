@@ -476,3 +476,17 @@ def test_metrics_survive_an_unreachable_redis(kafka_topics, settings, caplog):
     finally:
         consumer._close()
     assert "metrics snapshot not written to Redis" in caplog.text
+
+
+def test_command_stops_non_zero_when_the_invalid_ratio_explodes(kafka_topics, spawn):
+    produce([(b"binance:BTCUSDT", b"[]")] * 600)
+    child = spawn(manage("consume_trades", "--batch-size", "1000", "--batch-ms", "3000"), name="ratio")
+    assert child.proc.wait(60) != 0
+    assert "600 of 600 records in one batch are invalid" in child.output()
+    assert sum(offsets()[1].values()) == 0
+
+
+def test_idle_exit_must_be_positive(spawn):
+    child = spawn(manage("consume_trades", "--idle-exit", "0"), name="badidle")
+    assert child.proc.wait(30) != 0
+    assert "--idle-exit" in child.output()
