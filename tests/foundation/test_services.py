@@ -110,6 +110,7 @@ class _EchoGroupConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event["payload"])
 
 
+@pytest.mark.django_db
 async def test_channels_group_send_reaches_websocket_through_redis() -> None:
     layer = get_channel_layer()
     assert type(layer).__module__.startswith("channels_redis"), "tests must use the Redis channel layer"
