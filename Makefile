@@ -81,7 +81,7 @@ pytest: services ## the test suite with coverage (fails under 90%)
 	@mkdir -p artifacts
 	@$(VENV)/bin/pytest --cov --cov-report=term --cov-report=xml:artifacts/coverage.xml $(PYTEST_ARGS)
 
-test: lint typecheck pytest ## lint, type checks and the whole suite on the real stack
+test: lint typecheck services-check pytest ## lint, type checks, the stack scripts' idempotence and the whole suite
 
 # --------------------------------------------------------------------------------------------- benchmarks
 bench: migrate topics ## full chain at --speed 0 on >= 1M real trades (see docs/BENCHMARKS.md)
