@@ -94,8 +94,13 @@ cmd_kafka_jars() {
   fi
   log "fetching Kafka jars from Maven Central into $KAFKA_LIBS"
   rm -rf "$KAFKA_LIBS"
-  mkdir -p "$KAFKA_LIBS"
-  mvn -B -q -f "$KAFKA_CONF/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS" >&2
+  mkdir -p "$KAFKA_LIBS" "$STACK/kafka"
+  # Maven's output goes to a log, shown only when the fetch fails (its quiet mode still prints colour codes).
+  if ! mvn -B -q -f "$KAFKA_CONF/pom.xml" dependency:copy-dependencies "-Dlibs.dir=$KAFKA_LIBS" \
+    >"$STACK/kafka/mvn.log" 2>&1; then
+    cat "$STACK/kafka/mvn.log" >&2
+    die "could not fetch the Kafka jars from Maven Central (see above)"
+  fi
   echo "$want" >"$stamp"
 }
 
