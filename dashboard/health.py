@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from analytics.models import SymbolStats, Trade
 from cryptoproject.kafka import BrokerUnavailableError, admin_client, client_config
@@ -76,15 +76,27 @@ def _consumer() -> KafkaConsumer:
 def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
     parts = consumer.partitions_for_topic(topic)
     if not parts:
-        raise KafkaError(f"topic {topic!r} does not exist")
+        # Retriable: a topic created a moment ago may not be in this fresh client's metadata yet.
+        raise UnknownTopicOrPartitionError(f"topic {topic!r} does not exist")
     return [TopicPartition(topic, p) for p in sorted(parts)]
 
 
-def consumer_lag(group: str, topic: str) -> dict[str, Any]:
-    """Committed offset, end offset and lag per partition of ``topic`` for consumer ``group``.
+def _with_retry(read: Callable[[], T], attempts: int = 3) -> T:
+    """Run ``read``, again on a retriable Kafka error (a coordinator still loading, a leader moving)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return read()
+        except KafkaError as exc:
+            if not exc.retriable or attempt == attempts:
+                raise
+            logger.info("retrying a Kafka health read", extra={"error": repr(exc), "attempt": attempt})
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
-    A partition the group never committed counts its whole retained backlog as lag (``committed`` is null).
-    """
+
+def _read_offsets(
+    group: str, topic: str
+) -> tuple[dict[TopicPartition, Any], list[TopicPartition], dict[TopicPartition, int], dict[TopicPartition, int]]:
     admin = None
     consumer = None
     try:
@@ -95,19 +107,29 @@ def consumer_lag(group: str, topic: str) -> dict[str, Any]:
         timeout_ms = int(KAFKA_TIMEOUT_SECONDS * 1000)
         ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
         begins = consumer.beginning_offsets(partitions, timeout_ms=timeout_ms)
-    except (KafkaError, BrokerUnavailableError, OSError, ValueError) as exc:
-        return {"topic": topic, "group": group, "partitions": [], "total_lag": None, "error": str(exc)}
+        return committed_raw, partitions, ends, begins
     finally:
         if consumer is not None:
             consumer.close()
         if admin is not None:
             admin.close()
+
+
+def consumer_lag(group: str, topic: str) -> dict[str, Any]:
+    """Committed offset, end offset and lag per partition of ``topic`` for consumer ``group``.
+
+    A partition the group never committed counts its whole retained backlog as lag (``committed`` is null).
+    """
+    try:
+        committed_raw, partitions, ends, begins = _with_retry(lambda: _read_offsets(group, topic))
+    except (KafkaError, BrokerUnavailableError, OSError, ValueError) as exc:
+        return {"topic": topic, "group": group, "partitions": [], "total_lag": None, "error": str(exc)}
     committed = {tp.partition: meta.offset for tp, meta in committed_raw.items() if tp.topic == topic}
     rows = []
     for tp in partitions:
         offset = committed.get(tp.partition)
         valid = offset is not None and offset >= 0
-        lag = ends[tp] - (offset if valid else begins[tp])
+        lag = ends[tp] - (offset if offset is not None and valid else begins[tp])
         rows.append(
             {
                 "partition": tp.partition,

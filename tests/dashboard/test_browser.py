@@ -214,11 +214,18 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
             history_candle = page.evaluate(LAST_CANDLE)
             page.evaluate("() => { window.__sameDocument = true; }")
 
-            start_live_feed(spawn, rate=200)
+            feed = start_live_feed(spawn, rate=200)
 
             # Live trades reach the top of the tape, live whales the list, and the newest candle moves on.
             newest = f"Number(document.querySelector('#trade-tape tbody tr')?.dataset.id || 0) >= {LIVE_FIRST_ID}"
-            page.wait_for_function(newest, timeout=60_000)
+            try:
+                page.wait_for_function(newest, timeout=60_000)
+            except Exception:
+                # Shown with the failure: where the live trades stopped (feed, ingest, consumer or the socket).
+                for child in (*feed, consumer, server):
+                    print(child.log.name, child.output()[-3000:])
+                print("page errors:", errors, "status:", page.get_attribute("#conn-status", "data-state"))
+                raise
             whale = (
                 "[...document.querySelectorAll('#whale-list li')]"
                 f".some((li) => Number(li.dataset.id) >= {LIVE_FIRST_ID})"

@@ -150,6 +150,7 @@ def test_health_endpoint(client: Client, kafka_topics: KafkaTopics, redis_client
     body = client.get("/api/v1/health").json()
     assert body["kafka"]["topic"] == kafka_topics.trades
     assert body["kafka"]["group"] == kafka_topics.group
+    assert body["kafka"]["error"] is None
     assert body["kafka"]["total_lag"] == 5
     assert body["dlq"]["count"] == 0
     assert body["consumers"] == {"host-42": {"batches": 7}}
