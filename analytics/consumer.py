@@ -39,7 +39,13 @@ import redis
 from django.conf import settings
 from django.db import DataError, InterfaceError, OperationalError, connection
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 from kafka.structs import OffsetAndMetadata
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
@@ -60,6 +66,14 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     KafkaError,
+)
+
+# A commit refused because the group is rebalancing: not an infrastructure failure, see TradeConsumer._commit.
+REBALANCE_ERRORS: tuple[type[BaseException], ...] = (
+    RebalanceInProgressError,
+    CommitFailedError,
+    IllegalGenerationError,
+    UnknownMemberIdError,
 )
 
 TAPE_MAX_TRADES = 50
@@ -132,6 +146,7 @@ class ConsumerMetrics:
     dead_lettered: int = 0
     batches: int = 0
     failures: int = 0
+    commits_skipped: int = 0
     store_seconds: float = 0.0
     stored_rows: int = 0
     last_batch_latency_ms: float = 0.0
@@ -158,6 +173,7 @@ class ConsumerMetrics:
             "dead_lettered": self.dead_lettered,
             "batches": self.batches,
             "failures": self.failures,
+            "commits_skipped": self.commits_skipped,
             "store_rows_per_s": round(self.stored_rows / self.store_seconds, 1) if self.store_seconds else 0.0,
             "last_batch_latency_ms": round(self.last_batch_latency_ms, 1),
             "max_batch_latency_ms": round(self.max_batch_latency_ms, 1),
@@ -460,8 +476,20 @@ class TradeConsumer:
                 raise DeliveryError(f"dead-letter topic {self.dlq_topic} did not acknowledge: {future.exception}")
 
     def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        if offsets:
+        if not offsets:
+            return
+        try:
             self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        except REBALANCE_ERRORS as exc:
+            # The batch is already stored and its tasks dispatched: only the commit was refused, because the group
+            # is rebalancing. Retrying it (and pausing) would keep this member from completing the rejoin, which
+            # only poll() does. The next owner of these partitions re-reads from the last commit (no-op rows),
+            # and a later commit by this member covers them if it keeps them.
+            self.metrics.commits_skipped += 1
+            logger.info(
+                "offset commit skipped during a rebalance; the batch is stored",
+                extra={"error": type(exc).__name__, "partitions": sorted(tp.partition for tp in offsets)},
+            )
 
     # ----------------------------------------------------------------------------------------- rebalance, shutdown
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
