@@ -96,7 +96,10 @@ class ConsumerConfig:
     max_records: int | None = None
     idle_exit_s: float | None = None
     max_poll_records: int = 2000
-    max_poll_interval_ms: int = 300_000
+    # Also the group's rebalance timeout: how long the broker waits for every member to rejoin. The loop polls at
+    # least every 0.5 s, so 30 s is ample, and it bounds the stall when a member id is left behind by kafka-python's
+    # back-to-back rejoin (seen right after a first assignment on a just-created topic).
+    max_poll_interval_ms: int = 30_000
     session_timeout_ms: int = 10_000
     invalid_ratio: float = 0.5
     invalid_ratio_min_records: int = 500

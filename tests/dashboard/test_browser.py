@@ -219,7 +219,8 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
             # Live trades reach the top of the tape, live whales the list, and the newest candle moves on.
             newest = f"Number(document.querySelector('#trade-tape tbody tr')?.dataset.id || 0) >= {LIVE_FIRST_ID}"
             try:
-                page.wait_for_function(newest, timeout=60_000)
+                # Up to the consumer's rebalance timeout (30 s) may pass if the group rebalances at start.
+                page.wait_for_function(newest, timeout=120_000)
             except Exception:
                 # Shown with the failure: where the live trades stopped (feed, ingest, consumer or the socket).
                 for child in (*feed, consumer, server):
