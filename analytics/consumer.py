@@ -482,6 +482,9 @@ class TradeConsumer:
         if not offsets:
             return
         try:
+            if self._rebalancing():
+                # Asking anyway makes kafka-python refuse and can leave the member's rejoin hanging (seen in tests).
+                raise RebalanceInProgressError("the group is rebalancing")
             self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
         except REBALANCE_ERRORS as exc:
             # The batch is already stored and its tasks dispatched: only the commit was refused, because the group
@@ -493,6 +496,12 @@ class TradeConsumer:
                 "offset commit skipped during a rebalance; the batch is stored",
                 extra={"error": type(exc).__name__, "partitions": sorted(tp.partition for tp in offsets)},
             )
+
+    def _rebalancing(self) -> bool:
+        # kafka-python has no public "is the group rebalancing" call; its coordinator's own check is the truth.
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        check = getattr(coordinator, "rebalance_in_progress", None)
+        return bool(check()) if callable(check) else False
 
     # ----------------------------------------------------------------------------------------- rebalance, shutdown
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
