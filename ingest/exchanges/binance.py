@@ -119,19 +119,11 @@ class BinanceExchange(Exchange):
     """Combined ``@trade`` streams, at most 1024 per connection; ids are consecutive, gaps are backfilled."""
 
     name = EXCHANGE
+    symbol_pattern = _SYMBOL
+    symbol_hint = "symbol: {symbol!r} (letters and digits, e.g. btcusdt)"
+    lower_case_symbols = True
     consecutive_ids = True
     supports_backfill = True
-
-    def normalise_symbols(self, symbols: list[str]) -> list[str]:
-        """Lower case, as stream names want them."""
-        out: list[str] = []
-        for symbol in symbols:
-            name = symbol.strip().lower()
-            if not _SYMBOL.fullmatch(name):
-                raise ValueError(f"not a Binance symbol: {symbol!r} (letters and digits, e.g. btcusdt)")
-            if name not in out:
-                out.append(name)
-        return out
 
     def plans(self, symbols: list[str]) -> list[ConnectionPlan]:
         """One combined-stream URL per 1024 symbols; the streams are in the URL, so nothing to send."""

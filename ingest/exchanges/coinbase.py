@@ -155,17 +155,8 @@ class CoinbaseExchange(Exchange):
     """One connection subscribed to ``market_trades`` and ``heartbeats`` (which keeps quiet products alive)."""
 
     name = EXCHANGE
-
-    def normalise_symbols(self, symbols: list[str]) -> list[str]:
-        """Product ids in upper case (``BTC-USD``)."""
-        out: list[str] = []
-        for symbol in symbols:
-            name = symbol.strip().upper()
-            if not _PRODUCT.fullmatch(name):
-                raise ValueError(f"not a Coinbase product id: {symbol!r} (e.g. BTC-USD)")
-            if name not in out:
-                out.append(name)
-        return out
+    symbol_pattern = _PRODUCT
+    symbol_hint = "product id: {symbol!r} (e.g. BTC-USD)"
 
     def plans(self, symbols: list[str]) -> list[ConnectionPlan]:
         """Subscribe after every (re)connect: market_trades for the products, then heartbeats."""

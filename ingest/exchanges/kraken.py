@@ -151,18 +151,9 @@ class KrakenExchange(Exchange):
     """One connection subscribed to the ``trade`` channel with a snapshot; ids are consecutive per pair."""
 
     name = EXCHANGE
+    symbol_pattern = _PAIR
+    symbol_hint = "pair: {symbol!r} (e.g. BTC/USD)"
     consecutive_ids = True
-
-    def normalise_symbols(self, symbols: list[str]) -> list[str]:
-        """Pairs in upper case with a slash (``BTC/USD``)."""
-        out: list[str] = []
-        for symbol in symbols:
-            name = symbol.strip().upper()
-            if not _PAIR.fullmatch(name):
-                raise ValueError(f"not a Kraken pair: {symbol!r} (e.g. BTC/USD)")
-            if name not in out:
-                out.append(name)
-        return out
 
     def plans(self, symbols: list[str]) -> list[ConnectionPlan]:
         """One connection; subscribe (with the recent-trades snapshot) after every (re)connect."""
