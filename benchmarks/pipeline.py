@@ -291,34 +291,10 @@ def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str]
 
 
 def replay_trades(path: Path) -> list[TradeRecord]:
-    """The trades of a Binance combined-stream recording (``<ns> <frame>`` lines), in file order."""
-    import gzip
+    """The trades of a recorded file, in file order (the simulator's own reader)."""
+    from ingest.replay import read_trades
 
-    import orjson
-
-    from ingest.records import make_trade
-
-    trades = []
-    with gzip.open(path, "rt") as fh:
-        for line in fh:
-            _, _, frame = line.partition(" ")
-            if '@trade"' not in frame:
-                continue
-            d = orjson.loads(frame)["data"]
-            trades.append(
-                make_trade(
-                    exchange="binance",
-                    symbol=d["s"],
-                    trade_id=d["t"],
-                    price=d["p"],
-                    quantity=d["q"],
-                    is_buyer_maker=d["m"],
-                    trade_time=d["T"],
-                    event_time=d["E"],
-                    received_at=d["E"],
-                )
-            )
-    return trades
+    return list(read_trades(path))
 
 
 def prefill(topic: str, count: int, path: Path) -> None:
