@@ -4,7 +4,7 @@ Reports sustained trades/s from WebSocket receipt to broker acknowledgement (ing
 received -> last ack), the ingest process's CPU time (user + system, from ``wait4``) and its peak RSS (VmHWM).
 The simulator and the broker share the machine, so the figure is a floor for ingest alone.
 
-    python -m benchmarks.ingest [--trades 500000] [--replay FILE] [--profile out.txt]
+    python -m benchmarks.ingest [--trades 500000] [--replay FILE] [--profile out.txt] [--py-spy stacks.txt]
 """
 
 from __future__ import annotations
@@ -54,6 +54,29 @@ def _peak_rss_kb(pid: int) -> int | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (from /proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _records_on(topic: str) -> int:
+    """How many records ``topic`` holds (the sum of its partitions' end offsets), read back from the broker."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from cryptoproject.kafka import client_config
+
+    consumer = KafkaConsumer(**client_config())
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
 def _final_metrics(output: str) -> dict[str, Any]:
     import orjson
 
@@ -64,7 +87,7 @@ def _final_metrics(output: str) -> dict[str, Any]:
     raise SystemExit(f"ingest printed no final metrics:\n{output[-3000:]}")
 
 
-def run(trades: int, replay: Path, profile: str | None) -> dict[str, Any]:
+def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = None) -> dict[str, Any]:
     """Run one measurement and return the figures."""
     _setup_django()
     from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
@@ -109,6 +132,11 @@ def run(trades: int, replay: Path, profile: str | None) -> dict[str, Any]:
             BINANCE_REST_URL=f"http://127.0.0.1:{port}",
         )
         argv = [python]
+        if py_spy:
+            # py-spy sees every thread (cProfile only the main one); the raw format is collapsed stacks.
+            spy = Path(python).parent / "py-spy"
+            argv = [str(spy) if spy.exists() else "py-spy", "record", "--threads", "--format", "raw"]
+            argv += ["--output", py_spy, "--", python]
         if profile:
             argv += ["-m", "cProfile", "-o", profile]
         argv += ["manage.py", "ingest", "--exchange", "binance", "--symbols", "btcusdt"]
@@ -132,7 +160,9 @@ def run(trades: int, replay: Path, profile: str | None) -> dict[str, Any]:
         if code != 0:
             raise SystemExit(f"ingest exited with {code}:\n{output[-3000:]}")
         metrics = _final_metrics(output)
+        on_topic = _records_on(topic)
     finally:
+        sim_cpu = _cpu_seconds(sim.pid)
         sim.terminate()
         sim.wait(30)
         admin = admin_client()
@@ -145,12 +175,14 @@ def run(trades: int, replay: Path, profile: str | None) -> dict[str, Any]:
     published = metrics["trades_published"]
     return {
         "trades": published,
+        "records_on_topic": on_topic,
         "trades_per_s": metrics.get("throughput_trades_per_s"),
         "process_wall_s": round(wall, 2),
         "cpu_user_s": round(usage.ru_utime, 2),
         "cpu_system_s": round(usage.ru_stime, 2),
         "cpu_per_trade_us": round((usage.ru_utime + usage.ru_stime) / max(published, 1) * 1e6, 2),
         "peak_rss_mb": round(max(usage.ru_maxrss, peak_kb) / 1024, 1),
+        "simulator_cpu_s": None if sim_cpu is None else round(sim_cpu, 2),
         "publish_latency_avg_ms": metrics.get("publish_latency_avg_ms"),
         "publish_latency_p99_le_ms": metrics.get("publish_latency_p99_le_ms"),
         "gaps": metrics.get("gaps"),
@@ -167,8 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trades", type=int, default=500_000, help="workload (trades published)")
     parser.add_argument("--replay", type=Path, default=DEFAULT_REPLAY, help="recorded file, looped")
     parser.add_argument("--profile", help="write a cProfile of the ingest process to this file")
+    parser.add_argument("--py-spy", help="record the ingest process with py-spy (all threads) to this file")
     args = parser.parse_args(argv)
-    result = run(args.trades, args.replay, args.profile)
+    result = run(args.trades, args.replay, args.profile, args.py_spy)
     width = max(len(k) for k in result)
     print("ingest benchmark: simulator --speed 0 --loop -> manage.py ingest -> Kafka (acks=all)")
     for key, value in result.items():

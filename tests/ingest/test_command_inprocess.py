@@ -14,13 +14,10 @@ import redis
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
-from cryptoproject.kafka import TopicSpec, ensure_topics
-from ingest.metrics import IngestMetrics
-from ingest.producer import TradeProducer
-from ingest.records import DeadLetter, decode, make_trade
+from ingest.records import decode
 from ingest.simulator.config import SimulatorConfig
 from ingest.simulator.server import BackgroundSimulator
-from tests.conftest import KafkaTopics, unique, wait_for
+from tests.conftest import KafkaTopics, wait_for
 from tests.ingest.pipeline import read_topic
 from tests.ingest.test_client import records
 from tests.ingest.test_metrics_command import free_port
@@ -87,29 +84,3 @@ def test_sigterm_stops_the_command_cleanly(settings: Any, kafka_topics: KafkaTop
     published = [decode(v) for _k, v in read_topic(kafka_topics.trades, 100)]
     ids = sorted(r.trade_id for r in published)
     assert ids == list(range(ids[0], ids[0] + len(ids)))  # nothing lost up to the stop
-
-
-def test_delivery_failures_are_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    # A topic that refuses every record: its max message size is smaller than one trade.
-    topic = unique("test.tiny")
-    ensure_topics([TopicSpec(topic, 1, {"max.message.bytes": "64"})])
-    metrics = IngestMetrics("binance")
-    producer = TradeProducer(metrics, trades_topic=topic, dlq_topic=topic, compression_type=None)
-    trade = make_trade(
-        exchange="binance",
-        symbol="BTCUSDT",
-        trade_id=1,
-        price="1.0",
-        quantity="2.0",
-        is_buyer_maker=True,
-        trade_time=1_723_161_255_342,
-        event_time=1_723_161_255_342,
-        received_at=1_723_161_255_342,
-    )
-    with caplog.at_level("ERROR", logger="ingest.producer"):
-        producer.publish([trade])
-        producer.dead_letter(DeadLetter(source="ingest:binance", reason="test", raw="x" * 200, received_at=1))
-        producer.close(timeout=20)
-    assert metrics.publish_errors == 2
-    assert (metrics.trades_published, metrics.dlq_published) == (0, 0)
-    assert any("not delivered to Kafka" in r.message for r in caplog.records)
