@@ -47,6 +47,7 @@ class RunResult:
 
     source: str
     consumers: int
+    offered_rate: float  # the simulator's --max-rate (0: unpaced, as fast as ingest reads)
     trades: int
     stored_rows: int
     candle_trades: int
@@ -185,8 +186,10 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
 
 
-def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str], logs: Path) -> RunResult:
-    """One full run with ``consumers`` consume_trades processes."""
+def run_chain(
+    opts: argparse.Namespace, consumers: int, base_env: dict[str, str], logs: Path, max_rate: float = 0.0
+) -> RunResult:
+    """One full run with ``consumers`` consume_trades processes; ``max_rate`` paces the simulator (0: unpaced)."""
     from django.conf import settings
     from kafka import KafkaConsumer, TopicPartition
 
@@ -200,7 +203,7 @@ def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str]
     reset_tables()
     app.control.purge()
     env = dict(base_env, KAFKA_TRADES_TOPIC=topic, KAFKA_DLQ_TOPIC=dlq, KAFKA_CONSUMER_GROUP=group)
-    run_logs = logs / f"consumers-{consumers}"
+    run_logs = logs / (f"consumers-{consumers}" + (f"-paced-{max_rate:.0f}" if max_rate else ""))
     run_logs.mkdir(parents=True, exist_ok=True)
     chain = Chain(env, run_logs)
     port = free_port()
@@ -227,7 +230,7 @@ def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str]
             )
         watched = ["worker", *[f"consume_trades-{i}" for i in range(consumers)]]
         if opts.source == "ingest":
-            replay = ["--replay", str(opts.replay), "--speed", "0", "--loop"]
+            replay = ["--replay", str(opts.replay), "--speed", "0", "--loop", "--max-rate", str(max_rate)]
             sim = manage("simulate_exchange", "--exchange", "binance", "--port", str(port), *replay)
             chain.start("simulator", sim)
             watched.append("simulator")
@@ -273,6 +276,7 @@ def run_chain(opts: argparse.Namespace, consumers: int, base_env: dict[str, str]
     result = RunResult(
         source=opts.source,
         consumers=consumers,
+        offered_rate=max_rate,
         trades=opts.trades,
         stored_rows=figures["rows"],
         candle_trades=figures["candle_trades"],
@@ -299,8 +303,6 @@ def replay_trades(path: Path) -> list[TradeRecord]:
 
 def prefill(topic: str, count: int, path: Path) -> None:
     """Put ``count`` trades on ``topic``: the recording looped with shifted ids and times (as the simulator does)."""
-    from dataclasses import replace
-
     from kafka import KafkaProducer
 
     from cryptoproject.kafka import client_config
@@ -315,13 +317,12 @@ def prefill(topic: str, count: int, path: Path) -> None:
             t = base[r]
             if loop:
                 shift = loop * time_span
-                t = replace(
-                    t,
+                t = t._replace(
                     trade_id=t.trade_id + loop * id_span,
                     trade_time=t.trade_time + shift,
                     event_time=t.event_time + shift,
                 )
-            producer.send(topic, key=t.key, value=replace(t, received_at=int(time.time() * 1000)).encode())
+            producer.send(topic, key=t.key, value=t._replace(received_at=int(time.time() * 1000)).encode())
         producer.flush(120)
     finally:
         producer.close()
@@ -445,6 +446,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="ingest",
         help="ingest: simulator -> ingest -> Kafka (the full chain); kafka: a pre-filled topic (consumer side only)",
     )
+    parser.add_argument(
+        "--paced",
+        default="20000",
+        help="offered rates (trades/s, simulator --max-rate) for extra 1-consumer runs that show the lag stays "
+        "bounded at that rate; empty for none",
+    )
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--batch-ms", type=int, default=200)
     parser.add_argument("--celery-concurrency", type=int, default=2)
@@ -492,8 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     logs = opts.output.parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     runs = [run_chain(opts, int(n), env, logs) for n in opts.consumers.split(",") if n.strip()]
+    if opts.source == "ingest":
+        runs += [run_chain(opts, 1, env, logs, float(rate)) for rate in opts.paced.split(",") if rate.strip()]
     naive = naive_rate(opts.naive_trades)
-    best = max(runs, key=lambda r: r.end_to_end_trades_per_s)
+    best = max((r for r in runs if not r.offered_rate), key=lambda r: r.end_to_end_trades_per_s)
     report = {
         "workload": {
             "trades": opts.trades,
@@ -523,13 +532,16 @@ def format_table(report: dict[str, Any]) -> str:
     """The report as a plain-text table."""
     lines = [
         f"workload: {report['workload']['trades']:,} trades (looped {Path(report['workload']['replay']).name})",
-        f"{'consumers':>9} {'e2e trades/s':>13} {'rows/s':>10} {'max lag':>9} {'fresh p50':>10} {'p99 ms':>9} "
+        f"{'consumers':>9} {'offered/s':>10} {'e2e trades/s':>13} {'rows/s':>10} {'max lag':>9} {'fresh p50':>10} "
+        f"{'p99 ms':>9} "
         f"{'peak RSS MB (max)':>18} {'done':>5}",
     ]
     for r in report["runs"]:
         peak = max(r["peak_rss_mb"].values()) if r["peak_rss_mb"] else 0.0
+        offered = f"{r['offered_rate']:,.0f}" if r["offered_rate"] else "unpaced"
         lines.append(
-            f"{r['consumers']:>9} {r['end_to_end_trades_per_s']:>13,.0f} {r['consumer_rows_per_s']:>10,.0f} "
+            f"{r['consumers']:>9} {offered:>10} {r['end_to_end_trades_per_s']:>13,.0f} "
+            f"{r['consumer_rows_per_s']:>10,.0f} "
             f"{r['max_consumer_lag']:>9,} {r['freshness_p50_ms'] or 0:>10,.0f} {r['freshness_p99_ms'] or 0:>9,.0f} "
             f"{peak:>18.0f} {'yes' if r['completed'] else 'NO':>5}"
         )

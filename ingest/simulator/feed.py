@@ -9,7 +9,6 @@ it sends as fast as the slowest subscriber reads (bounded queues) and waits whil
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import heapq
 import itertools
 import logging
@@ -67,7 +66,7 @@ def for_exchange(records: Iterable[TradeRecord], exchange: str) -> Iterator[Trad
         symbol = names.get(record.symbol)
         if symbol is None:
             symbol = names[record.symbol] = exchange_symbol(exchange, record.symbol)
-        yield dataclasses.replace(record, exchange=exchange, symbol=symbol)
+        yield record._replace(exchange=exchange, symbol=symbol)
 
 
 def looped(source: Callable[[], Iterable[TradeRecord]], cache_limit: int = 250_000) -> Iterator[TradeRecord]:
@@ -102,7 +101,7 @@ def looped(source: Callable[[], Iterable[TradeRecord]], cache_limit: int = 250_0
         time_shift = span * passes
         shifts = {symbol: id_span * passes for symbol, id_span in id_spans.items()}
         for record in source() if cache is None else cache:
-            # The constructor, not dataclasses.replace(): this is the hot path of a looping benchmark.
+            # The constructor, not _replace(): this is the hot path of a looping benchmark.
             yield TradeRecord(
                 record.exchange,
                 record.symbol,
@@ -278,6 +277,7 @@ class Feed:
         encode: Callable[[TradeRecord], Any],
         *,
         speed: float = 1.0,
+        max_rate: float = 0.0,
         gap_every: int = 0,
         start_delay: float = 0.0,
         chunk_size: int = 512,
@@ -289,6 +289,7 @@ class Feed:
         self.pace = pace
         self.encode = encode
         self.speed = speed
+        self.max_rate = max_rate  # trades/s cap on top of ``speed`` (0: none), for paced benchmarks
         self.gap_every = gap_every
         self.start_delay = start_delay
         self.chunk_size = max(chunk_size, 1)
@@ -347,8 +348,20 @@ class Feed:
         anchor_wall = 0.0
         anchor_time: int | None = None
         scale = 1.0 / (1000.0 * self.speed) if self.speed else 0.0
+        interval = 1.0 / self.max_rate if self.max_rate else 0.0
+        rate_start = 0.0
         pace = self.pace
         for record in self.source:
+            if interval:
+                # --max-rate: trade n goes out no earlier than n / max_rate seconds after the first.
+                if not rate_start:
+                    rate_start = loop.time()
+                delay = rate_start + self.produced * interval - loop.time()
+                if delay > 0.001:
+                    await self._publish(chunk)
+                    chunk = []
+                    append = chunk.append
+                    await asyncio.sleep(delay)
             if scale:
                 if anchor_time is None:
                     anchor_wall, anchor_time = loop.time(), pace(record)
