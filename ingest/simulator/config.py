@@ -19,6 +19,7 @@ class SimulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0
     speed: float = 1.0
+    max_rate: float = 0.0
     loop: bool = False
     drop_every: int = 0
     gap_every: int = 0
@@ -46,6 +47,8 @@ class SimulatorConfig:
             raise ConfigError(f"--port must be 0..65535, got {self.port}")
         if self.speed < 0:
             raise ConfigError(f"--speed must be >= 0, got {self.speed}")
+        if self.max_rate < 0:
+            raise ConfigError(f"--max-rate must be >= 0, got {self.max_rate}")
         for name in ("drop_every", "gap_every", "store_size", "chunk_size", "batch_size", "max_incoming_per_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")

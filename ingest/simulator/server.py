@@ -50,6 +50,7 @@ class Simulator:
             for_exchange(source, config.exchange),
             self.protocol.encode,
             speed=config.speed,
+            max_rate=config.max_rate,
             gap_every=config.gap_every,
             start_delay=config.start_delay,
             chunk_size=config.chunk_size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,16 @@ from ingest.simulator.binance import historical_trade, stream_symbol
 from ingest.simulator.coinbase import encode_trade as coinbase_trade
 from ingest.simulator.config import ConfigError, SimulatorConfig
 from ingest.simulator.faults import MALFORMED_KINDS, Faults, FrameFields, corrupt
-from ingest.simulator.feed import TradeStore, exchange_symbol, for_exchange, looped, replay_source, split_symbol
+from ingest.simulator.feed import (
+    Feed,
+    Subscriber,
+    TradeStore,
+    exchange_symbol,
+    for_exchange,
+    looped,
+    replay_source,
+    split_symbol,
+)
 from ingest.simulator.kraken import encode_trade as kraken_trade
 from ingest.simulator.kraken import json_number
 from ingest.simulator.synthetic import synthetic_trades, tick_decimals
@@ -310,6 +320,7 @@ def test_text_frames_headers() -> None:
         ({"exchange": "ftx"}, "--exchange"),
         ({"port": 70000}, "--port"),
         ({"speed": -1}, "--speed"),
+        ({"max_rate": -5}, "--max-rate"),
         ({"drop_every": -1}, "--drop-every"),
         ({"malformed_rate": 2}, "--malformed-rate"),
         ({"start_delay": -1}, "--start-delay"),
@@ -319,3 +330,21 @@ def test_text_frames_headers() -> None:
 def test_config_refuses_bad_settings(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SimulatorConfig(**changes)
+
+
+@pytest.mark.parametrize(("max_rate", "paced"), [(0.0, False), (4000.0, True)])
+def test_max_rate_spreads_the_feed_over_time(max_rate: float, paced: bool) -> None:
+    # 200 trades at speed 0 fit one chunk; capped at 4,000/s they take ~50 ms, published as they fall due.
+    async def run() -> list[int]:
+        feed = Feed((trade(i) for i in range(1, 201)), lambda r: r.trade_id, speed=0, max_rate=max_rate)
+        subscriber = Subscriber(feed, max_chunks=1000)
+        subscriber.subscribe(["BTCUSDT"])
+        await feed.run()
+        sizes = []
+        while not subscriber.queue.empty():
+            sizes.append(len(subscriber.queue.get_nowait()))
+        return sizes
+
+    sizes = asyncio.run(run())
+    assert sum(sizes) == 200
+    assert (len(sizes) > 10) is paced

@@ -55,6 +55,9 @@ class Command(BaseCommand):
         parser.add_argument("--replay", nargs="+", metavar="FILE", help="recorded trade files (plain, gzip, zstd)")
         parser.add_argument("--symbol", help="symbol of data.binance.vision CSV files whose name has none")
         parser.add_argument("--speed", type=float, default=1.0, help="1 = recorded pacing, 0 = as fast as read")
+        parser.add_argument(
+            "--max-rate", type=float, default=0.0, help="cap on trades per second, any source (0: none)"
+        )
         parser.add_argument("--loop", action="store_true", help="repeat the files with shifted ids and times")
         parser.add_argument("--synthetic", action="store_true", help="random walk instead of a replay")
         parser.add_argument("--rate", type=float, default=0.0, help="synthetic trades per second")
@@ -77,6 +80,7 @@ class Command(BaseCommand):
                 host=options["host"],
                 port=options["port"],
                 speed=options["speed"],
+                max_rate=options["max_rate"],
                 loop=options["loop"],
                 drop_every=options["drop_every"],
                 gap_every=options["gap_every"],
