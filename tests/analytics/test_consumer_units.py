@@ -139,6 +139,7 @@ def test_bench_replay_reads_the_real_recording():
 def test_bench_table_formats_every_run():
     run = {
         "consumers": 2,
+        "offered_rate": 0.0,
         "end_to_end_trades_per_s": 21000.0,
         "consumer_rows_per_s": 50000.0,
         "max_consumer_lag": 1234,
@@ -149,7 +150,7 @@ def test_bench_table_formats_every_run():
     }
     report = {
         "workload": {"trades": 1_000_000, "replay": "x/btcusdt_20240809.gz"},
-        "runs": [run],
+        "runs": [run, {**run, "consumers": 1, "offered_rate": 20000.0, "end_to_end_trades_per_s": 19876.0}],
         "naive_orm_create_trades_per_s": 1000.0,
         "naive_trades": 20000,
         "ratio_vs_naive": 21.0,
@@ -158,5 +159,7 @@ def test_bench_table_formats_every_run():
     table = pipeline.format_table(report)
     assert "1,000,000 trades" in table
     assert "21,000" in table
+    assert "unpaced" in table
+    assert "    20,000        19,876" in table
     assert "worker: 120 MB" in table
     assert "21.0x" in table
