@@ -143,6 +143,8 @@ def test_bench_table_formats_every_run():
         "end_to_end_trades_per_s": 21000.0,
         "consumer_rows_per_s": 50000.0,
         "max_consumer_lag": 1234,
+        "max_lag_first_half": 1234,
+        "max_lag_second_half": 987,
         "freshness_p50_ms": 300.0,
         "freshness_p99_ms": 900.0,
         "peak_rss_mb": {"worker": 120.0, "consume_trades-0": 90.0},
@@ -160,6 +162,7 @@ def test_bench_table_formats_every_run():
     assert "1,000,000 trades" in table
     assert "21,000" in table
     assert "unpaced" in table
+    assert "1,234/987" in table
     assert "    20,000        19,876" in table
     assert "worker: 120 MB" in table
     assert "21.0x" in table
