@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from calendar import timegm
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,17 @@ class FrameParser(ABC):
 
     def connection_reset(self) -> None:  # noqa: B027 - optional hook, most parsers keep no per-connection state
         """A new connection starts (per-connection sequence numbers restart)."""
+
+
+class StatelessParser(FrameParser):
+    """A parser for an exchange whose frames stand alone: it delegates to that exchange's ``parse_frame``."""
+
+    def __init__(self, parse_frame: Callable[[str | bytes, int], ParseResult]) -> None:
+        self._parse_frame = parse_frame
+
+    def parse(self, raw: str | bytes, received_at: int) -> ParseResult:
+        """Parse one frame."""
+        return self._parse_frame(raw, received_at)
 
 
 class Exchange(ABC):

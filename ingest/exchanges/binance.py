@@ -21,6 +21,7 @@ from ingest.exchanges.base import (
     Exchange,
     FrameParser,
     ParseResult,
+    StatelessParser,
     to_text,
 )
 from ingest.records import InvalidRecordError, TradeRecord, make_trade
@@ -107,14 +108,6 @@ def trade_from_rest(symbol: str, row: Any, received_at: int) -> TradeRecord:
         raise InvalidRecordError(f"missing field {exc.args[0]!r}") from None
 
 
-class BinanceParser(FrameParser):
-    """Stateless: every Binance frame stands alone."""
-
-    def parse(self, raw: str | bytes, received_at: int) -> ParseResult:
-        """Parse one frame."""
-        return parse_frame(raw, received_at)
-
-
 class BinanceExchange(Exchange):
     """Combined ``@trade`` streams, at most 1024 per connection; ids are consecutive, gaps are backfilled."""
 
@@ -135,5 +128,5 @@ class BinanceExchange(Exchange):
         return plans
 
     def parser(self) -> FrameParser:
-        """A stateless parser."""
-        return BinanceParser()
+        """A stateless parser: every Binance frame stands alone."""
+        return StatelessParser(parse_frame)

@@ -23,6 +23,7 @@ from ingest.exchanges.base import (
     Exchange,
     FrameParser,
     ParseResult,
+    StatelessParser,
     rfc3339_ms,
     to_text,
 )
@@ -139,14 +140,6 @@ def _trade(trade: Any, received_at: int, result: ParseResult) -> None:
     result.trades.append(record)
 
 
-class KrakenParser(FrameParser):
-    """Stateless: duplicates and gaps are handled per pair by the runner's id tracker."""
-
-    def parse(self, raw: str | bytes, received_at: int) -> ParseResult:
-        """Parse one frame."""
-        return parse_frame(raw, received_at)
-
-
 class KrakenExchange(Exchange):
     """One connection subscribed to the ``trade`` channel with a snapshot; ids are consecutive per pair."""
 
@@ -163,5 +156,5 @@ class KrakenExchange(Exchange):
         return [ConnectionPlan(url=self.ws_url, symbols=tuple(symbols), subscribe=(message,))]
 
     def parser(self) -> FrameParser:
-        """A stateless parser."""
-        return KrakenParser()
+        """A stateless parser: duplicates and gaps are handled per pair by the runner's id tracker."""
+        return StatelessParser(parse_frame)

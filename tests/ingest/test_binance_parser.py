@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from ingest.exchanges.base import ACK, ERROR, SHUTDOWN
-from ingest.exchanges.binance import BinanceExchange, BinanceParser, parse_frame, trade_from_rest
+from ingest.exchanges.binance import BinanceExchange, parse_frame, trade_from_rest
 from ingest.records import InvalidRecordError
 from tests.conftest import DATA
 
@@ -78,7 +78,7 @@ def test_flattened_csv_trades_parse_as_bare_events() -> None:
 
 def test_new_events_without_order_ids_are_accepted() -> None:
     frame = '{"e":"trade","E":1723161255343,"s":"ETHUSDT","t":7,"p":"2500.10","q":"1.5","T":1723161255342,"m":false}'
-    (trade,) = BinanceParser().parse(frame.encode(), NOW).trades
+    (trade,) = BinanceExchange("ws://x").parser().parse(frame.encode(), NOW).trades
     assert (trade.symbol, trade.trade_id, trade.price, trade.quantity, trade.is_buyer_maker) == (
         "ETHUSDT",
         7,

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from ingest.exchanges.base import ACK, ERROR, HEARTBEAT, STATUS
-from ingest.exchanges.kraken import KrakenExchange, KrakenParser, parse_frame
+from ingest.exchanges.kraken import KrakenExchange, parse_frame
 
 NOW = 1_695_628_200_000
 # From Kraken's v2 documentation (trade channel, snapshot), extended with a second trade.
@@ -18,7 +18,7 @@ SNAPSHOT = """{"channel":"trade","type":"snapshot","data":[
 
 
 def test_snapshot_keeps_the_numbers_exact() -> None:
-    result = KrakenParser().parse(SNAPSHOT, NOW)
+    result = KrakenExchange("ws://x").parser().parse(SNAPSHOT, NOW)
     assert result.bad == []
     first, second = result.trades
     assert (first.symbol, first.trade_id, first.price, first.quantity) == ("MATIC/USD", 4665846, "0.5147", "6423.46326")
