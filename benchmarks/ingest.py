@@ -20,6 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks.pipeline import cpu_seconds, peak_rss_mb
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240808.gz"
 _LISTENING = re.compile(r"listening on ws://[0-9.]+:(\d+)")
@@ -42,25 +44,6 @@ def _wait_port(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) ->
             raise SystemExit(f"the simulator exited:\n{log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.1)
     raise SystemExit("the simulator did not start listening")
-
-
-def _peak_rss_kb(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a live process (from /proc/<pid>/stat)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _records_on(topic: str) -> int:
@@ -145,13 +128,13 @@ def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = Non
         ingest = subprocess.Popen(
             argv, cwd=ROOT, env=ingest_env, stdout=ingest_log.open("wb"), stderr=subprocess.STDOUT
         )
-        peak_kb = 0
+        peak_mb = 0.0
         while True:
             # wait4 reaps the child and returns its rusage: exact CPU time and max RSS of the process itself.
             pid, status, usage = os.wait4(ingest.pid, os.WNOHANG)
             if pid:
                 break
-            peak_kb = max(peak_kb, _peak_rss_kb(ingest.pid) or 0)
+            peak_mb = max(peak_mb, peak_rss_mb(ingest.pid))
             time.sleep(0.25)
         wall = time.monotonic() - started
         code = os.waitstatus_to_exitcode(status)
@@ -162,7 +145,7 @@ def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = Non
         metrics = _final_metrics(output)
         on_topic = _records_on(topic)
     finally:
-        sim_cpu = _cpu_seconds(sim.pid)
+        sim_cpu = cpu_seconds(sim.pid)
         sim.terminate()
         sim.wait(30)
         admin = admin_client()
@@ -181,7 +164,7 @@ def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = Non
         "cpu_user_s": round(usage.ru_utime, 2),
         "cpu_system_s": round(usage.ru_stime, 2),
         "cpu_per_trade_us": round((usage.ru_utime + usage.ru_stime) / max(published, 1) * 1e6, 2),
-        "peak_rss_mb": round(max(usage.ru_maxrss, peak_kb) / 1024, 1),
+        "peak_rss_mb": round(max(usage.ru_maxrss / 1024, peak_mb), 1),
         "simulator_cpu_s": None if sim_cpu is None else round(sim_cpu, 2),
         "publish_latency_avg_ms": metrics.get("publish_latency_avg_ms"),
         "publish_latency_p99_le_ms": metrics.get("publish_latency_p99_le_ms"),

@@ -31,12 +31,10 @@ from typing import Any
 
 from benchmarks.pipeline import (
     Chain,
-    bench_database_url,
-    ensure_database,
+    bench_environment,
     free_port,
     manage,
     percentile,
-    redis_url_with_db,
     reset_tables,
 )
 
@@ -144,29 +142,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_environment(opts: argparse.Namespace) -> dict[str, str]:
     """Point this process and its children at the benchmark's own database, Redis database and Kafka names."""
-    base_db = os.environ.get("DATABASE_URL", "postgres://crypto:crypto@127.0.0.1:55432/crypto")
-    db_url = bench_database_url(base_db, "_latency")
-    redis_url = redis_url_with_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), opts.redis_db)
-    ensure_database(db_url)
     run = uuid.uuid4().hex[:8]
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=db_url,
-        REDIS_URL=redis_url,
-        CELERY_BROKER_URL=redis_url,
-        CELERY_RESULT_BACKEND=redis_url,
-        CHANNEL_LAYER_URL=redis_url,
-        CACHE_URL=redis_url,
+    return bench_environment(
+        "_latency",
+        opts.redis_db,
         KAFKA_TRADES_TOPIC=f"latency.trades.{run}",
         KAFKA_DLQ_TOPIC=f"latency.dlq.{run}",
         KAFKA_CONSUMER_GROUP=f"latency-{run}",
         DASHBOARD_LOGIN_REQUIRED="false",
-        DJANGO_SETTINGS_MODULE="cryptoproject.settings",
-        PYTHONPATH=str(ROOT),
-        LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     )
-    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
-    return env
 
 
 def _wait(condition: Any, timeout: float, what: str, chain: Chain, names: list[str]) -> Any:

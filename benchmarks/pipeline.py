@@ -119,6 +119,15 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (from /proc/<pid>/stat); None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of one process in MB; 0 when it is gone."""
     try:
@@ -471,11 +480,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def setup_environment(opts: argparse.Namespace) -> dict[str, str]:
-    """Point this process and its children at the benchmark's database and Redis database."""
+def bench_environment(db_suffix: str, redis_db: int, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark and its children: its own database and Redis database, plus ``extra``.
+
+    This process gets the same settings (``DJANGO_SETTINGS_MODULE`` included) before ``django.setup()``.
+    """
     base_db = os.environ.get("DATABASE_URL", "postgres://crypto:crypto@127.0.0.1:55432/crypto")
-    db_url = bench_database_url(base_db)
-    redis_url = redis_url_with_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), opts.redis_db)
+    db_url = bench_database_url(base_db, db_suffix)
+    redis_url = redis_url_with_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), redis_db)
     ensure_database(db_url)
     env = dict(os.environ)
     env.update(
@@ -488,10 +500,15 @@ def setup_environment(opts: argparse.Namespace) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="cryptoproject.settings",
         PYTHONPATH=str(ROOT),
         LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        **extra,
     )
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")})
-    os.environ.update({k: env[k] for k in ("CHANNEL_LAYER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE")})
+    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
     return env
+
+
+def setup_environment(opts: argparse.Namespace) -> dict[str, str]:
+    """Point this process and its children at the benchmark's database and Redis database."""
+    return bench_environment("_bench", opts.redis_db)
 
 
 def main(argv: list[str] | None = None) -> int:
