@@ -119,7 +119,7 @@ class BatchAppender:
             batch = self._open[tp] = self._tracked[produce_future] = _OpenBatch(produce_future, received_at)
             produce_future.add_both(self._done, batch)
             self._sender.wakeup()
-        else:  # pragma: no cover - only when something else appends to our partitions
+        else:  # pragma: no cover - the open batch is one we do not track (a split's half, or another sender's)
             record_future.add_both(self._done, _OpenBatch(produce_future, received_at))
 
     def _split_and_reenqueue(self, batch: Any, now: float | None = None) -> int:
