@@ -2,8 +2,13 @@
 # Shows that the local stack's scripts are idempotent: `up` twice in a row, then `down` and `up`, each ending
 # with all three servers answering (PostgreSQL, Redis, and Kafka answering a metadata request). Also repairs:
 # a stale Kafka pid file and a half-formatted Kafka data dir. Run by `make services-check` (part of `make test`).
+#
+# It works on a stack of its own (scripts/stack_env.sh 9: other ports, .stack-9/), so it never restarts the servers of
+# a running demo or of the test suite, and stops that stack at the end.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+eval "$(bash "$ROOT/scripts/stack_env.sh" "${CHECK_STACK_N:-9}")"
+trap 'bash "$ROOT/scripts/stack.sh" down 2>/dev/null || true' EXIT
 STACK="$ROOT/scripts/stack.sh"
 PY="$ROOT/.venv/bin/python"
 
@@ -25,6 +30,6 @@ t=$SECONDS; step "up (after down)"; bash "$STACK" up 2>/dev/null; answering; ok 
 # A stale pid file (the process it names is gone) must not stop `up` from doing its job.
 t=$SECONDS; step "up with a stale Kafka pid file"
 bash "$STACK" down 2>/dev/null
-mkdir -p "$ROOT/.stack/kafka" && echo 999999 >"$ROOT/.stack/kafka/kafka.pid"
+mkdir -p "$STACK_DIR/kafka" && echo 999999 >"$STACK_DIR/kafka/kafka.pid"
 bash "$STACK" up 2>/dev/null; answering; ok $((SECONDS - t))
 echo "[services-check] all servers answering after every step"

@@ -7,8 +7,11 @@
 #   scripts/stack.sh down      stop all three
 #   scripts/stack.sh status    what runs where
 #
-# Ports (match the defaults in cryptoproject/settings.py and .env.example):
-#   Kafka 127.0.0.1:9092 (controller 9093), PostgreSQL 127.0.0.1:55432, Redis 127.0.0.1:56379.
+# Ports (the defaults match cryptoproject/settings.py and .env.example), each configurable so that several stacks
+# can run side by side (scripts/stack_env.sh prints a consistent set for a second stack):
+#   Kafka 127.0.0.1:9092 (STACK_KAFKA_PORT; controller STACK_KAFKA_CONTROLLER_PORT, default Kafka's port + 1),
+#   PostgreSQL 127.0.0.1:55432 (STACK_PG_PORT), Redis 127.0.0.1:56379 (STACK_REDIS_PORT); data under STACK_DIR
+#   (default .stack/); Kafka's jars under STACK_KAFKA_LIBS (default STACK_DIR/kafka/libs).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,14 +20,15 @@ PY="$ROOT/.venv/bin/python"
 
 PG_PORT="${STACK_PG_PORT:-55432}"
 REDIS_PORT="${STACK_REDIS_PORT:-56379}"
-KAFKA_PORT=9092
+KAFKA_PORT="${STACK_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${STACK_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_HEAP="${KAFKA_HEAP:-512m}"
 DB_NAME="${STACK_DB_NAME:-crypto}"
 DB_USER="${STACK_DB_USER:-crypto}"
 DB_PASSWORD="${STACK_DB_PASSWORD:-crypto}"
 
 KAFKA_DIR="$STACK/kafka"
-KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_LIBS="${STACK_KAFKA_LIBS:-$KAFKA_DIR/libs}"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_PID="$KAFKA_DIR/kafka.pid"
 KAFKA_CONF="$ROOT/deploy/kafka"
@@ -187,9 +191,10 @@ java_args() {  # the JVM flags for Kafka, then the arguments given
     "-Dkafka.logs.dir=$KAFKA_DIR/logs" "-Dlog4j2.configurationFile=$KAFKA_CONF/log4j2.yaml" -cp "$KAFKA_LIBS/*" "$@")
 }
 
-kafka_props() {  # server.properties from the repo with the data dir filled in
+kafka_props() {  # server.properties from the repo with the data dir and ports filled in
   mkdir -p "$KAFKA_DIR"
-  sed "s#@KAFKA_DATA@#$KAFKA_DATA#" "$KAFKA_CONF/server.properties" >"$KAFKA_DIR/server.properties"
+  sed -e "s#@KAFKA_DATA@#$KAFKA_DATA#" -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" \
+    -e "s#@KAFKA_CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" "$KAFKA_CONF/server.properties" >"$KAFKA_DIR/server.properties"
 }
 
 kafka_up() {
