@@ -93,9 +93,14 @@ def project_topics() -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(topics: list[TopicSpec] | None = None, replication: int = 1, timeout: float = 10.0) -> list[str]:
-    """Create missing topics; existing ones are left as they are. Returns the names created."""
+def ensure_topics(
+    topics: list[TopicSpec] | None = None, replication: int | None = None, timeout: float = 10.0
+) -> list[str]:
+    """Create missing topics (``replication`` replicas, default ``KAFKA_REPLICATION_FACTOR``); existing ones are left
+    as they are. Returns the names created."""
     specs = topics if topics is not None else project_topics()
+    if replication is None:
+        replication = settings.KAFKA_REPLICATION_FACTOR
     admin = admin_client(timeout)
     try:
         existing = set(admin.list_topics())

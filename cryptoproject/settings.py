@@ -173,6 +173,11 @@ KAFKA_SSL_CAFILE: str = env.str("KAFKA_SSL_CAFILE", default="")
 KAFKA_TRADES_TOPIC: str = env.str("KAFKA_TRADES_TOPIC", default="market.trades")
 KAFKA_DLQ_TOPIC: str = env.str("KAFKA_DLQ_TOPIC", default="market.trades.dlq")
 KAFKA_TRADES_PARTITIONS: int = _setting("KAFKA_TRADES_PARTITIONS", int, 6)
+# Replicas of the project's topics: 1 on a single broker; 3 on a production cluster (with min.insync.replicas=2 on
+# the brokers, an acknowledged trade survives the loss of any one broker).
+KAFKA_REPLICATION_FACTOR: int = _setting("KAFKA_REPLICATION_FACTOR", int, 1)
+if KAFKA_REPLICATION_FACTOR < 1:
+    raise ImproperlyConfigured(f"KAFKA_REPLICATION_FACTOR: must be at least 1, got {KAFKA_REPLICATION_FACTOR}")
 KAFKA_CONSUMER_GROUP: str = env.str("KAFKA_CONSUMER_GROUP", default="analytics")
 
 # --------------------------------------------------------------------------------------------- exchanges

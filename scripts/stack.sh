@@ -29,8 +29,8 @@ DB_PASSWORD="${STACK_DB_PASSWORD:-crypto}"
 
 KAFKA_DIR="$STACK/kafka"
 KAFKA_LIBS="${STACK_KAFKA_LIBS:-$KAFKA_DIR/libs}"
-KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_PID="$KAFKA_DIR/kafka.pid"
+KAFKA_BROKERS="${STACK_KAFKA_BROKERS:-1}"
 KAFKA_CONF="$ROOT/deploy/kafka"
 REDIS_DIR="$STACK/redis"
 
@@ -186,59 +186,116 @@ redis_down() {
 }
 
 # --------------------------------------------------------------------------- Kafka
-java_args() {  # the JVM flags for Kafka, then the arguments given
-  JAVA_ARGS=(-Xms256m "-Xmx$KAFKA_HEAP" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
-    "-Dkafka.logs.dir=$KAFKA_DIR/logs" "-Dlog4j2.configurationFile=$KAFKA_CONF/log4j2.yaml" -cp "$KAFKA_LIBS/*" "$@")
+# One combined broker+controller by default. STACK_KAFKA_BROKERS=3 starts a three-node KRaft cluster (a static
+# controller quorum of all three) for fault tests: node i listens on STACK_KAFKA_PORT + 2(i-1), its controller on the
+# next port, its data under kafka/ (node 1) or kafka-<i>/, and topics default to 3 replicas with min.insync.replicas 2.
+node_dir() { if [ "$1" -eq 1 ]; then echo "$STACK/kafka"; else echo "$STACK/kafka-$1"; fi; }
+node_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+node_controller_port() {
+  if [ "$KAFKA_BROKERS" -eq 1 ]; then echo "$KAFKA_CONTROLLER_PORT"; else echo $((KAFKA_PORT + 2 * ($1 - 1) + 1)); fi
 }
 
-kafka_props() {  # server.properties from the repo with the data dir and ports filled in
-  mkdir -p "$KAFKA_DIR"
-  sed -e "s#@KAFKA_DATA@#$KAFKA_DATA#" -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" \
-    -e "s#@KAFKA_CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" "$KAFKA_CONF/server.properties" >"$KAFKA_DIR/server.properties"
+java_args() {  # node, then the arguments: the JVM flags for Kafka
+  local dir
+  dir=$(node_dir "$1"); shift
+  JAVA_ARGS=(-Xms256m "-Xmx$KAFKA_HEAP" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+    "-Dkafka.logs.dir=$dir/logs" "-Dlog4j2.configurationFile=$KAFKA_CONF/log4j2.yaml" -cp "$KAFKA_LIBS/*" "$@")
+}
+
+kafka_props() {  # node: server.properties from the repo with node id, data dir and ports filled in
+  local node=$1 dir port cport
+  dir=$(node_dir "$node"); port=$(node_port "$node"); cport=$(node_controller_port "$node")
+  mkdir -p "$dir"
+  sed -e "s#@KAFKA_DATA@#$dir/data#" -e "s#@KAFKA_PORT@#$port#g" -e "s#@KAFKA_CONTROLLER_PORT@#$cport#g" \
+    -e "s#^node.id=.*#node.id=$node#" "$KAFKA_CONF/server.properties" >"$dir/server.properties"
+  if [ "$KAFKA_BROKERS" -gt 1 ]; then
+    local voters="" i
+    for ((i = 1; i <= KAFKA_BROKERS; i++)); do voters+="${voters:+,}$i@127.0.0.1:$(node_controller_port "$i")"; done
+    sed -i -e '/^controller.quorum.bootstrap.servers=/d' -e '/replication.factor=/d' -e '/min.isr=/d' \
+      -e '/^min.insync.replicas=/d' "$dir/server.properties"
+    cat >>"$dir/server.properties" <<EOP
+# ${KAFKA_BROKERS}-node cluster (scripts/stack.sh, STACK_KAFKA_BROKERS)
+controller.quorum.voters=$voters
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+default.replication.factor=3
+min.insync.replicas=2
+EOP
+  fi
+}
+
+cluster_id() {  # one id for every node of this stack, kept beside them
+  local file="$STACK/kafka-cluster-id"
+  if [ "$KAFKA_BROKERS" -eq 1 ] || [ ! -s "$file" ]; then
+    python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$file.new"
+    [ "$KAFKA_BROKERS" -eq 1 ] && { cat "$file.new"; rm -f "$file.new"; return; }
+    mv "$file.new" "$file"
+  fi
+  cat "$file"
+}
+
+node_start() {  # node: start it when not running (formats its storage the first time)
+  local node=$1 dir pid port
+  dir=$(node_dir "$node"); pid="$dir/kafka.pid"; port=$(node_port "$node")
+  if pid_alive "$pid"; then return 0; fi
+  rm -f "$pid"
+  kafka_props "$node"
+  # A dir without meta.properties in it was never (fully) formatted: start it afresh.
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    rm -rf "$dir/data"
+    mkdir -p "$dir/data"
+    local cid standalone=()
+    cid=$(cluster_id)
+    [ "$KAFKA_BROKERS" -eq 1 ] && standalone=(--standalone)
+    log "formatting Kafka storage of node $node (cluster id $cid)"
+    java_args "$node" kafka.tools.StorageTool format "${standalone[@]}" -g -t "$cid" -c "$dir/server.properties"
+    java "${JAVA_ARGS[@]}" >"$dir/format.log" 2>&1 || { rm -rf "$dir/data"; die "Kafka format failed; see $dir/format.log"; }
+  fi
+  mkdir -p "$dir/logs"
+  java_args "$node" kafka.Kafka "$dir/server.properties"
+  # setsid: the broker outlives the shell (and a Ctrl-C in `make demo`) that started it.
+  setsid nohup java "${JAVA_ARGS[@]}" >"$dir/kafka.out" 2>&1 </dev/null &
+  echo $! >"$pid"
+}
+
+node_wait() {  # node timeout
+  local dir port
+  dir=$(node_dir "$1"); port=$(node_port "$1")
+  if ! "$PY" "$ROOT/scripts/wait_kafka.py" "127.0.0.1:$port" --timeout "$2" >&2; then
+    tail -n 30 "$dir/kafka.out" >&2 || true
+    die "Kafka node $1 did not become ready on 127.0.0.1:$port; see $dir/kafka.out and $dir/logs"
+  fi
 }
 
 kafka_up() {
   ls "$KAFKA_LIBS"/kafka_2.13-*.jar >/dev/null 2>&1 || cmd_kafka_jars
-  if pid_alive "$KAFKA_PID"; then
-    "$PY" "$ROOT/scripts/wait_kafka.py" "127.0.0.1:$KAFKA_PORT" --timeout 90 >&2
-    log "Kafka already up on 127.0.0.1:$KAFKA_PORT"
-    return 0
+  local t0=$SECONDS i
+  # All nodes first, then wait: a cluster's controllers need their quorum before any node answers.
+  for ((i = 1; i <= KAFKA_BROKERS; i++)); do node_start "$i"; done
+  for ((i = 1; i <= KAFKA_BROKERS; i++)); do node_wait "$i" 120; done
+  log "Kafka up on 127.0.0.1:$KAFKA_PORT ($KAFKA_BROKERS node(s)) in $((SECONDS - t0)) s"
+}
+
+node_stop() {  # node [signal]
+  local dir pid
+  dir=$(node_dir "$1"); pid="$dir/kafka.pid"
+  if pid_alive "$pid"; then
+    local p i
+    p=$(cat "$pid")
+    kill "-${2:-TERM}" "$p"
+    for ((i = 0; i < 300; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && kill -9 "$p"
+    log "Kafka node $1 stopped"
   fi
-  rm -f "$KAFKA_PID"
-  kafka_props
-  # A dir without meta.properties in it was never (fully) formatted: start it afresh.
-  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
-    rm -rf "$KAFKA_DATA"
-    mkdir -p "$KAFKA_DATA"
-    local cid
-    cid=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
-    log "formatting Kafka storage (cluster id $cid)"
-    java_args kafka.tools.StorageTool format --standalone -g -t "$cid" -c "$KAFKA_DIR/server.properties"
-    java "${JAVA_ARGS[@]}" >"$KAFKA_DIR/format.log" 2>&1 || { rm -rf "$KAFKA_DATA"; die "Kafka format failed; see $KAFKA_DIR/format.log"; }
-  fi
-  mkdir -p "$KAFKA_DIR/logs"
-  java_args kafka.Kafka "$KAFKA_DIR/server.properties"
-  # setsid: the broker outlives the shell (and a Ctrl-C in `make demo`) that started it.
-  setsid nohup java "${JAVA_ARGS[@]}" >"$KAFKA_DIR/kafka.out" 2>&1 </dev/null &
-  echo $! >"$KAFKA_PID"
-  local t0=$SECONDS
-  if ! "$PY" "$ROOT/scripts/wait_kafka.py" "127.0.0.1:$KAFKA_PORT" --timeout 120 >&2; then
-    tail -n 30 "$KAFKA_DIR/kafka.out" >&2 || true
-    die "Kafka did not become ready; see $KAFKA_DIR/kafka.out and $KAFKA_DIR/logs"
-  fi
-  log "Kafka up on 127.0.0.1:$KAFKA_PORT in $((SECONDS - t0)) s (pid $(cat "$KAFKA_PID"))"
+  rm -f "$pid"
 }
 
 kafka_down() {
-  if pid_alive "$KAFKA_PID"; then
-    local pid i
-    pid=$(cat "$KAFKA_PID")
-    kill "$pid"
-    for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-    log "Kafka stopped"
-  fi
-  rm -f "$KAFKA_PID"
+  local i
+  for ((i = KAFKA_BROKERS; i >= 1; i--)); do node_stop "$i"; done
 }
 
 # --------------------------------------------------------------------------- status
@@ -255,21 +312,43 @@ cmd_status() {
   else
     echo "redis       down  127.0.0.1:$REDIS_PORT"; rc=1
   fi
-  if pid_alive "$KAFKA_PID" && port_open "$KAFKA_PORT"; then
-    local rss
-    rss=$(ps -o rss= -p "$(cat "$KAFKA_PID")" 2>/dev/null | tr -d ' ')
-    echo "kafka       up    127.0.0.1:$KAFKA_PORT  pid=$(cat "$KAFKA_PID") rss=$((${rss:-0} / 1024))MB data=$KAFKA_DATA"
-  else
-    echo "kafka       down  127.0.0.1:$KAFKA_PORT"; rc=1
-  fi
+  local i dir port rss
+  for ((i = 1; i <= KAFKA_BROKERS; i++)); do
+    dir=$(node_dir "$i"); port=$(node_port "$i")
+    if pid_alive "$dir/kafka.pid" && port_open "$port"; then
+      rss=$(ps -o rss= -p "$(cat "$dir/kafka.pid")" 2>/dev/null | tr -d ' ')
+      echo "kafka       up    127.0.0.1:$port  pid=$(cat "$dir/kafka.pid") rss=$((${rss:-0} / 1024))MB data=$dir/data"
+    else
+      echo "kafka       down  127.0.0.1:$port"; rc=1
+    fi
+  done
   return $rc
+}
+
+# `up`/`down` take optional server names (postgres, redis, kafka, or kafka-<node> for one node of a cluster), so a
+# fault test can stop and start one server: `stack.sh down kafka`, `stack.sh up kafka`, `stack.sh kill kafka-2`.
+servers() {  # the action, then the names given (all three when none)
+  local action=$1 name
+  shift
+  [ $# -gt 0 ] || set -- postgres redis kafka
+  for name in "$@"; do
+    case "$action:$name" in
+      up:postgres) pg_up ;; up:redis) redis_up ;; up:kafka) kafka_up ;;
+      up:kafka-[0-9]*) node_start "${name#kafka-}"; node_wait "${name#kafka-}" 120 ;;
+      down:postgres) pg_down ;; down:redis) redis_down ;; down:kafka) kafka_down ;;
+      down:kafka-[0-9]*) node_stop "${name#kafka-}" ;;
+      kill:kafka-[0-9]*) node_stop "${name#kafka-}" KILL ;;
+      *) die "unknown server '$name' for $action (postgres, redis, kafka, kafka-<node>)" ;;
+    esac
+  done
 }
 
 case "${1:-}" in
   install) cmd_install ;;
   jars) cmd_kafka_jars ;;
-  up) pg_up; redis_up; kafka_up ;;
-  down) kafka_down; redis_down; pg_down ;;
+  up) shift; if [ $# -eq 0 ]; then pg_up; redis_up; kafka_up; else servers up "$@"; fi ;;
+  down) shift; if [ $# -eq 0 ]; then kafka_down; redis_down; pg_down; else servers down "$@"; fi ;;
+  kill) shift; servers kill "$@" ;;
   status) cmd_status ;;
-  *) die "usage: $0 install|jars|up|down|status" ;;
+  *) die "usage: $0 install|jars|up [server...]|down [server...]|kill kafka-<node>|status" ;;
 esac
