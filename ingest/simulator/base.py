@@ -132,7 +132,9 @@ class Session:
         """Send data frames in one write, applying the fault plan; a planned drop closes the socket abruptly."""
         drop = False
         if self.faults.active:
+            before = self.faults.malformed
             frames, drop = self.faults.apply(frames)
+            self.simulator.malformed += self.faults.malformed - before
         connection = self.connection
         # One write and one drain for the whole batch: per-frame send() calls (one syscall each) would cost
         # most of the time. send_context() checks the connection is open and drains on exit; writing

@@ -72,18 +72,23 @@ class Faults:
     def apply(self, frames: list[bytes]) -> tuple[list[bytes], bool]:
         """The frames to send in place of ``frames``, and whether to drop the connection right after them."""
         out = frames
+        bad: list[int] = []  # positions of the malformed frames in ``out``
         if self.malformed_rate:
             out = []
             rate, draw, choice = self.malformed_rate, self.random.random, self.random.choice
             for frame in frames:
                 if draw() < rate:
+                    bad.append(len(out))
                     out.append(corrupt(frame, choice(MALFORMED_KINDS), self.fields))
-                    self.malformed += 1
                 out.append(frame)
         if self.drop_every:
             room = self.drop_every - self.sent % self.drop_every
             if len(out) >= room:
                 self.sent += room
+                # Only the malformed frames that really go out are counted (fault tests compare this count with
+                # the dead letters that ingest wrote).
+                self.malformed += sum(1 for i in bad if i < room)
                 return out[:room], True
+        self.malformed += len(bad)
         self.sent += len(out)
         return out, False

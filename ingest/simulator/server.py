@@ -60,6 +60,7 @@ class Simulator:
         )
         self.connections = 0
         self.active = 0
+        self.malformed = 0  # malformed frames sent (--malformed-rate), over all connections
         self._numbers = itertools.count(1)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:

@@ -4,6 +4,7 @@ trades or generating synthetic ones, with fault injection, for the demo, the tes
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from collections.abc import Iterable
 from typing import Any
@@ -42,6 +43,11 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
         )
     except ReplayError as exc:
         raise CommandError(f"--replay: {exc}") from None
+    if options.get("max_trades"):
+        if options["max_trades"] < 0:
+            raise CommandError(f"--max-trades must be positive, got {options['max_trades']}")
+        # A finite market: fault tests compare the stored trades with exactly these N.
+        records = itertools.islice(records, options["max_trades"])
     return records, pace, tuple(sorted(names))
 
 
@@ -59,6 +65,9 @@ class Command(BaseCommand):
             "--max-rate", type=float, default=0.0, help="cap on trades per second, any source (0: none)"
         )
         parser.add_argument("--loop", action="store_true", help="repeat the files with shifted ids and times")
+        parser.add_argument(
+            "--max-trades", type=int, default=0, help="end the market after N trades (0: no end; with --loop)"
+        )
         parser.add_argument("--synthetic", action="store_true", help="random walk instead of a replay")
         parser.add_argument("--rate", type=float, default=0.0, help="synthetic trades per second")
         parser.add_argument("--symbols", default="", help="synthetic symbols, comma separated")
@@ -108,5 +117,6 @@ class Command(BaseCommand):
 
         await simulator.serve(stop, ready)
         self.stdout.write(
-            f"stopped: {simulator.feed.produced} trades produced, {simulator.connections} connections served"
+            f"stopped: {simulator.feed.produced} trades produced, {simulator.connections} connections served, "
+            f"{simulator.malformed} malformed frames sent"
         )
