@@ -298,10 +298,12 @@ class TradeConsumer:
 
     def run(self) -> None:
         """Consume until stopped; raises :class:`InvalidRatioError` when the invalid ratio explodes."""
-        # Knowing the topic's partitions before joining avoids a first assignment without partitions and the
-        # immediate second rebalance it causes (kafka-python 3.0 can stall in that back-to-back rejoin).
-        self._consumer.partitions_for_topic(self.topic)
+        # Subscribe, then fetch the topic's metadata, before the first poll joins the group: kafka-python 3.0 builds
+        # its metadata snapshot only from updates that arrive after subscribe(); joining with an empty snapshot made
+        # the leader see "the metadata changed" right after its first assignment and rebalance again at once (seen
+        # at every start), and that back-to-back rejoin is where kafka-python can stall for good.
         self._consumer.subscribe([self.topic], listener=_Rebalance(self))
+        self._consumer.partitions_for_topic(self.topic)
         logger.info(
             "consumer started",
             extra={"topic": self.topic, "group": self.group, "batch_size": self.config.batch_size},

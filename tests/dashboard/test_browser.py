@@ -80,18 +80,6 @@ def start_consumer(spawn: Callable[..., ChildProcess]) -> ChildProcess:
     return spawn(manage("consume_trades", "--batch-ms", "100"), name="consume")
 
 
-def settle_group(consumer: ChildProcess, limit: float = 10.0) -> None:
-    """Let the consumer's group settle before trades arrive.
-
-    On a just-created topic kafka-python rejoins once, ~200 ms after its first assignment; a first batch delivered
-    during that rejoin has left the member without an assignment (a known issue, see the closing note). The second
-    assignment ends the wait; a group that never rejoins is waited for ``limit`` seconds at most.
-    """
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and consumer.output().count("partitions assigned") < 2:
-        time.sleep(0.05)
-
-
 def seed_history() -> int:
     """An hour and a half of earlier trades, produced to the trades topic (the pipeline stores and aggregates them)."""
     start = int(time.time() * 1000) - HISTORY_MINUTES * 60_000
@@ -189,7 +177,6 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
 
     # History first, through Kafka -> consume_trades -> Celery, so the page opens onto real candles.
     consumer = start_consumer(spawn)
-    settle_group(consumer)
     seeded = seed_history()
     try:
         wait_for(
