@@ -12,7 +12,7 @@ STAMP := $(VENV)/.requirements.sha1
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
-        typecheck pytest bench bench-ingest bench-latency lock clean-stack
+        typecheck pytest bench bench-ingest bench-latency chaos lock clean-stack
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -92,6 +92,10 @@ bench-ingest: topics ## simulator -> ingest -> Kafka at --speed 0
 
 bench-latency: migrate topics ## exchange event time -> browser at 1,000 trades/s
 	@$(PY) -m benchmarks.latency $(BENCH_ARGS)
+
+# --------------------------------------------------------------------------------------------- reliability
+chaos: setup ## fault-injection suite on stacks of its own (>= 200k real trades per scenario; docs/RELIABILITY.md)
+	@$(PY) -m chaos $(CHAOS_ARGS)
 
 # --------------------------------------------------------------------------------------------- maintenance
 lock: ## re-pin requirements/*.txt from requirements/*.in

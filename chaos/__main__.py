@@ -1,0 +1,125 @@
+"""``python -m chaos`` (``make chaos``): every fault scenario on a stack of its own, then the table.
+
+The scenarios run on local stack 7 (``scripts/stack_env.sh 7``) and, for the broker loss, on stack 8 with a 3-node
+Kafka cluster, so a running demo or test suite is never disturbed. Results go to ``bench-results/chaos.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from chaos import truth
+from chaos.harness import RECORDINGS, ROOT, Options, Row, Stack, by_name, setup_database, stack_environment
+from chaos.harness import run_scenario as run_one
+
+COLUMNS = (
+    ("scenario", 14),
+    ("expected", 9),
+    ("stored", 9),
+    ("lost", 6),
+    ("dup", 5),
+    ("candles wrong", 14),
+    ("whales", 8),
+    ("dead letters", 13),
+    ("recover s", 10),
+    ("restarts", 22),
+    ("peak RSS MB", 0),
+)
+
+
+def table(rows: list[Row]) -> str:
+    """One line per scenario (the table of docs/RELIABILITY.md)."""
+    head = "| " + " | ".join(name for name, _ in COLUMNS) + " | ok |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for r in rows:
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.peak_rss_mb.items()))
+        restarts = ", ".join(f"{k} {v}" for k, v in sorted(r.restarts.items())) or "-"
+        cells = [
+            r.scenario,
+            f"{r.expected:,}",
+            f"{r.stored:,}",
+            str(r.missing),
+            str(r.duplicated + r.unexpected),
+            f"{r.candles_wrong} of {r.candles_expected}",
+            f"{r.whales}/{r.whales_expected}",
+            f"{r.dead_letters}/{r.dead_letters_expected}",
+            "-" if r.recover_s is None else f"{r.recover_s:.1f}",
+            restarts,
+            rss,
+        ]
+        lines.append("| " + " | ".join(cells) + f" | {'yes' if r.ok else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
+    parser.add_argument("scenarios", nargs="*", help="names (default: all)")
+    parser.add_argument("--trades", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=4000.0, help="trades/s offered by the simulator")
+    parser.add_argument("--kafka-outage", type=float, default=120.0)
+    parser.add_argument("--postgres-outage", type=float, default=60.0)
+    parser.add_argument("--redis-outage", type=float, default=30.0)
+    parser.add_argument("--drain-timeout", type=float, default=300.0, help="s to wait for the rest after the market")
+    parser.add_argument("--stack", type=int, default=7, help="local stack number (the cluster uses N+1)")
+    parser.add_argument("--keep", action="store_true", help="leave the stacks running at the end")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench-results/chaos.json")
+    args = parser.parse_args(argv)
+    opts = Options(
+        trades=args.trades,
+        rate=args.rate,
+        kafka_outage_s=args.kafka_outage,
+        postgres_outage_s=args.postgres_outage,
+        redis_outage_s=args.redis_outage,
+        drain_timeout_s=args.drain_timeout,
+        extra_env={"CELERY_VISIBILITY_TIMEOUT": "60"},
+    )
+    scenarios = by_name(args.scenarios)
+    expected = truth.workload(RECORDINGS, opts.trades)
+    print(
+        f"[chaos] {len(expected):,} trades, {len(truth.minute_bars(expected)):,} minutes, "
+        f"{len(truth.whale_ids(expected, truth.Decimal('100000')))} whales; {len(scenarios)} scenario(s)",
+        flush=True,
+    )
+    stacks: dict[int, Stack] = {}
+    rows: list[Row] = []
+    try:
+        for scenario in scenarios:
+            stack = stacks.get(scenario.brokers)
+            if stack is None:
+                number = args.stack if scenario.brokers == 1 else args.stack + 1
+                stack = stacks[scenario.brokers] = Stack(stack_environment(number, scenario.brokers))
+                stack.run("up")
+                setup_database(stack)
+            t0 = time.monotonic()
+            print(f"[chaos] {scenario.name}: {scenario.description} ...", flush=True)
+            row = run_one(scenario, opts, stack, expected)
+            rows.append(row)
+            print(
+                f"[chaos] {scenario.name}: {'ok' if row.ok else 'FAILED'} in {time.monotonic() - t0:.0f} s "
+                f"{'; '.join(row.notes)}",
+                flush=True,
+            )
+            # A stopped server must be back before the next scenario.
+            stack.run("up")
+    finally:
+        if not args.keep:
+            for stack in stacks.values():
+                stack.run("down")
+    print(table(rows))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {"options": {"trades": opts.trades, "rate": opts.rate}, "rows": [r.as_dict() for r in rows]},
+            indent=2,
+            default=str,
+        )
+    )
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,723 @@
+"""The fault-injection harness: the whole pipeline as real processes on a real stack, one fault per scenario, and a
+check of the stored data against the ground truth of :mod:`chaos.truth`.
+
+Per scenario: fresh topics, consumer group and tables; the simulator replays the bundled recordings looped to
+``trades`` trades at ``rate`` trades/s; ``ingest``, ``consume_trades`` and a Celery worker run under a small
+supervisor that restarts whatever exits (as honcho, systemd or Kubernetes would) and counts it. The fault is
+injected from a thread once the market has produced ``at`` of the trades. When every trade is stored, every
+1-minute candle is complete and every whale alerted (or a deadline passes), the run is compared with the truth:
+
+- every trade stored exactly once, with exact decimals, and nothing else;
+- every 1-minute candle equal to one recomputed from the files;
+- one whale alert per trade at or above the threshold;
+- as many dead letters as bad records were injected (malformed frames the simulator sent plus hostile records).
+
+This module talks to PostgreSQL, Kafka and Redis with their plain clients and never imports the project: it is the
+outside observer. Used by ``python -m chaos`` (``make chaos``) and, with small figures, by
+``tests/reliability/test_chaos.py`` in ``make test``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import redis
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.partitioner.default import murmur2
+from kafka.structs import TopicPartition
+
+from chaos import truth
+from chaos.hostile import hostile_records
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDINGS = [ROOT / "data/binance-spot-ws/btcusdt_20240808.gz", ROOT / "data/binance-spot-ws/btcusdt_20240809.gz"]
+SYMBOL = "BTCUSDT"
+EXCHANGE = "binance"
+PARTITIONS = 6
+WHALE_THRESHOLD = Decimal("100000")
+
+
+# --------------------------------------------------------------------------------------------- options, results
+@dataclass
+class Options:
+    """The size of the workload and of the faults (``make chaos`` defaults; the CI tests shrink them)."""
+
+    trades: int = 200_000
+    rate: float = 4000.0
+    kafka_outage_s: float = 120.0
+    postgres_outage_s: float = 60.0
+    redis_outage_s: float = 30.0
+    rebalance_every_s: float = 20.0
+    restart_pause_s: float = 2.0
+    drop_every: int = 5000
+    gap_every: int = 1000
+    malformed_rate: float = 0.01
+    hostile: int = 100
+    drain_timeout_s: float = 300.0
+    logs: Path = ROOT / "artifacts/chaos"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    """One scenario's outcome: the line of the ``make chaos`` table."""
+
+    scenario: str
+    expected: int
+    stored: int = 0
+    missing: int = 0
+    duplicated: int = 0
+    unexpected: int = 0
+    wrong_values: int = 0
+    candles_expected: int = 0
+    candles_wrong: int = 0
+    whales_expected: int = 0
+    whales: int = 0
+    whales_wrong: int = 0
+    dead_letters_expected: int = 0
+    dead_letters: int = 0
+    recover_s: float | None = None
+    restarts: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    completed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No trade lost or duplicated, nothing unexpected, every candle, alert and dead letter as expected."""
+        return (
+            self.completed
+            and self.stored == self.expected
+            and not (self.missing or self.duplicated or self.unexpected or self.wrong_values or self.candles_wrong)
+            and self.whales == self.whales_expected
+            and not self.whales_wrong
+            and self.dead_letters == self.dead_letters_expected
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the verdict."""
+        return {**asdict(self), "ok": self.ok}
+
+
+# --------------------------------------------------------------------------------------------- the stack
+class Stack:
+    """One local stack (``scripts/stack.sh`` with this environment): servers stopped, killed and started."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def run(self, *args: str) -> None:
+        """``scripts/stack.sh ARGS`` (raises with its output when it fails)."""
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts/stack.sh"), *args], env=self.env, capture_output=True, text=True, check=False
+        )
+        if done.returncode:
+            raise RuntimeError(f"stack.sh {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+
+    @property
+    def bootstrap(self) -> str:
+        """Every broker of the stack, so clients survive the loss of any one."""
+        port = int(self.env.get("STACK_KAFKA_PORT", "9092"))
+        brokers = int(self.env.get("STACK_KAFKA_BROKERS", "1"))
+        return ",".join(f"127.0.0.1:{port + 2 * i}" for i in range(brokers))
+
+    @property
+    def database_url(self) -> str:
+        """The stack's server, database ``crypto_chaos``."""
+        port = self.env.get("STACK_PG_PORT", "55432")
+        return f"postgres://crypto:crypto@127.0.0.1:{port}/crypto_chaos"
+
+    @property
+    def redis_url(self) -> str:
+        """The stack's Redis, database 0."""
+        return f"redis://127.0.0.1:{self.env.get('STACK_REDIS_PORT', '56379')}/0"
+
+
+def stack_environment(number: int, brokers: int = 1) -> dict[str, str]:
+    """The environment of local stack ``number`` (``scripts/stack_env.sh``), with ``brokers`` Kafka nodes."""
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts/stack_env.sh"), str(number)], capture_output=True, text=True, check=True
+    ).stdout
+    env = dict(os.environ)
+    for line in out.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'")
+    env["STACK_KAFKA_LIBS"] = os.environ.get("STACK_KAFKA_LIBS", str(ROOT / ".stack/kafka/libs"))
+    env["STACK_KAFKA_BROKERS"] = str(brokers)
+    return env
+
+
+# --------------------------------------------------------------------------------------------- processes
+def _tree(pid: int) -> list[int]:
+    found = [pid]
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
+                    found.extend(_tree(int(child)))
+    return found
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Supervisor:
+    """Starts the pipeline's processes, restarts any that exit (unless told otherwise), tracks peak memory."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.argv: dict[str, list[str]] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, int] = {}
+        self.peak: dict[str, float] = {}
+        self.held: set[str] = set()  # names a fault stopped on purpose: not restarted until released
+        self.lock = threading.RLock()
+
+    def start(self, name: str, argv: list[str]) -> None:
+        """Start ``name`` (again)."""
+        with self.lock:
+            self.argv[name] = argv
+            log = (self.logs / f"{name}.log").open("ab")
+            self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def signal(self, name: str, sig: int, hold: bool = False) -> None:
+        """Send ``sig`` to ``name`` and its children (SIGKILL of Celery kills its pool too)."""
+        with self.lock:
+            proc = self.procs[name]
+            self.sample()
+            if hold:
+                self.held.add(name)
+            pids = _tree(proc.pid)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def release(self, name: str) -> None:
+        """Start a held process again."""
+        with self.lock:
+            self.held.discard(name)
+            proc = self.procs[name]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(30)
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            self.start(name, self.argv[name])
+
+    def stop(self, name: str, timeout: float = 30.0) -> int | None:
+        """SIGTERM ``name`` and wait (SIGKILL after ``timeout``); it is not restarted."""
+        with self.lock:
+            self.held.add(name)
+            proc = self.procs[name]
+        self.sample()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        return proc.returncode
+
+    def watch(self) -> None:
+        """Restart every process that exited without being held (a supervisor's job), and sample memory."""
+        with self.lock:
+            self.sample()
+            for name, proc in list(self.procs.items()):
+                if proc.poll() is not None and name not in self.held:
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    with (self.logs / f"{name}.log").open("ab") as log:
+                        log.write(f"\n[chaos] exited with {proc.returncode}: restarted\n".encode())
+                    self.start(name, self.argv[name])
+
+    def sample(self) -> None:
+        """Peak resident memory per process name (the largest process of its tree, over all its lives)."""
+        with self.lock:
+            for name, proc in self.procs.items():
+                if proc.poll() is None:
+                    rss = max((_peak_rss_mb(pid) for pid in _tree(proc.pid)), default=0.0)
+                    role = name.rstrip("-0123456789") or name
+                    self.peak[role] = round(max(self.peak.get(role, 0.0), rss), 1)
+
+    def stop_all(self) -> None:
+        """Stop everything (SIGTERM, then SIGKILL)."""
+        for name in list(self.procs):
+            self.stop(name)
+
+
+def _manage(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------------- one run
+class Run:
+    """The state of one scenario's run, shared by the main loop and the fault thread."""
+
+    def __init__(self, scenario: Scenario, opts: Options, stack: Stack) -> None:
+        self.scenario = scenario
+        self.opts = opts
+        self.stack = stack
+        tag = uuid.uuid4().hex[:8]
+        self.topic, self.dlq, self.group = f"chaos.trades.{tag}", f"chaos.dlq.{tag}", f"chaos-{tag}"
+        self.port = _free_port()
+        self.logs = opts.logs / scenario.name
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.env = dict(
+            stack.env,
+            **{
+                "DATABASE_URL": stack.database_url,
+                "REDIS_URL": stack.redis_url,
+                "CELERY_BROKER_URL": stack.redis_url,
+                "CELERY_RESULT_BACKEND": stack.redis_url,
+                "CHANNEL_LAYER_URL": stack.redis_url,
+                "CACHE_URL": stack.redis_url,
+                "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+                "KAFKA_TRADES_TOPIC": self.topic,
+                "KAFKA_DLQ_TOPIC": self.dlq,
+                "KAFKA_CONSUMER_GROUP": self.group,
+                "BINANCE_WS_URL": f"ws://127.0.0.1:{self.port}",
+                "BINANCE_REST_URL": f"http://127.0.0.1:{self.port}",
+                # Production-like settings: no debug, a real secret.
+                "DJANGO_DEBUG": "false",
+                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+                "WHALE_THRESHOLD_USD": str(WHALE_THRESHOLD),
+                "LOG_LEVEL": "INFO",
+                "PYTHONPATH": str(ROOT),
+                "DJANGO_SETTINGS_MODULE": "cryptoproject.settings",
+                **opts.extra_env,
+            },
+        )
+        self.supervisor = Supervisor(self.env, self.logs)
+        self.fault_start: float | None = None
+        self.fault_end: float | None = None
+        self.fault_error: BaseException | None = None
+        self.produced_at_fault_end: int | None = None
+        self.hostile_sent = 0
+        self.notes: list[str] = []
+
+    # -- observations ------------------------------------------------------------------------------------------
+    def produced(self) -> int:
+        """Trades the market produced so far (the latest id on the simulator's REST, minus the first)."""
+        url = f"http://127.0.0.1:{self.port}/api/v3/trades?symbol={SYMBOL}&limit=1"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # our own simulator, on loopback
+                latest = json.loads(response.read())
+        except (OSError, ValueError):
+            return -1
+        if not latest:
+            return 0
+        return int(latest[-1]["id"]) - FIRST_ID + 1
+
+    def stored(self) -> tuple[int, int, int]:
+        """(trades stored, trades covered by 1m candles, whale alerts) for the workload's symbol, or -1s."""
+        try:
+            with psycopg.connect(self.stack.database_url, connect_timeout=2) as conn:
+                row = conn.execute(
+                    "SELECT (SELECT count(*) FROM analytics_trade WHERE exchange = %(e)s AND symbol = %(s)s),"
+                    " (SELECT coalesce(sum(trade_count), 0) FROM analytics_candle"
+                    "   WHERE exchange = %(e)s AND symbol = %(s)s AND interval = '1m'),"
+                    " (SELECT count(*) FROM analytics_whalealert WHERE exchange = %(e)s AND symbol = %(s)s)",
+                    {"e": EXCHANGE, "s": SYMBOL},
+                ).fetchone()
+        except psycopg.Error:
+            return -1, -1, -1
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def dead_letters(self) -> int:
+        """Records on the dead-letter topic (its end offsets), or -1 when Kafka does not answer."""
+        from kafka import KafkaConsumer
+
+        try:
+            consumer = KafkaConsumer(bootstrap_servers=self.stack.bootstrap.split(","), request_timeout_ms=5000)
+        except Exception:  # noqa: BLE001 - Kafka may be the fault
+            return -1
+        try:
+            ends = consumer.end_offsets([TopicPartition(self.dlq, 0)])
+            return int(sum(ends.values()))
+        except Exception:  # noqa: BLE001
+            return -1
+        finally:
+            consumer.close()
+
+    # -- processes ---------------------------------------------------------------------------------------------
+    def start_pipeline(self) -> None:
+        """Simulator first (its port), then the worker, the consumer and ingest."""
+        sc, o = self.scenario, self.opts
+        sim = [
+            *_manage("simulate_exchange", "--exchange", EXCHANGE, "--port", str(self.port)),
+            *["--replay", *map(str, RECORDINGS), "--loop", "--max-trades", str(o.trades)],
+            *["--speed", "0", "--max-rate", str(o.rate), "--seed", "7"],
+            *sc.simulator_args(o),
+        ]
+        self.supervisor.start("simulator", sim)
+        deadline = time.monotonic() + 60
+        while self.produced() < 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the simulator did not answer on port {self.port}")
+            time.sleep(0.2)
+        self.supervisor.start("worker", self.worker_argv("worker"))
+        self.supervisor.start("consume_trades-1", _manage("consume_trades"))
+        self.supervisor.start(
+            "ingest", _manage("ingest", "--exchange", EXCHANGE, "--symbols", SYMBOL.lower(), "--metrics-port", "0")
+        )
+
+    def worker_argv(self, name: str) -> list[str]:
+        """A Celery worker on every project queue."""
+        return [
+            *[sys.executable, "-m", "celery", "-A", "cryptoproject", "worker", "-Q", "analytics,alerts,default"],
+            *["-c", "2", "-n", f"{name}-{self.group}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
+        ]
+
+    def end_fault(self) -> None:
+        """Mark the fault over (the time to recover is measured from here)."""
+        self.fault_end = time.monotonic()
+        self.produced_at_fault_end = self.produced()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A fault and when it strikes (the fraction ``at`` of the market produced)."""
+
+    name: str
+    description: str
+    fault: Callable[[Run], None] | None = None
+    at: float = 0.4
+    simulator_args: Callable[[Options], list[str]] = lambda _o: []
+    brokers: int = 1
+    hostile: bool = False
+
+
+FIRST_ID = 3735683259  # the first trade id of btcusdt_20240808.gz
+
+
+def setup_database(stack: Stack) -> None:
+    """Create ``crypto_chaos`` when missing and migrate it."""
+    parts = urlsplit(stack.database_url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'crypto_chaos'").fetchone():
+            conn.execute("CREATE DATABASE crypto_chaos")
+    env = dict(stack.env, DATABASE_URL=stack.database_url, DJANGO_DEBUG="true", PYTHONPATH=str(ROOT))
+    subprocess.run(_manage("migrate", "--noinput", "-v", "0"), cwd=ROOT, env=env, check=True)
+
+
+def reset(stack: Stack) -> None:
+    """Empty the project's tables and the Redis database (Celery queues, coalescing keys)."""
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND (tablename LIKE 'analytics\\_%' OR tablename LIKE 'dashboard\\_%alert%'"
+                " OR tablename LIKE 'dashboard\\_%deliver%')"
+            )
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+    redis.Redis.from_url(stack.redis_url).flushdb()
+
+
+def create_topics(run: Run) -> None:
+    """The run's trades and dead-letter topics, replicated over every broker of the stack."""
+    brokers = run.scenario.brokers
+    admin = KafkaAdminClient(bootstrap_servers=run.stack.bootstrap.split(","), request_timeout_ms=20000)
+    try:
+        admin.create_topics([NewTopic(run.topic, PARTITIONS, brokers), NewTopic(run.dlq, 1, brokers)], timeout_ms=20000)
+    finally:
+        admin.close()
+
+
+def delete_topics(run: Run) -> None:
+    """Drop the run's topics (best effort: the names are unique anyway)."""
+    with contextlib.suppress(Exception):
+        admin = KafkaAdminClient(bootstrap_servers=run.stack.bootstrap.split(","), request_timeout_ms=10000)
+        try:
+            admin.delete_topics([run.topic, run.dlq])
+        finally:
+            admin.close()
+
+
+def trade_partition() -> int:
+    """The partition of ``binance:BTCUSDT`` (Kafka's default partitioner)."""
+    return (murmur2(f"{EXCHANGE}:{SYMBOL}".encode()) & 0x7FFFFFFF) % PARTITIONS
+
+
+def send_hostile(run: Run) -> None:
+    """Produce the hostile records onto the trades topic, half on the workload's partition."""
+    producer = KafkaProducer(bootstrap_servers=run.stack.bootstrap.split(","), acks="all", max_request_size=1 << 20)
+    try:
+        for i, value in enumerate(hostile_records(run.opts.hostile, seed=3)):
+            key = f"{EXCHANGE}:{SYMBOL}".encode() if i % 2 == 0 else f"hostile:{i}".encode()
+            producer.send(run.topic, key=key, value=value)
+        producer.flush(60)
+    finally:
+        producer.close(10)
+    run.hostile_sent = run.opts.hostile
+
+
+# --------------------------------------------------------------------------------------------- the check
+def compare(run: Run, expected: list[truth.Trade], row: Row) -> None:
+    """Fill ``row`` from the database against the truth."""
+    want = {t.trade_id: t for t in expected}
+    with psycopg.connect(run.stack.database_url) as conn:
+        rows = conn.execute(
+            "SELECT trade_id, price, quantity, is_buyer_maker, (extract(epoch FROM traded_at) * 1000)::bigint"
+            " FROM analytics_trade WHERE exchange = %s AND symbol = %s",
+            (EXCHANGE, SYMBOL),
+        ).fetchall()
+        others = conn.execute(
+            "SELECT count(*) FROM analytics_trade WHERE NOT (exchange = %s AND symbol = %s)", (EXCHANGE, SYMBOL)
+        ).fetchone()
+        candles = conn.execute(
+            "SELECT (extract(epoch FROM open_time) * 1000)::bigint, open, high, low, close, volume, trade_count"
+            " FROM analytics_candle WHERE exchange = %s AND symbol = %s AND interval = '1m'",
+            (EXCHANGE, SYMBOL),
+        ).fetchall()
+        whales = conn.execute(
+            "SELECT trade_id FROM analytics_whalealert WHERE exchange = %s AND symbol = %s", (EXCHANGE, SYMBOL)
+        ).fetchall()
+    seen: dict[int, int] = {}
+    wrong = 0
+    for trade_id, price, quantity, maker, ms in rows:
+        seen[trade_id] = seen.get(trade_id, 0) + 1
+        t = want.get(trade_id)
+        if t is not None and (t.price, t.quantity, t.is_buyer_maker, t.time_ms) != (price, quantity, maker, ms):
+            wrong += 1
+    row.stored = len(rows)
+    row.duplicated = sum(n - 1 for n in seen.values())
+    row.missing = sum(1 for i in want if i not in seen)
+    row.unexpected = sum(1 for i in seen if i not in want) + int(others[0] if others else 0)
+    row.wrong_values = wrong
+    bars = truth.minute_bars(expected)
+    got = {ms: truth.Bar(o, h, lo, c, v, n) for ms, o, h, lo, c, v, n in candles}
+    row.candles_expected = len(bars)
+    row.candles_wrong = sum(1 for ms, bar in bars.items() if got.get(ms) != bar) + sum(
+        1 for ms in got if ms not in bars
+    )
+    whale_want = truth.whale_ids(expected, WHALE_THRESHOLD)
+    whale_got = [w[0] for w in whales]
+    row.whales_expected = len(whale_want)
+    row.whales = len(whale_got)
+    row.whales_wrong = len(set(whale_got) ^ whale_want) + (len(whale_got) - len(set(whale_got)))
+
+
+def _malformed_sent(log: Path) -> int | None:
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if "malformed frames sent" in line:
+            return int(line.split(" malformed frames sent")[0].rsplit(" ", 1)[-1])
+    return None
+
+
+def run_scenario(scenario: Scenario, opts: Options, stack: Stack, expected: list[truth.Trade]) -> Row:
+    """Run one scenario end to end and check it."""
+    row = Row(scenario=scenario.name, expected=len(expected))
+    reset(stack)
+    run = Run(scenario, opts, stack)
+    create_topics(run)
+    started = time.monotonic()
+    fault_thread: threading.Thread | None = None
+    samples: list[tuple[float, int]] = []
+
+    def fault() -> None:
+        assert scenario.fault is not None
+        run.fault_start = time.monotonic()
+        try:
+            scenario.fault(run)
+        except BaseException as exc:  # noqa: BLE001 - reported in the row
+            run.fault_error = exc
+        if run.fault_end is None:
+            run.end_fault()
+
+    try:
+        run.start_pipeline()
+        whales_expected = len(truth.whale_ids(expected, WHALE_THRESHOLD))
+        deadline: float | None = None
+        while True:
+            time.sleep(0.5)
+            run.supervisor.watch()
+            produced = run.produced()
+            stored, candle_trades, whales = run.stored()
+            now = time.monotonic()
+            samples.append((now, stored))
+            if fault_thread is None and scenario.fault is not None and produced >= scenario.at * opts.trades:
+                fault_thread = threading.Thread(target=fault, name=f"fault-{scenario.name}", daemon=True)
+                fault_thread.start()
+            if scenario.hostile and not run.hostile_sent and produced >= 0.5 * opts.trades:
+                send_hostile(run)
+            fault_done = scenario.fault is None or (fault_thread is not None and not fault_thread.is_alive())
+            if (
+                fault_done
+                and stored >= len(expected)
+                and candle_trades >= len(expected)
+                and whales >= whales_expected
+                and (not scenario.hostile or run.hostile_sent)
+            ):
+                row.completed = True
+                break
+            if produced >= opts.trades and fault_done and deadline is None:
+                deadline = now + opts.drain_timeout_s
+            if deadline is not None and now > deadline:
+                row.notes.append(f"not complete {opts.drain_timeout_s:.0f} s after the market ended")
+                break
+            if now - started > opts.drain_timeout_s * 4 + opts.kafka_outage_s + opts.trades / opts.rate:
+                row.notes.append("overall deadline passed")
+                break
+        # Everything stored: stop the market to learn how many malformed frames it sent, then let the dead
+        # letters of those arrive.
+        run.supervisor.stop("simulator")
+        malformed = _malformed_sent(run.logs / "simulator.log") or 0
+        row.dead_letters_expected = malformed + run.hostile_sent
+        dl_deadline = time.monotonic() + 60
+        while run.dead_letters() < row.dead_letters_expected and time.monotonic() < dl_deadline:
+            time.sleep(0.5)
+        time.sleep(1.0)  # a dead letter beyond the expected count would show up now
+        row.dead_letters = run.dead_letters()
+        if run.fault_end is not None and run.produced_at_fault_end is not None:
+            target = run.produced_at_fault_end
+            after = [t for t, n in samples if t >= run.fault_end and n >= target]
+            row.recover_s = round(after[0] - run.fault_end, 1) if after else None
+        if run.fault_error is not None:
+            row.notes.append(f"fault failed: {type(run.fault_error).__name__}: {run.fault_error}")
+    finally:
+        run.supervisor.stop_all()
+        delete_topics(run)
+    row.seconds = round(time.monotonic() - started, 1)
+    row.restarts = {k: v for k, v in run.supervisor.restarts.items() if v}
+    row.peak_rss_mb = dict(run.supervisor.peak)
+    compare(run, expected, row)
+    row.notes.extend(run.notes)
+    return row
+
+
+# --------------------------------------------------------------------------------------------- the faults
+def _pause(run: Run, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+
+
+def kill(name: str) -> Callable[[Run], None]:
+    """SIGKILL ``name`` mid-run, start it again after a short pause."""
+
+    def fault(run: Run) -> None:
+        run.supervisor.signal(name, signal.SIGKILL, hold=True)
+        _pause(run, run.opts.restart_pause_s)
+        run.supervisor.release(name)
+        run.end_fault()
+
+    return fault
+
+
+def outage(server: str, seconds: Callable[[Options], float]) -> Callable[[Run], None]:
+    """Stop one server of the stack for a while, then start it again."""
+
+    def fault(run: Run) -> None:
+        run.stack.run("down", server)
+        _pause(run, seconds(run.opts))
+        run.stack.run("up", server)
+        run.end_fault()
+
+    return fault
+
+
+def kill_partition_leader(run: Run) -> None:
+    """SIGKILL the broker leading the workload's partition (the cluster goes on with two of three)."""
+    admin = KafkaAdminClient(bootstrap_servers=run.stack.bootstrap.split(","), request_timeout_ms=10000)
+    try:
+        (topic,) = admin.describe_topics([run.topic])
+    finally:
+        admin.close()
+    wanted = trade_partition()
+    leader = next(p["leader_id"] for p in topic["partitions"] if p["partition_index"] == wanted)
+    run.notes.append(f"killed broker {leader}, leader of partition {wanted}")
+    run.stack.run("kill", f"kafka-{leader}")
+    run.end_fault()
+    # It stays down until the run ends: the point is the pipeline going on without it.
+
+
+def rebalance(run: Run) -> None:
+    """A second consumer joins, then leaves, every ``rebalance_every_s``, until the market ends."""
+    n = 0
+    while run.produced() < run.opts.trades:
+        n += 1
+        name = f"consume_trades-{n + 1}"
+        run.supervisor.start(name, _manage("consume_trades"))
+        _pause(run, run.opts.rebalance_every_s)
+        run.supervisor.stop(name)
+        _pause(run, run.opts.rebalance_every_s)
+    run.notes.append(f"{n} join/leave cycles")
+    run.end_fault()
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario("baseline", "no fault (the reference)"),
+    Scenario("kill-ingest", "SIGKILL ingest mid-run, restarted", kill("ingest")),
+    Scenario("kill-consumer", "SIGKILL consume_trades mid-run, restarted", kill("consume_trades-1")),
+    Scenario("kill-worker", "SIGKILL the Celery worker (and its pool) mid-run, restarted", kill("worker")),
+    Scenario(
+        "kafka-down", "the Kafka broker stopped, started again", outage("kafka", lambda o: o.kafka_outage_s), at=0.3
+    ),
+    Scenario("postgres-down", "PostgreSQL stopped, started again", outage("postgres", lambda o: o.postgres_outage_s)),
+    Scenario("redis-down", "Redis stopped, started again", outage("redis", lambda o: o.redis_outage_s)),
+    Scenario(
+        "broker-killed",
+        "3-broker KRaft cluster (RF 3, min ISR 2): the partition leader SIGKILLed",
+        kill_partition_leader,
+        brokers=3,
+    ),
+    Scenario(
+        "ws-drops",
+        "WebSocket dropped every N frames, with id gaps (REST backfill)",
+        simulator_args=lambda o: ["--drop-every", str(o.drop_every), "--gap-every", str(o.gap_every)],
+    ),
+    Scenario(
+        "bad-input",
+        "malformed exchange frames, and hostile records produced straight onto the topic",
+        simulator_args=lambda o: ["--malformed-rate", str(o.malformed_rate)],
+        hostile=True,
+    ),
+    Scenario("rebalance", "a second consumer joins and leaves the group, again and again", rebalance, at=0.05),
+]
+
+
+def by_name(names: list[str] | None) -> list[Scenario]:
+    """The scenarios named (all when ``names`` is empty), in the table's order."""
+    if not names:
+        return list(SCENARIOS)
+    known = {s.name: s for s in SCENARIOS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [s for s in SCENARIOS if s.name in names]
