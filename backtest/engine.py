@@ -228,7 +228,9 @@ def compute_metrics(
         sharpe = mean / std * math.sqrt(per_year) if std > 0 else math.nan
         sortino = mean / downside * math.sqrt(per_year) if downside > 0 else math.nan
     years = len(bars) / per_year
-    cagr = (final / cash) ** (1 / years) - 1
+    growth = math.log(final / cash) / years
+    # Over a few bars the annualised figure is astronomically large: beyond a float it is reported as undefined.
+    cagr = math.expm1(growth) if growth < 700 else math.nan
     pnls = [t.pnl for t in trades]
     gains = sum(p for p in pnls if p > 0)
     losses = -sum(p for p in pnls if p < 0)
