@@ -39,8 +39,9 @@ function showStatus(run) {
   const badge = $("run-status");
   badge.textContent = run.status;
   badge.className = `badge status-${run.status}`;
+  $("progress-card").dataset.status = run.status;
   $("progress-bar").style.width = `${Math.round(run.progress * 100)}%`;
-  $("progress-pct").textContent = `${Math.round(run.progress * 100)}%`;
+  $("progress-pct").textContent = run.status === "failed" ? "" : `${Math.round(run.progress * 100)}%`;
   $("progress-title").textContent = run.status === "failed" ? "Failed" : run.status === "pending" ? "Queued…" : "Running…";
   if (run.error) {
     $("run-error").hidden = false;
