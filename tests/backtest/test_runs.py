@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,7 +16,6 @@ from backtest.models import BacktestRun
 from backtest.strategies import get_strategy
 from backtest.sweep import combinations, parse_grid, rank_key, sweep
 from tests.backtest.helpers import START, make_bars, store_candles
-from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -205,24 +204,3 @@ def test_grid_parsing_and_ranking_rules():
     result = sweep(bars, get_strategy("sma_cross"), {"fast": [1, 2]}, base={"slow": 3}, metric="profit_factor",
                    cash=1, fee=0)  # fmt: skip
     assert result.ranked[-1].metrics["profit_factor"] is None or len(result.ranked) == 2
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_celery_task_runs_a_stored_run_in_a_real_worker(celery_worker_process):
-    from backtest.tasks import run_backtest
-
-    store_candles(WAVE)
-    run = runs.prepare(runs.RunSpec("ema_cross", "binance", "BTCUSDT", "1h", date(2024, 1, 1), date(2024, 1, 3),
-                                    {"fast": 3, "slow": 8}))  # fmt: skip
-    run.save()
-    run_backtest.delay(run.pk)
-    wait_for(
-        lambda: BacktestRun.objects.get(pk=run.pk).status in ("done", "failed"),
-        timeout=60,
-        what="the worker to finish the backtest",
-    )
-    run.refresh_from_db()
-    assert run.status == "done", run.error
-    assert run.bars == 72 and run.metrics["trades"] >= 1
-    assert run.started_at is not None and run.finished_at is not None and run.finished_at >= run.started_at
-    assert datetime.now(tz=UTC) >= run.finished_at
