@@ -46,8 +46,6 @@ class BacktestRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="run page")
     def page(self, run: BacktestRun) -> str:
-        if run.pk is None:
-            return "—"
         return format_html('<a href="{}">open</a>', reverse("dashboard:backtest", args=[run.pk]))
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -44,7 +44,7 @@ def bars_from_rows(interval: str, rows: Iterable[tuple[int, str, str, str, str]]
     rows = list(rows)
     digest = hashlib.sha256()
     for row in rows:
-        digest.update(("%d,%s,%s,%s,%s\n" % row).encode())
+        digest.update((",".join(map(str, row)) + "\n").encode())
     columns = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
     return Bars(
         interval=interval,

@@ -201,7 +201,15 @@ def _trades(
         last_close = float(bars.close[-1])
         ret = last_close / (float(entry_px[-1]) * (1 + fee)) - 1
         out.append(
-            Trade(int(times[entries[-1]]), float(entry_px[-1]), int(times[-1]), last_close, ret, float(capital[-1] * ret), True)
+            Trade(
+                int(times[entries[-1]]),
+                float(entry_px[-1]),
+                int(times[-1]),
+                last_close,
+                ret,
+                float(capital[-1] * ret),
+                True,
+            )
         )
     return out
 

@@ -126,7 +126,9 @@ def execute(run_id: int, on_progress: Callable[[float], None] | None = None) -> 
     except (OperationalError, InterfaceError):
         raise  # transient: the task retries, and a run still "running" is run again
     except Exception as exc:
-        step(run.progress, status=BacktestRun.Status.FAILED, error=f"internal error: {exc!r}", finished_at=timezone.now())
+        step(
+            run.progress, status=BacktestRun.Status.FAILED, error=f"internal error: {exc!r}", finished_at=timezone.now()
+        )
         raise
     run.status = BacktestRun.Status.DONE
     run.finished_at = timezone.now()

@@ -80,7 +80,9 @@ def _not_int(raw: float) -> int:
 STRATEGIES: dict[str, Strategy] = {}
 
 
-def strategy(name: str, *, check: Check | None = None, **defaults: Number) -> Callable[[SignalFunction], SignalFunction]:
+def strategy(
+    name: str, *, check: Check | None = None, **defaults: Number
+) -> Callable[[SignalFunction], SignalFunction]:
     """Register ``func`` under ``name`` with the parameter ``defaults`` (and an optional ``check``)."""
 
     def register(func: SignalFunction) -> SignalFunction:

@@ -41,7 +41,9 @@ def parse_grid(spec: str) -> tuple[str, list[Number]]:
         else:
             decimals = [Decimal(p) for p in values.split(",")]
     except (InvalidOperation, ValueError):
-        raise ValueError(f"grid {spec!r}: expected name=start:stop:step (step > 0, start <= stop) or name=a,b,c") from None
+        raise ValueError(
+            f"grid {spec!r}: expected name=start:stop:step (step > 0, start <= stop) or name=a,b,c"
+        ) from None
     return name, [int(d) if d == d.to_integral_value() else float(d) for d in decimals]
 
 
@@ -110,7 +112,9 @@ def sweep(
     key = rank_key(metric)
     for name in grid:
         if name not in strategy.defaults:
-            raise ValueError(f"{strategy.name}: unknown grid parameter {name!r} (parameters: {', '.join(strategy.defaults)})")
+            raise ValueError(
+                f"{strategy.name}: unknown grid parameter {name!r} (parameters: {', '.join(strategy.defaults)})"
+            )
     split = len(bars) if train_until is None else split_index(bars, train_until)
     if split == 0 or (train_until is not None and split == len(bars)):
         raise ValueError(f"--train-until {train_until} leaves no bars on one side of the split")

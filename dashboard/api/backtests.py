@@ -136,6 +136,7 @@ class BacktestsView(ApiView):
     """Backtest runs, newest first (keyset-paginated on created_at, id); POST starts one."""
 
     @extend_schema(
+        operation_id="backtest_list",
         parameters=[_p("limit", f"1..{params.MAX_LIMIT} (default {params.DEFAULT_LIMIT})", type_=int), CURSOR],
         responses={200: OpenApiTypes.OBJECT, **_ERRORS},
     )
@@ -144,7 +145,9 @@ class BacktestsView(ApiView):
         limit = params.limit(request.query_params)
         cursor_raw = request.query_params.get("cursor")
         cursor = Cursor.decode(cursor_raw) if cursor_raw else None
-        rows, next_cursor = keyset_page(BacktestRun.objects.defer("equity", "trades"), "created_at", "id", cursor, limit)
+        rows, next_cursor = keyset_page(
+            BacktestRun.objects.defer("equity", "trades"), "created_at", "id", cursor, limit
+        )
         return _keyset_response(request, rows, next_cursor, run_item)
 
     @extend_schema(
@@ -168,7 +171,11 @@ class BacktestsView(ApiView):
 class BacktestView(ApiView):
     """One run with its equity curve and trades."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **_ERRORS})
+    @extend_schema(
+        operation_id="backtest_run",
+        parameters=[_p("curves", "0 leaves out the equity curve and the trades (default 1)")],
+        responses={200: OpenApiTypes.OBJECT, **_ERRORS},
+    )
     def get(self, request: Request, run_id: int) -> Response:
         """The run; ``?curves=0`` leaves out the equity curve and trades (for progress polling)."""
         full = request.query_params.get("curves", "1") != "0"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
+import numpy.typing as npt
 
 from analytics.models import Candle
 from backtest.engine import Bars
@@ -15,7 +16,7 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
 
 
-def make_bars(opens: Sequence[float], closes: Sequence[float], interval: str = "1h") -> Bars:
+def make_bars(opens: npt.ArrayLike, closes: npt.ArrayLike, interval: str = "1h") -> Bars:
     """Hourly bars from 2024-01-01 00:00 UTC; high/low span open and close."""
     o, c = np.array(opens, dtype=np.float64), np.array(closes, dtype=np.float64)
     t0 = int(START.timestamp() * 1000)

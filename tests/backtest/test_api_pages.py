@@ -49,8 +49,11 @@ def test_post_stores_a_pending_run_and_queues_it_after_commit(client: Client, dj
         response = post(client, BODY)
     assert response.status_code == 202, response.content
     body = response.json()
-    assert body["status"] == "pending" and body["params"] == {"fast": 3, "slow": 30}
-    assert body["url"] == f"/backtests/{body['id']}/" and body["exchange"] == "binance" and body["interval"] == "1h"
+    assert body["status"] == "pending"
+    assert body["params"] == {"fast": 3, "slow": 30}
+    assert body["url"] == f"/backtests/{body['id']}/"
+    assert body["exchange"] == "binance"
+    assert body["interval"] == "1h"
     assert len(callbacks) == 1  # the task is sent only once the row is committed
     assert BacktestRun.objects.get(pk=body["id"]).status == "pending"
 
@@ -83,7 +86,8 @@ def test_post_errors_name_the_field(client: Client, change: dict[str, Any], para
 
 def test_post_body_must_be_an_object(client: Client):
     response = post(client, [BODY])
-    assert response.status_code == 400 and response.json()["error"]["param"] == "body"
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "body"
 
 
 def test_list_detail_and_strategies(client: Client):
@@ -93,9 +97,12 @@ def test_list_detail_and_strategies(client: Client):
     assert [r["id"] for r in body["results"]] == [second.pk]
     assert "equity" not in body["results"][0]
     body = client.get("/api/v1/backtests", {"limit": 1, "cursor": body["cursor"]}).json()
-    assert [r["id"] for r in body["results"]] == [first.pk] and body["next"] is None
+    assert [r["id"] for r in body["results"]] == [first.pk]
+    assert body["next"] is None
     detail = client.get(f"/api/v1/backtests/{first.pk}").json()
-    assert detail["status"] == "done" and detail["bars"] == 72 and len(detail["equity"]) == 72
+    assert detail["status"] == "done"
+    assert detail["bars"] == 72
+    assert len(detail["equity"]) == 72
     assert detail["metrics"]["trades"] == len(detail["trades"])
     assert "equity" not in client.get(f"/api/v1/backtests/{first.pk}", {"curves": "0"}).json()
     assert client.get("/api/v1/backtests/999999").status_code == 404
@@ -107,8 +114,10 @@ def test_chart_data_is_bounded_and_says_when_the_bars_changed(client: Client, se
     store_candles(WAVE)
     run = done_run(fast=3)
     chart = client.get(f"/api/v1/backtests/{run.pk}/chart").json()
-    assert chart["bars_changed"] is False and chart["bucket_bars"] == 1
-    assert len(chart["candles"]) == 72 and chart["candles"][0][0] == int(START.timestamp() * 1000)
+    assert chart["bars_changed"] is False
+    assert chart["bucket_bars"] == 1
+    assert len(chart["candles"]) == 72
+    assert chart["candles"][0][0] == int(START.timestamp() * 1000)
     assert chart["equity"][0] == [int(START.timestamp() * 1000), 10000.0]
     # Buy-and-hold: all cash in at the first open (100), valued at each close.
     assert chart["buy_and_hold"][1][1] == pytest.approx(10000 * 110 / 100)
@@ -124,7 +133,8 @@ def test_chart_data_is_bounded_and_says_when_the_bars_changed(client: Client, se
     runs.execute(long_run.pk)
     long_run.refresh_from_db()
     chart = run_chart(long_run)
-    assert len(chart["candles"]) <= MAX_CANDLES and chart["bucket_bars"] == 4
+    assert len(chart["candles"]) <= MAX_CANDLES
+    assert chart["bucket_bars"] == 4
     assert chart["equity"][-1] == long_run.equity[-1]
     equity = [e for _, e in long_run.equity]
     peak, deepest = 0.0, 0.0
@@ -143,7 +153,9 @@ def test_chart_of_a_run_without_results_is_empty(client: Client):
     run = runs.prepare(runs.RunSpec("sma_cross", "binance", "BTCUSDT", "1h", date(2024, 1, 1), date(2024, 1, 3)))
     run.save()
     chart = client.get(f"/api/v1/backtests/{run.pk}/chart").json()
-    assert chart["candles"] == [] and chart["equity"] == [] and chart["bars_changed"] is False
+    assert chart["candles"] == []
+    assert chart["equity"] == []
+    assert chart["bars_changed"] is False
 
 
 def page_config(html: str) -> dict[str, Any]:
@@ -155,18 +167,30 @@ def page_config(html: str) -> dict[str, Any]:
 
 def test_list_page_shows_runs_and_a_form_with_the_stored_days(client: Client):
     html = client.get("/backtests/").content.decode()
-    assert "No backtests yet" in html and 'name="strategy"' in html
+    assert "No backtests yet" in html
+    assert 'name="strategy"' in html
     store_candles(WAVE)
     run = done_run(fast=3)
     html = client.get("/backtests/").content.decode()
-    assert f'href="/backtests/{run.pk}/"' in html and "sma_cross" in html
-    assert 'value="2024-01-01"' in html and 'value="2024-01-03"' in html  # the stored candles' days
-    assert [s["name"] for s in page_config(html)["strategies"]][0] == "bollinger_breakout"
+    assert f'href="/backtests/{run.pk}/"' in html
+    assert "sma_cross" in html
+    assert 'value="2024-01-01"' in html
+    assert 'value="2024-01-03"' in html
+    assert next(s["name"] for s in page_config(html)["strategies"]) == "bollinger_breakout"
 
 
 def test_form_errors_are_shown_and_nothing_is_stored(client: Client):
-    form = {"strategy": "sma_cross", "params": "fast=50", "exchange": "binance", "symbol": "BTCUSDT",
-            "interval": "1h", "date_from": "2024-01-01", "date_to": "2024-01-03", "cash": "10000", "fee": "0.001"}  # fmt: skip
+    form = {
+        "strategy": "sma_cross",
+        "params": "fast=50",
+        "exchange": "binance",
+        "symbol": "BTCUSDT",
+        "interval": "1h",
+        "date_from": "2024-01-01",
+        "date_to": "2024-01-03",
+        "cash": "10000",
+        "fee": "0.001",
+    }
     response = client.post("/backtests/", form)
     assert response.status_code == 200
     assert "must be shorter than slow" in response.content.decode()
@@ -183,7 +207,8 @@ def test_run_page_config(client: Client):
     response = client.get(f"/backtests/{run.pk}/")
     assert response.status_code == 200
     config = page_config(response.content.decode())
-    assert config["run"]["id"] == run.pk and config["run"]["status"] == "done"
+    assert config["run"]["id"] == run.pk
+    assert config["run"]["status"] == "done"
     assert "equity" not in config["run"]
     assert client.get("/backtests/999999/").status_code == 404
 
@@ -197,13 +222,23 @@ def test_pages_need_a_login_when_configured(client: Client, settings: Any):
 @pytest.mark.django_db(transaction=True)
 def test_the_form_starts_a_celery_task_that_a_real_worker_runs(client: Client, celery_worker_process):
     store_candles(WAVE)
-    form = {"strategy": "ema_cross", "params": "fast=3, slow=8", "exchange": "binance", "symbol": "btcusdt",
-            "interval": "1h", "date_from": "2024-01-01", "date_to": "2024-01-03", "cash": "10000", "fee": "0.001"}  # fmt: skip
+    form = {
+        "strategy": "ema_cross",
+        "params": "fast=3, slow=8",
+        "exchange": "binance",
+        "symbol": "btcusdt",
+        "interval": "1h",
+        "date_from": "2024-01-01",
+        "date_to": "2024-01-03",
+        "cash": "10000",
+        "fee": "0.001",
+    }
     response = client.post("/backtests/", form)
     assert response.status_code == 302
     run = BacktestRun.objects.get()
     assert response["Location"] == f"/backtests/{run.pk}/"
-    assert run.symbol == "BTCUSDT" and run.params == {"fast": 3, "slow": 8}
+    assert run.symbol == "BTCUSDT"
+    assert run.params == {"fast": 3, "slow": 8}
     wait_for(
         lambda: BacktestRun.objects.get(pk=run.pk).status in ("done", "failed"),
         timeout=60,
@@ -211,7 +246,12 @@ def test_the_form_starts_a_celery_task_that_a_real_worker_runs(client: Client, c
     )
     run.refresh_from_db()
     assert run.status == "done", run.error
-    assert run.progress == 1.0 and run.bars == 72 and run.metrics["trades"] >= 1
-    assert run.started_at is not None and run.finished_at is not None and run.finished_at >= run.started_at
+    assert run.progress == 1.0
+    assert run.bars == 72
+    assert run.metrics["trades"] >= 1
+    assert run.started_at is not None
+    assert run.finished_at is not None
+    assert run.finished_at >= run.started_at
     polled = client.get(f"/api/v1/backtests/{run.pk}", {"curves": "0"}).json()  # what the run page polls
-    assert polled["status"] == "done" and polled["progress"] == 1.0
+    assert polled["status"] == "done"
+    assert polled["progress"] == 1.0

@@ -3,6 +3,7 @@ the no-look-ahead property for every registered strategy."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -52,7 +53,7 @@ def test_sma_cross_on_twelve_bars_worked_by_hand():
     assert m["exposure"] == pytest.approx(5 / 12)
     assert m["win_rate"] == pytest.approx(0.5)  # the first round trip loses, the open one gains
     assert m["profit_factor"] == pytest.approx((final - cash1) / (1000 - cash1), rel=1e-9)
-    returns = [b / a - 1 for a, b in zip(equity, equity[1:], strict=False)]
+    returns = [b / a - 1 for a, b in itertools.pairwise(equity)]
     per_year = 365 * 86400 / 3600
     assert m["sharpe"] == pytest.approx(statistics.mean(returns) / statistics.stdev(returns) * math.sqrt(per_year))
     downside = math.sqrt(sum(min(r, 0) ** 2 for r in returns) / len(returns))
@@ -88,14 +89,21 @@ def test_undefined_ratios_are_null_and_the_json_layout():
     bars = make_bars([10, 11, 12], [10, 11, 12])
     result = simulate(bars, [False] * 3, cash=100, fee=0.001, params={"fast": 2})
     m = result.metrics
-    assert m["sharpe"] is None and m["sortino"] is None and m["calmar"] is None
-    assert m["win_rate"] is None and m["profit_factor"] is None
-    assert m["trades"] == 0 and m["total_return"] == 0 and m["fees"] == 0
+    assert m["sharpe"] is None
+    assert m["sortino"] is None
+    assert m["calmar"] is None
+    assert m["win_rate"] is None
+    assert m["profit_factor"] is None
+    assert m["trades"] == 0
+    assert m["total_return"] == 0
+    assert m["fees"] == 0
     body = json.loads(json.dumps(result.as_json(), allow_nan=False))
     assert set(body) == {"metrics", "equity", "trades", "params", "bars"}
     assert set(body["metrics"]) == set(METRICS)
     assert body["equity"] == [[_ms(0), 100.0], [_ms(1), 100.0], [_ms(2), 100.0]]
-    assert body["trades"] == [] and body["params"] == {"fast": 2} and body["bars"] == 3
+    assert body["trades"] == []
+    assert body["params"] == {"fast": 2}
+    assert body["bars"] == 3
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from backtest import runs
 from backtest.data import bars_from_kline_csv, load_bars
 from backtest.models import BacktestRun
 from backtest.strategies import get_strategy
-from backtest.sweep import combinations, parse_grid, rank_key, sweep
+from backtest.sweep import Ranked, combinations, parse_grid, rank_key, sweep
 from tests.backtest.helpers import START, make_bars, store_candles
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,9 @@ def test_bars_cover_whole_utc_days_in_order_and_never_invent_missing_ones():
     assert times[0] == int(START.timestamp() * 1000)
     assert times[-1] == int((START + timedelta(hours=47)).timestamp() * 1000)
     assert int((START + timedelta(hours=30)).timestamp() * 1000) not in times
-    assert bars.close[0] == 100.0 and bars.open[1] == 100.0 and bars.close[1] == 110.0
+    assert bars.close[0] == 100.0
+    assert bars.open[1] == 100.0
+    assert bars.close[1] == 110.0
 
 
 def test_the_bars_hash_names_the_exact_stored_values():
@@ -52,7 +54,8 @@ def test_kline_csvs_with_and_without_header_in_ms_and_us(tmp_path):
     (tmp_path / "b.csv").write_text(row.format(t=1735693200000000))  # µs, as the archive writes from 2025
     bars = bars_from_kline_csv([tmp_path / "b.csv", tmp_path / "a.csv"], "1h")
     assert bars.open_time.tolist() == [1735689600000, 1735693200000]
-    assert bars.open.tolist() == [100.5, 100.5] and bars.close.tolist() == [100.75, 100.75]
+    assert bars.open.tolist() == [100.5, 100.5]
+    assert bars.close.tolist() == [100.75, 100.75]
 
 
 def test_execute_stores_the_result_and_is_idempotent():
@@ -65,12 +68,17 @@ def test_execute_stores_the_result_and_is_idempotent():
     done = runs.execute(run.pk, on_progress=seen.append)
     assert done is not None
     done.refresh_from_db()
-    assert done.status == BacktestRun.Status.DONE and done.progress == 1.0 and seen[-1] == 1.0
+    assert done.status == BacktestRun.Status.DONE
+    assert done.progress == 1.0
+    assert seen[-1] == 1.0
     assert seen == sorted(seen)
     assert done.params == {"fast": 3, "slow": 30}
-    assert done.bars == 72 and len(done.bars_hash) == 64
-    assert done.first_open_time == START and done.last_open_time == START + timedelta(hours=71)
-    assert len(done.equity) == 72 and done.equity[0] == [int(START.timestamp() * 1000), 10000.0]
+    assert done.bars == 72
+    assert len(done.bars_hash) == 64
+    assert done.first_open_time == START
+    assert done.last_open_time == START + timedelta(hours=71)
+    assert len(done.equity) == 72
+    assert done.equity[0] == [int(START.timestamp() * 1000), 10000.0]
     assert done.metrics["trades"] == len(done.trades) > 0
     finished = done.finished_at
     runs.execute(run.pk)  # a redelivered task: left as it is
@@ -115,17 +123,22 @@ def test_command_prints_stores_and_writes_the_json_layout(tmp_path, capsys):
         "--param", "fast=3", "--param", "slow=6", "--fee", "0.002", "--cash", "5000", "--json", str(out),
     )  # fmt: skip
     printed = capsys.readouterr().out
-    assert "72 bars 2024-01-01..2024-01-03" in printed and "total_return" in printed
+    assert "72 bars 2024-01-01..2024-01-03" in printed
+    assert "total_return" in printed
     body = json.loads(out.read_text())
     assert set(body) == {"metrics", "equity", "trades", "params", "bars"}
-    assert body["params"] == {"fast": 3, "slow": 6} and body["bars"] == 72
+    assert body["params"] == {"fast": 3, "slow": 6}
+    assert body["bars"] == 72
     assert all(isinstance(t, int) and isinstance(e, float) for t, e in body["equity"])
     trade = body["trades"][0]
     assert set(trade) == {"entry_time", "entry_price", "exit_time", "exit_price", "return"}
     assert trade["entry_time"] > int(START.timestamp() * 1000)
     run = BacktestRun.objects.get()
-    assert run.status == "done" and run.cash == Decimal(5000) and run.fee == Decimal("0.002")
-    assert run.metrics == pytest.approx(body["metrics"]) and f"stored as run {run.pk}" in printed
+    assert run.status == "done"
+    assert run.cash == Decimal(5000)
+    assert run.fee == Decimal("0.002")
+    assert run.metrics == pytest.approx(body["metrics"])
+    assert f"stored as run {run.pk}" in printed
 
 
 @pytest.mark.parametrize(
@@ -150,7 +163,9 @@ def test_command_errors_name_the_problem(args, message):
 def test_command_lists_strategies(capsys):
     call_command("backtest", "--list")
     printed = capsys.readouterr().out
-    assert "sma_cross" in printed and "fast=10 slow=30" in printed and "bollinger_breakout" in printed
+    assert "sma_cross" in printed
+    assert "fast=10 slow=30" in printed
+    assert "bollinger_breakout" in printed
 
 
 def test_sweep_ranks_every_valid_combination_and_reports_out_of_sample(tmp_path, capsys):
@@ -163,10 +178,12 @@ def test_sweep_ranks_every_valid_combination_and_reports_out_of_sample(tmp_path,
     )  # fmt: skip
     body = json.loads(out.read_text())
     # fast 2, 4, 6 x slow 4, 8 = 6 combinations; (4, 4) and (6, 4) are invalid (fast must be shorter).
-    assert len(body["ranked"]) == 4 and len(body["skipped"]) == 2
+    assert len(body["ranked"]) == 4
+    assert len(body["skipped"]) == 2
     returns = [r["metrics"]["total_return"] for r in body["ranked"]]
     assert returns == sorted(returns, reverse=True)
-    assert body["in_sample_bars"] == 144 and body["out_of_sample_bars"] == 72
+    assert body["in_sample_bars"] == 144
+    assert body["out_of_sample_bars"] == 72
     best = body["ranked"][0]["params"]
     bars = load_bars("binance", "BTCUSDT", "1h", date(2024, 1, 1), date(2024, 1, 9))
     targets = get_strategy("sma_cross").targets(bars, best)
@@ -199,8 +216,7 @@ def test_grid_parsing_and_ranking_rules():
     # Drawdown ranks ascending; an undefined value ranks last.
     result = sweep(bars, get_strategy("sma_cross"), {"fast": [1, 2]}, base={"slow": 3}, metric="max_drawdown",
                    cash=1, fee=0)  # fmt: skip
-    drawdowns = [r.metrics["max_drawdown"] for r in result.ranked]
+    drawdowns = [float(r.metrics["max_drawdown"] or 0) for r in result.ranked]
     assert drawdowns == sorted(drawdowns)
-    result = sweep(bars, get_strategy("sma_cross"), {"fast": [1, 2]}, base={"slow": 3}, metric="profit_factor",
-                   cash=1, fee=0)  # fmt: skip
-    assert result.ranked[-1].metrics["profit_factor"] is None or len(result.ranked) == 2
+    ranked = [Ranked({"n": 1}, {"sharpe": None}), Ranked({"n": 2}, {"sharpe": 1.0}), Ranked({"n": 3}, {"sharpe": 2.0})]
+    assert [r.params["n"] for r in sorted(ranked, key=rank_key("sharpe"))] == [3, 2, 1]

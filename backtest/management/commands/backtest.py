@@ -134,7 +134,8 @@ class Command(BaseCommand):
         bars = load_bars(run.exchange, run.symbol, run.interval, run.date_from, run.date_to)
         if len(bars) == 0:
             raise CommandError(
-                f"no {run.interval} candles stored for {run.exchange}:{run.symbol} from {run.date_from} to {run.date_to}"
+                f"no {run.interval} candles stored for {run.exchange}:{run.symbol} "
+                f"from {run.date_from} to {run.date_to}"
             )
         if options["grid"]:
             self._sweep(run, bars, options)
