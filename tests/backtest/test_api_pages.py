@@ -255,3 +255,19 @@ def test_the_form_starts_a_celery_task_that_a_real_worker_runs(client: Client, c
     polled = client.get(f"/api/v1/backtests/{run.pk}", {"curves": "0"}).json()  # what the run page polls
     assert polled["status"] == "done"
     assert polled["progress"] == 1.0
+
+
+def test_admin_lists_runs_read_only(client: Client):
+    from django.contrib.auth import get_user_model
+
+    store_candles(WAVE)
+    run = done_run(fast=3)
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+    html = client.get("/admin/backtest/backtestrun/").content.decode()
+    assert "sma_cross" in html
+    assert f"{run.metrics['total_return']:+.2%}" in html
+    html = client.get(f"/admin/backtest/backtestrun/{run.pk}/change/").content.decode()
+    assert f'href="/backtests/{run.pk}/"' in html
+    assert run.bars_hash in html
+    assert client.get("/admin/backtest/backtestrun/add/").status_code == 403

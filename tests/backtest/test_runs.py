@@ -220,3 +220,23 @@ def test_grid_parsing_and_ranking_rules():
     assert drawdowns == sorted(drawdowns)
     ranked = [Ranked({"n": 1}, {"sharpe": None}), Ranked({"n": 2}, {"sharpe": 1.0}), Ranked({"n": 3}, {"sharpe": 2.0})]
     assert [r.params["n"] for r in sorted(ranked, key=rank_key("sharpe"))] == [3, 2, 1]
+
+
+def test_an_unexpected_error_fails_the_run_and_is_raised():
+    from backtest.strategies import STRATEGIES, strategy
+
+    @strategy("test_broken")
+    def broken(bars):
+        raise RuntimeError("bug in a strategy")
+
+    try:
+        store_candles(WAVE)
+        run = runs.prepare(runs.RunSpec("test_broken", "binance", "BTCUSDT", "1h", date(2024, 1, 1), date(2024, 1, 3)))
+        run.save()
+        with pytest.raises(RuntimeError, match="bug in a strategy"):
+            runs.execute(run.pk)
+        run.refresh_from_db()
+        assert run.status == "failed"
+        assert run.error == "internal error: RuntimeError('bug in a strategy')"
+    finally:
+        STRATEGIES.pop("test_broken", None)
