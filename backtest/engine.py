@@ -193,9 +193,19 @@ def _trades(
     fee: float,
 ) -> list[Trade]:
     times = bars.open_time
+    closed = len(exits)
+    # Whole columns to Python numbers at once (per-element numpy scalars cost ~5x more with ~1,000 trades a run).
     out = [
-        Trade(int(times[e]), float(p), int(times[x]), float(q), float(g - 1), float(c * (g - 1)))
-        for e, x, p, q, g, c in zip(entries, exits, entry_px, exit_px, growth, capital, strict=False)
+        Trade(e, p, x, q, g - 1, c * (g - 1))
+        for e, x, p, q, g, c in zip(
+            times[entries[:closed]].tolist(),
+            times[exits].tolist(),
+            entry_px[:closed].tolist(),
+            exit_px.tolist(),
+            growth.tolist(),
+            capital[:closed].tolist(),
+            strict=True,
+        )
     ]
     if len(entries) > len(exits):  # still long at the end: valued at the last close, no exit fee
         last_close = float(bars.close[-1])
