@@ -12,7 +12,7 @@ STAMP := $(VENV)/.requirements.sha1
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
-        typecheck pytest bench bench-ingest bench-latency chaos lock clean-stack
+        typecheck pytest bench bench-ingest bench-backtest bench-latency chaos lock clean-stack
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ bench: migrate topics ## full chain at --speed 0 on >= 1M real trades (see docs/
 
 bench-ingest: topics ## simulator -> ingest -> Kafka at --speed 0
 	@$(PY) -m benchmarks.ingest $(BENCH_ARGS)
+
+bench-backtest: setup ## one backtest and 1,000-combination sweeps on the 39,638 bundled hourly bars
+	@$(PY) -m benchmarks.backtest $(BENCH_ARGS)
 
 bench-latency: migrate topics ## exchange event time -> browser at 1,000 trades/s
 	@$(PY) -m benchmarks.latency $(BENCH_ARGS)

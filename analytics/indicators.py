@@ -30,6 +30,8 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -351,3 +353,115 @@ def indicator_payload(interval: str, row: IndicatorRow) -> dict[str, Any]:
         "bb_middle": s(row.bb_middle),
         "bb_lower": s(row.bb_lower),
     }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Vectorised forms: the same definitions over float64 arrays, for backtests and model features (one pass over a
+# whole history instead of Decimal arithmetic candle by candle). ``NaN`` stands where the functions above return
+# ``None``. tests/analytics/test_indicators_vectorised.py checks that both forms agree on real BTCUSDT closes to
+# 12 significant digits (the float can hold about 16; a stored 12-decimal price of ~60,000 needs 17). Every value
+# depends only on the values up to its index, so appending data never changes an earlier value.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _window(values: npt.NDArray[np.float64], period: int) -> npt.NDArray[np.float64]:
+    """The last ``period`` values at each index from ``period - 1`` (a strided view, no copy)."""
+    return np.lib.stride_tricks.sliding_window_view(values, period)
+
+
+def _padded(values: npt.NDArray[np.float64], head: int) -> npt.NDArray[np.float64]:
+    out = np.full(head + len(values), np.nan)
+    out[head:] = values
+    return out
+
+
+def sma_array(values: npt.ArrayLike, period: int) -> npt.NDArray[np.float64]:
+    """:func:`sma` over a float array. Each mean is taken over its own window (no running sum whose rounding
+    error would grow with the series)."""
+    _check_period(period)
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < period:
+        return np.full(len(x), np.nan)
+    return _padded(_window(x, period).mean(axis=1), period - 1)
+
+
+def ema_array(values: npt.ArrayLike, period: int) -> npt.NDArray[np.float64]:
+    """:func:`ema` over a float array: seeded with the SMA of the first ``period`` values.
+
+    The recursion is inherently sequential; a plain loop over Python floats takes ~4 ms for 40,000 values, less
+    than numpy's per-call overhead would cost for a step-by-step array version.
+    """
+    _check_period(period)
+    x = np.asarray(values, dtype=np.float64)
+    out = np.full(len(x), np.nan)
+    if len(x) < period:
+        return out
+    k = 2.0 / (period + 1)
+    prev = float(x[:period].sum()) / period
+    rest = x[period:].tolist()
+    series = [prev]
+    keep = 1.0 - k
+    for v in rest:
+        prev = v * k + prev * keep
+        series.append(prev)
+    out[period - 1 :] = series
+    return out
+
+
+def rsi_array(values: npt.ArrayLike, period: int = RSI_PERIOD) -> npt.NDArray[np.float64]:
+    """:func:`rsi` over a float array (Wilder's smoothing; the first value at index ``period``)."""
+    _check_period(period)
+    x = np.asarray(values, dtype=np.float64)
+    out = np.full(len(x), np.nan)
+    if len(x) <= period:
+        return out
+    changes = np.diff(x)
+    gains = np.where(changes > 0, changes, 0.0).tolist()
+    losses = np.where(changes < 0, -changes, 0.0).tolist()
+    gain = sum(gains[:period]) / period
+    loss = sum(losses[:period]) / period
+    result = [_rsi_float(gain, loss)]
+    keep = period - 1
+    for g, l_ in zip(gains[period:], losses[period:], strict=True):
+        gain = (gain * keep + g) / period
+        loss = (loss * keep + l_) / period
+        result.append(_rsi_float(gain, loss))
+    out[period:] = result
+    return out
+
+
+def _rsi_float(gain: float, loss: float) -> float:
+    if loss == 0:
+        return 100.0 if gain > 0 else 50.0
+    return 100.0 - 100.0 / (1.0 + gain / loss)
+
+
+def macd_arrays(
+    values: npt.ArrayLike, fast: int = MACD_FAST, slow: int = MACD_SLOW, signal: int = MACD_SIGNAL
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """:func:`macd` over a float array: line, signal and histogram."""
+    if fast >= slow:
+        raise ValueError(f"the fast period {fast} must be shorter than the slow period {slow}")
+    x = np.asarray(values, dtype=np.float64)
+    line = ema_array(x, fast) - ema_array(x, slow)
+    first = slow - 1
+    sig = np.full(len(x), np.nan)
+    if len(x) > first:
+        sig[first:] = ema_array(line[first:], signal)
+    return line, sig, line - sig
+
+
+def bollinger_arrays(
+    values: npt.ArrayLike, period: int = BB_PERIOD, width: float = float(BB_WIDTH)
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """:func:`bollinger` over a float array: upper, middle and lower bands (population standard deviation,
+    each window's own, so no cancellation between large running sums)."""
+    _check_period(period)
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < period:
+        empty = np.full(len(x), np.nan)
+        return empty, empty.copy(), empty.copy()
+    windows = _window(x, period)
+    middle = _padded(windows.mean(axis=1), period - 1)
+    spread = width * _padded(windows.std(axis=1), period - 1)
+    return middle + spread, middle, middle - spread

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "ingest",
     "analytics",
+    "backtest",
     "dashboard",
 ]
 
@@ -132,6 +133,7 @@ CELERY_TASK_ROUTES = {
     # Alert detection shares the alerts queue with delivery, so a candle backlog never delays an alert.
     "analytics.tasks.detect_whales": {"queue": "alerts"},
     "analytics.tasks.*": {"queue": "analytics"},
+    "backtest.tasks.*": {"queue": "analytics"},
     "dashboard.tasks.*": {"queue": "alerts"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -12,4 +12,6 @@ urlpatterns = [
     path("market/<str:exchange>/<path:symbol>/", views.symbol, name="symbol"),
     path("whales/", views.whales, name="whales"),
     path("health/", views.health, name="health"),
+    path("backtests/", views.backtests, name="backtests"),
+    path("backtests/<int:run_id>/", views.backtest, name="backtest"),
 ]

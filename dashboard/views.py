@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
+from django.db.models import Max, Min
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
 
-from analytics.models import INTERVAL_SECONDS, SymbolStats, WhaleAlert
+from analytics.models import INTERVAL_SECONDS, Candle, SymbolStats, WhaleAlert
+from backtest.models import BacktestRun
+from dashboard.api.backtests import run_item, start_run, strategy_list
 from dashboard.auth import login_required_if_configured
+from dashboard.forms import BacktestForm
 from dashboard.groups import InvalidMarketError, parse_market
 from dashboard.queries import known_pairs
 
@@ -90,6 +94,44 @@ def whales(request: HttpRequest) -> HttpResponse:
 def health(request: HttpRequest) -> HttpResponse:
     """Pipeline health for operators, refreshed from ``/api/v1/health``."""
     return _page(request, "dashboard/health.html", "health", {"refreshMs": 3000})
+
+
+BACKTEST_LIST_SIZE = 50
+
+
+def _form_initial() -> dict[str, Any]:
+    """Defaults for the form: the days of stored binance BTCUSDT 1h candles, when there are any."""
+    span = Candle.objects.filter(exchange="binance", symbol="BTCUSDT", interval="1h").aggregate(
+        first=Min("open_time"), last=Max("open_time")
+    )
+    initial: dict[str, Any] = {"strategy": "sma_cross"}
+    if span["first"] is not None:
+        initial["date_from"] = span["first"].date()
+        initial["date_to"] = span["last"].date()
+    return initial
+
+
+@login_required_if_configured
+def backtests(request: HttpRequest) -> HttpResponse:
+    """The runs, newest first, and the form that starts one (as a Celery task; the run page shows progress)."""
+    if request.method == "POST":
+        form = BacktestForm(request.POST)
+        if form.is_valid() and form.spec is not None:
+            run = start_run(form.spec)
+            return redirect("dashboard:backtest", run_id=run.pk)
+    else:
+        form = BacktestForm(initial=_form_initial())
+    rows = list(BacktestRun.objects.defer("equity", "trades").order_by("-created_at", "-id")[:BACKTEST_LIST_SIZE])
+    config = {"strategies": strategy_list()}
+    return _page(request, "dashboard/backtests.html", "backtests", config, form=form, runs=rows)
+
+
+@login_required_if_configured
+def backtest(request: HttpRequest, run_id: int) -> HttpResponse:
+    """One run: metrics, equity against buy-and-hold, drawdown, and trade markers on the candles."""
+    run = get_object_or_404(BacktestRun.objects.defer("equity", "trades"), pk=run_id)
+    config = {"run": run_item(run), "refreshMs": 1000}
+    return _page(request, "dashboard/backtest.html", "backtest", config, run=run)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

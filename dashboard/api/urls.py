@@ -3,7 +3,7 @@
 from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from dashboard.api import views
+from dashboard.api import backtests, views
 from dashboard.auth import LoginRequiredIfConfigured
 
 app_name = "api"
@@ -18,6 +18,10 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("stats", views.StatsView.as_view(), name="stats"),
     path("symbols", views.SymbolsView.as_view(), name="symbols"),
     path("health", views.HealthView.as_view(), name="health"),
+    path("backtests", backtests.BacktestsView.as_view(), name="backtests"),
+    path("backtests/strategies", backtests.StrategiesView.as_view(), name="backtest-strategies"),
+    path("backtests/<int:run_id>", backtests.BacktestView.as_view(), name="backtest"),
+    path("backtests/<int:run_id>/chart", backtests.BacktestChartView.as_view(), name="backtest-chart"),
     path("schema", SpectacularAPIView.as_view(permission_classes=_docs_permissions), name="schema"),
     path(
         "docs",

@@ -1,0 +1,52 @@
+"""Backtest runs in the admin: read-only results, searchable by strategy and market."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from backtest.models import BacktestRun
+
+
+@admin.register(BacktestRun)
+class BacktestRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "strategy",
+        "exchange",
+        "symbol",
+        "interval",
+        "date_from",
+        "date_to",
+        "status",
+        "total_return",
+        "sharpe",
+        "bars",
+        "created_at",
+    )
+    list_filter = ("status", "strategy", "exchange", "interval")
+    search_fields = ("strategy", "symbol", "bars_hash")
+    ordering = ("-created_at", "-id")
+    exclude = ("equity", "trades")  # tens of thousands of points: the run page draws them
+    readonly_fields = ("page", "bars_hash", "metrics", "progress", "started_at", "finished_at", "created_at")
+
+    @admin.display(description="total return")
+    def total_return(self, run: BacktestRun) -> str:
+        value = run.metrics.get("total_return")
+        return "—" if value is None else f"{value:+.2%}"
+
+    @admin.display(description="Sharpe")
+    def sharpe(self, run: BacktestRun) -> str:
+        value = run.metrics.get("sharpe")
+        return "—" if value is None else f"{value:.2f}"
+
+    @admin.display(description="run page")
+    def page(self, run: BacktestRun) -> str:
+        return format_html('<a href="{}">open</a>', reverse("dashboard:backtest", args=[run.pk]))
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # runs are started from the dashboard form, the API or manage.py backtest
