@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +43,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
         return target
 
     def _serve(self, body: bool) -> None:
+        self.server.served.append((urlsplit(self.path).path, self.headers.get("Range")))
         target = self._resolve()
         if target is None:
             self._empty(HTTPStatus.NOT_FOUND)
@@ -98,6 +100,8 @@ class MirrorServer(ThreadingHTTPServer):
 
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self.root = root.resolve()
+        # (path, Range header) of the latest requests, for tests and debugging.
+        self.served: deque[tuple[str, str | None]] = deque(maxlen=1000)
         if not self.root.is_dir():
             raise FileNotFoundError(f"mirror root {root} is not a folder")
         super().__init__((host, port), MirrorHandler)
