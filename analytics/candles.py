@@ -43,7 +43,13 @@ ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
 # trades ingest saw); rollups never overwrite imported klines.
 _UPSERT_GUARD = {
     CandleSource.LIVE: "WHERE analytics_candle.source = 'live'",
-    CandleSource.ROLLUP: "WHERE analytics_candle.source <> 'imported'",
+    # Also skips a rollup equal to the stored row, so re-running an import leaves even updated_at alone.
+    CandleSource.ROLLUP: """WHERE analytics_candle.source <> 'imported'
+  AND (analytics_candle.open, analytics_candle.high, analytics_candle.low, analytics_candle.close,
+       analytics_candle.volume, analytics_candle.quote_volume, analytics_candle.trade_count, analytics_candle.source)
+      IS DISTINCT FROM
+      (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.quote_volume,
+       EXCLUDED.trade_count, EXCLUDED.source)""",
 }
 
 _UPSERT_TAIL = _UPSERT_SET + _UPSERT_GUARD[CandleSource.LIVE] + "\nRETURNING open_time\n"

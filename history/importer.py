@@ -184,7 +184,7 @@ def import_klines(
                     result.last_us = kline.open_time_us
         cursor.execute(_UPSERT, {"exchange": exchange, "symbol": symbol, "interval": interval})
         result.written = cursor.fetchone()[0]
-        if result.first_us is not None and result.last_us is not None:
+        if result.written and result.first_us is not None and result.last_us is not None:
             rollup(
                 cursor,
                 exchange,
