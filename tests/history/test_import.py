@@ -40,8 +40,15 @@ def _file_rows(*paths: Path) -> dict[datetime, tuple]:
             k = parse_kline(r)
             t = EPOCH + timedelta(microseconds=k.open_time_us)
             rows[t] = (
-                t, Decimal(k.open), Decimal(k.high), Decimal(k.low), Decimal(k.close), Decimal(k.volume),
-                Decimal(k.quote_volume), k.trade_count, EPOCH + timedelta(microseconds=k.close_time_us),
+                t,
+                Decimal(k.open),
+                Decimal(k.high),
+                Decimal(k.low),
+                Decimal(k.close),
+                Decimal(k.volume),
+                Decimal(k.quote_volume),
+                k.trade_count,
+                EPOCH + timedelta(microseconds=k.close_time_us),
             )
     return rows
 
@@ -55,10 +62,12 @@ def _stored(interval: str) -> dict[datetime, tuple]:
 
 def test_bundled_files_round_trip_exactly_and_larger_intervals_are_rolled_up(tmp_path, mirror):
     server = mirror(BUNDLE)
-    h1 = run_import(_request(server.url, tmp_path, interval="1h", start=date(2017, 8, 1), end=date(2022, 2, 28)),
-                    today=TODAY)
-    m1 = run_import(_request(server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3)),
-                    today=TODAY)
+    h1 = run_import(
+        _request(server.url, tmp_path, interval="1h", start=date(2017, 8, 1), end=date(2022, 2, 28)), today=TODAY
+    )
+    m1 = run_import(
+        _request(server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3)), today=TODAY
+    )
     assert (h1.files, h1.imported, h1.rows, h1.written) == (55, 55, 39_638, 39_638)
     assert (m1.files, m1.rows, m1.written) == (3, 4_320, 4_320)
     assert not (h1.missing or h1.checksum_failures or h1.errors or h1.rejected_rows)
@@ -90,8 +99,9 @@ def test_bundled_files_round_trip_exactly_and_larger_intervals_are_rolled_up(tmp
 
 def test_rerunning_an_import_changes_nothing(tmp_path, mirror):
     server = mirror(BUNDLE)
-    request = _request(server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3),
-                       indicators=True)
+    request = _request(
+        server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3), indicators=True
+    )
     first = run_import(request, today=TODAY)
     assert first.written == 4_320 and first.indicators > 0
     snapshot = list(Candle.objects.order_by("interval", "open_time").values())
@@ -110,27 +120,43 @@ def test_tampered_zip_is_refused_by_its_checksum_and_nothing_of_it_is_stored(tmp
     data[len(data) // 2] ^= 0x01
     tampered.write_bytes(bytes(data))
     server = mirror(root)
-    summary = run_import(_request(server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3)),
-                         today=TODAY)
+    summary = run_import(
+        _request(server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3)), today=TODAY
+    )
     assert len(summary.checksum_failures) == 1 and "BTCUSDT-1m-2020-01-02.zip" in summary.checksum_failures[0]
     assert summary.imported == 2 and summary.rows == 2 * 1440
-    day2 = Candle.objects.filter(open_time__gte=datetime(2020, 1, 2, tzinfo=UTC),
-                                 open_time__lt=datetime(2020, 1, 3, tzinfo=UTC))
+    day2 = Candle.objects.filter(
+        open_time__gte=datetime(2020, 1, 2, tzinfo=UTC), open_time__lt=datetime(2020, 1, 3, tzinfo=UTC)
+    )
     assert not day2.filter(interval="1m").exists()
     assert Candle.objects.filter(interval="1m").count() == 2 * 1440
     # The command names the file and fails (after importing the others).
     with pytest.raises(CommandError, match="refused by their checksum"):
-        call_command("import_history", "--symbol", "BTCUSDT", "--interval", "1m", "--from", "2020-01-01",
-                     "--to", "2020-01-03", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache2"),
-                     "--no-indicators")
+        call_command(
+            "import_history",
+            "--symbol",
+            "BTCUSDT",
+            "--interval",
+            "1m",
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2020-01-03",
+            "--base-url",
+            server.url,
+            "--cache-dir",
+            str(tmp_path / "cache2"),
+            "--no-indicators",
+        )
 
 
 def test_a_404_day_is_reported_and_the_rest_imported(tmp_path, mirror):
     root = tmp_path / "mirror"
     copy_into(root, M1 / "BTCUSDT-1m-2020-01-01.zip", M1 / "BTCUSDT-1m-2020-01-03.zip")
     server = mirror(root)
-    summary = run_import(_request(server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3)),
-                         today=TODAY)
+    summary = run_import(
+        _request(server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3)), today=TODAY
+    )
     assert len(summary.missing) == 1 and "BTCUSDT-1m-2020-01-02.zip" in summary.missing[0]
     assert summary.imported == 2 and not summary.checksum_failures
     assert Candle.objects.filter(interval="1m").count() == 2 * 1440
@@ -160,7 +186,7 @@ def test_trades_go_through_the_live_copy_path_then_get_candles(tmp_path):
     assert summary.unverified == ["BTCUSDT-trades-2024-08-08.zip"]
     stored = {t.trade_id: t for t in Trade.objects.filter(symbol="BTCUSDT")}
     assert len(stored) == len(recorded)
-    for r in recorded[:: 97]:
+    for r in recorded[::97]:
         s = stored[r.trade_id]
         assert (s.price, s.quantity, s.is_buyer_maker) == (Decimal(r.price), Decimal(r.quantity), r.is_buyer_maker)
         assert s.traded_at == EPOCH + timedelta(milliseconds=r.trade_time)
@@ -217,8 +243,21 @@ def test_local_paths_filter_by_name_and_dates_and_verify_checksums(tmp_path):
 
 
 def test_command_prints_progress_summary_through_its_own_mirror(tmp_path, capsys):
-    call_command("import_history", "--mirror", str(BUNDLE), "--symbol", "BTCUSDT", "--interval", "1h",
-                 "--from", "2022-02-01", "--to", "2022-02-28", "--cache-dir", str(tmp_path / "c"))
+    call_command(
+        "import_history",
+        "--mirror",
+        str(BUNDLE),
+        "--symbol",
+        "BTCUSDT",
+        "--interval",
+        "1h",
+        "--from",
+        "2022-02-01",
+        "--to",
+        "2022-02-28",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
     out = capsys.readouterr()
     assert "files: 1 planned, 1 imported" in out.out
     assert "rows: 672 read, 672 written" in out.out

@@ -32,7 +32,12 @@ def _member_text(path: Path) -> str:
 def test_names_give_symbol_kind_interval_and_period():
     n = parse_name("ETHUSDT-1h-2021-01.csv")
     assert (n.symbol, n.kind, n.interval, n.first_day, n.last_day, n.monthly) == (
-        "ETHUSDT", "klines", "1h", date(2021, 1, 1), date(2021, 1, 31), True
+        "ETHUSDT",
+        "klines",
+        "1h",
+        date(2021, 1, 1),
+        date(2021, 1, 31),
+        True,
     )
     n = parse_name("BTCUSDT-trades-2024-08-08.zip")
     assert (n.kind, n.interval, n.first_day, n.last_day) == ("trades", None, date(2024, 8, 8), date(2024, 8, 8))
