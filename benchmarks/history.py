@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "history-import.json").write_text(json.dumps(report, indent=2, default=str))
     k, t = report["klines"], report["trades"]
     print(
-        f"klines  {k['candles']:>9,} candles  cold {k['cold_candles_per_s']:>9,}/s  warm {k['warm_candles_per_s']:>9,}/s"
+        f"klines  {k['candles']:>9,} candles  cold {k['cold_candles_per_s']:>9,}/s"
+        f"  warm {k['warm_candles_per_s']:>9,}/s"
         f"  plain COPY {k['plain_copy_candles_per_s']:>9,}/s  (warm = {k['warm_vs_copy']:.0%} of COPY)"
     )
     print(

@@ -1,10 +1,10 @@
 """Storage of archived klines and trades, idempotently, with the live path's own code where there is one.
 
 Klines: each file is COPYed into a staging table and upserted as candles of its interval with
-``source = 'imported'`` in one transaction, then the larger intervals are rolled up from it by the live path's
-rollup statement (:func:`analytics.candles.rollup_sql`) with ``source = 'rollup'``. Trades and aggTrades go through
-:func:`analytics.storage.store_trades` (the live COPY path) in batches, then their candles are recomputed by
-:func:`analytics.candles.recompute_candles`, exactly as live trades get theirs.
+``source = 'imported'`` in one transaction; at the end of the import the larger intervals are rolled up from them
+by the live path's rollup statement (:func:`analytics.candles.rollup_sql`) with ``source = 'rollup'``. Trades and
+aggTrades go through :func:`analytics.storage.store_trades` (the live COPY path) in batches, then their candles are
+recomputed by :func:`analytics.candles.recompute_candles`, exactly as live trades get theirs.
 
 Which wins where live and imported candles meet (``analytics.models.CandleSource``): an imported kline is the
 exchange's own complete and final record of the bar, while a live candle holds only the trades ingest saw (a bar
@@ -163,8 +163,8 @@ def _valid_rows(
 def import_klines(
     path: Path, symbol: str, interval: str, tracker: GapTracker, *, exchange: str = EXCHANGE
 ) -> FileResult:
-    """Store one klines file as imported candles of ``interval`` and roll the larger intervals up from it, in one
-    transaction; :class:`ParseError` when the file cannot be read at all (nothing stored)."""
+    """Store one klines file as imported candles of ``interval`` in one transaction (the caller rolls the larger
+    intervals up with :func:`rollup_range`); :class:`ParseError` when the file cannot be read (nothing stored)."""
     if interval not in INTERVAL_SECONDS:
         raise ParseError(f"{path.name}: interval {interval} is not stored (intervals: {', '.join(INTERVAL_SECONDS)})")
     step_us = INTERVAL_SECONDS[interval] * 1_000_000
@@ -184,15 +184,6 @@ def import_klines(
                     result.last_us = kline.open_time_us
         cursor.execute(_UPSERT, {"exchange": exchange, "symbol": symbol, "interval": interval})
         result.written = cursor.fetchone()[0]
-        if result.written and result.first_us is not None and result.last_us is not None:
-            rollup(
-                cursor,
-                exchange,
-                symbol,
-                interval,
-                _EPOCH + timedelta(microseconds=result.first_us),
-                _EPOCH + timedelta(microseconds=result.last_us),
-            )
     return result
 
 
@@ -200,6 +191,19 @@ def rollup_targets(interval: str) -> list[str]:
     """The stored intervals that ``interval`` rolls up into (larger, whole multiples of it)."""
     step = INTERVAL_SECONDS[interval]
     return [i for i in candle_logic.ALL_INTERVALS if INTERVAL_SECONDS[i] > step and INTERVAL_SECONDS[i] % step == 0]
+
+
+def rollup_range(exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> int:
+    """Roll the ``base`` candles of every bucket touching ``first..last`` up into the larger intervals, in one
+    transaction under the symbol's candle lock; return the candles written.
+
+    Run once per import over everything it read (one set-based statement per interval instead of one per file:
+    a third of the import's time otherwise), whether or not the files changed anything: a run interrupted before
+    its rollup is repaired by the next one, and unchanged buckets are skipped by the rollup's guard.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        candle_logic.symbol_lock(exchange, symbol, "candles")
+        return rollup(cursor, exchange, symbol, base, first, last)
 
 
 def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> int:

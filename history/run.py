@@ -193,6 +193,7 @@ def run_import(request: ImportRequest, progress: Progress | None = None, today: 
     started = time.perf_counter()
     trackers: dict[tuple[str, str, str], importer.GapTracker] = {}
     first_by_series: dict[tuple[str, str], datetime] = {}
+    spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}  # klines read per (symbol, interval)
     if request.paths:
         sources: Iterator[_Source] = iter(local_files(request))
     else:
@@ -204,9 +205,11 @@ def run_import(request: ImportRequest, progress: Progress | None = None, today: 
             source, verified = _verified_local(source)
             if not verified:
                 summary.unverified.append(source.label)
-        rows = _store(request, source, summary, trackers, first_by_series)
+        rows = _store(request, source, summary, trackers, first_by_series, spans)
         if progress is not None:
             progress(source.label, rows)
+    for (symbol, interval), (first, last) in spans.items():
+        importer.rollup_range(request.exchange, symbol, interval, first, last)
     if request.indicators:
         for (symbol, interval), start in first_by_series.items():
             if interval == "trades":
@@ -224,6 +227,7 @@ def _store(
     summary: ImportSummary,
     trackers: dict[tuple[str, str, str], importer.GapTracker],
     first_by_series: dict[tuple[str, str], datetime],
+    spans: dict[tuple[str, str], tuple[datetime, datetime]],
 ) -> int:
     """Store one file, recording the outcome in ``summary``; return the rows it held."""
     if source.error is not None:
@@ -258,6 +262,11 @@ def _store(
     summary.rows += result.rows
     summary.written += result.written
     summary.rejected_rows += result.rejected
+    if name.kind == "klines" and name.interval and result.first_us is not None and result.last_us is not None:
+        lo = importer._EPOCH + timedelta(microseconds=result.first_us)
+        hi = importer._EPOCH + timedelta(microseconds=result.last_us)
+        span = spans.get((name.symbol, name.interval))
+        spans[(name.symbol, name.interval)] = (min(lo, span[0]), max(hi, span[1])) if span else (lo, hi)
     if result.first_us is not None and result.written:
         # Indicators follow changed candles only: a re-run that changed nothing recomputes nothing.
         first = importer._EPOCH + timedelta(microseconds=result.first_us)

@@ -70,16 +70,21 @@ def test_bundled_files_round_trip_exactly_and_larger_intervals_are_rolled_up(tmp
     )
     assert (h1.files, h1.imported, h1.rows, h1.written) == (55, 55, 39_638, 39_638)
     assert (m1.files, m1.rows, m1.written) == (3, 4_320, 4_320)
-    assert not (h1.missing or h1.checksum_failures or h1.errors or h1.rejected_rows)
+    assert not (h1.missing)
+    assert not (h1.checksum_failures)
+    assert not (h1.errors)
+    assert not (h1.rejected_rows)
     # Every candle equals its file row, decimals exact, quirks (shortened close_time, off-hour bar) kept.
     expected_h1 = _file_rows(*sorted(H1.glob("*.zip")))
     stored_h1 = _stored("1h")
     assert stored_h1 == expected_h1
     assert _stored("1m") == _file_rows(*sorted(M1.glob("*.zip")))
     off_hour = [t for t in expected_h1 if t.minute or t.second]
-    assert off_hour and all(stored_h1[t][0] == t for t in off_hour)
+    assert off_hour
+    assert all(stored_h1[t][0] == t for t in off_hour)
     shortened = [v for v in expected_h1.values() if v[8] - v[0] < timedelta(hours=1) - timedelta(milliseconds=1)]
-    assert shortened and all(stored_h1[v[0]][8] == v[8] for v in shortened)
+    assert shortened
+    assert all(stored_h1[v[0]][8] == v[8] for v in shortened)
     assert set(Candle.objects.filter(interval__in=["1h", "1m"]).values_list("source", flat=True)) == {"imported"}
     # Gaps reported as the archive has them (27 outages, 126 missing hours), never filled.
     assert (h1.gaps.count, h1.gaps.missing) == (27, 126)
@@ -91,7 +96,8 @@ def test_bundled_files_round_trip_exactly_and_larger_intervals_are_rolled_up(tmp
     assert d1.source == "rollup"
     assert (d1.open, d1.close) == (bars[0][1], bars[-1][4])
     assert (d1.high, d1.low) == (max(b[2] for b in bars), min(b[3] for b in bars))
-    assert d1.volume == sum(b[5] for b in bars) and d1.trade_count == sum(b[7] for b in bars)
+    assert d1.volume == sum(b[5] for b in bars)
+    assert d1.trade_count == sum(b[7] for b in bars)
     # The 1h rolled up from the imported 1m days never overwrote the imported 1h klines of those days.
     assert Candle.objects.get(interval="1h", open_time=datetime(2020, 1, 2, 5, tzinfo=UTC)).source == "imported"
     assert Candle.objects.filter(interval="15m").count() == 3 * 96
@@ -103,7 +109,8 @@ def test_rerunning_an_import_changes_nothing(tmp_path, mirror):
         server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3), indicators=True
     )
     first = run_import(request, today=TODAY)
-    assert first.written == 4_320 and first.indicators > 0
+    assert first.written == 4_320
+    assert first.indicators > 0
     snapshot = list(Candle.objects.order_by("interval", "open_time").values())
     indicators = IndicatorPoint.objects.count()
     again = run_import(request, today=TODAY)
@@ -123,8 +130,10 @@ def test_tampered_zip_is_refused_by_its_checksum_and_nothing_of_it_is_stored(tmp
     summary = run_import(
         _request(server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3)), today=TODAY
     )
-    assert len(summary.checksum_failures) == 1 and "BTCUSDT-1m-2020-01-02.zip" in summary.checksum_failures[0]
-    assert summary.imported == 2 and summary.rows == 2 * 1440
+    assert len(summary.checksum_failures) == 1
+    assert "BTCUSDT-1m-2020-01-02.zip" in summary.checksum_failures[0]
+    assert summary.imported == 2
+    assert summary.rows == 2 * 1440
     day2 = Candle.objects.filter(
         open_time__gte=datetime(2020, 1, 2, tzinfo=UTC), open_time__lt=datetime(2020, 1, 3, tzinfo=UTC)
     )
@@ -157,8 +166,10 @@ def test_a_404_day_is_reported_and_the_rest_imported(tmp_path, mirror):
     summary = run_import(
         _request(server.url, tmp_path, interval="1m", start=date(2020, 1, 1), end=date(2020, 1, 3)), today=TODAY
     )
-    assert len(summary.missing) == 1 and "BTCUSDT-1m-2020-01-02.zip" in summary.missing[0]
-    assert summary.imported == 2 and not summary.checksum_failures
+    assert len(summary.missing) == 1
+    assert "BTCUSDT-1m-2020-01-02.zip" in summary.missing[0]
+    assert summary.imported == 2
+    assert not summary.checksum_failures
     assert Candle.objects.filter(interval="1m").count() == 2 * 1440
     # The hole between the two days is a reported gap (1,440 missing bars), not filled in.
     assert (summary.gaps.count, summary.gaps.missing) == (1, 1440)
@@ -237,7 +248,8 @@ def test_local_paths_filter_by_name_and_dates_and_verify_checksums(tmp_path):
     bad = day_folder / "BTCUSDT-1m-2020-01-01.zip"
     bad.write_bytes(bad.read_bytes()[:-10] + b"0123456789")
     summary = run_import(ImportRequest(paths=(bad,), indicators=False), today=TODAY)
-    assert len(summary.checksum_failures) == 1 and summary.rows == 0
+    assert len(summary.checksum_failures) == 1
+    assert summary.rows == 0
     with pytest.raises(RequestError):
         run_import(ImportRequest(paths=(tmp_path / "nope",)), today=TODAY)
 
