@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import http.client
 import io
+import re
+import signal
 import zipfile
 from datetime import date
 from pathlib import Path
 
 import pytest
 import urllib3
+from django.core.management import CommandError, call_command
 
 from history import archive
 from history.parse import ParseError, csv_rows, parse_kline, parse_name, parse_trade, to_microseconds
+from tests.conftest import manage, wait_for
 from tests.history.conftest import BUNDLE, M1, copy_into
 
 FUTURES_HEADERED = BUNDLE / "data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2022-09-05.zip"
@@ -209,3 +213,19 @@ def test_zip_with_two_csvs_is_refused(tmp_path):
     with pytest.raises(ParseError, match="one CSV"):
         list(csv_rows(path))
     assert io  # keep the import for _zip helpers
+
+
+def test_serve_archive_command_serves_the_bundle_until_sigterm(spawn):
+    child = spawn(manage("serve_archive", "--root", str(BUNDLE), "--port", "0"), name="serve-archive")
+    line = wait_for(lambda: re.search(r"serving .* on (http://\S+)", child.output()), timeout=60, what="serving")
+    url = line.group(1)
+    response = urllib3.PoolManager(retries=False).request("GET", url + "/" + M1.relative_to(BUNDLE).as_posix() + "/x")
+    assert response.status == 404
+    whole = urllib3.request("GET", f"{url}/data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2020-01-01.zip").data
+    assert whole == (M1 / "BTCUSDT-1m-2020-01-01.zip").read_bytes()
+    assert child.stop(signal.SIGTERM) == 0
+
+
+def test_serve_archive_refuses_a_missing_root(tmp_path):
+    with pytest.raises(CommandError, match="not a folder"):
+        call_command("serve_archive", "--root", str(tmp_path / "nope"), "--port", "0")
