@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 
-from analytics.models import INTERVAL_SECONDS, Interval
+from analytics.models import INTERVAL_SECONDS, CandleSource, Interval
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +31,28 @@ BASE_INTERVAL = Interval.M1.value
 ALL_INTERVALS: tuple[str, ...] = tuple(i.value for i in Interval)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-_UPSERT_TAIL = """
+_UPSERT_SET = """
 ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, quote_volume = EXCLUDED.quote_volume, trade_count = EXCLUDED.trade_count,
-    vwap = EXCLUDED.vwap, updated_at = now()
-RETURNING open_time
+    vwap = EXCLUDED.vwap, source = EXCLUDED.source, updated_at = now()
 """
+
+# Which source wins a bucket (analytics.models.CandleSource): live candles never overwrite imported klines or
+# their rollups (the archive is the exchange's complete, final record of the bar, live ones may hold only the
+# trades ingest saw); rollups never overwrite imported klines.
+_UPSERT_GUARD = {
+    CandleSource.LIVE: "WHERE analytics_candle.source = 'live'",
+    # Also skips a rollup equal to the stored row, so re-running an import leaves even updated_at alone.
+    CandleSource.ROLLUP: """WHERE analytics_candle.source <> 'imported'
+  AND (analytics_candle.open, analytics_candle.high, analytics_candle.low, analytics_candle.close,
+       analytics_candle.volume, analytics_candle.quote_volume, analytics_candle.trade_count, analytics_candle.source)
+      IS DISTINCT FROM
+      (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.quote_volume,
+       EXCLUDED.trade_count, EXCLUDED.source)""",
+}
+
+_UPSERT_TAIL = _UPSERT_SET + _UPSERT_GUARD[CandleSource.LIVE] + "\nRETURNING open_time\n"
 
 # open/close: the price of the first/last trade by (traded_at, trade_id); a 1m bucket holds few enough trades for
 # array_agg. vwap is rounded to the column's 12 decimal places.
@@ -66,18 +81,20 @@ ORDER BY b.bucket
     + _UPSERT_TAIL
 )
 
-_FROM_MINUTES = (
-    """
+# Rolls candles of the %(base)s interval up into %(interval)s: the live path from 1m, the history import from the
+# imported interval. A bucket without volume (an archived outage bar) takes its close as vwap.
+_ROLLUP = """
 INSERT INTO analytics_candle
     (exchange, symbol, interval, open_time, open, high, low, close, volume, quote_volume, trade_count, vwap,
-     updated_at)
+     source, updated_at)
 SELECT %(exchange)s, %(symbol)s, %(interval)s, b.bucket,
        (array_agg(b.open ORDER BY b.open_time))[1],
        max(b.high), min(b.low),
        (array_agg(b.close ORDER BY b.open_time DESC))[1],
        sum(b.volume), sum(b.quote_volume), sum(b.trade_count),
-       round(sum(b.quote_volume) / nullif(sum(b.volume), 0), 12),
-       now()
+       coalesce(round(sum(b.quote_volume) / nullif(sum(b.volume), 0), 12),
+                (array_agg(b.close ORDER BY b.open_time DESC))[1]),
+       %(source)s, now()
 FROM (
     SELECT date_bin(%(step)s, c.open_time, %(origin)s) AS bucket, c.open_time,
            c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count
@@ -88,8 +105,13 @@ FROM (
 GROUP BY b.bucket
 ORDER BY b.bucket
 """
-    + _UPSERT_TAIL
-)
+
+_FROM_MINUTES = _ROLLUP + _UPSERT_TAIL
+
+
+def rollup_sql(source: str) -> str:
+    """The rollup statement writing candles of ``source`` (with that source's overwrite guard)."""
+    return _ROLLUP + _UPSERT_SET + _UPSERT_GUARD[CandleSource(source)] + "\nRETURNING open_time\n"
 
 
 class CandleKey(NamedTuple):
@@ -160,6 +182,7 @@ def recompute_candles(
                     "lo": lo,
                     "hi": hi,
                     "base": BASE_INTERVAL,
+                    "source": CandleSource.LIVE.value,
                 }
                 cur.execute(_FROM_TRADES if interval == BASE_INTERVAL else _FROM_MINUTES, params)
                 rows = cur.fetchall()

@@ -80,8 +80,23 @@ class Trade(models.Model):
         return "sell" if self.is_buyer_maker else "buy"
 
 
+class CandleSource(models.TextChoices):
+    """Where a candle comes from; a higher rank wins where two sources write the same bucket.
+
+    ``live`` candles are recomputed from stored trades; ``imported`` ones are the exchange's own archived klines
+    (``manage.py import_history``), the complete and final record of the bar, so they win over everything;
+    ``rollup`` ones are larger intervals rolled up from imported klines, and win over live ones.
+    See ``history/importer.py``.
+    """
+
+    LIVE = "live", "live (from stored trades)"
+    ROLLUP = "rollup", "rolled up from imported klines"
+    IMPORTED = "imported", "imported kline"
+
+
 class Candle(models.Model):
-    """OHLCV for one (exchange, symbol, interval, open_time), recomputed from stored trades (idempotent)."""
+    """OHLCV for one (exchange, symbol, interval, open_time), recomputed from stored trades (idempotent), or
+    imported from the exchange's archive (``source``)."""
 
     exchange = models.CharField(max_length=16)
     symbol = models.CharField(max_length=32)
@@ -95,6 +110,12 @@ class Candle(models.Model):
     quote_volume = amount_field()
     trade_count = models.PositiveIntegerField()
     vwap = price_field()
+    source = models.CharField(max_length=8, choices=CandleSource.choices, db_default=CandleSource.LIVE)
+    close_time = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Imported klines: the archive's close_time as published (shortened at outages).",
+    )
     updated_at = models.DateTimeField(db_default=Now())
 
     class Meta:

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "ingest",
     "analytics",
+    "history",
     "backtest",
     "dashboard",
 ]
@@ -187,6 +188,16 @@ BINANCE_WS_URL: str = env.str("BINANCE_WS_URL", default="wss://stream.binance.co
 BINANCE_REST_URL: str = env.str("BINANCE_REST_URL", default="https://api.binance.com")
 COINBASE_WS_URL: str = env.str("COINBASE_WS_URL", default="wss://advanced-trade-ws.coinbase.com")
 KRAKEN_WS_URL: str = env.str("KRAKEN_WS_URL", default="wss://ws.kraken.com/v2")
+
+# --------------------------------------------------------------------------------------------- history import
+# Binance's public data archive (manage.py import_history); the demo and the tests use a local mirror instead.
+BINANCE_DATA_URL: str = env.str("BINANCE_DATA_URL", default="https://data.binance.vision")
+# Downloads land here in the archive's layout (verified zips, .part files of interrupted downloads).
+HISTORY_CACHE_DIR: Path = Path(_setting("HISTORY_CACHE_DIR", str, str(BASE_DIR / ".cache" / "history")))
+# Files downloaded at the same time (the archive is a CDN; a handful is polite and saturates a normal link).
+HISTORY_DOWNLOAD_CONCURRENCY: int = _setting("HISTORY_DOWNLOAD_CONCURRENCY", int, 4)
+if HISTORY_DOWNLOAD_CONCURRENCY < 1:
+    raise ImproperlyConfigured("HISTORY_DOWNLOAD_CONCURRENCY: must be at least 1")
 
 # --------------------------------------------------------------------------------------------- analytics
 WHALE_THRESHOLD_USD: Decimal = _setting("WHALE_THRESHOLD_USD", Decimal, Decimal("100000"))

@@ -125,6 +125,35 @@ def trade_time(record: TradeRecord) -> int:
     return record.trade_time
 
 
+def on_present_clock(
+    records: Iterable[TradeRecord], pace: PaceKey, clock_ms: Callable[[], int]
+) -> tuple[Iterator[TradeRecord], PaceKey]:
+    """Shift recorded times to the present: the first trade drawn gets ``clock_ms()`` at that moment (when the
+    feed starts) and every later one keeps its pace offset from it, so a 2024 recording reads as live trades of
+    today (trade ages, 24-hour figures). Trade, event and receive times move together; returns the shifted trades
+    and their pace key (plain trade time: every stream is on the one present timeline now)."""
+
+    def shifted() -> Iterator[TradeRecord]:
+        base: int | None = None
+        for record in records:
+            if base is None:
+                base = clock_ms() - pace(record)
+            delta = base + pace(record) - record.trade_time
+            yield TradeRecord(
+                record.exchange,
+                record.symbol,
+                record.trade_id,
+                record.price,
+                record.quantity,
+                record.is_buyer_maker,
+                record.trade_time + delta,
+                record.event_time + delta,
+                record.received_at + delta,
+            )
+
+    return shifted(), trade_time
+
+
 def replay_source(
     paths: Iterable[str | Path],
     symbol: str | None = None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ingest.records import TradeRecord
 from ingest.replay import ReplayError
 from ingest.simulator.config import EXCHANGES, ConfigError, SimulatorConfig
-from ingest.simulator.feed import PaceKey, exchange_symbol, replay_source, trade_time
+from ingest.simulator.feed import PaceKey, exchange_symbol, on_present_clock, replay_source, trade_time
 from ingest.simulator.server import Simulator
 from ingest.simulator.synthetic import synthetic_trades
 
@@ -48,6 +49,8 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
             raise CommandError(f"--max-trades must be positive, got {options['max_trades']}")
         # A finite market: fault tests compare the stored trades with exactly these N.
         records = itertools.islice(records, options["max_trades"])
+    if options.get("present"):
+        records, pace = on_present_clock(records, pace, lambda: time.time_ns() // 1_000_000)
     return records, pace, tuple(sorted(names))
 
 
@@ -67,6 +70,11 @@ class Command(BaseCommand):
         parser.add_argument("--loop", action="store_true", help="repeat the files with shifted ids and times")
         parser.add_argument(
             "--max-trades", type=int, default=0, help="end the market after N trades (0: no end; with --loop)"
+        )
+        parser.add_argument(
+            "--present",
+            action="store_true",
+            help="shift recorded times to the present (the first trade at the moment the feed starts)",
         )
         parser.add_argument("--synthetic", action="store_true", help="random walk instead of a replay")
         parser.add_argument("--rate", type=float, default=0.0, help="synthetic trades per second")

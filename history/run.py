@@ -1,0 +1,276 @@
+"""One history import: which files (archive or local), fetched and verified, stored in time order, summarised."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from django.db import DatabaseError
+
+from history import archive, importer
+from history.parse import KINDS, FileName, ParseError, parse_name
+
+logger = logging.getLogger(__name__)
+
+
+class RequestError(ValueError):
+    """An import request that cannot run; the message names the option."""
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """What to import. Archive mode needs ``symbol``, ``start`` and (for klines) ``interval``; ``paths`` switch to
+    local files, whose names give symbol, kind and interval unless set here."""
+
+    symbol: str | None = None
+    kind: str | None = None
+    interval: str | None = None
+    start: date | None = None
+    end: date | None = None
+    paths: tuple[Path, ...] = ()
+    base_url: str = "https://data.binance.vision"
+    cache_dir: Path = Path(".cache/history")
+    concurrency: int = 4
+    indicators: bool = True
+    exchange: str = importer.EXCHANGE
+
+
+@dataclass
+class ImportSummary:
+    """The end-of-run report."""
+
+    files: int = 0
+    imported: int = 0
+    cached: int = 0
+    rows: int = 0
+    written: int = 0
+    rejected_rows: int = 0
+    gaps: importer.Gaps = field(default_factory=importer.Gaps)
+    checksum_failures: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)
+    indicators: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def lines(self) -> list[str]:
+        """The summary, one fact a line."""
+        out = [
+            f"files: {self.files} planned, {self.imported} imported ({self.cached} from the cache), "
+            f"{len(self.missing)} missing, {len(self.checksum_failures)} checksum failures, {len(self.errors)} errors",
+            f"rows: {self.rows} read, {self.written} written ({self.rows - self.written} unchanged), "
+            f"{self.rejected_rows} rejected, {self.rows_per_second:,.0f} rows/s",
+            f"gaps: {self.gaps.count} ({self.gaps.missing} missing), reported, not filled",
+        ]
+        out += [f"  gap {g}" for g in self.gaps.examples]
+        out += [f"  missing {m}" for m in self.missing]
+        out += [f"  refused {c}" for c in self.checksum_failures]
+        out += [f"  error {e}" for e in self.errors]
+        if self.unverified:
+            out.append(f"unverified (no .CHECKSUM beside them): {', '.join(self.unverified)}")
+        if self.indicators:
+            out.append(f"indicators: {self.indicators} rows recomputed")
+        return out
+
+
+Progress = Callable[[str, int], None]
+"""Called after each file: its name and the rows it held."""
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One file to store: where it is (or why not) and what it holds."""
+
+    label: str
+    name: FileName
+    path: Path | None
+    error: Exception | None = None
+    cached: bool = False
+
+
+def local_files(request: ImportRequest) -> list[_Source]:
+    """The archive files under ``request.paths`` (zips and CSVs named as the archive names them), in time order,
+    restricted to ``start..end`` when given."""
+    found: list[Path] = []
+    for p in request.paths:
+        if p.is_dir():
+            found += [f for f in sorted(p.rglob("*")) if f.suffix in (".zip", ".csv") and f.is_file()]
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise RequestError(f"--path {p}: no such file or folder")
+    sources: list[_Source] = []
+    for f in found:
+        try:
+            name = parse_name(f.name)
+        except ParseError:
+            if len(request.paths) == 1 and request.paths[0] == f and request.symbol and request.kind:
+                # A single file with another name: the options say what it is.
+                name = FileName(request.symbol, request.kind, request.interval, date.min, False)
+            else:
+                logger.info("history: skipping a file not named as the archive names them", extra={"file": str(f)})
+                continue
+        name = FileName(
+            (request.symbol or name.symbol).upper(),
+            request.kind or name.kind,
+            request.interval or name.interval,
+            name.first_day,
+            name.monthly,
+        )
+        if request.symbol and name.symbol != request.symbol.upper():
+            continue
+        if (request.start and name.last_day < request.start) or (request.end and name.first_day > request.end):
+            continue
+        sources.append(_Source(f.name, name, f))
+    sources.sort(key=lambda s: (s.name.symbol, s.name.kind, s.name.interval or "", s.name.first_day))
+    return sources
+
+
+def _verified_local(source: _Source) -> tuple[_Source, bool]:
+    """Check a local zip against a ``.CHECKSUM`` beside it, when there is one; ``(source, verified)``."""
+    assert source.path is not None
+    checksum = source.path.with_name(source.path.name + ".CHECKSUM")
+    if not checksum.exists():
+        return source, False
+    try:
+        archive.verify(source.path, archive.read_checksum(checksum.read_text(), source.path.name))
+    except (archive.ChecksumMismatchError, archive.DownloadError) as exc:
+        return _Source(source.label, source.name, None, exc), True
+    return source, True
+
+
+def archive_files(request: ImportRequest, today: date) -> Iterator[_Source]:
+    """Download (or take from the cache) the archive files covering the request, in time order."""
+    if not request.symbol:
+        raise RequestError("--symbol is needed to import from the archive")
+    if request.start is None:
+        raise RequestError("--from is needed to import from the archive")
+    kind = request.kind or "klines"
+    if kind not in KINDS:
+        raise RequestError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "klines" and not request.interval:
+        raise RequestError("--interval is needed for klines (for example 1h)")
+    end = request.end or today - timedelta(days=1)
+    try:
+        files = archive.plan(request.symbol.upper(), kind, request.interval, request.start, end, today)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    for file, outcome in archive.fetch_all(request.base_url, files, request.cache_dir, request.concurrency):
+        if isinstance(outcome, archive.Fetched):
+            yield _Source(file.name, file.file_name(), outcome.path, cached=outcome.cached)
+        else:
+            yield _Source(file.name, file.file_name(), None, outcome)
+
+
+def planned_count(request: ImportRequest, today: date) -> int | None:
+    """How many files the request covers (for the progress bar), when known up front."""
+    if request.paths:
+        return len(local_files(request))
+    if request.symbol and request.start:
+        kind = request.kind or "klines"
+        end = request.end or today - timedelta(days=1)
+        try:
+            return len(archive.plan(request.symbol.upper(), kind, request.interval, request.start, end, today))
+        except ValueError:
+            return None
+    return None
+
+
+def run_import(request: ImportRequest, progress: Progress | None = None, today: date | None = None) -> ImportSummary:
+    """Import what ``request`` asks for; every problem with one file is reported in the summary, never fatal."""
+    today = today or datetime.now(UTC).date()
+    if request.concurrency < 1:
+        raise RequestError(f"concurrency must be >= 1, got {request.concurrency}")
+    summary = ImportSummary()
+    started = time.perf_counter()
+    trackers: dict[tuple[str, str, str], importer.GapTracker] = {}
+    first_by_series: dict[tuple[str, str], datetime] = {}
+    spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}  # klines read per (symbol, interval)
+    if request.paths:
+        sources: Iterator[_Source] = iter(local_files(request))
+    else:
+        sources = archive_files(request, today)
+    for source in sources:
+        summary.files += 1
+        if request.paths and source.path is not None:
+            # Downloads are verified by archive.fetch; local files when a .CHECKSUM sits beside them.
+            source, verified = _verified_local(source)
+            if not verified:
+                summary.unverified.append(source.label)
+        rows = _store(request, source, summary, trackers, first_by_series, spans)
+        if progress is not None:
+            progress(source.label, rows)
+    for (symbol, interval), (first, last) in spans.items():
+        importer.rollup_range(request.exchange, symbol, interval, first, last)
+    if request.indicators:
+        for (symbol, interval), start in first_by_series.items():
+            if interval == "trades":
+                intervals = list(importer.candle_logic.ALL_INTERVALS)
+            else:
+                intervals = [interval, *importer.rollup_targets(interval)]
+            summary.indicators += importer.refresh_indicators(request.exchange, symbol, intervals, start)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _store(
+    request: ImportRequest,
+    source: _Source,
+    summary: ImportSummary,
+    trackers: dict[tuple[str, str, str], importer.GapTracker],
+    first_by_series: dict[tuple[str, str], datetime],
+    spans: dict[tuple[str, str], tuple[datetime, datetime]],
+) -> int:
+    """Store one file, recording the outcome in ``summary``; return the rows it held."""
+    if source.error is not None:
+        if isinstance(source.error, archive.MissingFileError):
+            summary.missing.append(str(source.error))
+        elif isinstance(source.error, archive.ChecksumMismatchError):
+            summary.checksum_failures.append(str(source.error))
+        else:
+            summary.errors.append(f"{source.label}: {source.error}")
+        logger.warning("history: file not imported", extra={"file": source.label, "reason": str(source.error)})
+        return 0
+    assert source.path is not None
+    name = source.name
+    series = name.interval if name.kind == "klines" else name.kind
+    key = (name.symbol, name.kind, series or "")
+    tracker = trackers.setdefault(key, importer.GapTracker(summary.gaps))
+    try:
+        if name.kind == "klines":
+            if not name.interval:
+                raise ParseError(f"{source.label}: no interval (give --interval)")
+            result = importer.import_klines(source.path, name.symbol, name.interval, tracker, exchange=request.exchange)
+        else:
+            result = importer.import_trades(source.path, name.symbol, name.kind, tracker, exchange=request.exchange)
+    except ParseError as exc:
+        summary.errors.append(str(exc))
+        return 0
+    except (DatabaseError, OSError) as exc:  # a value out of range, an I/O error: this file, not the run
+        summary.errors.append(f"{source.label}: {exc}")
+        return 0
+    summary.imported += 1
+    summary.cached += source.cached
+    summary.rows += result.rows
+    summary.written += result.written
+    summary.rejected_rows += result.rejected
+    if name.kind == "klines" and name.interval and result.first_us is not None and result.last_us is not None:
+        lo = importer._EPOCH + timedelta(microseconds=result.first_us)
+        hi = importer._EPOCH + timedelta(microseconds=result.last_us)
+        span = spans.get((name.symbol, name.interval))
+        spans[(name.symbol, name.interval)] = (min(lo, span[0]), max(hi, span[1])) if span else (lo, hi)
+    if result.first_us is not None and result.written:
+        # Indicators follow changed candles only: a re-run that changed nothing recomputes nothing.
+        first = importer._EPOCH + timedelta(microseconds=result.first_us)
+        series_key = (name.symbol, name.interval or "trades")
+        if series_key not in first_by_series or first < first_by_series[series_key]:
+            first_by_series[series_key] = first
+    return result.rows
