@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from ingest.records import DeadLetter, InvalidRecordError, TradeRecord, bounded_raw, decode, make_trade
@@ -197,6 +198,7 @@ _json_values = st.recursive(
 _FIELDS = ("v", *fields())
 
 
+@hypothesis_settings(deadline=None)  # the first examples include orjson/Decimal warm-up: no per-example timing threshold
 @given(
     overrides=st.dictionaries(st.sampled_from(_FIELDS), _json_values, max_size=4),
     dropped=st.sets(st.sampled_from(_FIELDS), max_size=2),
