@@ -97,13 +97,13 @@ class InvalidMessageLimiter:
                 "data; stopping without committing"
             )
         seen = len(outcomes)
-        if limit.max_invalid_ratio is not None and seen >= limit.min_records:
-            if state.invalid > limit.max_invalid_ratio * seen:
-                raise InvalidMessageLimitError(
-                    f"{state.invalid} of the last {seen} records on partition {partition} are invalid (up to offset "
-                    f"{offset}, limit {limit.max_invalid_ratio:.0%}; last reason: {reason[:200]}): this is a bug "
-                    "upstream, not bad data; stopping without committing"
-                )
+        ratio = limit.max_invalid_ratio
+        if ratio is not None and seen >= limit.min_records and state.invalid > ratio * seen:
+            raise InvalidMessageLimitError(
+                f"{state.invalid} of the last {seen} records on partition {partition} are invalid (up to offset "
+                f"{offset}, limit {ratio:.0%}; last reason: {reason[:200]}): this is a bug upstream, not bad data; "
+                "stopping without committing"
+            )
 
     def retain(self, partitions: Iterable[int]) -> None:
         """Forget the partitions this member no longer owns (a later owner starts its own count)."""

@@ -198,7 +198,9 @@ _json_values = st.recursive(
 _FIELDS = ("v", *fields())
 
 
-@hypothesis_settings(deadline=None)  # the first examples include orjson/Decimal warm-up: no per-example timing threshold
+@hypothesis_settings(
+    deadline=None
+)  # the first examples include orjson/Decimal warm-up: no per-example timing threshold
 @given(
     overrides=st.dictionaries(st.sampled_from(_FIELDS), _json_values, max_size=4),
     dropped=st.sets(st.sampled_from(_FIELDS), max_size=2),
