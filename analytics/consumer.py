@@ -328,6 +328,8 @@ class TradeConsumer:
         self._last_record_at = time.monotonic()
         self._last_metrics = 0.0
         self._last_tick = time.monotonic()
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._commit_retry_at = 0.0
         self._redis: redis.Redis | None = None
         self._limiter = InvalidMessageLimiter(self.config.dlq_limit)
         self._watchdog = Watchdog(self.config.stall_timeout_s) if self.config.stall_timeout_s else None
@@ -347,6 +349,10 @@ class TradeConsumer:
             acks="all",
             linger_ms=5,
             max_block_ms=self.config.dlq_max_block_ms,
+            # kafka-python's idempotent producer turns ONE refused batch (a letter over the topic's size limit) into
+            # a fatal state that fails every later send with the same error: the partition would stay paused
+            # forever. Dead letters are at least once anyway (a retried batch may resend one).
+            enable_idempotence=False,
             client_id=f"consume_trades-dlq-{os.getpid()}",
         )
         self._dispatch = dispatch or _default_dispatch
@@ -613,6 +619,8 @@ class TradeConsumer:
             )
 
     def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        # Offsets of stored batches whose commit a rebalance refused go with this one (newer offsets win).
+        offsets = {**self._uncommitted, **offsets}
         if not offsets:
             return
         try:
@@ -620,18 +628,31 @@ class TradeConsumer:
                 # Asking anyway makes kafka-python refuse and can leave the member's rejoin hanging (seen in tests).
                 raise RebalanceInProgressError("the group is rebalancing")
             self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            self._uncommitted = {}
             if self._watchdog is not None:
                 self._watchdog.committed()
         except REBALANCE_ERRORS as exc:
             # The batch is already stored and its tasks dispatched: only the commit was refused, because the group
             # is rebalancing. Retrying it (and pausing) would keep this member from completing the rejoin, which
-            # only poll() does. The next owner of these partitions re-reads from the last commit (no-op rows),
-            # and a later commit by this member covers them if it keeps them.
+            # only poll() does. The next owner of these partitions re-reads from the last commit (no-op rows).
+            # For the partitions this member keeps, the offsets are remembered and committed with the next batch
+            # or, on an idle topic, by the loop once the rebalance is over (else the group's lag would stay
+            # above zero for good, and /healthz would call the group stalled).
+            self._uncommitted = offsets
+            self._commit_retry_at = time.monotonic() + 1.0
             self.metrics.commits_skipped += 1
             logger.info(
                 "offset commit skipped during a rebalance; the batch is stored",
                 extra={"error": type(exc).__name__, "partitions": sorted(tp.partition for tp in offsets)},
             )
+
+    def _commit_leftovers(self) -> None:
+        """Commit the offsets a rebalance refused (nothing else to commit them with); failures wait a second."""
+        try:
+            self._commit({})
+        except TRANSIENT_ERRORS as exc:
+            self._commit_retry_at = time.monotonic() + 1.0
+            logger.warning("offset commit failed, retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
 
     def _rebalancing(self) -> bool:
         # kafka-python has no public "is the group rebalancing" call; its coordinator's own check is the truth.
@@ -657,6 +678,7 @@ class TradeConsumer:
         """
         logger.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
         self._limiter.retain(tp.partition for tp in assigned)
+        self._uncommitted = {tp: o for tp, o in self._uncommitted.items() if tp in assigned}
         batch = self._batch
         lost = {tp.partition for tp in batch.offsets if tp not in assigned}
         if lost:
@@ -694,6 +716,8 @@ class TradeConsumer:
                 break
         if self._batch:
             logger.warning("shutdown: batch not stored, left uncommitted", extra={"records": self._batch.consumed})
+        elif self._uncommitted:
+            self._commit_leftovers()
         self._publish_metrics()
 
     def _close(self) -> None:
@@ -709,6 +733,8 @@ class TradeConsumer:
         if self._tape.pending:
             self._tape.flush()
         now = time.monotonic()
+        if self._uncommitted and not self._batch and not self._retrying and now >= self._commit_retry_at:
+            self._commit_leftovers()
         if now - self._last_metrics >= self.config.metrics_interval_s:
             self._last_metrics = now
             self._update_lag()

@@ -65,16 +65,16 @@ def test_valid_runs_longer_than_the_window_reset_it():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"max_invalid_ratio": 0},
-        {"max_invalid_ratio": 1.5},
-        {"window": 0},
-        {"window": 10, "min_records": 11},
-        {"min_records": 0},
-        {"max_consecutive": 0},
+        ({"max_invalid_ratio": 0}, "max_invalid_ratio"),
+        ({"max_invalid_ratio": 1.5}, "max_invalid_ratio"),
+        ({"window": 0}, "window"),
+        ({"window": 10, "min_records": 11}, "min_records"),
+        ({"min_records": 0}, "min_records"),
+        ({"max_consecutive": 0}, "max_consecutive"),
     ],
 )
-def test_nonsense_limits_are_refused(kwargs):
-    with pytest.raises(ValueError):
+def test_nonsense_limits_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         DlqLimit(**kwargs)
