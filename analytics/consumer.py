@@ -14,11 +14,18 @@ pushed last, best effort.
 A rebalance never blocks: the in-flight records of partitions this member loses are dropped uncommitted (their new
 owner re-reads them from the last commit), those of partitions it keeps stay in the batch.
 
-Failures of PostgreSQL, the Celery broker or Kafka while delivering are infrastructure failures: nothing is
-committed, the assigned partitions are paused (``poll`` keeps the group membership alive without buffering more
-records) and the same batch is retried with exponential backoff until it goes through. Bad records are data
-failures: they go to the dead-letter topic with their reason and the worker goes on, unless more than half of a
-large batch is bad, which means a bug (a schema change, a wrong topic) and stops the worker.
+Failures of PostgreSQL, the Celery broker or Kafka while delivering (the dead-letter topic included) are
+infrastructure failures: nothing is committed, the assigned partitions are paused (``poll`` keeps the group
+membership alive without buffering more records) and the same batch is retried with exponential backoff until it
+goes through. Bad records are data failures: whatever decoding raises, the record goes to the dead-letter topic
+with its reason (a bounded prefix of the raw record and its full length) and the worker goes on, unless the
+invalid-message limit of :mod:`analytics.dlq` is exceeded on a partition, which means a bug (a schema change, a
+wrong topic) and stops the worker without committing.
+
+A :class:`analytics.watchdog.Watchdog` stops the worker (non-zero exit, for the supervisor to restart it) when the
+member sits without partitions, or without commit progress while records wait, for longer than its bound; its
+figures go into the metrics snapshot that ``/healthz`` reads. Every blocking call of the loop has a timeout below
+the poll interval.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -43,6 +50,7 @@ from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
     KafkaError,
+    MessageSizeTooLargeError,
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
@@ -51,12 +59,27 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from analytics import live
 from analytics.dispatch import SymbolWindow
+from analytics.dlq import DlqLimit, InvalidMessageLimiter, InvalidMessageLimitError
 from analytics.storage import StoreResult, store_trades
+from analytics.watchdog import StalledError, Watchdog
 from cryptoproject.kafka import client_config
 from dashboard.groups import market_group
-from ingest.records import DeadLetter, InvalidRecordError, TradeRecord, decode
+from ingest.records import (
+    DEFAULT_DLQ_RAW_MAX_BYTES,
+    DeadLetter,
+    InvalidRecordError,
+    TradeRecord,
+    bounded_raw,
+    decode,
+    max_clock_skew_ms,
+)
 
 logger = logging.getLogger(__name__)
+
+
+class DeliveryError(RuntimeError):
+    """The dead-letter topic did not acknowledge a record: transient, the batch is retried (never skipped)."""
+
 
 # Failures that may pass on retry: the batch is kept and retried, nothing is committed meanwhile.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -66,6 +89,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     KafkaError,
+    DeliveryError,
 )
 
 # A commit refused because the group is rebalancing: not an infrastructure failure, see TradeConsumer._commit.
@@ -77,14 +101,13 @@ REBALANCE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 TAPE_MAX_TRADES = 50
+# A dead-letter key is the refused record's key, which a hostile producer can make as long as the message.
+DLQ_KEY_MAX_BYTES = 256
+# What is left of ``raw`` when the broker still refuses a dead letter's size (a broker limit below 1 MB).
+DLQ_RAW_FALLBACK_BYTES = 1024
 
-
-class InvalidRatioError(RuntimeError):
-    """Too many records of a batch were invalid: a bug upstream, not bad data, so the worker stops."""
-
-
-class DeliveryError(RuntimeError):
-    """The dead-letter topic did not acknowledge a record (treated as transient: the batch is retried)."""
+#: The name the command and older callers use for :class:`analytics.dlq.InvalidMessageLimitError`.
+InvalidRatioError = InvalidMessageLimitError
 
 
 @dataclass(frozen=True)
@@ -101,8 +124,16 @@ class ConsumerConfig:
     # back-to-back rejoin (seen right after a first assignment on a just-created topic).
     max_poll_interval_ms: int = 30_000
     session_timeout_ms: int = 10_000
-    invalid_ratio: float = 0.5
-    invalid_ratio_min_records: int = 500
+    dlq_limit: DlqLimit = field(default_factory=DlqLimit)
+    dlq_raw_max_bytes: int = DEFAULT_DLQ_RAW_MAX_BYTES
+    # The dead-letter producer's longest wait for metadata or buffer space (kafka-python's default is 60 s, twice
+    # the poll interval) and for acknowledgements: a dead broker fails the batch, which is retried, in time.
+    dlq_max_block_ms: int = 5_000
+    dlq_flush_timeout_s: float = 10.0
+    # Watchdog bound (None: no watchdog) and whether a loop stuck inside one call ends the process (the command).
+    stall_timeout_s: float | None = 120.0
+    hard_exit_on_hang: bool = False
+    statement_timeout_ms: int | None = 15_000
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     shutdown_retry_s: float = 10.0
@@ -118,6 +149,27 @@ class ConsumerConfig:
             raise ValueError("max_records must be at least 1")
         if self.idle_exit_s is not None and self.idle_exit_s <= 0:
             raise ValueError("idle_exit_s must be positive")
+        if self.stall_timeout_s is not None and self.stall_timeout_s <= 0:
+            raise ValueError("stall_timeout_s must be positive")
+        if self.dlq_max_block_ms >= self.max_poll_interval_ms:
+            raise ValueError("dlq_max_block_ms must be below max_poll_interval_ms")
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> ConsumerConfig:
+        """The configuration ``settings`` describe (``CONSUMER_*``, ``DLQ_RAW_MAX_BYTES``), then ``overrides``."""
+        values: dict[str, Any] = {
+            "dlq_limit": DlqLimit(
+                max_invalid_ratio=settings.CONSUMER_MAX_INVALID_RATIO,
+                window=settings.CONSUMER_INVALID_WINDOW,
+                min_records=min(100, settings.CONSUMER_INVALID_WINDOW),
+                max_consecutive=settings.CONSUMER_MAX_CONSECUTIVE_INVALID,
+            ),
+            "dlq_raw_max_bytes": settings.DLQ_RAW_MAX_BYTES,
+            "stall_timeout_s": settings.CONSUMER_STALL_TIMEOUT_S,
+            "statement_timeout_ms": settings.CONSUMER_STATEMENT_TIMEOUT_MS,
+        }
+        values.update(overrides)
+        return cls(**values)
 
 
 @dataclass
@@ -129,6 +181,10 @@ class Batch:
     dead: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     started: float = 0.0
+    # (partition, offset) of the dead letters the DLQ topic acknowledged: a retried batch does not send them again.
+    dead_acked: set[tuple[int | None, int | None]] = field(default_factory=set)
+    # ... and of those the broker refused for their size: the retry sends them with a shorter raw prefix.
+    dead_oversized: set[tuple[int | None, int | None]] = field(default_factory=set)
 
     @property
     def consumed(self) -> int:
@@ -147,6 +203,7 @@ class ConsumerMetrics:
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    decode_errors: int = 0
     batches: int = 0
     failures: int = 0
     commits_skipped: int = 0
@@ -174,6 +231,7 @@ class ConsumerMetrics:
             "stored": self.stored,
             "duplicates": self.duplicates,
             "dead_lettered": self.dead_lettered,
+            "decode_errors": self.decode_errors,
             "batches": self.batches,
             "failures": self.failures,
             "commits_skipped": self.commits_skipped,
@@ -269,7 +327,13 @@ class TradeConsumer:
         self._next_attempt = 0.0
         self._last_record_at = time.monotonic()
         self._last_metrics = 0.0
+        self._last_tick = time.monotonic()
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._commit_retry_at = 0.0
         self._redis: redis.Redis | None = None
+        self._limiter = InvalidMessageLimiter(self.config.dlq_limit)
+        self._watchdog = Watchdog(self.config.stall_timeout_s) if self.config.stall_timeout_s else None
+        self._skew_ms = max_clock_skew_ms()
         self._consumer = consumer or KafkaConsumer(
             **client_config(),
             group_id=self.group,
@@ -281,7 +345,15 @@ class TradeConsumer:
             client_id=f"consume_trades-{socket.gethostname()}-{os.getpid()}",
         )
         self._producer = producer or KafkaProducer(
-            **client_config(), acks="all", linger_ms=5, client_id=f"consume_trades-dlq-{os.getpid()}"
+            **client_config(),
+            acks="all",
+            linger_ms=5,
+            max_block_ms=self.config.dlq_max_block_ms,
+            # kafka-python's idempotent producer turns ONE refused batch (a letter over the topic's size limit) into
+            # a fatal state that fails every later send with the same error: the partition would stay paused
+            # forever. Dead letters are at least once anyway (a retried batch may resend one).
+            enable_idempotence=False,
+            client_id=f"consume_trades-dlq-{os.getpid()}",
         )
         self._dispatch = dispatch or _default_dispatch
         self._tape = tape or TapePublisher(self.config.tape_interval_s)
@@ -297,7 +369,8 @@ class TradeConsumer:
         return self._stop.is_set()
 
     def run(self) -> None:
-        """Consume until stopped; raises :class:`InvalidRatioError` when the invalid ratio explodes."""
+        """Consume until stopped; raises :class:`InvalidMessageLimitError` when the invalid-message limit is
+        exceeded and :class:`StalledError` when the watchdog finds the member stalled (nothing committed then)."""
         # Subscribe, then fetch the topic's metadata, before the first poll joins the group: kafka-python 3.0 builds
         # its metadata snapshot only from updates that arrive after subscribe(); joining with an empty snapshot made
         # the leader see "the metadata changed" right after its first assignment and rebalance again at once (seen
@@ -309,13 +382,35 @@ class TradeConsumer:
             extra={"topic": self.topic, "group": self.group, "batch_size": self.config.batch_size},
         )
         self._last_record_at = time.monotonic()
+        backstop = self._start_backstop()
         try:
             while not self._stop.is_set():
+                self._last_tick = time.monotonic()
                 self._step()
                 self._periodic()
             self._shutdown_flush()
         finally:
+            if backstop is not None:
+                backstop.set()
             self._close()
+
+    def _start_backstop(self) -> threading.Event | None:
+        """With ``hard_exit_on_hang``: end the process if one loop turn outlasts the watchdog bound plus the poll
+        interval (a call stuck past every timeout); the in-loop watchdog cannot see that. Nothing is committed."""
+        if not (self.config.hard_exit_on_hang and self.config.stall_timeout_s):
+            return None
+        limit = self.config.stall_timeout_s + self.config.max_poll_interval_ms / 1000
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(1.0):
+                stuck = time.monotonic() - self._last_tick
+                if stuck > limit:
+                    logger.critical("consumer loop stuck, exiting", extra={"stuck_s": round(stuck, 1)})
+                    _hard_exit(70)
+
+        threading.Thread(target=watch, name="consumer-backstop", daemon=True).start()
+        return done
 
     # ----------------------------------------------------------------------------------------- the loop
     def _step(self) -> None:
@@ -351,18 +446,40 @@ class TradeConsumer:
         if not batch:
             batch.started = time.monotonic()
         records, origins = batch.records, batch.origins
+        limiter = self._limiter
+        skew = self._skew_ms
+        # A received_at ahead of this clock would let a forged record carry a trade time from the future.
+        horizon = int(time.time() * 1000) + skew
+        valid_run = 0
         for message in messages:
+            reason = None
             try:
-                records.append(decode(message.value))
-                origins.append((message.partition, message.offset))
+                record = decode(message.value, max_skew_ms=skew)
+                if record.received_at > horizon:
+                    reason = f"received_at {record.received_at} is ahead of the consumer's clock by more than {skew} ms"
             except InvalidRecordError as exc:
-                batch.dead.append((message.key, self._dead_letter(message, exc.reason)))
+                reason = exc.reason
+            except Exception as exc:  # whatever decoding raises, the record must not stop the worker
+                reason = f"unexpected {type(exc).__name__} while decoding: {_safe_text(exc)}"
+                self.metrics.decode_errors += 1
+                logger.exception("record decoding raised unexpectedly", extra={"offset": message.offset})
+            if reason is None:
+                records.append(record)
+                origins.append((message.partition, message.offset))
+                valid_run += 1
+                continue
+            if valid_run:
+                limiter.valid(message.partition, valid_run)
+                valid_run = 0
+            batch.dead.append((_bounded_key(message.key), self._dead_letter(message, reason)))
+            limiter.invalid(message.partition, message.offset, reason)
+        if valid_run:
+            limiter.valid(tp.partition, valid_run)
         batch.offsets[tp] = messages[-1].offset + 1
         self.metrics.consumed += len(messages)
 
     def _dead_letter(self, message: Any, reason: str) -> DeadLetter:
-        value = message.value
-        raw = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+        raw, length = bounded_raw(message.value, self.config.dlq_raw_max_bytes)
         return DeadLetter(
             source=f"consumer:{self.group}",
             reason=reason,
@@ -371,6 +488,8 @@ class TradeConsumer:
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
+            raw_length=length,
+            raw_truncated=length > self.config.dlq_raw_max_bytes,
         )
 
     def _limits_reached(self) -> bool:
@@ -420,7 +539,6 @@ class TradeConsumer:
 
     def _deliver_and_commit(self) -> None:
         batch = self._batch
-        self._check_invalid_ratio(batch)
         t0 = time.perf_counter()
         result, rejected = self._store(batch.records, batch.origins)
         store_seconds = time.perf_counter() - t0
@@ -437,28 +555,22 @@ class TradeConsumer:
         self.metrics.dead_lettered += len(batch.dead) + len(rejected)
         self._batch = Batch()
 
-    def _check_invalid_ratio(self, batch: Batch) -> None:
-        consumed = batch.consumed
-        if consumed >= self.config.invalid_ratio_min_records and len(batch.dead) > consumed * self.config.invalid_ratio:
-            raise InvalidRatioError(
-                f"{len(batch.dead)} of {consumed} records in one batch are invalid (last reason: "
-                f"{batch.dead[-1][1].reason}): this is a bug upstream, not bad data; stopping without committing"
-            )
-
     def _store(
         self, records: list[TradeRecord], origins: list[tuple[int, int]]
     ) -> tuple[StoreResult, list[tuple[bytes | None, DeadLetter]]]:
         """Store the batch; a value PostgreSQL refuses is isolated by bisection and dead-lettered, the rest stored."""
         try:
-            return store_trades(records), []
+            return store_trades(records, statement_timeout_ms=self.config.statement_timeout_ms), []
         except DataError as exc:
             if len(records) == 1:
                 record, (partition, offset) = records[0], origins[0]
                 reason = f"rejected by PostgreSQL: {str(exc).strip().splitlines()[0]}"
+                raw, length = bounded_raw(record.encode(), self.config.dlq_raw_max_bytes)
                 letter = DeadLetter(
                     source=f"consumer:{self.group}",
                     reason=reason,
-                    raw=record.encode().decode(),
+                    raw=raw,
+                    raw_length=length,
                     received_at=int(time.time() * 1000),
                     topic=self.topic,
                     partition=partition,
@@ -472,15 +584,45 @@ class TradeConsumer:
         return _merge(left, right), left_dead + right_dead
 
     def _send_dead_letters(self, letters: list[tuple[bytes | None, DeadLetter]]) -> None:
-        if not letters:
+        """Send the letters the DLQ topic has not acknowledged yet and wait for the acknowledgements.
+
+        Raises :class:`DeliveryError` (transient: the whole batch is retried with backoff, nothing is committed)
+        when any is missing; the acknowledged ones are remembered so the retry does not send them twice.
+        """
+        batch = self._batch
+        sent = []
+        for key, letter in letters:
+            ident = (letter.partition, letter.offset)
+            if ident in batch.dead_acked:
+                continue
+            if ident in batch.dead_oversized:
+                letter = _shrunk(letter)
+            try:
+                future = self._producer.send(self.dlq_topic, key=key, value=letter.encode())
+            except MessageSizeTooLargeError:
+                # Over the producer's max_request_size: cut raw further and send that (it always fits).
+                future = self._producer.send(self.dlq_topic, key=key, value=_shrunk(letter).encode())
+            sent.append((ident, future))
+        if not sent:
             return
-        futures = [self._producer.send(self.dlq_topic, key=key, value=letter.encode()) for key, letter in letters]
-        self._producer.flush(timeout=10)
-        for future in futures:
-            if not future.is_done or future.failed():
-                raise DeliveryError(f"dead-letter topic {self.dlq_topic} did not acknowledge: {future.exception}")
+        self._producer.flush(timeout=self.config.dlq_flush_timeout_s)
+        missing = []
+        for ident, future in sent:
+            if future.is_done and future.succeeded():
+                batch.dead_acked.add(ident)
+                continue
+            if isinstance(future.exception, MessageSizeTooLargeError):
+                batch.dead_oversized.add(ident)  # the broker's own limit is lower: the retry sends less
+            missing.append(future.exception)
+        if missing:
+            raise DeliveryError(
+                f"dead-letter topic {self.dlq_topic} did not acknowledge {len(missing)} of {len(sent)} letters: "
+                f"{missing[0] or 'timed out'}"
+            )
 
     def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        # Offsets of stored batches whose commit a rebalance refused go with this one (newer offsets win).
+        offsets = {**self._uncommitted, **offsets}
         if not offsets:
             return
         try:
@@ -488,16 +630,31 @@ class TradeConsumer:
                 # Asking anyway makes kafka-python refuse and can leave the member's rejoin hanging (seen in tests).
                 raise RebalanceInProgressError("the group is rebalancing")
             self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            self._uncommitted = {}
+            if self._watchdog is not None:
+                self._watchdog.committed()
         except REBALANCE_ERRORS as exc:
             # The batch is already stored and its tasks dispatched: only the commit was refused, because the group
             # is rebalancing. Retrying it (and pausing) would keep this member from completing the rejoin, which
-            # only poll() does. The next owner of these partitions re-reads from the last commit (no-op rows),
-            # and a later commit by this member covers them if it keeps them.
+            # only poll() does. The next owner of these partitions re-reads from the last commit (no-op rows).
+            # For the partitions this member keeps, the offsets are remembered and committed with the next batch
+            # or, on an idle topic, by the loop once the rebalance is over (else the group's lag would stay
+            # above zero for good, and /healthz would call the group stalled).
+            self._uncommitted = offsets
+            self._commit_retry_at = time.monotonic() + 1.0
             self.metrics.commits_skipped += 1
             logger.info(
                 "offset commit skipped during a rebalance; the batch is stored",
                 extra={"error": type(exc).__name__, "partitions": sorted(tp.partition for tp in offsets)},
             )
+
+    def _commit_leftovers(self) -> None:
+        """Commit the offsets a rebalance refused (nothing else to commit them with); failures wait a second."""
+        try:
+            self._commit({})
+        except TRANSIENT_ERRORS as exc:
+            self._commit_retry_at = time.monotonic() + 1.0
+            logger.warning("offset commit failed, retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
 
     def _rebalancing(self) -> bool:
         # kafka-python has no public "is the group rebalancing" call; its coordinator's own check is the truth.
@@ -522,6 +679,8 @@ class TradeConsumer:
         stay in the batch and the batch goes on from there.
         """
         logger.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+        self._limiter.retain(tp.partition for tp in assigned)
+        self._uncommitted = {tp: o for tp, o in self._uncommitted.items() if tp in assigned}
         batch = self._batch
         lost = {tp.partition for tp in batch.offsets if tp not in assigned}
         if lost:
@@ -532,6 +691,8 @@ class TradeConsumer:
                 dead=[(key, letter) for key, letter in batch.dead if letter.partition not in lost],
                 offsets={tp: o for tp, o in batch.offsets.items() if tp.partition not in lost},
                 started=batch.started,
+                dead_acked={i for i in batch.dead_acked if i[0] not in lost},
+                dead_oversized={i for i in batch.dead_oversized if i[0] not in lost},
             )
             logger.info(
                 "in-flight records of lost partitions abandoned",
@@ -557,6 +718,8 @@ class TradeConsumer:
                 break
         if self._batch:
             logger.warning("shutdown: batch not stored, left uncommitted", extra={"records": self._batch.consumed})
+        elif self._uncommitted:
+            self._commit_leftovers()
         self._publish_metrics()
 
     def _close(self) -> None:
@@ -572,15 +735,31 @@ class TradeConsumer:
         if self._tape.pending:
             self._tape.flush()
         now = time.monotonic()
+        if self._uncommitted and not self._batch and not self._retrying and now >= self._commit_retry_at:
+            self._commit_leftovers()
         if now - self._last_metrics >= self.config.metrics_interval_s:
             self._last_metrics = now
             self._update_lag()
             self._publish_metrics()
+        self._check_watchdog()
+
+    def _check_watchdog(self) -> None:
+        watchdog = self._watchdog
+        if watchdog is None:
+            return
+        pending = sum(self.metrics.lag.values()) + self._batch.consumed
+        watchdog.observe(len(self._consumer.assignment()), pending)
+        why = watchdog.verdict()
+        if why is not None:
+            logger.error("consumer stalled, exiting for a restart", extra={"reason": why})
+            self._publish_metrics()
+            raise StalledError(f"consumer stalled: {why}")
 
     def _update_lag(self) -> None:
         assignment = self._consumer.assignment()
         if not assignment:
             self.metrics.lag = {}
+            self._sample_group()
             return
         try:
             ends = self._consumer.end_offsets(list(assignment), timeout_ms=2000)
@@ -594,8 +773,25 @@ class TradeConsumer:
                 lag[f"{tp.topic}:{tp.partition}"] = max(0, end - position)
         self.metrics.lag = lag
 
+    def _sample_group(self) -> None:
+        """Without partitions: the group's committed offsets and lag, so the watchdog can tell idle from stalled."""
+        if self._watchdog is None:
+            return
+        try:
+            partitions = self._consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            ends = self._consumer.end_offsets(tps, timeout_ms=2000)
+            committed = {tp.partition: self._consumer.committed(tp, timeout_ms=2000) or 0 for tp in tps}
+        except KafkaError:
+            logger.warning("group offsets unavailable for the watchdog", exc_info=True)
+            return
+        lag = sum(max(0, end - committed[tp.partition]) for tp, end in ends.items())
+        self._watchdog.observe_group(committed, lag)
+
     def _publish_metrics(self) -> None:
         snapshot = self.metrics.snapshot()
+        if self._watchdog is not None:
+            snapshot.update(self._watchdog.snapshot())
         logger.info("consumer metrics", extra={"metrics": snapshot})
         try:
             if self._redis is None:
@@ -625,6 +821,26 @@ def _merge(a: StoreResult, b: StoreResult) -> StoreResult:
         windows=list(windows.values()),
         new_windows=list(new.values()),
     )
+
+
+def _safe_text(exc: BaseException) -> str:
+    try:
+        return str(exc)[:200]
+    except Exception:  # noqa: BLE001 - an exception whose text cannot be built still gets a reason
+        return "<no message>"
+
+
+def _bounded_key(key: bytes | None) -> bytes | None:
+    return key[:DLQ_KEY_MAX_BYTES] if key is not None else None
+
+
+def _shrunk(letter: DeadLetter) -> DeadLetter:
+    raw, _ = bounded_raw(letter.raw, DLQ_RAW_FALLBACK_BYTES)
+    return replace(letter, raw=raw, raw_truncated=letter.raw_truncated or len(raw) < len(letter.raw))
+
+
+def _hard_exit(code: int) -> None:  # pragma: no cover - replaced in tests; ends the process without cleanup
+    os._exit(code)
 
 
 def _reset_database_connection() -> None:

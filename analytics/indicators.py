@@ -36,6 +36,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from analytics.candles import datetime_to_ms, symbol_lock
+from analytics.decimals import fit_column
 from analytics.models import INTERVAL_SECONDS, IndicatorPoint
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ BB_PERIOD, BB_WIDTH = 20, Decimal(2)
 # Candles recomputed after the first touched one are capped: a replay of old data into a long existing series
 # refreshes this many, and the periodic recomputations of newer windows refresh the rest.
 MAX_RECOMPUTED = 5000
-_QUANT = Decimal("0.000000000001")
 _HUNDRED = Decimal(100)
 
 
@@ -216,7 +216,8 @@ def row_from_point(point: IndicatorPoint) -> IndicatorRow:
 
 
 def _q(value: Decimal | None) -> Decimal | None:
-    return None if value is None else value.quantize(_QUANT)
+    # Fitted to the numeric(30, 12) columns: a Bollinger band or MACD of extreme prices may exceed them.
+    return None if value is None else fit_column(value, 30, 12)
 
 
 def compute_rows(
@@ -234,8 +235,8 @@ def compute_rows(
         rows.append(
             IndicatorRow(
                 open_time=t,
-                sma={p: v.quantize(_QUANT) for p, s in smas.items() if (v := s[i]) is not None},
-                ema={p: v.quantize(_QUANT) for p, s in emas.items() if (v := s[i]) is not None},
+                sma={p: fit_column(v, 30, 12) for p, s in smas.items() if (v := s[i]) is not None},
+                ema={p: fit_column(v, 30, 12) for p, s in emas.items() if (v := s[i]) is not None},
                 rsi=_q(rsis[i]),
                 macd=_q(line[i]),
                 macd_signal=_q(sig[i]),

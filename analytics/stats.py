@@ -21,6 +21,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from analytics.candles import bucket_start, datetime_to_ms, symbol_lock
+from analytics.decimals import fit_column
 from analytics.models import SymbolStats, Trade
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 WINDOW = timedelta(hours=24)
 TAIL_MINUTES = 5
 _CHANGE_QUANT = Decimal("0.0001")
+# SymbolStats.change_pct is numeric(12, 4): at most 99,999,999.9999 %.
+CHANGE_PCT_DIGITS, CHANGE_PCT_PLACES = 12, 4
 
 # Candles cover [m0, tail); trades cover [start, m0) and [tail, last]. The three ranges are disjoint and ordered,
 # so "first"/"last" by (time, trade id) across the union is the first/last trade of the window.
@@ -86,10 +89,11 @@ class Window24h:
 
 
 def change_pct(open_price: Decimal, last_price: Decimal) -> Decimal:
-    """Percentage change from open to last, rounded to 4 decimals (0 when the open is 0)."""
+    """Percentage change from open to last, rounded to 4 decimals (0 when the open is 0), clamped to what the
+    ``change_pct`` column holds (a huge price ratio would otherwise overflow it and fail the row)."""
     if open_price == 0:
         return Decimal(0).quantize(_CHANGE_QUANT)
-    return ((last_price - open_price) / open_price * 100).quantize(_CHANGE_QUANT)
+    return fit_column((last_price - open_price) / open_price * 100, CHANGE_PCT_DIGITS, CHANGE_PCT_PLACES)
 
 
 def compute_window(exchange: str, symbol: str) -> Window24h | None:

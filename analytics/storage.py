@@ -100,17 +100,21 @@ def batch_windows(records: Sequence[TradeRecord]) -> list[SymbolWindow]:
     return [SymbolWindow(ex, sym, lo, hi, n) for (ex, sym), (lo, hi, n) in spans.items()]
 
 
-def store_trades(records: Sequence[TradeRecord]) -> StoreResult:
+def store_trades(records: Sequence[TradeRecord], statement_timeout_ms: int | None = None) -> StoreResult:
     """Store ``records`` in one transaction, idempotently on (exchange, symbol, trade_id).
 
     Raises Django's ``OperationalError``/``InterfaceError`` when PostgreSQL is unreachable (nothing is stored)
     and ``DataError`` when a value does not fit the columns (nothing is stored either; the caller isolates the
-    bad record).
+    bad record). ``statement_timeout_ms`` bounds every statement of the transaction (a lock wait included): past
+    it PostgreSQL cancels the statement, an ``OperationalError`` the consumer retries.
     """
     if not records:
         return StoreResult(received=0, inserted=0)
     # wrap_database_errors turns psycopg's errors from the raw COPY into Django's (DataError, OperationalError).
     with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
+        if statement_timeout_ms is not None:
+            # SET LOCAL: this transaction only, so a reconnect or another caller never inherits it.
+            cursor.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
         cursor.execute(_CREATE_STAGING)
         # The psycopg 3 cursor under Django's wrapper: its copy() streams rows without SQL parsing.
         raw = cursor.cursor

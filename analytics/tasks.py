@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
@@ -187,16 +188,49 @@ def refresh_stats(exchange: str, symbol: str) -> bool:
     return True
 
 
-@shared_task(name="analytics.tasks.refresh_all_stats", **RETRY_OPTIONS)
-def refresh_all_stats() -> int:
-    """Beat: refresh every known symbol's 24-hour row (catches windows whose refresh was coalesced away)."""
+class SymbolsFailedError(RuntimeError):
+    """Some symbols of a per-symbol loop failed (each logged with its symbol); the others were done."""
+
+
+def refresh_symbols_stats(pairs: list[tuple[str, str]]) -> tuple[list[tuple[str, dict[str, Any]]], list[Exception]]:
+    """Refresh each symbol's row; one symbol's failure is logged with the symbol and never stops the others.
+
+    Returns the pushes to send and the errors, in order.
+    """
     payloads: list[tuple[str, dict[str, Any]]] = []
-    for exchange, symbol in stats_logic.known_symbols():
-        stats = stats_logic.refresh_stats(exchange, symbol)
+    errors: list[Exception] = []
+    for exchange, symbol in pairs:
+        try:
+            stats = stats_logic.refresh_stats(exchange, symbol)
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up: not this symbol's fault
+        except Exception as exc:  # reported by the caller, after every other symbol was refreshed
+            errors.append(exc)
+            logger.exception("stats refresh failed for a symbol", extra={"exchange": exchange, "symbol": symbol})
+            continue
         if stats is not None:
             payload = stats_logic.stats_payload(stats)
             payloads += [(market_group(exchange, symbol), payload), (OVERVIEW_GROUP, payload)]
+    return payloads, errors
+
+
+@shared_task(name="analytics.tasks.refresh_all_stats", **RETRY_OPTIONS)
+def refresh_all_stats() -> int:
+    """Beat: refresh every known symbol's 24-hour row (catches windows whose refresh was coalesced away).
+
+    A symbol that fails does not abort the others: their rows are written and pushed, then the task fails (a
+    transient error is re-raised so Celery retries the whole, idempotent refresh; anything else as
+    :class:`SymbolsFailedError`, loudly).
+    """
+    payloads, errors = refresh_symbols_stats(stats_logic.known_symbols())
     publish_many(payloads)
+    if errors:
+        extra = {"failed": len(errors), "pushed": len(payloads) // 2}
+        logger.error("stats refresh failed for some symbols", extra=extra)
+        transient = next((e for e in errors if isinstance(e, TRANSIENT_ERRORS)), None)
+        if transient is not None:
+            raise transient
+        raise SymbolsFailedError(f"stats refresh failed for {len(errors)} symbols: {errors[0]!r}") from errors[0]
     return len(payloads) // 2
 
 

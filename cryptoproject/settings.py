@@ -144,6 +144,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": _setting("CELERY_VISIBILITY_TIMEOUT", int, 3600),
     "unacked_restore_interval": 10,
     "unacked_restore_throttle": 1,
+    # Without these a publish (the trades consumer dispatching tasks) can block on a dead socket far longer than
+    # Kafka's poll interval, and the consumer is evicted from its group.
+    "socket_timeout": _setting("CELERY_BROKER_SOCKET_TIMEOUT", float, 5.0),
+    "socket_connect_timeout": _setting("CELERY_BROKER_SOCKET_TIMEOUT", float, 5.0),
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
@@ -182,6 +186,33 @@ KAFKA_REPLICATION_FACTOR: int = _setting("KAFKA_REPLICATION_FACTOR", int, 1)
 if KAFKA_REPLICATION_FACTOR < 1:
     raise ImproperlyConfigured(f"KAFKA_REPLICATION_FACTOR: must be at least 1, got {KAFKA_REPLICATION_FACTOR}")
 KAFKA_CONSUMER_GROUP: str = env.str("KAFKA_CONSUMER_GROUP", default="analytics")
+
+# --------------------------------------------------------------------------------------------- trades consumer
+# How far a trade time may lie beyond its received_at (ingest clock) before the record is refused.
+TRADE_MAX_CLOCK_SKEW_MS: int = _setting("TRADE_MAX_CLOCK_SKEW_MS", int, 60_000)
+# Prefix of a refused record kept in its dead letter (JSON escaping may grow it six-fold: stay under 1 MB).
+DLQ_RAW_MAX_BYTES: int = _setting("DLQ_RAW_MAX_BYTES", int, 64 * 1024)
+# The consumer exits (for its supervisor to restart it) after this long without an assignment or without commit
+# progress while records wait; /healthz reports such a group as unhealthy.
+CONSUMER_STALL_TIMEOUT_S: float = _setting("CONSUMER_STALL_TIMEOUT_S", float, 120.0)
+# PostgreSQL statement_timeout of the consumer's batch transaction, well inside Kafka's 30 s poll interval.
+CONSUMER_STATEMENT_TIMEOUT_MS: int = _setting("CONSUMER_STATEMENT_TIMEOUT_MS", int, 15_000)
+# Invalid-message limit per partition: ratio over a sliding window of records, and a cap on consecutive ones.
+CONSUMER_MAX_INVALID_RATIO: float = _setting("CONSUMER_MAX_INVALID_RATIO", float, 0.5)
+CONSUMER_INVALID_WINDOW: int = _setting("CONSUMER_INVALID_WINDOW", int, 1000)
+CONSUMER_MAX_CONSECUTIVE_INVALID: int = _setting("CONSUMER_MAX_CONSECUTIVE_INVALID", int, 1000)
+for _name, _value, _least, _most in (
+    ("TRADE_MAX_CLOCK_SKEW_MS", TRADE_MAX_CLOCK_SKEW_MS, 0, 86_400_000),
+    ("DLQ_RAW_MAX_BYTES", DLQ_RAW_MAX_BYTES, 256, 128 * 1024),
+    ("CONSUMER_STALL_TIMEOUT_S", CONSUMER_STALL_TIMEOUT_S, 1, 86_400),
+    ("CONSUMER_STATEMENT_TIMEOUT_MS", CONSUMER_STATEMENT_TIMEOUT_MS, 100, 25_000),
+    ("CONSUMER_MAX_INVALID_RATIO", CONSUMER_MAX_INVALID_RATIO, 0.01, 1),
+    ("CONSUMER_INVALID_WINDOW", CONSUMER_INVALID_WINDOW, 10, 1_000_000),
+    ("CONSUMER_MAX_CONSECUTIVE_INVALID", CONSUMER_MAX_CONSECUTIVE_INVALID, 1, 1_000_000),
+    ("CELERY_BROKER_SOCKET_TIMEOUT", CELERY_BROKER_TRANSPORT_OPTIONS["socket_timeout"], 0.1, 25),
+):
+    if not _least <= _value <= _most:
+        raise ImproperlyConfigured(f"{_name}: must be between {_least} and {_most}, got {_value}")
 
 # --------------------------------------------------------------------------------------------- exchanges
 BINANCE_WS_URL: str = env.str("BINANCE_WS_URL", default="wss://stream.binance.com:9443")

@@ -3,6 +3,11 @@ symbol, Celery queue depths and the consumer snapshots.
 
 Every source is optional: a missing snapshot, an unreachable broker or Redis shows up as ``null`` with an error
 string, never as an exception. Kafka figures take a few round trips, so they are cached for ``KAFKA_CACHE_SECONDS``.
+
+:func:`consumer_liveness` is the verdict ``/healthz`` answers 503 on: the trades consumer group is stalled when a
+member says so in its snapshot (see :mod:`analytics.watchdog`), or when records wait (lag > 0) and the group's
+committed offsets have not moved for longer than ``CONSUMER_STALL_TIMEOUT_S`` (whether or not any member has an
+assignment). An unreadable Kafka is "unknown", not unhealthy: the web process itself is fine.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ T = TypeVar("T")
 _cache: dict[tuple[str, ...], tuple[float, Any]] = {}
 _cache_lock = threading.Lock()
 _previous_ingest: dict[str, dict[str, Any]] = {}
+# (group, topic) -> (committed offsets last seen, monotonic time they were first seen or lag was last zero)
+_group_progress: dict[tuple[str, str], tuple[tuple[int | None, ...], float]] = {}
 
 
 def _cached(key: tuple[str, ...], compute: Callable[[], T], ttl: float = KAFKA_CACHE_SECONDS) -> T:
@@ -58,6 +65,7 @@ def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
     _previous_ingest.clear()
+    _group_progress.clear()
 
 
 # --------------------------------------------------------------------------------------------- Kafka
@@ -250,6 +258,63 @@ def last_trades(now: datetime | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+# --------------------------------------------------------------------------------------------- consumer liveness
+def group_idle_seconds(lag: dict[str, Any], now: float | None = None) -> float | None:
+    """Seconds the group's committed offsets have not moved while records wait; 0 when none wait, ``None`` when
+    the lag is unknown. Remembered per process between calls (``/healthz`` is polled)."""
+    if lag.get("total_lag") is None:
+        return None
+    now = time.monotonic() if now is None else now
+    key = (str(lag["group"]), str(lag["topic"]))
+    committed = tuple(row["committed"] for row in lag["partitions"])
+    seen = _group_progress.get(key)
+    if lag["total_lag"] == 0 or seen is None or seen[0] != committed:
+        _group_progress[key] = (committed, now)
+        return 0.0
+    return now - seen[1]
+
+
+def consumer_liveness(
+    consumers: dict[str, dict[str, Any]], lag: dict[str, Any], stall_timeout_s: float, now: float | None = None
+) -> dict[str, Any]:
+    """``{"status": "ok" | "stalled" | "unknown", "reason": str | None, ...}`` of the trades consumer group."""
+    stalled = sorted(name for name, snapshot in consumers.items() if snapshot.get("stalled"))
+    assigned = sum(1 for snapshot in consumers.values() if snapshot.get("assigned_partitions", 1))
+    idle = group_idle_seconds(lag, now)
+    verdict: dict[str, Any] = {
+        "status": "ok",
+        "reason": None,
+        "members": len(consumers),
+        "members_with_partitions": assigned,
+        "no_progress_s": None if idle is None else round(idle, 1),
+        "stall_timeout_s": stall_timeout_s,
+    }
+    if stalled:
+        first = consumers[stalled[0]]
+        verdict.update(
+            status="stalled",
+            reason=f"consumer {stalled[0]} reports no progress for {first.get('no_progress_s')} s "
+            f"({len(stalled)} of {len(consumers)} members stalled)",
+        )
+    elif idle is None:
+        verdict.update(status="unknown", reason=f"consumer lag unavailable: {lag.get('error')}")
+    elif idle > stall_timeout_s:
+        verdict.update(
+            status="stalled",
+            reason=f"{lag['total_lag']} records wait and the group committed nothing for {idle:.0f} s "
+            f"({assigned} members with partitions; bound {stall_timeout_s:g} s)",
+        )
+    return verdict
+
+
+def group_liveness() -> dict[str, Any]:
+    """:func:`consumer_liveness` from the consumers' Redis snapshots and the (cached) group lag."""
+    group, topic = settings.KAFKA_CONSUMER_GROUP, settings.KAFKA_TRADES_TOPIC
+    consumers, _ = _redis_section(settings.REDIS_URL, lambda client: read_snapshots(client, "metrics:consumer:"))
+    lag = _cached(("lag", group, topic), lambda: consumer_lag(group, topic))
+    return consumer_liveness(consumers or {}, lag, settings.CONSUMER_STALL_TIMEOUT_S)
+
+
 # --------------------------------------------------------------------------------------------- all together
 def _redis_section(url: str, compute: Callable[[redis.Redis], T]) -> tuple[T | None, str | None]:
     try:
@@ -270,11 +335,13 @@ def pipeline_health() -> dict[str, Any]:
         settings.REDIS_URL, lambda client: read_snapshots(client, "metrics:consumer:")
     )
     queues, queues_error = _redis_section(settings.CELERY_BROKER_URL, queue_depths)
+    lag = _cached(("lag", group, topic), lambda: consumer_lag(group, topic))
     return {
         "generated_at": timezone.now().isoformat(),
         "ingest": ingest or {"rate": None, "exchanges": {}},
         "consumers": consumers or {},
-        "kafka": _cached(("lag", group, topic), lambda: consumer_lag(group, topic)),
+        "liveness": consumer_liveness(consumers or {}, lag, settings.CONSUMER_STALL_TIMEOUT_S),
+        "kafka": lag,
         "dlq": _cached(("dlq", dlq), lambda: dlq_count(dlq)),
         "symbols": last_trades(),
         "queues": queues,

@@ -15,6 +15,7 @@ from dashboard.api.backtests import run_item, start_run, strategy_list
 from dashboard.auth import login_required_if_configured
 from dashboard.forms import BacktestForm
 from dashboard.groups import InvalidMarketError, parse_market
+from dashboard.health import group_liveness
 from dashboard.queries import known_pairs
 
 # The candle intervals the symbol page offers (the API serves more).
@@ -135,10 +136,14 @@ def backtest(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness and database reachability, for load balancers and ``make demo``."""
+    """Liveness and database reachability, for load balancers and ``make demo``; 503 also when the trades
+    consumer group is stalled (``dashboard.health.consumer_liveness``), with a ``consumers`` reason then."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        return JsonResponse({"status": "ok", "database": "ok"})
     except Exception as exc:  # noqa: BLE001 - any database failure means "not healthy"
         return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+    liveness = group_liveness()
+    if liveness["status"] == "stalled":
+        return JsonResponse({"status": "error", "database": "ok", "consumers": liveness["reason"]}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok"})

@@ -9,10 +9,14 @@ ordered in one partition::
 
 ``price`` and ``quantity`` are the exchange's decimal strings, unchanged (never floats); times are epoch
 milliseconds (``received_at`` is the ingest clock). ``is_buyer_maker`` true means the taker sold.
+
+Validation never raises anything but :class:`InvalidRecordError`, whatever the input (non-hashable values, Unicode
+digits, integers too long to print, ...): a hostile record must become a dead letter, never a crash.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -26,6 +30,10 @@ EXCHANGES = frozenset({"binance", "coinbase", "kraken"})
 _MIN_MS = 1_230_768_000_000
 _MAX_MS = 4_102_444_800_000
 _MAX_ID = 2**63
+#: Default of ``settings.TRADE_MAX_CLOCK_SKEW_MS``: how far a trade time may lie beyond its ``received_at``.
+DEFAULT_MAX_CLOCK_SKEW_MS = 60_000
+#: Longest excerpt of a refused value quoted in a reason (reasons travel in dead letters and logs).
+_SHOW_MAX = 40
 
 
 class InvalidRecordError(ValueError):
@@ -87,18 +95,48 @@ class TradeRecord(NamedTuple):
         return orjson.dumps(self.to_dict())
 
 
+def _show(value: Any) -> str:
+    """A short, safe ``repr`` for a reason: bounded, and never raising (``repr`` of an int over 4,300 digits does)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    if isinstance(value, str) and len(value) > _SHOW_MAX:
+        value = value[:_SHOW_MAX]
+    elif isinstance(value, (list, tuple, dict, set)) and len(value) > 8:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a reason must never fail to build
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOW_MAX + 2 else text[:_SHOW_MAX] + "..."
+
+
+def max_clock_skew_ms() -> int:
+    """``settings.TRADE_MAX_CLOCK_SKEW_MS`` when Django is configured, else the default (scripts, simulators)."""
+    try:
+        from django.conf import settings
+
+        return int(getattr(settings, "TRADE_MAX_CLOCK_SKEW_MS", DEFAULT_MAX_CLOCK_SKEW_MS))
+    except Exception:  # noqa: BLE001 - ImproperlyConfigured outside Django: the documented default applies
+        return DEFAULT_MAX_CLOCK_SKEW_MS
+
+
 def _decimal_string(name: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, Decimal, int)):
         raise InvalidRecordError(f"{name} must be a decimal string, got {type(value).__name__}")
+    if isinstance(value, int) and value.bit_length() > 128:
+        raise InvalidRecordError(f"{name} is out of range: {_show(value)}")
     text = str(value).strip()
+    # Decimal() reads any Unicode digit ("\u0661" is 1), which PostgreSQL refuses: only ASCII spellings are numbers.
+    if not text.isascii():
+        raise InvalidRecordError(f"{name} is not a number: {_show(text)}")
     try:
         number = Decimal(text)
     except InvalidOperation:
-        raise InvalidRecordError(f"{name} is not a number: {text[:40]!r}") from None
+        raise InvalidRecordError(f"{name} is not a number: {_show(text)}") from None
     if not number.is_finite():
-        raise InvalidRecordError(f"{name} is not finite: {text[:40]!r}")
+        raise InvalidRecordError(f"{name} is not finite: {_show(text)}")
     if number <= 0:
-        raise InvalidRecordError(f"{name} must be positive, got {text[:40]!r}")
+        raise InvalidRecordError(f"{name} must be positive, got {_show(text)}")
     return text
 
 
@@ -106,8 +144,18 @@ def _millis(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRecordError(f"{name} must be integer milliseconds, got {type(value).__name__}")
     if not _MIN_MS <= value < _MAX_MS:
-        raise InvalidRecordError(f"{name} is out of range: {value}")
+        raise InvalidRecordError(f"{name} is out of range: {_show(value)}")
     return value
+
+
+def _check_skew(trade_time: int, received_at: int, skew_ms: int) -> None:
+    # A trade "from the future" would become its symbol's latest trade for as long as the clock takes to catch up,
+    # freezing the 24-hour window (which ends at the latest stored trade): refuse it instead.
+    if trade_time > received_at + skew_ms:
+        raise InvalidRecordError(
+            f"trade_time {trade_time} is {trade_time - received_at} ms after received_at {received_at} "
+            f"(more than the allowed clock skew of {skew_ms} ms)"
+        )
 
 
 #: A plain positive-or-zero decimal as exchanges send it ("61837.63000000"); zero is refused separately.
@@ -127,8 +175,14 @@ def make_trade(
     trade_time: Any,
     event_time: Any,
     received_at: int,
+    max_skew_ms: int | None = None,
 ) -> TradeRecord:
-    """Validate and build a :class:`TradeRecord`, raising :class:`InvalidRecordError` with a reason."""
+    """Validate and build a :class:`TradeRecord`, raising :class:`InvalidRecordError` with a reason.
+
+    ``max_skew_ms`` (default ``settings.TRADE_MAX_CLOCK_SKEW_MS``) bounds how far ``trade_time`` may lie after
+    ``received_at``. Whatever the arguments, the only exception raised is :class:`InvalidRecordError`.
+    """
+    skew = max_clock_skew_ms() if max_skew_ms is None else max_skew_ms
     # Fast path: what well-formed feeds send (exact types, plain decimals, a normal symbol). Anything else takes
     # the checks below, which accept the same values in more spellings and name what is wrong.
     if (
@@ -140,11 +194,13 @@ def make_trade(
         and type(event_time) is int
         and type(received_at) is int
         and type(symbol) is str
+        and type(exchange) is str  # before "in": hashing a list or dict raises TypeError (issue 9)
         and exchange in EXCHANGES
         and 0 <= trade_id < _MAX_ID
         and _MIN_MS <= trade_time < _MAX_MS
         and _MIN_MS <= event_time < _MAX_MS
         and _MIN_MS <= received_at < _MAX_MS
+        and trade_time <= received_at + skew
         and _PLAIN_DECIMAL(price)
         and _PLAIN_DECIMAL(quantity)
         and price.strip("0.")
@@ -154,19 +210,25 @@ def make_trade(
         return TradeRecord(
             exchange, symbol, trade_id, price, quantity, is_buyer_maker, trade_time, event_time, received_at
         )
-    if exchange not in EXCHANGES:
-        raise InvalidRecordError(f"unknown exchange {exchange!r}")
+    # type() first: "in" on a frozenset hashes the value, and a list or dict is not hashable (a TypeError).
+    if type(exchange) is not str or exchange not in EXCHANGES:
+        raise InvalidRecordError(f"unknown exchange {_show(exchange)}")
     if not isinstance(symbol, str) or not symbol.strip() or len(symbol) > 32:
-        raise InvalidRecordError(f"symbol must be a non-empty string of at most 32 characters, got {symbol!r}")
-    if isinstance(trade_id, str) and trade_id.isdigit():
+        raise InvalidRecordError(f"symbol must be a non-empty string of at most 32 characters, got {_show(symbol)}")
+    normal_symbol = symbol.strip().upper()
+    if not _PLAIN_SYMBOL(normal_symbol):
+        raise InvalidRecordError(f"symbol has characters other than A-Z, 0-9 and /_.:-, got {_show(symbol)}")
+    # isdigit() is also true for "\u00b2" and other Unicode digits int() refuses; 19 digits hold any 64-bit id
+    # (and int() refuses strings over 4,300 digits with a ValueError).
+    if isinstance(trade_id, str) and trade_id.isascii() and trade_id.isdigit() and len(trade_id) <= 19:
         trade_id = int(trade_id)
     if isinstance(trade_id, bool) or not isinstance(trade_id, int) or not 0 <= trade_id < _MAX_ID:
-        raise InvalidRecordError(f"trade_id must be a non-negative 64-bit integer, got {trade_id!r}")
+        raise InvalidRecordError(f"trade_id must be a non-negative 64-bit integer, got {_show(trade_id)}")
     if not isinstance(is_buyer_maker, bool):
-        raise InvalidRecordError(f"is_buyer_maker must be a boolean, got {is_buyer_maker!r}")
-    return TradeRecord(
+        raise InvalidRecordError(f"is_buyer_maker must be a boolean, got {_show(is_buyer_maker)}")
+    record = TradeRecord(
         exchange=exchange,
-        symbol=symbol.strip().upper(),
+        symbol=normal_symbol,
         trade_id=trade_id,
         price=_decimal_string("price", price),
         quantity=_decimal_string("quantity", quantity),
@@ -175,19 +237,26 @@ def make_trade(
         event_time=_millis("event_time", event_time),
         received_at=_millis("received_at", received_at),
     )
+    _check_skew(record.trade_time, record.received_at, skew)
+    return record
 
 
-def decode(value: bytes | str) -> TradeRecord:
-    """Parse and validate one ``market.trades`` message value; :class:`InvalidRecordError` if it is bad."""
+def decode(value: bytes | str | None, max_skew_ms: int | None = None) -> TradeRecord:
+    """Parse and validate one ``market.trades`` message value; :class:`InvalidRecordError` if it is bad.
+
+    Nothing else is raised, whatever the bytes: the consumer turns the error into a dead letter and goes on.
+    """
+    if value is None:
+        raise InvalidRecordError("empty message (no value)")
     try:
         data = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRecordError(f"malformed JSON: {exc}") from None
+        raise InvalidRecordError(f"malformed JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise InvalidRecordError("record is not a JSON object")
     version = data.get("v")
-    if version != SCHEMA_VERSION:
-        raise InvalidRecordError(f"unsupported schema version {version!r}")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise InvalidRecordError(f"unsupported schema version {_show(version)}")
     try:
         return make_trade(
             exchange=data["exchange"],
@@ -199,14 +268,44 @@ def decode(value: bytes | str) -> TradeRecord:
             trade_time=data["trade_time"],
             event_time=data["event_time"],
             received_at=data["received_at"],
+            max_skew_ms=max_skew_ms,
         )
     except KeyError as exc:
         raise InvalidRecordError(f"missing field {exc.args[0]!r}") from None
 
 
+#: Default of ``settings.DLQ_RAW_MAX_BYTES``: the prefix of a refused record a dead letter keeps.
+DEFAULT_DLQ_RAW_MAX_BYTES = 64 * 1024
+#: Longest reason a dead letter carries (an exception's text can be as long as the record it quotes).
+REASON_MAX_CHARS = 1000
+
+
+def bounded_raw(value: bytes | str | None, max_bytes: int) -> tuple[str, int]:
+    """The first ``max_bytes`` bytes of a refused payload as text (invalid UTF-8 replaced) and its full length.
+
+    Bounded so that a dead letter always fits the broker's message limit (1 MB by default) even when the refused
+    record itself was near that limit: JSON escaping grows the text at most six-fold (control characters).
+    """
+    if value is None:
+        return "", 0
+    data = value.encode("utf-8", errors="replace") if isinstance(value, str) else bytes(value)
+    head = data[:max_bytes]
+    text = head.decode("utf-8", errors="replace") if len(data) <= max_bytes else _decode_cut(head)
+    return text, len(data)
+
+
+def _decode_cut(head: bytes) -> str:
+    # final=False holds back a character split by the cut (dropped) while invalid bytes are still replaced.
+    return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head, final=False)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """What goes to ``market.trades.dlq``: the raw payload (as text) and why it was refused."""
+    """What goes to ``market.trades.dlq``: the raw payload (as text) and why it was refused.
+
+    ``raw`` may be a prefix of the refused payload (see :func:`bounded_raw`); ``raw_length`` is the payload's full
+    length in bytes (``None`` when unknown), ``raw_truncated`` says whether ``raw`` was cut.
+    """
 
     source: str  # "ingest:<exchange>" or "consumer:<group>"
     reason: str
@@ -215,6 +314,8 @@ class DeadLetter:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    raw_length: int | None = None
+    raw_truncated: bool = False
 
     def encode(self) -> bytes:
         """The DLQ message value (JSON)."""
@@ -222,11 +323,13 @@ class DeadLetter:
             {
                 "v": SCHEMA_VERSION,
                 "source": self.source,
-                "reason": self.reason,
+                "reason": self.reason[:REASON_MAX_CHARS],
                 "raw": self.raw,
                 "received_at": self.received_at,
                 "topic": self.topic,
                 "partition": self.partition,
                 "offset": self.offset,
+                "raw_length": self.raw_length,
+                "raw_truncated": self.raw_truncated,
             }
         )

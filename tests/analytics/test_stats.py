@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from analytics.candles import datetime_to_ms, recompute_candles
+from analytics.decimals import fit_column
 from analytics.models import Candle, SymbolStats
 from analytics.stats import change_pct, compute_window, known_symbols, refresh_stats, stats_payload
 from tests.analytics.test_candles import RawTrade, insert, read_trades
@@ -158,3 +159,27 @@ def test_payload_and_known_symbols():
         "last_trade_at": max(t.time_ms for t in trades),
     }
     assert Decimal(payload["last_price"]) == reference(trades)["last_price"]
+
+
+# --------------------------------------------------------------------------------------------- extreme trades (issue 9)
+def _raw(trade_id: int, price: str, time_ms: int) -> RawTrade:
+    return RawTrade(trade_id=trade_id, price=price, quantity="1", time_ms=time_ms, event_ms=time_ms, buyer_maker=False)
+
+
+def test_change_pct_is_clamped_to_what_its_column_holds():
+    assert change_pct(Decimal("0.000000000001"), Decimal("100000000000000000")) == Decimal("99999999.9999")
+    assert change_pct(Decimal("1"), Decimal("2")) == Decimal("100.0000")
+    assert fit_column(Decimal("-1e40"), 12, 4) == Decimal("-99999999.9999")
+    assert fit_column(Decimal("1e25"), 30, 12) == Decimal("999999999999999999.999999999999")
+    assert fit_column(Decimal("123456789012345.1234567890123"), 30, 12) == Decimal("123456789012345.123456789012")
+
+
+def test_a_huge_price_ratio_is_stored_clamped_instead_of_overflowing_the_row():
+    # Both prices fit numeric(30, 12); their ratio (1e29 %) does not fit change_pct's numeric(12, 4).
+    t0 = 1_723_161_255_342
+    insert([_raw(1, "0.000000000001", t0), _raw(2, "100000000000000000", t0 + 1000)], symbol="WILDUSDT")
+    stats = refresh_stats("binance", "WILDUSDT")
+    assert stats is not None
+    stats.refresh_from_db()
+    assert stats.change_pct == Decimal("99999999.9999")
+    assert stats.last_price == Decimal("100000000000000000")

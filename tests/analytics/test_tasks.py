@@ -21,7 +21,7 @@ import pytest
 import redis
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.conf import settings as django_settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from analytics import tasks
 from analytics.candles import ALL_INTERVALS, recompute_candles
@@ -513,3 +513,26 @@ def test_a_transient_database_error_is_retried_then_gives_up(settings, caplog):
     result = tasks.update_candles.apply(("binance", "BTCUSDT", trades[0].time_ms, trades[-1].time_ms))
     assert result.successful()
     assert stored_candles("1m") == expected_candles(trades, "1m")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("error", [ValueError("a bug for one symbol"), OperationalError("connection lost")])
+def test_one_symbols_failure_never_aborts_the_others(monkeypatch, caplog, error):
+    trades = list(read_trades()[:50])
+    insert(trades, symbol="AAAUSDT")
+    insert(trades, symbol="BBBUSDT")
+    real_refresh = tasks.stats_logic.refresh_stats
+
+    def refresh(exchange: str, symbol: str) -> Any:
+        if symbol == "AAAUSDT":
+            raise error
+        return real_refresh(exchange, symbol)
+
+    monkeypatch.setattr(tasks.stats_logic, "refresh_stats", refresh)
+    monkeypatch.setattr(tasks.stats_logic, "known_symbols", lambda: [("binance", "AAAUSDT"), ("binance", "BBBUSDT")])
+    expected = tasks.SymbolsFailedError if isinstance(error, ValueError) else OperationalError
+    with pytest.raises(expected):
+        tasks.refresh_all_stats.run()
+    assert list(SymbolStats.objects.values_list("symbol", flat=True)) == ["BBBUSDT"]  # the symbol after it: done
+    assert "stats refresh failed for a symbol" in caplog.text
+    assert any(getattr(r, "symbol", None) == "AAAUSDT" for r in caplog.records)

@@ -17,7 +17,7 @@ from kafka.structs import OffsetAndMetadata
 
 from cryptoproject.kafka import client_config
 from dashboard import health
-from tests.conftest import KafkaTopics, unique
+from tests.conftest import KafkaTopics, unique, wait_for
 from tests.dashboard.api_factories import T0, locmem_cache, make_stats, make_trades
 
 __all__ = ["locmem_cache"]
@@ -175,3 +175,50 @@ def test_unreachable_redis_is_reported(settings: Any) -> None:
     assert len(body["errors"]) == 3
     assert all("127.0.0.1:1" in e for e in body["errors"])
     assert body["kafka"]["error"]
+
+
+# --------------------------------------------------------------------------------------------- consumer liveness
+def _lag(total: int | None, committed: list[int | None]) -> dict[str, Any]:
+    rows = [{"partition": i, "committed": c, "end": 0, "lag": 0} for i, c in enumerate(committed)]
+    error = None if total is not None else "unreachable"
+    return {"topic": "t", "group": "g", "partitions": rows, "total_lag": total, "error": error}
+
+
+def test_liveness_needs_lag_without_commit_progress_for_longer_than_the_bound() -> None:
+    assert health.consumer_liveness({}, _lag(5, [0]), 10, now=0)["status"] == "ok"
+    assert health.consumer_liveness({}, _lag(5, [0]), 10, now=10)["status"] == "ok"  # at the bound
+    stalled = health.consumer_liveness({}, _lag(5, [0]), 10, now=11)
+    assert stalled["status"] == "stalled"
+    assert "5 records wait and the group committed nothing for 11 s (0 members with partitions" in stalled["reason"]
+    assert health.consumer_liveness({}, _lag(3, [2]), 10, now=12)["status"] == "ok"  # a commit: progress
+    assert health.consumer_liveness({}, _lag(3, [2]), 10, now=20)["status"] == "ok"
+    assert health.consumer_liveness({}, _lag(0, [5]), 10, now=100)["status"] == "ok"  # nothing waits
+    unknown = health.consumer_liveness({}, _lag(None, []), 10, now=200)
+    assert unknown["status"] == "unknown"
+
+
+def test_a_member_reporting_a_stall_makes_the_group_stalled_at_once() -> None:
+    consumers = {"a": {"assigned_partitions": 3, "stalled": False}, "b": {"stalled": True, "no_progress_s": 130.0}}
+    verdict = health.consumer_liveness(consumers, _lag(9, [1]), 120, now=0)
+    assert verdict["status"] == "stalled"
+    assert verdict["reason"] == "consumer b reports no progress for 130.0 s (1 of 2 members stalled)"
+    assert verdict["members"] == 2
+
+
+@pytest.mark.integration
+@pytest.mark.django_db
+@pytest.mark.usefixtures("locmem_cache")
+def test_healthz_is_503_while_records_wait_without_commit_progress(
+    kafka_topics: KafkaTopics, settings: Any, client: Client, redis_client: redis.Redis
+) -> None:
+    settings.CONSUMER_STALL_TIMEOUT_S = 1
+    produce(kafka_topics.trades, {0: 3, 4: 2})
+    response = wait_for(lambda: (r := client.get("/healthz")).status_code == 503 and r, what="healthz 503")
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["database"] == "ok"
+    assert "5 records wait and the group committed nothing" in body["consumers"]
+    assert client.get("/api/v1/health").json()["liveness"]["status"] == "stalled"
+    commit(kafka_topics.group, kafka_topics.trades, {0: 3, 4: 2})
+    wait_for(lambda: client.get("/healthz").status_code == 200, what="healthz 200 once the group catches up")
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}

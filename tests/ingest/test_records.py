@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from ingest.records import InvalidRecordError, TradeRecord, decode, make_trade
+from ingest.records import DeadLetter, InvalidRecordError, TradeRecord, bounded_raw, decode, make_trade
 
 T0 = 1_723_161_255_342
 
@@ -98,3 +101,122 @@ def test_fast_and_checked_paths_agree(price: Decimal, quantity: Decimal, trade_i
     assert outcomes[0] == outcomes[1]
     valid = price > 0 and quantity > 0 and 0 <= trade_id < 2**63
     assert isinstance(outcomes[0], TradeRecord) is valid
+
+
+# --------------------------------------------------------------------------------------------- hostile input (issue 9)
+ISSUE_9_RECORD = (
+    b'{"v":1,"exchange":[],"symbol":"BTCUSDT","trade_id":1,"price":"1","quantity":"1","is_buyer_maker":true,'
+    b'"trade_time":1723161255342,"event_time":1723161255343,"received_at":1723161256612}'
+)
+
+
+def wire(**overrides: Any) -> bytes:
+    return orjson.dumps({"v": 1, **fields(**overrides)})
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (ISSUE_9_RECORD, "unknown exchange []"),  # was TypeError: unhashable type: 'list'
+        (wire(exchange={"a": 1}), "unknown exchange {'a': 1}"),
+        (wire(trade_id="\u00b2"), "trade_id must be a non-negative 64-bit integer, got '\u00b2'"),  # was ValueError
+        (wire(trade_id="9" * 5000), "trade_id must be a non-negative 64-bit integer, got '9999"),  # was ValueError
+        (b'{"v":1,"trade_id":' + b"9" * 5000 + b"}", "malformed JSON"),
+        (wire(price="\u0661\u0662"), "price is not a number"),  # Decimal reads Arabic-Indic digits, PostgreSQL not
+        (wire(symbol="BTC\x00USD"), "symbol has characters other than"),
+        (wire(symbol=["BTCUSDT"]), "symbol must be a non-empty string"),
+        (wire(is_buyer_maker=list(range(100))), "is_buyer_maker must be a boolean, got <list of 100 items>"),
+        (b'{"v":' + b"9" * 5000 + b"}", "malformed JSON"),
+        (b'{"v":true}', "unsupported schema version True"),
+        (None, "empty message"),
+        (b"\xff\xfe", "malformed JSON"),
+    ],
+)
+def test_hostile_records_raise_only_invalid_record_error(value: bytes | None, reason: str) -> None:
+    with pytest.raises(InvalidRecordError) as refused:
+        decode(value)
+    assert refused.value.reason.startswith(reason)
+    assert len(refused.value.reason) < 300
+
+
+def test_huge_integers_are_refused_without_printing_them() -> None:
+    # str() of an int over 4,300 digits raises ValueError: the reason must not try.
+    huge = 10**5000
+    for name in ("trade_id", "trade_time", "price"):
+        with pytest.raises(InvalidRecordError) as refused:
+            make_trade(**fields(**{name: huge}))
+        assert "digits>" in refused.value.reason
+
+
+@pytest.mark.parametrize("skew_ms", [0, 60_000])
+def test_a_trade_time_beyond_received_at_plus_the_skew_is_refused_on_both_paths(skew_ms: int) -> None:
+    received = T0 + 2
+    at_limit = fields(trade_time=received + skew_ms, event_time=received + skew_ms)
+    assert make_trade(**at_limit, max_skew_ms=skew_ms).trade_time == received + skew_ms
+    beyond = fields(trade_time=received + skew_ms + 1)
+    for values in (beyond, {**beyond, "symbol": " btcusdt"}):  # fast path, then the checked path
+        with pytest.raises(InvalidRecordError) as refused:
+            make_trade(**values, max_skew_ms=skew_ms)
+        assert "more than the allowed clock skew" in refused.value.reason
+
+
+def test_the_skew_comes_from_settings(settings: Any) -> None:
+    settings.TRADE_MAX_CLOCK_SKEW_MS = 1000
+    with pytest.raises(InvalidRecordError):
+        decode(wire(trade_time=T0 + 2 + 1001))
+    settings.TRADE_MAX_CLOCK_SKEW_MS = 2000
+    assert decode(wire(trade_time=T0 + 2 + 1001)).trade_time == T0 + 1003
+
+
+def test_dead_letter_keeps_a_bounded_prefix_and_the_full_length() -> None:
+    assert bounded_raw(b"abc", 10) == ("abc", 3)
+    assert bounded_raw(None, 10) == ("", 0)
+    assert bounded_raw("\u00e9\u00e9", 3) == ("\u00e9", 4)  # a character split at the cut is dropped, not mangled
+    assert bounded_raw(b"\xff" * 4, 2) == ("\ufffd\ufffd", 4)
+    raw, length = bounded_raw(b"x" * 900_000, 64 * 1024)
+    letter = DeadLetter("consumer:g", "r" * 5000, raw, 1, raw_length=length, raw_truncated=True)
+    body = orjson.loads(letter.encode())
+    assert body["raw_length"] == 900_000
+    assert body["raw_truncated"] is True
+    assert len(body["raw"]) == 64 * 1024
+    assert len(body["reason"]) == 1000
+
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+    | st.text(alphabet="0123456789.\u00b2\u0661eE+- ", max_size=25)
+    | st.sampled_from(["binance", "kraken", "BTCUSDT", " btc-usd ", "1", "0", "1e3", str(T0), "9" * 40])
+)
+_json_values = st.recursive(
+    _json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+)
+_FIELDS = ("v", *fields())
+
+
+@hypothesis_settings(
+    deadline=None
+)  # the first examples include orjson/Decimal warm-up: no per-example timing threshold
+@given(
+    overrides=st.dictionaries(st.sampled_from(_FIELDS), _json_values, max_size=4),
+    dropped=st.sets(st.sampled_from(_FIELDS), max_size=2),
+)
+def test_any_json_values_in_any_field_raise_only_invalid_record_error(
+    overrides: dict[str, Any], dropped: set[str]
+) -> None:
+    record = {"v": 1, **fields(), **overrides}
+    for name in dropped:
+        record.pop(name, None)
+    value = json.dumps(record).encode()  # the stdlib writes integers of any size (orjson stops at 64 bits)
+    reason = "accepted"
+    try:
+        decoded = decode(value)
+    except InvalidRecordError as exc:  # the only exception allowed; anything else fails the test
+        reason = exc.reason
+    else:
+        assert isinstance(decoded, TradeRecord)
+    assert reason

@@ -1,5 +1,7 @@
 """``manage.py consume_trades``: run one :class:`analytics.consumer.TradeConsumer` (several processes share the
-partitions of the consumer group). SIGTERM/SIGINT finish the current batch, commit and exit 0."""
+partitions of the consumer group). SIGTERM/SIGINT finish the current batch, commit and exit 0. The invalid-message
+limit and the stall watchdog (``CONSUMER_*`` settings) end it non-zero without committing, for its supervisor to
+restart it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from analytics.consumer import ConsumerConfig, InvalidRatioError, TradeConsumer
+from analytics.consumer import ConsumerConfig, TradeConsumer
+from analytics.dlq import InvalidMessageLimitError
+from analytics.watchdog import StalledError
 from cryptoproject.preflight import require_database, require_kafka
 
 
@@ -35,15 +39,25 @@ class Command(BaseCommand):
         parser.add_argument("--batch-ms", type=_positive_int, default=200, help="max batch age in ms (200)")
         parser.add_argument("--max-records", type=_positive_int, default=None, help="exit after N records")
         parser.add_argument("--idle-exit", type=_positive_float, default=None, help="exit after S idle seconds")
+        parser.add_argument(
+            "--stall-timeout",
+            type=_positive_float,
+            default=None,
+            help="exit non-zero after S seconds without progress (default: CONSUMER_STALL_TIMEOUT_S)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         require_database()
         require_kafka()
-        config = ConsumerConfig(
+        overrides: dict[str, Any] = {"hard_exit_on_hang": True}
+        if options["stall_timeout"] is not None:
+            overrides["stall_timeout_s"] = options["stall_timeout"]
+        config = ConsumerConfig.from_settings(
             batch_size=options["batch_size"],
             batch_ms=options["batch_ms"],
             max_records=options["max_records"],
             idle_exit_s=options["idle_exit"],
+            **overrides,
         )
         consumer = TradeConsumer(config)
 
@@ -54,5 +68,5 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, _stop)
         try:
             consumer.run()
-        except InvalidRatioError as exc:
+        except (InvalidMessageLimitError, StalledError) as exc:
             raise CommandError(str(exc)) from exc

@@ -82,7 +82,8 @@ async function poll() {
   try {
     const h = await api("health");
     render(h);
-    const errors = [...(h.errors || []), h.kafka?.error, h.dlq?.error].filter(Boolean);
+    const stalled = h.liveness?.status === "stalled" ? `consumer group stalled: ${h.liveness.reason}` : null;
+    const errors = [stalled, ...(h.errors || []), h.kafka?.error, h.dlq?.error].filter(Boolean);
     $("health-updated").textContent = `Updated ${fmtTime(Date.now())} UTC${errors.length ? ` · ${errors.join("; ")}` : ""}`;
   } catch (err) {
     $("health-updated").textContent = `Health endpoint unavailable (${err.message}); retrying`;
