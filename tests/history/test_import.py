@@ -278,3 +278,32 @@ def test_command_prints_progress_summary_through_its_own_mirror(tmp_path, capsys
     assert IndicatorPoint.objects.filter(interval="1h").count() == 672
     with pytest.raises(CommandError, match="--symbol"):
         call_command("import_history", "--mirror", str(BUNDLE), "--from", "2022-02-01")
+
+
+def test_bad_rows_are_skipped_and_counted_and_the_rest_of_the_file_imported(tmp_path):
+    good = [",".join(r) for r in csv_rows(M1 / "BTCUSDT-1m-2020-01-01.zip")]
+    bad = [
+        "1577836860000,NaN,1,1,1,1,1577836919999,1,1,0,0,0",  # NaN price
+        "1577836920000,7184.03,7190.00",  # short row
+        "garbage,,,",
+    ]
+    lines = good[:1] + bad[:1] + good[2:2] + [good[1]] + bad[1:] + good[2:]
+    path = tmp_path / "BTCUSDT-1m-2020-01-01.csv"
+    path.write_text("\n".join(lines) + "\n")
+    summary = run_import(ImportRequest(paths=(path,), indicators=False), today=TODAY)
+    assert (summary.rows, summary.rejected_rows, summary.written) == (1440, 3, 1440)
+    assert _stored("1m") == _file_rows(M1 / "BTCUSDT-1m-2020-01-01.zip")
+    assert (summary.gaps.count, summary.gaps.missing) == (0, 0)
+
+
+def test_the_server_side_path_reports_the_same_gaps_as_the_row_path(tmp_path):
+    from history.importer import Gaps, GapTracker, _import_klines_csv, _import_klines_rows
+
+    path = H1 / "BTCUSDT-1h-2018-02.zip"
+    fast, slow = Gaps(), Gaps()
+    a = _import_klines_csv(path, "BTCUSDT", "1h", 3_600_000_000, GapTracker(fast), "binance")
+    Candle.objects.all().delete()
+    b = _import_klines_rows(path, "BTCUSDT", "1h", 3_600_000_000, GapTracker(slow), "binance")
+    assert (a.rows, a.written, a.first_us, a.last_us) == (b.rows, b.written, b.first_us, b.last_us)
+    assert fast == slow
+    assert fast.count >= 1
