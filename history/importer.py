@@ -285,9 +285,9 @@ def rollup_targets(interval: str) -> list[str]:
     return [i for i in candle_logic.ALL_INTERVALS if INTERVAL_SECONDS[i] > step and INTERVAL_SECONDS[i] % step == 0]
 
 
-def rollup_range(exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> int:
+def rollup_range(exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> dict[str, datetime]:
     """Roll the ``base`` candles of every bucket touching ``first..last`` up into the larger intervals, in one
-    transaction under the symbol's candle lock; return the candles written.
+    transaction under the symbol's candle lock; return the earliest open time written per interval.
 
     Run once per import over everything it read (one set-based statement per interval instead of one per file:
     a third of the import's time otherwise), whether or not the files changed anything: a run interrupted before
@@ -298,10 +298,11 @@ def rollup_range(exchange: str, symbol: str, base: str, first: datetime, last: d
         return rollup(cursor, exchange, symbol, base, first, last)
 
 
-def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> int:
-    """Roll the ``base`` candles of every bucket touching ``first..last`` up into the larger intervals."""
+def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> dict[str, datetime]:
+    """Roll the ``base`` candles of every bucket touching ``first..last`` up into the larger intervals; return the
+    earliest open time written per interval (intervals where nothing changed are absent)."""
     sql = candle_logic.rollup_sql(CandleSource.ROLLUP)
-    written = 0
+    written: dict[str, datetime] = {}
     for interval in rollup_targets(base):
         step = timedelta(seconds=INTERVAL_SECONDS[interval])
         params = {
@@ -316,7 +317,9 @@ def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, 
             "source": CandleSource.ROLLUP.value,
         }
         cursor.execute(sql, params)
-        written += len(cursor.fetchall())
+        times = [row[0] for row in cursor.fetchall()]
+        if times:
+            written[interval] = min(times)
     return written
 
 
