@@ -307,3 +307,38 @@ def test_the_server_side_path_reports_the_same_gaps_as_the_row_path(tmp_path):
     assert (a.rows, a.written, a.first_us, a.last_us) == (b.rows, b.written, b.first_us, b.last_us)
     assert fast == slow
     assert fast.count >= 1
+
+
+def test_trades_and_agg_trades_download_from_the_archive_layout(tmp_path, mirror):
+    import hashlib
+
+    recorded = list(read_trades(DATA / "binance-spot-ws" / "btcusdt_20240809.gz"))
+    root = tmp_path / "mirror"
+    path = _trade_zip(root / "data/spot/daily/trades/BTCUSDT", "BTCUSDT-trades-2024-08-09.zip", recorded)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.with_name(path.name + ".CHECKSUM").write_text(f"{digest}  {path.name}")
+    server = mirror(root)
+    request = _request(server.url, tmp_path, kind="trades", start=date(2024, 8, 8), end=date(2024, 8, 9))
+    summary = run_import(request, today=TODAY)
+    assert len(summary.missing) == 1
+    assert "BTCUSDT-trades-2024-08-08.zip" in summary.missing[0]
+    assert (summary.rows, summary.written) == (10_147, 10_147)
+    assert Trade.objects.count() == 10_147
+    # aggTrades (their own id sequence: another symbol here, so the two never share keys in this test).
+    agg = tmp_path / "agg" / "ETHUSDT-aggTrades-2024-08-09.csv"
+    agg.parent.mkdir()
+    agg.write_text(
+        "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match\n"
+        "10,2600.5,1.25,100,102,1723161600000,true,true\n"
+        "11,2601.0,0.5,103,103,1723161601000,false,true\n"
+        "13,2599.0,2,105,106,1723161660000,false,true\n"
+    )
+    result = run_import(ImportRequest(paths=(agg,), indicators=False), today=TODAY)
+    assert (result.rows, result.written, result.gaps.count, result.gaps.missing) == (3, 3, 1, 1)
+    minute = Candle.objects.get(symbol="ETHUSDT", interval="1m", open_time=datetime(2024, 8, 9, tzinfo=UTC))
+    assert (minute.open, minute.close, minute.volume, minute.trade_count) == (
+        Decimal("2600.5"),
+        Decimal("2601.0"),
+        Decimal("1.75"),
+        2,
+    )
