@@ -26,13 +26,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from analytics import candles as candle_logic
 from analytics import indicators as indicator_logic
 from analytics.models import INTERVAL_SECONDS, CandleSource
 from analytics.storage import store_trades
-from history.parse import PARSERS, ArchiveTrade, Kline, ParseError, csv_rows
+from history.parse import MICROSECONDS_FROM as _MICROSECONDS_FROM
+from history.parse import PARSERS, ArchiveTrade, Kline, ParseError, csv_chunks, csv_rows
 from ingest.records import TradeRecord
 
 logger = logging.getLogger(__name__)
@@ -59,9 +60,49 @@ _COPY = (
     f"COPY {KLINE_STAGING} (open_us, open, high, low, close, volume, close_us, quote_volume, trade_count) FROM STDIN"
 )
 
+# The fast path: the file's CSV text COPYed as is (server-side parsing), all twelve columns. NaN is a valid numeric
+# but no price: refused like a malformed row (the file then goes through the row-by-row path, which skips it).
+KLINE_RAW = "history_kline_raw"
+_NOT_NAN = " AND ".join(f"{c} <> 'NaN'" for c in ("open", "high", "low", "close", "volume", "quote_volume"))
+_CREATE_RAW = f"""
+CREATE TEMP TABLE IF NOT EXISTS {KLINE_RAW} (
+    open_raw bigint NOT NULL,
+    open numeric(30, 12) NOT NULL,
+    high numeric(30, 12) NOT NULL,
+    low numeric(30, 12) NOT NULL,
+    close numeric(30, 12) NOT NULL,
+    volume numeric(38, 18) NOT NULL,
+    close_raw bigint NOT NULL,
+    quote_volume numeric(38, 18) NOT NULL,
+    trade_count bigint NOT NULL,
+    taker_buy_volume text,
+    taker_buy_quote_volume text,
+    ignore text,
+    CHECK ({_NOT_NAN})
+) ON COMMIT DELETE ROWS
+"""
+_COPY_RAW = f"COPY {KLINE_RAW} FROM STDIN WITH (FORMAT csv)"
+# ms or µs, as in history.parse.to_microseconds.
+_RAW_NORMALISED = f"""(
+    SELECT CASE WHEN open_raw >= {_MICROSECONDS_FROM} THEN open_raw ELSE open_raw * 1000 END AS open_us,
+           open, high, low, close, volume,
+           CASE WHEN close_raw >= {_MICROSECONDS_FROM} THEN close_raw ELSE close_raw * 1000 END AS close_us,
+           quote_volume, trade_count
+    FROM {KLINE_RAW}
+) s"""
+# Rows, first and last bar, and the holes of two steps or more (the gaps), of what was COPYed.
+_RAW_STATS = f"SELECT count(*), min(open_us), max(open_us) FROM {_RAW_NORMALISED}"
+_RAW_GAPS = f"""
+SELECT prev, open_us FROM (
+    SELECT open_us, lag(open_us) OVER (ORDER BY open_us) AS prev FROM {_RAW_NORMALISED}
+) g
+WHERE open_us - prev >= %(two_steps)s
+ORDER BY open_us
+"""
+
 # DISTINCT ON: a file repeating a bar keeps its last row (ON CONFLICT cannot touch one row twice). vwap as the
 # live candles define it; a bar without volume (an outage bar) takes its close.
-_UPSERT = f"""
+_UPSERT_FROM = """
 WITH written AS (
     INSERT INTO analytics_candle
         (exchange, symbol, interval, open_time, open, high, low, close, volume, quote_volume, trade_count, vwap,
@@ -71,8 +112,8 @@ WITH written AS (
            open, high, low, close, volume, quote_volume, trade_count,
            coalesce(round(quote_volume / nullif(volume, 0), 12), close),
            'imported', timestamptz 'epoch' + close_us * interval '1 microsecond', now()
-    FROM {KLINE_STAGING}
-    ORDER BY open_us, ctid DESC
+    FROM {relation}
+    ORDER BY open_us, {order}
     ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
         open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
         volume = EXCLUDED.volume, quote_volume = EXCLUDED.quote_volume, trade_count = EXCLUDED.trade_count,
@@ -87,6 +128,11 @@ WITH written AS (
 )
 SELECT count(*) FROM written
 """
+# ctid: the order rows were COPYed in (in one statement's snapshot of a temp table), so the last repeat wins.
+_UPSERT = _UPSERT_FROM.format(relation=KLINE_STAGING, order="ctid DESC")
+_UPSERT_RAW = _UPSERT_FROM.format(
+    relation=_RAW_NORMALISED.replace("SELECT CASE", "SELECT ctid AS row_id, CASE"), order="row_id DESC"
+)
 
 
 @dataclass
@@ -132,6 +178,15 @@ class GapTracker:
         if self.last is None or open_us > self.last:
             self.last = open_us
 
+    def klines(self, first_us: int, last_us: int, holes: list[tuple[int, int]], step_us: int) -> None:
+        """A whole file's bars: its first and last open time and the holes inside it (from SQL)."""
+        self.kline(first_us, step_us)
+        for prev, nxt in holes:
+            missing = (nxt - prev) // step_us - 1
+            self.gaps.add(f"{_us_label(prev)} -> {_us_label(nxt)} ({missing} bars)", missing)
+        if self.last is None or last_us > self.last:
+            self.last = last_us
+
     def trade(self, trade_id: int) -> None:
         if self.last is not None and trade_id > self.last + 1:
             missing = trade_id - self.last - 1
@@ -168,6 +223,43 @@ def import_klines(
     if interval not in INTERVAL_SECONDS:
         raise ParseError(f"{path.name}: interval {interval} is not stored (intervals: {', '.join(INTERVAL_SECONDS)})")
     step_us = INTERVAL_SECONDS[interval] * 1_000_000
+    try:
+        return _import_klines_csv(path, symbol, interval, step_us, tracker, exchange)
+    except (DataError, IntegrityError) as exc:
+        # A row PostgreSQL cannot take (malformed, NaN, short): nothing of the fast path was stored (one
+        # transaction); the row-by-row path stores the good rows and counts the bad ones.
+        logger.info("history: file has bad rows, importing row by row", extra={"file": path.name, "reason": str(exc)})
+    return _import_klines_rows(path, symbol, interval, step_us, tracker, exchange)
+
+
+def _import_klines_csv(
+    path: Path, symbol: str, interval: str, step_us: int, tracker: GapTracker, exchange: str
+) -> FileResult:
+    """The fast path: the CSV text COPYed as is into a staging table (PostgreSQL parses it), then upserted."""
+    result = FileResult(path.name)
+    with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
+        candle_logic.symbol_lock(exchange, symbol, "candles")
+        cursor.execute(_CREATE_RAW)
+        with cursor.cursor.copy(_COPY_RAW) as copy:
+            for chunk in csv_chunks(path):
+                copy.write(chunk)
+        cursor.execute(_RAW_STATS)
+        rows, first, last = cursor.fetchone()
+        if not rows:
+            return result
+        result.rows, result.first_us, result.last_us = int(rows), int(first), int(last)
+        cursor.execute(_RAW_GAPS, {"two_steps": 2 * step_us})
+        holes = [(int(a), int(b)) for a, b in cursor.fetchall()]
+        cursor.execute(_UPSERT_RAW, {"exchange": exchange, "symbol": symbol, "interval": interval})
+        result.written = cursor.fetchone()[0]
+    tracker.klines(int(first), int(last), holes, step_us)
+    return result
+
+
+def _import_klines_rows(
+    path: Path, symbol: str, interval: str, step_us: int, tracker: GapTracker, exchange: str
+) -> FileResult:
+    """The row-by-row path: each row parsed in Python, bad ones skipped and counted, good ones COPYed."""
     result = FileResult(path.name)
     with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
         candle_logic.symbol_lock(exchange, symbol, "candles")
@@ -193,9 +285,9 @@ def rollup_targets(interval: str) -> list[str]:
     return [i for i in candle_logic.ALL_INTERVALS if INTERVAL_SECONDS[i] > step and INTERVAL_SECONDS[i] % step == 0]
 
 
-def rollup_range(exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> int:
+def rollup_range(exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> dict[str, datetime]:
     """Roll the ``base`` candles of every bucket touching ``first..last`` up into the larger intervals, in one
-    transaction under the symbol's candle lock; return the candles written.
+    transaction under the symbol's candle lock; return the earliest open time written per interval.
 
     Run once per import over everything it read (one set-based statement per interval instead of one per file:
     a third of the import's time otherwise), whether or not the files changed anything: a run interrupted before
@@ -206,10 +298,11 @@ def rollup_range(exchange: str, symbol: str, base: str, first: datetime, last: d
         return rollup(cursor, exchange, symbol, base, first, last)
 
 
-def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> int:
-    """Roll the ``base`` candles of every bucket touching ``first..last`` up into the larger intervals."""
+def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, last: datetime) -> dict[str, datetime]:
+    """Roll the ``base`` candles of every bucket touching ``first..last`` up into the larger intervals; return the
+    earliest open time written per interval (intervals where nothing changed are absent)."""
     sql = candle_logic.rollup_sql(CandleSource.ROLLUP)
-    written = 0
+    written: dict[str, datetime] = {}
     for interval in rollup_targets(base):
         step = timedelta(seconds=INTERVAL_SECONDS[interval])
         params = {
@@ -224,7 +317,9 @@ def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, 
             "source": CandleSource.ROLLUP.value,
         }
         cursor.execute(sql, params)
-        written += len(cursor.fetchall())
+        times = [row[0] for row in cursor.fetchall()]
+        if times:
+            written[interval] = min(times)
     return written
 
 

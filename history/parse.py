@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 KINDS = ("klines", "trades", "aggTrades")
 
 # An epoch time above this is in microseconds: in milliseconds it would be after the year 5138.
 _MICROSECONDS_FROM = 10**14
+MICROSECONDS_FROM = _MICROSECONDS_FROM
 
 _NAME = re.compile(
     r"^(?P<symbol>[A-Z0-9_]+)-(?P<what>trades|aggTrades|\d+[smhdwM]|1mo)-"
@@ -177,6 +178,34 @@ def csv_rows(path: Path) -> Iterator[list[str]]:
     else:
         with path.open(encoding="utf-8", newline="") as text:
             yield from _rows(text)
+
+
+def csv_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """The CSV bytes of an archive file (zip or CSV) without its header line, in chunks (for a server-side COPY)."""
+    if path.suffix == ".zip":
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as exc:
+            raise ParseError(f"{path.name}: not a zip file ({exc})") from None
+        with archive:
+            members = [n for n in archive.namelist() if n.endswith(".csv")]
+            if len(members) != 1:
+                raise ParseError(f"{path.name}: expected one CSV in the zip, found {len(members)}")
+            with archive.open(members[0]) as raw:
+                yield from _chunks(raw, size)
+    else:
+        with path.open("rb") as raw:
+            yield from _chunks(raw, size)
+
+
+def _chunks(raw: IO[bytes], size: int) -> Iterator[bytes]:
+    first = raw.readline()
+    if first and not first.lstrip()[:1].isdigit():
+        first = b""  # a header line
+    if first:
+        yield first
+    while chunk := raw.read(size):
+        yield chunk
 
 
 def _rows(text: io.TextIOBase | io.TextIOWrapper) -> Iterator[list[str]]:

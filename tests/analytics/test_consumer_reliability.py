@@ -13,18 +13,18 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import OperationalError, connection
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 import analytics.consumer as consumer_module
-from analytics.consumer import ConsumerConfig
+from analytics.consumer import ConsumerConfig, TradeConsumer
 from analytics.dispatch import SymbolWindow
 from analytics.models import Trade
 from analytics.storage import store_trades
 from analytics.watchdog import StalledError
 from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
 from dashboard import health
-from ingest.records import TradeRecord
+from ingest.records import DeadLetter, TradeRecord
 from tests.analytics.test_consumer import (
     Runner,
     assert_one_row_per_trade,
@@ -167,12 +167,16 @@ def test_a_dead_letter_over_the_brokers_limit_is_cut_and_delivered(kafka_topics,
     extra_topics.append(dlq)
     settings.KAFKA_DLQ_TOPIC = dlq
     good = real_trades(100)
-    produce([(r.key, r.encode()) for r in good[:50]] + [(KEY, HUGE)] + [(r.key, r.encode()) for r in good[50:]])
-    with Runner(ConsumerConfig(batch_size=500, batch_ms=50, backoff_max_s=0.5)) as runner:
+    values = [(r.key, r.encode()) for r in good]
+    values[50:50] = [(KEY, b"{small"), (KEY, HUGE)]  # one batch: the small letter is acknowledged, the huge refused
+    produce(values)
+    with Runner(ConsumerConfig(batch_size=500, batch_ms=300, backoff_max_s=0.5)) as runner:
         wait_for(fully_committed, what="offsets committed past the huge record")
     assert runner.error is None
     assert_one_row_per_trade(good)
-    (letter,) = dlq_messages(1)
+    assert health.dlq_count(settings.KAFKA_DLQ_TOPIC)["count"] == 2  # the acknowledged one was not sent again
+    small, letter = dlq_messages(2)
+    assert small["raw"] == "{small"
     assert letter["raw_length"] == len(HUGE)
     assert letter["raw_truncated"] is True
     assert len(letter["raw"]) <= 1024
@@ -197,6 +201,22 @@ def test_offsets_a_rebalance_refused_are_committed_later_even_on_an_idle_topic(k
         wait_for(fully_committed, what="the refused offsets committed by the idle loop")
     assert runner.error is None
     assert_one_row_per_trade(good)
+
+
+def test_a_letter_over_the_producers_own_limit_is_cut_and_never_sent_twice(kafka_topics):
+    producer = KafkaProducer(**client_config(), acks="all", max_request_size=4096, enable_idempotence=False)
+    consumer = TradeConsumer(ConsumerConfig(), producer=producer)
+    letter = DeadLetter("consumer:g", "too big", "x" * 20_000, 1, kafka_topics.trades, 0, 7, 20_000, False)
+    try:
+        consumer._send_dead_letters([(KEY, letter)])  # send() itself raises MessageSizeTooLargeError: cut, sent
+        consumer._send_dead_letters([(KEY, letter)])  # a retried batch: already acknowledged, nothing sent
+    finally:
+        consumer._close()
+    assert health.dlq_count(settings.KAFKA_DLQ_TOPIC)["count"] == 1
+    (sent,) = dlq_messages(1)
+    assert sent["raw"] == "x" * 1024
+    assert sent["raw_truncated"] is True
+    assert sent["raw_length"] == 20_000
 
 
 class _BrokerDownRunner(Runner):

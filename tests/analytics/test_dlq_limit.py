@@ -56,6 +56,15 @@ def test_partitions_are_counted_apart_and_forgotten_when_lost():
         limiter.invalid(1, 2, "bad")
 
 
+def test_invalid_records_sliding_out_leave_the_window_count_exact():
+    limiter = InvalidMessageLimiter(DlqLimit(max_invalid_ratio=None, window=3, min_records=1, max_consecutive=None))
+    for offset in range(10):
+        limiter.invalid(0, offset, "bad")
+    assert limiter.counts(0) == (3, 3, 10)
+    limiter.valid(0, 2)
+    assert limiter.counts(0) == (3, 1, 0)
+
+
 def test_valid_runs_longer_than_the_window_reset_it():
     limiter = InvalidMessageLimiter(DlqLimit(window=5, min_records=5))
     limiter.invalid(0, 0, "bad")

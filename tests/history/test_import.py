@@ -278,3 +278,67 @@ def test_command_prints_progress_summary_through_its_own_mirror(tmp_path, capsys
     assert IndicatorPoint.objects.filter(interval="1h").count() == 672
     with pytest.raises(CommandError, match="--symbol"):
         call_command("import_history", "--mirror", str(BUNDLE), "--from", "2022-02-01")
+
+
+def test_bad_rows_are_skipped_and_counted_and_the_rest_of_the_file_imported(tmp_path):
+    good = [",".join(r) for r in csv_rows(M1 / "BTCUSDT-1m-2020-01-01.zip")]
+    bad = [
+        "1577836860000,NaN,1,1,1,1,1577836919999,1,1,0,0,0",  # NaN price
+        "1577836920000,7184.03,7190.00",  # short row
+        "garbage,,,",
+    ]
+    lines = good[:1] + bad[:1] + good[2:2] + [good[1]] + bad[1:] + good[2:]
+    path = tmp_path / "BTCUSDT-1m-2020-01-01.csv"
+    path.write_text("\n".join(lines) + "\n")
+    summary = run_import(ImportRequest(paths=(path,), indicators=False), today=TODAY)
+    assert (summary.rows, summary.rejected_rows, summary.written) == (1440, 3, 1440)
+    assert _stored("1m") == _file_rows(M1 / "BTCUSDT-1m-2020-01-01.zip")
+    assert (summary.gaps.count, summary.gaps.missing) == (0, 0)
+
+
+def test_the_server_side_path_reports_the_same_gaps_as_the_row_path(tmp_path):
+    from history.importer import Gaps, GapTracker, _import_klines_csv, _import_klines_rows
+
+    path = H1 / "BTCUSDT-1h-2018-02.zip"
+    fast, slow = Gaps(), Gaps()
+    a = _import_klines_csv(path, "BTCUSDT", "1h", 3_600_000_000, GapTracker(fast), "binance")
+    Candle.objects.all().delete()
+    b = _import_klines_rows(path, "BTCUSDT", "1h", 3_600_000_000, GapTracker(slow), "binance")
+    assert (a.rows, a.written, a.first_us, a.last_us) == (b.rows, b.written, b.first_us, b.last_us)
+    assert fast == slow
+    assert fast.count >= 1
+
+
+def test_trades_and_agg_trades_download_from_the_archive_layout(tmp_path, mirror):
+    import hashlib
+
+    recorded = list(read_trades(DATA / "binance-spot-ws" / "btcusdt_20240809.gz"))
+    root = tmp_path / "mirror"
+    path = _trade_zip(root / "data/spot/daily/trades/BTCUSDT", "BTCUSDT-trades-2024-08-09.zip", recorded)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.with_name(path.name + ".CHECKSUM").write_text(f"{digest}  {path.name}")
+    server = mirror(root)
+    request = _request(server.url, tmp_path, kind="trades", start=date(2024, 8, 8), end=date(2024, 8, 9))
+    summary = run_import(request, today=TODAY)
+    assert len(summary.missing) == 1
+    assert "BTCUSDT-trades-2024-08-08.zip" in summary.missing[0]
+    assert (summary.rows, summary.written) == (10_147, 10_147)
+    assert Trade.objects.count() == 10_147
+    # aggTrades (their own id sequence: another symbol here, so the two never share keys in this test).
+    agg = tmp_path / "agg" / "ETHUSDT-aggTrades-2024-08-09.csv"
+    agg.parent.mkdir()
+    agg.write_text(
+        "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match\n"
+        "10,2600.5,1.25,100,102,1723161600000,true,true\n"
+        "11,2601.0,0.5,103,103,1723161601000,false,true\n"
+        "13,2599.0,2,105,106,1723161660000,false,true\n"
+    )
+    result = run_import(ImportRequest(paths=(agg,), indicators=False), today=TODAY)
+    assert (result.rows, result.written, result.gaps.count, result.gaps.missing) == (3, 3, 1, 1)
+    minute = Candle.objects.get(symbol="ETHUSDT", interval="1m", open_time=datetime(2024, 8, 9, tzinfo=UTC))
+    assert (minute.open, minute.close, minute.volume, minute.trade_count) == (
+        Decimal("2600.5"),
+        Decimal("2601.0"),
+        Decimal("1.75"),
+        2,
+    )

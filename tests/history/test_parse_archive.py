@@ -15,7 +15,15 @@ import urllib3
 from django.core.management import CommandError, call_command
 
 from history import archive
-from history.parse import ParseError, csv_rows, parse_kline, parse_name, parse_trade, to_microseconds
+from history.parse import (
+    ParseError,
+    csv_rows,
+    parse_agg_trade,
+    parse_kline,
+    parse_name,
+    parse_trade,
+    to_microseconds,
+)
 from tests.conftest import manage, wait_for
 from tests.history.conftest import BUNDLE, M1, copy_into
 
@@ -82,6 +90,11 @@ def test_millisecond_and_microsecond_files_give_the_same_rows(tmp_path):
     # Trades: µs trade times floor to the ms the trade table keeps.
     assert parse_trade(["7", "1.5", "2", "3", "1735689600123456", "True", "True"]).time_ms == 1735689600123
     assert parse_trade(["7", "1.5", "2", "3", "1735689600123", "false", "True"]).is_buyer_maker is False
+    # aggTrades: agg_id,price,qty,first_id,last_id,time,is_buyer_maker,is_best_match, keyed by the aggregate id.
+    agg = parse_agg_trade(["26129", "0.01633102", "4.7", "27781", "27781", "1498793709153000", "true", "true"])
+    assert agg == (26129, "0.01633102", "4.7", 1498793709153, True)
+    with pytest.raises(ValueError, match="boolean"):
+        parse_agg_trade(["1", "1", "1", "1", "1", "1498793709153", "maybe", "true"])
 
 
 def test_rows_that_are_not_klines_raise():

@@ -139,6 +139,17 @@ def test_hostile_records_raise_only_invalid_record_error(value: bytes | None, re
     assert len(refused.value.reason) < 300
 
 
+class _NoRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr is broken")
+
+
+def test_a_value_whose_repr_raises_still_gets_a_reason() -> None:
+    with pytest.raises(InvalidRecordError) as refused:
+        make_trade(**fields(is_buyer_maker=_NoRepr()))
+    assert refused.value.reason == "is_buyer_maker must be a boolean, got <_NoRepr>"
+
+
 def test_huge_integers_are_refused_without_printing_them() -> None:
     # str() of an int over 4,300 digits raises ValueError: the reason must not try.
     huge = 10**5000

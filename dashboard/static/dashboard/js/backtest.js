@@ -88,9 +88,13 @@ function drawEquity(chart) {
 function drawTrades(chart) {
   const entries = chart.trades.map((t) => ({ x: t.entry_time, y: t.entry_price, trade: t }));
   const exits = chart.trades.map((t) => ({ x: t.exit_time, y: t.exit_price, trade: t }));
+  // Markers in colours the candles do not use, outlined, so they stand out; smaller when there are many, so the
+  // candles stay readable on a long run.
+  const count = chart.trades.length;
+  const radius = count > 120 ? 3.5 : count > 40 ? 5 : 7;
   const markers = (label, data, color, rotation) => ({
-    type: "scatter", label, data, pointStyle: "triangle", rotation, pointRadius: 5, pointHoverRadius: 7,
-    backgroundColor: color, borderColor: "#0b0e14", borderWidth: 1, order: -1,
+    type: "scatter", label, data, pointStyle: "triangle", rotation, pointRadius: radius, pointHoverRadius: radius + 3,
+    backgroundColor: color, borderColor: "#ffffff", borderWidth: count > 120 ? 0.5 : 1.5, order: -1,
   });
   new Chart($("trade-chart"), {
     type: "candlestick",
@@ -99,8 +103,8 @@ function drawTrades(chart) {
         { type: "candlestick", label: "Candles", data: chart.candles.map(([x, o, h, l, c]) => ({ x, o, h, l, c })),
           backgroundColors: { up: COLORS.up, down: COLORS.down, unchanged: "#8a94a8" },
           borderColors: { up: COLORS.up, down: COLORS.down, unchanged: "#8a94a8" } },
-        markers("Buy", entries, COLORS.up, 0),
-        markers("Sell", exits, COLORS.down, 180),
+        markers("Buy (entry)", entries, COLORS.sma[1], 0),
+        markers("Sell (exit)", exits, COLORS.vwap, 180),
       ],
     },
     options: {
