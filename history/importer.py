@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -340,26 +341,43 @@ def import_trades(
     ``received_at`` is the trade time (deterministic, so a re-run is a no-op).
     """
     result = FileResult(path.name)
+    batches = _trade_batches(path, symbol, kind, tracker, exchange, batch_size, result)
+    # One batch of look-ahead: the next batch is parsed in a thread while this one is stored (the database's
+    # share of store_trades releases the GIL). The generator only ever runs in that one thread, one step at a time.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-parse") as pool:
+        pending = pool.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = pool.submit(next, batches, None)
+            lo, hi = min(r.trade_time for r in batch), max(r.trade_time for r in batch)
+            if result.first_us is None or lo * 1000 < result.first_us:
+                result.first_us = lo * 1000
+            if result.last_us is None or hi * 1000 > result.last_us:
+                result.last_us = hi * 1000
+            result.written += store_trades(batch).inserted
+    if result.first_us is not None and result.last_us is not None:
+        candle_logic.recompute_candles(exchange, symbol, result.first_us // 1000, result.last_us // 1000)
+    return result
+
+
+def _trade_batches(
+    path: Path, symbol: str, kind: str, tracker: GapTracker, exchange: str, batch_size: int, result: FileResult
+) -> Iterator[list[TradeRecord]]:
+    """The file's trades as TradeRecords, ``batch_size`` at a time (rows counted, bad rows rejected in ``result``)."""
     batch: list[TradeRecord] = []
+    append = batch.append
     trade: ArchiveTrade
     for trade in _valid_rows(csv_rows(path), PARSERS[kind], path.name, result):
         tracker.trade(trade.trade_id)
         ms = trade.time_ms
-        batch.append(
+        append(
             TradeRecord(exchange, symbol, trade.trade_id, trade.price, trade.quantity, trade.is_buyer_maker, ms, ms, ms)
         )
-        if result.first_us is None or ms * 1000 < result.first_us:
-            result.first_us = ms * 1000
-        if result.last_us is None or ms * 1000 > result.last_us:
-            result.last_us = ms * 1000
         if len(batch) >= batch_size:
-            result.written += store_trades(batch).inserted
+            yield batch
             batch = []
+            append = batch.append
     if batch:
-        result.written += store_trades(batch).inserted
-    if result.first_us is not None and result.last_us is not None:
-        candle_logic.recompute_candles(exchange, symbol, result.first_us // 1000, result.last_us // 1000)
-    return result
+        yield batch
 
 
 def refresh_indicators(exchange: str, symbol: str, intervals: Iterable[str], start: datetime) -> int:
