@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -342,3 +343,16 @@ def test_trades_and_agg_trades_download_from_the_archive_layout(tmp_path, mirror
         Decimal("1.75"),
         2,
     )
+
+
+def test_an_unreadable_file_is_an_error_of_that_file_only(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "BTCUSDT-trades-2024-08-07.zip").write_bytes(b"PK\x03\x04 truncated")
+    recorded = list(itertools.islice(read_trades(DATA / "binance-spot-ws" / "btcusdt_20240808.gz"), 500))
+    _trade_zip(folder, "BTCUSDT-trades-2024-08-08.zip", recorded)
+    summary = run_import(ImportRequest(paths=(folder,), indicators=False), today=TODAY)
+    assert summary.imported == 1
+    assert len(summary.errors) == 1
+    assert "BTCUSDT-trades-2024-08-07.zip" in summary.errors[0]
+    assert Trade.objects.count() == 500
