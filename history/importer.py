@@ -304,8 +304,15 @@ def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, 
     earliest open time written per interval (intervals where nothing changed are absent)."""
     sql = candle_logic.rollup_sql(CandleSource.ROLLUP)
     written: dict[str, datetime] = {}
+    done = [base]
     for interval in rollup_targets(base):
         step = timedelta(seconds=INTERVAL_SECONDS[interval])
+        # From the largest interval already rolled up that nests in this one (1d from 4h, not from 1h): exact,
+        # as every bucket nests in exactly one larger bucket, and it reads a fraction of the rows.
+        source = max(
+            (i for i in done if INTERVAL_SECONDS[interval] % INTERVAL_SECONDS[i] == 0), key=INTERVAL_SECONDS.__getitem__
+        )
+        done.append(interval)
         params = {
             "exchange": exchange,
             "symbol": symbol,
@@ -314,7 +321,7 @@ def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, 
             "origin": _EPOCH,
             "lo": candle_logic.bucket_start(first, interval),
             "hi": candle_logic.bucket_start(last, interval) + step,
-            "base": base,
+            "base": source,
             "source": CandleSource.ROLLUP.value,
         }
         cursor.execute(sql, params)
