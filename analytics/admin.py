@@ -144,7 +144,7 @@ class TradeAdmin(BigTableAdmin):
 
 @admin.register(Candle)
 class CandleAdmin(BigTableAdmin):
-    """Candles, recomputed from trades by the pipeline."""
+    """Candles, recomputed from trades by the pipeline or imported from the exchange's archive (``source``)."""
 
     list_display = (
         "open_time",
@@ -157,8 +157,9 @@ class CandleAdmin(BigTableAdmin):
         "close",
         "volume",
         "trade_count",
+        "source",
     )
-    list_filter = (ExchangeFilter, SymbolFilter, "interval")
+    list_filter = (ExchangeFilter, SymbolFilter, "interval", "source")
     ordering = ("-id",)
 
 

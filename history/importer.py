@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -303,8 +304,15 @@ def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, 
     earliest open time written per interval (intervals where nothing changed are absent)."""
     sql = candle_logic.rollup_sql(CandleSource.ROLLUP)
     written: dict[str, datetime] = {}
+    done = [base]
     for interval in rollup_targets(base):
         step = timedelta(seconds=INTERVAL_SECONDS[interval])
+        # From the largest interval already rolled up that nests in this one (1d from 4h, not from 1h): exact,
+        # as every bucket nests in exactly one larger bucket, and it reads a fraction of the rows.
+        source = max(
+            (i for i in done if INTERVAL_SECONDS[interval] % INTERVAL_SECONDS[i] == 0), key=INTERVAL_SECONDS.__getitem__
+        )
+        done.append(interval)
         params = {
             "exchange": exchange,
             "symbol": symbol,
@@ -313,7 +321,7 @@ def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, 
             "origin": _EPOCH,
             "lo": candle_logic.bucket_start(first, interval),
             "hi": candle_logic.bucket_start(last, interval) + step,
-            "base": base,
+            "base": source,
             "source": CandleSource.ROLLUP.value,
         }
         cursor.execute(sql, params)
@@ -340,26 +348,43 @@ def import_trades(
     ``received_at`` is the trade time (deterministic, so a re-run is a no-op).
     """
     result = FileResult(path.name)
+    batches = _trade_batches(path, symbol, kind, tracker, exchange, batch_size, result)
+    # One batch of look-ahead: the next batch is parsed in a thread while this one is stored (the database's
+    # share of store_trades releases the GIL). The generator only ever runs in that one thread, one step at a time.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-parse") as pool:
+        pending = pool.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = pool.submit(next, batches, None)
+            lo, hi = min(r.trade_time for r in batch), max(r.trade_time for r in batch)
+            if result.first_us is None or lo * 1000 < result.first_us:
+                result.first_us = lo * 1000
+            if result.last_us is None or hi * 1000 > result.last_us:
+                result.last_us = hi * 1000
+            result.written += store_trades(batch).inserted
+    if result.first_us is not None and result.last_us is not None:
+        candle_logic.recompute_candles(exchange, symbol, result.first_us // 1000, result.last_us // 1000)
+    return result
+
+
+def _trade_batches(
+    path: Path, symbol: str, kind: str, tracker: GapTracker, exchange: str, batch_size: int, result: FileResult
+) -> Iterator[list[TradeRecord]]:
+    """The file's trades as TradeRecords, ``batch_size`` at a time (rows counted, bad rows rejected in ``result``)."""
     batch: list[TradeRecord] = []
+    append = batch.append
     trade: ArchiveTrade
     for trade in _valid_rows(csv_rows(path), PARSERS[kind], path.name, result):
         tracker.trade(trade.trade_id)
         ms = trade.time_ms
-        batch.append(
+        append(
             TradeRecord(exchange, symbol, trade.trade_id, trade.price, trade.quantity, trade.is_buyer_maker, ms, ms, ms)
         )
-        if result.first_us is None or ms * 1000 < result.first_us:
-            result.first_us = ms * 1000
-        if result.last_us is None or ms * 1000 > result.last_us:
-            result.last_us = ms * 1000
         if len(batch) >= batch_size:
-            result.written += store_trades(batch).inserted
+            yield batch
             batch = []
+            append = batch.append
     if batch:
-        result.written += store_trades(batch).inserted
-    if result.first_us is not None and result.last_us is not None:
-        candle_logic.recompute_candles(exchange, symbol, result.first_us // 1000, result.last_us // 1000)
-    return result
+        yield batch
 
 
 def refresh_indicators(exchange: str, symbol: str, intervals: Iterable[str], start: datetime) -> int:

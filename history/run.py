@@ -98,41 +98,57 @@ class _Source:
 
 
 def local_files(request: ImportRequest) -> list[_Source]:
-    """The archive files under ``request.paths`` (zips and CSVs named as the archive names them), in time order,
-    restricted to ``start..end`` when given."""
-    found: list[Path] = []
+    """The archive files under ``request.paths`` (zips and CSVs named as the archive names them), in time order.
+
+    A file given by itself takes ``--symbol``/``--kind``/``--interval`` over what its name says (and needs them
+    when its name is not an archive name); the files of a folder are filtered by them and by ``start..end``.
+    """
+    sources: list[_Source] = []
     for p in request.paths:
-        if p.is_dir():
-            found += [f for f in sorted(p.rglob("*")) if f.suffix in (".zip", ".csv") and f.is_file()]
-        elif p.is_file():
-            found.append(p)
+        if p.is_file():
+            sources.append(_single_file(request, p))
+        elif p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.suffix in (".zip", ".csv") and f.is_file() and (source := _folder_file(request, f)):
+                    sources.append(source)
         else:
             raise RequestError(f"--path {p}: no such file or folder")
-    sources: list[_Source] = []
-    for f in found:
-        try:
-            name = parse_name(f.name)
-        except ParseError:
-            if len(request.paths) == 1 and request.paths[0] == f and request.symbol and request.kind:
-                # A single file with another name: the options say what it is.
-                name = FileName(request.symbol, request.kind, request.interval, date.min, False)
-            else:
-                logger.info("history: skipping a file not named as the archive names them", extra={"file": str(f)})
-                continue
-        name = FileName(
-            (request.symbol or name.symbol).upper(),
-            request.kind or name.kind,
-            request.interval or name.interval,
-            name.first_day,
-            name.monthly,
-        )
-        if request.symbol and name.symbol != request.symbol.upper():
-            continue
-        if (request.start and name.last_day < request.start) or (request.end and name.first_day > request.end):
-            continue
-        sources.append(_Source(f.name, name, f))
     sources.sort(key=lambda s: (s.name.symbol, s.name.kind, s.name.interval or "", s.name.first_day))
     return sources
+
+
+def _single_file(request: ImportRequest, path: Path) -> _Source:
+    try:
+        name = parse_name(path.name)
+    except ParseError:
+        if not (request.symbol and request.kind and (request.interval or request.kind != "klines")):
+            raise RequestError(
+                f"--path {path}: not named as the archive names its files; give --symbol, --kind (and --interval)"
+            ) from None
+        name = FileName(request.symbol.upper(), request.kind, request.interval, date.min, False)
+    name = FileName(
+        (request.symbol or name.symbol).upper(),
+        request.kind or name.kind,
+        (request.interval or name.interval) if (request.kind or name.kind) == "klines" else None,
+        name.first_day,
+        name.monthly,
+    )
+    return _Source(path.name, name, path)
+
+
+def _folder_file(request: ImportRequest, path: Path) -> _Source | None:
+    try:
+        name = parse_name(path.name)
+    except ParseError:
+        logger.info("history: skipping a file not named as the archive names them", extra={"file": str(path)})
+        return None
+    if request.symbol and name.symbol != request.symbol.upper():
+        return None
+    if (request.kind and name.kind != request.kind) or (request.interval and name.interval != request.interval):
+        return None
+    if (request.start and name.last_day < request.start) or (request.end and name.first_day > request.end):
+        return None
+    return _Source(path.name, name, path)
 
 
 def _verified_local(source: _Source) -> tuple[_Source, bool]:

@@ -39,11 +39,11 @@ def main(source: Path, dest: Path) -> None:
         out = folder(dest, csv.name)
         out.mkdir(parents=True, exist_ok=True)
         target = out / (csv.stem + ".zip")
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
             info = zipfile.ZipInfo(csv.name, date_time=(2022, 3, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            z.writestr(info, csv.read_bytes())
+            archive.writestr(info, csv.read_bytes())
         checksum(target)
     for z in sorted((source / "spot-1m-checksummed").glob("*.zip")):
         out = folder(dest, z.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -342,3 +343,37 @@ def test_trades_and_agg_trades_download_from_the_archive_layout(tmp_path, mirror
         Decimal("1.75"),
         2,
     )
+
+
+def test_an_unreadable_file_is_an_error_of_that_file_only(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "BTCUSDT-trades-2024-08-07.zip").write_bytes(b"PK\x03\x04 truncated")
+    recorded = list(itertools.islice(read_trades(DATA / "binance-spot-ws" / "btcusdt_20240808.gz"), 500))
+    _trade_zip(folder, "BTCUSDT-trades-2024-08-08.zip", recorded)
+    summary = run_import(ImportRequest(paths=(folder,), indicators=False), today=TODAY)
+    assert summary.imported == 1
+    assert len(summary.errors) == 1
+    assert "BTCUSDT-trades-2024-08-07.zip" in summary.errors[0]
+    assert Trade.objects.count() == 500
+
+
+def test_a_single_file_takes_the_options_and_a_folder_is_filtered_by_them(tmp_path):
+    renamed = tmp_path / "btc-first-day.zip"
+    renamed.write_bytes((M1 / "BTCUSDT-1m-2020-01-01.zip").read_bytes())
+    with pytest.raises(RequestError, match="--symbol"):
+        run_import(ImportRequest(paths=(renamed,)), today=TODAY)
+    summary = run_import(
+        ImportRequest(paths=(renamed,), symbol="BTCUSDT", kind="klines", interval="1m", indicators=False), today=TODAY
+    )
+    assert (summary.rows, summary.written) == (1440, 1440)
+    folder = tmp_path / "mixed"
+    copy_into(
+        folder, M1 / "BTCUSDT-1m-2020-01-02.zip", BUNDLE / "data/spot/daily/klines/ETHUSDT/1m/ETHUSDT-1m-2022-08-14.zip"
+    )
+    (folder / "notes.csv").write_text("not an archive file\n")
+    only_btc = run_import(ImportRequest(paths=(folder,), symbol="BTCUSDT", indicators=False), today=TODAY)
+    assert (only_btc.files, only_btc.rows) == (1, 1440)
+    assert not Candle.objects.filter(symbol="ETHUSDT").exists()
+    only_1h = run_import(ImportRequest(paths=(folder,), interval="1h", indicators=False), today=TODAY)
+    assert only_1h.files == 0
