@@ -233,8 +233,9 @@ def make_trade(
     if not isinstance(symbol, str) or not symbol.strip() or len(symbol) > 32:
         raise InvalidRecordError(f"symbol must be a non-empty string of at most 32 characters, got {_show(symbol)}")
     normal_symbol = symbol.strip().upper()
-    if not _PLAIN_SYMBOL(normal_symbol):
-        raise InvalidRecordError(f"symbol has characters other than A-Z, 0-9 and /_.:-, got {_show(symbol)}")
+    # NUL and other control characters: PostgreSQL text cannot hold NUL, and none belongs in a symbol or a log line.
+    if not normal_symbol.isprintable():
+        raise InvalidRecordError(f"symbol has unprintable characters, got {_show(symbol)}")
     # isdigit() is also true for "\u00b2" and other Unicode digits int() refuses; 19 digits hold any 64-bit id
     # (and int() refuses strings over 4,300 digits with a ValueError).
     if isinstance(trade_id, str) and trade_id.isascii() and trade_id.isdigit() and len(trade_id) <= 19:
