@@ -774,8 +774,11 @@ class TradeConsumer:
         self.metrics.lag = lag
 
     def _sample_group(self) -> None:
-        """Without partitions: the group's committed offsets and lag, so the watchdog can tell idle from stalled."""
-        if self._watchdog is None:
+        """Without partitions: the group's committed offsets and lag, so the watchdog can tell idle from stalled.
+
+        Only after half the bound without partitions: a member joining (or rejoining) the group is left alone.
+        """
+        if self._watchdog is None or self._watchdog.unassigned_for() < self._watchdog.timeout_s / 2:
             return
         try:
             partitions = self._consumer.partitions_for_topic(self.topic) or set()

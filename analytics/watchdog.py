@@ -56,6 +56,10 @@ class Watchdog:
         if assigned and not pending:
             self._progress_at = now
 
+    def unassigned_for(self) -> float:
+        """Seconds this member has been without partitions (0 while it has some)."""
+        return 0.0 if self._unassigned_since is None else self._clock() - self._unassigned_since
+
     def committed(self) -> None:
         """An offset commit succeeded: progress."""
         self._progress_at = self._clock()

@@ -50,6 +50,15 @@ def _wire(record: TradeRecord, **overrides: Any) -> bytes:
     return orjson.dumps({**record.to_dict(), **overrides})
 
 
+def _with(
+    records: list[TradeRecord], at: int, extra: list[tuple[bytes | None, bytes]]
+) -> list[tuple[bytes | None, bytes]]:
+    """The records' messages with ``extra`` inserted at position ``at``."""
+    values: list[tuple[bytes | None, bytes]] = [(r.key, r.encode()) for r in records]
+    values[at:at] = extra
+    return values
+
+
 def _topic(partitions: int, config: dict[str, str] | None = None) -> str:
     name = unique("test.extra")
     ensure_topics([TopicSpec(name, partitions, config or {})])
@@ -127,7 +136,7 @@ def test_anything_decoding_raises_becomes_a_dead_letter_naming_the_exception(kaf
 
     monkeypatch.setattr(consumer_module, "decode", decode)
     good = real_trades(50)
-    produce([(r.key, r.encode()) for r in good[:25]] + [(KEY, b"boom")] + [(r.key, r.encode()) for r in good[25:]])
+    produce(_with(good, 25, [(KEY, b"boom")]))
     with Runner() as runner:
         wait_for(fully_committed, what="offsets committed past the record")
     assert runner.error is None
@@ -144,7 +153,7 @@ def test_a_failing_dead_letter_write_is_retried_never_skipped_and_commits_only_o
     dlq = unique("test.missing-dlq")
     settings.KAFKA_DLQ_TOPIC = dlq
     good = real_trades(200)
-    produce([(r.key, r.encode()) for r in good[:100]] + [(KEY, b"{oops")] + [(r.key, r.encode()) for r in good[100:]])
+    produce(_with(good, 100, [(KEY, b"{oops")]))
     config = ConsumerConfig(batch_size=1000, batch_ms=300, dlq_max_block_ms=500, backoff_max_s=0.5)
     with Runner(config) as runner:
         wait_for(lambda: runner.consumer.metrics.failures >= 2, what="dead-letter delivery failing, retried")
@@ -167,9 +176,7 @@ def test_a_dead_letter_over_the_brokers_limit_is_cut_and_delivered(kafka_topics,
     extra_topics.append(dlq)
     settings.KAFKA_DLQ_TOPIC = dlq
     good = real_trades(100)
-    values = [(r.key, r.encode()) for r in good]
-    values[50:50] = [(KEY, b"{small"), (KEY, HUGE)]  # one batch: the small letter is acknowledged, the huge refused
-    produce(values)
+    produce(_with(good, 50, [(KEY, b"{small"), (KEY, HUGE)]))  # one batch: the small one acknowledged, the huge not
     with Runner(ConsumerConfig(batch_size=500, batch_ms=300, backoff_max_s=0.5)) as runner:
         wait_for(fully_committed, what="offsets committed past the huge record")
     assert runner.error is None
@@ -239,7 +246,9 @@ def test_a_stalled_store_stops_the_worker_and_health_reports_the_group_stalled(k
     assert sum(committed.values()) == 0
     metrics = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        snapshot = orjson.loads(metrics.get(runner.consumer.metrics_key))
+        raw = metrics.get(runner.consumer.metrics_key)
+        assert isinstance(raw, bytes)
+        snapshot = orjson.loads(raw)
         assert snapshot["stalled"] is True
         assert snapshot["assigned_partitions"] == 6
         assert snapshot["stall_timeout_s"] == 2

@@ -48,6 +48,7 @@ def test_config_from_settings_and_bounded_blocking_calls(settings: Any) -> None:
     # Every wait of the loop stays below the 30 s poll interval.
     assert config.dlq_max_block_ms < config.max_poll_interval_ms
     assert config.dlq_flush_timeout_s * 1000 < config.max_poll_interval_ms
+    assert config.statement_timeout_ms is not None
     assert config.statement_timeout_ms < config.max_poll_interval_ms
     options = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS
     assert 0 < options["socket_timeout"] * 1000 < config.max_poll_interval_ms

@@ -536,3 +536,18 @@ def test_one_symbols_failure_never_aborts_the_others(monkeypatch, caplog, error)
     assert list(SymbolStats.objects.values_list("symbol", flat=True)) == ["BBBUSDT"]  # the symbol after it: done
     assert "stats refresh failed for a symbol" in caplog.text
     assert any(getattr(r, "symbol", None) == "AAAUSDT" for r in caplog.records)
+
+
+def test_the_task_time_limit_is_not_swallowed_per_symbol(monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    calls: list[str] = []
+
+    def refresh(exchange: str, symbol: str) -> Any:
+        calls.append(symbol)
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(tasks.stats_logic, "refresh_stats", refresh)
+    with pytest.raises(SoftTimeLimitExceeded):
+        tasks.refresh_symbols_stats([("binance", "AAAUSDT"), ("binance", "BBBUSDT")])
+    assert calls == ["AAAUSDT"]

@@ -48,8 +48,10 @@ def test_a_member_without_partitions_is_stalled_only_while_the_group_makes_no_pr
     clock = Clock()
     dog = Watchdog(10, clock)
     dog.observe(assigned=0, pending=0)
+    clock.now += 5
+    assert dog.unassigned_for() == 5
     dog.observe_group({0: 5}, lag=100)
-    clock.now += 11
+    clock.now += 6
     why = dog.verdict()
     assert why is not None
     assert "no partitions assigned for 11 s" in why
@@ -72,6 +74,7 @@ def test_unknown_group_lag_counts_as_waiting_and_a_new_assignment_restarts_the_b
     assert "an unknown number of records" in (dog.verdict() or "")
     dog.observe(assigned=2, pending=10)
     assert dog.verdict() is None
+    assert dog.unassigned_for() == 0
     clock.now += 11
     assert dog.verdict() is not None
     dog.observe(assigned=0, pending=0)  # lost its partitions: a fresh unassigned period

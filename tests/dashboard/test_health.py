@@ -198,7 +198,10 @@ def test_liveness_needs_lag_without_commit_progress_for_longer_than_the_bound() 
 
 
 def test_a_member_reporting_a_stall_makes_the_group_stalled_at_once() -> None:
-    consumers = {"a": {"assigned_partitions": 3, "stalled": False}, "b": {"stalled": True, "no_progress_s": 130.0}}
+    consumers: dict[str, dict[str, Any]] = {
+        "a": {"assigned_partitions": 3, "stalled": False},
+        "b": {"stalled": True, "no_progress_s": 130.0},
+    }
     verdict = health.consumer_liveness(consumers, _lag(9, [1]), 120, now=0)
     assert verdict["status"] == "stalled"
     assert verdict["reason"] == "consumer b reports no progress for 130.0 s (1 of 2 members stalled)"

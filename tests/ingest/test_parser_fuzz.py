@@ -15,7 +15,8 @@ from ingest.exchanges.coinbase import CoinbaseParser
 from ingest.exchanges.kraken import parse_frame as kraken_parse
 from ingest.records import TradeRecord
 
-NOW = 1_723_161_300_000
+# The ingest clock: after every generated trade time (a trade later than received_at + 60 s is refused).
+NOW = 4_100_000_000_000
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_values = st.recursive(

@@ -123,7 +123,7 @@ def wire(**overrides: Any) -> bytes:
         (wire(trade_id="9" * 5000), "trade_id must be a non-negative 64-bit integer, got '9999"),  # was ValueError
         (b'{"v":1,"trade_id":' + b"9" * 5000 + b"}", "malformed JSON"),
         (wire(price="\u0661\u0662"), "price is not a number"),  # Decimal reads Arabic-Indic digits, PostgreSQL not
-        (wire(symbol="BTC\x00USD"), "symbol has characters other than"),
+        (wire(symbol="BTC\x00USD"), "symbol has unprintable characters"),
         (wire(symbol=["BTCUSDT"]), "symbol must be a non-empty string"),
         (wire(is_buyer_maker=list(range(100))), "is_buyer_maker must be a boolean, got <list of 100 items>"),
         (b'{"v":' + b"9" * 5000 + b"}", "malformed JSON"),
