@@ -420,7 +420,7 @@ class TradeProducer:
             old = self.producer
             api_version = old.config.get("api_version")
             # A known api_version skips the bootstrap probe, so this works while the broker is still away.
-            self.producer = KafkaProducer(**client_config(), **self.options, api_version=api_version)
+            self.producer = KafkaProducer(**client_config(), **{**self.options, "api_version": api_version})
             self._appender = self._make_appender(self.producer)
             if self._appender is not None:
                 register_topics(self.producer, (self.trades_topic, self.dlq_topic))
