@@ -406,17 +406,24 @@ class TradeProducer:
                 due = bool(self._retry)
             if due:
                 try:
-                    self.recover()
+                    self.recover(force=False)
                 except Exception:  # pragma: no cover - keep the keeper alive; the next round tries again
                     logger.exception("re-sending failed batches did not complete")
 
-    def recover(self) -> int:
+    def recover(self, force: bool = True) -> int:
         """Replace the producer and re-send every failed batch through the new one; returns records re-sent.
 
         The old producer is closed forcefully first: its unfinished batches fail and join the re-send list,
-        so nothing stays behind in a producer whose idempotent state can no longer be trusted.
+        so nothing stays behind in a producer whose idempotent state can no longer be trusted. Records the old
+        producer had already written to a socket may still reach the broker: they then appear twice on the
+        topic, which consumers absorb (unique (exchange, symbol, trade_id)). Unless ``force``, nothing happens
+        when no batch is waiting to be re-sent (another recovery took care of it).
         """
         with self._publish_lock:
+            if not force:
+                with self._cond:
+                    if not self._retry:
+                        return 0
             old = self.producer
             api_version = old.config.get("api_version")
             # A known api_version skips the bootstrap probe, so this works while the broker is still away.
