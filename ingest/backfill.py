@@ -254,11 +254,10 @@ class BackfillWorker:
                 finally:
                     self.metrics.backfill_queued = self._queue.qsize()
                     self._queue.task_done()
-        except BaseException as exc:
+        except BaseException as exc:  # reported to the runner, which stops ingest with a non-zero exit
             logger.exception("backfill worker died", extra={"exchange": self.exchange})
             if self.on_failure is not None:
                 self.on_failure(exc)
-            raise
 
     def fill(self, gap: Gap) -> int:
         """Backfill one gap page by page; returns how many trades were published."""

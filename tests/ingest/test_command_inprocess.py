@@ -13,7 +13,9 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from ingest.client import WsClient
 from ingest.records import decode
 from ingest.simulator.config import SimulatorConfig
 from ingest.simulator.server import BackgroundSimulator
@@ -84,3 +86,17 @@ def test_sigterm_stops_the_command_cleanly(settings: Any, kafka_topics: KafkaTop
     published = [decode(v) for _k, v in read_topic(kafka_topics.trades, 100)]
     ids = sorted(r.trade_id for r in published)
     assert ids == list(range(ids[0], ids[0] + len(ids)))  # nothing lost up to the stop
+
+
+def test_a_dead_thread_makes_the_command_fail(
+    settings: Any, kafka_topics: KafkaTopics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: every connection loop raises. Before issue 9 the thread died and ingest exited 0.
+    def broken_run(_self: object) -> None:
+        raise RuntimeError("injected connection failure")
+
+    monkeypatch.setattr(WsClient, "run", broken_run)
+    settings.BINANCE_WS_URL = "ws://127.0.0.1:9"
+    settings.BINANCE_REST_URL = "http://127.0.0.1:9"
+    with pytest.raises(CommandError, match=r"a thread died .*RuntimeError: injected connection failure"):
+        call_command("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0")
