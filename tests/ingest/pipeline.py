@@ -101,3 +101,24 @@ def read_topic(topic: str, expected: int, timeout: float = 60) -> list[tuple[byt
     finally:
         consumer.close()
     return messages
+
+
+def read_until(
+    topic: str, done: Callable[[list[tuple[bytes | None, bytes]]], bool], timeout: float = 120
+) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) of the messages of ``topic`` read from the start until ``done(messages)`` holds."""
+    consumer = KafkaConsumer(
+        topic, **client_config(), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    messages: list[tuple[bytes | None, bytes]] = []
+
+    def enough() -> bool:
+        for batch in consumer.poll(timeout_ms=500, max_records=10_000).values():
+            messages.extend((m.key, m.value) for m in batch)
+        return done(messages)
+
+    try:
+        wait_for(enough, timeout=timeout, interval=0, what=f"the expected messages on {topic}")
+    finally:
+        consumer.close()
+    return messages
