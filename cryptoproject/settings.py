@@ -193,9 +193,11 @@ INGEST_SHUTDOWN_TIMEOUT: float = _setting("INGEST_SHUTDOWN_TIMEOUT", float, 20.0
 INGEST_BACKFILL_MAX_TRADES: int = _setting("INGEST_BACKFILL_MAX_TRADES", int, 100_000)
 # Gaps waiting for the backfill worker; more are abandoned (counted and logged).
 INGEST_BACKFILL_QUEUE: int = _setting("INGEST_BACKFILL_QUEUE", int, 1000)
-for _name in ("INGEST_BUFFER_TRADES", "INGEST_DELIVERY_TIMEOUT_MS", "INGEST_BACKFILL_MAX_TRADES", "INGEST_BACKFILL_QUEUE"):
+for _name in ("INGEST_BUFFER_TRADES", "INGEST_DELIVERY_TIMEOUT_MS", "INGEST_BACKFILL_MAX_TRADES"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name}: must be at least 1")
+if INGEST_BACKFILL_QUEUE < 1:
+    raise ImproperlyConfigured("INGEST_BACKFILL_QUEUE: must be at least 1")
 if INGEST_SHUTDOWN_TIMEOUT < 0:
     raise ImproperlyConfigured("INGEST_SHUTDOWN_TIMEOUT: must not be negative")
 

@@ -80,6 +80,22 @@ def thaw_kafka(pid: int) -> None:
     os.kill(pid, signal.SIGCONT)
 
 
+class FrozenKafka:
+    """Freezes this stack's broker (SIGSTOP) and thaws it; use it from a fixture that thaws at teardown."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+
+    def freeze(self) -> None:
+        """Freeze the broker (idempotent per call: each call is undone by :meth:`thaw`)."""
+        self.pids.append(freeze_kafka())
+
+    def thaw(self) -> None:
+        """Thaw every freeze of this object."""
+        while self.pids:
+            thaw_kafka(self.pids.pop())
+
+
 def start_kafka(timeout: float = 240.0) -> None:
     """``scripts/stack.sh up``: restarts the broker (and anything else down) and waits until it answers."""
     result = subprocess.run(

@@ -12,7 +12,7 @@ from ingest.metrics import IngestMetrics
 from ingest.producer import BatchAppender, TradeProducer
 from ingest.records import DeadLetter, TradeRecord, decode, make_trade
 from tests.conftest import unique, wait_for
-from tests.faults import freeze_kafka, thaw_kafka
+from tests.faults import FrozenKafka
 from tests.ingest.pipeline import read_topic
 
 pytestmark = pytest.mark.integration
@@ -112,20 +112,6 @@ def test_the_pinned_kafka_python_has_what_the_appender_needs() -> None:
         assert BatchAppender.supported(producer.producer)
     finally:
         producer.close(timeout=10)
-
-
-class FrozenKafka:
-    """Freezes this stack's broker (SIGSTOP: connections stay open, nothing answers) and thaws it."""
-
-    def __init__(self) -> None:
-        self.pids: list[int] = []
-
-    def freeze(self) -> None:
-        self.pids.append(freeze_kafka())
-
-    def thaw(self) -> None:
-        while self.pids:
-            thaw_kafka(self.pids.pop())
 
 
 @pytest.fixture
