@@ -288,23 +288,33 @@ class TradeProducer:
         batch = trades if isinstance(trades, list) else list(trades)
         if not batch or not self._reserve(len(batch)):
             return 0
-        with self._publish_lock:
-            route, append = self._route, self._append_record
-            routes = self._routes
-            for trade in batch:
-                key, tp = routes.get((trade.exchange, trade.symbol)) or route(trade)
-                append(tp, key, trade.encode(), trade.received_at)
-        self.metrics.trades_accepted += len(batch)
-        return len(batch)
+        appended = 0
+        try:
+            with self._publish_lock:
+                route, append = self._route, self._append_record
+                routes = self._routes
+                for trade in batch:
+                    key, tp = routes.get((trade.exchange, trade.symbol)) or route(trade)
+                    append(tp, key, trade.encode(), trade.received_at)
+                    appended += 1
+        finally:
+            if appended < len(batch):  # an exception (no metadata for a new symbol): only what was appended is held
+                self._unreserve(len(batch) - appended)
+            self.metrics.trades_accepted += appended
+        return appended
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Send a refused input (raw payload and reason) to the dead-letter topic (held like a trade)."""
         if not self._reserve(1):
             return
         key = letter.source.encode()
-        with self._publish_lock:
-            tp = TopicPartition(self.dlq_topic, (murmur2(key) & 0x7FFFFFFF) % self._partition_count(self.dlq_topic))
-            self._append_record(tp, key, letter.encode(), letter.received_at)
+        try:
+            with self._publish_lock:
+                partition = (murmur2(key) & 0x7FFFFFFF) % self._partition_count(self.dlq_topic)
+                self._append_record(TopicPartition(self.dlq_topic, partition), key, letter.encode(), letter.received_at)
+        except BaseException:
+            self._unreserve(1)
+            raise
 
     def _append_record(self, tp: TopicPartition, key: bytes, value: bytes, received_at: int) -> None:
         """One record to the current producer (caller holds ``_publish_lock``)."""
@@ -350,6 +360,12 @@ class TradeProducer:
                 metrics.buffered_max = self._held
         return True
 
+    def _unreserve(self, count: int) -> None:
+        with self._cond:
+            self._held -= count
+            self.metrics.buffered = self._held
+            self._cond.notify_all()
+
     def release(self) -> None:
         """Shutdown: a publish waiting for room gives up instead of blocking its thread."""
         self._released.set()
@@ -361,7 +377,7 @@ class TradeProducer:
         """A batch was acknowledged (``error`` None), refused for good, or failed for now (kept to re-send)."""
         metrics = self.metrics
         count = len(batch.records)
-        is_trade = batch.tp.topic == self.trades_topic
+        is_trade = batch.tp.topic != self.dlq_topic
         if error is not None and not isinstance(error, PERMANENT_ERRORS):
             with self._cond:
                 self._retry.append(batch)
@@ -439,7 +455,7 @@ class TradeProducer:
                 for key, value, received_at in batch.records:
                     self._append_record(batch.tp, key, value, received_at)
                 resent += len(batch.records)
-                if batch.tp.topic == self.trades_topic:
+                if batch.tp.topic != self.dlq_topic:
                     self.metrics.trades_resent += len(batch.records)
             self.metrics.producer_restarts += 1
         logger.warning("Kafka producer recreated; re-sending what was not acknowledged", extra={"records": resent})

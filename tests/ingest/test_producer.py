@@ -6,6 +6,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from kafka.errors import KafkaTimeoutError
+from kafka.structs import TopicPartition
 
 from cryptoproject.kafka import TopicSpec, ensure_topics
 from ingest.metrics import IngestMetrics
@@ -192,3 +194,20 @@ def test_shutdown_with_kafka_away_says_how_many_were_not_delivered(
     messages = [r.message for r in caplog.records]
     assert "records not delivered to Kafka" in messages
     assert "trades not accepted: the buffer is full and ingest is stopping" in messages
+
+
+def test_a_publish_that_fails_midway_holds_only_what_it_appended() -> None:
+    # A symbol whose topic has no metadata (here: the topic does not exist) raises after the first trades.
+    trades_topic, dlq_topic = topic_pair()
+    metrics = IngestMetrics("binance")
+    producer = TradeProducer(metrics, trades_topic=trades_topic, dlq_topic=dlq_topic, max_block_ms=1000)
+    producer.prepare()
+    producer.trades_topic = unique("test.missing")  # new symbols route to a topic the broker does not know
+    producer._routes[("binance", "BTCUSDT")] = (b"binance:BTCUSDT", TopicPartition(trades_topic, 0))
+    with pytest.raises(KafkaTimeoutError):
+        producer.publish(trades(3) + trades(2, symbol="ETHUSDT"))
+    assert metrics.trades_accepted == 3
+    assert producer.flush(timeout=60) is True  # the two that were not appended are not waited for
+    assert metrics.trades_published == 3
+    assert producer.held == 0
+    assert producer.close(timeout=10) == 0
