@@ -93,7 +93,9 @@ class Command(BaseCommand):
             failure = str(exc)
         finally:
             # Everything accepted is delivered before the process exits, or the exit code says it was not.
-            undelivered = producer.close(settings.INGEST_SHUTDOWN_TIMEOUT)
+            producer.close(settings.INGEST_SHUTDOWN_TIMEOUT)
+            # held when Kafka did not answer in time, plus any refused by a full buffer while stopping
+            undelivered = metrics.trades_not_delivered
             reporter.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
