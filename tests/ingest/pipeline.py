@@ -12,6 +12,7 @@ import orjson
 from kafka import KafkaConsumer
 
 from cryptoproject.kafka import client_config
+from ingest.records import decode
 from tests.conftest import DATA, ChildProcess, manage, subprocess_env, wait_for
 
 BTC_0808 = DATA / "binance-spot-ws" / "btcusdt_20240808.gz"
@@ -122,3 +123,16 @@ def read_until(
     finally:
         consumer.close()
     return messages
+
+
+def read_ids(topic: str, ids: set[int], timeout: float = 120) -> list[tuple[bytes | None, bytes]]:
+    """The messages of ``topic`` once every trade id of ``ids`` is among them (repeats allowed: re-sends)."""
+    missing = set(ids)
+    checked = [0]
+
+    def every_id(messages: list[tuple[bytes | None, bytes]]) -> bool:
+        missing.difference_update(decode(value).trade_id for _key, value in messages[checked[0] :])
+        checked[0] = len(messages)
+        return not missing
+
+    return read_until(topic, every_id, timeout=timeout)
