@@ -230,6 +230,26 @@ HISTORY_DOWNLOAD_CONCURRENCY: int = _setting("HISTORY_DOWNLOAD_CONCURRENCY", int
 if HISTORY_DOWNLOAD_CONCURRENCY < 1:
     raise ImproperlyConfigured("HISTORY_DOWNLOAD_CONCURRENCY: must be at least 1")
 
+# --------------------------------------------------------------------------------------------- ingest
+# Trades accepted but not yet acknowledged by Kafka that one ingest process holds (for re-sending after a
+# broker outage). When full, ingest stops reading the WebSocket (back-pressure); REST backfill covers the rest.
+INGEST_BUFFER_TRADES: int = _setting("INGEST_BUFFER_TRADES", int, 200_000)
+# kafka-python's delivery timeout: a batch not acknowledged within it is re-sent by a fresh producer.
+INGEST_DELIVERY_TIMEOUT_MS: int = _setting("INGEST_DELIVERY_TIMEOUT_MS", int, 120_000)
+# On SIGTERM, seconds to wait for Kafka to acknowledge what was accepted; then exit 1 naming how many were not.
+INGEST_SHUTDOWN_TIMEOUT: float = _setting("INGEST_SHUTDOWN_TIMEOUT", float, 20.0)
+# A trade-id gap larger than this is not backfilled over REST (counted and logged as abandoned).
+INGEST_BACKFILL_MAX_TRADES: int = _setting("INGEST_BACKFILL_MAX_TRADES", int, 100_000)
+# Gaps waiting for the backfill worker; more are abandoned (counted and logged).
+INGEST_BACKFILL_QUEUE: int = _setting("INGEST_BACKFILL_QUEUE", int, 1000)
+for _name in ("INGEST_BUFFER_TRADES", "INGEST_DELIVERY_TIMEOUT_MS", "INGEST_BACKFILL_MAX_TRADES"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}: must be at least 1")
+if INGEST_BACKFILL_QUEUE < 1:
+    raise ImproperlyConfigured("INGEST_BACKFILL_QUEUE: must be at least 1")
+if INGEST_SHUTDOWN_TIMEOUT < 0:
+    raise ImproperlyConfigured("INGEST_SHUTDOWN_TIMEOUT: must not be negative")
+
 # --------------------------------------------------------------------------------------------- analytics
 WHALE_THRESHOLD_USD: Decimal = _setting("WHALE_THRESHOLD_USD", Decimal, Decimal("100000"))
 TRADE_RETENTION_DAYS: int = _setting("TRADE_RETENTION_DAYS", int, 30)

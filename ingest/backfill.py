@@ -1,13 +1,17 @@
-"""Binance gap backfill over REST ``historicalTrades``: paged by ``fromId``, polite about weight and bans."""
+"""Binance gap backfill over REST ``historicalTrades``: paged by ``fromId``, polite about weight and bans,
+on a worker thread of its own (:class:`BackfillWorker`), one page in memory at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +19,8 @@ import orjson
 
 from ingest.exchanges.base import BadInput
 from ingest.exchanges.binance import trade_from_rest
+from ingest.gaps import Gap
+from ingest.metrics import IngestMetrics
 from ingest.records import InvalidRecordError, TradeRecord
 
 logger = logging.getLogger(__name__)
@@ -108,38 +114,200 @@ class BinanceBackfiller:
         else:
             self.used_weight += REQUEST_WEIGHT
 
-    def fetch(self, symbol: str, first: int, last: int) -> BackfillResult:
-        """Trades ``first..last`` (inclusive) of ``symbol`` in id order; ``complete`` False if some are missing."""
-        result = BackfillResult()
+    def pages(self, symbol: str, first: int, last: int) -> Iterator[tuple[BackfillResult, int]]:
+        """Trades ``first..last`` of ``symbol`` one request (at most 1,000 trades) at a time, in id order.
+
+        Yields each page with the next id still wanted; stops early when the exchange has nothing more. A page
+        that cannot be fetched raises :class:`BackfillError`. Only one page is in memory at a time.
+        """
         next_id = first
         while next_id <= last:
-            try:
-                rows = self._get(symbol.upper(), next_id, min(PAGE, last - next_id + 1))
-            except BackfillError as exc:
-                logger.error(
-                    "backfill failed", extra={"symbol": symbol, "first": next_id, "last": last, "error": str(exc)}
-                )
-                result.complete = False
-                return result
+            rows = self._get(symbol.upper(), next_id, min(PAGE, last - next_id + 1))
             if not rows:
-                break  # the exchange has nothing (yet) at this id
+                return  # the exchange has nothing (yet) at this id
             received_at = _now_ms()
-            progressed = False
+            page = BackfillResult(complete=False)
             for row in rows:
                 try:
                     trade = trade_from_rest(symbol, row, received_at)
                 except InvalidRecordError as exc:
-                    result.bad.append(BadInput(exc.reason, orjson.dumps(row, default=str).decode()))
+                    page.bad.append(BadInput(exc.reason, orjson.dumps(row, default=str).decode()))
                     continue
                 if trade.trade_id < next_id or trade.trade_id > last:
                     continue
-                result.trades.append(trade)
+                page.trades.append(trade)
                 next_id = trade.trade_id + 1
-                progressed = True
-            if not progressed:
-                break
-        result.complete = next_id > last
+            page.complete = next_id > last
+            yield page, next_id
+            if not page.trades:
+                return  # no progress: asking again would get the same answer
+
+    def fetch(self, symbol: str, first: int, last: int) -> BackfillResult:
+        """Trades ``first..last`` (inclusive) of ``symbol`` in id order; ``complete`` False if some are missing.
+
+        Holds the whole range in memory: for small ranges and tests; ingest goes through :meth:`pages`.
+        """
+        result = BackfillResult(complete=first > last)
+        try:
+            for page, _next_id in self.pages(symbol, first, last):
+                result.trades.extend(page.trades)
+                result.bad.extend(page.bad)
+                result.complete = page.complete
+        except BackfillError as exc:
+            logger.error("backfill failed", extra={"symbol": symbol, "first": first, "last": last, "error": str(exc)})
+            result.complete = False
         return result
+
+
+class BackfillWorker:
+    """Fills trade-id gaps over REST on its own thread, page by page, so no socket thread ever waits for REST.
+
+    Gaps larger than ``max_trades`` and gaps arriving while ``queue_size`` are already waiting are abandoned:
+    counted (``backfill_abandoned``, ``backfill_abandoned_trades``) and logged with their range, never silent.
+    Each page is published as it arrives (``publish`` may block: back-pressure), so memory holds one page.
+    """
+
+    def __init__(
+        self,
+        backfiller: BinanceBackfiller,
+        publish: Callable[[list[TradeRecord]], int],
+        dead_letter: Callable[[str, str, int], None],
+        metrics: IngestMetrics,
+        exchange: str,
+        max_trades: int,
+        queue_size: int,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.backfiller = backfiller
+        self.publish = publish
+        self.dead_letter = dead_letter
+        self.metrics = metrics
+        self.exchange = exchange
+        self.max_trades = max_trades
+        self.on_failure = on_failure
+        self._queue: queue.Queue[Gap | None] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"backfill-{exchange}", daemon=True)
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    def submit(self, gap: Gap) -> bool:
+        """Queue ``gap`` for backfill (never blocks); False when it was abandoned instead."""
+        if gap.size > self.max_trades:
+            self._abandon(gap, gap.size, f"larger than INGEST_BACKFILL_MAX_TRADES={self.max_trades}")
+            return False
+        if self._stop.is_set():
+            self._abandon(gap, gap.size, "ingest is stopping")
+            return False
+        try:
+            self._queue.put_nowait(gap)
+        except queue.Full:
+            self._abandon(gap, gap.size, "the backfill queue is full (INGEST_BACKFILL_QUEUE)")
+            return False
+        self.metrics.backfill_queued = self._queue.qsize()
+        with self._start_lock:
+            if not self._started:
+                self._started = True
+                self._thread.start()
+        return True
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every queued gap was handled; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop after the current page; gaps still queued are abandoned (counted and logged)."""
+        self._stop.set()
+        while True:
+            try:
+                gap = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if gap is not None:
+                self._abandon(gap, gap.size, "ingest is stopping")
+            self._queue.task_done()
+        self.metrics.backfill_queued = 0
+        if self._started:
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                gap = self._queue.get()
+                try:
+                    if gap is None or self._stop.is_set():
+                        if gap is not None:
+                            self._abandon(gap, gap.size, "ingest is stopping")
+                        if gap is None:
+                            return
+                        continue
+                    self.fill(gap)
+                finally:
+                    self.metrics.backfill_queued = self._queue.qsize()
+                    self._queue.task_done()
+        except BaseException as exc:  # reported to the runner, which stops ingest with a non-zero exit
+            logger.exception("backfill worker died", extra={"exchange": self.exchange})
+            if self.on_failure is not None:
+                self.on_failure(exc)
+
+    def fill(self, gap: Gap) -> int:
+        """Backfill one gap page by page; returns how many trades were published."""
+        published = 0
+        error: str | None = None
+        next_id = gap.first
+        try:
+            for page, page_next in self.backfiller.pages(gap.symbol, gap.first, gap.last):
+                next_id = page_next
+                self.metrics.backfill_pages += 1
+                now = _now_ms()
+                for bad in page.bad:
+                    self.dead_letter(f"backfill: {bad.reason}", bad.raw, now)
+                count = self.publish(page.trades)
+                published += count
+                self.metrics.backfilled += count
+                if self._stop.is_set():
+                    error = "ingest is stopping"
+                    break
+        except BackfillError as exc:
+            error = str(exc)
+        missing = gap.last - next_id + 1 if next_id <= gap.last else 0
+        extra = {
+            "exchange": self.exchange,
+            "symbol": gap.symbol,
+            "first": gap.first,
+            "last": gap.last,
+            "backfilled": published,
+        }
+        if missing:
+            self._abandon(Gap(gap.symbol, next_id, gap.last), missing, error or "the exchange did not return them")
+            logger.warning("gap only partly backfilled", extra=extra)
+        else:
+            logger.info("gap backfilled", extra=extra)
+        return published
+
+    def _abandon(self, gap: Gap, missing: int, reason: str) -> None:
+        self.metrics.backfill_abandoned += 1
+        self.metrics.backfill_abandoned_trades += missing
+        logger.error(
+            "gap not backfilled",
+            extra={
+                "exchange": self.exchange,
+                "symbol": gap.symbol,
+                "first": gap.first,
+                "last": gap.last,
+                "missing": missing,
+                "reason": reason,
+            },
+        )
 
 
 def _retry_after(value: str | None, default: float) -> float:

@@ -30,7 +30,18 @@ COUNTERS = (
     "duplicates",
     "publish_errors",
     "dlq_published",
+    "parser_errors",
+    "trades_resent",
+    "producer_restarts",
+    "backpressure_waits",
+    "trades_not_delivered",
+    "backfill_pages",
+    "backfill_abandoned",
+    "backfill_abandoned_trades",
+    "thread_failures",
 )
+#: figures that go up and down (Prometheus gauges)
+GAUGES = ("buffered", "buffered_max", "backfill_queued")
 REDIS_TTL_SECONDS = 30
 
 
@@ -55,6 +66,18 @@ class IngestMetrics:
         self.duplicates = 0
         self.publish_errors = 0
         self.dlq_published = 0
+        self.parser_errors = 0  # parser exceptions (each frame also dead-lettered and counted as malformed)
+        self.trades_resent = 0  # re-sent after Kafka did not acknowledge them (outage)
+        self.producer_restarts = 0
+        self.backpressure_waits = 0  # times the buffer was full and reading waited for Kafka
+        self.trades_not_delivered = 0  # records given up at shutdown (the exit code says so too)
+        self.backfill_pages = 0
+        self.backfill_abandoned = 0  # gaps not backfilled (over the cap, queue full, REST failure)
+        self.backfill_abandoned_trades = 0
+        self.thread_failures = 0  # connection or worker threads that died (ingest then exits non-zero)
+        self.buffered = 0  # records held until Kafka acknowledges them
+        self.buffered_max = 0
+        self.backfill_queued = 0  # gaps waiting for the backfill worker
         self.first_received_at: float | None = None  # wall clock of the first trade seen
         self.last_acked_at: float | None = None
         self._lock = threading.Lock()
@@ -98,6 +121,7 @@ class IngestMetrics:
         _cumulative, total, count = self.latency()
         data: dict[str, Any] = {"exchange": self.exchange, "at": int(now * 1000)}
         data.update({name: getattr(self, name) for name in COUNTERS})
+        data.update({name: getattr(self, name) for name in GAUGES})
         data["uptime_s"] = round(now - self.started_at, 3)
         data["publish_latency_avg_ms"] = round(total / count * 1000, 3) if count else None
         p99 = self.latency_quantile(0.99)
@@ -129,6 +153,10 @@ class IngestCollector(Collector):
         )
         histogram.add_metric([self.metrics.exchange], buckets, total)
         yield histogram
+        for name in GAUGES:
+            gauge = GaugeMetricFamily(f"ingest_{name}", f"Ingest {name.replace('_', ' ')}", labels=labels)
+            gauge.add_metric([self.metrics.exchange], getattr(self.metrics, name))
+            yield gauge
         uptime = GaugeMetricFamily("ingest_uptime_seconds", "Seconds since ingest started", labels=labels)
         uptime.add_metric([self.metrics.exchange], time.time() - self.metrics.started_at)
         yield uptime

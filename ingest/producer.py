@@ -1,21 +1,30 @@
 """The one Kafka producer of an ingest process: trades to ``market.trades``, dead letters to the DLQ.
 
-acks=all with idempotence, batching (linger + large batches) and compression. Trades are appended to
-kafka-python's batches directly (:class:`BatchAppender`) and counted by one callback per batch (acks, publish
-latency of the batch's oldest trade, or errors, which are logged). ``close()`` flushes everything accepted.
+acks=all with idempotence, batching (linger + large batches) and compression. Records are appended to
+kafka-python's batches directly (:class:`BatchAppender`) and counted by one callback per batch.
+
+No accepted record is dropped: every record is held (key, value, receipt time) until the broker acknowledges
+its batch. A batch that fails for a reason that may pass (a broker outage: the delivery timeout expires) is
+re-sent by a fresh ``KafkaProducer`` (kafka-python's idempotent sequence state is not trustworthy after expired
+batches; consumers de-duplicate on (exchange, symbol, trade_id), so a re-sent record is harmless). Only
+refusals that can never pass (a record larger than the topic allows) are dropped, counted and logged.
+
+What is held is bounded (``INGEST_BUFFER_TRADES`` records): when the bound is reached, :meth:`publish` blocks
+the calling thread (the WebSocket reader: back-pressure) until acknowledgements make room.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
-from kafka.errors import UnknownError as KafkaUnknownError
+from kafka import errors as kafka_errors
 from kafka.partitioner.default import murmur2
 from kafka.structs import TopicPartition
 
@@ -25,10 +34,7 @@ from ingest.records import DeadLetter, TradeRecord
 
 logger = logging.getLogger(__name__)
 
-LATENCY_SAMPLE = 16  # send() path: one trade in 16 is timed from receipt to ack
 _NO_HEADERS: tuple[()] = ()
-#: a batch refused as too large is halved until it fits: 256 KiB down to one record takes at most ~10 splits
-MAX_SPLITS = 12
 PRODUCER_OPTIONS: dict[str, Any] = {
     "acks": "all",
     "enable_idempotence": True,
@@ -38,41 +44,56 @@ PRODUCER_OPTIONS: dict[str, Any] = {
     "compression_type": "zstd",
     "retries": 2**31 - 1,
     "max_in_flight_requests_per_connection": 5,
-    "delivery_timeout_ms": 120_000,
 }
+#: refusals that no retry can change: the records are dropped, counted in ``publish_errors`` and logged
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.InvalidRecordError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+)
+#: how often the keeper thread looks for failed batches to re-send when nothing wakes it
+KEEPER_INTERVAL = 1.0
+
+#: one held record: key, value, receipt time (epoch ms, also the record's timestamp)
+Held = tuple[bytes, bytes, int]
 
 
 class _OpenBatch:
-    """A kafka-python batch this producer appends to directly: how many trades it holds, the oldest one's time."""
+    """A batch of one partition: the records it holds (kept until acknowledged), its produce future."""
 
-    __slots__ = ("count", "first_received_at", "future")
+    __slots__ = ("future", "records", "tp")
 
-    def __init__(self, future: Any, first_received_at: int) -> None:
+    def __init__(self, future: Any, tp: TopicPartition, records: list[Held]) -> None:
         self.future = future  # the batch's FutureProduceResult: one callback per batch, not per record
-        self.count = 1
-        self.first_received_at = first_received_at
+        self.tp = tp
+        self.records = records
+
+    @property
+    def first_received_at(self) -> int:
+        """Receipt time of the batch's oldest record (epoch ms)."""
+        return self.records[0][2]
 
 
 class BatchAppender:
-    """Appends trade records straight into kafka-python's record accumulator, with one callback per batch.
+    """Appends records straight into kafka-python's record accumulator, with one callback per batch.
 
     ``KafkaProducer.send()`` costs ~20 µs of Python per record (argument checks, size estimates, a debug log
     line that formats the producer, one future and two callbacks per record); on one core that alone caps a
     process near 40k records/s. This appends each record to the open batch of its partition under the
-    accumulator's own partition lock, which is what ``send()`` does in the end, and counts acknowledgements per
-    batch. Batches, sequence numbers (idempotence), linger, compression, retries and ``flush()`` stay
+    accumulator's own partition lock, which is what ``send()`` does in the end, and tracks each batch's records
+    until it completes. Batches, sequence numbers (idempotence), linger, compression and retries stay
     kafka-python's.
 
-    It relies on internals of the pinned kafka-python (``_accumulator``, ``_sender``): :meth:`supported` checks
-    them, and :class:`TradeProducer` falls back to ``send()`` when they are missing. A batch the broker refuses
-    as too large is split by kafka-python; the split is wrapped so the halves are counted in its place.
+    It relies on internals of the pinned kafka-python (``_accumulator``, ``_sender``, ``_metadata``):
+    :meth:`supported` checks them, and :class:`TradeProducer` falls back to ``send()`` when they are missing.
+    A batch the broker refuses as too large is split by kafka-python; the split is wrapped so the halves take
+    over its records.
     """
 
-    def __init__(
-        self,
-        producer: KafkaProducer,
-        on_done: Any,
-    ) -> None:
+    def __init__(self, producer: KafkaProducer, on_done: Callable[[_OpenBatch, BaseException | None], None]) -> None:
         self._accumulator = producer._accumulator
         self._sender = producer._sender
         self._batches = self._accumulator._batches
@@ -87,9 +108,12 @@ class BatchAppender:
     def supported(producer: KafkaProducer) -> bool:
         """True when ``producer`` has the internals this appender uses (the pinned kafka-python does)."""
         accumulator = getattr(producer, "_accumulator", None)
+        sender = getattr(producer, "_sender", None)
         return (
             accumulator is not None
-            and hasattr(producer, "_sender")
+            and sender is not None
+            and hasattr(sender, "add_topic")
+            and hasattr(sender, "force_close")
             and hasattr(accumulator, "_batches")
             and hasattr(accumulator, "_tp_lock")
             and hasattr(accumulator, "append")
@@ -111,51 +135,73 @@ class BatchAppender:
                     and queue[-1].produce_future is batch.future
                     and queue[-1].records.append(received_at, key, value, _NO_HEADERS) is not None
                 ):
-                    batch.count += 1
+                    batch.records.append((key, value, received_at))
                     return
         record_future, _full, new_batch, _abort = self._accumulator.append(tp, received_at, key, value, [])
         produce_future = record_future._produce_future
         if new_batch:
-            batch = self._open[tp] = self._tracked[produce_future] = _OpenBatch(produce_future, received_at)
+            batch = _OpenBatch(produce_future, tp, [(key, value, received_at)])
+            self._open[tp] = self._tracked[produce_future] = batch
             produce_future.add_both(self._done, batch)
             self._sender.wakeup()
-        else:  # pragma: no cover - the open batch is one we do not track (a split's half, or another sender's)
-            record_future.add_both(self._done, _OpenBatch(produce_future, received_at))
+        else:  # pragma: no cover - the open batch is one we do not track (a split's half)
+            record_future.add_both(self._done, _OpenBatch(record_future, tp, [(key, value, received_at)]))
 
     def _split_and_reenqueue(self, batch: Any, now: float | None = None) -> int:
-        """kafka-python's split of an oversized batch; the new batches take over its count (all ours)."""
+        """kafka-python's split of an oversized batch; the new batches take over its records, in order."""
         created: int = self._split(batch, now)
         tracked = self._tracked.pop(batch.produce_future, None)
         if tracked is not None:
             tp = batch.topic_partition
-            with self._locks[tp]:
-                halves = list(self._batches[tp])[:created]  # the split batches are put at the front
+            with self._accumulator._tp_lock(tp):
+                halves = list(self._batches[tp])[:created]  # the split batches are put at the front, in order
+            start = 0
             for half in halves:
+                end = start + half.record_count
                 replacement = self._tracked[half.produce_future] = _OpenBatch(
-                    half.produce_future, tracked.first_received_at
+                    half.produce_future, tp, tracked.records[start:end]
                 )
-                replacement.count = half.record_count
+                start = end
                 half.produce_future.add_both(self._done, replacement)
         return created
 
     def _done(self, batch: _OpenBatch, result: Any) -> None:
         self._tracked.pop(batch.future, None)
-        if isinstance(result, BaseException):  # pragma: no cover - kafka-python completes batches with success()
+        if isinstance(result, BaseException):  # a record future of an untracked batch failed
             self._on_done(batch, result)
-            return
-        if isinstance(result, tuple):  # a batch: (base_offset, timestamp, record_exceptions_fn or None)
+        elif isinstance(result, tuple):  # a batch: (base_offset, timestamp, record_exceptions_fn or None)
             record_exceptions = result[2]
             self._on_done(batch, record_exceptions(0) if record_exceptions is not None else None)
         else:  # pragma: no cover - a record future resolves to RecordMetadata
             self._on_done(batch, None)
 
 
+def register_topics(producer: KafkaProducer, topics: Iterable[str]) -> None:
+    """Ask ``producer`` to keep metadata for ``topics`` without blocking (the appender bypasses ``send()``)."""
+    for topic in topics:
+        producer._sender.add_topic(topic)
+
+
+def force_close(producer: KafkaProducer, timeout: float = 10.0) -> None:
+    """Close ``producer`` without waiting for the broker: its unfinished batches fail (callbacks run) now.
+
+    ``KafkaProducer.close()`` first flushes, which waits for ever on a batch it has split and raises on a
+    timeout before it stops its sender; this stops the sender first, so every batch completes (aborted).
+    """
+    sender = producer._sender
+    sender.force_close()
+    sender.join(timeout)
+    with contextlib.suppress(kafka_errors.KafkaError):
+        producer.close(timeout=0)
+
+
 class TradeProducer:
     """Publishes records; keyed ``<exchange>:<symbol>`` so each symbol stays ordered in one partition.
 
     The partition of each key is computed once with Kafka's own murmur2 rule (the same as Java clients),
-    instead of hashing every message. Trades go through :class:`BatchAppender` (``fast=True``, the default) or
-    through ``KafkaProducer.send()`` with a callback per record.
+    instead of hashing every message. Records go through :class:`BatchAppender` (``fast=True``, the default)
+    or through ``KafkaProducer.send()``. Thread-safe: connections, the backfill worker and the keeper thread
+    (which re-sends failed batches through a fresh producer) share it.
     """
 
     def __init__(
@@ -165,144 +211,295 @@ class TradeProducer:
         trades_topic: str | None = None,
         dlq_topic: str | None = None,
         fast: bool = True,
+        buffer_trades: int | None = None,
         **options: Any,
     ) -> None:
         self.metrics = metrics
         self.trades_topic = trades_topic or settings.KAFKA_TRADES_TOPIC
         self.dlq_topic = dlq_topic or settings.KAFKA_DLQ_TOPIC
-        self.producer = producer or KafkaProducer(**client_config(), **{**PRODUCER_OPTIONS, **options})
-        self._routes: dict[tuple[str, str], tuple[bytes, int, TopicPartition]] = {}
-        self._partition_count: int | None = None
-        self._sample = LATENCY_SAMPLE - 1  # the first trade is timed
+        self.buffer_trades = buffer_trades or settings.INGEST_BUFFER_TRADES
+        self.options = {**PRODUCER_OPTIONS, "delivery_timeout_ms": settings.INGEST_DELIVERY_TIMEOUT_MS, **options}
+        # kafka-python wants delivery_timeout >= request_timeout + linger: a short delivery timeout shortens both.
+        self.options.setdefault(
+            "request_timeout_ms", max(min(30_000, self.options["delivery_timeout_ms"] - self.options["linger_ms"]), 1)
+        )
+        self.fast = fast
+        self.producer = producer or KafkaProducer(**client_config(), **self.options)
+        self._routes: dict[tuple[str, str], tuple[bytes, TopicPartition]] = {}
+        self._partition_counts: dict[str, int] = {}
         self._last_error_log: dict[str, float] = {}
-        self._appender: BatchAppender | None = None
-        if fast:
-            if BatchAppender.supported(self.producer):
-                self._appender = BatchAppender(self.producer, self._on_batch_done)
-            else:  # pragma: no cover - another kafka-python than the pinned one
-                logger.warning("kafka-python internals changed: publishing with send(), one future per record")
+        self._appender = self._make_appender(self.producer)
+        # What is held: every record accepted and not yet acknowledged (or refused for good), failed batches
+        # waiting to be re-sent included. ``_cond`` guards the count and the re-send list.
+        self._cond = threading.Condition()
+        self._held = 0
+        self._retry: list[_OpenBatch] = []
+        self._publish_lock = threading.RLock()  # one appender user at a time; the keeper swaps producers under it
+        self._released = threading.Event()  # stop waiting for room (shutdown)
+        self._closed = threading.Event()
+        self._wake = threading.Event()
+        self._keeper = threading.Thread(target=self._keep, name="ingest-producer-keeper", daemon=True)
+        self._keeper.start()
 
-    def _route(self, trade: TradeRecord) -> tuple[bytes, int, TopicPartition]:
+    # ------------------------------------------------------------------------------------------- set-up
+    def _make_appender(self, producer: KafkaProducer) -> BatchAppender | None:
+        if not self.fast:
+            return None
+        if BatchAppender.supported(producer):
+            return BatchAppender(producer, self._on_batch_done)
+        logger.warning(  # pragma: no cover - another kafka-python than the pinned one
+            "kafka-python internals changed: publishing with send(), one future per record"
+        )
+        return None  # pragma: no cover
+
+    def prepare(self) -> None:
+        """Learn the partition counts of both topics now (the broker is up at start; later it may not be)."""
+        for topic in (self.trades_topic, self.dlq_topic):
+            self._partition_count(topic)
+
+    def _partition_count(self, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            count = self._partition_counts[topic] = len(self.producer.partitions_for(topic))
+        return count
+
+    def _route(self, trade: TradeRecord) -> tuple[bytes, TopicPartition]:
         """The key and partition of ``trade``'s symbol, computed once per symbol."""
         route = self._routes.get((trade.exchange, trade.symbol))
         if route is None:
-            if self._partition_count is None:
-                self._partition_count = len(self.producer.partitions_for(self.trades_topic))
             key = trade.key
-            partition = (murmur2(key) & 0x7FFFFFFF) % self._partition_count
-            route = (key, partition, TopicPartition(self.trades_topic, partition))
+            partition = (murmur2(key) & 0x7FFFFFFF) % self._partition_count(self.trades_topic)
+            route = (key, TopicPartition(self.trades_topic, partition))
             self._routes[(trade.exchange, trade.symbol)] = route
         return route
 
+    # ------------------------------------------------------------------------------------------- publishing
+    @property
+    def held(self) -> int:
+        """Records accepted and not yet acknowledged (what a shutdown now would not deliver)."""
+        return self._held
+
     def publish(self, trades: Iterable[TradeRecord]) -> int:
-        """Hand trades to the producer (asynchronous); returns how many were accepted."""
+        """Hand trades to the producer (asynchronous); returns how many were accepted.
+
+        Blocks while the buffer is full (back-pressure); returns 0 without accepting them when
+        :meth:`release` was called meanwhile (shutdown).
+        """
+        batch = trades if isinstance(trades, list) else list(trades)
+        if not batch or not self._reserve(len(batch)):
+            return 0
+        appended = 0
+        try:
+            with self._publish_lock:
+                route, append = self._route, self._append_record
+                routes = self._routes
+                for trade in batch:
+                    key, tp = routes.get((trade.exchange, trade.symbol)) or route(trade)
+                    append(tp, key, trade.encode(), trade.received_at)
+                    appended += 1
+        finally:
+            if appended < len(batch):  # an exception (no metadata for a new symbol): only what was appended is held
+                self._unreserve(len(batch) - appended)
+            self.metrics.trades_accepted += appended
+        return appended
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Send a refused input (raw payload and reason) to the dead-letter topic (held like a trade)."""
+        if not self._reserve(1):
+            return
+        key = letter.source.encode()
+        try:
+            with self._publish_lock:
+                partition = (murmur2(key) & 0x7FFFFFFF) % self._partition_count(self.dlq_topic)
+                self._append_record(TopicPartition(self.dlq_topic, partition), key, letter.encode(), letter.received_at)
+        except BaseException:
+            self._unreserve(1)
+            raise
+
+    def _append_record(self, tp: TopicPartition, key: bytes, value: bytes, received_at: int) -> None:
+        """One record to the current producer (caller holds ``_publish_lock``)."""
         appender = self._appender
-        if appender is None:
-            return self._send(trades)
-        append, routes = appender.append, self._routes
-        count = 0
-        for trade in trades:
-            route = routes.get((trade.exchange, trade.symbol)) or self._route(trade)
-            append(route[2], route[0], trade.encode(), trade.received_at)
-            count += 1
-        self.metrics.trades_accepted += count
-        return count
+        if appender is not None:
+            appender.append(tp, key, value, received_at)
+            return
+        batch = _OpenBatch(None, tp, [(key, value, received_at)])
+        try:
+            future = self.producer.send(
+                tp.topic, value=value, key=key, partition=tp.partition, timestamp_ms=received_at
+            )
+        except kafka_errors.KafkaTimeoutError as exc:  # no metadata in time (broker away): re-sent later
+            self._on_batch_done(batch, exc)
+            return
+        batch.future = future
+        future.add_both(self._on_record_done, batch)
 
-    def _send(self, trades: Iterable[TradeRecord]) -> int:
-        """``publish`` through ``send()``: one future per record; one in ``LATENCY_SAMPLE`` is timed to its ack."""
-        send, topic, routes = self.producer.send, self.trades_topic, self._routes
-        on_ack, on_ack_timed, on_error = self._on_ack, self._on_ack_timed, self._on_error
-        count = 0
-        sample = self._sample
-        for trade in trades:
-            route = routes.get((trade.exchange, trade.symbol)) or self._route(trade)
-            future = send(topic, value=trade.encode(), key=route[0], partition=route[1])
-            sample += 1
-            if sample >= LATENCY_SAMPLE:
-                sample = 0
-                future.add_callback(on_ack_timed, trade.received_at)
-            else:
-                future.add_callback(on_ack)
-            future.add_errback(on_error)
-            count += 1
-        self._sample = sample
-        self.metrics.trades_accepted += count
-        return count
+    def _on_record_done(self, batch: _OpenBatch, result: Any) -> None:
+        self._on_batch_done(batch, result if isinstance(result, BaseException) else None)
 
+    def _reserve(self, count: int) -> bool:
+        """Count ``count`` records as held, waiting while that would exceed the bound; False once released."""
+        waited = False
+        with self._cond:
+            while self._held > 0 and self._held + count > self.buffer_trades:
+                if self._released.is_set():
+                    self.metrics.trades_not_delivered += count
+                    logger.error(
+                        "trades not accepted: the buffer is full and ingest is stopping",
+                        extra={"trades": count, "held": self._held},
+                    )
+                    return False
+                if not waited:
+                    waited = True
+                    self.metrics.backpressure_waits += 1
+                    self._log("warning", "buffer full: ingest waits for Kafka (back-pressure)", held=self._held)
+                self._cond.wait(0.5)
+            self._held += count
+            metrics = self.metrics
+            metrics.buffered = self._held
+            if self._held > metrics.buffered_max:
+                metrics.buffered_max = self._held
+        return True
+
+    def _unreserve(self, count: int) -> None:
+        with self._cond:
+            self._held -= count
+            self.metrics.buffered = self._held
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        """Shutdown: a publish waiting for room gives up instead of blocking its thread."""
+        self._released.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------------------------------- completion
     def _on_batch_done(self, batch: _OpenBatch, error: BaseException | None) -> None:
-        """A batch was acknowledged (``error`` None) or failed: count its trades, time its oldest one."""
+        """A batch was acknowledged (``error`` None), refused for good, or failed for now (kept to re-send)."""
         metrics = self.metrics
+        count = len(batch.records)
+        is_trade = batch.tp.topic != self.dlq_topic
+        if error is not None and not isinstance(error, PERMANENT_ERRORS):
+            with self._cond:
+                self._retry.append(batch)
+            self._wake.set()
+            self._log("warning", "Kafka did not acknowledge a batch: it will be re-sent", error=repr(error))
+            return
+        with self._cond:
+            self._held -= count
+            metrics.buffered = self._held
+            self._cond.notify_all()
         if error is not None:
-            metrics.publish_errors += batch.count
-            self._log_error("trades not delivered to Kafka", error, self.trades_topic)
+            metrics.publish_errors += count
+            if is_trade:
+                self._log("error", "trades not delivered to Kafka", error=repr(error), topic=self.trades_topic)
+            else:
+                self._log("error", "dead letter not delivered to Kafka", error=repr(error), topic=self.dlq_topic)
+            return
+        if not is_trade:
+            metrics.dlq_published += count
             return
         now = time.time()
-        metrics.trades_published += batch.count
+        metrics.trades_published += count
         metrics.last_acked_at = now
         metrics.observe_latency(max(now - batch.first_received_at / 1000, 0.0))
 
-    def dead_letter(self, letter: DeadLetter) -> None:
-        """Send a refused input (raw payload and reason) to the dead-letter topic."""
-        future = self.producer.send(self.dlq_topic, value=letter.encode(), key=letter.source.encode())
-        future.add_callback(self._on_dlq_ack)
-        future.add_errback(self._on_dlq_error, letter)
-
-    def _on_ack(self, _metadata: Any) -> None:
-        metrics = self.metrics
-        metrics.trades_published += 1
-        metrics.last_acked_at = time.time()
-
-    def _on_ack_timed(self, received_at: int, _metadata: Any) -> None:
-        metrics = self.metrics
-        now = time.time()
-        metrics.trades_published += 1
-        metrics.last_acked_at = now
-        metrics.observe_latency(max(now - received_at / 1000, 0.0))
-
-    def _on_error(self, exc: BaseException) -> None:
-        self.metrics.publish_errors += 1
-        self._log_error("trade not delivered to Kafka", exc, self.trades_topic)
-
-    def _on_dlq_ack(self, _metadata: Any) -> None:
-        self.metrics.dlq_published += 1
-
-    def _on_dlq_error(self, letter: DeadLetter, exc: BaseException) -> None:
-        self.metrics.publish_errors += 1
-        self._log_error("dead letter not delivered to Kafka", exc, self.dlq_topic, letter.source)
-
-    def _log_error(self, message: str, exc: BaseException, topic: str, source: str | None = None) -> None:
+    def _log(self, level: str, message: str, **extra: Any) -> None:
         # One line per second per message at most: a broker outage fails thousands of records at once.
         now = time.monotonic()
         if now - self._last_error_log.get(message, 0.0) >= 1.0:
             self._last_error_log[message] = now
-            logger.error(
-                message,
-                extra={"topic": topic, "source": source, "error": repr(exc), "errors": self.metrics.publish_errors},
-            )
+            getattr(logger, level)(message, extra={**extra, "errors": self.metrics.publish_errors, "held": self._held})
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Block until every accepted record is acknowledged (or failed; failures are counted by callbacks)."""
+    # ------------------------------------------------------------------------------------------- recovery
+    def _keep(self) -> None:
+        """The keeper thread: re-sends failed batches through a fresh producer, until closed."""
+        while not self._closed.is_set():
+            self._wake.wait(KEEPER_INTERVAL)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            with self._cond:
+                due = bool(self._retry)
+            if due:
+                try:
+                    self.recover(force=False)
+                except Exception:  # pragma: no cover - keep the keeper alive; the next round tries again
+                    logger.exception("re-sending failed batches did not complete")
+
+    def recover(self, force: bool = True) -> int:
+        """Replace the producer and re-send every failed batch through the new one; returns records re-sent.
+
+        The old producer is closed forcefully first: its unfinished batches fail and join the re-send list,
+        so nothing stays behind in a producer whose idempotent state can no longer be trusted. Records the old
+        producer had already written to a socket may still reach the broker: they then appear twice on the
+        topic, which consumers absorb (unique (exchange, symbol, trade_id)). Unless ``force``, nothing happens
+        when no batch is waiting to be re-sent (another recovery took care of it).
+        """
+        with self._publish_lock:
+            if not force:
+                with self._cond:
+                    if not self._retry:
+                        return 0
+            old = self.producer
+            api_version = old.config.get("api_version")
+            # A known api_version skips the bootstrap probe, so this works while the broker is still away.
+            self.producer = KafkaProducer(**client_config(), **{**self.options, "api_version": api_version})
+            self._appender = self._make_appender(self.producer)
+            if self._appender is not None:
+                register_topics(self.producer, (self.trades_topic, self.dlq_topic))
+            force_close(old)
+            with self._cond:
+                batches, self._retry = self._retry, []
+            resent = 0
+            for batch in batches:
+                for key, value, received_at in batch.records:
+                    self._append_record(batch.tp, key, value, received_at)
+                resent += len(batch.records)
+                if batch.tp.topic != self.dlq_topic:
+                    self.metrics.trades_resent += len(batch.records)
+            self.metrics.producer_restarts += 1
+        logger.warning("Kafka producer recreated; re-sending what was not acknowledged", extra={"records": resent})
+        return resent
+
+    # ------------------------------------------------------------------------------------------- shutdown
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted record is acknowledged (or refused for good); False on timeout.
+
+        Waits on this producer's own count, not on kafka-python's ``flush()`` (which waits for ever on a batch
+        it has split); failed batches are re-sent meanwhile by the keeper.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
-        for _attempt in range(MAX_SPLITS + 1):
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            try:
-                self.producer.flush(timeout=remaining)
-                return
-            except KafkaUnknownError:
-                # kafka-python 3.0.12 waits on a batch it has split (the broker refused it as too large) and
-                # never completes; its halves are new batches, which the next flush waits for.
-                continue
-            except KafkaError as exc:
-                logger.error(
-                    "flush did not complete", extra={"error": repr(exc), "errors": self.metrics.publish_errors}
-                )
-                return
-        logger.error("flush did not complete: batches kept splitting", extra={"errors": self.metrics.publish_errors})
+        with self._cond:
+            while self._held > 0:
+                remaining = 0.5 if deadline is None else min(deadline - time.monotonic(), 0.5)
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Flush and close."""
+    def close(self, timeout: float = 30.0) -> int:
+        """Flush (up to ``timeout`` seconds) and close; returns how many records were not delivered (logged)."""
         self.flush(timeout)
-        try:
-            self.producer.close(timeout=timeout)
-        except KafkaError as exc:  # pragma: no cover - flush above already waited for everything
-            logger.error("producer close did not complete", extra={"error": repr(exc)})
+        self.release()
+        self._closed.set()
+        self._wake.set()
+        if self._keeper is not threading.current_thread():
+            self._keeper.join(timeout=30)
+        with self._publish_lock:
+            producer = self.producer
+            if self._held == 0:
+                try:
+                    producer.close(timeout=max(timeout, 1.0))
+                except kafka_errors.KafkaError as exc:  # pragma: no cover - everything was acknowledged already
+                    logger.error("producer close did not complete", extra={"error": repr(exc)})
+                    force_close(producer)
+            else:
+                force_close(producer)
+        undelivered = self._held
+        if undelivered:
+            self.metrics.trades_not_delivered += undelivered
+            logger.error(
+                "records not delivered to Kafka",
+                extra={"records": undelivered, "trades_not_delivered": self.metrics.trades_not_delivered},
+            )
+        return undelivered

@@ -2,7 +2,8 @@
 
 Every reader is a generator of :class:`ingest.records.TradeRecord` (streaming: a million-row file is never held
 in memory) with the exact price and quantity strings of the file and times in epoch milliseconds. Files may be
-plain, gzip or zstandard compressed (detected by magic bytes); the layout is detected per file:
+plain, gzip or zstandard compressed (detected by magic bytes); the layout is detected per file, from the
+structure of its first 20 non-empty lines (:func:`detect_format`):
 
 - ``binance-ws``: Binance WebSocket frames, one per line, bare events or combined-stream envelopes, optionally
   prefixed by a numeric receive timestamp and a space. Frames of other streams (bookTicker, depth, REST
@@ -102,16 +103,70 @@ def open_binary(path: str | Path) -> IO[bytes]:
     return raw
 
 
-def _first_line(path: str | Path) -> bytes:
+#: how many non-empty lines :func:`detect_format` judges
+SAMPLE_LINES = 20
+_DECIMAL = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_BOOLEAN = _TRUE | _FALSE
+_COINBASE_KINDS = frozenset({"header", "http", "connect", "send", "recv"})
+
+
+def _head(path: str | Path, count: int = SAMPLE_LINES) -> list[bytes]:
+    """The first ``count`` non-empty lines, stripped."""
+    lines: list[bytes] = []
     try:
         with open_binary(path) as handle:
             for line in handle:
                 stripped = line.strip()
                 if stripped:
-                    return stripped
+                    lines.append(stripped)
+                    if len(lines) == count:
+                        break
     except _READ_ERRORS as exc:
         raise ReplayError(f"{path}: cannot read the file: {exc}") from None
-    return b""
+    return lines
+
+
+def _is_vision_row(line: bytes) -> bool:
+    """``id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match]`` with numbers and booleans where due."""
+    fields = line.split(b",")
+    if len(fields) not in (6, 7):
+        return False
+    return (
+        fields[0].isdigit()
+        and fields[4].isdigit()
+        and all(_DECIMAL.fullmatch(field) for field in fields[1:4])
+        and all(field in _BOOLEAN for field in fields[5:])
+    )
+
+
+def _json_frame(line: bytes) -> Any:
+    """The JSON value of a frame line (after an optional numeric receive-time prefix), or ``None``."""
+    head, _, tail = line.partition(b" ")
+    frame = tail.lstrip() if head.isdigit() and tail.lstrip().startswith((b"{", b"[")) else line
+    if not frame.startswith((b"{", b"[")):
+        return None
+    try:
+        return orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return _NOT_JSON
+
+
+_NOT_JSON = object()  # a line that starts like JSON and does not parse
+
+
+def _line_kind(line: bytes, first: bool) -> str:
+    if first and line.startswith(b"id,price,qty"):
+        return "vision"
+    if _is_vision_row(line):
+        return "vision"
+    value = _json_frame(line)
+    if value is None:
+        return "other"
+    if value is _NOT_JSON:
+        return "broken-json"
+    if isinstance(value, dict) and value.get("t") in _COINBASE_KINDS:
+        return "coinbase"
+    return "json"
 
 
 def _guarded(path: str | Path, records: Iterator[TradeRecord]) -> Iterator[TradeRecord]:
@@ -122,26 +177,39 @@ def _guarded(path: str | Path, records: Iterator[TradeRecord]) -> Iterator[Trade
 
 
 def detect_format(path: str | Path) -> ReplayFormat:
-    """Which recorded layout ``path`` holds, from its first non-empty line."""
-    line = _first_line(path)
-    if not line:
+    """Which recorded layout ``path`` holds, judged on the structure of its first non-empty lines.
+
+    Each of the first :data:`SAMPLE_LINES` lines is classified (a JSON frame after an optional numeric receive
+    time, a Coinbase recording entry, a data.binance.vision row with numbers and booleans where due, or none);
+    the layout most lines share wins when it holds at least half of them. A comma count alone would take a
+    ``<receive ns> {"stream":"btcusdt@bookTicker",...}`` line (6 commas, numeric prefix) for a CSV row.
+    """
+    lines = _head(path)
+    if not lines:
         raise ReplayError(f"{path}: the file is empty")
-    if line.startswith(b"TimestampOfReceive,"):
+    if lines[0].startswith(b"TimestampOfReceive,"):
         return ReplayFormat.TRADE_STREAM_CSV
-    # Spot files have 7 columns; futures files have no is_best_match column.
-    if line.startswith(b"id,price,qty") or (line[:1].isdigit() and line.count(b",") in (5, 6)):
+    kinds = [_line_kind(line, index == 0) for index, line in enumerate(lines)]
+    counts = {kind: kinds.count(kind) for kind in set(kinds)}
+    frames = counts.get("json", 0) + counts.get("coinbase", 0)
+    vision = counts.get("vision", 0)
+    if frames * 2 >= len(lines) and frames > vision:
+        return ReplayFormat.COINBASE_JSONL if counts.get("coinbase", 0) * 2 > frames else ReplayFormat.BINANCE_WS
+    if vision * 2 >= len(lines) and vision > frames:
         return ReplayFormat.VISION_CSV
-    head, _, tail = line.partition(b" ")
-    frame = tail if head.isdigit() and tail.startswith(b"{") else line
-    if frame.startswith((b"{", b"[")):
-        try:
-            data = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            raise ReplayError(f"{path}: the first line is not JSON") from None
-        if isinstance(data, dict) and data.get("t") in ("header", "http", "connect", "send", "recv"):
-            return ReplayFormat.COINBASE_JSONL
-        return ReplayFormat.BINANCE_WS
-    raise ReplayError(f"{path}: unknown layout (first line {line[:60]!r})")
+    seen = ", ".join(f"{counts[kind]} {_KIND_NAMES[kind]}" for kind in sorted(counts))
+    if counts.get("broken-json", 0) * 2 >= len(lines):
+        raise ReplayError(f"{path}: not JSON: of the first {len(lines)} lines, {seen} (first line {lines[0][:60]!r})")
+    raise ReplayError(f"{path}: unknown layout: of the first {len(lines)} lines, {seen} (first line {lines[0][:60]!r})")
+
+
+_KIND_NAMES = {
+    "vision": "data.binance.vision CSV",
+    "json": "JSON frames",
+    "coinbase": "Coinbase recording entries",
+    "broken-json": "not JSON though they start like it",
+    "other": "neither",
+}
 
 
 def _bool(field: bytes, what: str) -> bool:

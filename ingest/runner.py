@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from ingest.backfill import BinanceBackfiller
+from ingest.backfill import BackfillWorker, BinanceBackfiller
 from ingest.client import WsClient, connection_attempts_limiter
 from ingest.exchanges import ADAPTERS
-from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, Exchange, FrameParser
+from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, Exchange, FrameParser, to_text
 from ingest.gaps import DUPLICATE, GAP, NEXT, GapTracker
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
@@ -30,6 +30,10 @@ WS_SETTINGS = {"binance": "BINANCE_WS_URL", "coinbase": "COINBASE_WS_URL", "krak
 
 class SettingsError(ValueError):
     """A setting is unusable; the message names it."""
+
+
+class IngestThreadError(RuntimeError):
+    """A connection or worker thread died: the process must exit non-zero so its supervisor restarts it."""
 
 
 def check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
@@ -80,6 +84,7 @@ class FrameProcessor:
         backfiller: BinanceBackfiller | None = None,
         max_trades: int | None = None,
         on_limit: Callable[[], None] | None = None,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.adapter = adapter
         self.parser = parser
@@ -87,16 +92,35 @@ class FrameProcessor:
         self.metrics = metrics
         self.tracker = tracker if tracker is not None else (GapTracker() if adapter.consecutive_ids else None)
         self.backfiller = backfiller
+        self.backfill = (
+            BackfillWorker(
+                backfiller,
+                self.emit,
+                self.dead_letter,
+                metrics,
+                adapter.name,
+                max_trades=settings.INGEST_BACKFILL_MAX_TRADES,
+                queue_size=settings.INGEST_BACKFILL_QUEUE,
+                on_failure=on_failure,
+            )
+            if backfiller is not None
+            else None
+        )
         self.max_trades = max_trades
         self.on_limit = on_limit
         self.source = f"ingest:{adapter.name}"
         self._lock = threading.Lock()  # connections of one exchange share the tracker and the limit
+        self._last_parser_log = 0.0
 
     def __call__(self, raw: bytes | str, received_at: int) -> bool:
         """Process one frame; True when the server announced a shutdown (reconnect now)."""
         metrics = self.metrics
         metrics.messages_received += 1
-        result = self.parser.parse(raw, received_at)
+        try:
+            result = self.parser.parse(raw, received_at)
+        except Exception as exc:  # noqa: BLE001 - a parser bug must cost one frame (dead-lettered), not the thread
+            self._parser_failed(exc, raw, received_at)
+            return False
         recycle = False
         for bad in result.bad:
             self.dead_letter(bad.reason, bad.raw, received_at)
@@ -108,6 +132,18 @@ class FrameProcessor:
             with self._lock:
                 self._publish(result.trades)
         return recycle
+
+    def _parser_failed(self, exc: Exception, raw: bytes | str, received_at: int) -> None:
+        self.metrics.parser_errors += 1
+        now = time.monotonic()
+        if now - self._last_parser_log >= 1.0:  # a parser bug hits every frame: one line a second at most
+            self._last_parser_log = now
+            logger.error(
+                "parser raised: frame dead-lettered",
+                exc_info=exc,
+                extra={"exchange": self.adapter.name, "parser_errors": self.metrics.parser_errors},
+            )
+        self.dead_letter(f"parser error: {type(exc).__name__}: {exc}"[:500], to_text(raw), received_at)
 
     def dead_letter(self, reason: str, raw: str, received_at: int) -> None:
         """Count a refused input and send it to the DLQ."""
@@ -128,69 +164,66 @@ class FrameProcessor:
     def _publish(self, trades: list[TradeRecord]) -> None:
         tracker = self.tracker
         if tracker is None:
-            accepted = trades
-        else:
-            accepted = []
-            check = tracker.check
-            for trade in trades:
-                status = check(trade.symbol, trade.trade_id)
-                if status == NEXT:
-                    accepted.append(trade)
-                elif status == DUPLICATE:
-                    self.metrics.duplicates += 1
-                elif status == GAP:
-                    # Everything before the gap goes first, then the backfill, then this trade: ids stay in order.
-                    accepted = self._emit(accepted)
-                    self._fill_gap(tracker)
-                    tracker.advance(trade.symbol, trade.trade_id)
-                    accepted.append(trade)
+            self._emit(trades)
+            return
+        accepted = []
+        check = tracker.check
+        for trade in trades:
+            status = check(trade.symbol, trade.trade_id)
+            if status == NEXT:
+                accepted.append(trade)
+            elif status == DUPLICATE:
+                self.metrics.duplicates += 1
+            elif status == GAP:
+                # The missing range goes to the backfill worker; the stream goes on without waiting for REST.
+                self._fill_gap(tracker)
+                tracker.advance(trade.symbol, trade.trade_id)
+                accepted.append(trade)
         self._emit(accepted)
 
-    def _emit(self, trades: list[TradeRecord]) -> list[TradeRecord]:
+    def emit(self, trades: list[TradeRecord]) -> int:
+        """Publish trades from another thread (the backfill worker), under the trade limit; returns accepted."""
+        with self._lock:
+            before = self.metrics.trades_accepted
+            self._emit(trades)
+            return self.metrics.trades_accepted - before
+
+    def _emit(self, trades: list[TradeRecord]) -> None:
         if not trades:
-            return trades
+            return
         limit = self.max_trades
         if limit is not None:
             room = limit - self.metrics.trades_accepted
             if room <= 0:
-                return []
+                return
             if len(trades) >= room:
-                trades = trades[:room]
-                self.producer.publish(trades)
+                self.producer.publish(trades[:room])
                 if self.on_limit is not None:
                     self.on_limit()
-                return []
+                return
         self.producer.publish(trades)
-        return []
 
     def _fill_gap(self, tracker: GapTracker) -> None:
         gap = tracker.gap
         assert gap is not None  # set by check() when it returned GAP
         self.metrics.gaps += 1
         self.metrics.missing_trades += gap.size
-        if self.backfiller is None:
+        if self.backfill is None:
             logger.warning(
                 "trade ids missing (no backfill by id for this exchange)",
                 extra={"exchange": self.adapter.name, "symbol": gap.symbol, "first": gap.first, "last": gap.last},
             )
             return
-        result = self.backfiller.fetch(gap.symbol, gap.first, gap.last)
-        now = time.time_ns() // 1_000_000
-        for bad in result.bad:
-            self.dead_letter(f"backfill: {bad.reason}", bad.raw, now)
-        fresh = [trade for trade in result.trades if tracker.advance(trade.symbol, trade.trade_id)]
-        self.metrics.backfilled += len(fresh)
-        self._emit(fresh)
-        logger.warning(
-            "gap backfilled" if result.complete else "gap only partly backfilled",
-            extra={
-                "exchange": self.adapter.name,
-                "symbol": gap.symbol,
-                "first": gap.first,
-                "last": gap.last,
-                "backfilled": len(fresh),
-            },
-        )
+        self.backfill.submit(gap)
+
+    def wait_backfill(self, timeout: float | None = None) -> bool:
+        """Block until every queued gap was backfilled (or abandoned); False on timeout."""
+        return self.backfill is None or self.backfill.wait_idle(timeout)
+
+    def stop_backfill(self, timeout: float = 2.0) -> None:
+        """Stop the backfill worker after its current page; queued gaps are abandoned (counted, logged)."""
+        if self.backfill is not None:
+            self.backfill.stop(timeout)
 
 
 class IngestRunner:
@@ -222,7 +255,9 @@ class IngestRunner:
             backfiller=backfiller,
             max_trades=max_trades,
             on_limit=self.stop.set,
+            on_failure=self._failed,
         )
+        self.failures: list[str] = []
         attempts = connection_attempts_limiter()  # the exchange counts attempts per IP, not per connection
         self.clients = [
             client_factory(plan, self.processor, self.stop, on_connect=self._on_connect, attempts=attempts)
@@ -233,19 +268,41 @@ class IngestRunner:
         self.processor.parser.connection_reset()
         self.metrics.reconnects = sum(max(client.connections - 1, 0) for client in self.clients)
 
+    def _failed(self, exc: BaseException, name: str | None = None) -> None:
+        """A thread died: record it and stop everything (``run`` then raises :class:`IngestThreadError`)."""
+        self.failures.append(f"{name or threading.current_thread().name}: {type(exc).__name__}: {exc}")
+        self.metrics.thread_failures += 1
+        self.stop.set()
+
+    def _guarded(self, client: WsClient) -> None:
+        try:
+            client.run()
+        except BaseException as exc:
+            logger.exception("connection thread died", extra={"exchange": self.adapter.name})
+            self._failed(exc)
+            return
+        if not self.stop.is_set():
+            self._failed(RuntimeError("the connection loop returned before ingest was stopped"))
+
     def run(self) -> None:
-        """Run every connection until ``stop`` is set (signal or ``max_trades`` reached)."""
+        """Run every connection until ``stop`` is set (signal or ``max_trades`` reached).
+
+        Raises :class:`IngestThreadError` when a connection or the backfill worker died.
+        """
         threads = [
-            threading.Thread(target=client.run, name=f"ws-{self.adapter.name}-{index}", daemon=True)
+            threading.Thread(target=self._guarded, args=(client,), name=f"ws-{self.adapter.name}-{index}", daemon=True)
             for index, client in enumerate(self.clients)
         ]
         for thread in threads:
             thread.start()
         try:
             while not self.stop.wait(0.5):
-                if not any(thread.is_alive() for thread in threads):  # pragma: no cover - clients run until stop
-                    break
+                pass
         finally:
             self.stop.set()
+            self.producer.release()  # a thread waiting for buffer room gives up now
             for thread in threads:
                 thread.join(timeout=10)
+            self.processor.stop_backfill()
+        if self.failures:
+            raise IngestThreadError("; ".join(self.failures))

@@ -12,6 +12,7 @@ import orjson
 from kafka import KafkaConsumer
 
 from cryptoproject.kafka import client_config
+from ingest.records import decode
 from tests.conftest import DATA, ChildProcess, manage, subprocess_env, wait_for
 
 BTC_0808 = DATA / "binance-spot-ws" / "btcusdt_20240808.gz"
@@ -101,3 +102,37 @@ def read_topic(topic: str, expected: int, timeout: float = 60) -> list[tuple[byt
     finally:
         consumer.close()
     return messages
+
+
+def read_until(
+    topic: str, done: Callable[[list[tuple[bytes | None, bytes]]], bool], timeout: float = 120
+) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) of the messages of ``topic`` read from the start until ``done(messages)`` holds."""
+    consumer = KafkaConsumer(
+        topic, **client_config(), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    messages: list[tuple[bytes | None, bytes]] = []
+
+    def enough() -> bool:
+        for batch in consumer.poll(timeout_ms=500, max_records=10_000).values():
+            messages.extend((m.key, m.value) for m in batch)
+        return done(messages)
+
+    try:
+        wait_for(enough, timeout=timeout, interval=0, what=f"the expected messages on {topic}")
+    finally:
+        consumer.close()
+    return messages
+
+
+def read_ids(topic: str, ids: set[int], timeout: float = 120) -> list[tuple[bytes | None, bytes]]:
+    """The messages of ``topic`` once every trade id of ``ids`` is among them (repeats allowed: re-sends)."""
+    missing = set(ids)
+    checked = [0]
+
+    def every_id(messages: list[tuple[bytes | None, bytes]]) -> bool:
+        missing.difference_update(decode(value).trade_id for _key, value in messages[checked[0] :])
+        checked[0] = len(messages)
+        return not missing
+
+    return read_until(topic, every_id, timeout=timeout)

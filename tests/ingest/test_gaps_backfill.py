@@ -11,8 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from ingest.backfill import REQUEST_WEIGHT, BinanceBackfiller, _retry_after
+from ingest.backfill import REQUEST_WEIGHT, BackfillWorker, BinanceBackfiller, _retry_after
 from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, GapTracker
+from ingest.metrics import IngestMetrics
 
 BASE_TIME = 1_723_161_255_342
 
@@ -200,3 +201,99 @@ def test_rows_outside_the_range_are_ignored(rest: str) -> None:
     result = BinanceBackfiller(rest, sleep=lambda _s: None).fetch("BTCUSDT", 1000, 1002)
     assert [t.trade_id for t in result.trades] == [1000, 1001, 1002]
     assert result.complete
+
+
+class Published:
+    """The publish side of a :class:`BackfillWorker`: records each page; can hold the worker inside a page."""
+
+    def __init__(self) -> None:
+        self.pages: list[list[int]] = []
+        self.letters: list[str] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def publish(self, trades: list[Any]) -> int:
+        self.entered.set()
+        self.gate.wait(30)
+        self.pages.append([t.trade_id for t in trades])
+        return len(trades)
+
+    def dead_letter(self, reason: str, raw: str, received_at: int) -> None:
+        self.letters.append(reason)
+
+
+def worker(rest: str, published: Published, metrics: IngestMetrics, **options: Any) -> BackfillWorker:
+    config: dict[str, Any] = {"max_trades": 100_000, "queue_size": 10, **options}
+    return BackfillWorker(
+        BinanceBackfiller(rest, attempts=2, sleep=lambda _s: None),
+        published.publish,
+        published.dead_letter,
+        metrics,
+        "binance",
+        **config,
+    )
+
+
+def test_the_worker_publishes_a_gap_page_by_page(rest: str) -> None:
+    FakeBinanceRest.bad_ids = {1500}
+    published, metrics = Published(), IngestMetrics("binance")
+    backfill = worker(rest, published, metrics)
+    assert backfill.submit(Gap("BTCUSDT", 1005, 2994))
+    assert backfill.wait_idle(30)
+    # One page in memory at a time: each REST answer is published before the next request.
+    assert [len(page) for page in published.pages] == [999, 990]
+    assert [i for page in published.pages for i in page] == [i for i in range(1005, 2995) if i != 1500]
+    (letter,) = published.letters
+    assert letter.startswith("backfill: price must be positive")
+    assert (metrics.backfill_pages, metrics.backfilled, metrics.backfill_abandoned) == (2, 1989, 0)
+    backfill.stop()
+
+
+def test_a_gap_over_the_cap_is_abandoned_loudly_without_a_request(rest: str, caplog: pytest.LogCaptureFixture) -> None:
+    published, metrics = Published(), IngestMetrics("binance")
+    backfill = worker(rest, published, metrics, max_trades=500)
+    with caplog.at_level("ERROR", logger="ingest.backfill"):
+        assert not backfill.submit(Gap("BTCUSDT", 1000, 1500))
+    assert FakeBinanceRest.requests == []
+    assert (metrics.backfill_abandoned, metrics.backfill_abandoned_trades) == (1, 501)
+    (record,) = [r for r in caplog.records if r.message == "gap not backfilled"]
+    assert (record.first, record.last, record.missing) == (1000, 1500, 501)  # type: ignore[attr-defined]
+    assert "INGEST_BACKFILL_MAX_TRADES=500" in record.reason  # type: ignore[attr-defined]
+
+
+def test_a_full_queue_and_a_stop_abandon_gaps_and_count_them(rest: str) -> None:
+    published, metrics = Published(), IngestMetrics("binance")
+    published.gate.clear()  # the worker will wait inside its first page
+    backfill = worker(rest, published, metrics, queue_size=1)
+    assert backfill.submit(Gap("BTCUSDT", 1000, 1009))
+    assert published.entered.wait(30)
+    assert backfill.submit(Gap("BTCUSDT", 1100, 1109))  # queued
+    assert not backfill.submit(Gap("BTCUSDT", 1200, 1209))  # the queue is full: abandoned
+    assert (metrics.backfill_abandoned, metrics.backfill_abandoned_trades) == (1, 10)
+    published.gate.set()
+    assert backfill.wait_idle(30)
+    assert published.pages == [list(range(1000, 1010)), list(range(1100, 1110))]
+    published.gate.clear()
+    published.entered.clear()
+    assert backfill.submit(Gap("BTCUSDT", 1300, 1309))
+    assert published.entered.wait(30)
+    assert backfill.submit(Gap("BTCUSDT", 1400, 1409))
+    stopper = threading.Thread(target=backfill.stop, kwargs={"timeout": 30})
+    stopper.start()
+    published.gate.set()
+    stopper.join(30)
+    assert (metrics.backfill_abandoned, metrics.backfill_abandoned_trades) == (2, 20)  # the queued one
+    assert not backfill.submit(Gap("BTCUSDT", 1500, 1509))  # stopped: abandoned at once
+    assert metrics.backfill_abandoned == 3
+
+
+def test_a_rest_failure_abandons_the_rest_of_the_gap(rest: str) -> None:
+    FakeBinanceRest.script = [(500, {})] * 2
+    published, metrics = Published(), IngestMetrics("binance")
+    backfill = worker(rest, published, metrics)
+    assert backfill.submit(Gap("BTCUSDT", 1000, 1099))
+    assert backfill.wait_idle(30)
+    assert published.pages == []
+    assert (metrics.backfill_abandoned, metrics.backfill_abandoned_trades) == (1, 100)
+    backfill.stop()

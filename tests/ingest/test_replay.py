@@ -263,3 +263,72 @@ def test_vision_futures_csv_without_is_best_match(tmp_path: Path) -> None:
         (5, "61837.6", True),
         (6, "61837.7", False),
     ]
+
+
+BOOK_TICKER = (
+    b'1723161255341000000 {"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT",'
+    b'"b":"61837.63000000","B":"1.20000000","a":"61837.64000000","A":"0.50000000"}}'
+)
+TRADE_FRAME = (
+    b'1723161255343000000 {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT",'
+    b'"t":3735683259,"p":"61837.63000000","q":"0.00100000","T":1723161255342,"m":true,"M":true}}'
+)
+
+
+def test_a_recording_that_starts_with_a_book_ticker_frame_is_a_binance_ws_recording(tmp_path: Path) -> None:
+    # Issue 9: a numeric receive-time prefix and 6 commas made this line pass for a data.binance.vision row.
+    assert BOOK_TICKER.count(b",") == 6
+    path = tmp_path / "btcusdt_real.gz"
+    path.write_bytes(gzip.compress(BOOK_TICKER + b"\n" + TRADE_FRAME + b"\n" + BOOK_TICKER + b"\n"))
+    assert detect_format(path) is ReplayFormat.BINANCE_WS
+    (record,) = read_trades(path)
+    assert (record.symbol, record.trade_id, record.received_at) == ("BTCUSDT", 3735683259, 1723161255343)
+
+
+def test_a_file_of_neither_layout_names_the_file_and_what_was_seen(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(b"hello\n" + TRADE_FRAME + b"\nworld\n1,2.5,3,4,1723161255342,true\nmore prose\n")
+    with pytest.raises(ReplayError) as caught:
+        detect_format(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "of the first 5 lines" in message
+    assert "1 JSON frames" in message
+    assert "1 data.binance.vision CSV" in message
+    assert "3 neither" in message
+
+
+_json_scalars = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(max_size=12),
+    st.booleans(),
+    st.none(),
+    st.decimals(allow_nan=False).map(str),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    first=st.dictionaries(st.text(max_size=8), _json_scalars, max_size=10),
+    prefix=st.one_of(st.none(), st.integers(min_value=0, max_value=2**63)),
+)
+def test_fuzzed_first_frames_of_a_ws_recording_are_never_taken_for_csv(
+    tmp_path: Path, first: dict[str, object], prefix: int | None
+) -> None:
+    # Any JSON object (any number of commas), with or without a numeric receive time, then real trade frames.
+    line = orjson.dumps({"stream": "btcusdt@depth", "data": first})
+    if prefix is not None:
+        line = str(prefix).encode() + b" " + line
+    path = tmp_path / "fuzz.jsonl"
+    path.write_bytes(line + b"\n" + TRADE_FRAME + b"\n" + TRADE_FRAME + b"\n")
+    assert detect_format(path) is ReplayFormat.BINANCE_WS
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.binary(max_size=120).filter(lambda b: b"\n" not in b and b"\r" not in b and b.strip()))
+def test_fuzzed_first_lines_never_change_the_layout_of_a_vision_file(tmp_path: Path, first: bytes) -> None:
+    # One odd first line (a truncated header, garbage) does not outvote the rows that follow it.
+    rows = [",".join(str(field) for field in row).encode() for row in VISION_ROWS]
+    path = tmp_path / "BTCUSDT-trades-2024-08-08.csv"
+    path.write_bytes(b"\n".join([first, *rows, *rows]) + b"\n")
+    assert detect_format(path) is ReplayFormat.VISION_CSV

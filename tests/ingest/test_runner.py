@@ -9,13 +9,16 @@ import orjson
 import pytest
 
 from ingest.backfill import BinanceBackfiller
-from ingest.exchanges.binance import BinanceExchange
+from ingest.client import WsClient
+from ingest.exchanges.base import FrameParser, ParseResult
+from ingest.exchanges.binance import BinanceExchange, parse_frame
 from ingest.exchanges.coinbase import CoinbaseExchange
 from ingest.exchanges.kraken import KrakenExchange
+from ingest.gaps import Gap
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
 from ingest.records import decode
-from ingest.runner import FrameProcessor, IngestRunner, SettingsError, check_url, load_config
+from ingest.runner import FrameProcessor, IngestRunner, IngestThreadError, SettingsError, check_url, load_config
 from ingest.simulator.config import SimulatorConfig
 from ingest.simulator.server import BackgroundSimulator
 from tests.conftest import KafkaTopics, wait_for
@@ -56,11 +59,14 @@ def test_gaps_are_backfilled_in_order_and_duplicates_dropped(
     )
     for trade_id in (1000, 1001, 1001, 999, 1005, 1006):
         assert processor(binance_trade(trade_id), NOW) is False
-    producer.flush(10)
+    assert processor.wait_backfill(10)
+    assert producer.flush(10)
     assert (metrics.gaps, metrics.missing_trades, metrics.backfilled, metrics.duplicates) == (1, 3, 3, 2)
+    assert (metrics.backfill_pages, metrics.backfill_abandoned) == (1, 0)
     assert metrics.trades_published == metrics.trades_accepted == 7
-    records_ = [decode(value) for _key, value in read_topic(kafka_topics.trades, 7)]
-    assert [r.trade_id for r in records_] == list(range(1000, 1007))  # one key, one partition: in order
+    # The backfill runs on its own thread (the stream never waits for REST): the gap may land after 1005.
+    records_ = sorted((decode(value) for _key, value in read_topic(kafka_topics.trades, 7)), key=lambda r: r.trade_id)
+    assert [r.trade_id for r in records_] == list(range(1000, 1007))
     assert records_[2].price == "60001.01000000"  # from REST (1002 % 7 == 1)
     assert records_[5].price == "61837.63000000"  # from the stream
 
@@ -137,14 +143,18 @@ def test_runner_runs_connections_until_the_limit(
             backfiller=BinanceBackfiller(sim.http_url),
             max_trades=2500,
         )
-        thread = threading.Thread(target=runner.run)
+        thread = threading.Thread(target=runner.run, daemon=True)
         thread.start()
         wait_for(lambda: not thread.is_alive(), timeout=60, what="the runner to reach its limit")
     producer.flush(10)
     assert metrics.trades_published == 2500
     assert metrics.reconnects >= 1
-    ids = sorted(decode(v).trade_id for _k, v in read_topic(kafka_topics.trades, 2500))
-    assert ids == list(range(ids[0], ids[0] + 2500))
+    assert metrics.backfilled > 0
+    # The backfill runs beside the stream (a gap lands after later trades), so the limit cuts a set of ids,
+    # not a prefix: each is a trade of the recording, once.
+    ids = [decode(v).trade_id for _k, v in read_topic(kafka_topics.trades, 2500)]
+    assert len(ids) == len(set(ids)) == 2500
+    assert set(ids) <= {record.trade_id for record in records(3000)}
 
 
 def test_runner_needs_symbols(producer: TradeProducer, metrics: IngestMetrics) -> None:
@@ -184,3 +194,86 @@ def test_load_config(settings: pytest.FixtureRequest) -> None:
         load_config("binance")
     with pytest.raises(SettingsError, match="unknown exchange"):
         load_config("bitmex")
+
+
+class ExplodingParser(FrameParser):
+    """The Binance parser with a bug: any frame holding ``boom`` raises."""
+
+    def parse(self, raw: str | bytes, received_at: int) -> ParseResult:
+        if b"boom" in (raw.encode() if isinstance(raw, str) else raw):
+            raise ZeroDivisionError("division by zero in a parser")
+        return parse_frame(raw, received_at)
+
+
+def test_a_parser_exception_costs_one_dead_letter_not_the_thread(
+    kafka_topics: KafkaTopics, producer: TradeProducer, metrics: IngestMetrics
+) -> None:
+    processor = FrameProcessor(BinanceExchange("ws://unused"), ExplodingParser(), producer, metrics)
+    assert processor(b'{"boom": true}', NOW) is False
+    assert processor(binance_trade(1), NOW) is False  # the next frame goes on as usual
+    assert producer.flush(10)
+    (letter,) = [orjson.loads(value) for _key, value in read_topic(kafka_topics.dlq, 1)]
+    assert letter["reason"] == "parser error: ZeroDivisionError: division by zero in a parser"
+    assert letter["raw"] == '{"boom": true}'
+    assert (metrics.parser_errors, metrics.malformed, metrics.dlq_published, metrics.trades_published) == (1, 1, 1, 1)
+
+
+class FailingClient(WsClient):
+    """A connection whose loop dies (an injected bug): the runner must fail, not run on without it."""
+
+    connections = 0
+
+    def __init__(self, *_args: object, **_kwargs: object) -> None:  # no connection at all
+        pass
+
+    def run(self) -> None:
+        raise RuntimeError("injected failure")
+
+
+class ReturningClient(FailingClient):
+    """A connection loop that returns although nobody stopped it."""
+
+    def run(self) -> None:
+        return
+
+
+@pytest.mark.parametrize(
+    ("client", "reason"),
+    [(FailingClient, "RuntimeError: injected failure"), (ReturningClient, "returned before ingest was stopped")],
+)
+def test_a_dead_connection_thread_fails_the_runner(
+    producer: TradeProducer, metrics: IngestMetrics, client: type[FailingClient], reason: str
+) -> None:
+    runner = IngestRunner(BinanceExchange("ws://unused"), ["btcusdt"], producer, metrics, client_factory=client)
+    with pytest.raises(IngestThreadError, match=reason):
+        runner.run()
+    assert metrics.thread_failures == 1
+    assert runner.stop.is_set()
+
+
+def test_a_dead_backfill_worker_fails_the_runner(
+    producer: TradeProducer,
+    metrics: IngestMetrics,
+    rest: str,  # noqa: F811
+) -> None:
+    stop = threading.Event()
+    runner = IngestRunner(
+        BinanceExchange("ws://unused"),
+        ["btcusdt"],
+        producer,
+        metrics,
+        backfiller=BinanceBackfiller(rest),
+        stop=stop,
+        client_factory=ReturningClient,
+    )
+    backfill = runner.processor.backfill
+    assert backfill is not None
+
+    def broken_fill(_gap: object) -> int:
+        raise MemoryError("injected")
+
+    backfill.fill = broken_fill  # type: ignore[method-assign,assignment]
+    assert backfill.submit(Gap("BTCUSDT", 1000, 1001))
+    wait_for(lambda: metrics.thread_failures == 1, timeout=30, what="the worker failure to be reported")
+    assert stop.is_set()
+    assert any("MemoryError: injected" in failure for failure in runner.failures)

@@ -9,6 +9,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from kafka.errors import KafkaError
 
 from cryptoproject.kafka import BrokerUnavailableError, ensure_topics
 from cryptoproject.preflight import require_kafka
@@ -16,7 +17,7 @@ from ingest.backfill import BinanceBackfiller
 from ingest.exchanges import ADAPTERS
 from ingest.metrics import IngestMetrics, MetricsReporter, serve_prometheus
 from ingest.producer import TradeProducer
-from ingest.runner import IngestRunner, SettingsError, load_config
+from ingest.runner import IngestRunner, IngestThreadError, SettingsError, load_config
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +62,20 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"--metrics-port {options['metrics_port']}: {exc.strerror or exc}") from exc
         producer = TradeProducer(metrics)
+        try:
+            producer.prepare()
+        except KafkaError as exc:
+            producer.close(0)
+            raise CommandError(
+                f"Kafka topics {settings.KAFKA_TRADES_TOPIC}, {settings.KAFKA_DLQ_TOPIC}: {exc}"
+            ) from exc
         backfiller = BinanceBackfiller(config.rest_url) if config.rest_url else None
         try:
             runner = IngestRunner(
                 adapter, symbols, producer, metrics, backfiller=backfiller, max_trades=options["max_trades"]
             )
         except SettingsError as exc:
-            producer.close()
+            producer.close(0)
             raise CommandError(str(exc)) from exc
         reporter = MetricsReporter(metrics, redis.Redis.from_url(settings.REDIS_URL), options["metrics_interval"])
 
@@ -78,12 +86,27 @@ class Command(BaseCommand):
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         logger.info("ingest starting", extra={"exchange": exchange, "symbols": runner.symbols})
         reporter.start()
+        failure: str | None = None
         try:
             runner.run()
+        except IngestThreadError as exc:
+            failure = str(exc)
         finally:
-            # Everything accepted is delivered before the process exits.
-            producer.close()
+            # Everything accepted is delivered before the process exits, or the exit code says it was not.
+            producer.close(settings.INGEST_SHUTDOWN_TIMEOUT)
+            # held when Kafka did not answer in time, plus any refused by a full buffer while stopping
+            undelivered = metrics.trades_not_delivered
             reporter.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         logger.info("ingest stopped", extra={"metrics": metrics.snapshot()})
+        problems = []
+        if failure:
+            problems.append(f"a thread died ({failure})")
+        if undelivered:
+            problems.append(
+                f"{undelivered} records not delivered to Kafka within INGEST_SHUTDOWN_TIMEOUT="
+                f"{settings.INGEST_SHUTDOWN_TIMEOUT:g} s"
+            )
+        if problems:
+            raise CommandError("ingest stopped with errors: " + "; ".join(problems))
