@@ -3,6 +3,9 @@ symbol, Celery queue depths and the consumer snapshots.
 
 Every source is optional: a missing snapshot, an unreachable broker or Redis shows up as ``null`` with an error
 string, never as an exception. Kafka figures take a few round trips, so they are cached for ``KAFKA_CACHE_SECONDS``.
+
+Error texts never carry credentials (URLs are shown without their userinfo), and only staff see them at all:
+:func:`public_view` reduces the picture to figures for everyone else.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from analytics.models import SymbolStats, Trade
 from cryptoproject.kafka import BrokerUnavailableError, admin_client, client_config
+from cryptoproject.security import redact_text, redact_url
 from dashboard.queries import known_pairs
 
 logger = logging.getLogger(__name__)
@@ -259,7 +263,7 @@ def _redis_section(url: str, compute: Callable[[redis.Redis], T]) -> tuple[T | N
         finally:
             client.close()
     except redis.RedisError as exc:
-        return None, f"Redis at {url}: {exc}"
+        return None, f"Redis at {redact_url(url)}: {redact_text(str(exc))}"
 
 
 def pipeline_health() -> dict[str, Any]:
@@ -280,3 +284,17 @@ def pipeline_health() -> dict[str, Any]:
         "queues": queues,
         "errors": [e for e in (ingest_error, consumers_error, queues_error) if e],
     }
+
+
+def public_view(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` for someone who is not staff: the figures, without error texts (addresses, server messages).
+
+    Each failing source still shows up (as ``"unavailable"``), so the page can say that something is down.
+    """
+    reduced = dict(body)
+    for key in ("kafka", "dlq"):
+        section = reduced.get(key)
+        if isinstance(section, dict) and section.get("error"):
+            reduced[key] = {**section, "error": "unavailable"}
+    reduced["errors"] = ["a data source is unavailable"] * len(body.get("errors") or [])
+    return reduced

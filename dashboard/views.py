@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from analytics.models import INTERVAL_SECONDS, SymbolStats, WhaleAlert
+from cryptoproject.security import redact_text
 from dashboard.auth import login_required_if_configured
 from dashboard.groups import InvalidMarketError, parse_market
 from dashboard.queries import known_pairs
+
+logger = logging.getLogger(__name__)
 
 # The candle intervals the symbol page offers (the API serves more).
 CHART_INTERVALS = ("1m", "5m", "15m", "1h")
@@ -99,4 +104,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
             cursor.execute("SELECT 1")
         return JsonResponse({"status": "ok", "database": "ok"})
     except Exception as exc:  # noqa: BLE001 - any database failure means "not healthy"
-        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+        # The caller is a load balancer, maybe anyone: say what is down, never the server's message (it can quote
+        # the connection string). Operators get the host in the log.
+        db = settings.DATABASES["default"]
+        logger.warning(
+            "healthz: database unreachable",
+            extra={"host": f"{db.get('HOST')}:{db.get('PORT')}", "error": redact_text(str(exc))},
+        )
+        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
