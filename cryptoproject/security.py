@@ -65,7 +65,7 @@ class SensitiveSettingsFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:
         cleansed = super().cleanse_setting(key, value)
-        if isinstance(cleansed, str):
+        if type(cleansed) is str:  # not lazy proxies (their text is computed on demand)
             return redact_text(cleansed)
         return cleansed
 

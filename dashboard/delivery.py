@@ -79,6 +79,7 @@ _REFUSED_NETWORKS = tuple(
         "2002::/16",  # 6to4: embeds an IPv4 address, possibly a private one
         "2001::/32",  # Teredo: embeds the client's IPv4 address
         "64:ff9b:1::/48",  # local-use NAT64
+        "192.0.0.0/24",  # IETF protocol assignments (Python < 3.12 calls parts of it global)
         "100.100.100.200/32",  # Alibaba Cloud metadata (inside 100.64.0.0/10; named for clarity)
     )
 )
