@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 python3 -m venv "$tmp/tools"
 "$tmp/tools/bin/pip" install -q "pip-tools==$PIP_TOOLS_VERSION"
 compile() {  # <in> <out> <header line>
-  (cd requirements && PIP_FIND_LINKS= "$tmp/tools/bin/pip-compile" -q --generate-hashes --allow-unsafe --strip-extras \
+  (cd requirements && PIP_FIND_LINKS= "$tmp/tools/bin/pip-compile" -q --generate-hashes --allow-unsafe \
     --no-header -o "$2" "$1")
   { echo "$3"; echo "# (pip install --require-hashes). Regenerate: make lock"; grep -v '^--find-links' "requirements/$2" | sed '/./,$!d'; } \
     >"$tmp/out" && mv "$tmp/out" "requirements/$2"

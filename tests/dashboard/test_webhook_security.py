@@ -222,7 +222,8 @@ def test_pending_deliveries_are_requeued_by_beat(
 def test_delivery_tasks_retry_database_errors_with_backoff() -> None:
     for task in (deliver_alert, requeue_pending_deliveries):
         assert OperationalError in task.autoretry_for
-        assert task.retry_backoff and task.retry_jitter
+        assert task.retry_backoff
+        assert task.retry_jitter
 
 
 @pytest.mark.usefixtures("allow_private")
