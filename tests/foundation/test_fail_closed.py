@@ -152,7 +152,11 @@ def test_check_stack_and_healthz_never_print_credentials() -> None:
     assert failed.returncode != 0
     assert SECRET not in failed.stdout + failed.stderr
 
-    code = "from django.test import Client\nr = Client().get('/healthz', HTTP_HOST='127.0.0.1')\nprint(r.status_code, r.content.decode())"
+    code = (
+        "from django.test import Client\n"
+        "r = Client().get('/healthz', HTTP_HOST='127.0.0.1')\n"
+        "print(r.status_code, r.content.decode())"
+    )
     healthz = python(code, DJANGO_DEBUG="true", DATABASE_URL=database_url)
     assert healthz.returncode == 0, healthz.stderr
     assert healthz.stdout.strip().splitlines()[-1] == '503 {"status": "error", "database": "unreachable"}'
