@@ -23,7 +23,7 @@ from tests.dashboard.api_factories import locmem_cache, make_candles, make_stats
 
 __all__ = ["locmem_cache"]
 
-API_EXAMPLES = 120
+API_EXAMPLES = 250
 WS_EXAMPLES = 150
 COUNTS: dict[str, int] = {}
 
@@ -62,8 +62,12 @@ _NEAR = [
     "MjAyNDox",
     "OTk5OTk5OTk5OTk5OTk5OTk5OTk5Ojk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5",
 ]
+NEAR = st.sampled_from(_NEAR)
 VALUES = st.one_of(
-    st.sampled_from(_NEAR),
+    NEAR,
+    NEAR,
+    NEAR,
+    NEAR.map(lambda v: v + v),
     st.integers(min_value=-(10**30), max_value=10**30).map(str),
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
     st.datetimes().map(lambda d: d.isoformat()),
@@ -71,7 +75,13 @@ VALUES = st.one_of(
     st.text(alphabet=string.printable, max_size=300),
 )
 NAMES = ["exchange", "symbol", "interval", "start", "end", "limit", "cursor", "min_notional", "format", "page"]
-QUERIES = st.dictionaries(st.sampled_from(NAMES), VALUES, max_size=6)
+FUZZED = st.dictionaries(st.sampled_from(NAMES), VALUES, max_size=6)
+# Most cases start from a valid market, so the parameters after the required ones are reached too.
+ON_A_MARKET = st.builds(
+    lambda fuzzed: {"exchange": "binance", "symbol": "BTCUSDT", **fuzzed},
+    st.fixed_dictionaries({}, optional={n: VALUES for n in NAMES if n not in {"exchange", "symbol"}}),
+)
+QUERIES = st.one_of(FUZZED, ON_A_MARKET, ON_A_MARKET)
 
 ENDPOINTS = ["trades", "candles", "indicators", "whales", "stats", "symbols", "health", "schema"]
 
@@ -104,9 +114,7 @@ def test_api_query_parameters_never_give_a_server_error(endpoint: str, monkeypat
     client = Client()
     examples = API_EXAMPLES if endpoint not in {"health", "schema"} else 15
 
-    @settings_(max_examples=examples)
-    @given(query=QUERIES)
-    def check(query: dict[str, str]) -> None:
+    def check_one(query: dict[str, str]) -> None:
         COUNTS[endpoint] = COUNTS.get(endpoint, 0) + 1
         response = client.get(f"/api/v1/{endpoint}?{urlencode(query)}")
         status = response.status_code
@@ -116,6 +124,16 @@ def test_api_query_parameters_never_give_a_server_error(endpoint: str, monkeypat
             error = response.json()["error"]
             assert error["param"] in {*query, "exchange", "symbol"}, (query, error)  # given, or required
             assert error["message"]
+
+    # Every near miss in every parameter on a valid market (deterministic), then hypothesis's own mixes.
+    for name in NAMES:
+        for value in _NEAR:
+            check_one({"exchange": "binance", "symbol": "BTCUSDT", name: value})
+
+    @settings_(max_examples=examples)
+    @given(query=QUERIES)
+    def check(query: dict[str, str]) -> None:
+        check_one(query)
 
     check()
 
