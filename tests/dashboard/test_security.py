@@ -248,7 +248,12 @@ def test_web_requests_have_a_statement_timeout_and_the_connection_gets_it_back(s
     with connection.cursor() as cursor:
         cursor.execute("ROLLBACK")
     seen: list[str] = []
-    StatementTimeoutMiddleware(lambda request: HttpResponse(seen.append(timeout_now()) or "ok"))(HttpRequest())
+
+    def quick_view(request: HttpRequest) -> HttpResponse:
+        seen.append(timeout_now())
+        return HttpResponse("ok")
+
+    StatementTimeoutMiddleware(quick_view)(HttpRequest())
     assert seen == ["100ms"]
     assert timeout_now() == before  # consumer, Celery and commands share the setting-free default
 

@@ -220,7 +220,8 @@ def test_pending_deliveries_are_requeued_by_beat(
 
 
 def test_delivery_tasks_retry_database_errors_with_backoff() -> None:
-    for task in (deliver_alert, requeue_pending_deliveries):
+    tasks: list[Any] = [deliver_alert, requeue_pending_deliveries]
+    for task in tasks:
         assert OperationalError in task.autoretry_for
         assert task.retry_backoff
         assert task.retry_jitter
