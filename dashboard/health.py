@@ -127,7 +127,7 @@ def consumer_lag(group: str, topic: str) -> dict[str, Any]:
     try:
         committed_raw, partitions, ends, begins = _with_retry(lambda: _read_offsets(group, topic))
     except (KafkaError, BrokerUnavailableError, OSError, ValueError) as exc:
-        return {"topic": topic, "group": group, "partitions": [], "total_lag": None, "error": str(exc)}
+        return {"topic": topic, "group": group, "partitions": [], "total_lag": None, "error": redact_text(str(exc))}
     committed = {tp.partition: meta.offset for tp, meta in committed_raw.items() if tp.topic == topic}
     rows = []
     for tp in partitions:
@@ -161,7 +161,7 @@ def dlq_count(topic: str) -> dict[str, Any]:
         ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
         begins = consumer.beginning_offsets(partitions, timeout_ms=timeout_ms)
     except (KafkaError, BrokerUnavailableError, OSError, ValueError) as exc:
-        return {"topic": topic, "count": None, "error": str(exc)}
+        return {"topic": topic, "count": None, "error": redact_text(str(exc))}
     finally:
         if consumer is not None:
             consumer.close()

@@ -127,6 +127,14 @@ def test_post_json_connects_to_the_given_address_without_resolving(receiver: Rec
     assert receiver.requests[0]["path"] == "/hook"
 
 
+def test_https_is_tls_to_the_pinned_address_and_verified(receiver: Receiver) -> None:
+    """The receiver speaks plain HTTP: a TLS handshake with it fails, so nothing is sent in clear text."""
+    port = receiver.server.server_address[1]
+    with pytest.raises(delivery.TransientDeliveryError, match=r"cannot reach localhost:\d+: SSL"):
+        delivery.post_json(f"https://localhost:{port}/hook", {"text": "t"}, "1:1", timeout=5, address="127.0.0.1")
+    assert receiver.requests == []
+
+
 def test_proxy_environment_is_ignored(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.setenv(name, "http://127.0.0.1:1")
