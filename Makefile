@@ -9,6 +9,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 STAMP := $(VENV)/.requirements.sha1
+# Everything make runs is local development. The settings default to production (DJANGO_DEBUG=false), so say it
+# explicitly; a production-like local run: `make migrate DJANGO_DEBUG=false DJANGO_SECRET_KEY=...`.
+DJANGO_DEBUG ?= true
+export DJANGO_DEBUG
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
@@ -26,7 +30,7 @@ setup: ## virtualenv, pinned requirements, apt packages when missing, Kafka jars
 	fi
 	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(REQ_SHA)" ]; then \
 	  $(PY) -m pip install -q --upgrade pip && \
-	  $(PY) -m pip install -q -r requirements/dev.txt && \
+	  $(PY) -m pip install -q --require-hashes -r requirements/dev.txt && \
 	  echo "$(REQ_SHA)" > $(STAMP); \
 	fi
 	@bash scripts/stack.sh jars
@@ -111,7 +115,7 @@ chaos: setup ## fault-injection suite on stacks of its own (>= 200k real trades 
 	@$(PY) -m chaos $(CHAOS_ARGS)
 
 # --------------------------------------------------------------------------------------------- maintenance
-lock: ## re-pin requirements/*.txt from requirements/*.in
+lock: ## re-pin requirements/*.txt (with hashes) from requirements/*.in
 	@bash scripts/lock.sh
 
 clean-stack: services-down ## delete all local data (Kafka, PostgreSQL, Redis)

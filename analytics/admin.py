@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import admin
@@ -20,6 +21,20 @@ from django.http import HttpRequest
 from analytics.models import Candle, IndicatorPoint, SymbolStats, SymbolThreshold, Trade, WhaleAlert
 from dashboard.paginators import EstimatedCountPaginator
 from dashboard.queries import known_pairs
+
+# A trade id as people type it: ASCII digits that fit PostgreSQL's bigint. str.isdigit() also accepts "²" (which
+# int() then refuses) and a 30-digit number overflows the column: both were a 500 instead of "no results".
+_TRADE_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
+_BIGINT_MAX = 2**63 - 1
+
+
+def parse_trade_id(term: str) -> int | None:
+    """The trade id in a search box, or None when the text cannot be one."""
+    term = term.strip()
+    if not _TRADE_ID.fullmatch(term):
+        return None
+    value = int(term)
+    return value if value <= _BIGINT_MAX else None
 
 
 class _PairFilter(admin.SimpleListFilter):
@@ -121,12 +136,10 @@ class TradeAdmin(BigTableAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Trade], search_term: str
     ) -> tuple[QuerySet[Trade], bool]:
-        term = search_term.strip()
-        if not term:
+        if not search_term.strip():
             return queryset, False
-        try:
-            trade_id = int(term)
-        except ValueError:
+        trade_id = parse_trade_id(search_term)
+        if trade_id is None:
             return queryset.none(), False
         pairs = known_pairs()
         if not pairs:
@@ -186,12 +199,12 @@ class WhaleAlertAdmin(BigTableAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[WhaleAlert], search_term: str
     ) -> tuple[QuerySet[WhaleAlert], bool]:
-        term = search_term.strip()
-        if not term:
+        if not search_term.strip():
             return queryset, False
-        if not term.isdigit():
+        trade_id = parse_trade_id(search_term)
+        if trade_id is None:
             return queryset.none(), False
-        return queryset.filter(trade_id=int(term)), False
+        return queryset.filter(trade_id=trade_id), False
 
 
 @admin.register(SymbolStats)

@@ -198,7 +198,12 @@ class WhaleAlert(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["exchange", "symbol", "trade_id"], name="whale_alert_per_trade"),
         ]
-        indexes = [models.Index(fields=["traded_at"], name="whale_time")]
+        indexes = [
+            models.Index(fields=["traded_at"], name="whale_time"),
+            # Filtered by symbol (the API, the whales page, alert matching): an index range per symbol instead of
+            # walking the whole time index and filtering.
+            models.Index(fields=["exchange", "symbol", "traded_at"], name="whale_symbol_time"),
+        ]
 
     def __str__(self) -> str:
         return f"whale {self.side} {self.exchange}:{self.symbol} {self.notional:.0f}"

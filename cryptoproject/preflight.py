@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.utils import OperationalError
 
 from cryptoproject.kafka import BrokerUnavailableError, wait_for_broker
+from cryptoproject.security import redact_text
 
 
 def require_database() -> None:
@@ -17,7 +18,8 @@ def require_database() -> None:
     except OperationalError as exc:
         db = settings.DATABASES["default"]
         address = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = redact_text(str(exc)).strip()
+        detail = text.splitlines()[0] if text else type(exc).__name__
         raise CommandError(f"PostgreSQL is unreachable at DATABASE_URL ({address}): {detail}") from exc
 
 

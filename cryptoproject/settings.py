@@ -1,11 +1,14 @@
 """Django settings, read from the environment (12-factor).
 
-Every variable is listed in ``.env.example``. The defaults match the local stack that ``make services`` starts;
-with ``DJANGO_DEBUG=false`` (production) there is no default secret key and the security settings are on.
+Every variable is listed in ``.env.example``. The defaults fail closed: ``DJANGO_DEBUG`` is false unless set, so
+a deployment that forgets a variable runs as production (no default secret key, login required, security settings
+on) and refuses to start on a dangerous combination of settings (:func:`cryptoproject.security.production_problems`).
+Local runs (``make demo``, ``make test``, the Procfiles, docker-compose) set ``DJANGO_DEBUG=true`` explicitly.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from cryptoproject.logging import logging_config
+from cryptoproject.security import production_problems
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -31,7 +35,7 @@ def _setting(name: str, cast: Any, default: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- core
-DEBUG: bool = _setting("DJANGO_DEBUG", bool, True)
+DEBUG: bool = _setting("DJANGO_DEBUG", bool, False)
 _DEV_SECRET = "django-insecure-local-development-key-only-for-make-demo-and-tests"
 SECRET_KEY: str = env.str("DJANGO_SECRET_KEY", default="" if not DEBUG else _DEV_SECRET)
 if not SECRET_KEY:
@@ -56,6 +60,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "ingest",
     "analytics",
     "history",
@@ -72,6 +77,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A bounded statement time for queries run while serving a request (not the consumer or Celery).
+    "cryptoproject.middleware.StatementTimeoutMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its 429 response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cryptoproject.urls"
@@ -104,11 +113,17 @@ if _db.get("ENGINE") != "django.db.backends.postgresql":
 _db.setdefault("OPTIONS", {})
 # Fail fast when the server is unreachable instead of hanging on TCP retries.
 _db["OPTIONS"].setdefault("connect_timeout", _setting("DATABASE_CONNECT_TIMEOUT", int, 5))
-_db["CONN_MAX_AGE"] = _setting("DATABASE_CONN_MAX_AGE", int, 60)
+# 0: a connection per request. Under ASGI (daphne) every request runs in a fresh thread-local context, so a
+# persistent connection is never reused and leaks until the server's idle limit; the long-running consumer holds
+# its own connection whatever this says.
+_db["CONN_MAX_AGE"] = _setting("DATABASE_CONN_MAX_AGE", int, 0)
 _db["CONN_HEALTH_CHECKS"] = True
 # Parallel test runs (several developers or CI jobs on one server) need distinct test databases.
 _db["TEST"] = {"NAME": env.str("DJANGO_TEST_DB_NAME", default=f"test_{_db.get('NAME', 'crypto')}")}
 DATABASES = {"default": _db}
+# Upper bound (ms) for one SQL statement run while serving a web request; 0 disables. Pages and the API read index
+# ranges in milliseconds: a statement this slow is a bug or an attack, and must not hold a connection.
+DATABASE_WEB_STATEMENT_TIMEOUT_MS: int = _setting("DATABASE_WEB_STATEMENT_TIMEOUT_MS", int, 5000)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --------------------------------------------------------------------------------------------- Redis, Celery, Channels
@@ -187,6 +202,10 @@ if KAFKA_REPLICATION_FACTOR < 1:
     raise ImproperlyConfigured(f"KAFKA_REPLICATION_FACTOR: must be at least 1, got {KAFKA_REPLICATION_FACTOR}")
 KAFKA_CONSUMER_GROUP: str = env.str("KAFKA_CONSUMER_GROUP", default="analytics")
 
+# Address the ingest processes' Prometheus /metrics endpoints listen on (no authentication: loopback by default;
+# 0.0.0.0 to let a scraper on another host in, behind a firewall).
+METRICS_BIND_ADDRESS: str = env.str("METRICS_BIND_ADDRESS", default="127.0.0.1")
+
 # --------------------------------------------------------------------------------------------- trades consumer
 # How far a trade time may lie beyond its received_at (ingest clock) before the record is refused.
 TRADE_MAX_CLOCK_SKEW_MS: int = _setting("TRADE_MAX_CLOCK_SKEW_MS", int, 60_000)
@@ -252,6 +271,9 @@ if INGEST_SHUTDOWN_TIMEOUT < 0:
 
 # --------------------------------------------------------------------------------------------- analytics
 WHALE_THRESHOLD_USD: Decimal = _setting("WHALE_THRESHOLD_USD", Decimal, Decimal("100000"))
+# 0 or less would raise an alert on every trade: refused, like a retention that would empty the trade table.
+if not WHALE_THRESHOLD_USD.is_finite() or WHALE_THRESHOLD_USD <= 0:
+    raise ImproperlyConfigured(f"WHALE_THRESHOLD_USD: must be a number greater than 0, got {WHALE_THRESHOLD_USD}")
 TRADE_RETENTION_DAYS: int = _setting("TRADE_RETENTION_DAYS", int, 30)
 INDICATOR_MA_PERIODS: list[int] = _setting("INDICATOR_MA_PERIODS", list, ["7", "25", "99"])
 try:
@@ -272,6 +294,9 @@ for _name, _value, _least in (
     ("CANDLES_PUSH_INTERVAL", CANDLES_PUSH_INTERVAL, 0),
     ("RETENTION_BATCH_SIZE", RETENTION_BATCH_SIZE, 1),
     ("ANALYTICS_TASK_MAX_RETRIES", ANALYTICS_TASK_MAX_RETRIES, 0),
+    ("TRADE_RETENTION_DAYS", TRADE_RETENTION_DAYS, 1),
+    ("DATABASE_CONN_MAX_AGE", _db["CONN_MAX_AGE"], 0),
+    ("DATABASE_WEB_STATEMENT_TIMEOUT_MS", DATABASE_WEB_STATEMENT_TIMEOUT_MS, 0),
 ):
     if _value < _least:
         raise ImproperlyConfigured(f"{_name}: must be at least {_least}, got {_value}")
@@ -279,9 +304,44 @@ for _name, _value, _least in (
 # --------------------------------------------------------------------------------------------- dashboard, accounts
 DASHBOARD_LOGIN_REQUIRED: bool = _setting("DASHBOARD_LOGIN_REQUIRED", bool, not DEBUG)
 ALERT_WEBHOOK_ALLOW_PRIVATE: bool = _setting("ALERT_WEBHOOK_ALLOW_PRIVATE", bool, False)
+# Ports a webhook URL may name (Slack, Discord and most receivers use 443).
+ALERT_WEBHOOK_ALLOWED_PORTS: list[int] = _setting("ALERT_WEBHOOK_ALLOWED_PORTS", list, ["80", "443"])
+try:
+    ALERT_WEBHOOK_ALLOWED_PORTS = [int(p) for p in ALERT_WEBHOOK_ALLOWED_PORTS]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"ALERT_WEBHOOK_ALLOWED_PORTS: expected comma-separated port numbers ({_exc})") from _exc
+if not ALERT_WEBHOOK_ALLOWED_PORTS or any(not 1 <= p <= 65535 for p in ALERT_WEBHOOK_ALLOWED_PORTS):
+    raise ImproperlyConfigured("ALERT_WEBHOOK_ALLOWED_PORTS: every port must be in 1..65535")
+# Pending deliveries older than this many seconds are queued again by beat (a lost task, a database blip).
+ALERT_REQUEUE_AFTER_SECONDS: int = _setting("ALERT_REQUEUE_AFTER_SECONDS", int, 300)
+if ALERT_REQUEUE_AFTER_SECONDS < 30:
+    raise ImproperlyConfigured(f"ALERT_REQUEUE_AFTER_SECONDS: must be at least 30, got {ALERT_REQUEUE_AFTER_SECONDS}")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"
+
+# Reverse proxies in front of daphne that append to X-Forwarded-For (and set X-Forwarded-Proto). 0, the default:
+# the app faces clients directly, so those headers are the client's own words and are ignored.
+TRUSTED_PROXY_COUNT: int = _setting("DJANGO_TRUSTED_PROXY_COUNT", int, 0)
+if not 0 <= TRUSTED_PROXY_COUNT <= 5:
+    raise ImproperlyConfigured(f"DJANGO_TRUSTED_PROXY_COUNT: must be in 0..5, got {TRUSTED_PROXY_COUNT}")
+
+# Login lockout (django-axes): after AXES_FAILURE_LIMIT failures for one username from one address, that pair is
+# locked out for AXES_COOLOFF_MINUTES (HTTP 429), on /accounts/login/ and /admin/login/ alike.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT: int = _setting("AXES_FAILURE_LIMIT", int, 5)
+AXES_COOLOFF_MINUTES: int = _setting("AXES_COOLOFF_MINUTES", int, 15)
+for _name, _value in (("AXES_FAILURE_LIMIT", AXES_FAILURE_LIMIT), ("AXES_COOLOFF_MINUTES", AXES_COOLOFF_MINUTES)):
+    if _value < 1:
+        raise ImproperlyConfigured(f"{_name}: must be at least 1, got {_value}")
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "cryptoproject.security.client_ip"
+AXES_VERBOSE = False
 
 EMAIL_BACKEND: str = env.str(
     "DJANGO_EMAIL_BACKEND",
@@ -299,10 +359,13 @@ REST_FRAMEWORK: dict[str, Any] = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's throttles, failing open (and logging) when the cache (Redis) is down: the API degrades, never 500s.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "dashboard.api.throttling.AnonRateThrottle",
+        "dashboard.api.throttling.UserRateThrottle",
     ],
+    # Client identity for anonymous throttling: REMOTE_ADDR unless proxies are trusted (DJANGO_TRUSTED_PROXY_COUNT).
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="60/min"),
         "user": env.str("API_THROTTLE_USER", default="1200/min"),
@@ -349,8 +412,12 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # --------------------------------------------------------------------------------------------- production security
-if not DEBUG:
+# Error reports (debug page, admin mails) hide every URL, DSN and credential setting.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "cryptoproject.security.SensitiveSettingsFilter"
+# X-Forwarded-Proto is believed only from a trusted proxy: otherwise any client could claim https.
+if TRUSTED_PROXY_COUNT > 0:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
     SECURE_SSL_REDIRECT = _setting("DJANGO_SECURE_SSL_REDIRECT", bool, True)
     SECURE_HSTS_SECONDS = _setting("DJANGO_SECURE_HSTS_SECONDS", int, 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -359,6 +426,16 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
+
+_problems = production_problems(
+    debug=DEBUG,
+    secret_key=SECRET_KEY,
+    allowed_hosts=ALLOWED_HOSTS,
+    webhook_allow_private=ALERT_WEBHOOK_ALLOW_PRIVATE,
+    email_backend=EMAIL_BACKEND,
+)
+if _problems:
+    raise ImproperlyConfigured("refusing to start: " + "; ".join(_problems))
 
 # --------------------------------------------------------------------------------------------- logging
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()

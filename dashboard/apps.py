@@ -9,3 +9,6 @@ class DashboardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "dashboard"
     verbose_name = "Dashboard"
+
+    def ready(self) -> None:
+        from dashboard import checks  # noqa: F401 - registers the deploy checks

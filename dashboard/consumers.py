@@ -76,3 +76,11 @@ class OverviewConsumer(_GroupConsumer):
     """``ws/overview/``: the 24h stats of every symbol, for the overview tiles."""
 
     group = OVERVIEW_GROUP
+
+
+class NotFoundConsumer(AsyncJsonWebsocketConsumer):
+    """Any other WebSocket path: refused with ``CLOSE_BAD_MARKET`` (4404), the socket's "not found"."""
+
+    async def connect(self) -> None:
+        logger.info("websocket refused: no such route", extra={"path": str(self.scope.get("path"))[:200]})
+        await self.close(code=CLOSE_BAD_MARKET)

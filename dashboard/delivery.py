@@ -18,64 +18,103 @@ the duplicate.
 from __future__ import annotations
 
 import enum
+import http.client
 import ipaddress
 import json
 import logging
 import socket
-import urllib.error
-import urllib.request
-from collections.abc import Iterable
+import ssl
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import BadHeaderError, send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from analytics.models import WhaleAlert
+from cryptoproject.security import redact_text, url_host
 from dashboard.api.serializers import dec
 from dashboard.models import AlertDelivery, AlertSubscription, Channel, DeliveryStatus, WebhookFormat
 
 logger = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_SECONDS = 5.0
+# A delivery re-queued by beat again and again (a receiver down for hours) gives up after this many attempts.
+MAX_ATTEMPTS = 20
+REQUEUE_BATCH = 1000
 
 
 class UnsafeTargetError(ValueError):
-    """A webhook URL that must not be called: bad scheme, unresolvable, or a private/reserved address."""
+    """A webhook URL that must not be called: bad scheme or port, unresolvable, or not a public address."""
 
 
-class TransientDeliveryError(RuntimeError):
+class DeliveryError(RuntimeError):
+    """A failed attempt: ``str(exc)`` is the operator's detail (host, status); ``public`` is what the subscriber
+    sees in ``last_error``: "refused: <our reason>" or "failed: ...", never what the target answered."""
+
+    def __init__(self, detail: str, public: str = "failed: the webhook did not accept the alert") -> None:
+        super().__init__(detail)
+        self.public = public
+
+
+class TransientDeliveryError(DeliveryError):
     """A failure that may pass on retry: network error, timeout, HTTP 429 or 5xx."""
 
 
-class PermanentDeliveryError(RuntimeError):
-    """A failure that retrying cannot fix: HTTP 4xx, refused target, invalid address."""
+class PermanentDeliveryError(DeliveryError):
+    """A failure that retrying cannot fix: HTTP 3xx/4xx, refused target, invalid address or header."""
 
 
-def _is_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return bool(
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
+# Beyond what ``is_global`` already excludes (RFC 1918, loopback, link-local, 100.64.0.0/10, documentation,
+# benchmarking, reserved...): ranges that route to someone else's network or are deprecated.
+_REFUSED_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "fec0::/10",  # IPv6 site-local (deprecated; still routed inside some networks)
+        "2002::/16",  # 6to4: embeds an IPv4 address, possibly a private one
+        "2001::/32",  # Teredo: embeds the client's IPv4 address
+        "64:ff9b:1::/48",  # local-use NAT64
+        "192.0.0.0/24",  # IETF protocol assignments (Python < 3.12 calls parts of it global)
+        "100.100.100.200/32",  # Alibaba Cloud metadata (inside 100.64.0.0/10; named for clarity)
     )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-def check_webhook_target(url: str, allow_private: bool | None = None) -> list[str]:
-    """Refuse ``url`` unless it is http(s) and every address its host resolves to is public.
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for a global unicast address a webhook may be sent to; IPv4 embedded in IPv6 (mapped, NAT64) is
+    judged by the IPv4 address it carries."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public_address(address.ipv4_mapped)
+        if address in _NAT64:
+            return is_public_address(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if any(address.version == net.version and address in net for net in _REFUSED_NETWORKS):
+        return False
+    return bool(address.is_global and not address.is_multicast)
 
-    ``allow_private`` defaults to ``settings.ALERT_WEBHOOK_ALLOW_PRIVATE`` (tests use a local receiver).
-    Returns the resolved addresses. Called when a subscription is saved and again before every send, because
-    DNS answers change.
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A checked webhook URL: the addresses its host resolved to, all of them allowed."""
+
+    url: str
+    host: str
+    port: int
+    addresses: list[str]
+
+
+def resolve_webhook_target(url: str, allow_private: bool | None = None) -> WebhookTarget:
+    """Check ``url`` once: http(s), an allowed port, and every address its host resolves to public.
+
+    ``allow_private`` defaults to ``settings.ALERT_WEBHOOK_ALLOW_PRIVATE`` (development and tests only, refused in
+    production): it allows private addresses and any port, for a local receiver. The caller connects to one of the
+    returned addresses (:func:`post_json`), so a second DNS answer can never differ from the checked one.
     """
     allow = settings.ALERT_WEBHOOK_ALLOW_PRIVATE if allow_private is None else allow_private
     parts = urlsplit(url)
@@ -89,19 +128,32 @@ def check_webhook_target(url: str, allow_private: bool | None = None) -> list[st
     except ValueError as exc:
         raise UnsafeTargetError(f"webhook URL has an invalid port: {exc}") from exc
     try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
         raise UnsafeTargetError(f"webhook host {host!r} does not resolve: {exc}") from exc
-    addresses = sorted({str(info[4][0]) for info in infos})
+    addresses = sorted({str(info[4][0]).split("%", 1)[0] for info in infos})
+    if not addresses:
+        raise UnsafeTargetError(f"webhook host {host!r} does not resolve")
     if not allow:
         for raw in addresses:
-            address = ipaddress.ip_address(raw.split("%", 1)[0])
-            if _is_forbidden(address):
+            if not is_public_address(ipaddress.ip_address(raw)):
                 raise UnsafeTargetError(
-                    f"webhook host {host!r} resolves to {raw}, a private, loopback, link-local or reserved address "
-                    "(set ALERT_WEBHOOK_ALLOW_PRIVATE=true to allow it)"
+                    f"webhook host {host!r} resolves to {raw}, not a public address (private, loopback, "
+                    "link-local, shared, site-local, 6to4/Teredo or reserved; ALERT_WEBHOOK_ALLOW_PRIVATE=true "
+                    "allows it in development)"
                 )
-    return addresses
+    if not allow and port not in settings.ALERT_WEBHOOK_ALLOWED_PORTS:
+        allowed = ", ".join(str(p) for p in settings.ALERT_WEBHOOK_ALLOWED_PORTS)
+        raise UnsafeTargetError(f"webhook port {port} is not allowed (ALERT_WEBHOOK_ALLOWED_PORTS: {allowed})")
+    return WebhookTarget(url=url, host=host, port=port, addresses=addresses)
+
+
+def check_webhook_target(url: str, allow_private: bool | None = None) -> list[str]:
+    """The addresses ``url``'s host resolves to, all allowed; raises :class:`UnsafeTargetError` otherwise.
+
+    Called when a subscription is saved and again before every send, because DNS answers change.
+    """
+    return resolve_webhook_target(url, allow_private).addresses
 
 
 # --------------------------------------------------------------------------------------------- messages
@@ -146,37 +198,70 @@ def webhook_body(alert: WhaleAlert, subscription: AlertSubscription) -> dict[str
     return {"text": text}
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect could point at a private address after the guard passed: treat it as an error."""
+def _pinned(address: str | None) -> Callable[..., socket.socket]:
+    """``socket.create_connection`` that dials ``address`` (when given) instead of the host name."""
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    def create(target: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        return socket.create_connection((address, target[1]) if address else target, *args, **kwargs)
+
+    return create
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to ``address`` (already checked) while the Host header names the URL's host."""
+
+    def __init__(self, host: str, port: int, address: str | None, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        # http.client opens its socket through this attribute; the host name stays for Host, SNI and certificate.
+        self._create_connection = _pinned(address)
 
 
-def post_json(url: str, body: dict[str, Any], delivery_id: str, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> int:
-    """POST ``body`` as JSON; returns the HTTP status, raises Transient/PermanentDeliveryError otherwise."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "cryptoproject-alerts/1",
-            "X-Alert-Delivery": delivery_id,
-        },
-    )
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """TLS to ``address``; the certificate is checked against the URL's host name (SNI and verification)."""
+
+    def __init__(self, host: str, port: int, address: str | None, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        # http.client opens its socket through this attribute; the host name stays for Host, SNI and certificate.
+        self._create_connection = _pinned(address)
+
+
+def post_json(
+    url: str, body: dict[str, Any], delivery_id: str, timeout: float = WEBHOOK_TIMEOUT_SECONDS, address: str = ""
+) -> int:
+    """POST ``body`` as JSON; returns the 2xx status, raises Transient/PermanentDeliveryError otherwise.
+
+    ``address``: connect there instead of resolving the host again (the address the SSRF guard checked). Plain
+    ``http.client``: no proxy from the environment, no redirect followed (a 3xx is a permanent failure).
+    Errors name the host only: the path of a Slack or Discord webhook URL is its secret.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    where = url_host(url)
+    factory = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    connection = factory(host, port, address or None, timeout)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 429 or exc.code >= 500:
-            raise TransientDeliveryError(f"HTTP {exc.code} from {url}") from exc
-        raise PermanentDeliveryError(f"HTTP {exc.code} from {url}") from exc
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise TransientDeliveryError(f"cannot reach {url}: {exc}") from exc
+        connection.request(
+            "POST",
+            path,
+            body=json.dumps(body).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "cryptoproject-alerts/1",
+                "X-Alert-Delivery": delivery_id,
+            },
+        )
+        status = int(connection.getresponse().status)
+    except (OSError, http.client.HTTPException) as exc:
+        raise TransientDeliveryError(f"cannot reach {where}: {type(exc).__name__}") from exc
+    finally:
+        connection.close()
+    if 200 <= status < 300:
+        return status
+    if status == 429 or status >= 500:
+        raise TransientDeliveryError(f"HTTP {status} from {where}")
+    raise PermanentDeliveryError(f"HTTP {status} from {where}")
 
 
 def send(alert: WhaleAlert, subscription: AlertSubscription) -> None:
@@ -185,14 +270,26 @@ def send(alert: WhaleAlert, subscription: AlertSubscription) -> None:
         subject = f"Whale alert: {alert.side} {alert.symbol} on {alert.exchange}"
         try:
             send_mail(subject, alert_text(alert), settings.DEFAULT_FROM_EMAIL, [subscription.target])
+        except BadHeaderError as exc:
+            # A line break in a header (a symbol, a target): retrying cannot fix it.
+            raise PermanentDeliveryError(
+                f"invalid e-mail header: {exc}", public="failed: the alert cannot be written as an e-mail header"
+            ) from exc
         except (OSError, ConnectionError) as exc:
-            raise TransientDeliveryError(f"mail server: {exc}") from exc
+            raise TransientDeliveryError(
+                f"mail server: {redact_text(str(exc))}", public="failed: the mail server is unavailable"
+            ) from exc
         return
     try:
-        check_webhook_target(subscription.target)
+        target = resolve_webhook_target(subscription.target)
     except UnsafeTargetError as exc:
-        raise PermanentDeliveryError(str(exc)) from exc
-    post_json(subscription.target, webhook_body(alert, subscription), f"{alert.pk}:{subscription.pk}")
+        raise PermanentDeliveryError(str(exc), public=f"refused: {exc}") from exc
+    post_json(
+        subscription.target,
+        webhook_body(alert, subscription),
+        f"{alert.pk}:{subscription.pk}",
+        address=target.addresses[0],
+    )
 
 
 # --------------------------------------------------------------------------------------------- fan-out
@@ -266,16 +363,17 @@ def attempt_delivery(alert_id: int, subscription_id: int, final: bool = False) -
         if not subscription.active:
             return AttemptResult(Outcome.GONE, attempts=delivery.attempts)
         delivery.attempts += 1
+        final = final or delivery.attempts >= MAX_ATTEMPTS
         try:
             send(alert, subscription)
         except TransientDeliveryError as exc:
-            delivery.last_error = str(exc)[:2000]
+            delivery.last_error = exc.public[:2000]
             delivery.status = DeliveryStatus.FAILED if final else DeliveryStatus.PENDING
             delivery.save(update_fields=["attempts", "last_error", "status"])
             outcome = Outcome.FAILED if final else Outcome.RETRY
             return AttemptResult(outcome, str(exc), delivery.attempts)
         except PermanentDeliveryError as exc:
-            delivery.last_error = str(exc)[:2000]
+            delivery.last_error = exc.public[:2000]
             delivery.status = DeliveryStatus.FAILED
             delivery.save(update_fields=["attempts", "last_error", "status"])
             return AttemptResult(Outcome.FAILED, str(exc), delivery.attempts)
@@ -284,3 +382,15 @@ def attempt_delivery(alert_id: int, subscription_id: int, final: bool = False) -
         delivery.last_error = ""
         delivery.save(update_fields=["attempts", "last_error", "status", "sent_at"])
         return AttemptResult(Outcome.SENT, attempts=delivery.attempts)
+
+
+def stale_pending(older_than_seconds: int, limit: int = REQUEUE_BATCH) -> list[tuple[int, int]]:
+    """(alert, subscription) pairs of active subscriptions still pending ``older_than_seconds`` after creation:
+    their task was lost (worker gone, broker flushed) or every retry hit a database blip. Oldest first."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    rows = (
+        AlertDelivery.objects.filter(status=DeliveryStatus.PENDING, created_at__lt=cutoff, subscription__active=True)
+        .order_by("created_at", "pk")
+        .values_list("alert_id", "subscription_id")[:limit]
+    )
+    return [(int(a), int(s)) for a, s in rows]

@@ -8,6 +8,9 @@ string, never as an exception. Kafka figures take a few round trips, so they are
 member says so in its snapshot (see :mod:`analytics.watchdog`), or when records wait (lag > 0) and the group's
 committed offsets have not moved for longer than ``CONSUMER_STALL_TIMEOUT_S`` (whether or not any member has an
 assignment). An unreadable Kafka is "unknown", not unhealthy: the web process itself is fine.
+
+Error texts never carry credentials (URLs are shown without their userinfo), and only staff see them at all:
+:func:`public_view` reduces the picture to figures for everyone else.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from analytics.models import SymbolStats, Trade
 from cryptoproject.kafka import BrokerUnavailableError, admin_client, client_config
+from cryptoproject.security import redact_text, redact_url
 from dashboard.queries import known_pairs
 
 logger = logging.getLogger(__name__)
@@ -131,7 +135,7 @@ def consumer_lag(group: str, topic: str) -> dict[str, Any]:
     try:
         committed_raw, partitions, ends, begins = _with_retry(lambda: _read_offsets(group, topic))
     except (KafkaError, BrokerUnavailableError, OSError, ValueError) as exc:
-        return {"topic": topic, "group": group, "partitions": [], "total_lag": None, "error": str(exc)}
+        return {"topic": topic, "group": group, "partitions": [], "total_lag": None, "error": redact_text(str(exc))}
     committed = {tp.partition: meta.offset for tp, meta in committed_raw.items() if tp.topic == topic}
     rows = []
     for tp in partitions:
@@ -165,7 +169,7 @@ def dlq_count(topic: str) -> dict[str, Any]:
         ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
         begins = consumer.beginning_offsets(partitions, timeout_ms=timeout_ms)
     except (KafkaError, BrokerUnavailableError, OSError, ValueError) as exc:
-        return {"topic": topic, "count": None, "error": str(exc)}
+        return {"topic": topic, "count": None, "error": redact_text(str(exc))}
     finally:
         if consumer is not None:
             consumer.close()
@@ -324,7 +328,7 @@ def _redis_section(url: str, compute: Callable[[redis.Redis], T]) -> tuple[T | N
         finally:
             client.close()
     except redis.RedisError as exc:
-        return None, f"Redis at {url}: {exc}"
+        return None, f"Redis at {redact_url(url)}: {redact_text(str(exc))}"
 
 
 def pipeline_health() -> dict[str, Any]:
@@ -347,3 +351,17 @@ def pipeline_health() -> dict[str, Any]:
         "queues": queues,
         "errors": [e for e in (ingest_error, consumers_error, queues_error) if e],
     }
+
+
+def public_view(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` for someone who is not staff: the figures, without error texts (addresses, server messages).
+
+    Each failing source still shows up (as ``"unavailable"``), so the page can say that something is down.
+    """
+    reduced = dict(body)
+    for key in ("kafka", "dlq"):
+        section = reduced.get(key)
+        if isinstance(section, dict) and section.get("error"):
+            reduced[key] = {**section, "error": "unavailable"}
+    reduced["errors"] = ["a data source is unavailable"] * len(body.get("errors") or [])
+    return reduced

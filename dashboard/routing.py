@@ -1,6 +1,6 @@
 """WebSocket URL routes, mounted by ``cryptoproject.asgi`` behind the origin validator and auth middleware."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from dashboard import consumers
 
@@ -9,4 +9,6 @@ websocket_urlpatterns = [
     path("ws/market/<str:exchange>/<path:symbol>/", consumers.MarketConsumer.as_asgi()),
     path("ws/whales/", consumers.WhaleConsumer.as_asgi()),
     path("ws/overview/", consumers.OverviewConsumer.as_asgi()),
+    # Anything else is closed with 4404, instead of URLRouter's "No route found" exception (a server error).
+    re_path(r"", consumers.NotFoundConsumer.as_asgi()),
 ]

@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import RedisError
 
-from dashboard.delivery import Outcome, attempt_delivery, fan_out
+from dashboard.delivery import Outcome, attempt_delivery, fan_out, stale_pending
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +18,9 @@ MAX_RETRIES = 6
 BACKOFF_BASE_SECONDS = 2
 BACKOFF_MAX_SECONDS = 300
 MAX_ALERTS_PER_FANOUT = 500
+# Errors of the infrastructure (PostgreSQL restarting, Redis unreachable while queueing): the task runs again
+# with exponential backoff and jitter; anything left pending is re-queued by beat (requeue_pending_deliveries).
+INFRA_ERRORS = (OperationalError, InterfaceError, RedisError)
 
 
 def backoff_seconds(retries: int) -> int:
@@ -22,7 +28,15 @@ def backoff_seconds(retries: int) -> int:
     return int(min(BACKOFF_BASE_SECONDS * 2**retries, BACKOFF_MAX_SECONDS))
 
 
-@shared_task(name="dashboard.tasks.deliver_new_alerts", ignore_result=True)
+@shared_task(
+    name="dashboard.tasks.deliver_new_alerts",
+    ignore_result=True,
+    autoretry_for=INFRA_ERRORS,
+    retry_backoff=BACKOFF_BASE_SECONDS,
+    retry_backoff_max=BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
 def deliver_new_alerts(alert_ids: list[int]) -> int:
     """Create the deliveries for new alerts and queue one ``deliver_alert`` per (alert, subscription).
 
@@ -41,7 +55,16 @@ def deliver_new_alerts(alert_ids: list[int]) -> int:
     return len(pairs)
 
 
-@shared_task(bind=True, name="dashboard.tasks.deliver_alert", ignore_result=True, max_retries=MAX_RETRIES)
+@shared_task(
+    bind=True,
+    name="dashboard.tasks.deliver_alert",
+    ignore_result=True,
+    autoretry_for=INFRA_ERRORS,
+    retry_backoff=BACKOFF_BASE_SECONDS,
+    retry_backoff_max=BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
 def deliver_alert(self: Task, alert_id: int, subscription_id: int) -> str:
     """Send one alert to one subscription (webhook or e-mail); retries network errors and 5xx with backoff."""
     retries = int(self.request.retries or 0)
@@ -61,3 +84,25 @@ def deliver_alert(self: Task, alert_id: int, subscription_id: int) -> str:
     else:
         logger.info("alert delivery", extra=extra)
     return result.outcome.value
+
+
+@shared_task(
+    name="dashboard.tasks.requeue_pending_deliveries",
+    ignore_result=True,
+    autoretry_for=INFRA_ERRORS,
+    retry_backoff=BACKOFF_BASE_SECONDS,
+    retry_backoff_max=BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def requeue_pending_deliveries() -> int:
+    """Beat job: queue ``deliver_alert`` again for deliveries pending longer than ``ALERT_REQUEUE_AFTER_SECONDS``.
+
+    Safe to overlap with a live retry: the row lock and the ``sent`` status make a duplicate task a no-op.
+    """
+    pairs = stale_pending(settings.ALERT_REQUEUE_AFTER_SECONDS)
+    for alert_id, subscription_id in pairs:
+        deliver_alert.delay(alert_id, subscription_id)
+    if pairs:
+        logger.warning("pending alert deliveries re-queued", extra={"deliveries": len(pairs)})
+    return len(pairs)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Max, Min
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -11,12 +13,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from analytics.models import INTERVAL_SECONDS, Candle, SymbolStats, WhaleAlert
 from backtest.models import BacktestRun
+from cryptoproject.security import redact_text
 from dashboard.api.backtests import run_item, start_run, strategy_list
 from dashboard.auth import login_required_if_configured
 from dashboard.forms import BacktestForm
 from dashboard.groups import InvalidMarketError, parse_market
 from dashboard.health import group_liveness
 from dashboard.queries import known_pairs
+
+logger = logging.getLogger(__name__)
 
 # The candle intervals the symbol page offers (the API serves more).
 CHART_INTERVALS = ("1m", "5m", "15m", "1h")
@@ -142,7 +147,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as exc:  # noqa: BLE001 - any database failure means "not healthy"
-        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+        # The caller is a load balancer, maybe anyone: say what is down, never the server's message (it can quote
+        # the connection string). Operators get the host in the log.
+        db = settings.DATABASES["default"]
+        logger.warning(
+            "healthz: database unreachable",
+            extra={"host": f"{db.get('HOST')}:{db.get('PORT')}", "error": redact_text(str(exc))},
+        )
+        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     liveness = group_liveness()
     if liveness["status"] == "stalled":
         return JsonResponse({"status": "error", "database": "ok", "consumers": liveness["reason"]}, status=503)

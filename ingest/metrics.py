@@ -169,10 +169,16 @@ def registry_for(metrics: IngestMetrics) -> CollectorRegistry:
     return registry
 
 
-def serve_prometheus(metrics: IngestMetrics, port: int, addr: str = "0.0.0.0") -> CollectorRegistry:
-    """Serve ``/metrics`` on ``port`` from a background thread; returns the registry."""
+def serve_prometheus(metrics: IngestMetrics, port: int, addr: str | None = None) -> CollectorRegistry:
+    """Serve ``/metrics`` on ``port`` from a background thread; returns the registry.
+
+    ``addr`` defaults to ``METRICS_BIND_ADDRESS`` (127.0.0.1): the endpoint has no authentication, so reaching it
+    from another host is an explicit choice.
+    """
+    from django.conf import settings
+
     registry = registry_for(metrics)
-    start_http_server(port, addr=addr, registry=registry)
+    start_http_server(port, addr=addr or settings.METRICS_BIND_ADDRESS, registry=registry)
     return registry
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.http import QueryDict
 from django.utils.dateparse import parse_date, parse_datetime
@@ -19,6 +19,11 @@ DEFAULT_LIMIT = 100
 _MIN_MS = 1_230_768_000_000
 _MAX_MS = 4_102_444_800_000
 _PLUS_LOST = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
+# ASCII digits only: str.isdigit() and int() also accept "²", "٣" or "1_000", which either crash int() or are
+# not what anyone meant.
+_INTEGER = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+# A plain non-negative decimal, bounded so PostgreSQL's numeric(20, 2) comparisons never overflow.
+_DECIMAL = re.compile(r"[0-9]{1,18}(\.[0-9]{0,18})?|\.[0-9]{1,18}", re.ASCII)
 
 
 def _value(query: QueryDict, name: str, required: bool) -> str | None:
@@ -64,10 +69,9 @@ def limit(query: QueryDict, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIM
     raw = _value(query, "limit", False)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ParamError("limit", f"'limit' must be an integer, not {raw!r}.") from exc
+    if not _INTEGER.fullmatch(raw):
+        raise ParamError("limit", f"'limit' must be an integer, not {raw[:40]!r}.")
+    value = int(raw)
     if not 1 <= value <= maximum:
         raise ParamError("limit", f"'limit' must be between 1 and {maximum}.")
     return value
@@ -75,7 +79,9 @@ def limit(query: QueryDict, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIM
 
 def parse_time(name: str, raw: str) -> datetime:
     """An ISO 8601 date/time (naive means UTC) or epoch milliseconds."""
-    if raw.lstrip("-").isdigit():
+    if len(raw) > 64:
+        raise ParamError(name, f"'{name}' is too long for a date/time.")
+    if _INTEGER.fullmatch(raw):
         ms = int(raw)
         if not _MIN_MS <= ms < _MAX_MS:
             raise ParamError(name, f"'{name}' epoch milliseconds {raw} is out of range (2009..2100).")
@@ -87,7 +93,7 @@ def parse_time(name: str, raw: str) -> datetime:
             day = parse_date(raw)
             if day is not None:
                 parsed = datetime(day.year, day.month, day.day)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ParamError(name, f"'{name}' is not a valid date/time: {exc}.") from exc
     if parsed is None:
         raise ParamError(name, f"'{name}' must be ISO 8601 (2024-08-09T00:00:00Z) or epoch milliseconds, not {raw!r}.")
@@ -110,10 +116,8 @@ def decimal(query: QueryDict, name: str) -> Decimal | None:
     raw = _value(query, name, False)
     if raw is None:
         return None
-    try:
-        value = Decimal(raw)
-    except InvalidOperation as exc:
-        raise ParamError(name, f"'{name}' must be a number, not {raw!r}.") from exc
-    if not value.is_finite() or value < 0:
+    if raw.startswith("-") and _DECIMAL.fullmatch(raw[1:]):
         raise ParamError(name, f"'{name}' must be a finite number >= 0.")
-    return value
+    if not _DECIMAL.fullmatch(raw):
+        raise ParamError(name, f"'{name}' must be a plain decimal number (e.g. 250000.50), not {raw[:40]!r}.")
+    return Decimal(raw)

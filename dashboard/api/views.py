@@ -210,5 +210,9 @@ class HealthView(ApiView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, **_ERRORS})
     def get(self, request: Request) -> Response:
-        """Ingest rate, consumer lag per partition, DLQ count, last trade age per symbol, queue depths."""
-        return Response(health.pipeline_health())
+        """Ingest rate, consumer lag per partition, DLQ count, last trade age per symbol, queue depths.
+
+        Staff see the error texts (credentials redacted); everyone else sees the figures only.
+        """
+        body = health.pipeline_health()
+        return Response(body if request.user.is_staff else health.public_view(body))

@@ -149,6 +149,7 @@ class Receiver:
                             "status": status,
                             "delivery": self.headers.get("X-Alert-Delivery"),
                             "content_type": self.headers.get("Content-Type"),
+                            "host": self.headers.get("Host"),
                         }
                     )
                 self.send_response(status)

@@ -214,7 +214,9 @@ def test_server_error_retries_then_fails_finally(user: Any) -> None:
         assert final.outcome is Outcome.FAILED
         row.refresh_from_db()
         assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 3)
-        assert "HTTP 502" in row.last_error
+        # The operator's detail names the status; the subscriber's record says only that it failed (issue 10).
+        assert "HTTP 502" in final.error
+        assert row.last_error == "failed: the webhook did not accept the alert"
         # A later success still happens exactly once (e.g. an operator re-queues the delivery).
         assert attempt_delivery(alert.pk, sub.pk).outcome is Outcome.SENT
         assert attempt_delivery(alert.pk, sub.pk).outcome is Outcome.ALREADY_SENT
@@ -331,7 +333,7 @@ def test_task_gives_up_after_max_retries(user: Any) -> None:
         assert first.get() == "failed"  # its retry ran at once (eager), as the last allowed attempt
         row = AlertDelivery.objects.get()
         assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 2)
-        assert "HTTP 500" in row.last_error
+        assert row.last_error == "failed: the webhook did not accept the alert"
         assert len(receiver.requests) == 2
     finally:
         receiver.close()

@@ -11,14 +11,18 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, manage
+from tests.conftest import ROOT, manage, subprocess_env
 
 PROD_KEY = "k8Hq2vX9pL4mN7rT1wZ5yB3cF6gJ0dS8aE2uI9oP4lK7jH1nM5bV3xC6zQ"
 
 
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a manage.py command in a clean child with ``env`` on top of this environment."""
+    """Run a manage.py command in a clean child with ``env`` on top of this environment.
+
+    Development mode unless ``env`` says otherwise: the settings default to production (``DJANGO_DEBUG=false``).
+    """
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "KAFKA_"))}
+    child_env["DJANGO_DEBUG"] = "true"
     child_env.update(env)
     return subprocess.run(args, cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=60, check=False)
 
@@ -29,9 +33,12 @@ def test_production_refuses_to_start_without_secret_key() -> None:
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
 
 
+@pytest.mark.django_db
 def test_production_settings_pass_check_deploy_without_warnings() -> None:
     result = run(
         [*manage("check", "--deploy", "--fail-level", "WARNING")],
+        # The deploy checks look for a demo user: in this run's own (empty) test database.
+        DATABASE_URL=subprocess_env()["DATABASE_URL"],
         DJANGO_DEBUG="false",
         DJANGO_SECRET_KEY=PROD_KEY,
         DJANGO_ALLOWED_HOSTS="dash.example.com",

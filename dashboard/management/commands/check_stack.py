@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cryptoproject.preflight import require_database, require_kafka
+from cryptoproject.security import redact_text, redact_url
 
 
 class Command(BaseCommand):
@@ -25,5 +26,6 @@ class Command(BaseCommand):
         try:
             redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=options["timeout"]).ping()
         except redis.RedisError as exc:
-            raise CommandError(f"Redis is unreachable at REDIS_URL={settings.REDIS_URL}: {exc}") from exc
+            url = redact_url(settings.REDIS_URL)
+            raise CommandError(f"Redis is unreachable at REDIS_URL={url}: {redact_text(str(exc))}") from exc
         self.stdout.write("redis: ok")
