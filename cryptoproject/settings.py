@@ -261,6 +261,12 @@ INGEST_SHUTDOWN_TIMEOUT: float = _setting("INGEST_SHUTDOWN_TIMEOUT", float, 20.0
 INGEST_BACKFILL_MAX_TRADES: int = _setting("INGEST_BACKFILL_MAX_TRADES", int, 100_000)
 # Gaps waiting for the backfill worker; more are abandoned (counted and logged).
 INGEST_BACKFILL_QUEUE: int = _setting("INGEST_BACKFILL_QUEUE", int, 1000)
+# A symbol without trades for this many seconds is probed over REST for trades after its last id (then twice as
+# long each time nothing is found, up to 5 minutes): a gap at a quiet symbol's tail is filled without waiting for
+# its next trade. 0 turns it off.
+INGEST_QUIET_PROBE_S: float = _setting("INGEST_QUIET_PROBE_S", float, 10.0)
+if INGEST_QUIET_PROBE_S < 0:
+    raise ImproperlyConfigured("INGEST_QUIET_PROBE_S: must not be negative")
 for _name in ("INGEST_BUFFER_TRADES", "INGEST_DELIVERY_TIMEOUT_MS", "INGEST_BACKFILL_MAX_TRADES"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name}: must be at least 1")

@@ -159,6 +159,15 @@ class BinanceBackfiller:
         return result
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Ask the exchange for trades of ``symbol`` after ``after_id``: a quiet symbol's tail, which no later live
+    trade has revealed as a gap yet (the trades printed just before a drop, on a symbol that then went quiet)."""
+
+    symbol: str
+    after_id: int
+
+
 class BackfillWorker:
     """Fills trade-id gaps over REST on its own thread, page by page, so no socket thread ever waits for REST.
 
@@ -177,15 +186,18 @@ class BackfillWorker:
         max_trades: int,
         queue_size: int,
         on_failure: Callable[[BaseException], None] | None = None,
+        publish_new: Callable[[list[TradeRecord]], int] | None = None,
     ) -> None:
         self.backfiller = backfiller
         self.publish = publish
+        # Probed trades are new to the gap tracker (they go through its check); gap pages are not.
+        self.publish_new = publish_new or publish
         self.dead_letter = dead_letter
         self.metrics = metrics
         self.exchange = exchange
         self.max_trades = max_trades
         self.on_failure = on_failure
-        self._queue: queue.Queue[Gap | None] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[Gap | Probe | None] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"backfill-{exchange}", daemon=True)
         self._started = False
@@ -205,11 +217,25 @@ class BackfillWorker:
             self._abandon(gap, gap.size, "the backfill queue is full (INGEST_BACKFILL_QUEUE)")
             return False
         self.metrics.backfill_queued = self._queue.qsize()
+        self._ensure_started()
+        return True
+
+    def probe(self, probe: Probe) -> bool:
+        """Queue a tail probe (never blocks); False when the queue is full or ingest is stopping (tried later)."""
+        if self._stop.is_set():
+            return False
+        try:
+            self._queue.put_nowait(probe)
+        except queue.Full:
+            return False
+        self._ensure_started()
+        return True
+
+    def _ensure_started(self) -> None:
         with self._start_lock:
             if not self._started:
                 self._started = True
                 self._thread.start()
-        return True
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every queued gap was handled; False on timeout."""
@@ -230,7 +256,7 @@ class BackfillWorker:
                 gap = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if gap is not None:
+            if isinstance(gap, Gap):
                 self._abandon(gap, gap.size, "ingest is stopping")
             self._queue.task_done()
         self.metrics.backfill_queued = 0
@@ -245,12 +271,15 @@ class BackfillWorker:
                 gap = self._queue.get()
                 try:
                     if gap is None or self._stop.is_set():
-                        if gap is not None:
+                        if isinstance(gap, Gap):
                             self._abandon(gap, gap.size, "ingest is stopping")
                         if gap is None:
                             return
                         continue
-                    self.fill(gap)
+                    if isinstance(gap, Probe):
+                        self.fill_tail(gap)
+                    else:
+                        self.fill(gap)
                 finally:
                     self.metrics.backfill_queued = self._queue.qsize()
                     self._queue.task_done()
@@ -293,6 +322,29 @@ class BackfillWorker:
         else:
             logger.info("gap backfilled", extra=extra)
         return published
+
+    def fill_tail(self, probe: Probe) -> int:
+        """One page of the trades after ``probe.after_id``, published as new trades; returns how many."""
+        self.metrics.tail_probes += 1
+        try:
+            pages = self.backfiller.pages(probe.symbol, probe.after_id + 1, probe.after_id + PAGE)
+            page, _next_id = next(pages, (None, 0))
+        except BackfillError as exc:
+            logger.warning("tail probe failed", extra={"symbol": probe.symbol, "error": str(exc)})
+            return 0
+        if page is None or not page.trades:
+            return 0
+        now = _now_ms()
+        for bad in page.bad:
+            self.dead_letter(f"backfill: {bad.reason}", bad.raw, now)
+        count = self.publish_new(page.trades)
+        self.metrics.backfilled += count
+        self.metrics.tail_backfilled += count
+        logger.info(
+            "quiet symbol's tail backfilled",
+            extra={"exchange": self.exchange, "symbol": probe.symbol, "after": probe.after_id, "backfilled": count},
+        )
+        return count
 
     def _abandon(self, gap: Gap, missing: int, reason: str) -> None:
         self.metrics.backfill_abandoned += 1

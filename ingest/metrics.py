@@ -39,6 +39,9 @@ COUNTERS = (
     "backfill_abandoned",
     "backfill_abandoned_trades",
     "thread_failures",
+    "resumed_holes",
+    "tail_probes",
+    "tail_backfilled",
 )
 #: figures that go up and down (Prometheus gauges)
 GAUGES = ("buffered", "buffered_max", "backfill_queued")
@@ -75,6 +78,9 @@ class IngestMetrics:
         self.backfill_abandoned = 0  # gaps not backfilled (over the cap, queue full, REST failure)
         self.backfill_abandoned_trades = 0
         self.thread_failures = 0  # connection or worker threads that died (ingest then exits non-zero)
+        self.resumed_holes = 0  # ranges missing on Kafka found at start (ingest.resume), sent to backfill
+        self.tail_probes = 0  # REST probes of quiet symbols for trades no live trade has revealed yet
+        self.tail_backfilled = 0
         self.buffered = 0  # records held until Kafka acknowledges them
         self.buffered_max = 0
         self.backfill_queued = 0  # gaps waiting for the backfill worker

@@ -9,19 +9,20 @@ import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from ingest.backfill import BackfillWorker, BinanceBackfiller
+from ingest.backfill import BackfillWorker, BinanceBackfiller, Probe
 from ingest.client import WsClient, connection_attempts_limiter
 from ingest.exchanges import ADAPTERS
 from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, Exchange, FrameParser, to_text
-from ingest.gaps import DUPLICATE, GAP, NEXT, GapTracker
+from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, GapTracker
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
 from ingest.records import DeadLetter, TradeRecord
+from ingest.resume import ResumePoint
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +103,17 @@ class FrameProcessor:
                 max_trades=settings.INGEST_BACKFILL_MAX_TRADES,
                 queue_size=settings.INGEST_BACKFILL_QUEUE,
                 on_failure=on_failure,
+                publish_new=self.emit_new,
             )
             if backfiller is not None
             else None
         )
+        # Quiet-symbol probes (tail gaps): when each symbol's last trade was seen, and the probe interval now.
+        self.quiet_probe_s = settings.INGEST_QUIET_PROBE_S
+        self.clock: Callable[[], float] = time.monotonic
+        self._seen_at: dict[str, float] = {}
+        self._probe_at: dict[str, float] = {}
+        self._probe_every: dict[str, float] = {}
         self.max_trades = max_trades
         self.on_limit = on_limit
         self.source = f"ingest:{adapter.name}"
@@ -168,7 +176,10 @@ class FrameProcessor:
             return
         accepted = []
         check = tracker.check
+        seen_at = self._seen_at
+        now = self.clock()
         for trade in trades:
+            seen_at[trade.symbol] = now
             status = check(trade.symbol, trade.trade_id)
             if status == NEXT:
                 accepted.append(trade)
@@ -187,6 +198,61 @@ class FrameProcessor:
             before = self.metrics.trades_accepted
             self._emit(trades)
             return self.metrics.trades_accepted - before
+
+    def emit_new(self, trades: list[TradeRecord]) -> int:
+        """Publish trades fetched after the last id seen (a tail probe): through the gap check, like live ones."""
+        with self._lock:
+            before = self.metrics.trades_accepted
+            self._publish(trades)
+            return self.metrics.trades_accepted - before
+
+    def resume(self, points: Mapping[str, ResumePoint]) -> None:
+        """Start after what Kafka already holds (:mod:`ingest.resume`): each symbol's id check continues from its
+        last published id, and the holes below it go to backfill."""
+        tracker = self.tracker
+        if tracker is None:
+            return
+        with self._lock:
+            for symbol, point in points.items():
+                if symbol not in tracker.last:
+                    tracker.last[symbol] = point.last_id
+                    self._seen_at.setdefault(symbol, 0.0)  # quiet until a trade says otherwise: probe soon
+                for first, last in point.holes:
+                    self.metrics.resumed_holes += 1
+                    self.metrics.gaps += 1
+                    self.metrics.missing_trades += last - first + 1
+                    if self.backfill is not None:
+                        self.backfill.submit(Gap(symbol, first, last))
+                    else:
+                        logger.warning(
+                            "trade ids missing on Kafka (no backfill by id for this exchange)",
+                            extra={"exchange": self.adapter.name, "symbol": symbol, "first": first, "last": last},
+                        )
+
+    def probe_quiet(self, now: float | None = None) -> int:
+        """Ask REST for trades after the last id of every symbol quiet for ``INGEST_QUIET_PROBE_S`` (then twice as
+        long each time it finds nothing, up to 5 minutes): a gap at a quiet symbol's tail is found without waiting
+        for its next trade. Returns the probes queued."""
+        if self.backfill is None or self.tracker is None or not self.quiet_probe_s:
+            return 0
+        now = self.clock() if now is None else now
+        queued = 0
+        with self._lock:
+            last_ids = dict(self.tracker.last)
+        for symbol, last_id in last_ids.items():
+            seen = self._seen_at.get(symbol, now)
+            probed = self._probe_at.get(symbol)
+            if probed is None or seen >= probed:
+                wait = self.quiet_probe_s  # trades since the last probe (or it found some): the base interval
+            else:
+                wait = min(self._probe_every.get(symbol, self.quiet_probe_s) * 2, 300.0)  # it found nothing
+            if now - (seen if probed is None else max(seen, probed)) < wait:
+                continue
+            if self.backfill.probe(Probe(symbol, last_id)):
+                queued += 1
+                self._probe_at[symbol] = now
+                self._probe_every[symbol] = wait
+        return queued
 
     def _emit(self, trades: list[TradeRecord]) -> None:
         if not trades:
@@ -264,6 +330,10 @@ class IngestRunner:
             for plan in adapter.plans(self.symbols)
         ]
 
+    def resume(self, points: Mapping[str, ResumePoint]) -> None:
+        """Continue after the trades Kafka already holds (see :meth:`FrameProcessor.resume`)."""
+        self.processor.resume({s: p for s, p in points.items() if s in self.symbols})
+
     def _on_connect(self) -> None:
         self.processor.parser.connection_reset()
         self.metrics.reconnects = sum(max(client.connections - 1, 0) for client in self.clients)
@@ -297,7 +367,7 @@ class IngestRunner:
             thread.start()
         try:
             while not self.stop.wait(0.5):
-                pass
+                self.processor.probe_quiet()
         finally:
             self.stop.set()
             self.producer.release()  # a thread waiting for buffer room gives up now

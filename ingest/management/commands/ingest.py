@@ -17,6 +17,7 @@ from ingest.backfill import BinanceBackfiller
 from ingest.exchanges import ADAPTERS
 from ingest.metrics import IngestMetrics, MetricsReporter, serve_prometheus
 from ingest.producer import TradeProducer
+from ingest.resume import resume_points
 from ingest.runner import IngestRunner, IngestThreadError, SettingsError, load_config
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,11 @@ class Command(BaseCommand):
         except SettingsError as exc:
             producer.close(0)
             raise CommandError(str(exc)) from exc
+        # A restart continues after what Kafka already holds: the trades missed while down are backfilled.
+        try:
+            runner.resume(resume_points(exchange, runner.symbols))
+        except KafkaError as exc:
+            logger.warning("resume point unavailable, starting from the live stream", extra={"error": str(exc)})
         reporter = MetricsReporter(metrics, redis.Redis.from_url(settings.REDIS_URL), options["metrics_interval"])
 
         def _stop(signum: int, _frame: Any) -> None:

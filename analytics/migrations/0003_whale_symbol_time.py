@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("analytics", "0001_initial"),
+        ("analytics", "0002_candle_source"),
     ]
 
     operations = [
