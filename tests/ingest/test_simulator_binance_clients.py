@@ -54,7 +54,7 @@ def test_trade_and_agg_trade_of_one_symbol_on_one_connection_and_unsubscribing_o
         assert [f["data"]["t"] for f in first[::2]] == [f["data"]["a"] for f in first[1::2]]
         ws.send('{"method":"UNSUBSCRIBE","params":["btcusdt@trade"],"id":1}')
         ws.send('{"method":"LIST_SUBSCRIPTIONS","id":2}')
-        after_reply = None
+        after_reply: list[dict[str, Any]] | None = None
         while True:
             frame = recv_json(ws)
             if frame.get("id") == 1:
@@ -66,6 +66,7 @@ def test_trade_and_agg_trade_of_one_symbol_on_one_connection_and_unsubscribing_o
             elif after_reply is not None:
                 after_reply.append(frame)
         # whatever flows after the reply is @aggTrade only (the symbol stays subscribed through its other stream)
+        assert after_reply is not None
         assert {f["stream"] for f in after_reply} <= {"btcusdt@aggTrade"}
 
 
