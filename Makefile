@@ -12,7 +12,7 @@ STAMP := $(VENV)/.requirements.sha1
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
-        typecheck pytest bench bench-ingest bench-latency chaos lock clean-stack
+        typecheck pytest bench bench-ingest bench-latency bench-peer chaos lock clean-stack
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -92,6 +92,17 @@ bench-ingest: topics ## simulator -> ingest -> Kafka at --speed 0
 
 bench-latency: migrate topics ## exchange event time -> browser at 1,000 trades/s
 	@$(PY) -m benchmarks.latency $(BENCH_ARGS)
+
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.requirements.sha1
+PEER_SHA := $(shell sha1sum requirements/peer.txt | cut -c1-40)
+
+bench-peer: migrate topics ## this project against cryptofeed on the same simulator stream (bench-results/peer.json)
+	@if [ ! -x $(PEER_VENV)/bin/python ]; then $(PYTHON) -m venv $(PEER_VENV); fi
+	@if [ "$$(cat $(PEER_STAMP) 2>/dev/null)" != "$(PEER_SHA)" ]; then \
+	  $(PEER_VENV)/bin/python -m pip install -q -r requirements/peer.txt && echo "$(PEER_SHA)" > $(PEER_STAMP); \
+	fi
+	@$(PY) -m benchmarks.peer $(BENCH_ARGS)
 
 # --------------------------------------------------------------------------------------------- reliability
 chaos: setup ## fault-injection suite on stacks of its own (>= 200k real trades per scenario; docs/RELIABILITY.md)
