@@ -3,6 +3,7 @@ record -> simulate_exchange --replay -> ingest -> Kafka holding the same trades.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import threading
@@ -134,6 +135,27 @@ def test_record_captures_every_frame_of_the_simulator(tmp_path: Path) -> None:
     assert [(r.trade_id, r.price, r.quantity, r.trade_time) for r in got] == [
         (r.trade_id, r.price, r.quantity, r.trade_time) for r in trades
     ]
+
+
+def test_command_in_process_records_and_reports_its_files(tmp_path: Path) -> None:
+    trades = list(read_trades(BTC_0808))[:100]
+    out = io.StringIO()
+    with BackgroundSimulator(SimulatorConfig(speed=0, ping_interval=None), iter(trades)) as sim:
+        call_command(
+            "record",
+            *("--exchange", "binance", "--symbols", "btcusdt", "--out", str(tmp_path / "rec")),
+            *("--url", sim.url, "--max-frames", "100"),
+            stdout=out,
+        )
+    (path,) = sorted((tmp_path / "rec").glob("*.frames.zst"))
+    assert "recorded 100 frames" in out.getvalue()
+    assert str(path) in out.getvalue()
+    assert [r.trade_id for r in read_trades(path)] == [t.trade_id for t in trades]
+    # a second recorder on the same directory while one runs is refused with the reason
+    holder = FrameRecorder(tmp_path / "rec", "binance")
+    with pytest.raises(CommandError, match="another recorder"):
+        call_command("record", "--exchange", "binance", "--symbols", "btcusdt", "--out", str(tmp_path / "rec"))
+    holder.close()
 
 
 @pytest.mark.parametrize(
