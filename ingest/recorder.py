@@ -124,7 +124,7 @@ class FrameRecorder:
             raise RecorderError(f"exchange must be lower-case letters and digits, got {exchange!r}")
         self.directory = Path(directory)
         self.exchange = exchange
-        self.flush_ns = int(flush_interval * 1_000_000_000)
+        self.flush_interval = flush_interval
         self.level = level
         self.frames = 0
         self.bytes = 0
@@ -133,7 +133,7 @@ class FrameRecorder:
         self._hour: int | None = None
         self._path: Path | None = None
         self._file: IO[bytes] | None = None
-        self._flushed_ns = 0
+        self._flushed_at = 0.0  # time.monotonic() of the last flush
         self._compressing: list[threading.Thread] = []
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -164,13 +164,14 @@ class FrameRecorder:
             handle.write(line)
             self.frames += 1
             self.bytes += len(line)
-            if received_ns - self._flushed_ns >= self.flush_ns:
-                self._flush(received_ns)
+            # The local clock, not the receive stamps: a stamp is whatever the caller measured (or replays).
+            if time.monotonic() - self._flushed_at >= self.flush_interval:
+                self._flush()
 
     def flush(self) -> None:
         """Put everything written so far on disk (fsynced)."""
         with self._lock:
-            self._flush(time.time_ns())
+            self._flush()
 
     def close(self) -> None:
         """Finish the current file (waiting for every compression) and release the directory."""
@@ -183,19 +184,19 @@ class FrameRecorder:
         if not self._lock_file.closed:
             self._lock_file.close()
 
-    def _flush(self, now_ns: int) -> None:
+    def _flush(self) -> None:
         if self._file is None:
             return
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._flushed_ns = now_ns
+        self._flushed_at = time.monotonic()
 
     def _open(self, hour: int) -> None:
         self._finish()
         path = free_name(self.directory, hour_name(self.exchange, hour))
         self._file = open(part_of(path), "wb", buffering=1 << 20)  # noqa: SIM115 - closed in _finish
         self._path, self._hour = path, hour
-        self._flushed_ns = time.time_ns()
+        self._flushed_at = time.monotonic()
         logger.info("recorder: writing", extra={"file": str(part_of(path))})
 
     def _finish(self) -> None:

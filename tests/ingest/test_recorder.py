@@ -7,6 +7,7 @@ import io
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,14 +92,25 @@ def test_a_crash_leaves_a_part_that_replays_and_the_next_recorder_finishes(tmp_p
     cut = tmp_path / "cut.part"
     cut.write_bytes(part.read_bytes()[:-7])
     assert [r.trade_id for r in read_trades(cut)] == list(range(1, 500))
-    cut.unlink()
+    cut.replace(part)
 
     recorder = FrameRecorder(tmp_path, "binance")  # finishes the leftover at start
     recorder.close()
     finished = tmp_path / "binance-2024-08-08T23.frames.zst"
     assert recorder.finished == [finished]
     assert not part.exists()
-    assert [r.trade_id for r in read_trades(finished)] == list(range(1, 501))
+    # the complete lines, without the one the crash cut
+    assert [r.trade_id for r in read_trades(finished)] == list(range(1, 500))
+    assert all(line.endswith(b"}}") for line in lines(finished))
+
+
+def test_lines_reach_the_disk_every_flush_interval_without_a_close(tmp_path: Path) -> None:
+    recorder = FrameRecorder(tmp_path, "binance", flush_interval=0.0)
+    now = time.time_ns()
+    recorder.write(trade_frame(1), now)
+    (part,) = tmp_path.glob("binance-*.frames.part")
+    assert part.read_bytes() == b"%d %s\n" % (now, trade_frame(1))  # on disk while the recorder still runs
+    recorder.close()
 
 
 def test_one_recorder_per_exchange_and_directory(tmp_path: Path) -> None:

@@ -68,6 +68,12 @@ def test_trade_and_agg_trade_of_one_symbol_on_one_connection_and_unsubscribing_o
         # whatever flows after the reply is @aggTrade only (the symbol stays subscribed through its other stream)
         assert after_reply is not None
         assert {f["stream"] for f in after_reply} <= {"btcusdt@aggTrade"}
+        # with its last stream gone the symbol leaves the feed: nothing but the replies comes any more
+        ws.send('{"method":"UNSUBSCRIBE","params":["btcusdt@aggTrade"],"id":3}')
+        ws.send('{"method":"LIST_SUBSCRIPTIONS","id":4}')
+        while (frame := recv_json(ws)).get("id") != 3:
+            assert frame["stream"] == "btcusdt@aggTrade"
+        assert recv_json(ws) == {"result": [], "id": 4}
 
 
 def test_exchange_info_lists_the_replayed_symbols_in_binance_layout() -> None:
