@@ -16,7 +16,7 @@ export DJANGO_DEBUG
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
-        typecheck pytest bench bench-ingest bench-backtest bench-latency bench-history history-demo chaos lock clean-stack
+        typecheck pytest bench bench-ingest bench-backtest bench-latency bench-history bench-peer history-demo chaos lock clean-stack
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -109,6 +109,17 @@ bench-latency: migrate topics ## exchange event time -> browser at 1,000 trades/
 bench-history: migrate ## history import (candles/s, trade rows/s next to a plain COPY) and backtests (one run, 1,000-run sweeps)
 	@$(PY) -m benchmarks.history $(BENCH_ARGS)
 	@$(PY) -m benchmarks.backtest
+
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.requirements.sha1
+PEER_SHA := $(shell sha1sum requirements/peer.txt | cut -c1-40)
+
+bench-peer: migrate topics ## this project against cryptofeed on the same simulator stream (bench-results/peer.json)
+	@if [ ! -x $(PEER_VENV)/bin/python ]; then $(PYTHON) -m venv $(PEER_VENV); fi
+	@if [ "$$(cat $(PEER_STAMP) 2>/dev/null)" != "$(PEER_SHA)" ]; then \
+	  $(PEER_VENV)/bin/python -m pip install -q -r requirements/peer.txt && echo "$(PEER_SHA)" > $(PEER_STAMP); \
+	fi
+	@$(PY) -m benchmarks.peer $(BENCH_ARGS)
 
 # --------------------------------------------------------------------------------------------- reliability
 chaos: setup ## fault-injection suite on stacks of its own (>= 200k real trades per scenario; docs/RELIABILITY.md)

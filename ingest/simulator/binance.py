@@ -1,6 +1,7 @@
-"""Binance spot market streams (raw ``/ws/<stream>`` and combined ``/stream?streams=``), the control methods
-(SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY), its limits, and the REST
-``/api/v3/historicalTrades`` used for gap backfill."""
+"""Binance spot market streams (raw ``/ws/<stream>`` and combined ``/stream?streams=``; ``@trade`` and
+``@aggTrade``), the control methods (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY), its
+limits, and the REST ``/api/v3/historicalTrades`` (gap backfill) and ``/api/v3/exchangeInfo`` (what third-party
+clients such as cryptofeed read before subscribing)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from websockets.http11 import Request, Response
 from ingest.records import TradeRecord
 from ingest.simulator.base import Protocol, Session, json_response
 from ingest.simulator.faults import FrameFields
+from ingest.simulator.feed import split_symbol
 
 MAX_STREAMS = 1024
 _STREAM = re.compile(r"^[a-z0-9]+@[A-Za-z0-9_@]+$")
@@ -35,6 +37,26 @@ def encode_trade(record: TradeRecord, scale: int = 1) -> bytes:
             record.trade_id,
             record.price,
             record.quantity,
+            record.trade_time * scale,
+            "true" if record.is_buyer_maker else "false",
+        )
+    ).encode()
+
+
+def encode_agg_trade(record: TradeRecord, scale: int = 1) -> bytes:
+    """The ``@aggTrade`` event exactly as Binance lays it out. Each recorded trade is its own aggregate (first and
+    last trade id equal): the recordings hold single trades, and an aggregate of one is what Binance sends for a
+    trade no other fill at the same price and time joins."""
+    return (
+        '{"e":"aggTrade","E":%d,"s":"%s","a":%d,"p":"%s","q":"%s","f":%d,"l":%d,"T":%d,"m":%s,"M":true}'  # noqa: UP031
+        % (
+            record.event_time * scale,
+            record.symbol,
+            record.trade_id,
+            record.price,
+            record.quantity,
+            record.trade_id,
+            record.trade_id,
             record.trade_time * scale,
             "true" if record.is_buyer_maker else "false",
         )
@@ -69,10 +91,103 @@ def _int_param(query: dict[str, list[str]], name: str) -> int | Response | None:
     return int(text)
 
 
+TRADE_STREAMS = ("trade", "aggTrade")
+
+
 def stream_symbol(stream: str) -> str | None:
-    """``btcusdt@trade`` -> ``BTCUSDT``; None for other streams (they are accepted but carry nothing here)."""
+    """``btcusdt@trade`` / ``btcusdt@aggTrade`` -> ``BTCUSDT``; None for other streams (accepted, carry nothing)."""
     symbol, _, kind = stream.partition("@")
-    return symbol.upper() if kind == "trade" else None
+    return symbol.upper() if kind in TRADE_STREAMS else None
+
+
+def _decimals(values: list[str]) -> int:
+    # The most fractional digits a value uses once trailing zeros are dropped (Binance pads to 8).
+    most = 0
+    for value in values:
+        _, _, fraction = value.partition(".")
+        most = max(most, len(fraction.rstrip("0")))
+    return most
+
+
+def _step(decimals: int) -> str:
+    return format(Decimal(1).scaleb(-decimals), ".8f")
+
+
+def symbol_info(symbol: str, trades: list[TradeRecord]) -> dict[str, Any]:
+    """One ``symbols`` item of ``/api/v3/exchangeInfo`` in Binance's layout; tick and lot sizes are the finest the
+    recorded prices and quantities use (so every replayed trade passes the filters a client checks)."""
+    base, quote = split_symbol(symbol)
+    tick = _step(_decimals([t.price for t in trades]) if trades else 2)
+    lot = _step(_decimals([t.quantity for t in trades]) if trades else 5)
+    return {
+        "symbol": symbol,
+        "status": "TRADING",
+        "baseAsset": base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        # PRICE_FILTER first: clients (cryptofeed) read the tick size from filters[0].
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00000000", "tickSize": tick},
+            {"filterType": "LOT_SIZE", "minQty": lot, "maxQty": "9000.00000000", "stepSize": lot},
+            {"filterType": "ICEBERG_PARTS", "limit": 10},
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": "0.00000000",
+                "maxQty": "100.00000000",
+                "stepSize": "0.00000000",
+            },
+            {
+                "filterType": "TRAILING_DELTA",
+                "minTrailingAboveDelta": 10,
+                "maxTrailingAboveDelta": 2000,
+                "minTrailingBelowDelta": 10,
+                "maxTrailingBelowDelta": 2000,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": "5.00000000",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
+            {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+            {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+    }
+
+
+RATE_LIMITS = [
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+    {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+]
 
 
 class BinanceSession(Session):
@@ -91,41 +206,65 @@ class BinanceSession(Session):
         raw_names = url.path[len("/ws") :]
         names = (query.get("streams", [""])[-1] if self.combined else raw_names).split("/")
         self.streams: dict[str, None] = {}  # ordered set, for LIST_SUBSCRIPTIONS
-        self._prefix: dict[str, bytes] = {}
+        # symbol -> {stream kind: combined-envelope prefix}; one trade goes out once per subscribed kind.
+        self._kinds: dict[str, dict[str, bytes]] = {}
+        self._agg = False  # any @aggTrade stream: off the @trade-only fast path
         self._recent: deque[float] = deque()
         self.add_streams([name for name in names if name])
 
     def add_streams(self, names: list[str]) -> None:
-        """Subscribe to ``names`` (lower-case stream names)."""
+        """Subscribe to ``names`` (lower-case symbol, stream kind as Binance spells it)."""
         symbols = []
         for name in names:
             self.streams[name] = None
             symbol = stream_symbol(name)
             if symbol:
                 symbols.append(symbol)
-                self._prefix[symbol] = b'{"stream":"' + name.encode() + b'","data":'
+                kind = name.partition("@")[2]
+                self._kinds.setdefault(symbol, {})[kind] = b'{"stream":"' + name.encode() + b'","data":'
+        self._agg = any("aggTrade" in kinds for kinds in self._kinds.values())
         self.subscriber.subscribe(symbols)
 
     def remove_streams(self, names: list[str]) -> None:
-        """Unsubscribe from ``names``."""
+        """Unsubscribe from ``names``; a symbol leaves the feed when none of its streams is left."""
         symbols = []
         for name in names:
             if self.streams.pop(name, False) is None:
                 symbol = stream_symbol(name)
-                if symbol:
-                    symbols.append(symbol)
+                kinds = self._kinds.get(symbol or "")
+                if symbol and kinds is not None:
+                    kinds.pop(name.partition("@")[2], None)
+                    if not kinds:
+                        del self._kinds[symbol]
+                        symbols.append(symbol)
+        self._agg = any("aggTrade" in kinds for kinds in self._kinds.values())
         self.subscriber.unsubscribe(symbols)
 
     def frames(self, chunk: list[tuple[TradeRecord, Any]]) -> list[bytes]:
         """Bare events (``/ws``) or ``{"stream":..,"data":..}`` envelopes (``/stream`` or ``combined``)."""
+        if self._agg:
+            return self._all_kinds(chunk)
         if self.scale == 1:
             events = [encoded for _, encoded in chunk]
         else:
             events = [encode_trade(record, self.scale) for record, _ in chunk]
         if not self.combined:
             return events
-        prefix = self._prefix
-        return [prefix[record.symbol] + event + b"}" for (record, _), event in zip(chunk, events, strict=True)]
+        kinds = self._kinds
+        return [kinds[record.symbol]["trade"] + event + b"}" for (record, _), event in zip(chunk, events, strict=True)]
+
+    def _all_kinds(self, chunk: list[tuple[TradeRecord, Any]]) -> list[bytes]:
+        # A trade goes out once per stream of its symbol (@trade and/or @aggTrade), in subscription order.
+        out: list[bytes] = []
+        scale, combined = self.scale, self.combined
+        for record, encoded in chunk:
+            for kind, prefix in self._kinds[record.symbol].items():
+                if kind == "trade":
+                    event = encoded if scale == 1 else encode_trade(record, scale)
+                else:
+                    event = encode_agg_trade(record, scale)
+                out.append(prefix + event + b"}" if combined else event)
+        return out
 
     async def reply_error(self, code: int, msg: str, request_id: Any = None) -> None:
         """Binance's error reply."""
@@ -222,6 +361,8 @@ class BinanceProtocol(Protocol):
             return json_response(200, {"serverTime": int(time.time() * 1000)})
         if path in ("/api/v3/historicalTrades", "/api/v3/trades"):
             return self.trades(query, historical=path.endswith("historicalTrades"))
+        if path == "/api/v3/exchangeInfo":
+            return self.exchange_info(query)
         return json_response(404, {"code": -1, "msg": f"Unknown path {url.path}"})
 
     def trades(self, query: dict[str, list[str]], *, historical: bool) -> Response:
@@ -243,3 +384,32 @@ class BinanceProtocol(Protocol):
             return from_id
         records = self.simulator.store.since(symbol, from_id, limit)
         return json_response(200, [historical_trade(record) for record in records])
+
+    def exchange_info(self, query: dict[str, list[str]]) -> Response:
+        """``/api/v3/exchangeInfo`` for the symbols this market replays (``symbol=`` or ``symbols=[..]`` filter)."""
+        known = sorted(self.simulator.feed.symbols())
+        wanted = known
+        if query.get("symbol"):
+            wanted = [query["symbol"][-1].upper()]
+        elif query.get("symbols"):
+            try:
+                names = orjson.loads(query["symbols"][-1])
+            except orjson.JSONDecodeError:
+                names = None
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                return _error(-1100, "Illegal characters found in parameter 'symbols'.")
+            wanted = [name.upper() for name in names]
+        unknown = [name for name in wanted if name not in known]
+        if unknown:
+            return _error(-1121, "Invalid symbol.")
+        store = self.simulator.store
+        return json_response(
+            200,
+            {
+                "timezone": "UTC",
+                "serverTime": int(time.time() * 1000),
+                "rateLimits": RATE_LIMITS,
+                "exchangeFilters": [],
+                "symbols": [symbol_info(name, store.latest(name, 1000)) for name in wanted],
+            },
+        )

@@ -282,7 +282,8 @@ def test_encoders_match_the_exchange_formats() -> None:
         "isBestMatch": True,
     }
     assert stream_symbol("btcusdt@trade") == "BTCUSDT"
-    assert stream_symbol("btcusdt@aggTrade") is None
+    assert stream_symbol("btcusdt@aggTrade") == "BTCUSDT"
+    assert stream_symbol("btcusdt@depth") is None
     assert orjson.loads(coinbase_trade(trade(7, "BTC-USD", is_buyer_maker=False))) == {
         "product_id": "BTC-USD",
         "trade_id": "7",

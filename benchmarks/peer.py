@@ -1,0 +1,567 @@
+"""``make bench-peer``: this project's ingest and storage chain against cryptofeed, on the same simulator stream.
+
+Both sides read the same finite market (``--trades`` real BTCUSDT trades, the bundled recording looped with
+shifted ids, written once to a file and replayed by ``simulate_exchange --speed 0``, one fresh simulator per run)
+and write with the same Kafka durability (``acks=all``, idempotent producer). cryptofeed runs in its own
+virtualenv (``.venv-peer``, ``requirements/peer.txt``) through ``benchmarks/peer_cryptofeed.py``; only its Binance
+endpoints are moved to the simulator (it subscribes to ``@aggTrade``, which the simulator serves).
+
+Cases:
+- ingest: simulator -> ``manage.py ingest`` -> Kafka, against cryptofeed's Kafka backend;
+- storage: simulator -> ingest -> Kafka -> ``consume_trades`` -> PostgreSQL with 1m candles (Celery worker), rows
+  durable, against cryptofeed's Postgres backend (trades only);
+- drops: the ingest case with the simulator dropping every WebSocket connection after ``--drop-every`` frames;
+- duplicates: the storage case on two overlapping replays (``--overlap`` of the trades arrive twice), unpaced and
+  paced at ``--paced-rate`` trades/s (below cryptofeed's own rate, so its writer sees small batches as in a live
+  market rather than one backlog).
+
+Measured from outside, the same way for both: trades/s = trades stored after the first one was seen / time from
+seeing the first stored trade to the last change (polled every 0.1 s, so start-up is excluded on both sides); CPU
+(user + system) of every process of that side (the simulator and the servers excluded) per stored trade; peak RSS
+(VmHWM; summed over a chain's processes); completeness = distinct offered trades stored / trades offered;
+duplicates = stored records - distinct trades. Results: ``bench-results/peer.json`` and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from benchmarks.ingest import _wait_port
+from benchmarks.pipeline import ROOT, bench_environment, cpu_seconds, peak_rss_mb, process_tree
+
+if TYPE_CHECKING:
+    from ingest.records import TradeRecord
+
+DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240808.gz"
+PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+CF_TABLE = "cryptofeed_trades"
+# cryptofeed's documented trades table, plus the unique key its backend expects (it catches UniqueViolationError
+# "when restarting a subscription, some exchanges will re-publish a few messages").
+CF_SCHEMA = f"""
+DROP TABLE IF EXISTS {CF_TABLE};
+CREATE TABLE {CF_TABLE} (id serial PRIMARY KEY, timestamp TIMESTAMP, receipt_timestamp TIMESTAMP,
+    exchange VARCHAR(32), symbol VARCHAR(32), side VARCHAR(8), amount NUMERIC(64, 32), price NUMERIC(64, 32),
+    trade_id VARCHAR(64), order_type VARCHAR(32), UNIQUE (exchange, symbol, trade_id));
+"""
+
+
+@dataclass
+class Side:
+    """One side of one case."""
+
+    trades_per_s: float | None
+    cpu_us_per_trade: float | None
+    peak_rss_mb: float
+    completeness: float
+    duplicates: int
+    offered: int
+    stored: int
+    distinct: int
+    seconds: float
+    cpu_s: float
+    processes: dict[str, float] = field(default_factory=dict)  # peak RSS MB per process
+
+
+class Usage:
+    """CPU and peak RSS of named process trees, sampled while they run (the last sample is the CPU used)."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.cpu: dict[int, float] = {}
+        self.rss: dict[str, float] = {}
+
+    def watch(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        self.procs[name] = proc
+
+    def sample(self) -> None:
+        for name, proc in self.procs.items():
+            for pid in process_tree(proc.pid):
+                cpu = cpu_seconds(pid)
+                if cpu is not None:
+                    self.cpu[pid] = cpu
+                key = name if pid == proc.pid else f"{name}/{pid}"
+                self.rss[key] = max(self.rss.get(key, 0.0), round(peak_rss_mb(pid), 1))
+
+    def check_alive(self, logs: Path) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (logs / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+
+class Run:
+    """The processes of one measurement, their logs and their teardown."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        logs.mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.usage = Usage()
+
+    def start(self, name: str, argv: list[str], measured: bool = True, **extra: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(argv, cwd=ROOT, env=dict(self.env, **extra), stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        if measured:
+            self.usage.watch(name, proc)
+        return proc
+
+    def simulator(self, files: list[Path], opts: argparse.Namespace) -> int:
+        """A fresh simulator replaying ``files``; the case (the log directory's name) picks its faults."""
+        argv = [*manage("simulate_exchange", "--exchange", "binance", "--port", "0", "--speed", "0")]
+        argv += ["--ping-interval", "0", "--replay", *map(str, files)]
+        if "drops" in self.logs.name:
+            argv += ["--drop-every", str(opts.drop_every)]
+        if "paced" in self.logs.name:
+            argv += ["--max-rate", str(opts.paced_rate)]
+        proc = self.start("simulator", argv, measured=False, LOG_LEVEL="INFO")
+        return _wait_port(self.logs / "simulator.log", proc)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def manage(*args: str) -> list[str]:
+    """argv for ``manage.py <args>`` with this interpreter."""
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+# --------------------------------------------------------------------------------------------- workload
+def workload(count: int, replay: Path) -> list[TradeRecord]:
+    """``count`` real trades: the recording looped with shifted ids and times (as ``simulate_exchange --loop``)."""
+    import itertools
+
+    from ingest.replay import read_trades
+    from ingest.simulator.feed import looped
+
+    return list(itertools.islice(looped(lambda: read_trades(replay)), count))
+
+
+def write_recording(path: Path, records: list[TradeRecord]) -> Path:
+    """``records`` as a recording ``simulate_exchange --replay`` reads (``<recv ns> <@trade frame>`` lines)."""
+    from ingest.simulator.binance import encode_trade
+
+    with path.open("wb") as out:
+        for record in records:
+            out.write(b"%d %s\n" % (record.received_at * 1_000_000, encode_trade(record)))
+    return path
+
+
+# --------------------------------------------------------------------------------------------- counting
+def topic_count(topic: str) -> int:
+    """Records on ``topic`` (the sum of its partitions' end offsets)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from cryptoproject.kafka import client_config
+
+    consumer = KafkaConsumer(**client_config())
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
+    finally:
+        consumer.close()
+
+
+def topic_ids(topic: str, trade_id: Callable[[bytes], int]) -> list[int]:
+    """The trade id of every record on ``topic``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from cryptoproject.kafka import client_config
+
+    consumer = KafkaConsumer(**client_config(), enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        ids: list[int] = []
+        deadline = time.monotonic() + 300
+        while any(consumer.position(tp) < end for tp, end in ends.items()) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500, max_records=50_000).values():
+                ids.extend(trade_id(m.value) for m in batch)
+        return ids
+    finally:
+        consumer.close()
+
+
+def sql_one(query: str) -> tuple[Any, ...]:
+    """The first row of ``query`` on the benchmark database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        row = cursor.fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+@dataclass
+class Window:
+    """What was measured between the first sighting of a stored trade and the last change."""
+
+    first_count: int
+    seconds: float
+    cpu_at_first: float
+
+
+def settle(run: Run, count: Callable[[], int], target: int, idle_s: float, timeout: float) -> Window:
+    """Poll ``count`` until it reaches ``target`` or stops changing for ``idle_s`` (what was lost never comes).
+
+    Start-up (imports, connecting, exchangeInfo) is outside the window on both sides: the rate and the CPU per
+    trade are counted from the first stored trade on."""
+    first: tuple[int, float] | None = None
+    cpu_at_first = 0.0
+    last, last_change = 0, time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run.usage.sample()
+        run.usage.check_alive(run.logs)
+        now_count, now = count(), time.monotonic()
+        if now_count != last:
+            last, last_change = now_count, now
+            if first is None:
+                first = (now_count, now)
+                cpu_at_first = sum(run.usage.cpu.values())
+        if first is not None and (now_count >= target or now - last_change > idle_s):
+            break
+        time.sleep(0.1)
+    run.usage.sample()
+    if first is None:
+        raise RuntimeError(f"nothing was stored within {timeout:.0f} s; see {run.logs}")
+    return Window(first[0], max(last_change - first[1], 1e-3), cpu_at_first)
+
+
+def side(run: Run, offered: int, ids: list[int], expected: set[int], window: Window) -> Side:
+    """The figures of one side from the stored trade ids and the measured window."""
+    distinct = set(ids)
+    cpu = sum(run.usage.cpu.values())
+    stored = len(ids)
+    counted = len(distinct) - window.first_count
+    # Too little stored after the first sighting to time anything (a side that kept almost nothing): no rate.
+    measurable = counted >= max(offered // 100, 1)
+    seconds = window.seconds
+    return Side(
+        trades_per_s=round(counted / seconds, 1) if measurable else None,
+        cpu_us_per_trade=round((cpu - window.cpu_at_first) / counted * 1e6, 1) if measurable else None,
+        peak_rss_mb=round(sum(v for k, v in run.usage.rss.items()), 1),
+        completeness=round(len(distinct & expected) / offered, 5),
+        duplicates=stored - len(distinct),
+        offered=offered,
+        stored=stored,
+        distinct=len(distinct),
+        seconds=round(seconds, 2),
+        cpu_s=round(cpu, 2),
+        processes=dict(run.usage.rss),
+    )
+
+
+# --------------------------------------------------------------------------------------------- the sides
+def ingest_ours(
+    opts: argparse.Namespace, env: dict[str, str], files: list[Path], expected: set[int], logs: Path
+) -> Side:
+    """simulator -> manage.py ingest -> Kafka."""
+    from cryptoproject.kafka import TopicSpec, ensure_topics
+    from ingest.records import decode
+
+    suffix = uuid.uuid4().hex[:8]
+    topic, dlq = f"bench.peer.trades.{suffix}", f"bench.peer.dlq.{suffix}"
+    ensure_topics([TopicSpec(topic, 6, {}), TopicSpec(dlq, 1, {})])
+    run = Run(dict(env, KAFKA_TRADES_TOPIC=topic, KAFKA_DLQ_TOPIC=dlq), logs)
+    try:
+        port = run.simulator(files, opts)
+        run.start(
+            "ingest",
+            manage("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0"),
+            BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
+            BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+        )
+        window = settle(run, lambda: topic_count(topic), len(expected), opts.idle, opts.timeout)
+    finally:
+        run.stop()
+    ids = topic_ids(topic, lambda value: decode(value).trade_id)
+    _delete_topics(topic, dlq)
+    return side(run, len(expected), ids, expected, window)
+
+
+def ingest_cryptofeed(
+    opts: argparse.Namespace, env: dict[str, str], files: list[Path], expected: set[int], logs: Path
+) -> Side:
+    """simulator -> cryptofeed Binance feed -> its Kafka backend (acks=all, idempotent)."""
+    from cryptoproject.kafka import TopicSpec, ensure_topics
+
+    key = f"bench-peer-{uuid.uuid4().hex[:8]}"
+    topic = f"{key}-BINANCE-BTC-USDT"
+    ensure_topics([TopicSpec(topic, 6, {})])
+    run = Run(env, logs)
+    try:
+        port = run.simulator(files, opts)
+        argv = [str(PEER_PYTHON), str(ROOT / "benchmarks" / "peer_cryptofeed.py")]
+        argv += ["--ws", f"ws://127.0.0.1:{port}", "--rest", f"http://127.0.0.1:{port}"]
+        argv += ["kafka", "--bootstrap", env["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0], "--key", key]
+        run.start("cryptofeed", argv)
+        window = settle(run, lambda: topic_count(topic), len(expected), opts.idle, opts.timeout)
+    finally:
+        run.stop()
+    ids = topic_ids(topic, lambda value: int(json.loads(value)["id"]))
+    _delete_topics(topic)
+    return side(run, len(expected), ids, expected, window)
+
+
+def storage_ours(
+    opts: argparse.Namespace, env: dict[str, str], files: list[Path], expected: set[int], logs: Path
+) -> Side:
+    """simulator -> ingest -> Kafka -> consume_trades -> PostgreSQL, with 1m candles from the Celery worker."""
+    from benchmarks.pipeline import candle_trade_count, reset_tables
+    from cryptoproject.celery import app
+    from cryptoproject.kafka import TopicSpec, ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    topic, dlq, group = f"bench.peer.trades.{suffix}", f"bench.peer.dlq.{suffix}", f"bench-peer-{suffix}"
+    ensure_topics([TopicSpec(topic, 6, {}), TopicSpec(dlq, 1, {})])
+    reset_tables()
+    app.control.purge()
+    run = Run(dict(env, KAFKA_TRADES_TOPIC=topic, KAFKA_DLQ_TOPIC=dlq, KAFKA_CONSUMER_GROUP=group), logs)
+    try:
+        worker = [sys.executable, "-m", "celery", "-A", "cryptoproject", "worker", "-Q", "analytics,alerts,default"]
+        worker += ["-c", "2", "-n", f"bench-peer-{suffix}@%h", "--without-gossip", "--without-mingle"]
+        run.start("worker", [*worker, "--loglevel", "WARNING"])
+        run.start("consume_trades", manage("consume_trades"))
+        port = run.simulator(files, opts)
+        run.start(
+            "ingest",
+            manage("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0"),
+            BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
+            BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+        )
+
+        def rows_and_candles() -> int:
+            # Done when every trade is a row and counted in its 1m candle: both counts reach the offered trades.
+            return int(sql_one("SELECT count(*) FROM analytics_trade")[0]) + candle_trade_count()
+
+        window = settle(run, rows_and_candles, 2 * len(expected), opts.idle, opts.timeout)
+    finally:
+        run.stop()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT trade_id FROM analytics_trade WHERE exchange = 'binance'")
+        ids = [int(r[0]) for r in cursor.fetchall()]
+    _delete_topics(topic, dlq)
+    reset_tables()
+    return side(run, len(expected), ids, expected, window)
+
+
+def storage_cryptofeed(
+    opts: argparse.Namespace, env: dict[str, str], files: list[Path], expected: set[int], logs: Path
+) -> Side:
+    """simulator -> cryptofeed Binance feed -> its Postgres backend (asyncpg, one multi-row INSERT per batch)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(CF_SCHEMA)
+    db = urlsplit(env["DATABASE_URL"])
+    dsn = {
+        "host": db.hostname,
+        "port": db.port or 5432,
+        "user": unquote(db.username or ""),
+        "pw": unquote(db.password or ""),
+        "db": db.path.lstrip("/"),
+    }
+    run = Run(env, logs)
+    try:
+        port = run.simulator(files, opts)
+        argv = [str(PEER_PYTHON), str(ROOT / "benchmarks" / "peer_cryptofeed.py")]
+        argv += ["--ws", f"ws://127.0.0.1:{port}", "--rest", f"http://127.0.0.1:{port}"]
+        argv += ["postgres", "--dsn-json", json.dumps(dsn), "--table", CF_TABLE]
+        run.start("cryptofeed", argv)
+
+        def rows() -> int:
+            return int(sql_one(f"SELECT count(*) FROM {CF_TABLE}")[0])
+
+        window = settle(run, rows, len(expected), opts.idle, opts.timeout)
+    finally:
+        run.stop()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT trade_id FROM {CF_TABLE}")
+        ids = [int(r[0]) for r in cursor.fetchall()]
+        cursor.execute(f"DROP TABLE {CF_TABLE}")
+    return side(run, len(expected), ids, expected, window)
+
+
+def _delete_topics(*topics: str) -> None:
+    from cryptoproject.kafka import admin_client
+
+    admin = admin_client()
+    try:
+        admin.delete_topics(list(topics))
+    except Exception:  # noqa: BLE001 - cleanup of unique names is best effort
+        pass
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------------------------- report
+def ratios(ours: Side, theirs: Side) -> dict[str, float | None]:
+    """ours / cryptofeed for the rate; cryptofeed / ours for CPU and memory (how many times leaner ours is)."""
+
+    def div(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a is not None and b else None
+
+    return {
+        "trades_per_s_ours_over_cryptofeed": div(ours.trades_per_s, theirs.trades_per_s),
+        "cpu_per_trade_ours_over_cryptofeed": div(ours.cpu_us_per_trade, theirs.cpu_us_per_trade),
+        "peak_rss_ours_over_cryptofeed": div(ours.peak_rss_mb, theirs.peak_rss_mb),
+    }
+
+
+def pair(ours: Side, theirs: Side) -> dict[str, Any]:
+    return {"ours": ours.__dict__, "cryptofeed": theirs.__dict__, "ratios": ratios(ours, theirs)}
+
+
+def peer_version() -> str:
+    """The cryptofeed version of the peer virtualenv."""
+    out = subprocess.run(
+        [str(PEER_PYTHON), "-c", "import importlib.metadata as m; print(m.version('cryptofeed'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a plain-text table."""
+    lines = [
+        f"workload: {report['workload']['trades']:,} real BTCUSDT trades, simulator --speed 0, "
+        f"cryptofeed {report['cryptofeed_version']}",
+        f"{'case':<26} {'side':<11} {'trades/s':>10} {'CPU µs/trade':>13} {'peak RSS MB':>12} "
+        f"{'complete':>9} {'dups':>6}",
+    ]
+    for case in [c for c in report if isinstance(report[c], dict) and "ratios" in report[c]]:
+        for name in ("ours", "cryptofeed"):
+            s = report[case][name]
+            rate = "n/a" if s["trades_per_s"] is None else f"{s['trades_per_s']:,.0f}"
+            cpu = "n/a" if s["cpu_us_per_trade"] is None else f"{s['cpu_us_per_trade']:,.1f}"
+            lines.append(
+                f"{case:<26} {name:<11} {rate:>10} {cpu:>13} "
+                f"{s['peak_rss_mb']:>12,.0f} {s['completeness']:>9.4f} {s['duplicates']:>6,}"
+            )
+        r = report[case]["ratios"]
+        lines.append(
+            f"{'':<26} ratio: rate x{r['trades_per_s_ours_over_cryptofeed']}, "
+            f"CPU/trade x{r['cpu_per_trade_ours_over_cryptofeed']}, RSS x{r['peak_rss_ours_over_cryptofeed']}"
+        )
+    lines.append(report["note"])
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options (``make bench-peer BENCH_ARGS="..."``)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trades", type=int, default=100_000, help="trades offered per run")
+    parser.add_argument("--drop-every", type=int, default=5000, help="frames per connection in the drops case")
+    parser.add_argument("--overlap", type=float, default=0.2, help="share of trades replayed twice (duplicates)")
+    parser.add_argument("--replay", type=Path, default=DEFAULT_REPLAY)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds without progress that end a run")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per run")
+    parser.add_argument("--redis-db", type=int, default=14)
+    parser.add_argument(
+        "--paced-rate", type=float, default=2000.0, help="trades/s offered in the paced duplicates case"
+    )
+    parser.add_argument("--cases", default="ingest,storage,ingest_drops,storage_duplicates,storage_duplicates_paced")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "peer.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every case on both sides, write the JSON and print the table."""
+    opts = parse_args(argv)
+    if not PEER_PYTHON.exists():
+        print(f"{PEER_PYTHON} is missing: make bench-peer creates it from requirements/peer.txt", file=sys.stderr)
+        return 2
+    env = bench_environment("_peer", opts.redis_db)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    out_dir = opts.output.parent
+    work = out_dir / "peer-work"
+    work.mkdir(parents=True, exist_ok=True)
+    records = workload(opts.trades, opts.replay)
+    expected = {r.trade_id for r in records}
+    whole = [write_recording(work / "market.frames", records)]
+    # Two overlapping halves: the middle ``overlap`` of the market is replayed twice (merged by trade time).
+    cut = int(len(records) * (1 + opts.overlap) / 2)
+    overlapping = [
+        write_recording(work / "first.frames", records[:cut]),
+        write_recording(work / "second.frames", records[len(records) - cut :]),
+    ]
+    logs = out_dir / "logs" / "peer"
+    cases = [c.strip() for c in opts.cases.split(",") if c.strip()]
+    report: dict[str, Any] = {
+        "workload": {
+            "trades": opts.trades,
+            "replay": str(opts.replay.relative_to(ROOT) if opts.replay.is_relative_to(ROOT) else opts.replay),
+            "drop_every": opts.drop_every,
+            "overlap": opts.overlap,
+            "replayed_twice": 2 * cut - len(records),
+        },
+        "cryptofeed_version": peer_version(),
+    }
+    plan: dict[str, tuple[Callable[..., Side], Callable[..., Side], list[Path]]] = {
+        "ingest": (ingest_ours, ingest_cryptofeed, whole),
+        "storage": (storage_ours, storage_cryptofeed, whole),
+        "ingest_drops": (ingest_ours, ingest_cryptofeed, whole),
+        "storage_duplicates": (storage_ours, storage_cryptofeed, overlapping),
+        "storage_duplicates_paced": (storage_ours, storage_cryptofeed, overlapping),
+    }
+    for case in cases:
+        ours_fn, theirs_fn, files = plan[case]
+        print(f"{case}: ours ...", flush=True)
+        ours = ours_fn(opts, env, files, expected, logs / f"{case}-ours")
+        print(f"{case}: cryptofeed ...", flush=True)
+        theirs = theirs_fn(opts, env, files, expected, logs / f"{case}-cryptofeed")
+        report[case] = pair(ours, theirs)
+    report["targets"] = {
+        "ingest_rate_ratio_min": 20,
+        "ingest_cpu_ratio_max": 0.1,
+        "storage_rate_ratio_min": 1,
+        "ours_lost_and_duplicated": 0,
+    }
+    report["machine"] = {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}
+    report["note"] = (
+        "one run on a shared 2-core machine (other sessions' servers and tests ran at the same time): absolute "
+        "figures are noisy; the ratios were measured in the same run on the same stream"
+    )
+    report["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    opts.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
