@@ -330,9 +330,16 @@ class IngestRunner:
             for plan in adapter.plans(self.symbols)
         ]
 
+    @property
+    def record_symbols(self) -> list[str]:
+        """The symbols as trade records (and Kafka keys) spell them: the exchange's own, upper case (the
+        subscription spelling may differ: Binance streams are lower case)."""
+        return [s.upper() for s in self.symbols]
+
     def resume(self, points: Mapping[str, ResumePoint]) -> None:
         """Continue after the trades Kafka already holds (see :meth:`FrameProcessor.resume`)."""
-        self.processor.resume({s: p for s, p in points.items() if s in self.symbols})
+        wanted = set(self.record_symbols)
+        self.processor.resume({s: p for s, p in points.items() if s in wanted})
 
     def _on_connect(self) -> None:
         self.processor.parser.connection_reset()

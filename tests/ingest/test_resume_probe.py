@@ -15,7 +15,7 @@ from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
 from ingest.records import decode
 from ingest.resume import ResumePoint, holes
-from ingest.runner import FrameProcessor
+from ingest.runner import FrameProcessor, IngestRunner
 from tests.conftest import KafkaTopics
 from tests.ingest.pipeline import read_topic
 from tests.ingest.test_gaps_backfill import rest  # noqa: F401 - fixture
@@ -144,3 +144,14 @@ def test_no_probe_without_backfill_or_when_switched_off(
     assert with_rest.backfill is not None
     with_rest.stop_backfill()
     assert not with_rest.backfill.probe(Probe("BTCUSDT", 1000))  # stopping: not queued
+
+
+def test_the_runner_resumes_the_symbols_it_serves_in_their_record_spelling(
+    producer: TradeProducer, metrics: IngestMetrics
+) -> None:
+    runner = IngestRunner(BinanceExchange("ws://unused"), ["btcusdt"], producer, metrics)
+    assert runner.record_symbols == ["BTCUSDT"]  # Binance subscribes in lower case; records and keys are upper
+    runner.resume({"BTCUSDT": ResumePoint(5), "ETHUSDT": ResumePoint(9)})
+    tracker = runner.processor.tracker
+    assert tracker is not None
+    assert tracker.last == {"BTCUSDT": 5}

@@ -80,7 +80,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         # A restart continues after what Kafka already holds: the trades missed while down are backfilled.
         try:
-            runner.resume(resume_points(exchange, runner.symbols))
+            runner.resume(resume_points(exchange, runner.record_symbols))
         except KafkaError as exc:
             logger.warning("resume point unavailable, starting from the live stream", extra={"error": str(exc)})
         reporter = MetricsReporter(metrics, redis.Redis.from_url(settings.REDIS_URL), options["metrics_interval"])
