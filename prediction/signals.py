@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 CLAIM_SECONDS = 6 * 3600
 
 
+def claim_key(exchange: str, symbol: str, interval: str, closed_ms: int) -> str:
+    """The cache key claiming the inference of one closed bar."""
+    return f"prediction:closed:{exchange}:{symbol}:{interval}:{closed_ms}"
+
+
 @receiver(candles_updated, dispatch_uid="prediction.dispatch_inference")
 def dispatch_inference(sender: Any, exchange: str, symbol: str, start_ms: int, end_ms: int, **_: Any) -> bool:
     """Queue one inference for the symbol when a bar of an active model's interval has closed. Returns whether
@@ -32,7 +37,7 @@ def dispatch_inference(sender: Any, exchange: str, symbol: str, start_ms: int, e
     claimed = False
     for interval in sorted(intervals):
         closed = last_closed_bar(interval, end_ms)
-        if cache.add(f"prediction:closed:{exchange}:{symbol}:{interval}:{closed}", 1, CLAIM_SECONDS):
+        if cache.add(claim_key(exchange, symbol, interval, closed), 1, CLAIM_SECONDS):
             claimed = True
     if claimed:
         from prediction.tasks import predict_closed
