@@ -68,17 +68,25 @@ def prediction_item(p: Prediction) -> dict[str, Any]:
 
 
 def verdict_text(item: dict[str, Any]) -> str:
-    """The plain statement of the pages: which baselines the model beats out of sample, on accuracy."""
+    """The plain statement of the pages: which baselines the model beats out of sample, on accuracy and on log
+    loss (a probability no better calibrated than the baselines' frequencies is said so too)."""
     beats = item.get("beats") or {}
-    won = [n for n, v in beats.items() if v and v.get("accuracy")]
-    lost = [n for n, v in beats.items() if not (v and v.get("accuracy"))]
     if not beats:
         return ""
+    won = [n for n, v in beats.items() if v and v.get("accuracy")]
+    lost = [n for n, v in beats.items() if not (v and v.get("accuracy"))]
     if not lost:
-        return f"Out of sample the model beats every naive baseline on accuracy ({', '.join(won)})."
-    if not won:
-        return "Out of sample the model does NOT beat the naive baselines: treat its P(up) as no better than them."
-    return f"Out of sample the model beats {', '.join(won)} but does NOT beat {', '.join(lost)}."
+        text = f"Out of sample the model beats every naive baseline on accuracy ({', '.join(won)})."
+    elif not won:
+        text = "Out of sample the model does NOT beat the naive baselines on accuracy: its calls are no better than theirs."
+    else:
+        text = f"Out of sample the model beats {', '.join(won)} but does NOT beat {', '.join(lost)} on accuracy."
+    worse = [n for n, v in beats.items() if not (v and v.get("log_loss"))]
+    if worse:
+        text += f" On log loss it does NOT beat {', '.join(worse)}: its probabilities are not better calibrated."
+    else:
+        text += " On log loss it beats them all too."
+    return text
 
 
 def symbol_summary(exchange: str, symbol: str) -> dict[str, Any] | None:

@@ -30,3 +30,11 @@ def signed_pct(value: float | None) -> str:
     if value is None:
         return "—"
     return f"{float(value) * 100:+.2f}%"
+
+
+@register.filter
+def iso_minute(value: str | None) -> str:
+    """An ISO date-time string to the minute, UTC (``2022-02-28 00:00 UTC``)."""
+    if not value:
+        return "—"
+    return f"{value[:16].replace('T', ' ')} UTC"

@@ -97,7 +97,8 @@ def test_bad_parameters_are_400_naming_the_parameter(client: Client, url, param)
 
 def test_verdict_and_chart_helpers():
     assert verdict_text({}) == ""
-    assert "does NOT beat the naive" in verdict_text({"beats": {"always_up": {"accuracy": False}}})
+    assert "does NOT beat the naive" in verdict_text({"beats": {"always_up": {"accuracy": False, "log_loss": True}}})
+    assert "On log loss it beats them all" in verdict_text({"beats": {"always_up": {"accuracy": True, "log_loss": True}}})
     mixed = verdict_text({"beats": {"always_up": {"accuracy": True}, "majority": {"accuracy": False}}})
     assert "beats always_up but does NOT beat majority" in mixed
     assert equity_paths({"equity": [[0, 1.0]], "buy_and_hold_equity": []}) is None
