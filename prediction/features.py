@@ -31,6 +31,10 @@ WARMUP = 50
 # Live inference computes features over this many bars up to the last closed one: the EMA/RSI recursions forget
 # their seed long before (weight (1 - 2/51)^450 ~ 1e-8), so the values match those over the whole history.
 LIVE_LOOKBACK = 500
+# A hole of more than this many bars (an outage, or live candles resuming years after the imported history)
+# starts a new segment: no return, volatility or indicator is computed across it (they are NaN until the segment
+# has warmed up, which the gradient-boosting model handles natively). Shorter holes are bridged, as in training.
+MAX_GAP_BARS = 24
 
 FEATURES = (
     *(f"ret_{k}" for k in RETURN_LAGS),
@@ -126,8 +130,32 @@ def _rolling_std(values: FloatArray, window: int) -> tuple[FloatArray, FloatArra
     return middle, upper - middle
 
 
-def feature_matrix(series: Series) -> FloatArray:
-    """One row per bar, one column per name in :data:`FEATURES` (NaN while an indicator warms up)."""
+def segments(open_time: npt.NDArray[np.int64], step_ms: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` row ranges between holes of more than :data:`MAX_GAP_BARS` bars."""
+    if len(open_time) == 0:
+        return []
+    cuts = (np.flatnonzero(np.diff(open_time) > (MAX_GAP_BARS + 1) * step_ms) + 1).tolist()
+    bounds = [0, *cuts, len(open_time)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def feature_matrix(series: Series, step_ms: int | None = None) -> FloatArray:
+    """One row per bar, one column per name in :data:`FEATURES` (NaN while an indicator warms up).
+
+    With ``step_ms`` (the interval), each segment between long holes is computed on its own (:func:`segments`).
+    """
+    if step_ms is not None and len(series):
+        parts = segments(series.open_time, step_ms)
+        if len(parts) > 1:
+            return np.vstack([_features(series, slice(a, b)) for a, b in parts])
+    return _features(series, slice(0, len(series)))
+
+
+def _features(whole: Series, rows: slice) -> FloatArray:
+    series = Series(
+        whole.open_time[rows], whole.open[rows], whole.high[rows], whole.low[rows], whole.close[rows],
+        whole.volume[rows], "",
+    )  # fmt: skip
     close, volume = series.close, series.volume
     r1 = _lagged_return(close, 1)
     columns = [_lagged_return(close, k) for k in RETURN_LAGS]

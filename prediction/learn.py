@@ -17,6 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from analytics.models import INTERVAL_SECONDS
 from backtest.engine import DEFAULT_FEE, Bars, simulate
 from prediction.features import FEATURES, WARMUP, Series, feature_matrix, targets
 
@@ -63,9 +64,9 @@ class Dataset:
     ret: FloatArray
 
     @classmethod
-    def build(cls, series: Series, horizon: int) -> Dataset:
+    def build(cls, series: Series, horizon: int, interval: str = "1h") -> Dataset:
         up, ret = targets(series.close, horizon)
-        return cls(series, horizon, feature_matrix(series), up, ret)
+        return cls(series, horizon, feature_matrix(series, INTERVAL_SECONDS[interval] * 1000), up, ret)
 
     @property
     def usable(self) -> int:
@@ -305,10 +306,11 @@ def describe(report: dict[str, Any]) -> list[str]:
     lines = []
     for name in BASELINES:
         base = overall["baselines"][name]
-        beats = model["accuracy"] > base["accuracy"]
+        acc = "beats it" if model["accuracy"] > base["accuracy"] else "does NOT beat it"
+        loss = "beats it" if model["log_loss"] < base["log_loss"] else "does NOT beat it"
         lines.append(
-            f"{'BEATS' if beats else 'does NOT beat'} {name}: accuracy {model['accuracy']:.4f} vs "
-            f"{base['accuracy']:.4f}, log loss {model['log_loss']:.4f} vs {base['log_loss']:.4f}"
+            f"out of sample vs {name}: accuracy {model['accuracy']:.4f} vs {base['accuracy']:.4f} ({acc}); "
+            f"log loss {model['log_loss']:.4f} vs {base['log_loss']:.4f} ({loss})"
         )
     bt = report["backtest"]
     lines.append(

@@ -30,7 +30,7 @@ def predict_as_of(model: PredictionModel, as_of_ms: int) -> Prediction | None:
     series = load_last(model.exchange, model.symbol, model.interval, _dt(as_of_ms), LIVE_LOOKBACK)
     if len(series) == 0 or int(series.open_time[-1]) != as_of_ms:
         return None
-    x = feature_matrix(series)[-1:]
+    x = feature_matrix(series, INTERVAL_SECONDS[model.interval] * 1000)[-1:]
     p_up, ret = learn.predict((load_artifact(model)["classifier"], load_artifact(model)["regressor"]), x)
     step = timedelta(seconds=INTERVAL_SECONDS[model.interval] * model.horizon)
     target = _dt(as_of_ms) + step

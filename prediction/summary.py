@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
+
+from django.db.models import Max
+
+from analytics.models import INTERVAL_SECONDS
 
 from prediction.learn import BASELINES
 from prediction.live import live_accuracy
@@ -92,11 +97,17 @@ def verdict_text(item: dict[str, Any]) -> str:
 def symbol_summary(exchange: str, symbol: str) -> dict[str, Any] | None:
     """The symbol page's prediction card: the active model's next-bar P(up), its out-of-sample accuracy, the best
     baseline's, and the realised live accuracy. ``None`` when no model is active for the symbol."""
-    model = (
-        PredictionModel.objects.filter(exchange=exchange, symbol=symbol, active=True).order_by("interval").first()
+    models = list(
+        PredictionModel.objects.filter(exchange=exchange, symbol=symbol, active=True).annotate(
+            latest=Max("predictions__open_time")
+        )
     )
-    if model is None:
+    if not models:
         return None
+    # The model predicting most recently (live inference reaches a 1m model long before an 1h one), else the
+    # longest interval.
+    oldest = datetime.min.replace(tzinfo=UTC)
+    model = max(models, key=lambda m: (m.latest or oldest, INTERVAL_SECONDS[m.interval]))
     item = model_item(model)
     latest = Prediction.objects.filter(model=model).order_by("-open_time").first()
     live_acc, live_n = live_accuracy(model)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from celery import shared_task
@@ -32,11 +32,22 @@ def parse_series(entry: str) -> tuple[str, str, str]:
 # Training holds a worker process for minutes: its limits are its own, not the analytics tasks' two.
 @shared_task(name="prediction.tasks.retrain", acks_late=True, soft_time_limit=3000, time_limit=3600)
 def retrain(
-    exchange: str, symbol: str, interval: str, days: int | None = None, horizon: int = 1, folds: int = 5, seed: int = 0
+    exchange: str,
+    symbol: str,
+    interval: str,
+    days: int | None = None,
+    horizon: int = 1,
+    folds: int = 5,
+    seed: int = 0,
+    start_day: str | None = None,
+    end_day: str | None = None,
 ) -> dict[str, Any]:
-    """Train on the last ``days`` days of stored candles up to yesterday and make the new model the active one."""
-    end = datetime.now(UTC).date() - timedelta(days=1)
-    start = end - timedelta(days=(days or settings.PREDICTION_TRAIN_DAYS) - 1)
+    """Train on the last ``days`` days of stored candles up to yesterday (or ``start_day``..``end_day``, ISO
+    dates) and make the new model the active one."""
+    end = date.fromisoformat(end_day) if end_day else datetime.now(UTC).date() - timedelta(days=1)
+    start = (
+        date.fromisoformat(start_day) if start_day else end - timedelta(days=(days or settings.PREDICTION_TRAIN_DAYS) - 1)
+    )
     spec = TrainSpec(
         exchange, symbol, interval, start, end, horizon, folds, seed, threshold=settings.PREDICTION_THRESHOLD
     )

@@ -58,7 +58,7 @@ def train(
     lower, upper = day_range(spec.start, spec.end)
     # Both days inclusive: up to the last millisecond before the day after ``end``.
     series = load_series(spec.exchange, spec.symbol, spec.interval, lower, upper - timedelta(milliseconds=1))
-    data = learn.Dataset.build(series, spec.horizon)
+    data = learn.Dataset.build(series, spec.horizon, spec.interval)
     total = spec.folds + 1
 
     def fold_done(done: int, _: int) -> None:

@@ -61,7 +61,8 @@ class Command(BaseCommand):
 
         def step(done: int, total: int) -> None:
             bar.n = done
-            bar.set_postfix_str("final fit" if done == spec.folds else f"fold {done}/{spec.folds}")
+            label = f"fold {done}/{spec.folds} done" if done < spec.folds else "final fit"
+            bar.set_postfix_str("saved" if done > spec.folds else label)
             bar.refresh()
 
         try:
