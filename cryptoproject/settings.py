@@ -235,9 +235,7 @@ if HISTORY_DOWNLOAD_CONCURRENCY < 1:
 
 # --------------------------------------------------------------------------------------------- price prediction
 # Trained models (joblib files), one per PredictionModel row (docs/PREDICTION.md).
-PREDICTION_ARTIFACT_DIR: Path = Path(
-    _setting("PREDICTION_ARTIFACT_DIR", str, str(BASE_DIR / ".cache" / "prediction"))
-)
+PREDICTION_ARTIFACT_DIR: Path = Path(_setting("PREDICTION_ARTIFACT_DIR", str, str(BASE_DIR / ".cache" / "prediction")))
 # The series the beat schedule retrains (and live inference predicts), as exchange:symbol:interval.
 PREDICTION_SERIES: list[str] = _setting("PREDICTION_SERIES", list, ["binance:BTCUSDT:1h"])
 # Retraining: a crontab "minute hour day-of-month month day-of-week" in UTC; empty disables it.

@@ -8,6 +8,7 @@ Bars are consecutive rows of the stored series; a gap in the data (an exchange o
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -95,12 +96,9 @@ def series_from_rows(rows: list[tuple[int, str, str, str, str, str]]) -> Series:
     digest = hashlib.sha256()
     for row in rows:
         digest.update((",".join(map(str, row)) + "\n").encode())
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 6
-    return Series(
-        np.array(cols[0], dtype=np.int64),
-        *(np.array(c, dtype=np.float64) for c in cols[1:]),
-        digest=digest.hexdigest(),
-    )
+    cols: list[tuple[object, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 6
+    o, h, lo, c, v = (np.array(col, dtype=np.float64) for col in cols[1:])
+    return Series(np.array(cols[0], dtype=np.int64), o, h, lo, c, v, digest.hexdigest())
 
 
 def load_series(exchange: str, symbol: str, interval: str, start: datetime, end: datetime) -> Series:
@@ -136,7 +134,7 @@ def segments(open_time: npt.NDArray[np.int64], step_ms: int) -> list[tuple[int, 
         return []
     cuts = (np.flatnonzero(np.diff(open_time) > (MAX_GAP_BARS + 1) * step_ms) + 1).tolist()
     bounds = [0, *cuts, len(open_time)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 def feature_matrix(series: Series, step_ms: int | None = None) -> FloatArray:

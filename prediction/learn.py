@@ -122,7 +122,9 @@ def predict(models: tuple[Pipeline, Pipeline], x: FloatArray) -> tuple[FloatArra
     return p_up.astype(np.float64), np.asarray(ret, dtype=np.float64)
 
 
-def fit_predict(data: Dataset, fold: Fold, seed: int, params: dict[str, Any] | None = None) -> tuple[FloatArray, FloatArray]:
+def fit_predict(
+    data: Dataset, fold: Fold, seed: int, params: dict[str, Any] | None = None
+) -> tuple[FloatArray, FloatArray]:
     """Fit on the fold's training rows, predict its test rows: the out-of-sample predictions."""
     models = fit(data, slice(fold.train_start, fold.train_stop), seed, params)
     return predict(models, data.x[fold.test_start : fold.test_stop])

@@ -115,4 +115,3 @@ def timed_batch(model: PredictionModel, as_of: list[int]) -> float:
     for t in as_of:
         predict_as_of(model, t)
     return (time.perf_counter() - started) / max(len(as_of), 1)
-

@@ -30,9 +30,7 @@ def dispatch_inference(sender: Any, exchange: str, symbol: str, start_ms: int, e
     """Queue one inference for the symbol when a bar of an active model's interval has closed. Returns whether
     it queued one."""
     intervals = set(
-        PredictionModel.objects.filter(exchange=exchange, symbol=symbol, active=True).values_list(
-            "interval", flat=True
-        )
+        PredictionModel.objects.filter(exchange=exchange, symbol=symbol, active=True).values_list("interval", flat=True)
     )
     claimed = False
     for interval in sorted(intervals):

@@ -9,7 +9,6 @@ from typing import Any
 from django.db.models import Max
 
 from analytics.models import INTERVAL_SECONDS
-
 from prediction.learn import BASELINES
 from prediction.live import live_accuracy
 from prediction.models import Prediction, PredictionModel
@@ -83,7 +82,7 @@ def verdict_text(item: dict[str, Any]) -> str:
     if not lost:
         text = f"Out of sample the model beats every naive baseline on accuracy ({', '.join(won)})."
     elif not won:
-        text = "Out of sample the model does NOT beat the naive baselines on accuracy: its calls are no better than theirs."
+        text = "Out of sample the model does NOT beat the naive baselines on accuracy: its calls are no better."
     else:
         text = f"Out of sample the model beats {', '.join(won)} but does NOT beat {', '.join(lost)} on accuracy."
     worse = [n for n, v in beats.items() if not (v and v.get("log_loss"))]

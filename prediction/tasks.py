@@ -46,7 +46,9 @@ def retrain(
     dates) and make the new model the active one."""
     end = date.fromisoformat(end_day) if end_day else datetime.now(UTC).date() - timedelta(days=1)
     start = (
-        date.fromisoformat(start_day) if start_day else end - timedelta(days=(days or settings.PREDICTION_TRAIN_DAYS) - 1)
+        date.fromisoformat(start_day)
+        if start_day
+        else end - timedelta(days=(days or settings.PREDICTION_TRAIN_DAYS) - 1)
     )
     spec = TrainSpec(
         exchange, symbol, interval, start, end, horizon, folds, seed, threshold=settings.PREDICTION_THRESHOLD

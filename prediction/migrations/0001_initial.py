@@ -6,60 +6,87 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='PredictionModel',
+            name="PredictionModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('exchange', models.CharField(max_length=16)),
-                ('symbol', models.CharField(max_length=32)),
-                ('interval', models.CharField(choices=[('1m', '1 minute'), ('5m', '5 minutes'), ('15m', '15 minutes'), ('1h', '1 hour'), ('4h', '4 hours'), ('1d', '1 day')], max_length=4)),
-                ('horizon', models.PositiveSmallIntegerField(default=1, help_text='Bars ahead the target looks.')),
-                ('features', models.JSONField(default=list, help_text="Feature names, in the model's column order.")),
-                ('params', models.JSONField(default=dict, help_text='Hyper-parameters, seed and threshold.')),
-                ('train_from', models.DateTimeField(help_text='open_time of the first bar used.')),
-                ('train_to', models.DateTimeField(help_text='open_time of the last bar used.')),
-                ('n_bars', models.PositiveIntegerField()),
-                ('data_hash', models.CharField(help_text='sha256 of the stored candles used, as text.', max_length=64)),
-                ('folds', models.JSONField(default=list)),
-                ('overall', models.JSONField(default=dict)),
-                ('backtest', models.JSONField(default=dict)),
-                ('artifact', models.CharField(help_text='Path of the joblib file of the fitted pipelines.', max_length=500)),
-                ('training_seconds', models.FloatField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('active', models.BooleanField(default=False)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("exchange", models.CharField(max_length=16)),
+                ("symbol", models.CharField(max_length=32)),
+                (
+                    "interval",
+                    models.CharField(
+                        choices=[
+                            ("1m", "1 minute"),
+                            ("5m", "5 minutes"),
+                            ("15m", "15 minutes"),
+                            ("1h", "1 hour"),
+                            ("4h", "4 hours"),
+                            ("1d", "1 day"),
+                        ],
+                        max_length=4,
+                    ),
+                ),
+                ("horizon", models.PositiveSmallIntegerField(default=1, help_text="Bars ahead the target looks.")),
+                ("features", models.JSONField(default=list, help_text="Feature names, in the model's column order.")),
+                ("params", models.JSONField(default=dict, help_text="Hyper-parameters, seed and threshold.")),
+                ("train_from", models.DateTimeField(help_text="open_time of the first bar used.")),
+                ("train_to", models.DateTimeField(help_text="open_time of the last bar used.")),
+                ("n_bars", models.PositiveIntegerField()),
+                ("data_hash", models.CharField(help_text="sha256 of the stored candles used, as text.", max_length=64)),
+                ("folds", models.JSONField(default=list)),
+                ("overall", models.JSONField(default=dict)),
+                ("backtest", models.JSONField(default=dict)),
+                (
+                    "artifact",
+                    models.CharField(help_text="Path of the joblib file of the fitted pipelines.", max_length=500),
+                ),
+                ("training_seconds", models.FloatField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("active", models.BooleanField(default=False)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('active', True)), fields=('exchange', 'symbol', 'interval', 'horizon'), name='prediction_one_active_model')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("active", True)),
+                        fields=("exchange", "symbol", "interval", "horizon"),
+                        name="prediction_one_active_model",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Prediction',
+            name="Prediction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('exchange', models.CharField(max_length=16)),
-                ('symbol', models.CharField(max_length=32)),
-                ('open_time', models.DateTimeField(help_text='open_time of the bar predicted.')),
-                ('base_time', models.DateTimeField(help_text='open_time of the last closed bar the features used.')),
-                ('p_up', models.FloatField()),
-                ('predicted_return', models.FloatField()),
-                ('base_close', models.FloatField()),
-                ('actual_close', models.FloatField(blank=True, null=True)),
-                ('correct', models.BooleanField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('scored_at', models.DateTimeField(blank=True, null=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='predictions', to='prediction.predictionmodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("exchange", models.CharField(max_length=16)),
+                ("symbol", models.CharField(max_length=32)),
+                ("open_time", models.DateTimeField(help_text="open_time of the bar predicted.")),
+                ("base_time", models.DateTimeField(help_text="open_time of the last closed bar the features used.")),
+                ("p_up", models.FloatField()),
+                ("predicted_return", models.FloatField()),
+                ("base_close", models.FloatField()),
+                ("actual_close", models.FloatField(blank=True, null=True)),
+                ("correct", models.BooleanField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("scored_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="predictions",
+                        to="prediction.predictionmodel",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['exchange', 'symbol', '-open_time'], name='prediction_symbol_time')],
-                'constraints': [models.UniqueConstraint(fields=('model', 'open_time'), name='prediction_model_bar')],
+                "indexes": [models.Index(fields=["exchange", "symbol", "-open_time"], name="prediction_symbol_time")],
+                "constraints": [models.UniqueConstraint(fields=("model", "open_time"), name="prediction_model_bar")],
             },
         ),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, date, datetime
 
@@ -32,10 +33,12 @@ def same(a: np.ndarray, b: np.ndarray) -> bool:
 def test_features_and_targets_are_what_they_say():
     close = np.array([100.0, 101.0, 100.5, 100.5, 102.0])
     up, ret = targets(close, 1)
-    assert up[:4].tolist() == [1.0, 0.0, 0.0, 1.0] and np.isnan(up[4])
+    assert up[:4].tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert np.isnan(up[4])
     assert ret[0] == pytest.approx(0.01)
     up2, _ = targets(close, 2)
-    assert up2[:3].tolist() == [1.0, 0.0, 1.0] and np.isnan(up2[3:]).all()
+    assert up2[:3].tolist() == [1.0, 0.0, 1.0]
+    assert np.isnan(up2[3:]).all()
     with pytest.raises(ValueError, match="horizon"):
         targets(close, 0)
 
@@ -52,11 +55,13 @@ def test_every_feature_of_a_bar_is_the_same_with_or_without_the_bars_after_it(ho
 def test_folds_expand_never_shuffle_and_purge_the_horizon():
     folds = learn.fold_splits(1050, 4, 3, warmup=50)
     assert [f.train_start for f in folds] == [50] * 4
-    for a, b in zip(folds, folds[1:], strict=False):
-        assert b.train_stop > a.train_stop and b.test_start == a.test_stop  # expanding, contiguous tests
+    for a, b in itertools.pairwise(folds):
+        assert b.train_stop > a.train_stop
+        assert b.test_start == a.test_stop
     for f in folds:
         # The last training target (row train_stop - 1) looks at row train_stop - 1 + h: before the test rows.
-        assert f.test_start - f.train_stop == 3 and f.train_stop - 1 + 3 < f.test_start
+        assert f.test_start - f.train_stop == 3
+        assert f.train_stop - 1 + 3 < f.test_start
     assert folds[-1].test_stop == 1050
     with pytest.raises(ValueError, match="too few"):
         learn.fold_splits(100, 5, 1)
@@ -75,7 +80,8 @@ def test_walk_forward_predictions_up_to_t_are_the_same_whether_or_not_later_cand
     for fold in splits:
         p_cut, r_cut = learn.fit_predict(cut, fold, seed=0)
         p_full, r_full = learn.fit_predict(full, fold, seed=0)
-        assert same(p_cut, p_full) and same(r_cut, r_full), f"fold {fold} changed with later candles"
+        assert same(p_cut, p_full), f"fold {fold}: P(up) changed with later candles"
+        assert same(r_cut, r_full), f"fold {fold}: the predicted return changed with later candles"
     assert same(cut.up[: cut.usable], full.up[: cut.usable])
 
 
@@ -84,15 +90,21 @@ def test_same_data_and_seed_give_the_same_metrics(hours, artifact_dir):
     first, report1 = train(spec)
     second, report2 = train(spec)
     assert report1.as_json() == report2.as_json()
-    assert first.folds == second.folds and first.overall == second.overall and first.backtest == second.backtest
+    assert first.folds == second.folds
+    assert first.overall == second.overall
+    assert first.backtest == second.backtest
     assert first.data_hash == second.data_hash == hours.digest
-    assert first.artifact == second.artifact and artifact_dir in (p := __import__("pathlib").Path(first.artifact)).parents
+    assert first.artifact == second.artifact
+    assert artifact_dir in (p := __import__("pathlib").Path(first.artifact)).parents
     assert p.exists()
     # Registry: the newer one is the active one.
     first.refresh_from_db()
     assert (first.active, second.active) == (False, True)
-    assert second.params["seed"] == 7 and second.features == list(FEATURES)
-    assert second.n_bars == len(hours) and second.train_from == FROM and second.train_to == TO
+    assert second.params["seed"] == 7
+    assert second.features == list(FEATURES)
+    assert second.n_bars == len(hours)
+    assert second.train_from == FROM
+    assert second.train_to == TO
 
 
 def test_train_model_writes_the_json_layout_and_says_whether_it_beats_each_baseline(hours, tmp_path, capsys):
@@ -118,7 +130,8 @@ def test_train_model_writes_the_json_layout_and_says_whether_it_beats_each_basel
     assert {"model_total_return", "buy_and_hold_return"} <= report["backtest"].keys()
     assert report["overall"]["n_test"] == sum(f["n_test"] for f in report["folds"])
     out = capsys.readouterr()
-    assert "| fold |" in out.out and "train_model" in out.err  # the table, the progress bar
+    assert "| fold |" in out.out
+    assert "train_model" in out.err
     for name in learn.BASELINES:
         assert f"out of sample vs {name}: accuracy" in out.out
     assert PredictionModel.objects.get(pk=report["model_id"]).active
@@ -136,7 +149,7 @@ def test_buy_and_hold_of_the_report_is_the_engines_all_long_run(hours):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    ("args", "message"),
     [
         (["--from", "2022-02-01", "--to", "2022-01-01"], "before"),
         (["--from", "2022-01-01", "--to", "2022-01-02"], "too few"),
@@ -154,13 +167,18 @@ def test_no_feature_is_computed_across_a_long_hole(hours):
     """Live candles resuming years after the imported history (or a long outage) start afresh: the rows after
     the hole are those of the bars after it alone; a short hole is bridged as before."""
     step = 3_600_000
-    keep = np.r_[0:1000, 1030:len(hours)]  # a 30-bar hole
+    keep = np.r_[0:1000, 1030 : len(hours)]  # a 30-bar hole
     holed = type(hours)(*(getattr(hours, c)[keep] for c in ("open_time", "open", "high", "low", "close", "volume")), "")
-    after = type(hours)(*(getattr(hours, c)[1030:] for c in ("open_time", "open", "high", "low", "close", "volume")), "")
+    after = type(hours)(
+        *(getattr(hours, c)[1030:] for c in ("open_time", "open", "high", "low", "close", "volume")), ""
+    )
     x = feature_matrix(holed, step)
     assert same(x[:1000], feature_matrix(hours, step)[:1000])
     assert same(x[1000:], feature_matrix(after, step))
-    assert np.isnan(x[1000, 0]) and not np.isnan(x[1000, -1])  # no return across it; the clock features remain
-    short = np.r_[0:1000, 1010:len(hours)]  # 10 bars: bridged
-    bridged = type(hours)(*(getattr(hours, c)[short] for c in ("open_time", "open", "high", "low", "close", "volume")), "")
+    assert np.isnan(x[1000, 0])
+    assert not np.isnan(x[1000, -1])
+    short = np.r_[0:1000, 1010 : len(hours)]  # 10 bars: bridged
+    bridged = type(hours)(
+        *(getattr(hours, c)[short] for c in ("open_time", "open", "high", "low", "close", "volume")), ""
+    )
     assert same(feature_matrix(bridged, step), feature_matrix(bridged))

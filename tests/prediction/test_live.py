@@ -41,9 +41,11 @@ def test_live_predictions_up_to_t_are_the_same_whether_or_not_later_candles_exis
     assert all(p is not None for p in with_future.values())
     for t in as_of:  # newest first: each step deletes every candle after T
         Candle.objects.filter(symbol="BTCUSDT", open_time__gt=datetime.fromtimestamp(t / 1000, UTC)).delete()
-        again = live.predict_as_of(model, t)
-        assert again is not None and again.pk == with_future[t].pk  # the same row (idempotent)
-        assert (again.p_up, again.predicted_return) == (with_future[t].p_up, with_future[t].predicted_return)
+        again, before = live.predict_as_of(model, t), with_future[t]
+        assert again is not None
+        assert before is not None
+        assert again.pk == before.pk  # the same row (idempotent)
+        assert (again.p_up, again.predicted_return) == (before.p_up, before.predicted_return)
         assert again.open_time == datetime.fromtimestamp((t + HOUR_MS) / 1000, UTC)
 
 
@@ -51,7 +53,9 @@ def test_live_predictions_up_to_t_are_the_same_whether_or_not_later_candles_exis
 def test_live_features_over_the_lookback_match_the_whole_history(model):
     """Live inference reads the last LIVE_LOOKBACK bars only: the row it predicts from equals the full-history
     row the model was validated on (the EMA/RSI recursions have forgotten their seed)."""
-    series = load_series("binance", "BTCUSDT", "1h", datetime(2021, 11, 1, tzinfo=UTC), datetime(2022, 3, 1, tzinfo=UTC))
+    series = load_series(
+        "binance", "BTCUSDT", "1h", datetime(2021, 11, 1, tzinfo=UTC), datetime(2022, 3, 1, tzinfo=UTC)
+    )
     full = feature_matrix(series)
     t = int(series.open_time[-30])
     window = live.load_last("binance", "BTCUSDT", "1h", datetime.fromtimestamp(t / 1000, UTC))
@@ -72,7 +76,8 @@ def test_predictions_are_scored_once_their_bar_closes(model):
     assert scored.correct == ((scored.p_up > 0.5) == (float(close) > scored.base_close))
     assert live.score_predictions(model, base + 10 * HOUR_MS) == 4
     acc, n = live.live_accuracy(model)
-    assert n == 5 and acc == sum(p.correct for p in Prediction.objects.filter(model=model)) / 5
+    assert n == 5
+    assert acc == sum(1 for p in Prediction.objects.filter(model=model) if p.correct) / 5
     assert live.live_accuracy(model, window=2)[1] == 2
     # A bar without a candle stays unscored.
     Prediction.objects.create(
@@ -91,7 +96,9 @@ def test_no_prediction_without_the_closed_bar_or_without_an_active_model(model):
 
 
 def test_last_closed_bar():
-    assert last_closed_bar("1h", ms(datetime(2022, 2, 10, 5, 59, tzinfo=UTC))) == ms(datetime(2022, 2, 10, 4, tzinfo=UTC))
+    assert last_closed_bar("1h", ms(datetime(2022, 2, 10, 5, 59, tzinfo=UTC))) == ms(
+        datetime(2022, 2, 10, 4, tzinfo=UTC)
+    )
     assert last_closed_bar("1h", ms(datetime(2022, 2, 10, 5, tzinfo=UTC))) == ms(datetime(2022, 2, 10, 4, tzinfo=UTC))
 
 
@@ -104,7 +111,8 @@ def test_the_hook_dispatches_once_per_symbol_and_closed_bar(model, monkeypatch):
         cache.delete(claim_key("binance", "BTCUSDT", "1h", closed))
     # Many candle updates inside the 00:00 bar: one inference (for the closed 23:00 bar), never one per update.
     results = [dispatch_inference(None, "binance", "BTCUSDT", t0 + i, t0 + i + 1000) for i in range(0, 60_000, 6000)]
-    assert results.count(True) == 1 and len(sent) == 1
+    assert results.count(True) == 1
+    assert len(sent) == 1
     # The next bar's first update dispatches again; a symbol without an active model never does.
     assert dispatch_inference(None, "binance", "BTCUSDT", t0 + HOUR_MS, t0 + HOUR_MS)
     assert not dispatch_inference(None, "binance", "ETHUSDT", t0 + HOUR_MS, t0 + HOUR_MS)
@@ -138,7 +146,7 @@ def test_candle_updates_in_a_real_worker_predict_on_the_ml_queue_and_score(model
         Trade.objects.bulk_create(_trades(bar, 10, 1_000_000 + hour * 100))
         analytics_tasks.update_candles.delay("binance", "BTCUSDT", ms(bar), ms(bar) + 9 * 30_000)
         wait_for(
-            lambda b=bar: Prediction.objects.filter(model=model, open_time=b).exists(),
+            lambda b=bar: Prediction.objects.filter(model=model, open_time=b).exists(),  # type: ignore[misc]
             timeout=120,
             what=f"the prediction of the {bar:%H:%M} bar",
         )

@@ -35,14 +35,19 @@ def model(import_hourly) -> PredictionModel:
 def test_symbol_page_shows_p_up_with_the_oos_accuracy_the_best_baseline_and_the_live_accuracy(client: Client, model):
     html = client.get("/market/binance/BTCUSDT/").content.decode()
     latest = Prediction.objects.filter(model=model).order_by("-open_time").first()
+    assert latest is not None
     assert 'id="prediction-card"' in html
     assert f"{latest.p_up * 100:.1f}%" in html
     base = model.overall["baselines"]
     best = max(base, key=lambda n: base[n]["accuracy"])
     assert f"{model.overall['model']['accuracy'] * 100:.2f}%" in html
-    assert f"Best baseline ({best})" in html and f"{base[best]['accuracy'] * 100:.2f}%" in html
+    assert f"Best baseline ({best})" in html
+    assert f"{base[best]['accuracy'] * 100:.2f}%" in html
     acc, n = live.live_accuracy(model)
-    assert n == 6 and "Live accuracy (last 6)" in html and f"{acc * 100:.1f}%" in html
+    assert acc is not None
+    assert n == 6
+    assert "Live accuracy (last 6)" in html
+    assert f"{acc * 100:.1f}%" in html
     assert "Out of sample the model" in html
     # No active model for the symbol: no card.
     assert 'id="prediction-card"' not in client.get("/market/binance/ETHUSDT/").content.decode()
@@ -52,8 +57,12 @@ def test_models_page_shows_folds_against_baselines_and_the_equity_chart(client: 
     html = client.get("/models/").content.decode()
     assert f"#{model.pk} binance:BTCUSDT 1h" in html
     assert html.count("<tr><td>") >= 2  # the fold rows
-    assert 'id="equity-svg"' in html and "<polyline" in html
-    assert verdict_text({"beats": {k: model.overall["verdict"][k] for k in ("always_up", "persistence", "majority")}}) in html
+    assert 'id="equity-svg"' in html
+    assert "<polyline" in html
+    assert (
+        verdict_text({"beats": {k: model.overall["verdict"][k] for k in ("always_up", "persistence", "majority")}})
+        in html
+    )
     assert client.get(f"/models/?id={model.pk}").status_code == 200
     assert client.get("/models/?id=999999").status_code == 404
 
@@ -67,10 +76,13 @@ def test_rest_endpoints_list_models_and_predictions(client: Client, model):
     body = client.get("/api/v1/models?symbol=btcusdt&active=true").json()
     assert [m["id"] for m in body["results"]] == [model.pk]
     item = body["results"][0]
-    assert item["data_hash"] == model.data_hash and item["best_baseline"] in ("always_up", "persistence", "majority")
+    assert item["data_hash"] == model.data_hash
+    assert item["best_baseline"] in ("always_up", "persistence", "majority")
     assert client.get("/api/v1/models?active=false").json()["results"] == []
     full = client.get(f"/api/v1/models/{model.pk}").json()
-    assert len(full["folds"]) == 2 and "equity" in full["backtest"] and full["overall"]["verdict"]
+    assert len(full["folds"]) == 2
+    assert "equity" in full["backtest"]
+    assert full["overall"]["verdict"]
     assert client.get("/api/v1/models/999999").status_code == 404
     preds = client.get(f"/api/v1/predictions?exchange=binance&symbol=BTCUSDT&model={model.pk}&limit=3").json()
     assert len(preds["results"]) == 3
@@ -80,7 +92,7 @@ def test_rest_endpoints_list_models_and_predictions(client: Client, model):
 
 
 @pytest.mark.parametrize(
-    "url, param",
+    ("url", "param"),
     [
         ("/api/v1/models?active=maybe", "active"),
         ("/api/v1/models?exchange=nope", "exchange"),
@@ -98,7 +110,9 @@ def test_bad_parameters_are_400_naming_the_parameter(client: Client, url, param)
 def test_verdict_and_chart_helpers():
     assert verdict_text({}) == ""
     assert "does NOT beat the naive" in verdict_text({"beats": {"always_up": {"accuracy": False, "log_loss": True}}})
-    assert "On log loss it beats them all" in verdict_text({"beats": {"always_up": {"accuracy": True, "log_loss": True}}})
+    assert "On log loss it beats them all" in verdict_text(
+        {"beats": {"always_up": {"accuracy": True, "log_loss": True}}}
+    )
     mixed = verdict_text({"beats": {"always_up": {"accuracy": True}, "majority": {"accuracy": False}}})
     assert "beats always_up but does NOT beat majority" in mixed
     assert equity_paths({"equity": [[0, 1.0]], "buy_and_hold_equity": []}) is None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]  # no types-tqdm pinned
 
 from analytics.models import INTERVAL_SECONDS
 from prediction import learn
