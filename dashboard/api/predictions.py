@@ -65,7 +65,7 @@ class ModelsView(ApiView):
 class ModelView(ApiView):
     """One model with its walk-forward folds, baselines and the equity of its signals."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **_ERRORS})
+    @extend_schema(operation_id="prediction_model", responses={200: OpenApiTypes.OBJECT, **_ERRORS})
     def get(self, request: Request, model_id: int) -> Response:
         """Fold metrics against the baselines, overall verdict, equity against buy-and-hold."""
         return Response(model_item(get_object_or_404(PredictionModel, pk=model_id), full=True))
