@@ -17,8 +17,7 @@ from dashboard.forms import BacktestForm
 from dashboard.groups import InvalidMarketError, parse_market
 from dashboard.health import group_liveness
 from dashboard.queries import known_pairs
-from prediction.learn import BASELINES
-from prediction.models import PredictionModel
+from prediction.models import BASELINES, PredictionModel
 from prediction.summary import equity_paths, model_item, symbol_summary, verdict_text
 
 # The candle intervals the symbol page offers (the API serves more).

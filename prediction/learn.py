@@ -20,9 +20,9 @@ from threadpoolctl import threadpool_limits
 from analytics.models import INTERVAL_SECONDS
 from backtest.engine import DEFAULT_FEE, Bars, simulate
 from prediction.features import FEATURES, WARMUP, Series, feature_matrix, targets
+from prediction.models import BASELINES
 
 FloatArray = npt.NDArray[np.float64]
-BASELINES = ("always_up", "persistence", "majority")
 # Probabilities are clipped here for the log loss (a constant 0 or 1 would make it infinite).
 EPS = 1e-6
 # Points kept of each equity curve for the models page (plenty for a chart, small in the row).

@@ -3,10 +3,7 @@ symbol; score the predictions whose bar has closed since."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
-
-from django.conf import settings
 
 from analytics.models import INTERVAL_SECONDS, Candle
 from prediction import learn
@@ -94,24 +91,3 @@ def score_predictions(model: PredictionModel, end_ms: int) -> int:
         scored.append(p)
     Prediction.objects.bulk_update(scored, ["actual_close", "correct", "scored_at"])
     return len(scored)
-
-
-def live_accuracy(model: PredictionModel, window: int | None = None) -> tuple[float | None, int]:
-    """The realised accuracy over the latest ``window`` scored predictions, and how many there were."""
-    window = window or settings.PREDICTION_LIVE_WINDOW
-    outcomes = list(
-        Prediction.objects.filter(model=model, correct__isnull=False)
-        .order_by("-open_time")
-        .values_list("correct", flat=True)[:window]
-    )
-    if not outcomes:
-        return None, 0
-    return sum(1 for c in outcomes if c) / len(outcomes), len(outcomes)
-
-
-def timed_batch(model: PredictionModel, as_of: list[int]) -> float:
-    """Seconds per :func:`predict_as_of` call over ``as_of`` (the inference-latency figure of the docs)."""
-    started = time.perf_counter()
-    for t in as_of:
-        predict_as_of(model, t)
-    return (time.perf_counter() - started) / max(len(as_of), 1)

@@ -7,6 +7,9 @@ from django.db.models.functions import Now
 
 from analytics.models import Interval
 
+# The naive baselines every model is reported against (prediction.learn fits them).
+BASELINES = ("always_up", "persistence", "majority")
+
 
 class PredictionModel(models.Model):
     """One trained model: what it predicts, on which data, how it did out of sample, and where its file is.

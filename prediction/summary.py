@@ -6,12 +6,11 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Max
 
 from analytics.models import INTERVAL_SECONDS
-from prediction.learn import BASELINES
-from prediction.live import live_accuracy
-from prediction.models import Prediction, PredictionModel
+from prediction.models import BASELINES, Prediction, PredictionModel
 
 # The equity chart of the models page: an inline SVG, drawn server-side (no script needed to read it).
 CHART_W, CHART_H, PAD = 900.0, 260.0, 8.0
@@ -117,6 +116,19 @@ def symbol_summary(exchange: str, symbol: str) -> dict[str, Any] | None:
         "live_count": live_n,
         "verdict": verdict_text(item),
     }
+
+
+def live_accuracy(model: PredictionModel, window: int | None = None) -> tuple[float | None, int]:
+    """The realised accuracy over the latest ``window`` scored predictions, and how many there were."""
+    window = window or settings.PREDICTION_LIVE_WINDOW
+    outcomes = list(
+        Prediction.objects.filter(model=model, correct__isnull=False)
+        .order_by("-open_time")
+        .values_list("correct", flat=True)[:window]
+    )
+    if not outcomes:
+        return None, 0
+    return sum(1 for c in outcomes if c) / len(outcomes), len(outcomes)
 
 
 def _scale(values: list[float], lo: float, hi: float, size: float, invert: bool) -> list[float]:

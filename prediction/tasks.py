@@ -9,15 +9,16 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from prediction import live
-from prediction.training import TrainSpec, train
-
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="prediction.tasks.predict_closed", acks_late=True, max_retries=3)
 def predict_closed(exchange: str, symbol: str, end_ms: int) -> list[int]:
     """Dispatched by the candle update path when a bar of an active model's interval has closed."""
+    # scikit-learn is imported by the tasks that use it: every worker imports this module (autodiscovery), and
+    # the analytics and alerts workers need not carry it.
+    from prediction import live
+
     return live.predict_closed(exchange, symbol, end_ms)
 
 
@@ -44,6 +45,8 @@ def retrain(
 ) -> dict[str, Any]:
     """Train on the last ``days`` days of stored candles up to yesterday (or ``start_day``..``end_day``, ISO
     dates) and make the new model the active one."""
+    from prediction.training import TrainSpec, train
+
     end = date.fromisoformat(end_day) if end_day else datetime.now(UTC).date() - timedelta(days=1)
     start = (
         date.fromisoformat(start_day)

@@ -11,7 +11,7 @@ from django.core.cache import cache
 
 from analytics import tasks as analytics_tasks
 from analytics.models import Candle, Trade
-from prediction import live
+from prediction import live, summary
 from prediction.clock import last_closed_bar
 from prediction.features import feature_matrix, load_series
 from prediction.models import Prediction, PredictionModel
@@ -75,10 +75,10 @@ def test_predictions_are_scored_once_their_bar_closes(model):
     assert scored.actual_close == float(close)
     assert scored.correct == ((scored.p_up > 0.5) == (float(close) > scored.base_close))
     assert live.score_predictions(model, base + 10 * HOUR_MS) == 4
-    acc, n = live.live_accuracy(model)
+    acc, n = summary.live_accuracy(model)
     assert n == 5
     assert acc == sum(1 for p in Prediction.objects.filter(model=model) if p.correct) / 5
-    assert live.live_accuracy(model, window=2)[1] == 2
+    assert summary.live_accuracy(model, window=2)[1] == 2
     # A bar without a candle stays unscored.
     Prediction.objects.create(
         model=model, exchange="binance", symbol="BTCUSDT", open_time=datetime(2023, 1, 1, tzinfo=UTC),

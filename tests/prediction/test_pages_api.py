@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from prediction import live
+from prediction import live, summary
 from prediction.models import Prediction, PredictionModel
 from prediction.summary import equity_paths, verdict_text
 from prediction.training import TrainSpec, train
@@ -43,7 +43,7 @@ def test_symbol_page_shows_p_up_with_the_oos_accuracy_the_best_baseline_and_the_
     assert f"{model.overall['model']['accuracy'] * 100:.2f}%" in html
     assert f"Best baseline ({best})" in html
     assert f"{base[best]['accuracy'] * 100:.2f}%" in html
-    acc, n = live.live_accuracy(model)
+    acc, n = summary.live_accuracy(model)
     assert acc is not None
     assert n == 6
     assert "Live accuracy (last 6)" in html
