@@ -71,7 +71,9 @@ def test_folds_expand_never_shuffle_and_purge_the_horizon():
 
 @pytest.mark.parametrize("horizon", [1, 3])
 def test_walk_forward_predictions_up_to_t_are_the_same_whether_or_not_later_candles_exist(hours, horizon):
-    """Leakage: fit and predict every fold on the series cut at T, then on the whole series with the same folds."""
+    """Leakage: fit every fold on the series cut at T and on the whole series with the same folds, then predict
+    every bar from the fold's test start up to T itself (the last h of them have no outcome yet, so they are
+    predicted, not scored): the predictions must be identical."""
     t = int(hours.open_time[2000])
     cut = learn.Dataset.build(hours.upto(t), horizon)
     full = learn.Dataset.build(hours, horizon)
@@ -82,6 +84,12 @@ def test_walk_forward_predictions_up_to_t_are_the_same_whether_or_not_later_cand
         p_full, r_full = learn.fit_predict(full, fold, seed=0)
         assert same(p_cut, p_full), f"fold {fold}: P(up) changed with later candles"
         assert same(r_cut, r_full), f"fold {fold}: the predicted return changed with later candles"
+        rows = slice(fold.test_start, 2001)  # up to and including T
+        models_cut = learn.fit(cut, slice(fold.train_start, fold.train_stop), seed=0)
+        models_full = learn.fit(full, slice(fold.train_start, fold.train_stop), seed=0)
+        up_to_t_cut = learn.predict(models_cut, cut.x[rows])
+        up_to_t_full = learn.predict(models_full, full.x[rows])
+        assert same(up_to_t_cut[0], up_to_t_full[0]), f"fold {fold}: a prediction up to T changed with later candles"
     assert same(cut.up[: cut.usable], full.up[: cut.usable])
 
 
