@@ -114,6 +114,7 @@ def symbol_summary(exchange: str, symbol: str) -> dict[str, Any] | None:
         "prediction": prediction_item(latest) if latest else None,
         "live_accuracy": live_acc,
         "live_count": live_n,
+        "window": settings.PREDICTION_LIVE_WINDOW,
         "verdict": verdict_text(item),
     }
 

@@ -3,13 +3,14 @@ screenshots to ``artifacts/screenshots/`` (prediction-symbol.png, prediction-mod
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 
 from prediction import live
-from prediction.models import PredictionModel
+from prediction.models import Prediction, PredictionModel
 from prediction.training import TrainSpec, train
 from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 
@@ -33,6 +34,13 @@ def model(import_hourly, settings: Any) -> PredictionModel:
     return row
 
 
+def _next_bar_prediction(model: PredictionModel) -> None:
+    Prediction.objects.create(
+        model=model, exchange="binance", symbol="BTCUSDT", open_time=datetime(2022, 3, 1, tzinfo=UTC),
+        base_time=datetime(2022, 2, 28, 23, tzinfo=UTC), p_up=0.9876, predicted_return=0.001, base_close=1.0,
+    )  # fmt: skip
+
+
 def test_prediction_card_and_models_page_render_in_chromium(live_server, model):
     from playwright.sync_api import sync_playwright
 
@@ -51,6 +59,14 @@ def test_prediction_card_and_models_page_render_in_chromium(live_server, model):
             assert "Out of sample the model" in page.inner_text("#prediction-verdict")
             page.wait_for_timeout(500)  # let the chart paint
             page.screenshot(path=str(SCREENSHOTS / "prediction-symbol.png"), full_page=True)
+            # A new bar's prediction reaches the open page without a reload (the card polls the API).
+            # (from another thread: Playwright's sync API runs an event loop in this one, and Django refuses ORM
+            # calls from a thread with a running loop)
+            writer = threading.Thread(target=_next_bar_prediction, args=(model,))
+            writer.start()
+            writer.join()
+            page.wait_for_function("document.getElementById('prediction-p-up').textContent === '98.8%'", timeout=45_000)
+            assert page.inner_text("#prediction-bar") == "2022-03-01 00:00 UTC"
 
             page.goto(f"{live_server.url}/models/")
             page.locator("#equity-svg").wait_for()

@@ -46,7 +46,7 @@ def test_symbol_page_shows_p_up_with_the_oos_accuracy_the_best_baseline_and_the_
     acc, n = summary.live_accuracy(model)
     assert acc is not None
     assert n == 6
-    assert "Live accuracy (last 6)" in html
+    assert 'Live accuracy (last <span id="prediction-live-count">6</span>)' in html
     assert f"{acc * 100:.1f}%" in html
     assert "Out of sample the model" in html
     # No active model for the symbol: no card.
