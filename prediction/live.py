@@ -41,6 +41,10 @@ def predict_as_of(model: PredictionModel, as_of_ms: int) -> Prediction | None:
             "p_up": float(p_up[0]),
             "predicted_return": float(ret[0]),
             "base_close": float(series.close[-1]),
+            # A repeated prediction (a re-dispatch, a replay) is scored again against its own values.
+            "actual_close": None,
+            "correct": None,
+            "scored_at": None,
         },
     )
     return prediction

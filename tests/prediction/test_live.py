@@ -79,6 +79,12 @@ def test_predictions_are_scored_once_their_bar_closes(model):
     assert n == 5
     assert acc == sum(1 for p in Prediction.objects.filter(model=model) if p.correct) / 5
     assert summary.live_accuracy(model, window=2)[1] == 2
+    # Predicting a bar again (a re-dispatch) scores it again, against the values now stored.
+    again = live.predict_as_of(model, base)
+    assert again is not None
+    assert again.correct is None
+    assert live.score_predictions(model, base + 10 * HOUR_MS) == 1
+    assert summary.live_accuracy(model) == (acc, 5)
     # A bar without a candle stays unscored.
     Prediction.objects.create(
         model=model, exchange="binance", symbol="BTCUSDT", open_time=datetime(2023, 1, 1, tzinfo=UTC),
