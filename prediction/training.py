@@ -77,36 +77,41 @@ def train(
     if on_step is not None:
         on_step(total, total)
     elapsed = time.perf_counter() - started
+    params = {
+        **learn.HYPER_PARAMETERS,
+        **spec.params,
+        "seed": spec.seed,
+        "folds": spec.folds,
+        "threshold": spec.threshold,
+        "fee": spec.fee,
+        "model": "HistGradientBoostingClassifier + HistGradientBoostingRegressor(absolute_error)",
+    }
     with transaction.atomic():
         if activate:
             PredictionModel.objects.filter(
                 exchange=spec.exchange, symbol=spec.symbol, interval=spec.interval, horizon=spec.horizon, active=True
             ).update(active=False)
-        row = PredictionModel.objects.create(
+        # The same data and parameters give the same model (deterministic): a re-run (make demo again) refreshes
+        # its row instead of registering a duplicate.
+        row, _ = PredictionModel.objects.update_or_create(
             exchange=spec.exchange,
             symbol=spec.symbol,
             interval=spec.interval,
             horizon=spec.horizon,
-            features=list(FEATURES),
-            params={
-                **learn.HYPER_PARAMETERS,
-                **spec.params,
-                "seed": spec.seed,
-                "folds": spec.folds,
-                "threshold": spec.threshold,
-                "fee": spec.fee,
-                "model": "HistGradientBoostingClassifier + HistGradientBoostingRegressor(absolute_error)",
-            },
-            train_from=_ms(int(series.open_time[0])),
-            train_to=_ms(int(series.open_time[-1])),
-            n_bars=len(series),
             data_hash=series.digest,
-            folds=report.folds,
-            overall=report.overall,
-            backtest=report.backtest,
-            artifact=str(path),
-            training_seconds=elapsed,
-            active=activate,
+            params=params,
+            defaults={
+                "features": list(FEATURES),
+                "train_from": _ms(int(series.open_time[0])),
+                "train_to": _ms(int(series.open_time[-1])),
+                "n_bars": len(series),
+                "folds": report.folds,
+                "overall": report.overall,
+                "backtest": report.backtest,
+                "artifact": str(path),
+                "training_seconds": elapsed,
+                "active": activate,
+            },
         )
     return row, report
 

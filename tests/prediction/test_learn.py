@@ -105,14 +105,20 @@ def test_same_data_and_seed_give_the_same_metrics(hours, artifact_dir):
     assert first.artifact == second.artifact
     assert artifact_dir in (p := __import__("pathlib").Path(first.artifact)).parents
     assert p.exists()
-    # Registry: the newer one is the active one.
-    first.refresh_from_db()
-    assert (first.active, second.active) == (False, True)
+    # Registry: the same data and parameters are the same model (one row, re-run refreshes it); another seed is
+    # another model, which becomes the active one.
+    assert first.pk == second.pk
+    assert second.active
     assert second.params["seed"] == 7
     assert second.features == list(FEATURES)
     assert second.n_bars == len(hours)
     assert second.train_from == FROM
     assert second.train_to == TO
+    other, _ = train(TrainSpec("binance", "BTCUSDT", "1h", date(2021, 11, 1), date(2022, 2, 28), folds=3, seed=8))
+    first.refresh_from_db()
+    assert other.pk != first.pk
+    assert (first.active, other.active) == (False, True)
+    assert PredictionModel.objects.count() == 2
 
 
 def test_train_model_writes_the_json_layout_and_says_whether_it_beats_each_baseline(hours, tmp_path, capsys):
