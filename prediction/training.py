@@ -93,26 +93,34 @@ def train(
             ).update(active=False)
         # The same data and parameters give the same model (deterministic): a re-run (make demo again) refreshes
         # its row instead of registering a duplicate.
-        row, _ = PredictionModel.objects.update_or_create(
-            exchange=spec.exchange,
-            symbol=spec.symbol,
-            interval=spec.interval,
-            horizon=spec.horizon,
-            data_hash=series.digest,
-            params=params,
-            defaults={
-                "features": list(FEATURES),
-                "train_from": _ms(int(series.open_time[0])),
-                "train_to": _ms(int(series.open_time[-1])),
-                "n_bars": len(series),
-                "folds": report.folds,
-                "overall": report.overall,
-                "backtest": report.backtest,
-                "artifact": str(path),
-                "training_seconds": elapsed,
-                "active": activate,
-            },
-        )
+        fields: dict[str, Any] = {
+            "features": list(FEATURES),
+            "train_from": _ms(int(series.open_time[0])),
+            "train_to": _ms(int(series.open_time[-1])),
+            "n_bars": len(series),
+            "folds": report.folds,
+            "overall": report.overall,
+            "backtest": report.backtest,
+            "artifact": str(path),
+            "training_seconds": elapsed,
+            "active": activate,
+        }
+        key: dict[str, Any] = {
+            "exchange": spec.exchange,
+            "symbol": spec.symbol,
+            "interval": spec.interval,
+            "horizon": spec.horizon,
+            "data_hash": series.digest,
+            "params": params,
+        }
+        # The newest such row if several exist (registered before this rule).
+        row = PredictionModel.objects.select_for_update().filter(**key).order_by("-id").first()
+        if row is None:
+            row = PredictionModel.objects.create(**key, **fields)
+        else:
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.save(update_fields=list(fields))
     return row, report
 
 
