@@ -28,6 +28,7 @@ from analytics import whales as whale_logic
 from analytics.dispatch import CANDLES_PUSH_PREFIX, claim_slot
 from analytics.live import publish_many
 from analytics.models import Candle, IndicatorPoint, WhaleAlert
+from analytics.signals import candles_updated
 from dashboard.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,13 @@ def update_candles(exchange: str, symbol: str, start_ms: int, end_ms: int) -> in
         return 0
     # Pushed after the commit: the dashboard may read the rows back as soon as it hears of them.
     push_candles(exchange, symbol, payload)
+    # Apps built on the candles (live price prediction) hear of the committed range; a failing receiver is
+    # logged and never fails the update.
+    for receiver, result in candles_updated.send_robust(
+        sender=update_candles, exchange=exchange, symbol=symbol, start_ms=start_ms, end_ms=end_ms
+    ):
+        if isinstance(result, Exception):
+            logger.error("candles_updated receiver %r failed for %s:%s", receiver, exchange, symbol, exc_info=result)
     return len(payload["candles"])
 
 

@@ -13,7 +13,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # The project's queues, declared so workers, `purge` and monitoring know all of them (routes: CELERY_TASK_ROUTES).
-app.conf.task_queues = (Queue("default"), Queue("analytics"), Queue("alerts"))
+# ``ml`` (training, inference) has its own workers: a retraining holds a process for minutes.
+app.conf.task_queues = (Queue("default"), Queue("analytics"), Queue("alerts"), Queue("ml"))
 
 # Periodic jobs (run `celery -A cryptoproject beat`). `expires` drops runs that waited longer than their period
 # (workers down), so a backlog of identical idempotent jobs never piles up.
@@ -34,6 +35,32 @@ app.conf.beat_schedule = {
         "options": {"expires": 25},
     },
 }
+
+
+def retrain_schedule(cron: str) -> crontab | None:
+    """PREDICTION_RETRAIN_CRON ("minute hour day-of-month month day-of-week", UTC) as a crontab; empty: none."""
+    fields = cron.split()
+    if not fields:
+        return None
+    if len(fields) != 5:
+        raise ValueError(f"PREDICTION_RETRAIN_CRON: expected 5 crontab fields, got {cron!r}")
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    return crontab(minute, hour, day_of_week, day_of_month, month_of_year)
+
+
+def _add_retraining() -> None:
+    from django.conf import settings
+
+    schedule = retrain_schedule(settings.PREDICTION_RETRAIN_CRON)
+    if schedule is not None:
+        app.conf.beat_schedule["prediction-retrain"] = {
+            "task": "prediction.tasks.retrain_all",
+            "schedule": schedule,
+            "options": {"expires": 3600},
+        }
+
+
+_add_retraining()
 
 
 @app.task(name="cryptoproject.ping", ignore_result=False, acks_late=False)

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "analytics",
     "history",
     "backtest",
+    "prediction",
     "dashboard",
 ]
 
@@ -150,6 +151,8 @@ CELERY_TASK_ROUTES = {
     "analytics.tasks.detect_whales": {"queue": "alerts"},
     "analytics.tasks.*": {"queue": "analytics"},
     "backtest.tasks.*": {"queue": "analytics"},
+    # Training and inference on their own queue: a retraining never delays a candle update.
+    "prediction.tasks.*": {"queue": "ml"},
     "dashboard.tasks.*": {"queue": "alerts"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -274,6 +277,24 @@ if INGEST_BACKFILL_QUEUE < 1:
     raise ImproperlyConfigured("INGEST_BACKFILL_QUEUE: must be at least 1")
 if INGEST_SHUTDOWN_TIMEOUT < 0:
     raise ImproperlyConfigured("INGEST_SHUTDOWN_TIMEOUT: must not be negative")
+
+# --------------------------------------------------------------------------------------------- price prediction
+# Trained models (joblib files), one per PredictionModel row (docs/PREDICTION.md).
+PREDICTION_ARTIFACT_DIR: Path = Path(_setting("PREDICTION_ARTIFACT_DIR", str, str(BASE_DIR / ".cache" / "prediction")))
+# The series the beat schedule retrains (and live inference predicts), as exchange:symbol:interval.
+PREDICTION_SERIES: list[str] = _setting("PREDICTION_SERIES", list, ["binance:BTCUSDT:1h"])
+# Retraining: a crontab "minute hour day-of-month month day-of-week" in UTC; empty disables it.
+PREDICTION_RETRAIN_CRON: str = _setting("PREDICTION_RETRAIN_CRON", str, "17 3 * * 0")
+# Days of stored candles a scheduled retraining uses (up to yesterday).
+PREDICTION_TRAIN_DAYS: int = _setting("PREDICTION_TRAIN_DAYS", int, 1700)
+# Long when P(up) is above this (the trading evaluation of the out-of-sample signals).
+PREDICTION_THRESHOLD: float = _setting("PREDICTION_THRESHOLD", float, 0.5)
+# How many of the latest scored live predictions the realised accuracy covers.
+PREDICTION_LIVE_WINDOW: int = _setting("PREDICTION_LIVE_WINDOW", int, 100)
+if not 0 < PREDICTION_THRESHOLD < 1:
+    raise ImproperlyConfigured("PREDICTION_THRESHOLD: must be between 0 and 1")
+if PREDICTION_TRAIN_DAYS < 30 or PREDICTION_LIVE_WINDOW < 1:
+    raise ImproperlyConfigured("PREDICTION_TRAIN_DAYS must be >= 30 and PREDICTION_LIVE_WINDOW >= 1")
 
 # --------------------------------------------------------------------------------------------- analytics
 WHALE_THRESHOLD_USD: Decimal = _setting("WHALE_THRESHOLD_USD", Decimal, Decimal("100000"))

@@ -12,6 +12,7 @@ urlpatterns = [
     path("market/<str:exchange>/<path:symbol>/", views.symbol, name="symbol"),
     path("whales/", views.whales, name="whales"),
     path("health/", views.health, name="health"),
+    path("models/", views.models, name="models"),
     path("backtests/", views.backtests, name="backtests"),
     path("backtests/<int:run_id>/", views.backtest, name="backtest"),
 ]

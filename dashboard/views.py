@@ -20,6 +20,8 @@ from dashboard.forms import BacktestForm
 from dashboard.groups import InvalidMarketError, parse_market
 from dashboard.health import group_liveness
 from dashboard.queries import known_pairs
+from prediction.models import BASELINES, PredictionModel
+from prediction.summary import equity_paths, model_item, symbol_summary, verdict_text
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ def symbol(request: HttpRequest, exchange: str, symbol: str) -> HttpResponse:
         stats=stats,
         intervals=CHART_INTERVALS,
         interval=interval,
+        prediction=symbol_summary(exchange, symbol),
     )
 
 
@@ -138,6 +141,34 @@ def backtest(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(BacktestRun.objects.defer("equity", "trades"), pk=run_id)
     config = {"run": run_item(run), "refreshMs": 1000}
     return _page(request, "dashboard/backtest.html", "backtest", config, run=run)
+
+
+MODEL_LIST_SIZE = 50
+
+
+@login_required_if_configured
+def models(request: HttpRequest) -> HttpResponse:
+    """Price-prediction models: the chosen one's (``?id=``, else the newest active) fold metrics against the
+    naive baselines and the equity of its out-of-sample signals against buy-and-hold."""
+    rows = list(PredictionModel.objects.order_by("-created_at", "-id")[:MODEL_LIST_SIZE])
+    chosen: PredictionModel | None = None
+    raw = request.GET.get("id", "")
+    if raw.isdigit():
+        chosen = get_object_or_404(PredictionModel, pk=int(raw))
+    elif rows:
+        chosen = next((m for m in rows if m.active), rows[0])
+    item = model_item(chosen, full=True) if chosen else None
+    return _page(
+        request,
+        "dashboard/models.html",
+        "models",
+        {},
+        models=[model_item(m) for m in rows],
+        model=item,
+        baselines=BASELINES,
+        verdict=verdict_text(item) if item else "",
+        chart=equity_paths(chosen.backtest) if chosen else None,
+    )
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -136,7 +136,7 @@ def manage(*args: str) -> list[str]:
 
 @pytest.fixture
 def celery_worker_process(spawn: Callable[..., ChildProcess]) -> Iterator[ChildProcess]:
-    """A real Celery worker process on the Redis broker, consuming every project queue, using the test DB.
+    """A real Celery worker process on the Redis broker, consuming every project queue (ml too), using the test DB.
 
     Tests that need it must use ``@pytest.mark.django_db(transaction=True)`` so the worker sees their rows.
     """
@@ -153,7 +153,7 @@ def celery_worker_process(spawn: Callable[..., ChildProcess]) -> Iterator[ChildP
             "cryptoproject",
             "worker",
             "-Q",
-            "analytics,alerts,default",
+            "analytics,alerts,default,ml",
             "-c",
             "2",
             "-n",

@@ -3,7 +3,7 @@
 from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from dashboard.api import backtests, views
+from dashboard.api import backtests, predictions, views
 from dashboard.auth import LoginRequiredIfConfigured
 
 app_name = "api"
@@ -22,6 +22,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("backtests/strategies", backtests.StrategiesView.as_view(), name="backtest-strategies"),
     path("backtests/<int:run_id>", backtests.BacktestView.as_view(), name="backtest"),
     path("backtests/<int:run_id>/chart", backtests.BacktestChartView.as_view(), name="backtest-chart"),
+    path("models", predictions.ModelsView.as_view(), name="models"),
+    path("models/<int:model_id>", predictions.ModelView.as_view(), name="model"),
+    path("predictions", predictions.PredictionsView.as_view(), name="predictions"),
     path("schema", SpectacularAPIView.as_view(permission_classes=_docs_permissions), name="schema"),
     path(
         "docs",
