@@ -48,19 +48,19 @@ def retrain_schedule(cron: str) -> crontab | None:
     return crontab(minute, hour, day_of_week, day_of_month, month_of_year)
 
 
-def _add_retraining() -> None:
+@app.on_after_configure.connect
+def _add_retraining(sender: Celery, **_kwargs: object) -> None:
+    # Once Celery has read its configuration, not at import: this module is imported while the Django settings
+    # module itself is being imported (cryptoproject/__init__.py), so reading a setting here would be circular.
     from django.conf import settings
 
     schedule = retrain_schedule(settings.PREDICTION_RETRAIN_CRON)
     if schedule is not None:
-        app.conf.beat_schedule["prediction-retrain"] = {
+        sender.conf.beat_schedule["prediction-retrain"] = {
             "task": "prediction.tasks.retrain_all",
             "schedule": schedule,
             "options": {"expires": 3600},
         }
-
-
-_add_retraining()
 
 
 @app.task(name="cryptoproject.ping", ignore_result=False, acks_late=False)
