@@ -7,7 +7,9 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -110,10 +112,15 @@ def test_api_answers_when_the_throttle_cache_is_unreachable(
 
 @pytest.fixture
 def stack_redis() -> Iterator[int]:
-    """This stack's Redis port; Redis is started again (``scripts/stack.sh up``) after the test."""
-    port = os.environ.get("STACK_REDIS_PORT")
-    if not port:
-        pytest.skip("needs the per-developer stack (eval $(bash scripts/stack_env.sh N)) so only its Redis stops")
+    """This stack's Redis port; Redis is started again (``scripts/stack.sh up``) after the test.
+
+    The Redis the settings use must be the one ``scripts/stack.sh`` manages here (``STACK_REDIS_PORT``, default
+    56379, as ``make test`` runs it), so the test stops only the suite's own server and can start it again.
+    """
+    port = urlsplit(django_settings.CACHES["default"]["LOCATION"]).port
+    pid_file = Path(os.environ.get("STACK_DIR", ROOT / ".stack")) / "redis" / "redis.pid"
+    if port != int(os.environ.get("STACK_REDIS_PORT", "56379")) or not pid_file.exists():
+        pytest.skip(f"the cache's Redis (port {port}) is not this checkout's stack: scripts/stack.sh cannot restart it")
     yield int(port)
     subprocess.run(["bash", "scripts/stack.sh", "up"], cwd=ROOT, check=True, capture_output=True, timeout=180)
     client = redis.Redis(port=int(port), socket_connect_timeout=1)
