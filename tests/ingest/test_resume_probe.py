@@ -4,7 +4,6 @@ probed over REST (a real producer on per-test topics, a real HTTP server for RES
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,18 +21,6 @@ from tests.ingest.test_gaps_backfill import rest  # noqa: F401 - fixture
 from tests.ingest.test_runner import NOW, binance_trade
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def metrics() -> IngestMetrics:
-    return IngestMetrics("binance")
-
-
-@pytest.fixture
-def producer(kafka_topics: KafkaTopics, metrics: IngestMetrics) -> Iterator[TradeProducer]:
-    producer = TradeProducer(metrics)
-    yield producer
-    producer.close(timeout=10)
 
 
 def _processor(producer: TradeProducer, metrics: IngestMetrics, url: str) -> FrameProcessor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -33,18 +32,6 @@ NOW = 1_723_161_300_000
 def binance_trade(trade_id: int, price: str = "61837.63000000") -> bytes:
     event = {"e": "trade", "E": NOW, "s": "BTCUSDT", "t": trade_id, "p": price, "q": "0.5", "T": NOW, "m": True}
     return orjson.dumps({"stream": "btcusdt@trade", "data": event})
-
-
-@pytest.fixture
-def metrics() -> IngestMetrics:
-    return IngestMetrics("binance")
-
-
-@pytest.fixture
-def producer(kafka_topics: KafkaTopics, metrics: IngestMetrics) -> Iterator[TradeProducer]:
-    producer = TradeProducer(metrics)
-    yield producer
-    producer.close(timeout=10)
 
 
 def test_gaps_are_backfilled_in_order_and_duplicates_dropped(
