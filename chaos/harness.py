@@ -450,10 +450,16 @@ def reset(stack: Stack) -> None:
 
 
 def create_topics(run: Run) -> None:
-    """The run's trades and dead-letter topics, replicated over every broker of the stack."""
+    """The run's trades and dead-letter topics, replicated over every broker of the stack (waiting until all of
+    them are registered: a broker restarted by an earlier scenario may still be rejoining)."""
     brokers = run.scenario.brokers
     admin = KafkaAdminClient(bootstrap_servers=run.stack.bootstrap.split(","), request_timeout_ms=20000)
     try:
+        deadline = time.monotonic() + 120
+        while len(admin.describe_cluster().get("brokers") or []) < brokers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fewer than {brokers} brokers registered after 120 s")
+            time.sleep(0.5)
         admin.create_topics([NewTopic(run.topic, PARTITIONS, brokers), NewTopic(run.dlq, 1, brokers)], timeout_ms=20000)
     finally:
         admin.close()

@@ -264,7 +264,7 @@ node_start() {  # node: start it when not running (formats its storage the first
 node_wait() {  # node timeout
   local dir port
   dir=$(node_dir "$1"); port=$(node_port "$1")
-  if ! "$PY" "$ROOT/scripts/wait_kafka.py" "127.0.0.1:$port" --timeout "$2" >&2; then
+  if ! "$PY" "$ROOT/scripts/wait_kafka.py" "127.0.0.1:$port" --timeout "$2" --brokers "${3:-1}" >&2; then
     tail -n 30 "$dir/kafka.out" >&2 || true
     die "Kafka node $1 did not become ready on 127.0.0.1:$port; see $dir/kafka.out and $dir/logs"
   fi
@@ -275,7 +275,8 @@ kafka_up() {
   local t0=$SECONDS i
   # All nodes first, then wait: a cluster's controllers need their quorum before any node answers.
   for ((i = 1; i <= KAFKA_BROKERS; i++)); do node_start "$i"; done
-  for ((i = 1; i <= KAFKA_BROKERS; i++)); do node_wait "$i" 120; done
+  # Ready means every node registered with the controllers (topics of 3 replicas need all three), not just up.
+  for ((i = 1; i <= KAFKA_BROKERS; i++)); do node_wait "$i" 120 "$KAFKA_BROKERS"; done
   log "Kafka up on 127.0.0.1:$KAFKA_PORT ($KAFKA_BROKERS node(s)) in $((SECONDS - t0)) s"
 }
 

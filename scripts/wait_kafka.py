@@ -17,6 +17,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("bootstrap")
     parser.add_argument("--timeout", type=float, default=60.0)
+    # A cluster is ready for topics of N replicas only once N brokers are registered, not when one answers.
+    parser.add_argument("--brokers", type=int, default=1, help="wait until this many brokers are registered")
     args = parser.parse_args()
     deadline = time.monotonic() + args.timeout
     last: Exception | None = None
@@ -31,13 +33,15 @@ def main() -> int:
                 brokers = admin.describe_cluster().get("brokers") or []
             finally:
                 admin.close()
-            if brokers:
+            if len(brokers) >= args.brokers:
                 return 0
+            last = RuntimeError(f"{len(brokers)} of {args.brokers} brokers registered")
         except (KafkaError, OSError, ValueError) as exc:
             last = exc
         time.sleep(0.5)
     print(
-        f"Kafka at {args.bootstrap} did not answer a metadata request within {args.timeout:.0f} s ({last})",
+        f"Kafka at {args.bootstrap} did not answer a metadata request with {args.brokers} broker(s) within "
+        f"{args.timeout:.0f} s ({last})",
         file=sys.stderr,
     )
     return 1

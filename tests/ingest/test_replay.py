@@ -324,11 +324,29 @@ def test_fuzzed_first_frames_of_a_ws_recording_are_never_taken_for_csv(
     assert detect_format(path) is ReplayFormat.BINANCE_WS
 
 
+COMPRESSION_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd")  # gzip, zstd
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(first=st.binary(max_size=120).filter(lambda b: b"\n" not in b and b"\r" not in b and b.strip()))
+@given(
+    first=st.binary(max_size=120).filter(
+        lambda b: b"\n" not in b and b"\r" not in b and bool(b.strip()) and not b.startswith(COMPRESSION_MAGIC)
+    )
+)
 def test_fuzzed_first_lines_never_change_the_layout_of_a_vision_file(tmp_path: Path, first: bytes) -> None:
-    # One odd first line (a truncated header, garbage) does not outvote the rows that follow it.
+    # One odd first line (a truncated header, garbage) does not outvote the rows that follow it. A file that starts
+    # with a compression format's magic number is read as that format (next test), whatever its name says.
     rows = [",".join(str(field) for field in row).encode() for row in VISION_ROWS]
     path = tmp_path / "BTCUSDT-trades-2024-08-08.csv"
     path.write_bytes(b"\n".join([first, *rows, *rows]) + b"\n")
     assert detect_format(path) is ReplayFormat.VISION_CSV
+
+
+@pytest.mark.parametrize("magic", COMPRESSION_MAGIC)
+def test_a_file_with_a_compression_magic_but_no_valid_stream_is_refused_by_name(tmp_path: Path, magic: bytes) -> None:
+    # Found by the fuzz test above: a first line that happens to start with gzip's magic number.
+    rows = [",".join(str(field) for field in row).encode() for row in VISION_ROWS]
+    path = tmp_path / "BTCUSDT-trades-2024-08-08.csv"
+    path.write_bytes(b"\n".join([magic + b"garbage", *rows]) + b"\n")
+    with pytest.raises(ReplayError, match=r"BTCUSDT-trades-2024-08-08\.csv: cannot read the file"):
+        detect_format(path)
