@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterable
+import io
+import zipfile
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -57,16 +59,27 @@ def bars_from_rows(interval: str, rows: Iterable[tuple[int, str, str, str, str]]
     )
 
 
+def _kline_records(path: Path) -> Iterator[list[str]]:
+    """The CSV rows of a kline file: a plain CSV, or an archive zip holding one."""
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                with archive.open(name) as raw:
+                    yield from csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+        return
+    with open(path, newline="") as fh:
+        yield from csv.reader(fh)
+
+
 def bars_from_kline_csv(paths: Iterable[Path], interval: str) -> Bars:
-    """Bars from Binance archive kline CSVs (headered or not; open times in ms or µs), sorted by open time."""
+    """Bars from Binance archive kline CSVs or their zips (headered or not; open times in ms or µs), by open time."""
     rows: dict[int, tuple[int, str, str, str, str]] = {}
     for path in paths:
-        with open(path, newline="") as fh:
-            for record in csv.reader(fh):
-                if not record or not record[0].strip().isdigit():
-                    continue  # a header line
-                ms = int(record[0])
-                if ms >= 10**14:  # microseconds (the archive's spot files from 2025-01-01)
-                    ms //= 1000
-                rows[ms] = (ms, record[1], record[2], record[3], record[4])
+        for record in _kline_records(Path(path)):
+            if not record or not record[0].strip().isdigit():
+                continue  # a header line
+            ms = int(record[0])
+            if ms >= 10**14:  # microseconds (the archive's spot files from 2025-01-01)
+                ms //= 1000
+            rows[ms] = (ms, record[1], record[2], record[3], record[4])
     return bars_from_rows(interval, [rows[t] for t in sorted(rows)])

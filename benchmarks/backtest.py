@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-KLINE_DIRS = [ROOT / "data/binance-klines/spot-1h", ROOT.parent / "shared/data/binance-klines/spot-1h"]
+# The bundled archive zips (data/binance-klines, provenance in its README): 55 months of BTCUSDT 1h spot.
+KLINE_DIRS = [ROOT / "data/binance-klines/data/spot/monthly/klines/BTCUSDT/1h"]
 SWEEP_SMA = {"fast": list(range(2, 42, 2)), "slow": list(range(50, 550, 10))}  # 20 x 50, all valid (fast < slow)
 SWEEP_RSI = {"period": list(range(6, 26, 2)), "low": list(range(16, 36, 2)), "high": list(range(62, 82, 2))}
 REFERENCE_SAMPLE = 20
@@ -40,11 +41,15 @@ def _setup_django() -> None:
     django.setup()
 
 
+def _kline_files(folder: Path) -> list[Path]:
+    return sorted([*folder.glob("*.csv"), *folder.glob("*.zip")])
+
+
 def klines_dir(given: Path | None) -> Path:
     for folder in [given] if given else KLINE_DIRS:
-        if folder is not None and any(folder.glob("*.csv")):
+        if folder is not None and any(_kline_files(folder)):
             return folder
-    raise SystemExit(f"no kline CSVs found in {given or ' or '.join(map(str, KLINE_DIRS))}")
+    raise SystemExit(f"no kline CSVs or zips found in {given or ' or '.join(map(str, KLINE_DIRS))}")
 
 
 def best_of(func: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -80,7 +85,7 @@ def run(folder: Path) -> dict[str, Any]:
     pid = os.getpid()
     report: dict[str, Any] = {"rss_after_imports_mb": round(peak_rss_mb(pid), 1)}
     started = time.perf_counter()
-    files = sorted(folder.glob("*.csv"))
+    files = _kline_files(folder)
     bars = bars_from_kline_csv(files, "1h")
     report["bars"] = len(bars)
     report["load_csv_s"] = round(time.perf_counter() - started, 3)
@@ -148,7 +153,7 @@ def run(folder: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run, print the figures (and write them as JSON when asked)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--klines", type=Path, help="folder of BTCUSDT-1h-*.csv (default: the bundled ones)")
+    parser.add_argument("--klines", type=Path, help="folder of BTCUSDT-1h-*.csv or .zip (default: the bundled zips)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     folder = klines_dir(args.klines)

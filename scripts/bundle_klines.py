@@ -1,4 +1,5 @@
-"""Rebuild data/binance-klines/ (the archive's layout) from ../shared/data/binance-klines/ (see its README).
+"""Rebuild data/binance-klines/ (the archive's layout) from the upstream kline CSVs named in its README
+(given as the source folder argument).
 
 The 55 monthly 1h CSVs are zipped as the archive serves them (``BTCUSDT-1h-YYYY-MM.zip`` holding
 ``BTCUSDT-1h-YYYY-MM.csv``) with a ``.CHECKSUM`` in Binance's format (``<sha256>  <name>``, no trailing newline).

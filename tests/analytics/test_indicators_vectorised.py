@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,15 +15,17 @@ from analytics import indicators as ind
 
 ROOT = Path(__file__).resolve().parents[2]
 # The bundled BTCUSDT hourly klines (helper copies live in data/; the shared folder sits beside the clone).
-KLINE_DIRS = [ROOT / "data/binance-klines/spot-1h", ROOT.parent / "shared/data/binance-klines/spot-1h"]
+# The bundled archive zips (data/binance-klines): real BTCUSDT hourly closes.
+KLINE_DIR = ROOT / "data/binance-klines/data/spot/monthly/klines/BTCUSDT/1h"
 
 
-def real_closes(months: int = 3) -> list[Decimal] | None:
-    for folder in KLINE_DIRS:
-        files = sorted(folder.glob("BTCUSDT-1h-*.csv"))
-        if files:
-            return [Decimal(line.split(",")[4]) for f in files[-months:] for line in f.read_text().splitlines()]
-    return None
+def real_closes(months: int = 3) -> list[Decimal]:
+    closes: list[Decimal] = []
+    for path in sorted(KLINE_DIR.glob("BTCUSDT-1h-*.zip"))[-months:]:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                closes.extend(Decimal(line.split(",")[4]) for line in archive.read(name).decode().splitlines())
+    return closes
 
 
 def assert_agree(live: list[Decimal | None], vectorised: np.ndarray, scale: float) -> None:
@@ -55,8 +58,6 @@ def check_all(closes: list[Decimal]) -> None:
 
 def test_agree_on_real_btcusdt_hourly_closes():
     closes = real_closes()
-    if closes is None:
-        pytest.skip("the bundled klines are not here")
     assert len(closes) > 2000
     check_all(closes)
 
