@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
@@ -23,6 +24,16 @@ MAX_ALERTS_PER_FANOUT = 500
 INFRA_ERRORS = (OperationalError, InterfaceError, RedisError)
 
 
+# The delivery tasks' retries of infrastructure errors: exponential backoff with jitter, the same for every task.
+RETRY_OPTIONS: dict[str, Any] = {
+    "autoretry_for": INFRA_ERRORS,
+    "retry_backoff": BACKOFF_BASE_SECONDS,
+    "retry_backoff_max": BACKOFF_MAX_SECONDS,
+    "retry_jitter": True,
+    "max_retries": MAX_RETRIES,
+}
+
+
 def backoff_seconds(retries: int) -> int:
     """Exponential backoff: 2, 4, 8, ... seconds, capped at five minutes."""
     return int(min(BACKOFF_BASE_SECONDS * 2**retries, BACKOFF_MAX_SECONDS))
@@ -31,11 +42,7 @@ def backoff_seconds(retries: int) -> int:
 @shared_task(
     name="dashboard.tasks.deliver_new_alerts",
     ignore_result=True,
-    autoretry_for=INFRA_ERRORS,
-    retry_backoff=BACKOFF_BASE_SECONDS,
-    retry_backoff_max=BACKOFF_MAX_SECONDS,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
+    **RETRY_OPTIONS,
 )
 def deliver_new_alerts(alert_ids: list[int]) -> int:
     """Create the deliveries for new alerts and queue one ``deliver_alert`` per (alert, subscription).
@@ -59,11 +66,7 @@ def deliver_new_alerts(alert_ids: list[int]) -> int:
     bind=True,
     name="dashboard.tasks.deliver_alert",
     ignore_result=True,
-    autoretry_for=INFRA_ERRORS,
-    retry_backoff=BACKOFF_BASE_SECONDS,
-    retry_backoff_max=BACKOFF_MAX_SECONDS,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
+    **RETRY_OPTIONS,
 )
 def deliver_alert(self: Task, alert_id: int, subscription_id: int) -> str:
     """Send one alert to one subscription (webhook or e-mail); retries network errors and 5xx with backoff."""
@@ -89,11 +92,7 @@ def deliver_alert(self: Task, alert_id: int, subscription_id: int) -> str:
 @shared_task(
     name="dashboard.tasks.requeue_pending_deliveries",
     ignore_result=True,
-    autoretry_for=INFRA_ERRORS,
-    retry_backoff=BACKOFF_BASE_SECONDS,
-    retry_backoff_max=BACKOFF_MAX_SECONDS,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
+    **RETRY_OPTIONS,
 )
 def requeue_pending_deliveries() -> int:
     """Beat job: queue ``deliver_alert`` again for deliveries pending longer than ``ALERT_REQUEUE_AFTER_SECONDS``.
