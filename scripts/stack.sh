@@ -230,7 +230,13 @@ EOP
 cluster_id() {  # one id for every node of this stack, kept beside them
   local file="$STACK/kafka-cluster-id"
   if [ "$KAFKA_BROKERS" -eq 1 ] || [ ! -s "$file" ]; then
-    python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$file.new"
+    # One id in 64 would start with "-", which the storage tool takes for an option (CI failed on one): like
+    # Kafka's own Uuid.randomUuid, draw again until it does not.
+    python3 -c '
+import base64, uuid
+while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+    pass
+print(cid)' >"$file.new"
     [ "$KAFKA_BROKERS" -eq 1 ] && { cat "$file.new"; rm -f "$file.new"; return; }
     mv "$file.new" "$file"
   fi
