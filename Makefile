@@ -54,7 +54,7 @@ topics: services ## create the Kafka topics (idempotent)
 	@$(MANAGE) create_topics
 
 # --------------------------------------------------------------------------------------------- run
-demo: migrate topics history-demo prediction-demo ## the whole pipeline on the bundled real trades; prints the dashboard URL
+demo: migrate topics history-demo backtest-demo prediction-demo ## the whole pipeline on the bundled real trades; prints the dashboard URL
 	@$(MANAGE) collectstatic --noinput -v 0
 	@$(MANAGE) ensure_demo_user
 	@echo
@@ -70,6 +70,11 @@ demo: migrate topics history-demo prediction-demo ## the whole pipeline on the b
 history-demo: migrate ## import the bundled BTCUSDT history (1h 2017-08..2022-02, 1m 2020-01-01..03)
 	@$(MANAGE) import_history --mirror data/binance-klines --symbol BTCUSDT --interval 1h --from 2017-08-01 --to 2022-02-28
 	@$(MANAGE) import_history --mirror data/binance-klines --symbol BTCUSDT --interval 1m --from 2020-01-01 --to 2020-01-03
+
+# One sample backtest on those years of hourly candles, ready to open at /backtests/ (stored once: --reuse).
+backtest-demo: history-demo ## backtest an SMA crossover on the bundled hourly BTCUSDT history
+	@$(MANAGE) backtest --strategy sma_cross --param fast=24 --param slow=96 --symbol BTCUSDT --interval 1h \
+		--from 2017-08-01 --to 2022-02-28 --reuse
 
 # Price prediction (docs/PREDICTION.md): walk-forward validation against naive baselines, then the active model
 # live inference uses. The 1h model is the one the docs measure; the 1m model, on the three bundled 1m days,

@@ -85,6 +85,27 @@ def store_result(run: BacktestRun, bars: Bars, result: Result) -> None:
     run.params = body["params"]
 
 
+def stored_twin(run: BacktestRun) -> BacktestRun | None:
+    """The newest finished run with ``run``'s spec and parameters on the same stored bars (by hash), if any."""
+    return (
+        BacktestRun.objects.filter(
+            status=BacktestRun.Status.DONE,
+            strategy=run.strategy,
+            params=run.params,
+            exchange=run.exchange,
+            symbol=run.symbol,
+            interval=run.interval,
+            date_from=run.date_from,
+            date_to=run.date_to,
+            cash=run.cash,
+            fee=run.fee,
+            bars_hash=run.bars_hash,
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
 def _save_progress(run: BacktestRun, progress: float, **fields: Any) -> None:
     run.progress = progress
     for name, value in fields.items():

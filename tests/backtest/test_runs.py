@@ -240,3 +240,22 @@ def test_an_unexpected_error_fails_the_run_and_is_raised():
         assert run.error == "internal error: RuntimeError('bug in a strategy')"
     finally:
         STRATEGIES.pop("test_broken", None)
+
+
+def test_reuse_stores_a_run_once_per_spec_and_bars_and_again_when_the_bars_change(capsys):
+    store_candles(WAVE)
+    args = ["backtest", "--strategy", "sma_cross", "--symbol", "BTCUSDT", "--from", "2024-01-01", "--to", "2024-01-03"]
+    call_command(*args, "--reuse")
+    first = BacktestRun.objects.get()
+    call_command(*args, "--reuse")
+    assert f"already stored as run {first.pk}" in capsys.readouterr().out
+    assert BacktestRun.objects.count() == 1
+    call_command(*args, "--reuse", "--param", "fast=4")  # other parameters: a run of its own
+    assert BacktestRun.objects.count() == 2
+    Candle.objects.filter(open_time=START + timedelta(hours=30)).update(close=Decimal("155.5"))
+    call_command(*args, "--reuse")  # the same spec on changed bars is a new result
+    assert BacktestRun.objects.count() == 3
+    call_command(*args)  # without --reuse every run is stored
+    assert BacktestRun.objects.count() == 4
+    call_command(*args, "--no-save")
+    assert BacktestRun.objects.count() == 4

@@ -104,6 +104,11 @@ class Command(BaseCommand):
         parser.add_argument("--train-until", help="sweep: rank on bars up to this day, then test the best after it")
         parser.add_argument("--top", type=int, default=10, help="sweep: rows of the ranking to print")
         parser.add_argument("--no-save", action="store_true", help="do not store the run as a BacktestRun")
+        parser.add_argument(
+            "--reuse",
+            action="store_true",
+            help="store nothing when the same run on the same stored bars is already stored (make demo re-runs)",
+        )
         parser.add_argument("--list", action="store_true", help="list the strategies and their parameters")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -157,7 +162,11 @@ class Command(BaseCommand):
         if options["json_path"]:
             Path(options["json_path"]).write_text(json.dumps(result.as_json()))
             self.stdout.write(f"wrote {options['json_path']}")
-        if not options["no_save"]:
+        if options["no_save"]:
+            return
+        if options["reuse"] and (same := runs.stored_twin(run)) is not None:
+            self.stdout.write(f"already stored as run {same.pk} (same run, same bars): /backtests/{same.pk}/")
+        else:
             run.status = BacktestRun.Status.DONE
             run.progress = 1.0
             run.started_at = run.finished_at = timezone.now()

@@ -197,6 +197,20 @@ function render() {
   indicatorChart.update("none");
 }
 
+// Only the newest stretch of candles without a long break: `make demo` imports 2020's 1m days while its replay
+// runs on today's clock, and one time axis over both squeezes each into a sliver at an end of the chart.
+// Exchange outages leave gaps of minutes to hours, far below the bound, so they stay visible as gaps.
+function dropBeforeLongBreak(map, intervalMs) {
+  const times = [...map.keys()].sort((a, b) => a - b);
+  const longBreak = Math.max(200 * intervalMs, 86_400_000);
+  for (let i = times.length - 1; i > 0; i -= 1) {
+    if (times[i] - times[i - 1] > longBreak) {
+      for (const t of times.slice(0, i)) map.delete(t);
+      return;
+    }
+  }
+}
+
 async function loadHistory() {
   const seq = ++state.loadSeq;
   state.loading = true;
@@ -215,6 +229,9 @@ async function loadHistory() {
       const p = indicatorFrom(item);
       state.indicators.set(p.t, p);
     }
+    dropBeforeLongBreak(state.candles, config.intervalSeconds[state.interval] * 1000);
+    const first = Math.min(...state.candles.keys());
+    for (const t of [...state.indicators.keys()]) if (t < first) state.indicators.delete(t);
   } catch (err) {
     console.error("history", err);
   }
