@@ -6,6 +6,8 @@ from celery import Celery
 from celery.schedules import crontab
 from kombu import Queue
 
+from cryptoproject.queues import CeleryQueue
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptoproject.settings")
 
 app = Celery("cryptoproject")
@@ -14,7 +16,7 @@ app.autodiscover_tasks()
 
 # The project's queues, declared so workers, `purge` and monitoring know all of them (routes: CELERY_TASK_ROUTES).
 # ``ml`` (training, inference) has its own workers: a retraining holds a process for minutes.
-app.conf.task_queues = (Queue("default"), Queue("analytics"), Queue("alerts"), Queue("ml"))
+app.conf.task_queues = tuple(Queue(queue.value) for queue in CeleryQueue)
 
 # Periodic jobs (run `celery -A cryptoproject beat`). `expires` drops runs that waited longer than their period
 # (workers down), so a backlog of identical idempotent jobs never piles up.

@@ -17,6 +17,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from cryptoproject.logging import logging_config
+from cryptoproject.queues import CeleryQueue
 from cryptoproject.security import production_problems
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -145,15 +146,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = _setting("CELERY_WORKER_PREFETCH_MULTIPLIER"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SOFT_TIME_LIMIT = _setting("CELERY_TASK_SOFT_TIME_LIMIT", int, 120)
 CELERY_TASK_TIME_LIMIT = _setting("CELERY_TASK_TIME_LIMIT", int, 180)
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = CeleryQueue.DEFAULT.value
 CELERY_TASK_ROUTES = {
     # Alert detection shares the alerts queue with delivery, so a candle backlog never delays an alert.
-    "analytics.tasks.detect_whales": {"queue": "alerts"},
-    "analytics.tasks.*": {"queue": "analytics"},
-    "backtest.tasks.*": {"queue": "analytics"},
+    "analytics.tasks.detect_whales": {"queue": CeleryQueue.ALERTS.value},
+    "analytics.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
+    "backtest.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
     # Training and inference on their own queue: a retraining never delays a candle update.
-    "prediction.tasks.*": {"queue": "ml"},
-    "dashboard.tasks.*": {"queue": "alerts"},
+    "prediction.tasks.*": {"queue": CeleryQueue.ML.value},
+    "dashboard.tasks.*": {"queue": CeleryQueue.ALERTS.value},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Seconds before the Redis broker redelivers a message taken by a worker that died without acknowledging it.

@@ -21,6 +21,7 @@ from django.conf import settings
 from hypothesis import settings as hypothesis_settings
 
 from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
+from cryptoproject.queues import CeleryQueue
 
 # CI (which sets CI=true) draws the same examples on every run, so a submission's result does not depend on luck;
 # developers' runs keep drawing new ones, which is where fuzzing finds things (a failure it finds becomes an
@@ -161,7 +162,7 @@ def celery_worker_process(spawn: Callable[..., ChildProcess]) -> Iterator[ChildP
             "cryptoproject",
             "worker",
             "-Q",
-            "analytics,alerts,default,ml",
+            ",".join(CeleryQueue),
             "-c",
             "2",
             "-n",

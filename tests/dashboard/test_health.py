@@ -154,7 +154,7 @@ def test_health_endpoint(client: Client, kafka_topics: KafkaTopics, redis_client
     assert body["kafka"]["total_lag"] == 5
     assert body["dlq"]["count"] == 0
     assert body["consumers"] == {"host-42": {"batches": 7}}
-    assert set(body["queues"]) == {"analytics", "alerts", "default"}
+    assert set(body["queues"]) == {"analytics", "alerts", "default", "ml"}  # every CeleryQueue, ml included
     assert [r["symbol"] for r in body["symbols"]] == ["BTCUSDT"]
     assert body["errors"] == []
     # Kafka figures are cached for a couple of seconds: more records do not show at once.
