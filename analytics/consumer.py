@@ -4,12 +4,14 @@ One loop, one thread: poll -> decode and validate -> batch (``batch_size`` recor
 batch -> commit the next offset of every partition in it. Delivering a batch means, in this order:
 
 1. store the valid trades in one PostgreSQL transaction (:func:`analytics.storage.store_trades`);
-2. queue the Celery tasks per symbol window (:func:`analytics.dispatch.dispatch_batch`);
-3. send the refused records to the dead-letter topic and wait for the broker's acknowledgement.
+2. push the live trade tape (best effort: the trades are durable now, the steps below only decide whether a
+   restart re-reads the batch);
+3. queue the Celery tasks per symbol window (:func:`analytics.dispatch.dispatch_batch`);
+4. send the refused records to the dead-letter topic and wait for the broker's acknowledgement.
 
-Offsets are committed only once all three succeeded, so a crash at any point re-reads the batch: the unique key
-makes the re-stored rows no-ops and the windows are dispatched again (idempotent tasks). The live trade tape is
-pushed last, best effort.
+Offsets are committed only once the store, the dispatch and the dead letters succeeded, so a crash at any point
+re-reads the batch: the unique key makes the re-stored rows no-ops and the windows are dispatched again
+(idempotent tasks).
 
 A rebalance never blocks: the in-flight records of partitions this member loses are dropped uncommitted (their new
 owner re-reads them from the last commit), those of partitions it keeps stay in the batch.
@@ -58,12 +60,13 @@ from kafka.structs import OffsetAndMetadata
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from analytics import live
-from analytics.dispatch import SymbolWindow
 from analytics.dlq import DlqLimit, InvalidMessageLimiter, InvalidMessageLimitError
+from analytics.groups import market_group
 from analytics.storage import StoreResult, store_trades
 from analytics.watchdog import StalledError, Watchdog
+from analytics.windows import SymbolWindow
 from cryptoproject.kafka import client_config
-from dashboard.groups import market_group
+from cryptoproject.redis_clients import redis_client
 from ingest.records import (
     DEFAULT_DLQ_RAW_MAX_BYTES,
     DeadLetter,
@@ -798,7 +801,7 @@ class TradeConsumer:
         logger.info("consumer metrics", extra={"metrics": snapshot})
         try:
             if self._redis is None:
-                self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+                self._redis = redis_client()
             self._redis.set(self.metrics_key, orjson.dumps(snapshot), ex=30)
         except redis.RedisError:
             logger.warning("metrics snapshot not written to Redis", exc_info=True)

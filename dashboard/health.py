@@ -31,16 +31,18 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from analytics.models import SymbolStats, Trade
+from analytics.queries import known_pairs
 from cryptoproject.kafka import BrokerUnavailableError, admin_client, client_config
+from cryptoproject.queues import CeleryQueue
+from cryptoproject.redis_clients import redis_client
 from cryptoproject.security import redact_text, redact_url
-from dashboard.queries import known_pairs
 
 logger = logging.getLogger(__name__)
 
 KAFKA_TIMEOUT_SECONDS = 3.0
 KAFKA_CACHE_SECONDS = 2.0
 REDIS_TIMEOUT_SECONDS = 1.0
-CELERY_QUEUES = ("analytics", "alerts", "default")
+CELERY_QUEUES = tuple(queue.value for queue in CeleryQueue)
 # Kombu's Redis transport keeps priorities 3, 6 and 9 of a queue in sibling lists "<queue>\x06\x16<priority>".
 _KOMBU_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
@@ -177,10 +179,6 @@ def dlq_count(topic: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- Redis
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
-
-
 def read_snapshots(client: redis.Redis, prefix: str) -> dict[str, dict[str, Any]]:
     """Every JSON snapshot under ``<prefix>*`` (SCAN, never KEYS), by the key's suffix; unreadable ones skipped."""
     keys = sorted(client.scan_iter(match=f"{prefix}*", count=100))
@@ -322,7 +320,7 @@ def group_liveness() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- all together
 def _redis_section(url: str, compute: Callable[[redis.Redis], T]) -> tuple[T | None, str | None]:
     try:
-        client = _redis(url)
+        client = redis_client(url, timeout=REDIS_TIMEOUT_SECONDS)
         try:
             return compute(client), None
         finally:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cryptoproject.preflight import require_database, require_kafka
+from cryptoproject.redis_clients import redis_client
 from cryptoproject.security import redact_text, redact_url
 
 
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         require_kafka(options["timeout"])
         self.stdout.write("kafka: ok")
         try:
-            redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=options["timeout"]).ping()
+            redis_client(timeout=options["timeout"]).ping()
         except redis.RedisError as exc:
             url = redact_url(settings.REDIS_URL)
             raise CommandError(f"Redis is unreachable at REDIS_URL={url}: {redact_text(str(exc))}") from exc

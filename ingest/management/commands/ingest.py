@@ -6,13 +6,13 @@ import logging
 import signal
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from kafka.errors import KafkaError
 
 from cryptoproject.kafka import BrokerUnavailableError, ensure_topics
 from cryptoproject.preflight import require_kafka
+from cryptoproject.redis_clients import redis_client
 from ingest.backfill import BinanceBackfiller
 from ingest.exchanges import ADAPTERS
 from ingest.metrics import IngestMetrics, MetricsReporter, serve_prometheus
@@ -83,7 +83,7 @@ class Command(BaseCommand):
             runner.resume(resume_points(exchange, runner.record_symbols))
         except KafkaError as exc:
             logger.warning("resume point unavailable, starting from the live stream", extra={"error": str(exc)})
-        reporter = MetricsReporter(metrics, redis.Redis.from_url(settings.REDIS_URL), options["metrics_interval"])
+        reporter = MetricsReporter(metrics, redis_client(), options["metrics_interval"])
 
         def _stop(signum: int, _frame: Any) -> None:
             logger.info("stopping", extra={"signal": signal.Signals(signum).name})
