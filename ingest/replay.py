@@ -17,7 +17,6 @@ structure of its first 20 non-empty lines (:func:`detect_format`):
 
 from __future__ import annotations
 
-import calendar
 import gzip
 import heapq
 import io
@@ -32,6 +31,7 @@ from typing import IO, Any
 import orjson
 import zstandard
 
+from ingest.exchanges.base import rfc3339_ms
 from ingest.records import InvalidRecordError, TradeRecord, make_trade
 
 logger = logging.getLogger(__name__)
@@ -67,27 +67,6 @@ def to_millis(value: int | float) -> int:
     if value < 100_000_000_000_000_000:
         return int(value) // 1000
     return int(value) // 1_000_000
-
-
-def parse_rfc3339_ms(text: str) -> int:
-    """``2026-08-09T21:05:42.514318Z`` (any number of fraction digits, ``Z`` or ``+00:00``) -> epoch ms."""
-    if len(text) < 19 or text[10] not in "Tt ":
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    seconds = calendar.timegm(
-        (int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]), int(text[17:19]))
-    )
-    rest = text[19:]
-    millis = 0
-    if rest.startswith("."):
-        digits = len(rest) - len(rest[1:].lstrip("0123456789"))
-        fraction = rest[1:digits]
-        millis = int((fraction + "000")[:3]) if fraction else 0
-        rest = rest[digits:]
-    offset = 0
-    if rest not in ("Z", "z", ""):
-        sign = -1 if rest[0] == "-" else 1
-        offset = sign * (int(rest[1:3]) * 3600 + int(rest[4:6]) * 60)
-    return (seconds - offset) * 1000 + millis
 
 
 def open_binary(path: str | Path) -> IO[bytes]:
@@ -340,7 +319,7 @@ def _coinbase_trade(trade: Any, event_time: int, received: int) -> TradeRecord:
         price=trade["price"],
         quantity=trade["size"],
         is_buyer_maker=side == "SELL",  # side is the taker's
-        trade_time=parse_rfc3339_ms(trade["time"]),
+        trade_time=rfc3339_ms(trade["time"]),
         event_time=event_time,
         received_at=received,
     )
@@ -362,7 +341,7 @@ def _coinbase_jsonl(path: str | Path) -> Iterator[TradeRecord]:
                 if frame.get("channel") != "market_trades":
                     continue
                 received = to_millis(entry.get("ts", 0)) if entry.get("ts") else None
-                event_time = parse_rfc3339_ms(frame["timestamp"])
+                event_time = rfc3339_ms(frame["timestamp"])
                 for event in frame["events"]:
                     for trade in event.get("trades", ()):
                         record = _coinbase_trade(trade, event_time, received or event_time)

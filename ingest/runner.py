@@ -27,6 +27,8 @@ from ingest.resume import ResumePoint
 logger = logging.getLogger(__name__)
 
 WS_SETTINGS = {"binance": "BINANCE_WS_URL", "coinbase": "COINBASE_WS_URL", "kraken": "KRAKEN_WS_URL"}
+# The REST base of each exchange whose adapter says it can backfill missing ids (``supports_backfill``).
+REST_SETTINGS = {"binance": "BINANCE_REST_URL"}
 
 
 class SettingsError(ValueError):
@@ -67,8 +69,9 @@ def load_config(exchange: str) -> IngestConfig:
     name = WS_SETTINGS[exchange]
     ws_url = check_url(name, getattr(settings, name), ("ws", "wss"))
     rest_url = None
-    if exchange == "binance":
-        rest_url = check_url("BINANCE_REST_URL", settings.BINANCE_REST_URL, ("http", "https"))
+    if ADAPTERS[exchange].supports_backfill:
+        rest_name = REST_SETTINGS[exchange]
+        rest_url = check_url(rest_name, getattr(settings, rest_name), ("http", "https"))
     return IngestConfig(exchange, ws_url, rest_url)
 
 

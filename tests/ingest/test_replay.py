@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest.exchanges.base import rfc3339_ms
 from ingest.records import TradeRecord
 from ingest.replay import (
     ReplayError,
     ReplayFormat,
     detect_format,
-    parse_rfc3339_ms,
     read_many,
     read_trades,
     to_millis,
@@ -99,7 +99,7 @@ def test_coinbase_recording_gives_its_real_trades_deduplicated_in_time_order() -
     # The first update frame of the recording: a SELL (taker sold, so the buyer was the maker).
     trade = by_key[("BTC-USD", 1068572091)]
     assert (trade.price, trade.quantity, trade.is_buyer_maker) == ("65083.67", "0.01034361", True)
-    assert trade.trade_time == parse_rfc3339_ms("2026-08-09T21:05:48.167634Z")
+    assert trade.trade_time == rfc3339_ms("2026-08-09T21:05:48.167634Z")
 
 
 def _write_vision(path: Path, *, header: bool, micros: bool, compress: bool) -> Path:
@@ -223,12 +223,12 @@ def test_time_helpers() -> None:
     assert to_millis(1_723_161_255_342) == 1_723_161_255_342
     assert to_millis(1_723_161_255_342_999) == 1_723_161_255_342
     assert to_millis(1_723_161_255_342_999_123) == 1_723_161_255_342
-    assert parse_rfc3339_ms("2024-08-08T23:54:15Z") == 1_723_161_255_000
-    assert parse_rfc3339_ms("2024-08-08T23:54:15.342999999Z") == 1_723_161_255_342
-    assert parse_rfc3339_ms("2024-08-09T01:54:15.3+02:00") == 1_723_161_255_300
-    assert parse_rfc3339_ms("2024-08-08T22:54:15.342-01:00") == 1_723_161_255_342
+    assert rfc3339_ms("2024-08-08T23:54:15Z") == 1_723_161_255_000
+    assert rfc3339_ms("2024-08-08T23:54:15.342999999Z") == 1_723_161_255_342
+    assert rfc3339_ms("2024-08-09T01:54:15.3+02:00") == 1_723_161_255_300
+    assert rfc3339_ms("2024-08-08T22:54:15.342-01:00") == 1_723_161_255_342
     with pytest.raises(ValueError, match="RFC 3339"):
-        parse_rfc3339_ms("yesterday")
+        rfc3339_ms("yesterday")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

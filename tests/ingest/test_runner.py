@@ -183,6 +183,13 @@ def test_load_config(settings: pytest.FixtureRequest) -> None:
         load_config("bitmex")
 
 
+def test_every_adapter_that_can_backfill_has_a_rest_setting_and_no_other() -> None:
+    from ingest.exchanges import ADAPTERS
+    from ingest.runner import REST_SETTINGS
+
+    assert {name for name, adapter in ADAPTERS.items() if adapter.supports_backfill} == set(REST_SETTINGS)
+
+
 class ExplodingParser(FrameParser):
     """The Binance parser with a bug: any frame holding ``boom`` raises."""
 
