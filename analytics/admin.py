@@ -1,7 +1,7 @@
 """Admin for stored market data, built for tables of tens of millions of rows.
 
 - No exact ``COUNT(*)`` per page: ``show_full_result_count = False`` and
-  :class:`~dashboard.paginators.EstimatedCountPaginator` (planner estimate unfiltered, bounded count filtered).
+  :class:`~analytics.paginators.EstimatedCountPaginator` (planner estimate unfiltered, bounded count filtered).
 - Exchange/symbol filter choices come from a loose index scan, not ``SELECT DISTINCT`` over the table.
 - Trade search is an exact trade id, probed through the natural-key index once per known pair.
 - Trades are ordered by primary key (insertion order, an index) unless one symbol is selected, when the
@@ -19,8 +19,8 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from analytics.models import Candle, IndicatorPoint, SymbolStats, SymbolThreshold, Trade, WhaleAlert
-from dashboard.paginators import EstimatedCountPaginator
-from dashboard.queries import known_pairs
+from analytics.paginators import EstimatedCountPaginator
+from analytics.queries import known_pairs
 
 # A trade id as people type it: ASCII digits that fit PostgreSQL's bigint. str.isdigit() also accepts "²" (which
 # int() then refuses) and a 30-digit number overflows the column: both were a 500 instead of "no results".

@@ -15,64 +15,16 @@ idempotent task beats a stale row.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from functools import lru_cache
 
-import redis
-from django.conf import settings
+from analytics import tasks
+from analytics.coalesce import claim_stats_refresh
+from analytics.windows import SymbolWindow
 
 logger = logging.getLogger(__name__)
-
-STATS_LOCK_PREFIX = "analytics:stats-pending:"
-CANDLES_PUSH_PREFIX = "analytics:candles-push:"
-
-
-@dataclass(frozen=True)
-class SymbolWindow:
-    """The trades of one symbol in one stored batch: traded_at range [start_ms, end_ms] (epoch ms)."""
-
-    exchange: str
-    symbol: str
-    start_ms: int
-    end_ms: int
-    count: int
-
-
-@lru_cache(maxsize=4)
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
-def claim_stats_refresh(exchange: str, symbol: str, ttl_seconds: float | None = None) -> float | None:
-    """When to send this window's stats refresh: ``0`` now, a delay in seconds, or ``None`` (already covered)."""
-    ttl = settings.STATS_COALESCE_SECONDS if ttl_seconds is None else ttl_seconds
-    return claim_slot(STATS_LOCK_PREFIX, exchange, symbol, ttl)
-
-
-def claim_slot(prefix: str, exchange: str, symbol: str, ttl: float) -> float | None:
-    """Leading/trailing coalescing per symbol across processes: ``0`` act now, ``ttl`` act once after the period
-    (a trailing action covering the rest of it), ``None`` nothing to do (both already claimed)."""
-    if ttl <= 0:
-        return 0.0
-    key = f"{prefix}{exchange}:{symbol}"
-    ttl_ms = max(1, int(ttl * 1000))
-    try:
-        client = _redis(settings.REDIS_URL)
-        if client.set(key, b"1", nx=True, px=ttl_ms):
-            return 0.0
-        if client.set(f"{key}:trailing", b"1", nx=True, px=ttl_ms):
-            return float(ttl)
-        return None
-    except redis.RedisError:
-        logger.warning("coalescing unavailable", exc_info=True, extra={"key": key})
-        return 0.0
 
 
 def dispatch_batch(windows: list[SymbolWindow]) -> int:
     """Queue the analytics tasks for a committed batch; returns how many tasks were sent."""
-    # Late: the tasks import the models, and SymbolWindow must stay importable before the apps are ready.
-    from analytics import tasks
-
     sent = 0
     for w in windows:
         if w.count <= 0:

@@ -16,7 +16,6 @@ _SYMBOL = re.compile(r"[A-Za-z0-9]+(?:[-/._][A-Za-z0-9]+)*")
 SYMBOL_MAX_LENGTH = 32
 
 WHALES_GROUP = "whales"
-HEALTH_GROUP = "health"
 OVERVIEW_GROUP = "overview"
 
 

@@ -1,8 +1,9 @@
-"""Index-friendly reads shared by the API, the admin and the health page.
+"""Index-friendly reads shared by the API, the admin, the health page and the periodic stats refresh.
 
-The trade table holds tens of millions of rows: nothing here scans it. Distinct (exchange, symbol) pairs come from
-a loose index scan (a recursive query that jumps from one pair to the next along the ``(exchange, symbol,
-traded_at)`` index), and per-pair first/last trade times from one index probe each.
+The trade and candle tables hold tens of millions of rows: nothing here scans them. Distinct (exchange, symbol)
+pairs come from a loose index scan (a recursive query that jumps from one pair to the next along the index that
+starts with ``(exchange, symbol)``: one index probe per pair), and per-pair first/last trade times from one index
+probe each. This module is the one place that asks "which markets exist".
 """
 
 from __future__ import annotations
@@ -11,25 +12,31 @@ from datetime import datetime
 
 from django.db import connection
 
-from analytics.models import SymbolStats, Trade
+from analytics.models import Candle, SymbolStats, Trade
 
 _TRADE = Trade._meta.db_table
 
-_PAIRS_CTE = f"""
+
+def _pairs_cte(table: str) -> str:
+    """A CTE ``pairs`` of ``table``'s distinct (exchange, symbol), by loose index scan."""
+    return f"""
 WITH RECURSIVE pairs AS (
-    (SELECT exchange, symbol FROM {_TRADE} ORDER BY exchange, symbol LIMIT 1)
+    (SELECT exchange, symbol FROM {table} ORDER BY exchange, symbol LIMIT 1)
     UNION ALL
     SELECT nxt.exchange, nxt.symbol
     FROM pairs
     CROSS JOIN LATERAL (
-        SELECT t.exchange, t.symbol FROM {_TRADE} t
+        SELECT t.exchange, t.symbol FROM {table} t
         WHERE (t.exchange, t.symbol) > (pairs.exchange, pairs.symbol)
         ORDER BY t.exchange, t.symbol LIMIT 1
     ) nxt
 )
 """
 
+
+_PAIRS_CTE = _pairs_cte(_TRADE)
 _PAIRS_SQL = _PAIRS_CTE + "SELECT exchange, symbol FROM pairs"
+_CANDLE_PAIRS_SQL = _pairs_cte(Candle._meta.db_table) + "SELECT exchange, symbol FROM pairs"
 
 _BOUNDS_SQL = (
     _PAIRS_CTE
@@ -55,9 +62,17 @@ def trade_pairs() -> list[tuple[str, str]]:
         return [(str(e), str(s)) for e, s in cursor.fetchall()]
 
 
+def candle_pairs() -> list[tuple[str, str]]:
+    """Distinct (exchange, symbol) pairs present in the candle table (imported history has candles, no trades)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CANDLE_PAIRS_SQL)
+        return [(str(e), str(s)) for e, s in cursor.fetchall()]
+
+
 def known_pairs() -> list[tuple[str, str]]:
-    """Every (exchange, symbol) with stored trades or 24h statistics, sorted."""
+    """Every (exchange, symbol) with stored trades, candles or 24h statistics, sorted."""
     pairs = set(trade_pairs())
+    pairs.update(candle_pairs())
     pairs.update(SymbolStats.objects.values_list("exchange", "symbol"))
     return sorted(pairs)
 

@@ -54,25 +54,6 @@ FROM parts
 """
 
 
-# The distinct (exchange, symbol) pairs of the candle table by a loose index scan on its natural-key index: one
-# index probe per pair instead of reading every candle (the table grows by 1,440 rows per symbol and day).
-_CANDLE_SYMBOLS = """
-WITH RECURSIVE pairs AS (
-    (SELECT exchange, symbol FROM analytics_candle ORDER BY exchange, symbol LIMIT 1)
-    UNION ALL
-    SELECT n.exchange, n.symbol
-    FROM pairs p
-    CROSS JOIN LATERAL (
-        SELECT c.exchange, c.symbol FROM analytics_candle c
-        WHERE (c.exchange, c.symbol) > (p.exchange, p.symbol)
-        ORDER BY c.exchange, c.symbol
-        LIMIT 1
-    ) n
-)
-SELECT exchange, symbol FROM pairs
-"""
-
-
 @dataclass(frozen=True)
 class Window24h:
     """The stats of one symbol's 24-hour window."""
@@ -161,15 +142,6 @@ def _refresh(exchange: str, symbol: str) -> SymbolStats | None:
         },
     )
     return stats
-
-
-def known_symbols() -> list[tuple[str, str]]:
-    """Every (exchange, symbol) with a stats row or a candle: what the periodic refresh walks."""
-    pairs = set(SymbolStats.objects.values_list("exchange", "symbol"))
-    with connection.cursor() as cur:
-        cur.execute(_CANDLE_SYMBOLS)
-        pairs.update((e, s) for e, s in cur.fetchall())
-    return sorted(pairs)
 
 
 def stats_payload(stats: SymbolStats) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
-from analytics.dispatch import SymbolWindow
+from analytics.windows import SymbolWindow
 from ingest.records import TradeRecord
 
 STAGING_TABLE = "analytics_trade_staging"

@@ -22,14 +22,15 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from analytics import candles as candle_logic
 from analytics import indicators as indicator_logic
+from analytics import queries
 from analytics import retention as retention_logic
 from analytics import stats as stats_logic
 from analytics import whales as whale_logic
-from analytics.dispatch import CANDLES_PUSH_PREFIX, claim_slot
+from analytics.coalesce import CANDLES_PUSH_PREFIX, claim_slot
+from analytics.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
 from analytics.live import publish_many
 from analytics.models import Candle, IndicatorPoint, WhaleAlert
 from analytics.signals import candles_updated
-from dashboard.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ def refresh_all_stats() -> int:
     transient error is re-raised so Celery retries the whole, idempotent refresh; anything else as
     :class:`SymbolsFailedError`, loudly).
     """
-    payloads, errors = refresh_symbols_stats(stats_logic.known_symbols())
+    payloads, errors = refresh_symbols_stats(queries.known_pairs())
     publish_many(payloads)
     if errors:
         extra = {"failed": len(errors), "pushed": len(payloads) // 2}

@@ -6,11 +6,11 @@ so a replayed window or a re-run task creates nothing new, and only the alerts i
 
 from __future__ import annotations
 
-import importlib
 import logging
 from decimal import Decimal
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 
@@ -18,6 +18,9 @@ from analytics.candles import datetime_to_ms, ms_to_datetime
 from analytics.models import SymbolThreshold, WhaleAlert
 
 logger = logging.getLogger(__name__)
+
+# The dashboard's task that fans new alerts out to the subscriptions (it registers itself under this name).
+DELIVER_NEW_ALERTS = "dashboard.tasks.deliver_new_alerts"
 
 _INSERT = """
 INSERT INTO analytics_whalealert
@@ -93,22 +96,12 @@ def alert_payload(alert: WhaleAlert) -> dict[str, Any]:
 
 
 def hand_to_delivery(alert_ids: list[int]) -> bool:
-    """Queue delivery of new alerts with ``dashboard.tasks.deliver_new_alerts`` when that task exists.
+    """Queue delivery (webhooks, e-mail) of new alerts: the task :data:`DELIVER_NEW_ALERTS`, sent by name.
 
-    The dashboard owns delivery (webhooks, e-mail); until it provides the task, alerts are only stored and pushed.
+    The dashboard owns delivery and registers its task under this name; by name, not by importing it, because
+    analytics sits below the dashboard (docs/ARCHITECTURE.md). The route puts it on the ``alerts`` queue.
     """
     if not alert_ids:
         return False
-    try:
-        module = importlib.import_module("dashboard.tasks")
-    except ModuleNotFoundError as exc:
-        if exc.name != "dashboard.tasks":
-            raise
-        logger.debug("no alert delivery task: dashboard.tasks is absent", extra={"alerts": len(alert_ids)})
-        return False
-    task = getattr(module, "deliver_new_alerts", None)
-    if task is None:
-        logger.debug("no alert delivery task: deliver_new_alerts is absent", extra={"alerts": len(alert_ids)})
-        return False
-    task.delay(alert_ids)
+    current_app.send_task(DELIVER_NEW_ALERTS, args=[alert_ids])
     return True

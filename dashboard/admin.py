@@ -9,8 +9,8 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
+from analytics.paginators import EstimatedCountPaginator
 from dashboard.models import AlertDelivery, AlertSubscription
-from dashboard.paginators import EstimatedCountPaginator
 
 
 @admin.register(AlertSubscription)

@@ -2,7 +2,7 @@
 
 Django's own ``date_hierarchy`` tag runs ``MIN``/``MAX`` and ``SELECT DISTINCT date_trunc(...)`` over the filtered
 queryset: full scans on tens of millions of rows. Here the bounds come from one index probe per (exchange, symbol)
-pair (:func:`dashboard.queries.trade_time_bounds`) and the choices are every year, month or day between them. A
+pair (:func:`analytics.queries.trade_time_bounds`) and the choices are every year, month or day between them. A
 choice may lead to an empty page when trading paused for a whole day, which is the price of not scanning.
 """
 
@@ -16,7 +16,7 @@ from django.utils import formats, timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from dashboard.queries import trade_time_bounds
+from analytics.queries import trade_time_bounds
 
 
 def _bounds(exchange: str | None, symbol: str | None) -> tuple[dt.datetime, dt.datetime] | None:

@@ -12,7 +12,7 @@ from typing import Any
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from dashboard.groups import OVERVIEW_GROUP, WHALES_GROUP, InvalidMarketError, market_group, parse_market
+from analytics.groups import OVERVIEW_GROUP, WHALES_GROUP, InvalidMarketError, market_group, parse_market
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models.functions import Now
 
 from analytics.models import WhaleAlert
+from dashboard.webhook_targets import UnsafeTargetError, check_webhook_target
 
 
 class Channel(models.TextChoices):
@@ -68,8 +69,6 @@ class AlertSubscription(models.Model):
 
     def clean(self) -> None:
         """Validate the target for the channel; webhook hosts must not be private (SSRF guard)."""
-        from dashboard.delivery import UnsafeTargetError, check_webhook_target
-
         self.exchange = self.exchange.strip().lower()
         self.symbol = self.symbol.strip().upper()
         self.target = self.target.strip()

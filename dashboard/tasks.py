@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import RedisError
 
+from analytics.whales import DELIVER_NEW_ALERTS
 from dashboard.delivery import Outcome, attempt_delivery, fan_out, stale_pending
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def backoff_seconds(retries: int) -> int:
 
 
 @shared_task(
-    name="dashboard.tasks.deliver_new_alerts",
+    name=DELIVER_NEW_ALERTS,
     ignore_result=True,
     **RETRY_OPTIONS,
 )

@@ -11,15 +11,15 @@ from django.db.models import Max, Min
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
+from analytics.groups import InvalidMarketError, parse_market
 from analytics.models import INTERVAL_SECONDS, Candle, SymbolStats, WhaleAlert
+from analytics.queries import known_pairs
 from backtest.models import BacktestRun
 from cryptoproject.security import redact_text
 from dashboard.api.backtests import run_item, start_run, strategy_list
 from dashboard.auth import login_required_if_configured
 from dashboard.forms import BacktestForm
-from dashboard.groups import InvalidMarketError, parse_market
 from dashboard.health import group_liveness
-from dashboard.queries import known_pairs
 from prediction.models import BASELINES, PredictionModel
 from prediction.summary import equity_paths, model_item, symbol_summary, verdict_text
 

@@ -14,13 +14,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
+from analytics.queries import known_pairs
 from dashboard import health
 from dashboard.api import params
 from dashboard.api import serializers as s
 from dashboard.api.errors import api_exception_handler
 from dashboard.api.pagination import Cursor, keyset_page
 from dashboard.auth import LoginRequiredIfConfigured
-from dashboard.queries import known_pairs
 
 CANDLE_DEFAULT_LIMIT = 500
 CANDLE_MAX_LIMIT = 5000

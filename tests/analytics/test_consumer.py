@@ -22,10 +22,10 @@ from django.db import connection
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from analytics.consumer import ConsumerConfig, InvalidRatioError, TradeConsumer
-from analytics.dispatch import SymbolWindow
+from analytics.groups import market_group
 from analytics.models import Trade
+from analytics.windows import SymbolWindow
 from cryptoproject.kafka import client_config
-from dashboard.groups import market_group
 from ingest.records import TradeRecord, make_trade
 from tests.conftest import DATA, manage, subprocess_env, wait_for
 

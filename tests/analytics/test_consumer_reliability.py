@@ -18,10 +18,10 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 
 import analytics.consumer as consumer_module
 from analytics.consumer import ConsumerConfig, TradeConsumer
-from analytics.dispatch import SymbolWindow
 from analytics.models import Trade
 from analytics.storage import store_trades
 from analytics.watchdog import StalledError
+from analytics.windows import SymbolWindow
 from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
 from dashboard import health
 from ingest.records import DeadLetter, TradeRecord

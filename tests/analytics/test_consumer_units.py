@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from analytics.consumer import Batch, ConsumerConfig, ConsumerMetrics, TapePublisher, _merge
-from analytics.dispatch import SymbolWindow
 from analytics.storage import StoreResult
+from analytics.windows import SymbolWindow
 from benchmarks import pipeline
 from ingest.records import TradeRecord
 

@@ -13,7 +13,9 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from analytics.dispatch import SymbolWindow, claim_stats_refresh, dispatch_batch
+from analytics.coalesce import claim_stats_refresh
+from analytics.dispatch import dispatch_batch
+from analytics.windows import SymbolWindow
 from tests.conftest import ROOT, manage, subprocess_env
 
 

@@ -6,11 +6,13 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from analytics.candles import datetime_to_ms, recompute_candles
 from analytics.decimals import fit_column
 from analytics.models import Candle, SymbolStats
-from analytics.stats import change_pct, compute_window, known_symbols, refresh_stats, stats_payload
+from analytics.queries import known_pairs
+from analytics.stats import change_pct, compute_window, refresh_stats, stats_payload
 from tests.analytics.test_candles import RawTrade, insert, read_trades
 
 pytestmark = pytest.mark.django_db
@@ -133,7 +135,7 @@ def test_change_pct_rounding_and_zero_open():
     assert change_pct(Decimal("0"), Decimal("5")) == Decimal("0.0000")
 
 
-def test_payload_and_known_symbols():
+def test_payload_and_known_pairs():
     trades = list(read_trades())[:20]
     insert(trades)
     insert([replace(t, trade_id=t.trade_id + 1) for t in trades[:3]], symbol="ETHUSDT", exchange="coinbase")
@@ -142,8 +144,8 @@ def test_payload_and_known_symbols():
     recompute_candles("binance", "TRXUSDT", trades[0].time_ms, trades[4].time_ms, intervals=["1m", "1h"])
     stats = refresh_stats("binance", "BTCUSDT")
     assert stats is not None
-    # BTCUSDT from its stats row (no candle yet); the other two from the candle table's index.
-    assert known_symbols() == [("binance", "BTCUSDT"), ("binance", "TRXUSDT"), ("coinbase", "ETHUSDT")]
+    # Trades, candles and stats rows: coinbase ETHUSDT and TRXUSDT have candles, BTCUSDT a stats row.
+    assert known_pairs() == [("binance", "BTCUSDT"), ("binance", "TRXUSDT"), ("coinbase", "ETHUSDT")]
     payload = stats_payload(stats)
     assert payload == {
         "kind": "stats",
@@ -183,3 +185,15 @@ def test_a_huge_price_ratio_is_stored_clamped_instead_of_overflowing_the_row():
     stats.refresh_from_db()
     assert stats.change_pct == Decimal("99999999.9999")
     assert stats.last_price == Decimal("100000000000000000")
+
+
+def test_known_pairs_come_from_trades_candles_and_stats_rows():
+    from tests.backtest.helpers import store_candles
+
+    insert(list(read_trades())[:3], symbol="AAAUSDT")  # trades only
+    store_candles(["1", "2", "3"], exchange="kraken", symbol="XBT/USD")  # imported history: candles, no trades
+    SymbolStats.objects.create(
+        exchange="coinbase", symbol="BTC-USD", last_price=1, open_price=1, high=1, low=1, volume=0, quote_volume=0,
+        trade_count=0, change_pct=0, last_trade_at=timezone.now(),
+    )  # fmt: skip
+    assert known_pairs() == [("binance", "AAAUSDT"), ("coinbase", "BTC-USD"), ("kraken", "XBT/USD")]

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.db import DataError, connection
 
-from analytics.dispatch import SymbolWindow
 from analytics.models import Trade
 from analytics.storage import batch_windows, store_trades
+from analytics.windows import SymbolWindow
 from ingest.records import TradeRecord, make_trade
 
 BASE_MS = 1_723_161_255_342

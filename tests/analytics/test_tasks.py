@@ -25,9 +25,10 @@ from django.db import OperationalError, connection, transaction
 
 from analytics import tasks
 from analytics.candles import ALL_INTERVALS, recompute_candles
-from analytics.dispatch import SymbolWindow, dispatch_batch
+from analytics.dispatch import dispatch_batch
+from analytics.groups import market_group
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
-from dashboard.groups import market_group
+from analytics.windows import SymbolWindow
 from tests.analytics.test_candles import (
     RawTrade,
     candle_snapshot,
@@ -529,7 +530,7 @@ def test_one_symbols_failure_never_aborts_the_others(monkeypatch, caplog, error)
         return real_refresh(exchange, symbol)
 
     monkeypatch.setattr(tasks.stats_logic, "refresh_stats", refresh)
-    monkeypatch.setattr(tasks.stats_logic, "known_symbols", lambda: [("binance", "AAAUSDT"), ("binance", "BBBUSDT")])
+    monkeypatch.setattr(tasks.queries, "known_pairs", lambda: [("binance", "AAAUSDT"), ("binance", "BBBUSDT")])
     expected = tasks.SymbolsFailedError if isinstance(error, ValueError) else OperationalError
     with pytest.raises(expected):
         tasks.refresh_all_stats.run()

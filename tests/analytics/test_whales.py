@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -15,7 +13,7 @@ from django.conf import settings as django_settings
 
 from analytics.candles import datetime_to_ms
 from analytics.models import SymbolThreshold, Trade, WhaleAlert
-from analytics.whales import alert_payload, detect_whales, hand_to_delivery, threshold_for
+from analytics.whales import DELIVER_NEW_ALERTS, alert_payload, detect_whales, hand_to_delivery, threshold_for
 from tests.analytics.test_candles import insert, read_trades
 
 pytestmark = pytest.mark.django_db
@@ -147,21 +145,9 @@ def test_hand_to_delivery_queues_the_dashboard_task_on_the_real_broker():
     app.control.purge()
 
 
-def test_hand_to_delivery_skips_when_the_task_or_module_is_absent(monkeypatch, caplog):
-    import dashboard.tasks
+def test_the_delivery_task_analytics_sends_by_name_is_registered_by_the_dashboard():
+    from cryptoproject.celery import app
 
-    caplog.set_level(logging.DEBUG, logger="analytics.whales")
-    monkeypatch.delattr(dashboard.tasks, "deliver_new_alerts")
-    assert hand_to_delivery([1]) is False
-    monkeypatch.setitem(sys.modules, "dashboard.tasks", None)
-    assert hand_to_delivery([1]) is False
-    # A dashboard.tasks that exists but cannot import is a bug to report, not a reason to skip delivery.
-    monkeypatch.delitem(sys.modules, "dashboard.tasks")
-    monkeypatch.setitem(sys.modules, "dashboard.delivery", None)
-    with pytest.raises(ModuleNotFoundError) as excinfo:
-        hand_to_delivery([1])
-    assert excinfo.value.name == "dashboard.delivery"
-    assert [r.getMessage() for r in caplog.records] == [
-        "no alert delivery task: deliver_new_alerts is absent",
-        "no alert delivery task: dashboard.tasks is absent",
-    ]
+    app.loader.import_default_modules()
+    assert DELIVER_NEW_ALERTS in app.tasks
+    assert app.amqp.router.route({}, DELIVER_NEW_ALERTS)["queue"].name == "alerts"

@@ -16,8 +16,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from analytics.models import Candle, IndicatorPoint, SymbolStats, SymbolThreshold, Trade, WhaleAlert
+from analytics.paginators import COUNT_CAP, EstimatedCountPaginator, bounded_count
 from dashboard.models import AlertDelivery, AlertSubscription, Channel
-from dashboard.paginators import COUNT_CAP, EstimatedCountPaginator, bounded_count
 from tests.dashboard.api_factories import T0, make_stats, make_trades
 
 TRADES = 50_000

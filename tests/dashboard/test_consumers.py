@@ -11,10 +11,10 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from analytics.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
 from analytics.live import publish, publish_many
 from cryptoproject.asgi import application
 from dashboard.consumers import CLOSE_BAD_MARKET, CLOSE_UNAUTHENTICATED
-from dashboard.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
 # The auth middleware reads the session from the database in a worker thread: transactional tests.

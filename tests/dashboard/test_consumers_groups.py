@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.groups import InvalidMarketError, market_group, parse_market
+from analytics.groups import InvalidMarketError, market_group, parse_market
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,12 @@ from dashboard.delivery import (
     Outcome,
     PermanentDeliveryError,
     TransientDeliveryError,
-    UnsafeTargetError,
     attempt_delivery,
-    check_webhook_target,
     fan_out,
 )
 from dashboard.models import AlertDelivery, AlertSubscription, Channel, DeliveryStatus, WebhookFormat
 from dashboard.tasks import backoff_seconds, deliver_alert, deliver_new_alerts
+from dashboard.webhook_targets import UnsafeTargetError, check_webhook_target
 from tests.dashboard.api_factories import Receiver, make_whale, receiver
 
 pytestmark = pytest.mark.django_db

@@ -18,14 +18,12 @@ from django.utils import timezone
 from dashboard import delivery
 from dashboard.delivery import (
     Outcome,
-    UnsafeTargetError,
     attempt_delivery,
-    check_webhook_target,
-    is_public_address,
     stale_pending,
 )
 from dashboard.models import AlertDelivery, AlertSubscription, Channel, DeliveryStatus
 from dashboard.tasks import deliver_alert, requeue_pending_deliveries
+from dashboard.webhook_targets import UnsafeTargetError, check_webhook_target, is_public_address
 from tests.dashboard.api_factories import Receiver, make_whale, receiver
 
 pytestmark = pytest.mark.django_db
