@@ -66,6 +66,7 @@ from analytics.storage import StoreResult, store_trades
 from analytics.watchdog import StalledError, Watchdog
 from analytics.windows import SymbolWindow
 from cryptoproject.kafka import client_config
+from cryptoproject.kafka_internals import rebalance_in_progress
 from cryptoproject.redis_clients import redis_client
 from ingest.records import (
     DEFAULT_DLQ_RAW_MAX_BYTES,
@@ -660,10 +661,7 @@ class TradeConsumer:
             logger.warning("offset commit failed, retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
 
     def _rebalancing(self) -> bool:
-        # kafka-python has no public "is the group rebalancing" call; its coordinator's own check is the truth.
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        check = getattr(coordinator, "rebalance_in_progress", None)
-        return bool(check()) if callable(check) else False
+        return rebalance_in_progress(self._consumer)
 
     # ----------------------------------------------------------------------------------------- rebalance, shutdown
     def on_revoked(self, revoked: set[TopicPartition]) -> None:

@@ -15,11 +15,10 @@ the calling thread (the WebSocket reader: back-pressure) until acknowledgements 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -29,12 +28,12 @@ from kafka.partitioner.default import murmur2
 from kafka.structs import TopicPartition
 
 from cryptoproject.kafka import client_config
+from cryptoproject.kafka_internals import BatchAppender, OpenBatch, force_close, register_topics
 from ingest.metrics import IngestMetrics
 from ingest.records import DeadLetter, TradeRecord
 
 logger = logging.getLogger(__name__)
 
-_NO_HEADERS: tuple[()] = ()
 PRODUCER_OPTIONS: dict[str, Any] = {
     "acks": "all",
     "enable_idempotence": True,
@@ -56,143 +55,6 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: how often the keeper thread looks for failed batches to re-send when nothing wakes it
 KEEPER_INTERVAL = 1.0
-
-#: one held record: key, value, receipt time (epoch ms, also the record's timestamp)
-Held = tuple[bytes, bytes, int]
-
-
-class _OpenBatch:
-    """A batch of one partition: the records it holds (kept until acknowledged), its produce future."""
-
-    __slots__ = ("future", "records", "tp")
-
-    def __init__(self, future: Any, tp: TopicPartition, records: list[Held]) -> None:
-        self.future = future  # the batch's FutureProduceResult: one callback per batch, not per record
-        self.tp = tp
-        self.records = records
-
-    @property
-    def first_received_at(self) -> int:
-        """Receipt time of the batch's oldest record (epoch ms)."""
-        return self.records[0][2]
-
-
-class BatchAppender:
-    """Appends records straight into kafka-python's record accumulator, with one callback per batch.
-
-    ``KafkaProducer.send()`` costs ~20 µs of Python per record (argument checks, size estimates, a debug log
-    line that formats the producer, one future and two callbacks per record); on one core that alone caps a
-    process near 40k records/s. This appends each record to the open batch of its partition under the
-    accumulator's own partition lock, which is what ``send()`` does in the end, and tracks each batch's records
-    until it completes. Batches, sequence numbers (idempotence), linger, compression and retries stay
-    kafka-python's.
-
-    It relies on internals of the pinned kafka-python (``_accumulator``, ``_sender``, ``_metadata``):
-    :meth:`supported` checks them, and :class:`TradeProducer` falls back to ``send()`` when they are missing.
-    A batch the broker refuses as too large is split by kafka-python; the split is wrapped so the halves take
-    over its records.
-    """
-
-    def __init__(self, producer: KafkaProducer, on_done: Callable[[_OpenBatch, BaseException | None], None]) -> None:
-        self._accumulator = producer._accumulator
-        self._sender = producer._sender
-        self._batches = self._accumulator._batches
-        self._locks: dict[TopicPartition, Any] = {}
-        self._open: dict[TopicPartition, _OpenBatch] = {}
-        self._tracked: dict[Any, _OpenBatch] = {}  # produce future -> batch, until it completes
-        self._on_done = on_done
-        self._split = self._accumulator.split_and_reenqueue
-        self._accumulator.split_and_reenqueue = self._split_and_reenqueue
-
-    @staticmethod
-    def supported(producer: KafkaProducer) -> bool:
-        """True when ``producer`` has the internals this appender uses (the pinned kafka-python does)."""
-        accumulator = getattr(producer, "_accumulator", None)
-        sender = getattr(producer, "_sender", None)
-        return (
-            accumulator is not None
-            and sender is not None
-            and hasattr(sender, "add_topic")
-            and hasattr(sender, "force_close")
-            and hasattr(accumulator, "_batches")
-            and hasattr(accumulator, "_tp_lock")
-            and hasattr(accumulator, "append")
-            and hasattr(accumulator, "split_and_reenqueue")
-        )
-
-    def append(self, tp: TopicPartition, key: bytes, value: bytes, received_at: int) -> None:
-        """Add one record (timestamped with its receipt time) to ``tp``'s open batch, or start a new batch."""
-        lock = self._locks.get(tp)
-        if lock is None:
-            lock = self._locks[tp] = self._accumulator._tp_lock(tp)
-        batch = self._open.get(tp)
-        if batch is not None:
-            with lock:
-                queue = self._batches[tp]
-                # The sender closes a batch under this lock when it drains it; a closed or full batch refuses.
-                if (
-                    queue
-                    and queue[-1].produce_future is batch.future
-                    and queue[-1].records.append(received_at, key, value, _NO_HEADERS) is not None
-                ):
-                    batch.records.append((key, value, received_at))
-                    return
-        record_future, _full, new_batch, _abort = self._accumulator.append(tp, received_at, key, value, [])
-        produce_future = record_future._produce_future
-        if new_batch:
-            batch = _OpenBatch(produce_future, tp, [(key, value, received_at)])
-            self._open[tp] = self._tracked[produce_future] = batch
-            produce_future.add_both(self._done, batch)
-            self._sender.wakeup()
-        else:  # pragma: no cover - the open batch is one we do not track (a split's half)
-            record_future.add_both(self._done, _OpenBatch(record_future, tp, [(key, value, received_at)]))
-
-    def _split_and_reenqueue(self, batch: Any, now: float | None = None) -> int:
-        """kafka-python's split of an oversized batch; the new batches take over its records, in order."""
-        created: int = self._split(batch, now)
-        tracked = self._tracked.pop(batch.produce_future, None)
-        if tracked is not None:
-            tp = batch.topic_partition
-            with self._accumulator._tp_lock(tp):
-                halves = list(self._batches[tp])[:created]  # the split batches are put at the front, in order
-            start = 0
-            for half in halves:
-                end = start + half.record_count
-                replacement = self._tracked[half.produce_future] = _OpenBatch(
-                    half.produce_future, tp, tracked.records[start:end]
-                )
-                start = end
-                half.produce_future.add_both(self._done, replacement)
-        return created
-
-    def _done(self, batch: _OpenBatch, result: Any) -> None:
-        self._tracked.pop(batch.future, None)
-        if isinstance(result, BaseException):  # a record future of an untracked batch failed
-            self._on_done(batch, result)
-        elif isinstance(result, tuple):  # a batch: (base_offset, timestamp, record_exceptions_fn or None)
-            record_exceptions = result[2]
-            self._on_done(batch, record_exceptions(0) if record_exceptions is not None else None)
-        else:  # pragma: no cover - a record future resolves to RecordMetadata
-            self._on_done(batch, None)
-
-
-def register_topics(producer: KafkaProducer, topics: Iterable[str]) -> None:
-    """Ask ``producer`` to keep metadata for ``topics`` without blocking (the appender bypasses ``send()``)."""
-    for topic in topics:
-        producer._sender.add_topic(topic)
-
-
-def force_close(producer: KafkaProducer, timeout: float = 10.0) -> None:
-    """Close ``producer`` without waiting for the broker: its unfinished batches fail (callbacks run) now.
-
-    ``KafkaProducer.close()`` first flushes, which waits for ever on a batch it has split and raises on a
-    timeout before it stops its sender; this stops the sender first, so every batch completes (aborted).
-    """
-    sender = producer._sender
-    sender.force_close()
-    sender.join(timeout)
-    with contextlib.suppress(kafka_errors.KafkaError):
-        producer.close(timeout=0)
 
 
 class TradeProducer:
@@ -233,7 +95,7 @@ class TradeProducer:
         # waiting to be re-sent included. ``_cond`` guards the count and the re-send list.
         self._cond = threading.Condition()
         self._held = 0
-        self._retry: list[_OpenBatch] = []
+        self._retry: list[OpenBatch] = []
         self._publish_lock = threading.RLock()  # one appender user at a time; the keeper swaps producers under it
         self._released = threading.Event()  # stop waiting for room (shutdown)
         self._closed = threading.Event()
@@ -322,7 +184,7 @@ class TradeProducer:
         if appender is not None:
             appender.append(tp, key, value, received_at)
             return
-        batch = _OpenBatch(None, tp, [(key, value, received_at)])
+        batch = OpenBatch(None, tp, [(key, value, received_at)])
         try:
             future = self.producer.send(
                 tp.topic, value=value, key=key, partition=tp.partition, timestamp_ms=received_at
@@ -333,7 +195,7 @@ class TradeProducer:
         batch.future = future
         future.add_both(self._on_record_done, batch)
 
-    def _on_record_done(self, batch: _OpenBatch, result: Any) -> None:
+    def _on_record_done(self, batch: OpenBatch, result: Any) -> None:
         self._on_batch_done(batch, result if isinstance(result, BaseException) else None)
 
     def _reserve(self, count: int) -> bool:
@@ -373,7 +235,7 @@ class TradeProducer:
             self._cond.notify_all()
 
     # ------------------------------------------------------------------------------------------- completion
-    def _on_batch_done(self, batch: _OpenBatch, error: BaseException | None) -> None:
+    def _on_batch_done(self, batch: OpenBatch, error: BaseException | None) -> None:
         """A batch was acknowledged (``error`` None), refused for good, or failed for now (kept to re-send)."""
         metrics = self.metrics
         count = len(batch.records)
