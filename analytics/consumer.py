@@ -38,31 +38,37 @@ import os
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis
 from django.conf import settings
-from django.db import DataError, InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
     KafkaError,
-    MessageSizeTooLargeError,
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
 from kafka.structs import OffsetAndMetadata
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
-from analytics import live
-from analytics.dlq import DlqLimit, InvalidMessageLimiter, InvalidMessageLimitError
-from analytics.groups import market_group
-from analytics.storage import StoreResult, store_trades
+from analytics.consumer_metrics import ConsumerMetrics, group_offsets, partition_lag
+from analytics.dlq import (
+    DeadLetterDeliveryError,
+    DeadLetterSender,
+    DlqLimit,
+    InvalidMessageLimiter,
+    InvalidMessageLimitError,
+    bounded_key,
+    letter_for,
+)
+from analytics.live import TapePublisher
+from analytics.storage import StoreResult, store_isolating
 from analytics.watchdog import StalledError, Watchdog
 from analytics.windows import SymbolWindow
 from cryptoproject.kafka import client_config
@@ -81,10 +87,6 @@ from ingest.records import (
 logger = logging.getLogger(__name__)
 
 
-class DeliveryError(RuntimeError):
-    """The dead-letter topic did not acknowledge a record: transient, the batch is retried (never skipped)."""
-
-
 # Failures that may pass on retry: the batch is kept and retried, nothing is committed meanwhile.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
@@ -93,7 +95,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     KafkaError,
-    DeliveryError,
+    DeadLetterDeliveryError,
 )
 
 # A commit refused because the group is rebalancing: not an infrastructure failure, see TradeConsumer._commit.
@@ -103,12 +105,6 @@ REBALANCE_ERRORS: tuple[type[BaseException], ...] = (
     IllegalGenerationError,
     UnknownMemberIdError,
 )
-
-TAPE_MAX_TRADES = 50
-# A dead-letter key is the refused record's key, which a hostile producer can make as long as the message.
-DLQ_KEY_MAX_BYTES = 256
-# What is left of ``raw`` when the broker still refuses a dead letter's size (a broker limit below 1 MB).
-DLQ_RAW_FALLBACK_BYTES = 1024
 
 #: The name the command and older callers use for :class:`analytics.dlq.InvalidMessageLimitError`.
 InvalidRatioError = InvalidMessageLimitError
@@ -199,99 +195,6 @@ class Batch:
         return bool(self.offsets)
 
 
-@dataclass
-class ConsumerMetrics:
-    """Counters since start; :meth:`snapshot` is what the log line and the Redis key carry."""
-
-    consumed: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    decode_errors: int = 0
-    batches: int = 0
-    failures: int = 0
-    commits_skipped: int = 0
-    store_seconds: float = 0.0
-    stored_rows: int = 0
-    last_batch_latency_ms: float = 0.0
-    max_batch_latency_ms: float = 0.0
-    lag: dict[str, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
-
-    def record_batch(self, result: StoreResult, store_seconds: float, latency_s: float) -> None:
-        """Account for one delivered batch."""
-        self.batches += 1
-        self.stored += result.inserted
-        self.duplicates += result.duplicates
-        self.store_seconds += store_seconds
-        self.stored_rows += result.received
-        self.last_batch_latency_ms = latency_s * 1000
-        self.max_batch_latency_ms = max(self.max_batch_latency_ms, self.last_batch_latency_ms)
-
-    def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready dict of every figure."""
-        return {
-            "consumed": self.consumed,
-            "stored": self.stored,
-            "duplicates": self.duplicates,
-            "dead_lettered": self.dead_lettered,
-            "decode_errors": self.decode_errors,
-            "batches": self.batches,
-            "failures": self.failures,
-            "commits_skipped": self.commits_skipped,
-            "store_rows_per_s": round(self.stored_rows / self.store_seconds, 1) if self.store_seconds else 0.0,
-            "last_batch_latency_ms": round(self.last_batch_latency_ms, 1),
-            "max_batch_latency_ms": round(self.max_batch_latency_ms, 1),
-            "lag": dict(self.lag),
-            "lag_total": sum(self.lag.values()),
-            "uptime_s": round(time.time() - self.started, 1),
-            "updated_at": int(time.time() * 1000),
-        }
-
-
-class TapePublisher:
-    """The live trade tape: at most 50 newest trades per push, at most 5 pushes per second per symbol, coalesced.
-
-    Trades that arrive while a symbol is throttled wait (the newest 50 only) and go out with the next allowed push,
-    so the last trades of a burst always arrive.
-    """
-
-    def __init__(
-        self,
-        interval: float = 0.2,
-        send: Callable[[Iterable[tuple[str, dict[str, Any]]]], int] | None = None,
-    ) -> None:
-        self._throttle = live.Throttle(interval)
-        self._pending: dict[tuple[str, str], deque[dict[str, Any]]] = {}
-        self._send = send or live.publish_many
-
-    def add(self, records: Sequence[TradeRecord]) -> None:
-        """Queue trades (in the order given, oldest first) for their symbols' next push."""
-        for r in records:
-            key = (r.exchange, r.symbol)
-            queue = self._pending.get(key)
-            if queue is None:
-                queue = self._pending[key] = deque(maxlen=TAPE_MAX_TRADES)
-            queue.append({"id": r.trade_id, "p": r.price, "q": r.quantity, "m": r.is_buyer_maker, "T": r.trade_time})
-
-    def flush(self, now: float | None = None) -> int:
-        """Push every symbol whose throttle slot is free; returns the number of pushes sent."""
-        messages: list[tuple[str, dict[str, Any]]] = []
-        for (exchange, symbol), queue in list(self._pending.items()):
-            if not self._throttle.ready(f"{exchange}:{symbol}", now):
-                continue
-            trades = sorted(queue, key=lambda t: (t["T"], t["id"]))
-            del self._pending[(exchange, symbol)]
-            payload = {"kind": "trades", "exchange": exchange, "symbol": symbol, "trades": trades}
-            messages.append((market_group(exchange, symbol), payload))
-        return self._send(messages) if messages else 0
-
-    @property
-    def pending(self) -> int:
-        """Symbols with trades waiting for their slot."""
-        return len(self._pending)
-
-
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, owner: TradeConsumer) -> None:
         self._owner = owner
@@ -361,6 +264,7 @@ class TradeConsumer:
         )
         self._dispatch = dispatch or _default_dispatch
         self._tape = tape or TapePublisher(self.config.tape_interval_s)
+        self._dlq = DeadLetterSender(self._producer, self.dlq_topic, self.config.dlq_flush_timeout_s)
 
     # ----------------------------------------------------------------------------------------- control
     def stop(self) -> None:
@@ -475,26 +379,13 @@ class TradeConsumer:
             if valid_run:
                 limiter.valid(message.partition, valid_run)
                 valid_run = 0
-            batch.dead.append((_bounded_key(message.key), self._dead_letter(message, reason)))
+            letter = letter_for(message, reason, f"consumer:{self.group}", self.config.dlq_raw_max_bytes)
+            batch.dead.append((bounded_key(message.key), letter))
             limiter.invalid(message.partition, message.offset, reason)
         if valid_run:
             limiter.valid(tp.partition, valid_run)
         batch.offsets[tp] = messages[-1].offset + 1
         self.metrics.consumed += len(messages)
-
-    def _dead_letter(self, message: Any, reason: str) -> DeadLetter:
-        raw, length = bounded_raw(message.value, self.config.dlq_raw_max_bytes)
-        return DeadLetter(
-            source=f"consumer:{self.group}",
-            reason=reason,
-            raw=raw,
-            received_at=int(time.time() * 1000),
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            raw_length=length,
-            raw_truncated=length > self.config.dlq_raw_max_bytes,
-        )
 
     def _limits_reached(self) -> bool:
         if self.config.max_records is not None and self.metrics.consumed >= self.config.max_records:
@@ -562,67 +453,29 @@ class TradeConsumer:
     def _store(
         self, records: list[TradeRecord], origins: list[tuple[int, int]]
     ) -> tuple[StoreResult, list[tuple[bytes | None, DeadLetter]]]:
-        """Store the batch; a value PostgreSQL refuses is isolated by bisection and dead-lettered, the rest stored."""
-        try:
-            return store_trades(records, statement_timeout_ms=self.config.statement_timeout_ms), []
-        except DataError as exc:
-            if len(records) == 1:
-                record, (partition, offset) = records[0], origins[0]
-                reason = f"rejected by PostgreSQL: {str(exc).strip().splitlines()[0]}"
-                raw, length = bounded_raw(record.encode(), self.config.dlq_raw_max_bytes)
-                letter = DeadLetter(
-                    source=f"consumer:{self.group}",
-                    reason=reason,
-                    raw=raw,
-                    raw_length=length,
-                    received_at=int(time.time() * 1000),
-                    topic=self.topic,
-                    partition=partition,
-                    offset=offset,
-                )
-                logger.warning("record refused by the database", extra={"reason": reason, "offset": offset})
-                return StoreResult(received=0, inserted=0), [(record.key, letter)]
-        mid = len(records) // 2
-        left, left_dead = self._store(records[:mid], origins[:mid])
-        right, right_dead = self._store(records[mid:], origins[mid:])
-        return _merge(left, right), left_dead + right_dead
+        """Store the batch; the records PostgreSQL refuses are dead-lettered, the rest stored."""
+        result, refused = store_isolating(records, self.config.statement_timeout_ms)
+        letters: list[tuple[bytes | None, DeadLetter]] = []
+        for index, reason in refused:
+            record, (partition, offset) = records[index], origins[index]
+            raw, length = bounded_raw(record.encode(), self.config.dlq_raw_max_bytes)
+            letter = DeadLetter(
+                source=f"consumer:{self.group}",
+                reason=reason,
+                raw=raw,
+                raw_length=length,
+                received_at=int(time.time() * 1000),
+                topic=self.topic,
+                partition=partition,
+                offset=offset,
+            )
+            logger.warning("record refused by the database", extra={"reason": reason, "offset": offset})
+            letters.append((record.key, letter))
+        return result, letters
 
     def _send_dead_letters(self, letters: list[tuple[bytes | None, DeadLetter]]) -> None:
-        """Send the letters the DLQ topic has not acknowledged yet and wait for the acknowledgements.
-
-        Raises :class:`DeliveryError` (transient: the whole batch is retried with backoff, nothing is committed)
-        when any is missing; the acknowledged ones are remembered so the retry does not send them twice.
-        """
         batch = self._batch
-        sent = []
-        for key, letter in letters:
-            ident = (letter.partition, letter.offset)
-            if ident in batch.dead_acked:
-                continue
-            if ident in batch.dead_oversized:
-                letter = _shrunk(letter)
-            try:
-                future = self._producer.send(self.dlq_topic, key=key, value=letter.encode())
-            except MessageSizeTooLargeError:
-                # Over the producer's max_request_size: cut raw further and send that (it always fits).
-                future = self._producer.send(self.dlq_topic, key=key, value=_shrunk(letter).encode())
-            sent.append((ident, future))
-        if not sent:
-            return
-        self._producer.flush(timeout=self.config.dlq_flush_timeout_s)
-        missing = []
-        for ident, future in sent:
-            if future.is_done and future.succeeded():
-                batch.dead_acked.add(ident)
-                continue
-            if isinstance(future.exception, MessageSizeTooLargeError):
-                batch.dead_oversized.add(ident)  # the broker's own limit is lower: the retry sends less
-            missing.append(future.exception)
-        if missing:
-            raise DeliveryError(
-                f"dead-letter topic {self.dlq_topic} did not acknowledge {len(missing)} of {len(sent)} letters: "
-                f"{missing[0] or 'timed out'}"
-            )
+        self._dlq.send(letters, batch.dead_acked, batch.dead_oversized)
 
     def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         # Offsets of stored batches whose commit a rebalance refused go with this one (newer offsets win).
@@ -757,22 +610,13 @@ class TradeConsumer:
             raise StalledError(f"consumer stalled: {why}")
 
     def _update_lag(self) -> None:
-        assignment = self._consumer.assignment()
-        if not assignment:
+        if not self._consumer.assignment():
             self.metrics.lag = {}
             self._sample_group()
             return
-        try:
-            ends = self._consumer.end_offsets(list(assignment), timeout_ms=2000)
-        except KafkaError:
-            logger.warning("end offsets unavailable for the lag metric", exc_info=True)
-            return
-        lag: dict[str, int] = {}
-        for tp, end in ends.items():
-            position = self._consumer.position(tp, timeout_ms=2000)
-            if position is not None:
-                lag[f"{tp.topic}:{tp.partition}"] = max(0, end - position)
-        self.metrics.lag = lag
+        lag = partition_lag(self._consumer)
+        if lag is not None:
+            self.metrics.lag = lag
 
     def _sample_group(self) -> None:
         """Without partitions: the group's committed offsets and lag, so the watchdog can tell idle from stalled.
@@ -781,16 +625,9 @@ class TradeConsumer:
         """
         if self._watchdog is None or self._watchdog.unassigned_for() < self._watchdog.timeout_s / 2:
             return
-        try:
-            partitions = self._consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            ends = self._consumer.end_offsets(tps, timeout_ms=2000)
-            committed = {tp.partition: self._consumer.committed(tp, timeout_ms=2000) or 0 for tp in tps}
-        except KafkaError:
-            logger.warning("group offsets unavailable for the watchdog", exc_info=True)
-            return
-        lag = sum(max(0, end - committed[tp.partition]) for tp, end in ends.items())
-        self._watchdog.observe_group(committed, lag)
+        offsets = group_offsets(self._consumer, self.topic)
+        if offsets is not None:
+            self._watchdog.observe_group(*offsets)
 
     def _publish_metrics(self) -> None:
         snapshot = self.metrics.snapshot()
@@ -805,42 +642,11 @@ class TradeConsumer:
             logger.warning("metrics snapshot not written to Redis", exc_info=True)
 
 
-def _merge(a: StoreResult, b: StoreResult) -> StoreResult:
-    windows: dict[tuple[str, str], SymbolWindow] = {}
-    new: dict[tuple[str, str], SymbolWindow] = {}
-    for target, items in ((windows, a.windows + b.windows), (new, a.new_windows + b.new_windows)):
-        for w in items:
-            key = (w.exchange, w.symbol)
-            old = target.get(key)
-            target[key] = (
-                w
-                if old is None
-                else SymbolWindow(
-                    w.exchange, w.symbol, min(old.start_ms, w.start_ms), max(old.end_ms, w.end_ms), old.count + w.count
-                )
-            )
-    return StoreResult(
-        received=a.received + b.received,
-        inserted=a.inserted + b.inserted,
-        windows=list(windows.values()),
-        new_windows=list(new.values()),
-    )
-
-
 def _safe_text(exc: BaseException) -> str:
     try:
         return str(exc)[:200]
     except Exception:  # noqa: BLE001 - an exception whose text cannot be built still gets a reason
         return "<no message>"
-
-
-def _bounded_key(key: bytes | None) -> bytes | None:
-    return key[:DLQ_KEY_MAX_BYTES] if key is not None else None
-
-
-def _shrunk(letter: DeadLetter) -> DeadLetter:
-    raw, _ = bounded_raw(letter.raw, DLQ_RAW_FALLBACK_BYTES)
-    return replace(letter, raw=raw, raw_truncated=letter.raw_truncated or len(raw) < len(letter.raw))
 
 
 def _hard_exit(code: int) -> None:  # pragma: no cover - replaced in tests; ends the process without cleanup

@@ -9,13 +9,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from analytics.groups import market_group
+from ingest.records import TradeRecord
+
 logger = logging.getLogger(__name__)
+
+TAPE_MAX_TRADES = 50
 
 
 def publish(group: str, payload: dict[str, Any]) -> bool:
@@ -66,3 +72,46 @@ class Throttle:
                 self._last[key] = t
                 return True
             return False
+
+
+class TapePublisher:
+    """The live trade tape: at most 50 newest trades per push, at most 5 pushes per second per symbol, coalesced.
+
+    Trades that arrive while a symbol is throttled wait (the newest 50 only) and go out with the next allowed push,
+    so the last trades of a burst always arrive.
+    """
+
+    def __init__(
+        self,
+        interval: float = 0.2,
+        send: Callable[[Iterable[tuple[str, dict[str, Any]]]], int] | None = None,
+    ) -> None:
+        self._throttle = Throttle(interval)
+        self._pending: dict[tuple[str, str], deque[dict[str, Any]]] = {}
+        self._send = send or publish_many
+
+    def add(self, records: Sequence[TradeRecord]) -> None:
+        """Queue trades (in the order given, oldest first) for their symbols' next push."""
+        for r in records:
+            key = (r.exchange, r.symbol)
+            queue = self._pending.get(key)
+            if queue is None:
+                queue = self._pending[key] = deque(maxlen=TAPE_MAX_TRADES)
+            queue.append({"id": r.trade_id, "p": r.price, "q": r.quantity, "m": r.is_buyer_maker, "T": r.trade_time})
+
+    def flush(self, now: float | None = None) -> int:
+        """Push every symbol whose throttle slot is free; returns the number of pushes sent."""
+        messages: list[tuple[str, dict[str, Any]]] = []
+        for (exchange, symbol), queue in list(self._pending.items()):
+            if not self._throttle.ready(f"{exchange}:{symbol}", now):
+                continue
+            trades = sorted(queue, key=lambda t: (t["T"], t["id"]))
+            del self._pending[(exchange, symbol)]
+            payload = {"kind": "trades", "exchange": exchange, "symbol": symbol, "trades": trades}
+            messages.append((market_group(exchange, symbol), payload))
+        return self._send(messages) if messages else 0
+
+    @property
+    def pending(self) -> int:
+        """Symbols with trades waiting for their slot."""
+        return len(self._pending)

@@ -10,8 +10,10 @@ Python can join strings), see ``benchmarks/pipeline.py``.
 Dispatch choice: :attr:`StoreResult.windows` covers *every* row of the batch, new or not. A replay happens after
 a crash between the transaction commit and the Kafka offset commit (or the Celery dispatch), so the candles of
 replayed rows may never have been computed: recomputing them is harmless (the tasks are idempotent) and is the
-only way a restart repairs that gap. :attr:`StoreResult.new_windows` (rows actually inserted) is kept for
-metrics and for callers that only care about new data.
+only way a restart repairs that gap.
+
+A value PostgreSQL refuses (``DataError``) fails the whole transaction: :func:`store_isolating` finds the refused
+records by bisection and stores the rest.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 
 from analytics.windows import SymbolWindow
 from ingest.records import TradeRecord
@@ -57,14 +59,9 @@ WITH inserted AS (
            timestamptz 'epoch' + received_ms * interval '1 millisecond'
     FROM {STAGING_TABLE}
     ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
-    RETURNING exchange, symbol, traded_at
+    RETURNING 1
 )
-SELECT exchange, symbol,
-       (extract(epoch FROM min(traded_at)) * 1000)::bigint,
-       (extract(epoch FROM max(traded_at)) * 1000)::bigint,
-       count(*)
-FROM inserted
-GROUP BY exchange, symbol
+SELECT count(*) FROM inserted
 """
 
 
@@ -75,12 +72,26 @@ class StoreResult:
     received: int
     inserted: int
     windows: list[SymbolWindow] = field(default_factory=list)
-    new_windows: list[SymbolWindow] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
         """Rows skipped because their natural key was already stored (or repeated in the batch)."""
         return self.received - self.inserted
+
+    def __add__(self, other: StoreResult) -> StoreResult:
+        """Both results as one: counts added, each symbol's windows joined (earliest start, latest end)."""
+        windows: dict[tuple[str, str], SymbolWindow] = {}
+        for w in (*self.windows, *other.windows):
+            key = (w.exchange, w.symbol)
+            old = windows.get(key)
+            windows[key] = (
+                w
+                if old is None
+                else SymbolWindow(
+                    w.exchange, w.symbol, min(old.start_ms, w.start_ms), max(old.end_ms, w.end_ms), old.count + w.count
+                )
+            )
+        return StoreResult(self.received + other.received, self.inserted + other.inserted, list(windows.values()))
 
 
 def batch_windows(records: Sequence[TradeRecord]) -> list[SymbolWindow]:
@@ -134,11 +145,28 @@ def store_trades(records: Sequence[TradeRecord], statement_timeout_ms: int | Non
                     )
                 )
         cursor.execute(_INSERT)
-        rows = cursor.fetchall()
-    new_windows = [SymbolWindow(ex, sym, int(lo), int(hi), int(n)) for ex, sym, lo, hi, n in rows]
-    return StoreResult(
-        received=len(records),
-        inserted=sum(w.count for w in new_windows),
-        windows=batch_windows(records),
-        new_windows=new_windows,
-    )
+        (inserted,) = cursor.fetchone()
+    return StoreResult(received=len(records), inserted=int(inserted), windows=batch_windows(records))
+
+
+def store_isolating(
+    records: Sequence[TradeRecord], statement_timeout_ms: int | None = None
+) -> tuple[StoreResult, list[tuple[int, str]]]:
+    """:func:`store_trades`, except that records PostgreSQL refuses are left out: ``(index, reason)`` each.
+
+    A ``DataError`` fails the whole transaction, so the batch is halved until each refused record stands alone
+    (about 2 log2(n) extra transactions per bad record); every other record is stored. Other errors propagate.
+    """
+    try:
+        return store_trades(records, statement_timeout_ms), []
+    except DataError as exc:
+        if len(records) == 1:
+            return StoreResult(received=0, inserted=0), [(0, f"rejected by PostgreSQL: {_first_line(exc)}")]
+    mid = len(records) // 2
+    left, left_refused = store_isolating(records[:mid], statement_timeout_ms)
+    right, right_refused = store_isolating(records[mid:], statement_timeout_ms)
+    return left + right, left_refused + [(mid + i, reason) for i, reason in right_refused]
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from analytics.consumer import Batch, ConsumerConfig, ConsumerMetrics, TapePublisher, _merge
+from analytics.consumer import Batch, ConsumerConfig
+from analytics.consumer_metrics import ConsumerMetrics
+from analytics.live import TapePublisher
 from analytics.storage import StoreResult
 from analytics.windows import SymbolWindow
 from benchmarks import pipeline
@@ -78,23 +80,20 @@ def test_tape_coalesces_while_throttled_and_delivers_the_last_trades_later():
     assert tape.flush(now=20.0) == 0  # nothing left to send
 
 
-def test_merge_combines_windows_per_symbol():
+def test_adding_store_results_combines_windows_per_symbol():
     a = StoreResult(
         received=3,
         inserted=2,
         windows=[SymbolWindow("binance", "BTCUSDT", 10, 20, 2), SymbolWindow("binance", "ETHUSDT", 5, 5, 1)],
-        new_windows=[SymbolWindow("binance", "BTCUSDT", 10, 20, 2)],
     )
     b = StoreResult(
         received=2,
         inserted=1,
         windows=[SymbolWindow("binance", "BTCUSDT", 1, 15, 2)],
-        new_windows=[SymbolWindow("binance", "BTCUSDT", 1, 1, 1)],
     )
-    merged = _merge(a, b)
+    merged = a + b
     assert (merged.received, merged.inserted, merged.duplicates) == (5, 3, 2)
     assert merged.windows == [SymbolWindow("binance", "BTCUSDT", 1, 20, 4), SymbolWindow("binance", "ETHUSDT", 5, 5, 1)]
-    assert merged.new_windows == [SymbolWindow("binance", "BTCUSDT", 1, 20, 3)]
 
 
 def test_metrics_snapshot_accounts_batches_and_rates():

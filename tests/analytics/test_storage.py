@@ -9,7 +9,7 @@ import pytest
 from django.db import DataError, connection
 
 from analytics.models import Trade
-from analytics.storage import batch_windows, store_trades
+from analytics.storage import batch_windows, store_isolating, store_trades
 from analytics.windows import SymbolWindow
 from ingest.records import TradeRecord, make_trade
 
@@ -55,7 +55,6 @@ def test_same_records_twice_give_one_row_each():
     assert first.inserted == 100
     assert second.inserted == 0
     assert second.duplicates == 100
-    assert second.new_windows == []
     # A replay still reports the windows it touched, so candles are recomputed (see the module docstring).
     assert second.windows == [SymbolWindow("binance", "BTCUSDT", BASE_MS, BASE_MS + 99, 100)]
     assert Trade.objects.count() == 100
@@ -73,8 +72,6 @@ def test_internal_duplicate_and_already_stored_row_do_not_drop_the_batch():
         ("BTCUSDT", 6),
         ("ETHUSDT", 7),
     ]
-    new = {(w.symbol, w.count) for w in result.new_windows}
-    assert new == {("BTCUSDT", 2), ("ETHUSDT", 1)}
 
 
 def test_natural_key_includes_exchange_and_symbol():
@@ -94,7 +91,7 @@ def test_windows_per_symbol_cover_min_and_max_trade_time():
         SymbolWindow("binance", "BTCUSDT", BASE_MS - 200, BASE_MS + 900, 3),
         SymbolWindow("coinbase", "BTC-USD", BASE_MS + 50, BASE_MS + 50, 1),
     ]
-    assert sorted(result.new_windows, key=lambda w: w.exchange) == result.windows
+    assert result.inserted == 4
 
 
 def test_empty_batch_touches_nothing():
@@ -148,3 +145,17 @@ def test_batch_windows_without_database():
     assert batch_windows([]) == []
     windows = batch_windows([trade(1, offset_ms=3), trade(2, offset_ms=1), trade(3, offset_ms=2)])
     assert windows == [SymbolWindow("binance", "BTCUSDT", BASE_MS + 1, BASE_MS + 3, 3)]
+
+
+def test_store_isolating_leaves_out_exactly_the_refused_records_and_stores_the_rest():
+    records = [trade(i, offset_ms=i) for i in range(20)]
+    for bad in (3, 4, 17):  # a price PostgreSQL's column cannot hold (numeric field overflow)
+        records[bad] = records[bad]._replace(price="1E+25")
+    result, refused = store_isolating(records)
+    assert [index for index, _ in refused] == [3, 4, 17]
+    assert all(reason.startswith("rejected by PostgreSQL: numeric field overflow") for _, reason in refused)
+    assert (result.received, result.inserted) == (17, 17)
+    assert result.windows == [SymbolWindow("binance", "BTCUSDT", BASE_MS, BASE_MS + 19, 17)]
+    stored = set(Trade.objects.values_list("trade_id", flat=True))
+    assert stored == set(range(20)) - {3, 4, 17}
+    assert store_isolating(records[:3]) == (store_trades(records[:3]), [])  # nothing refused: one transaction
