@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 
 from analytics.models import INTERVAL_SECONDS, CandleSource, Interval
+from analytics.timeutil import EPOCH, bucket_start, ms_to_datetime
 
 logger = logging.getLogger(__name__)
 
 BASE_INTERVAL = Interval.M1.value
 ALL_INTERVALS: tuple[str, ...] = tuple(i.value for i in Interval)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _UPSERT_SET = """
 ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
@@ -121,23 +121,6 @@ class CandleKey(NamedTuple):
     open_time: datetime
 
 
-def ms_to_datetime(ms: int) -> datetime:
-    """Epoch milliseconds to an aware UTC datetime (exact: no float round trip)."""
-    return _EPOCH + timedelta(milliseconds=ms)
-
-
-def datetime_to_ms(value: datetime) -> int:
-    """An aware datetime to epoch milliseconds."""
-    return (value - _EPOCH) // timedelta(milliseconds=1)
-
-
-def bucket_start(value: datetime, interval: str) -> datetime:
-    """The open time of the ``interval`` bucket that contains ``value`` (aligned on the Unix epoch)."""
-    step = INTERVAL_SECONDS[interval]
-    seconds = (value - _EPOCH) // timedelta(seconds=1)
-    return _EPOCH + timedelta(seconds=seconds - seconds % step)
-
-
 def symbol_lock(exchange: str, symbol: str, scope: str) -> None:
     """Take a transaction-scoped advisory lock for one (scope, exchange, symbol); call inside ``atomic``."""
     with connection.cursor() as cur:
@@ -178,7 +161,7 @@ def recompute_candles(
                     "symbol": symbol,
                     "interval": interval,
                     "step": timedelta(seconds=INTERVAL_SECONDS[interval]),
-                    "origin": _EPOCH,
+                    "origin": EPOCH,
                     "lo": lo,
                     "hi": hi,
                     "base": BASE_INTERVAL,

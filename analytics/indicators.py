@@ -28,14 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from django.conf import settings
 from django.db import connection, transaction
 
-from analytics.candles import datetime_to_ms, symbol_lock
+from analytics.candles import symbol_lock
 from analytics.decimals import fit_column
 from analytics.models import INTERVAL_SECONDS, IndicatorPoint
 
@@ -333,27 +332,6 @@ def _upsert(exchange: str, symbol: str, interval: str, rows: list[IndicatorRow])
         update_fields=["sma", "ema", "rsi", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower"],
         batch_size=1000,
     )
-
-
-def indicator_payload(interval: str, row: IndicatorRow) -> dict[str, Any]:
-    """One entry of the ``indicators`` list of a ``candles`` push (docs/ARCHITECTURE.md)."""
-
-    def s(v: Decimal | None) -> str | None:
-        return None if v is None else str(v)
-
-    return {
-        "i": interval,
-        "t": datetime_to_ms(row.open_time),
-        "sma": {k: str(v) for k, v in row.sma.items()},
-        "ema": {k: str(v) for k, v in row.ema.items()},
-        "rsi": s(row.rsi),
-        "macd": s(row.macd),
-        "macd_signal": s(row.macd_signal),
-        "macd_hist": s(row.macd_hist),
-        "bb_upper": s(row.bb_upper),
-        "bb_middle": s(row.bb_middle),
-        "bb_lower": s(row.bb_lower),
-    }
 
 
 # ----------------------------------------------------------------------------------------------------------------

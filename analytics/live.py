@@ -11,12 +11,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from analytics.groups import market_group
+from analytics.payloads import Push, TradeTick, trade_tick, trades_push
 from ingest.records import TradeRecord
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 TAPE_MAX_TRADES = 50
 
 
-def publish(group: str, payload: dict[str, Any]) -> bool:
+def publish(group: str, payload: Push) -> bool:
     """Send one payload to one group; returns False (and logs) when the channel layer is unavailable.
 
     A live push is best effort: the data is already durable in PostgreSQL, so a Redis hiccup must not fail
@@ -33,7 +33,7 @@ def publish(group: str, payload: dict[str, Any]) -> bool:
     return publish_many([(group, payload)]) == 1
 
 
-def publish_many(messages: Iterable[tuple[str, dict[str, Any]]]) -> int:
+def publish_many(messages: Iterable[tuple[str, Push]]) -> int:
     """Send several (group, payload) pairs in one event-loop round trip; returns how many were sent."""
     items = list(messages)
     if not items:
@@ -84,10 +84,10 @@ class TapePublisher:
     def __init__(
         self,
         interval: float = 0.2,
-        send: Callable[[Iterable[tuple[str, dict[str, Any]]]], int] | None = None,
+        send: Callable[[Iterable[tuple[str, Push]]], int] | None = None,
     ) -> None:
         self._throttle = Throttle(interval)
-        self._pending: dict[tuple[str, str], deque[dict[str, Any]]] = {}
+        self._pending: dict[tuple[str, str], deque[TradeTick]] = {}
         self._send = send or publish_many
 
     def add(self, records: Sequence[TradeRecord]) -> None:
@@ -97,17 +97,17 @@ class TapePublisher:
             queue = self._pending.get(key)
             if queue is None:
                 queue = self._pending[key] = deque(maxlen=TAPE_MAX_TRADES)
-            queue.append({"id": r.trade_id, "p": r.price, "q": r.quantity, "m": r.is_buyer_maker, "T": r.trade_time})
+            queue.append(trade_tick(r))
 
     def flush(self, now: float | None = None) -> int:
         """Push every symbol whose throttle slot is free; returns the number of pushes sent."""
-        messages: list[tuple[str, dict[str, Any]]] = []
+        messages: list[tuple[str, Push]] = []
         for (exchange, symbol), queue in list(self._pending.items()):
             if not self._throttle.ready(f"{exchange}:{symbol}", now):
                 continue
             trades = sorted(queue, key=lambda t: (t["T"], t["id"]))
             del self._pending[(exchange, symbol)]
-            payload = {"kind": "trades", "exchange": exchange, "symbol": symbol, "trades": trades}
+            payload = trades_push(exchange, symbol, trades)
             messages.append((market_group(exchange, symbol), payload))
         return self._send(messages) if messages else 0
 

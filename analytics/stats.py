@@ -16,13 +16,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from django.db import connection, transaction
 
-from analytics.candles import bucket_start, datetime_to_ms, symbol_lock
+from analytics.candles import symbol_lock
 from analytics.decimals import fit_column
 from analytics.models import SymbolStats, Trade
+from analytics.timeutil import bucket_start
 
 logger = logging.getLogger(__name__)
 
@@ -142,20 +142,3 @@ def _refresh(exchange: str, symbol: str) -> SymbolStats | None:
         },
     )
     return stats
-
-
-def stats_payload(stats: SymbolStats) -> dict[str, Any]:
-    """The ``stats`` push (docs/ARCHITECTURE.md)."""
-    return {
-        "kind": "stats",
-        "exchange": stats.exchange,
-        "symbol": stats.symbol,
-        "last_price": str(stats.last_price),
-        "change_pct": str(stats.change_pct),
-        "high": str(stats.high),
-        "low": str(stats.low),
-        "volume": str(stats.volume),
-        "quote_volume": str(stats.quote_volume),
-        "trade_count": stats.trade_count,
-        "last_trade_at": datetime_to_ms(stats.last_trade_at),
-    }

@@ -14,8 +14,8 @@ from celery import current_app
 from django.conf import settings
 from django.db import connection
 
-from analytics.candles import datetime_to_ms, ms_to_datetime
 from analytics.models import SymbolThreshold, WhaleAlert
+from analytics.timeutil import ms_to_datetime
 
 logger = logging.getLogger(__name__)
 
@@ -79,20 +79,6 @@ def alerts_in_range(exchange: str, symbol: str, start_ms: int, end_ms: int) -> l
         .order_by("traded_at", "trade_id")
         .values_list("id", flat=True)
     )
-
-
-def alert_payload(alert: WhaleAlert) -> dict[str, Any]:
-    """One entry of the ``alerts`` list of a ``whales`` push (docs/ARCHITECTURE.md)."""
-    return {
-        "exchange": alert.exchange,
-        "symbol": alert.symbol,
-        "trade_id": alert.trade_id,
-        "price": str(alert.price),
-        "quantity": str(alert.quantity),
-        "notional": str(alert.notional),
-        "side": alert.side,
-        "traded_at": datetime_to_ms(alert.traded_at),
-    }
 
 
 def hand_to_delivery(alert_ids: list[int]) -> bool:

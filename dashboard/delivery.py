@@ -36,8 +36,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics.models import WhaleAlert
+from analytics.payloads import alert_fields
 from cryptoproject.security import redact_text, url_host
-from dashboard.api.serializers import dec
 from dashboard.models import AlertDelivery, AlertSubscription, Channel, DeliveryStatus, WebhookFormat
 from dashboard.webhook_targets import UnsafeTargetError, resolve_webhook_target
 
@@ -67,22 +67,6 @@ class PermanentDeliveryError(DeliveryError):
 
 
 # --------------------------------------------------------------------------------------------- messages
-def alert_fields(alert: WhaleAlert) -> dict[str, Any]:
-    """The alert as JSON-safe fields (decimals as strings, time as ISO 8601 and epoch ms)."""
-    return {
-        "id": alert.pk,
-        "exchange": alert.exchange,
-        "symbol": alert.symbol,
-        "trade_id": alert.trade_id,
-        "side": alert.side,
-        "price": dec(alert.price),
-        "quantity": dec(alert.quantity),
-        "notional": dec(alert.notional),
-        "traded_at": alert.traded_at.isoformat(),
-        "t": int(alert.traded_at.timestamp() * 1000),
-    }
-
-
 def _plain(value: Decimal) -> str:
     return f"{value.normalize():f}"
 

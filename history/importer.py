@@ -33,6 +33,7 @@ from analytics import candles as candle_logic
 from analytics import indicators as indicator_logic
 from analytics.models import INTERVAL_SECONDS, CandleSource
 from analytics.storage import store_trades
+from analytics.timeutil import EPOCH, bucket_start
 from history.parse import MICROSECONDS_FROM as _MICROSECONDS_FROM
 from history.parse import PARSERS, ArchiveTrade, Kline, ParseError, csv_chunks, csv_rows
 from ingest.records import TradeRecord
@@ -40,7 +41,7 @@ from ingest.records import TradeRecord
 logger = logging.getLogger(__name__)
 
 EXCHANGE = "binance"
-_EPOCH = candle_logic.ms_to_datetime(0)
+_EPOCH = EPOCH
 KLINE_STAGING = "history_kline_staging"
 
 _CREATE_STAGING = f"""
@@ -319,8 +320,8 @@ def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, 
             "interval": interval,
             "step": step,
             "origin": _EPOCH,
-            "lo": candle_logic.bucket_start(first, interval),
-            "hi": candle_logic.bucket_start(last, interval) + step,
+            "lo": bucket_start(first, interval),
+            "hi": bucket_start(last, interval) + step,
             "base": source,
             "source": CandleSource.ROLLUP.value,
         }

@@ -3,28 +3,14 @@ document those items in the OpenAPI schema."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
 
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
-
-
-def dec(value: Decimal | None) -> str | None:
-    """A decimal as a plain string without the column's trailing zeros (``61837.63``, never ``6.183763E+4``)."""
-    if value is None:
-        return None
-    text = f"{value:f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
-
-
-def ms(value: datetime) -> int:
-    """Epoch milliseconds."""
-    return int(value.timestamp() * 1000)
+from analytics.payloads import alert_fields
+from analytics.payloads import plain_decimal as dec
+from analytics.timeutil import datetime_to_ms as ms
 
 
 def trade_item(trade: Trade) -> dict[str, Any]:
@@ -85,21 +71,8 @@ def indicator_item(point: IndicatorPoint) -> dict[str, Any]:
 
 
 def whale_item(alert: WhaleAlert) -> dict[str, Any]:
-    """One whale alert."""
-    return {
-        "id": alert.pk,
-        "exchange": alert.exchange,
-        "symbol": alert.symbol,
-        "trade_id": alert.trade_id,
-        "price": dec(alert.price),
-        "quantity": dec(alert.quantity),
-        "notional": dec(alert.notional),
-        "side": alert.side,
-        "threshold": dec(alert.threshold),
-        "traded_at": alert.traded_at.isoformat(),
-        "t": ms(alert.traded_at),
-        "created_at": alert.created_at.isoformat(),
-    }
+    """One whale alert: its webhook fields plus the threshold it crossed and when it was stored."""
+    return {**alert_fields(alert), "threshold": dec(alert.threshold), "created_at": alert.created_at.isoformat()}
 
 
 def stats_item(stats: SymbolStats) -> dict[str, Any]:

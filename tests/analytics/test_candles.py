@@ -15,15 +15,9 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from analytics.candles import (
-    ALL_INTERVALS,
-    CandleKey,
-    bucket_start,
-    datetime_to_ms,
-    ms_to_datetime,
-    recompute_candles,
-)
+from analytics.candles import ALL_INTERVALS, CandleKey, recompute_candles
 from analytics.models import Candle, Trade
+from analytics.timeutil import bucket_start, datetime_to_ms, ms_to_datetime
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "binance-spot-ws"
 FILE_0809 = DATA / "btcusdt_20240809.gz"

@@ -11,7 +11,6 @@ from analytics.indicators import (
     bollinger,
     compute_rows,
     ema,
-    indicator_payload,
     macd,
     rsi,
     sma,
@@ -19,6 +18,7 @@ from analytics.indicators import (
     warmup_candles,
 )
 from analytics.models import Candle, IndicatorPoint
+from analytics.payloads import indicator_tick
 
 
 def d(*values: float | str) -> list[Decimal]:
@@ -154,13 +154,13 @@ def test_compute_rows_and_payload_shapes():
     assert rows[14].rsi == Decimal(100)
     assert rows[24].macd is None
     assert rows[25].macd is not None
-    payload = indicator_payload("1m", rows[39])
+    payload = indicator_tick("1m", rows[39])
     assert payload["i"] == "1m"
     assert payload["t"] == int(times[39].timestamp() * 1000)
     assert payload["sma"] == {"7": "136.000000000000", "25": "127.000000000000"}
     assert payload["rsi"] == "100.000000000000"
     assert payload["bb_middle"] == "129.500000000000"
-    assert indicator_payload("1m", rows[0])["macd"] is None
+    assert indicator_tick("1m", rows[0])["macd"] is None
 
 
 def make_candles(count: int, *, interval: str = "1m", start: datetime | None = None) -> list[Candle]:

@@ -8,11 +8,13 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from analytics.candles import datetime_to_ms, recompute_candles
+from analytics.candles import recompute_candles
 from analytics.decimals import fit_column
 from analytics.models import Candle, SymbolStats
+from analytics.payloads import stats_push
 from analytics.queries import known_pairs
-from analytics.stats import change_pct, compute_window, refresh_stats, stats_payload
+from analytics.stats import change_pct, compute_window, refresh_stats
+from analytics.timeutil import datetime_to_ms
 from tests.analytics.test_candles import RawTrade, insert, read_trades
 
 pytestmark = pytest.mark.django_db
@@ -146,7 +148,7 @@ def test_payload_and_known_pairs():
     assert stats is not None
     # Trades, candles and stats rows: coinbase ETHUSDT and TRXUSDT have candles, BTCUSDT a stats row.
     assert known_pairs() == [("binance", "BTCUSDT"), ("binance", "TRXUSDT"), ("coinbase", "ETHUSDT")]
-    payload = stats_payload(stats)
+    payload = stats_push(stats)
     assert payload == {
         "kind": "stats",
         "exchange": "binance",

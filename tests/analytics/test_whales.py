@@ -11,9 +11,10 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from analytics.candles import datetime_to_ms
 from analytics.models import SymbolThreshold, Trade, WhaleAlert
-from analytics.whales import DELIVER_NEW_ALERTS, alert_payload, detect_whales, hand_to_delivery, threshold_for
+from analytics.payloads import whale_tick
+from analytics.timeutil import datetime_to_ms
+from analytics.whales import DELIVER_NEW_ALERTS, detect_whales, hand_to_delivery, threshold_for
 from tests.analytics.test_candles import insert, read_trades
 
 pytestmark = pytest.mark.django_db
@@ -107,7 +108,7 @@ def test_exact_boundary_and_time_range(settings):
     assert alerts[1].side == "buy"
     assert detect_whales("kraken", "BTC/USD", base + 3, base + 10_000) != []
     assert set(WhaleAlert.objects.values_list("trade_id", flat=True)) == {1, 3, 4}
-    payload = alert_payload(alerts[1])
+    payload = whale_tick(alerts[1])
     assert payload == {
         "exchange": "kraken",
         "symbol": "BTC/USD",
