@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 
+from analytics.locks import symbol_lock
 from analytics.models import INTERVAL_SECONDS, CandleSource, Interval
 from analytics.timeutil import EPOCH, bucket_start, ms_to_datetime
 
@@ -119,12 +120,6 @@ class CandleKey(NamedTuple):
 
     interval: str
     open_time: datetime
-
-
-def symbol_lock(exchange: str, symbol: str, scope: str) -> None:
-    """Take a transaction-scoped advisory lock for one (scope, exchange, symbol); call inside ``atomic``."""
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{scope}:{exchange}:{symbol}"])
 
 
 def recompute_candles(

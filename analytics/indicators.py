@@ -34,8 +34,8 @@ import numpy.typing as npt
 from django.conf import settings
 from django.db import connection, transaction
 
-from analytics.candles import symbol_lock
 from analytics.decimals import fit_column
+from analytics.locks import symbol_lock
 from analytics.models import INTERVAL_SECONDS, IndicatorPoint
 
 logger = logging.getLogger(__name__)

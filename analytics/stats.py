@@ -19,8 +19,8 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 
-from analytics.candles import symbol_lock
 from analytics.decimals import fit_column
+from analytics.locks import symbol_lock
 from analytics.models import SymbolStats, Trade
 from analytics.timeutil import bucket_start
 

@@ -31,6 +31,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 
 from analytics import candles as candle_logic
 from analytics import indicators as indicator_logic
+from analytics.locks import symbol_lock
 from analytics.models import INTERVAL_SECONDS, CandleSource
 from analytics.storage import store_trades
 from analytics.timeutil import EPOCH, bucket_start
@@ -240,7 +241,7 @@ def _import_klines_csv(
     """The fast path: the CSV text COPYed as is into a staging table (PostgreSQL parses it), then upserted."""
     result = FileResult(path.name)
     with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
-        candle_logic.symbol_lock(exchange, symbol, "candles")
+        symbol_lock(exchange, symbol, "candles")
         cursor.execute(_CREATE_RAW)
         with cursor.cursor.copy(_COPY_RAW) as copy:
             for chunk in csv_chunks(path):
@@ -264,7 +265,7 @@ def _import_klines_rows(
     """The row-by-row path: each row parsed in Python, bad ones skipped and counted, good ones COPYed."""
     result = FileResult(path.name)
     with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
-        candle_logic.symbol_lock(exchange, symbol, "candles")
+        symbol_lock(exchange, symbol, "candles")
         cursor.execute(_CREATE_STAGING)
         with cursor.cursor.copy(_COPY) as copy:
             write = copy.write_row
@@ -296,7 +297,7 @@ def rollup_range(exchange: str, symbol: str, base: str, first: datetime, last: d
     its rollup is repaired by the next one, and unchanged buckets are skipped by the rollup's guard.
     """
     with transaction.atomic(), connection.cursor() as cursor:
-        candle_logic.symbol_lock(exchange, symbol, "candles")
+        symbol_lock(exchange, symbol, "candles")
         return rollup(cursor, exchange, symbol, base, first, last)
 
 
