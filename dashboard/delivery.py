@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -36,7 +36,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics.models import WhaleAlert
-from analytics.payloads import alert_fields
+from analytics.payloads import AlertFields, alert_fields
 from cryptoproject.security import redact_text, url_host
 from dashboard.models import AlertDelivery, AlertSubscription, Channel, DeliveryStatus, WebhookFormat
 from dashboard.webhook_targets import UnsafeTargetError, resolve_webhook_target
@@ -81,7 +81,24 @@ def alert_text(alert: WhaleAlert) -> str:
     )
 
 
-def webhook_body(alert: WhaleAlert, subscription: AlertSubscription) -> dict[str, Any]:
+class SlackBody(TypedDict):
+    text: str
+
+
+class DiscordBody(TypedDict):
+    content: str
+
+
+class GenericBody(TypedDict):
+    id: str  # "<alert id>:<subscription id>", stable across retries: receivers drop a duplicate by it
+    text: str
+    alert: AlertFields
+
+
+WebhookBody = SlackBody | DiscordBody | GenericBody
+
+
+def webhook_body(alert: WhaleAlert, subscription: AlertSubscription) -> WebhookBody:
     """The JSON body for the subscription's format (Slack ``text``, Discord ``content``, or generic)."""
     text = alert_text(alert)
     delivery_id = f"{alert.pk}:{subscription.pk}"
@@ -120,7 +137,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def post_json(
-    url: str, body: dict[str, Any], delivery_id: str, timeout: float = WEBHOOK_TIMEOUT_SECONDS, address: str = ""
+    url: str, body: WebhookBody, delivery_id: str, timeout: float = WEBHOOK_TIMEOUT_SECONDS, address: str = ""
 ) -> int:
     """POST ``body`` as JSON; returns the 2xx status, raises Transient/PermanentDeliveryError otherwise.
 

@@ -3,17 +3,80 @@ document those items in the OpenAPI schema."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from rest_framework import serializers
 
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
-from analytics.payloads import alert_fields
+from analytics.payloads import AlertFields, alert_fields
 from analytics.payloads import plain_decimal as dec
 from analytics.timeutil import datetime_to_ms as ms
 
 
-def trade_item(trade: Trade) -> dict[str, Any]:
+class TradeItem(TypedDict):
+    exchange: str
+    symbol: str
+    trade_id: int
+    price: str | None
+    quantity: str | None
+    quote_quantity: str | None
+    side: str
+    is_buyer_maker: bool
+    traded_at: str
+    t: int
+
+
+class CandleItem(TypedDict):
+    t: int
+    open_time: str
+    interval: str
+    open: str | None
+    high: str | None
+    low: str | None
+    close: str | None
+    volume: str | None
+    quote_volume: str | None
+    trade_count: int
+    vwap: str | None
+
+
+class IndicatorItem(TypedDict):
+    t: int
+    open_time: str
+    interval: str
+    sma: dict[str, str]
+    ema: dict[str, str]
+    rsi: str | None
+    macd: str | None
+    macd_signal: str | None
+    macd_hist: str | None
+    bb_upper: str | None
+    bb_middle: str | None
+    bb_lower: str | None
+
+
+class WhaleItem(AlertFields):
+    threshold: str | None
+    created_at: str
+
+
+class StatsItem(TypedDict):
+    exchange: str
+    symbol: str
+    last_price: str | None
+    open_price: str | None
+    change_pct: str | None
+    high: str | None
+    low: str | None
+    volume: str | None
+    quote_volume: str | None
+    trade_count: int
+    last_trade_at: str
+    t: int
+    updated_at: str
+
+
+def trade_item(trade: Trade) -> TradeItem:
     """One trade."""
     return {
         "exchange": trade.exchange,
@@ -29,7 +92,7 @@ def trade_item(trade: Trade) -> dict[str, Any]:
     }
 
 
-def candle_item(candle: Candle) -> dict[str, Any]:
+def candle_item(candle: Candle) -> CandleItem:
     """One candle."""
     return {
         "t": ms(candle.open_time),
@@ -52,7 +115,7 @@ def _series(values: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items() if v is not None}
 
 
-def indicator_item(point: IndicatorPoint) -> dict[str, Any]:
+def indicator_item(point: IndicatorPoint) -> IndicatorItem:
     """Indicators of one candle; ``sma``/``ema`` map the period to the value."""
     return {
         "t": ms(point.open_time),
@@ -70,12 +133,12 @@ def indicator_item(point: IndicatorPoint) -> dict[str, Any]:
     }
 
 
-def whale_item(alert: WhaleAlert) -> dict[str, Any]:
+def whale_item(alert: WhaleAlert) -> WhaleItem:
     """One whale alert: its webhook fields plus the threshold it crossed and when it was stored."""
     return {**alert_fields(alert), "threshold": dec(alert.threshold), "created_at": alert.created_at.isoformat()}
 
 
-def stats_item(stats: SymbolStats) -> dict[str, Any]:
+def stats_item(stats: SymbolStats) -> StatsItem:
     """The 24h statistics of one symbol."""
     return {
         "exchange": stats.exchange,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
@@ -22,6 +22,7 @@ from dashboard.api.errors import api_exception_handler
 from dashboard.api.pagination import Cursor, keyset_page
 from dashboard.auth import LoginRequiredIfConfigured
 
+M = TypeVar("M")
 CANDLE_DEFAULT_LIMIT = 500
 CANDLE_MAX_LIMIT = 5000
 
@@ -55,7 +56,7 @@ class ApiView(APIView):
 
 
 def _keyset_response(
-    request: Request, rows: list[Any], cursor: Cursor | None, item: Callable[[Any], dict[str, Any]]
+    request: Request, rows: list[M], cursor: Cursor | None, item: Callable[[M], Mapping[str, object]]
 ) -> Response:
     next_url = None
     if cursor is not None:

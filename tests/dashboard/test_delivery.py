@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -134,7 +134,8 @@ def test_webhook_bodies(user: Any) -> None:
     assert "2024-08-09 00:00:00 UTC" in text
     assert delivery.webhook_body(alert, slack) == {"text": text}
     assert delivery.webhook_body(alert, discord) == {"content": text}
-    body = delivery.webhook_body(alert, generic)
+    body = cast(delivery.GenericBody, delivery.webhook_body(alert, generic))
+    assert set(body) == {"id", "text", "alert"}
     assert body["id"] == f"{alert.pk}:3"
     assert body["alert"]["notional"] == "772970.5"
     assert body["alert"]["trade_id"] == 7
@@ -245,7 +246,7 @@ def test_post_json_network_error_is_transient() -> None:
     with pytest.raises(TransientDeliveryError, match="cannot reach"):
         delivery.post_json(f"http://127.0.0.1:{port}/x", {"text": "t"}, "1:1", timeout=2)
     with pytest.raises(TransientDeliveryError):
-        delivery.post_json(f"http://127.0.0.1:{port}/x", {}, "1:1", timeout=2)
+        delivery.post_json(f"http://127.0.0.1:{port}/x", {"content": ""}, "1:1", timeout=2)
     assert issubclass(PermanentDeliveryError, RuntimeError)
 
 
