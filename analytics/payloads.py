@@ -77,9 +77,9 @@ class CandleTick(TypedDict):
     vwap: str
 
 
-class IndicatorTick(TypedDict):
-    i: str
-    t: int
+class IndicatorValues(TypedDict):
+    """One candle's indicators (``sma``/``ema`` map the period to the value), in pushes and API items."""
+
     sma: dict[str, str]
     ema: dict[str, str]
     rsi: str | None
@@ -89,6 +89,11 @@ class IndicatorTick(TypedDict):
     bb_upper: str | None
     bb_middle: str | None
     bb_lower: str | None
+
+
+class IndicatorTick(IndicatorValues):
+    i: str
+    t: int
 
 
 class CandlesPush(TypedDict):

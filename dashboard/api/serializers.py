@@ -8,7 +8,7 @@ from typing import Any, TypedDict
 from rest_framework import serializers
 
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
-from analytics.payloads import AlertFields, alert_fields
+from analytics.payloads import AlertFields, IndicatorValues, alert_fields
 from analytics.payloads import plain_decimal as dec
 from analytics.timeutil import datetime_to_ms as ms
 
@@ -40,19 +40,10 @@ class CandleItem(TypedDict):
     vwap: str | None
 
 
-class IndicatorItem(TypedDict):
+class IndicatorItem(IndicatorValues):
     t: int
     open_time: str
     interval: str
-    sma: dict[str, str]
-    ema: dict[str, str]
-    rsi: str | None
-    macd: str | None
-    macd_signal: str | None
-    macd_hist: str | None
-    bb_upper: str | None
-    bb_middle: str | None
-    bb_lower: str | None
 
 
 class WhaleItem(AlertFields):
