@@ -50,19 +50,29 @@ _COPY = (
 
 # quote_quantity is a generated column and stored_at has a database default: neither is inserted.
 # Epoch milliseconds become timestamps exactly (interval arithmetic, no float rounding).
-_INSERT = f"""
+_INSERT_FROM = """
 WITH inserted AS (
     INSERT INTO analytics_trade
         (exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at)
     SELECT exchange, symbol, trade_id, price, quantity, is_buyer_maker,
            timestamptz 'epoch' + trade_ms * interval '1 millisecond',
            timestamptz 'epoch' + received_ms * interval '1 millisecond'
-    FROM {STAGING_TABLE}
+    FROM {source}
     ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
     RETURNING 1
 )
 SELECT count(*) FROM inserted
 """
+
+
+def insert_trades_sql(source: str) -> str:
+    """The idempotent insert of the live path, from ``source``: a relation (or parenthesised, aliased query) with the
+    staging table's columns. The history import feeds it its own server-parsed staging; both then store a trade
+    the same way, skipped when its natural key is stored."""
+    return _INSERT_FROM.format(source=source)
+
+
+_INSERT = insert_trades_sql(STAGING_TABLE)
 
 
 @dataclass(frozen=True)

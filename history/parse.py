@@ -23,6 +23,9 @@ KINDS = ("klines", "trades", "aggTrades")
 # An epoch time above this is in microseconds: in milliseconds it would be after the year 5138.
 _MICROSECONDS_FROM = 10**14
 MICROSECONDS_FROM = _MICROSECONDS_FROM
+# Times from year 10000 on (in µs; any such time in ms is below 10**14, so read as ms) are refused: Python's
+# datetime ends at 9999, and a stored candle no page or API could read back would break them.
+TIME_LIMIT = 253_402_300_800_000_000
 
 _NAME = re.compile(
     r"^(?P<symbol>[A-Z0-9_]+)-(?P<what>trades|aggTrades|\d+[smhdwM]|1mo)-"
@@ -70,15 +73,16 @@ def parse_name(name: str) -> FileName:
 
 
 def to_microseconds(value: str) -> int:
-    """An epoch time in ms or µs (as the archive writes it) to µs."""
+    """An epoch time in ms or µs (as the archive writes it) to µs; ValueError outside 1970..9999."""
     n = int(value)
+    if not 0 <= n < TIME_LIMIT:
+        raise ValueError(f"time {value!r} is outside 1970..9999")
     return n if n >= _MICROSECONDS_FROM else n * 1000
 
 
 def to_milliseconds(value: str) -> int:
     """An epoch time in ms or µs to ms (µs are floored: the trade table keeps milliseconds, like live trades)."""
-    n = int(value)
-    return n // 1000 if n >= _MICROSECONDS_FROM else n
+    return to_microseconds(value) // 1000
 
 
 class Kline(NamedTuple):

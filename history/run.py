@@ -201,97 +201,167 @@ def planned_count(request: ImportRequest, today: date) -> int | None:
     return None
 
 
+# Klines files of one series are stored together (one transaction, one MERGE) up to this many compressed bytes: 55
+# monthly 1h files (~2 MB) make one batch, a 1m or 1s month (~1-2 MB each) about one batch per few files.
+KLINE_BATCH_BYTES = 4 << 20
+
+
 def run_import(request: ImportRequest, progress: Progress | None = None, today: date | None = None) -> ImportSummary:
     """Import what ``request`` asks for; every problem with one file is reported in the summary, never fatal."""
     today = today or datetime.now(UTC).date()
     if request.concurrency < 1:
         raise RequestError(f"concurrency must be >= 1, got {request.concurrency}")
-    summary = ImportSummary()
-    started = time.perf_counter()
-    trackers: dict[tuple[str, str, str], importer.GapTracker] = {}
-    first_by_series: dict[tuple[str, str], datetime] = {}
-    spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}  # klines read per (symbol, interval)
+    run = _Run(request, progress)
     if request.paths:
         sources: Iterator[_Source] = iter(local_files(request))
     else:
         sources = archive_files(request, today)
     for source in sources:
-        summary.files += 1
+        run.summary.files += 1
         if request.paths and source.path is not None:
             # Downloads are verified by archive.fetch; local files when a .CHECKSUM sits beside them.
             source, verified = _verified_local(source)
             if not verified:
-                summary.unverified.append(source.label)
-        rows = _store(request, source, summary, trackers, first_by_series, spans)
-        if progress is not None:
-            progress(source.label, rows)
-    # Indicators follow changed candles only, from the earliest change of each series: a re-run that changed
-    # nothing recomputes nothing, and a 1m import under imported 1h klines leaves the 1h indicators alone.
-    changed: dict[tuple[str, str], datetime] = {}
-    for (symbol, series), start in first_by_series.items():
-        for interval in importer.candle_logic.ALL_INTERVALS if series == "trades" else [series]:
-            changed[(symbol, interval)] = start
-    for (symbol, interval), (first, last) in spans.items():
-        for target, start in importer.rollup_range(request.exchange, symbol, interval, first, last).items():
-            key = (symbol, target)
-            changed[key] = min(start, changed.get(key, start))
-    summary.seconds = time.perf_counter() - started
-    if request.indicators:
-        for (symbol, interval), start in changed.items():
-            summary.indicators += importer.refresh_indicators(request.exchange, symbol, [interval], start)
-        summary.indicator_seconds = time.perf_counter() - started - summary.seconds
-    return summary
+                run.summary.unverified.append(source.label)
+        run.add(source)
+    return run.finish()
 
 
-def _store(
-    request: ImportRequest,
-    source: _Source,
-    summary: ImportSummary,
-    trackers: dict[tuple[str, str, str], importer.GapTracker],
-    first_by_series: dict[tuple[str, str], datetime],
-    spans: dict[tuple[str, str], tuple[datetime, datetime]],
-) -> int:
-    """Store one file, recording the outcome in ``summary``; return the rows it held."""
-    if source.error is not None:
-        if isinstance(source.error, archive.MissingFileError):
-            summary.missing.append(str(source.error))
-        elif isinstance(source.error, archive.ChecksumMismatchError):
-            summary.checksum_failures.append(str(source.error))
+class _Run:
+    """The state of one import: its summary, each series' gap tracker, what changed (for rollups and indicators),
+    and the klines files waiting to be stored as one batch."""
+
+    def __init__(self, request: ImportRequest, progress: Progress | None) -> None:
+        self.request = request
+        self.progress = progress
+        self.summary = ImportSummary()
+        self.started = time.perf_counter()
+        self.trackers: dict[tuple[str, str, str], importer.GapTracker] = {}
+        self.first_by_series: dict[tuple[str, str], datetime] = {}  # earliest change per (symbol, interval/trades)
+        self.spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}  # klines read per (symbol, interval)
+        self.pending: list[_Source] = []  # klines files of one series, stored together
+        self.pending_bytes = 0
+
+    def _tracker(self, name: FileName) -> importer.GapTracker:
+        key = (name.symbol, name.kind, (name.interval if name.kind == "klines" else name.kind) or "")
+        return self.trackers.setdefault(key, importer.GapTracker(self.summary.gaps))
+
+    def add(self, source: _Source) -> None:
+        """Store ``source`` (klines: batched with the files of its series before it), or record why not."""
+        if source.error is not None:
+            self._failed(source, source.error)
+            return
+        assert source.path is not None
+        name = source.name
+        if name.kind != "klines":
+            self.flush()
+            self._store_trades(source)
+            return
+        if not name.interval:
+            self._failed(source, ParseError(f"{source.label}: no interval (give --interval)"))
+            return
+        if self.pending and (self.pending[0].name.symbol, self.pending[0].name.interval) != (
+            name.symbol,
+            name.interval,
+        ):
+            self.flush()
+        self.pending.append(source)
+        self.pending_bytes += source.path.stat().st_size
+        if self.pending_bytes >= KLINE_BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the klines files waiting, as one batch."""
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
+        if not pending:
+            return
+        name = pending[0].name
+        assert name.interval is not None
+        paths = [s.path for s in pending if s.path is not None]
+        try:
+            batch = importer.import_klines(
+                paths, name.symbol, name.interval, self._tracker(name), exchange=self.request.exchange
+            )
+        except ParseError as exc:  # an interval the database does not store: every file of the batch
+            for source in pending:
+                self._failed(source, exc)
+            return
+        results = {r.name: r for r in batch.files}
+        for source in pending:
+            assert source.path is not None
+            result = results.get(source.path.name)
+            if result is None:
+                self._failed(source, batch.errors.get(source.path.name) or RuntimeError("not stored"))
+                continue
+            self._done(source, result)
+        self.summary.written += batch.written
+        if batch.first_us is not None and batch.last_us is not None:
+            lo = importer._EPOCH + timedelta(microseconds=batch.first_us)
+            hi = importer._EPOCH + timedelta(microseconds=batch.last_us)
+            span = self.spans.get((name.symbol, name.interval))
+            self.spans[(name.symbol, name.interval)] = (min(lo, span[0]), max(hi, span[1])) if span else (lo, hi)
+            if batch.written:
+                self._changed((name.symbol, name.interval), lo)
+
+    def _store_trades(self, source: _Source) -> None:
+        assert source.path is not None
+        name = source.name
+        try:
+            result = importer.import_trades(
+                source.path, name.symbol, name.kind, self._tracker(name), exchange=self.request.exchange
+            )
+        except (ParseError, DatabaseError, OSError) as exc:  # a value out of range, an I/O error: this file only
+            self._failed(source, exc)
+            return
+        self._done(source, result)
+        self.summary.written += result.written
+        if result.first_us is not None and result.written:
+            self._changed((name.symbol, "trades"), importer._EPOCH + timedelta(microseconds=result.first_us))
+
+    def _changed(self, series: tuple[str, str], first: datetime) -> None:
+        if series not in self.first_by_series or first < self.first_by_series[series]:
+            self.first_by_series[series] = first
+
+    def _done(self, source: _Source, result: importer.FileResult) -> None:
+        summary = self.summary
+        summary.imported += 1
+        summary.cached += source.cached
+        summary.rows += result.rows
+        summary.rejected_rows += result.rejected
+        if self.progress is not None:
+            self.progress(source.label, result.rows)
+
+    def _failed(self, source: _Source, error: Exception) -> None:
+        summary = self.summary
+        if isinstance(error, archive.MissingFileError):
+            summary.missing.append(str(error))
+        elif isinstance(error, archive.ChecksumMismatchError):
+            summary.checksum_failures.append(str(error))
+        elif isinstance(error, ParseError) and str(error).startswith(source.label):
+            summary.errors.append(str(error))
         else:
-            summary.errors.append(f"{source.label}: {source.error}")
-        logger.warning("history: file not imported", extra={"file": source.label, "reason": str(source.error)})
-        return 0
-    assert source.path is not None
-    name = source.name
-    series = name.interval if name.kind == "klines" else name.kind
-    key = (name.symbol, name.kind, series or "")
-    tracker = trackers.setdefault(key, importer.GapTracker(summary.gaps))
-    try:
-        if name.kind == "klines":
-            if not name.interval:
-                raise ParseError(f"{source.label}: no interval (give --interval)")
-            result = importer.import_klines(source.path, name.symbol, name.interval, tracker, exchange=request.exchange)
-        else:
-            result = importer.import_trades(source.path, name.symbol, name.kind, tracker, exchange=request.exchange)
-    except ParseError as exc:
-        summary.errors.append(str(exc))
-        return 0
-    except (DatabaseError, OSError) as exc:  # a value out of range, an I/O error: this file, not the run
-        summary.errors.append(f"{source.label}: {exc}")
-        return 0
-    summary.imported += 1
-    summary.cached += source.cached
-    summary.rows += result.rows
-    summary.written += result.written
-    summary.rejected_rows += result.rejected
-    if name.kind == "klines" and name.interval and result.first_us is not None and result.last_us is not None:
-        lo = importer._EPOCH + timedelta(microseconds=result.first_us)
-        hi = importer._EPOCH + timedelta(microseconds=result.last_us)
-        span = spans.get((name.symbol, name.interval))
-        spans[(name.symbol, name.interval)] = (min(lo, span[0]), max(hi, span[1])) if span else (lo, hi)
-    if result.first_us is not None and result.written:
-        first = importer._EPOCH + timedelta(microseconds=result.first_us)
-        series_key = (name.symbol, name.interval or "trades")
-        if series_key not in first_by_series or first < first_by_series[series_key]:
-            first_by_series[series_key] = first
-    return result.rows
+            summary.errors.append(f"{source.label}: {error}")
+        logger.warning("history: file not imported", extra={"file": source.label, "reason": str(error)})
+        if self.progress is not None:
+            self.progress(source.label, 0)
+
+    def finish(self) -> ImportSummary:
+        """Store what waits, roll the larger intervals up, then recompute the indicators of what changed."""
+        self.flush()
+        request, summary = self.request, self.summary
+        # Indicators follow changed candles only, from the earliest change of each series: a re-run that changed
+        # nothing recomputes nothing, and a 1m import under imported 1h klines leaves the 1h indicators alone.
+        changed: dict[tuple[str, str], datetime] = {}
+        for (symbol, series), start in self.first_by_series.items():
+            for interval in importer.candle_logic.ALL_INTERVALS if series == "trades" else [series]:
+                changed[(symbol, interval)] = start
+        for (symbol, interval), (first, last) in self.spans.items():
+            for target, start in importer.rollup_range(request.exchange, symbol, interval, first, last).items():
+                key = (symbol, target)
+                changed[key] = min(start, changed.get(key, start))
+        summary.seconds = time.perf_counter() - self.started
+        if request.indicators:
+            for (symbol, interval), start in changed.items():
+                summary.indicators += importer.refresh_indicators(request.exchange, symbol, [interval], start)
+            summary.indicator_seconds = time.perf_counter() - self.started - summary.seconds
+        return summary

@@ -298,16 +298,44 @@ def test_bad_rows_are_skipped_and_counted_and_the_rest_of_the_file_imported(tmp_
 
 
 def test_the_server_side_path_reports_the_same_gaps_as_the_row_path(tmp_path):
-    from history.importer import Gaps, GapTracker, _import_klines_csv, _import_klines_rows
+    from history.importer import Gaps, GapTracker, import_klines
 
-    path = H1 / "BTCUSDT-1h-2018-02.zip"
+    paths = [H1 / "BTCUSDT-1h-2018-01.zip", H1 / "BTCUSDT-1h-2018-02.zip"]
     fast, slow = Gaps(), Gaps()
-    a = _import_klines_csv(path, "BTCUSDT", "1h", 3_600_000_000, GapTracker(fast), "binance")
+    a = import_klines(paths, "BTCUSDT", "1h", GapTracker(fast))
+    stored = _stored("1h")
     Candle.objects.all().delete()
-    b = _import_klines_rows(path, "BTCUSDT", "1h", 3_600_000_000, GapTracker(slow), "binance")
-    assert (a.rows, a.written, a.first_us, a.last_us) == (b.rows, b.written, b.first_us, b.last_us)
+    b = import_klines(paths, "BTCUSDT", "1h", GapTracker(slow), server_side=False)
+    assert [(f.name, f.rows) for f in a.files] == [(f.name, f.rows) for f in b.files]
+    assert (a.written, a.first_us, a.last_us) == (b.written, b.first_us, b.last_us)
+    assert _stored("1h") == stored
     assert fast == slow
     assert fast.count >= 1
+
+
+def test_trades_server_side_and_row_paths_store_the_same_rows_and_gaps(tmp_path):
+    from history.importer import Gaps, GapTracker, import_trades
+
+    recorded = list(read_trades(DATA / "binance-spot-ws" / "btcusdt_20240809.gz"))
+    holed = recorded[:100] + recorded[103:2000] + recorded[1999:2000] + recorded[2500:]  # two holes, one repeat
+    ids = sorted({t.trade_id for t in holed})
+    holes = [(a, b) for a, b in itertools.pairwise(ids) if b - a >= 2]
+    assert len(holes) >= 2  # the two made here, and any the recording has
+    path = _trade_zip(tmp_path, "BTCUSDT-trades-2024-08-09.zip", holed)
+    fast, slow = Gaps(), Gaps()
+    a = import_trades(path, "BTCUSDT", "trades", GapTracker(fast))
+    stored = sorted(Trade.objects.values_list("trade_id", "price", "quantity", "is_buyer_maker", "traded_at"))
+    candles = _stored("1m")
+    Trade.objects.all().delete()
+    Candle.objects.all().delete()
+    b = import_trades(path, "BTCUSDT", "trades", GapTracker(slow), server_side=False)
+    assert (a.rows, a.written, a.first_us, a.last_us) == (b.rows, b.written, b.first_us, b.last_us)
+    assert a.rows == len(holed)
+    assert a.written == len(holed) - 1
+    assert sorted(Trade.objects.values_list("trade_id", "price", "quantity", "is_buyer_maker", "traded_at")) == stored
+    assert _stored("1m") == candles
+    assert fast == slow
+    assert (fast.count, fast.missing) == (len(holes), sum(b - a - 1 for a, b in holes))
 
 
 def test_trades_and_agg_trades_download_from_the_archive_layout(tmp_path, mirror):
@@ -356,6 +384,40 @@ def test_an_unreadable_file_is_an_error_of_that_file_only(tmp_path):
     assert len(summary.errors) == 1
     assert "BTCUSDT-trades-2024-08-07.zip" in summary.errors[0]
     assert Trade.objects.count() == 500
+
+
+def test_a_repeated_bar_keeps_its_last_row_across_the_files_of_a_batch(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ETHUSDT-1h-2021-01-01.csv").write_text(
+        "1609459200000,1,2,1,1.5,10,1609462799999,15,3,0,0,0\n1609462800000,1.5,2,1,1.75,10,1609466399999,17,3,0,0,0\n"
+    )
+    (folder / "ETHUSDT-1h-2021-01-02.csv").write_text("1609459200000,1,3,1,2.5,10,1609462799999,25,4,0,0,0\n")
+    summary = run_import(ImportRequest(paths=(folder,), indicators=False), today=TODAY)
+    assert (summary.rows, summary.written, summary.gaps.count) == (3, 2, 0)
+    first = Candle.objects.get(symbol="ETHUSDT", interval="1h", open_time=datetime(2021, 1, 1, tzinfo=UTC))
+    assert (first.high, first.close, first.trade_count) == (Decimal(3), Decimal("2.5"), 4)
+
+
+def test_klines_files_of_a_batch_fail_alone(tmp_path):
+    """Files of one series are stored as one batch; an unreadable zip, a row out of range and a file whose rows
+    PostgreSQL stages but cannot store (a vwap too large for its column) each cost only themselves."""
+    folder = tmp_path / "in"
+    copy_into(folder, H1 / "BTCUSDT-1h-2018-01.zip", H1 / "BTCUSDT-1h-2018-03.zip")
+    (folder / "BTCUSDT-1h-2018-02.zip").write_bytes(b"PK\x03\x04 truncated")
+    # An open time in the year 287,000: PostgreSQL could store it, Python could never read it back.
+    (folder / "BTCUSDT-1h-2018-04.csv").write_text("9000000000000000000,1,1,1,1,1,9000000000003599999,1,1,0,0,0\n")
+    # quote volume / volume = 10^37: no numeric(30, 12) holds that vwap.
+    (folder / "BTCUSDT-1h-2018-05.csv").write_text(
+        "1525132800000,1,1,1,1,0.000000000000000001,1525136399999,10000000000000000000,1,0,0,0\n"
+    )
+    summary = run_import(ImportRequest(paths=(folder,), indicators=False), today=TODAY)
+    assert summary.imported == 3
+    assert summary.rejected_rows == 1
+    assert sorted(e.split(":")[0] for e in summary.errors) == ["BTCUSDT-1h-2018-02.zip", "BTCUSDT-1h-2018-05.csv"]
+    expected = _file_rows(H1 / "BTCUSDT-1h-2018-01.zip", H1 / "BTCUSDT-1h-2018-03.zip")
+    assert _stored("1h") == expected
+    assert summary.rows == summary.written == len(expected)
 
 
 def test_a_single_file_takes_the_options_and_a_folder_is_filtered_by_them(tmp_path):

@@ -87,6 +87,11 @@ def test_millisecond_and_microsecond_files_give_the_same_rows(tmp_path):
     assert [r[1:6] + r[7:] for r in us_rows] == [r[1:6] + r[7:] for r in ms_rows]
     assert ms_rows[0].open_time_us == 1577836800000 * 1000
     assert to_microseconds("1735689600000000") == to_microseconds("1735689600000")
+    # Times Python cannot hold (from the year 10000) or before 1970 are refused, never stored unreadable.
+    assert to_microseconds("253402300799999999") == 253402300799999999
+    for bad in ("253402300800000000", "-1"):
+        with pytest.raises(ValueError, match=r"outside 1970\.\.9999"):
+            to_microseconds(bad)
     # Trades: µs trade times floor to the ms the trade table keeps.
     assert parse_trade(["7", "1.5", "2", "3", "1735689600123456", "True", "True"]).time_ms == 1735689600123
     assert parse_trade(["7", "1.5", "2", "3", "1735689600123", "false", "True"]).is_buyer_maker is False
