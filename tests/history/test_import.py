@@ -399,6 +399,19 @@ def test_a_repeated_bar_keeps_its_last_row_across_the_files_of_a_batch(tmp_path)
     assert (first.high, first.close, first.trade_count) == (Decimal(3), Decimal("2.5"), 4)
 
 
+def test_rows_are_counted_by_postgresql_when_a_line_is_not_a_row(tmp_path):
+    """A quoted newline makes two lines one row: the batch's line count disagrees with the COPY's row count, and
+    the files are staged again one by one, each counted by PostgreSQL."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ETHUSDT-1h-2021-01-01.csv").write_text('1609459200000,1,2,1,1.5,10,1609462799999,15,3,0,0,"a\nb"\n')
+    # No final newline: the batch ends this file's row before the next file's.
+    (folder / "ETHUSDT-1h-2021-01-02.csv").write_text("1609545600000,1,3,1,2.5,10,1609549199999,25,4,0,0,0")
+    summary = run_import(ImportRequest(paths=(folder,), indicators=False), today=TODAY)
+    assert (summary.imported, summary.rows, summary.written, summary.rejected_rows) == (2, 2, 2, 0)
+    assert Candle.objects.filter(symbol="ETHUSDT", interval="1h").count() == 2
+
+
 def test_klines_files_of_a_batch_fail_alone(tmp_path):
     """Files of one series are stored as one batch; an unreadable zip, a row out of range and a file whose rows
     PostgreSQL stages but cannot store (a vwap too large for its column) each cost only themselves."""
@@ -411,10 +424,16 @@ def test_klines_files_of_a_batch_fail_alone(tmp_path):
     (folder / "BTCUSDT-1h-2018-05.csv").write_text(
         "1525132800000,1,1,1,1,0.000000000000000001,1525136399999,10000000000000000000,1,0,0,0\n"
     )
+    # An interval the database does not store: an error of its files.
+    (folder / "BTCUSDT-3m-2018-01-01.csv").write_text("1514764800000,1,1,1,1,1,1514764979999,1,1,0,0,0\n")
     summary = run_import(ImportRequest(paths=(folder,), indicators=False), today=TODAY)
     assert summary.imported == 3
     assert summary.rejected_rows == 1
-    assert sorted(e.split(":")[0] for e in summary.errors) == ["BTCUSDT-1h-2018-02.zip", "BTCUSDT-1h-2018-05.csv"]
+    assert sorted(e.split(":")[0] for e in summary.errors) == [
+        "BTCUSDT-1h-2018-02.zip",
+        "BTCUSDT-1h-2018-05.csv",
+        "BTCUSDT-3m-2018-01-01.csv",
+    ]
     expected = _file_rows(H1 / "BTCUSDT-1h-2018-01.zip", H1 / "BTCUSDT-1h-2018-03.zip")
     assert _stored("1h") == expected
     assert summary.rows == summary.written == len(expected)
