@@ -132,6 +132,15 @@ WHEN NOT MATCHED THEN INSERT
 VALUES (s.exchange, s.symbol, s.interval, s.open_time, s.open, s.high, s.low, s.close, s.volume, s.quote_volume,
         s.trade_count, s.vwap, 'imported', s.close_time, now())
 """
+# The earliest bar the MERGE wrote: MERGE has no RETURNING before PostgreSQL 17, but every row it wrote carries
+# updated_at = now(), the transaction's start, which no other transaction's row can carry.
+_FIRST_WRITTEN = """
+SELECT (extract(epoch FROM min(open_time)) * 1000000)::bigint FROM analytics_candle
+WHERE exchange = %(exchange)s AND symbol = %(symbol)s AND interval = %(interval)s
+  AND open_time >= timestamptz 'epoch' + %(first)s * interval '1 microsecond'
+  AND open_time <= timestamptz 'epoch' + %(last)s * interval '1 microsecond'
+  AND updated_at = now()
+"""
 _MERGE_UNIQUE = _MERGE.replace("SELECT DISTINCT ON (open_us)", "SELECT").replace("ORDER BY open_us, row_id DESC", "")
 
 
@@ -264,6 +273,7 @@ class KlineBatch:
     written: int = 0
     first_us: int | None = None
     last_us: int | None = None
+    first_written_us: int | None = None  # the earliest bar the batch changed (indicators are recomputed from it)
 
 
 def import_klines(
@@ -299,6 +309,8 @@ def import_klines(
         merged.files += one.files
         merged.errors.update(one.errors)
         merged.written += one.written
+        if one.first_written_us is not None:
+            merged.first_written_us = min(one.first_written_us, merged.first_written_us or one.first_written_us)
         if one.first_us is not None and one.last_us is not None:
             merged.first_us = one.first_us if merged.first_us is None else min(merged.first_us, one.first_us)
             merged.last_us = one.last_us if merged.last_us is None else max(merged.last_us, one.last_us)
@@ -334,9 +346,13 @@ def _import_kline_batch(
         holes = [(a, b) for a, b in found if a != b]
         merge = _MERGE if len(holes) < len(found) else _MERGE_UNIQUE
         symbol_lock(exchange, symbol, "candles")  # only now: staging needs no lock, and the live path waits less
-        cursor.execute(merge, {"exchange": exchange, "symbol": symbol, "interval": interval})
+        key = {"exchange": exchange, "symbol": symbol, "interval": interval}
+        cursor.execute(merge, key)
         batch.written = cursor.rowcount
         batch.first_us, batch.last_us = int(first), int(last)
+        if batch.written:
+            cursor.execute(_FIRST_WRITTEN, {**key, "first": int(first), "last": int(last)})
+            batch.first_written_us = int(cursor.fetchone()[0])
     tracker.klines(int(first), int(last), holes, step_us)
     return batch
 

@@ -300,8 +300,10 @@ class _Run:
             hi = importer._EPOCH + timedelta(microseconds=batch.last_us)
             span = self.spans.get((name.symbol, name.interval))
             self.spans[(name.symbol, name.interval)] = (min(lo, span[0]), max(hi, span[1])) if span else (lo, hi)
-            if batch.written:
-                self._changed((name.symbol, name.interval), lo)
+            if batch.first_written_us is not None:
+                self._changed(
+                    (name.symbol, name.interval), importer._EPOCH + timedelta(microseconds=batch.first_written_us)
+                )
 
     def _store_trades(self, source: _Source) -> None:
         assert source.path is not None

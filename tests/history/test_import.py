@@ -120,6 +120,27 @@ def test_rerunning_an_import_changes_nothing(tmp_path, mirror):
     assert IndicatorPoint.objects.count() == indicators
 
 
+def test_a_change_in_the_last_file_of_a_batch_recomputes_indicators_from_that_bar_only(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("BTCUSDT-1h-2018-01.zip", "BTCUSDT-1h-2018-02.zip"):
+        lines = [",".join(r) for r in csv_rows(H1 / name)]
+        (folder / name.replace(".zip", ".csv")).write_text("\n".join(lines) + "\n")
+    request = ImportRequest(paths=(folder,), indicators=True)
+    first = run_import(request, today=TODAY)
+    assert first.indicators > 1000
+    last = folder / "BTCUSDT-1h-2018-02.csv"
+    rows = last.read_text().splitlines()
+    fields = rows[-1].split(",")
+    fields[4] = str(Decimal(fields[4]) + 1)  # the month's last close one dollar up, and the high with it
+    fields[2] = str(max(Decimal(fields[2]), Decimal(fields[4])))
+    last.write_text("\n".join([*rows[:-1], ",".join(fields)]) + "\n")
+    again = run_import(request, today=TODAY)
+    assert again.written == 1
+    # One 1h bar changed, so did its 4h and 1d buckets: each series recomputed from its changed bar on (the last).
+    assert again.indicators == 3
+
+
 def test_tampered_zip_is_refused_by_its_checksum_and_nothing_of_it_is_stored(tmp_path, mirror):
     root = tmp_path / "mirror"
     copy_into(root, *sorted(M1.glob("*.zip")))
