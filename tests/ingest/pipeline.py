@@ -46,8 +46,8 @@ def ingest_env(exchange: str, port: int, **overrides: str) -> dict[str, str]:
     """A child environment pointing ``exchange``'s URLs at the simulator."""
     urls = {
         "binance": {"BINANCE_WS_URL": f"ws://127.0.0.1:{port}", "BINANCE_REST_URL": f"http://127.0.0.1:{port}"},
-        "coinbase": {"COINBASE_WS_URL": f"ws://127.0.0.1:{port}"},
-        "kraken": {"KRAKEN_WS_URL": f"ws://127.0.0.1:{port}/v2"},
+        "coinbase": {"COINBASE_WS_URL": f"ws://127.0.0.1:{port}", "COINBASE_REST_URL": f"http://127.0.0.1:{port}"},
+        "kraken": {"KRAKEN_WS_URL": f"ws://127.0.0.1:{port}/v2", "KRAKEN_REST_URL": f"http://127.0.0.1:{port}"},
     }[exchange]
     return subprocess_env(**{**urls, **overrides})
 
