@@ -418,6 +418,7 @@ class BackfillWorker:
     def fill(self, gap: Gap) -> int:
         """Backfill one gap page by page; returns how many trades were published."""
         published = 0
+        lost = 0  # older than the exchange's REST history
         error: str | None = None
         next_id = gap.first
         try:
@@ -427,6 +428,7 @@ class BackfillWorker:
                 now = now_ms()
                 for first, last in page.unrecoverable:
                     self._unrecoverable(gap.symbol, first, last)
+                    lost += last - first + 1
                 for bad in page.bad:
                     self.dead_letter(f"backfill: {bad.reason}", bad.raw, now)
                 count = self.publish(page.trades)
@@ -444,9 +446,11 @@ class BackfillWorker:
             "first": gap.first,
             "last": gap.last,
             "backfilled": published,
+            "unrecoverable": lost,
         }
         if missing:
             self._abandon(Gap(gap.symbol, next_id, gap.last), missing, error or "the exchange did not return them")
+        if missing or lost:
             logger.warning("gap only partly backfilled", extra=extra)
         else:
             logger.info("gap backfilled", extra=extra)

@@ -25,8 +25,8 @@ class CoinbaseBackfiller(RestClient):
 
     Pages run newest first, so the walk collects the gap's pages, then yields them oldest first (in id order,
     :data:`ingest.backfill.PAGE` trades a time): memory holds the whole gap, which ``INGEST_BACKFILL_MAX_TRADES``
-    bounds. When the exchange has nothing older before ``first`` is reached, the ids below its oldest trade are
-    reported ``unrecoverable``.
+    bounds. When the exchange has nothing older before ``first`` is reached, the ids below its oldest trade (all of
+    them when it has nothing below ``last + 1``) are reported ``unrecoverable``.
     """
 
     min_interval = 0.1  # the public limit: about 10 requests a second
@@ -61,6 +61,10 @@ class CoinbaseBackfiller(RestClient):
             if cursor >= after:
                 break
             after = cursor
+        if not walked:
+            # Trade ``last + 1`` exists (it revealed the gap), yet nothing older is served: all beyond its history.
+            yield BackfillResult(complete=False, unrecoverable=[(first, last)]), last + 1
+            return
         # Oldest first, without the rows below the range (the last page's overlap).
         ascending = [row for rows in reversed(walked) for row in reversed(rows) if (_row_id(row) or first) >= first]
         next_id = first
