@@ -75,8 +75,8 @@ def test_resume_without_backfill_counts_the_holes(producer: TradeProducer, metri
     class Untracked(CoinbaseExchange):
         consecutive_ids = False
 
-    adapter = Untracked("ws://unused")
-    untracked = FrameProcessor(adapter, adapter.parser(), producer, metrics)
+    plain = Untracked("ws://unused")
+    untracked = FrameProcessor(plain, plain.parser(), producer, metrics)
     untracked.resume({"BTC-USD": ResumePoint(10, [(3, 4)])})  # ids not consecutive: nothing to resume by
     assert metrics.resumed_holes == 1
 
