@@ -241,7 +241,10 @@ for _name, _value, _least, _most in (
 BINANCE_WS_URL: str = env.str("BINANCE_WS_URL", default="wss://stream.binance.com:9443")
 BINANCE_REST_URL: str = env.str("BINANCE_REST_URL", default="https://api.binance.com")
 COINBASE_WS_URL: str = env.str("COINBASE_WS_URL", default="wss://advanced-trade-ws.coinbase.com")
+# Gap backfill reads the Coinbase Exchange REST (trades paged by id); the Advanced Trade REST cannot page by id.
+COINBASE_REST_URL: str = env.str("COINBASE_REST_URL", default="https://api.exchange.coinbase.com")
 KRAKEN_WS_URL: str = env.str("KRAKEN_WS_URL", default="wss://ws.kraken.com/v2")
+KRAKEN_REST_URL: str = env.str("KRAKEN_REST_URL", default="https://api.kraken.com")
 
 # --------------------------------------------------------------------------------------------- history import
 # Binance's public data archive (manage.py import_history); the demo and the tests use a local mirror instead.
@@ -271,6 +274,13 @@ INGEST_BACKFILL_QUEUE: int = _setting("INGEST_BACKFILL_QUEUE", int, 1000)
 INGEST_QUIET_PROBE_S: float = _setting("INGEST_QUIET_PROBE_S", float, 10.0)
 if INGEST_QUIET_PROBE_S < 0:
     raise ImproperlyConfigured("INGEST_QUIET_PROBE_S: must not be negative")
+# Seconds between two REST backfill requests of one ingest process; unset: the exchange's published public limit
+# (Coinbase 0.1 s, Kraken 1 s; Binance is paced by its request weight). Rate-limit answers are backed off anyway.
+INGEST_BACKFILL_MIN_INTERVAL_S: float | None = (
+    _setting("INGEST_BACKFILL_MIN_INTERVAL_S", float, None) if env.str("INGEST_BACKFILL_MIN_INTERVAL_S", "") else None
+)
+if INGEST_BACKFILL_MIN_INTERVAL_S is not None and not 0 <= INGEST_BACKFILL_MIN_INTERVAL_S <= 60:
+    raise ImproperlyConfigured("INGEST_BACKFILL_MIN_INTERVAL_S: must be between 0 and 60")
 for _name in ("INGEST_BUFFER_TRADES", "INGEST_DELIVERY_TIMEOUT_MS", "INGEST_BACKFILL_MAX_TRADES"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name}: must be at least 1")

@@ -1,5 +1,5 @@
-"""Pipeline health for operators: ingest rate, Kafka consumer lag per partition, DLQ size, age of the last trade per
-symbol, Celery queue depths and the consumer snapshots.
+"""Pipeline health for operators: ingest rate and the trades ingest could not backfill, Kafka consumer lag per
+partition, DLQ size, age of the last trade per symbol, Celery queue depths and the consumer snapshots.
 
 Every source is optional: a missing snapshot, an unreachable broker or Redis shows up as ``null`` with an error
 string, never as an exception. Kafka figures take a few round trips, so they are cached for ``KAFKA_CACHE_SECONDS``.
@@ -212,19 +212,40 @@ def ingest_rate(current: dict[str, Any], previous: dict[str, Any] | None) -> flo
         return None
 
 
+def _count(snapshot: dict[str, Any], name: str) -> int:
+    value = snapshot.get(name)
+    return value if type(value) is int and value >= 0 else 0
+
+
+def not_recovered(snapshot: dict[str, Any]) -> dict[str, int]:
+    """Trades an ingest process knows it missed for good since it started: gaps it gave up on (over the size
+    cap, queue full, REST failing, stopping) and ids older than the exchange's REST still serves."""
+    abandoned = _count(snapshot, "backfill_abandoned_trades")
+    unrecoverable = _count(snapshot, "backfill_unrecoverable_trades")
+    return {"abandoned": abandoned, "unrecoverable": unrecoverable, "total": abandoned + unrecoverable}
+
+
 def ingest_health(client: redis.Redis) -> dict[str, Any]:
-    """``metrics:ingest:<exchange>`` snapshots with a rate each and the total."""
+    """``metrics:ingest:<exchange>`` snapshots with a rate each and the total, and the trades each process
+    could not backfill (``not_recovered``; summed over the exchanges at the top)."""
     snapshots = read_snapshots(client, "metrics:ingest:")
     exchanges = {}
     total = 0.0
+    lost = 0
     for exchange, snapshot in snapshots.items():
         rate = ingest_rate(snapshot, _previous_ingest.get(exchange))
         # Keep the older snapshot until the ingest process writes a newer one, so the rate spans a real interval.
         if _previous_ingest.get(exchange, {}).get("at") != snapshot.get("at"):
             _previous_ingest[exchange] = snapshot
         total += rate or 0.0
-        exchanges[exchange] = {"rate": rate, "snapshot": snapshot}
-    return {"rate": round(total, 1) if exchanges else None, "exchanges": exchanges}
+        missed = not_recovered(snapshot)
+        lost += missed["total"]
+        exchanges[exchange] = {"rate": rate, "snapshot": snapshot, "not_recovered": missed}
+    return {
+        "rate": round(total, 1) if exchanges else None,
+        "not_recovered": lost if exchanges else None,
+        "exchanges": exchanges,
+    }
 
 
 def queue_depths(client: redis.Redis, queues: tuple[str, ...] = CELERY_QUEUES) -> dict[str, int]:
@@ -340,7 +361,7 @@ def pipeline_health() -> dict[str, Any]:
     lag = _cached(("lag", group, topic), lambda: consumer_lag(group, topic))
     return {
         "generated_at": timezone.now().isoformat(),
-        "ingest": ingest or {"rate": None, "exchanges": {}},
+        "ingest": ingest or {"rate": None, "not_recovered": None, "exchanges": {}},
         "consumers": consumers or {},
         "liveness": consumer_liveness(consumers or {}, lag, settings.CONSUMER_STALL_TIMEOUT_S),
         "kafka": lag,

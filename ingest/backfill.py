@@ -1,5 +1,7 @@
-"""Binance gap backfill over REST ``historicalTrades``: paged by ``fromId``, polite about weight and bans,
-on a worker thread of its own (:class:`BackfillWorker`), one page in memory at a time."""
+"""Gap backfill over REST: the :class:`Backfiller` protocol every exchange's client follows, the shared polite
+HTTP client (:class:`RestClient`), Binance's ``historicalTrades`` client, and the :class:`BackfillWorker` thread
+that fills gaps page by page. Coinbase's and Kraken's clients live in :mod:`ingest.backfill_coinbase` and
+:mod:`ingest.backfill_kraken`."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from email.message import Message
+from typing import Any, Protocol
 
 import orjson
 
@@ -25,7 +28,7 @@ from ingest.records import InvalidRecordError, TradeRecord
 
 logger = logging.getLogger(__name__)
 
-PAGE = 1000  # the endpoint's maximum
+PAGE = 1000  # every exchange's maximum page
 REQUEST_WEIGHT = 25  # historicalTrades costs 25 of the 6,000 per minute
 WEIGHT_LIMIT = 6000
 WEIGHT_MARGIN = 500  # pause before the limit, not at it
@@ -37,23 +40,89 @@ class BackfillError(RuntimeError):
 
 @dataclass
 class BackfillResult:
-    """What a backfill brought back: trades in id order, rows refused, and whether the range was covered."""
+    """What a backfill brought back: trades in id order, rows refused, whether the range was covered, and the
+    ranges (first, last) the exchange's REST no longer has (older than the history it serves)."""
 
     trades: list[TradeRecord] = field(default_factory=list)
     bad: list[BadInput] = field(default_factory=list)
     complete: bool = True
+    unrecoverable: list[tuple[int, int]] = field(default_factory=list)
 
 
-def _now_ms() -> int:
+class Backfiller(Protocol):
+    """An exchange's REST client for missing trade ids (what :class:`BackfillWorker` and the runner take)."""
+
+    def pages(
+        self, symbol: str, first: int, last: int, after_time: int | None = None
+    ) -> Iterator[tuple[BackfillResult, int]]:
+        """Trades ``first..last`` of ``symbol`` in id order, a page at a time, each with the next id still wanted.
+
+        ``after_time`` is the trade time (epoch ms) of trade ``first - 1`` when known (REST that pages by time
+        needs it). A page that cannot be fetched raises :class:`BackfillError`.
+        """
+        ...
+
+
+def now_ms() -> int:
+    """The wall clock in epoch ms (a backfilled page's receive time)."""
     return time.time_ns() // 1_000_000
 
 
-class BinanceBackfiller:
-    """Fetches ``first..last`` of a symbol from ``<rest_url>/api/v3/historicalTrades``.
+RestRow = Callable[[str, Any, int], TradeRecord]
+"""An exchange's REST row as a record: ``(symbol, row, received_at)``; :class:`InvalidRecordError` if refused."""
 
-    HTTP 429 and 418 are answered by waiting ``Retry-After`` seconds; the used weight reported in
-    ``X-MBX-USED-WEIGHT-1M`` is kept under the limit by pausing until the next minute.
+
+def collect(
+    page: BackfillResult,
+    rows: Iterable[Any],
+    symbol: str,
+    convert: RestRow,
+    row_id: Callable[[Any], int | None],
+    next_id: int,
+    last: int,
+) -> int:
+    """Add the rows (ascending ids) within ``next_id..last`` of ``symbol`` to ``page``; returns the next id still
+    wanted.
+
+    Ids the exchange skipped inside the range are ``unrecoverable`` (it answers from where its history starts).
+    A refused row is dead-lettered when its id is in the range (or unknown); its id counts as received.
     """
+    received_at = now_ms()
+    for row in rows:
+        known = row_id(row)
+        if known is not None and known > last:
+            if next_id <= last:  # the answer went past the range: the exchange skipped the rest of it
+                page.unrecoverable.append((next_id, last))
+                next_id = last + 1
+            break
+        if known is not None and known < next_id:
+            continue  # before the range (a page's overlap)
+        try:
+            trade = convert(symbol, row, received_at)
+        except InvalidRecordError as exc:
+            page.bad.append(BadInput(exc.reason, orjson.dumps(row, default=str).decode()))
+            trade_id = known
+        else:
+            trade_id = trade.trade_id
+            if not next_id <= trade_id <= last:
+                continue
+            page.trades.append(trade)
+        if trade_id is None:
+            continue
+        if trade_id > next_id:
+            page.unrecoverable.append((next_id, trade_id - 1))
+        next_id = trade_id + 1
+    return next_id
+
+
+class RestClient:
+    """GETs JSON from an exchange's REST, politely: at most one request per ``min_interval`` seconds, HTTP 429 and
+    418 answered by waiting ``Retry-After`` (else a doubling backoff), server and network errors retried with
+    that backoff, a rate limit reported in the body (:meth:`_limited`) likewise; after ``attempts`` tries, or on
+    another client error, :class:`BackfillError`."""
+
+    #: the pause between requests the exchange's published public limit asks for (0: none)
+    min_interval: float = 0.0
 
     def __init__(
         self,
@@ -62,59 +131,139 @@ class BinanceBackfiller:
         attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         max_wait: float = 120.0,
+        min_interval: float | None = None,
     ) -> None:
         self.rest_url = rest_url.rstrip("/")
         self.timeout = timeout
         self.attempts = attempts
         self.sleep = sleep
         self.max_wait = max_wait
-        self.used_weight = 0
+        if min_interval is not None:
+            self.min_interval = min_interval
         self.requests = 0
+        self.rate_limited = 0  # answers that said "too many requests"
+        self._last_request: float | None = None
 
-    def _get(self, symbol: str, from_id: int, limit: int) -> list[Any]:
-        query = urllib.parse.urlencode({"symbol": symbol, "fromId": from_id, "limit": limit})
-        url = f"{self.rest_url}/api/v3/historicalTrades?{query}"
+    def _pace(self) -> None:
+        if self.min_interval and self._last_request is not None:
+            wait = self._last_request + self.min_interval - time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+
+    def _note(self, headers: Message) -> None:
+        """Read what the response headers say about the limits (Binance's used weight)."""
+
+    def _decode(self, raw: bytes) -> Any:
+        """The JSON body (``ValueError`` if it is not JSON)."""
+        return orjson.loads(raw)
+
+    def _limited(self, body: Any) -> str | None:
+        """The rate-limit error a 200 answer carries in its body (Kraken), else None."""
+        return None
+
+    def get_json(self, path: str, params: dict[str, Any], what: str) -> tuple[Any, Message]:
+        """The decoded JSON body and the headers of ``GET <rest_url><path>?<params>``."""
+        url = f"{self.rest_url}{path}?{urllib.parse.urlencode(params)}"
         delay = 0.5
-        last_error: BaseException | None = None
+        last_error: object = None
         for _attempt in range(self.attempts):
-            if self.used_weight + REQUEST_WEIGHT > WEIGHT_LIMIT - WEIGHT_MARGIN:
-                # The weight window is the calendar minute: wait for the next one.
-                self.sleep(60 - time.time() % 60 + 0.5)
-                self.used_weight = 0
+            self._pace()
             try:
                 self.requests += 1
+                self._last_request = time.monotonic()
                 with urllib.request.urlopen(url, timeout=self.timeout) as response:
-                    self._note_weight(response.headers.get("X-MBX-USED-WEIGHT-1M"))
-                    rows = orjson.loads(response.read())
-                if not isinstance(rows, list):
-                    raise BackfillError(f"historicalTrades answered {str(rows)[:200]}")
-                return rows
+                    headers = response.headers
+                    self._note(headers)
+                    body = self._decode(response.read())
+                limited = self._limited(body)
+                if limited is None:
+                    return body, headers
+                last_error = limited
+                self._rate_limited(what, 200, delay)
             except urllib.error.HTTPError as exc:
                 last_error = exc
                 if exc.code in (418, 429):
-                    wait = _retry_after(exc.headers.get("Retry-After"), default=delay)
-                    logger.warning(
-                        "backfill rate limited",
-                        extra={"status": exc.code, "retry_after": wait, "symbol": symbol, "from_id": from_id},
-                    )
-                    self.sleep(min(wait, self.max_wait))
+                    self._rate_limited(what, exc.code, _retry_after(exc.headers.get("Retry-After"), default=delay))
                 elif exc.code >= 500:
                     self.sleep(delay)
                 else:
-                    raise BackfillError(f"historicalTrades {symbol} fromId={from_id}: HTTP {exc.code}") from exc
-            except (urllib.error.URLError, OSError, orjson.JSONDecodeError) as exc:
+                    raise BackfillError(f"{what}: HTTP {exc.code}") from exc
+            except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: not JSON
                 last_error = exc
                 self.sleep(delay)
             delay = min(delay * 2, 10.0)
-        raise BackfillError(f"historicalTrades {symbol} fromId={from_id} failed: {last_error}")
+        raise BackfillError(f"{what} failed: {last_error}")
 
-    def _note_weight(self, header: str | None) -> None:
+    def pages(
+        self, symbol: str, first: int, last: int, after_time: int | None = None
+    ) -> Iterator[tuple[BackfillResult, int]]:
+        """See :meth:`Backfiller.pages`; each exchange's client implements it."""
+        raise NotImplementedError
+
+    def fetch(self, symbol: str, first: int, last: int, after_time: int | None = None) -> BackfillResult:
+        """Trades ``first..last`` (inclusive) of ``symbol`` in id order; ``complete`` False if some are missing.
+
+        Holds the whole range in memory: for small ranges and tests; ingest goes through :meth:`pages`.
+        """
+        result = BackfillResult(complete=first > last)
+        try:
+            for page, _next_id in self.pages(symbol, first, last, after_time):
+                result.trades.extend(page.trades)
+                result.bad.extend(page.bad)
+                result.unrecoverable.extend(page.unrecoverable)
+                result.complete = page.complete
+        except BackfillError as exc:
+            logger.error("backfill failed", extra={"symbol": symbol, "first": first, "last": last, "error": str(exc)})
+            result.complete = False
+        return result
+
+    def _rate_limited(self, what: str, status: int, wait: float) -> None:
+        self.rate_limited += 1
+        logger.warning("backfill rate limited", extra={"status": status, "retry_after": wait, "request": what})
+        self.sleep(min(wait, self.max_wait))
+
+
+def _binance_row_id(row: Any) -> int | None:
+    value = row.get("id") if isinstance(row, dict) else None
+    return value if type(value) is int else None
+
+
+class BinanceBackfiller(RestClient):
+    """Fetches ``first..last`` of a symbol from ``<rest_url>/api/v3/historicalTrades``, paged by ``fromId``.
+
+    The used weight reported in ``X-MBX-USED-WEIGHT-1M`` is kept under the limit by pausing until the next minute.
+    """
+
+    def __init__(self, rest_url: str, **options: Any) -> None:
+        super().__init__(rest_url, **options)
+        self.used_weight = 0
+
+    def _pace(self) -> None:
+        if self.used_weight + REQUEST_WEIGHT > WEIGHT_LIMIT - WEIGHT_MARGIN:
+            # The weight window is the calendar minute: wait for the next one.
+            self.sleep(60 - time.time() % 60 + 0.5)
+            self.used_weight = 0
+        super()._pace()
+
+    def _note(self, headers: Message) -> None:
+        header = headers.get("X-MBX-USED-WEIGHT-1M")
         if header and header.isdigit():
             self.used_weight = int(header)
         else:
             self.used_weight += REQUEST_WEIGHT
 
-    def pages(self, symbol: str, first: int, last: int) -> Iterator[tuple[BackfillResult, int]]:
+    def _get(self, symbol: str, from_id: int, limit: int) -> list[Any]:
+        what = f"historicalTrades {symbol} fromId={from_id}"
+        rows, _headers = self.get_json(
+            "/api/v3/historicalTrades", {"symbol": symbol, "fromId": from_id, "limit": limit}, what
+        )
+        if not isinstance(rows, list):
+            raise BackfillError(f"historicalTrades answered {str(rows)[:200]}")
+        return rows
+
+    def pages(
+        self, symbol: str, first: int, last: int, after_time: int | None = None
+    ) -> Iterator[tuple[BackfillResult, int]]:
         """Trades ``first..last`` of ``symbol`` one request (at most 1,000 trades) at a time, in id order.
 
         Yields each page with the next id still wanted; stops early when the exchange has nothing more. A page
@@ -125,38 +274,13 @@ class BinanceBackfiller:
             rows = self._get(symbol.upper(), next_id, min(PAGE, last - next_id + 1))
             if not rows:
                 return  # the exchange has nothing (yet) at this id
-            received_at = _now_ms()
             page = BackfillResult(complete=False)
-            for row in rows:
-                try:
-                    trade = trade_from_rest(symbol, row, received_at)
-                except InvalidRecordError as exc:
-                    page.bad.append(BadInput(exc.reason, orjson.dumps(row, default=str).decode()))
-                    continue
-                if trade.trade_id < next_id or trade.trade_id > last:
-                    continue
-                page.trades.append(trade)
-                next_id = trade.trade_id + 1
+            before = next_id
+            next_id = collect(page, rows, symbol, trade_from_rest, _binance_row_id, next_id, last)
             page.complete = next_id > last
             yield page, next_id
-            if not page.trades:
+            if next_id == before:
                 return  # no progress: asking again would get the same answer
-
-    def fetch(self, symbol: str, first: int, last: int) -> BackfillResult:
-        """Trades ``first..last`` (inclusive) of ``symbol`` in id order; ``complete`` False if some are missing.
-
-        Holds the whole range in memory: for small ranges and tests; ingest goes through :meth:`pages`.
-        """
-        result = BackfillResult(complete=first > last)
-        try:
-            for page, _next_id in self.pages(symbol, first, last):
-                result.trades.extend(page.trades)
-                result.bad.extend(page.bad)
-                result.complete = page.complete
-        except BackfillError as exc:
-            logger.error("backfill failed", extra={"symbol": symbol, "first": first, "last": last, "error": str(exc)})
-            result.complete = False
-        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +290,7 @@ class Probe:
 
     symbol: str
     after_id: int
+    after_time: int | None = None  # the trade time of ``after_id`` (epoch ms), when known
 
 
 class BackfillWorker:
@@ -173,12 +298,14 @@ class BackfillWorker:
 
     Gaps larger than ``max_trades`` and gaps arriving while ``queue_size`` are already waiting are abandoned:
     counted (``backfill_abandoned``, ``backfill_abandoned_trades``) and logged with their range, never silent.
+    Ids older than the exchange's REST still serves are unrecoverable: counted apart
+    (``backfill_unrecoverable``, ``backfill_unrecoverable_trades``) and logged with their range.
     Each page is published as it arrives (``publish`` may block: back-pressure), so memory holds one page.
     """
 
     def __init__(
         self,
-        backfiller: BinanceBackfiller,
+        backfiller: Backfiller,
         publish: Callable[[list[TradeRecord]], int],
         dead_letter: Callable[[str, str, int], None],
         metrics: IngestMetrics,
@@ -291,13 +418,17 @@ class BackfillWorker:
     def fill(self, gap: Gap) -> int:
         """Backfill one gap page by page; returns how many trades were published."""
         published = 0
+        lost = 0  # older than the exchange's REST history
         error: str | None = None
         next_id = gap.first
         try:
-            for page, page_next in self.backfiller.pages(gap.symbol, gap.first, gap.last):
+            for page, page_next in self.backfiller.pages(gap.symbol, gap.first, gap.last, gap.after_time):
                 next_id = page_next
                 self.metrics.backfill_pages += 1
-                now = _now_ms()
+                now = now_ms()
+                for first, last in page.unrecoverable:
+                    self._unrecoverable(gap.symbol, first, last)
+                    lost += last - first + 1
                 for bad in page.bad:
                     self.dead_letter(f"backfill: {bad.reason}", bad.raw, now)
                 count = self.publish(page.trades)
@@ -315,9 +446,11 @@ class BackfillWorker:
             "first": gap.first,
             "last": gap.last,
             "backfilled": published,
+            "unrecoverable": lost,
         }
         if missing:
             self._abandon(Gap(gap.symbol, next_id, gap.last), missing, error or "the exchange did not return them")
+        if missing or lost:
             logger.warning("gap only partly backfilled", extra=extra)
         else:
             logger.info("gap backfilled", extra=extra)
@@ -327,14 +460,15 @@ class BackfillWorker:
         """One page of the trades after ``probe.after_id``, published as new trades; returns how many."""
         self.metrics.tail_probes += 1
         try:
-            pages = self.backfiller.pages(probe.symbol, probe.after_id + 1, probe.after_id + PAGE)
+            # Ids the exchange skips here come back as a gap through the id check: not counted twice.
+            pages = self.backfiller.pages(probe.symbol, probe.after_id + 1, probe.after_id + PAGE, probe.after_time)
             page, _next_id = next(pages, (None, 0))
         except BackfillError as exc:
             logger.warning("tail probe failed", extra={"symbol": probe.symbol, "error": str(exc)})
             return 0
         if page is None or not page.trades:
             return 0
-        now = _now_ms()
+        now = now_ms()
         for bad in page.bad:
             self.dead_letter(f"backfill: {bad.reason}", bad.raw, now)
         count = self.publish_new(page.trades)
@@ -345,6 +479,20 @@ class BackfillWorker:
             extra={"exchange": self.exchange, "symbol": probe.symbol, "after": probe.after_id, "backfilled": count},
         )
         return count
+
+    def _unrecoverable(self, symbol: str, first: int, last: int) -> None:
+        self.metrics.backfill_unrecoverable += 1
+        self.metrics.backfill_unrecoverable_trades += last - first + 1
+        logger.error(
+            "trades older than the exchange's REST history: not recoverable",
+            extra={
+                "exchange": self.exchange,
+                "symbol": symbol,
+                "first": first,
+                "last": last,
+                "missing": last - first + 1,
+            },
+        )
 
     def _abandon(self, gap: Gap, missing: int, reason: str) -> None:
         self.metrics.backfill_abandoned += 1

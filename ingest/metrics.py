@@ -38,6 +38,8 @@ COUNTERS = (
     "backfill_pages",
     "backfill_abandoned",
     "backfill_abandoned_trades",
+    "backfill_unrecoverable",
+    "backfill_unrecoverable_trades",
     "thread_failures",
     "resumed_holes",
     "tail_probes",
@@ -77,6 +79,8 @@ class IngestMetrics:
         self.backfill_pages = 0
         self.backfill_abandoned = 0  # gaps not backfilled (over the cap, queue full, REST failure)
         self.backfill_abandoned_trades = 0
+        self.backfill_unrecoverable = 0  # ranges older than the exchange's REST history serves
+        self.backfill_unrecoverable_trades = 0
         self.thread_failures = 0  # connection or worker threads that died (ingest then exits non-zero)
         self.resumed_holes = 0  # ranges missing on Kafka found at start (ingest.resume), sent to backfill
         self.tail_probes = 0  # REST probes of quiet symbols for trades no live trade has revealed yet

@@ -33,10 +33,21 @@ WINDOW = 20_000
 
 @dataclass
 class ResumePoint:
-    """The newest id of a symbol on the topic, and the ranges missing among its recent ids (first, last)."""
+    """The newest id of a symbol on the topic, the ranges missing among its recent ids (first, last), and the
+    trade times (epoch ms) of the trades just before them (``last_id`` and each hole's ``first - 1``): REST that
+    pages by time (Kraken) starts there."""
 
     last_id: int
     holes: list[tuple[int, int]] = field(default_factory=list)
+    times: dict[int, int] = field(default_factory=dict)
+
+
+def resume_point(trades: dict[int, int | None]) -> ResumePoint:
+    """The point of a symbol whose trades on the topic are ``{trade id: trade time (None if unreadable)}``."""
+    last_id = max(trades)
+    gaps = holes(trades)
+    wanted = [last_id, *(first - 1 for first, _last in gaps)]
+    return ResumePoint(last_id, gaps, {i: t for i in wanted if (t := trades[i]) is not None})
 
 
 def holes(ids: Iterable[int]) -> list[tuple[int, int]]:
@@ -73,7 +84,7 @@ def resume_points(
     topic = topic or settings.KAFKA_TRADES_TOPIC
     wanted = {f"{exchange}:{s}".encode(): s for s in symbols}
     consumer = KafkaConsumer(**client_config(), enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
-    ids: dict[str, list[int]] = {}
+    ids: dict[str, dict[int, int | None]] = {}
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
@@ -85,7 +96,7 @@ def resume_points(
             ids.update(_scan(consumer, TopicPartition(topic, partition), keys, wanted, scan_limit, window))
     finally:
         consumer.close()
-    points = {name: ResumePoint(max(found), holes(found)) for name, found in ids.items() if found}
+    points = {name: resume_point(found) for name, found in ids.items() if found}
     if points:
         logger.info(
             "resuming after the last published trades",
@@ -104,11 +115,11 @@ def _scan(
     names: dict[bytes, str],
     scan_limit: int,
     window: int,
-) -> dict[str, list[int]]:
+) -> dict[str, dict[int, int | None]]:
     consumer.assign([tp])
     begin = consumer.beginning_offsets([tp])[tp]
     end = consumer.end_offsets([tp])[tp]
-    found: dict[str, list[int]] = {}
+    found: dict[str, dict[int, int | None]] = {}
     stop = end
 
     def done() -> bool:
@@ -126,17 +137,20 @@ def _scan(
                     break
                 if message.key not in keys:
                     continue
-                trade_id = _trade_id(message.value)
-                if trade_id is not None:
-                    found.setdefault(names[message.key], []).append(trade_id)
+                trade = _trade_id_time(message.value)
+                if trade is not None:
+                    found.setdefault(names[message.key], {})[trade[0]] = trade[1]
         stop = start
     return found
 
 
-def _trade_id(value: bytes | None) -> int | None:
+def _trade_id_time(value: bytes | None) -> tuple[int, int | None] | None:
     try:
         data = orjson.loads(value or b"")
         trade_id = data["trade_id"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-    return trade_id if isinstance(trade_id, int) and not isinstance(trade_id, bool) else None
+    if type(trade_id) is not int:
+        return None
+    trade_time = data.get("trade_time")
+    return trade_id, trade_time if type(trade_time) is int else None

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from ingest.backfill import BackfillWorker, BinanceBackfiller, Probe
+from ingest.backfill import Backfiller, BackfillWorker, BinanceBackfiller, Probe
+from ingest.backfill_coinbase import CoinbaseBackfiller
+from ingest.backfill_kraken import KrakenBackfiller
 from ingest.client import WsClient, connection_attempts_limiter
 from ingest.exchanges import ADAPTERS
 from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, Exchange, FrameParser, to_text
@@ -28,7 +30,12 @@ logger = logging.getLogger(__name__)
 
 WS_SETTINGS = {"binance": "BINANCE_WS_URL", "coinbase": "COINBASE_WS_URL", "kraken": "KRAKEN_WS_URL"}
 # The REST base of each exchange whose adapter says it can backfill missing ids (``supports_backfill``).
-REST_SETTINGS = {"binance": "BINANCE_REST_URL"}
+REST_SETTINGS = {"binance": "BINANCE_REST_URL", "coinbase": "COINBASE_REST_URL", "kraken": "KRAKEN_REST_URL"}
+BACKFILLERS: dict[str, type[BinanceBackfiller | CoinbaseBackfiller | KrakenBackfiller]] = {
+    "binance": BinanceBackfiller,
+    "coinbase": CoinbaseBackfiller,
+    "kraken": KrakenBackfiller,
+}
 
 
 class SettingsError(ValueError):
@@ -75,6 +82,14 @@ def load_config(exchange: str) -> IngestConfig:
     return IngestConfig(exchange, ws_url, rest_url)
 
 
+def make_backfiller(config: IngestConfig) -> Backfiller | None:
+    """The REST backfill client of ``config.exchange`` (None without a REST URL), paced as
+    ``INGEST_BACKFILL_MIN_INTERVAL_S`` says, else as the exchange's published public limit asks."""
+    if config.rest_url is None:
+        return None
+    return BACKFILLERS[config.exchange](config.rest_url, min_interval=settings.INGEST_BACKFILL_MIN_INTERVAL_S)
+
+
 class FrameProcessor:
     """Handles every frame of one exchange: trades (gap-checked, backfilled, de-duplicated), DLQ, events."""
 
@@ -85,7 +100,7 @@ class FrameProcessor:
         producer: TradeProducer,
         metrics: IngestMetrics,
         tracker: GapTracker | None = None,
-        backfiller: BinanceBackfiller | None = None,
+        backfiller: Backfiller | None = None,
         max_trades: int | None = None,
         on_limit: Callable[[], None] | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
@@ -183,7 +198,7 @@ class FrameProcessor:
         now = self.clock()
         for trade in trades:
             seen_at[trade.symbol] = now
-            status = check(trade.symbol, trade.trade_id)
+            status = check(trade.symbol, trade.trade_id, trade.trade_time)
             if status == NEXT:
                 accepted.append(trade)
             elif status == DUPLICATE:
@@ -191,7 +206,7 @@ class FrameProcessor:
             elif status == GAP:
                 # The missing range goes to the backfill worker; the stream goes on without waiting for REST.
                 self._fill_gap(tracker)
-                tracker.advance(trade.symbol, trade.trade_id)
+                tracker.advance(trade.symbol, trade.trade_id, trade.trade_time)
                 accepted.append(trade)
         self._emit(accepted)
 
@@ -218,14 +233,14 @@ class FrameProcessor:
         with self._lock:
             for symbol, point in points.items():
                 if symbol not in tracker.last:
-                    tracker.last[symbol] = point.last_id
+                    tracker.seed(symbol, point.last_id, point.times.get(point.last_id))
                     self._seen_at.setdefault(symbol, 0.0)  # quiet until a trade says otherwise: probe soon
                 for first, last in point.holes:
                     self.metrics.resumed_holes += 1
                     self.metrics.gaps += 1
                     self.metrics.missing_trades += last - first + 1
                     if self.backfill is not None:
-                        self.backfill.submit(Gap(symbol, first, last))
+                        self.backfill.submit(Gap(symbol, first, last, point.times.get(first - 1)))
                     else:
                         logger.warning(
                             "trade ids missing on Kafka (no backfill by id for this exchange)",
@@ -242,6 +257,7 @@ class FrameProcessor:
         queued = 0
         with self._lock:
             last_ids = dict(self.tracker.last)
+            times = dict(self.tracker.times)
         for symbol, last_id in last_ids.items():
             seen = self._seen_at.get(symbol, now)
             probed = self._probe_at.get(symbol)
@@ -251,7 +267,7 @@ class FrameProcessor:
                 wait = min(self._probe_every.get(symbol, self.quiet_probe_s) * 2, 300.0)  # it found nothing
             if now - (seen if probed is None else max(seen, probed)) < wait:
                 continue
-            if self.backfill.probe(Probe(symbol, last_id)):
+            if self.backfill.probe(Probe(symbol, last_id, times.get(symbol))):
                 queued += 1
                 self._probe_at[symbol] = now
                 self._probe_every[symbol] = wait
@@ -304,7 +320,7 @@ class IngestRunner:
         symbols: list[str],
         producer: TradeProducer,
         metrics: IngestMetrics,
-        backfiller: BinanceBackfiller | None = None,
+        backfiller: Backfiller | None = None,
         max_trades: int | None = None,
         stop: threading.Event | None = None,
         client_factory: Callable[..., WsClient] = WsClient,

@@ -1,7 +1,10 @@
-"""Coinbase Advanced Trade ``market_trades``: subscribe messages, frame parsing, snapshot de-duplication.
+"""Coinbase Advanced Trade ``market_trades``: subscribe messages, frame parsing, snapshot de-duplication, and
+the Coinbase Exchange REST trade rows gap backfill reads.
 
 ``side`` is the taker's side, so ``is_buyer_maker = side == "SELL"``. ``sequence_num`` counts frames per
-connection: a jump means frames were missed (counted and logged; Coinbase offers no replay by id).
+connection: a jump means frames were missed (counted and logged). Trade ids are consecutive per product (the
+bundled recording shows no hole in either product's ids, snapshot and updates alike), so the id check finds the
+trades a drop or a missed frame lost and REST backfill fetches them (:mod:`ingest.backfill_coinbase`).
 """
 
 from __future__ import annotations
@@ -151,10 +154,45 @@ class CoinbaseParser(FrameParser):
             result.trades.append(record)
 
 
+def trade_from_rest(product: str, row: Any, received_at: int) -> TradeRecord:
+    """A Coinbase Exchange ``/products/{id}/trades`` row as a record.
+
+    There ``side`` is the maker's side ("buy": the maker bought, so the taker sold), the opposite of the
+    Advanced Trade feed's taker side; both end up as the same ``is_buyer_maker``. Rows carry no event time: the
+    trade time stands in.
+    """
+    if not isinstance(row, dict):
+        raise InvalidRecordError("REST trade row is not a JSON object")
+    try:
+        side = row["side"]
+        if side not in ("buy", "sell"):
+            raise InvalidRecordError(f"side must be buy or sell, got {str(side)[:20]!r}")
+        try:
+            trade_time = rfc3339_ms(row["time"])
+        except ValueError as exc:
+            raise InvalidRecordError(str(exc)) from None
+        return make_trade(
+            exchange=EXCHANGE,
+            symbol=product,
+            trade_id=row["trade_id"],
+            price=row["price"],
+            quantity=row["size"],
+            is_buyer_maker=side == "buy",
+            trade_time=trade_time,
+            event_time=trade_time,
+            received_at=received_at,
+        )
+    except KeyError as exc:
+        raise InvalidRecordError(f"missing field {exc.args[0]!r}") from None
+
+
 class CoinbaseExchange(Exchange):
-    """One connection subscribed to ``market_trades`` and ``heartbeats`` (which keeps quiet products alive)."""
+    """One connection subscribed to ``market_trades`` and ``heartbeats`` (which keeps quiet products alive); ids
+    are consecutive per product, gaps are backfilled over the Coinbase Exchange REST."""
 
     name = EXCHANGE
+    consecutive_ids = True
+    supports_backfill = True
     symbol_pattern = _PRODUCT
     symbol_hint = "product id: {symbol!r} (e.g. BTC-USD)"
 

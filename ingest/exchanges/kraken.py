@@ -2,12 +2,14 @@
 
 Price and quantity are JSON numbers: they are parsed with the standard library's ``json`` keeping the number's
 exact text (``orjson`` would turn them into floats). ``side`` is the taker's; trade ids are consecutive per pair.
+The REST ``/0/public/Trades`` rows gap backfill reads (:mod:`ingest.backfill_kraken`) are parsed here too.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -140,13 +142,70 @@ def _trade(trade: Any, received_at: int, result: ParseResult) -> None:
     result.trades.append(record)
 
 
+#: Kraken's REST names some assets differently from WebSocket v2 (``BTC/USD`` is ``XBTUSD`` there).
+REST_ASSETS = {"BTC": "XBT", "DOGE": "XDG"}
+
+
+def rest_pair(symbol: str) -> str:
+    """The REST ``pair`` of a WebSocket v2 symbol: ``BTC/USD`` -> ``XBTUSD``. The answer's result key may differ
+    again (``XXBTZUSD``): readers take the result's one key that is not ``last``."""
+    base, _, quote = symbol.partition("/")
+    return REST_ASSETS.get(base, base) + REST_ASSETS.get(quote, quote)
+
+
+def rest_time_ms(value: Any) -> int:
+    """Epoch ms of a REST trade time (seconds with a fraction, kept exact as text); ``ValueError`` if malformed."""
+    if isinstance(value, bool) or not isinstance(value, (JsonNumber, int)):
+        raise ValueError(f"time must be a JSON number, got {type(value).__name__}")
+    try:
+        seconds = Decimal(str.__str__(value) if isinstance(value, JsonNumber) else value)
+    except InvalidOperation:
+        raise ValueError(f"time is not a number: {str(value)[:40]!r}") from None
+    return int(seconds * 1000)
+
+
+def rest_row_id(row: Any) -> int | None:
+    """The trade id (last item) of a REST row, None when it has none."""
+    if isinstance(row, list) and row and type(row[-1]) is int:
+        return int(row[-1])
+    return None
+
+
+def trade_from_rest(symbol: str, row: Any, received_at: int) -> TradeRecord:
+    """A ``/0/public/Trades`` row ``[price, volume, time, "b"|"s", "m"|"l", misc, trade_id]`` as a record of
+    ``symbol`` (the WebSocket spelling). Price and volume are decimal strings kept verbatim; ``b``/``s`` is the
+    taker's side, as on the WebSocket."""
+    if not isinstance(row, list) or len(row) < 7:
+        raise InvalidRecordError("REST trade row is not a list of 7 items")
+    price, volume, when, side = row[0], row[1], row[2], row[3]
+    if side not in ("b", "s"):
+        raise InvalidRecordError(f"side must be b or s, got {str(side)[:20]!r}")
+    try:
+        trade_time = rest_time_ms(when)
+    except ValueError as exc:
+        raise InvalidRecordError(str(exc)) from None
+    return make_trade(
+        exchange=EXCHANGE,
+        symbol=symbol,
+        trade_id=row[6],
+        price=price,
+        quantity=volume,
+        is_buyer_maker=side == "s",
+        trade_time=trade_time,
+        event_time=trade_time,
+        received_at=received_at,
+    )
+
+
 class KrakenExchange(Exchange):
-    """One connection subscribed to the ``trade`` channel with a snapshot; ids are consecutive per pair."""
+    """One connection subscribed to the ``trade`` channel with a snapshot; ids are consecutive per pair, gaps are
+    backfilled over REST ``/0/public/Trades``."""
 
     name = EXCHANGE
     symbol_pattern = _PAIR
     symbol_hint = "pair: {symbol!r} (e.g. BTC/USD)"
     consecutive_ids = True
+    supports_backfill = True
 
     def plans(self, symbols: list[str]) -> list[ConnectionPlan]:
         """One connection; subscribe (with the recent-trades snapshot) after every (re)connect."""

@@ -1,5 +1,6 @@
 """A local exchange for the demo, the tests and the benchmarks: Binance, Coinbase and Kraken WebSocket
-protocols (and Binance REST ``historicalTrades``) replaying real recorded trades or synthetic ones, with fault
+protocols and the REST trade endpoints gap backfill reads (Binance ``historicalTrades``, Coinbase Exchange
+``/products/{id}/trades``, Kraken ``/0/public/Trades``) replaying real recorded trades or synthetic ones, with fault
 injection. ``manage.py simulate_exchange`` runs it; :class:`BackgroundSimulator` runs it in-process."""
 
 from ingest.simulator.config import ConfigError, SimulatorConfig

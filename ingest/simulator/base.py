@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 429: "Too Many Requests"}
 _second_cache: dict[int, str] = {}
 
 
@@ -63,17 +64,48 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def json_response(status: int, body: Any) -> Response:
-    """An HTTP response with a JSON body (REST endpoints and refused WebSocket paths)."""
+def json_response(status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """An HTTP response with a JSON body (REST endpoints and refused WebSocket paths), plus ``headers``."""
     payload = orjson.dumps(body)
-    headers = Headers(
+    all_headers = Headers(
         [
             ("Content-Type", "application/json;charset=UTF-8"),
             ("Content-Length", str(len(payload))),
             ("Connection", "close"),
+            *headers,
         ]
     )
-    return Response(status, _REASONS.get(status, "Error"), headers, payload)
+    return Response(status, _REASONS.get(status, "Error"), all_headers, payload)
+
+
+def is_upgrade(request: Request) -> bool:
+    """Whether ``request`` opens a WebSocket (else it is a plain HTTP request: REST)."""
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+class TokenBucket:
+    """A REST rate limit: ``burst`` requests at once, refilled at ``rate`` per second (rate 0: no limit)."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.clock = clock
+        self.tokens = self.burst
+        self.at = clock()
+        self.refused = 0
+
+    def allow(self) -> bool:
+        """Take a token for one request; False (and counted) when there is none: answer "too many requests"."""
+        if not self.rate:
+            return True
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.refused += 1
+        return False
 
 
 class Session:
@@ -213,9 +245,16 @@ class Protocol:
 
     name: ClassVar[str]
     session: ClassVar[type[Session]]
+    #: the public REST limit (requests per second, burst) when the config does not set ``rest_rate``
+    rest_limit: ClassVar[tuple[float, float]] = (0.0, 0.0)
 
     def __init__(self, simulator: Simulator) -> None:
         self.simulator = simulator
+        rate, burst = self.rest_limit
+        configured = simulator.config.rest_rate
+        if configured is not None:
+            rate, burst = configured, configured
+        self.rest_bucket = TokenBucket(rate, burst)
 
     @staticmethod
     def encode(record: TradeRecord) -> Any:

@@ -360,6 +360,12 @@ class BinanceProtocol(Protocol):
         if path == "/api/v3/time":
             return json_response(200, {"serverTime": int(time.time() * 1000)})
         if path in ("/api/v3/historicalTrades", "/api/v3/trades"):
+            if not self.rest_bucket.allow():  # only with --rest-rate: Binance's limit is by request weight
+                return json_response(
+                    429,
+                    {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
+                    [("Retry-After", "1")],
+                )
             return self.trades(query, historical=path.endswith("historicalTrades"))
         if path == "/api/v3/exchangeInfo":
             return self.exchange_info(query)
@@ -382,7 +388,7 @@ class BinanceProtocol(Protocol):
         from_id = _int_param(query, "fromId") if historical else None
         if isinstance(from_id, Response):
             return from_id
-        records = self.simulator.store.since(symbol, from_id, limit)
+        records = self.simulator.store.since(symbol, from_id, limit, self.simulator.config.rest_history)
         return json_response(200, [historical_trade(record) for record in records])
 
     def exchange_info(self, query: dict[str, list[str]]) -> Response:

@@ -1,15 +1,20 @@
 """Coinbase Advanced Trade WebSocket: the ``market_trades`` channel (snapshot, then updates batched about every
-250 ms, ``sequence_num`` per connection), the ``heartbeats`` channel and the ``subscriptions`` replies."""
+250 ms, ``sequence_num`` per connection), the ``heartbeats`` channel and the ``subscriptions`` replies; and the
+Coinbase Exchange REST ``GET /products/{product_id}/trades`` (paged by trade id with ``after``/``before``, newest
+first, ``CB-BEFORE``/``CB-AFTER`` headers, HTTP 429 beyond the public limit of about 10 requests a second)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
 
 from ingest.records import TradeRecord
-from ingest.simulator.base import Protocol, Session, now_ms, rfc3339
+from ingest.simulator.base import Protocol, Session, is_upgrade, json_response, now_ms, rfc3339
 from ingest.simulator.faults import FrameFields
 
 CHANNELS = ("market_trades", "heartbeats")
@@ -25,6 +30,26 @@ def encode_trade(record: TradeRecord) -> bytes:
         rfc3339(record.trade_time).encode(),
         b"SELL" if record.is_buyer_maker else b"BUY",
     )
+
+
+def rest_trade(record: TradeRecord) -> dict[str, Any]:
+    """One row of ``/products/{id}/trades``; there ``side`` is the maker's ("buy": the maker bought)."""
+    return {
+        "time": rfc3339(record.trade_time),
+        "trade_id": record.trade_id,
+        "price": record.price,
+        "size": record.quantity,
+        "side": "buy" if record.is_buyer_maker else "sell",
+    }
+
+
+def _cursor(query: dict[str, list[str]], name: str) -> int | str | None:
+    # The cursor's value, None when absent, or the error message for a bad one.
+    values = query.get(name)
+    if not values or values[-1] == "":
+        return None
+    text = values[-1]
+    return int(text) if text.isdigit() and len(text) <= 19 else f"invalid {name}"
 
 
 class CoinbaseSession(Session):
@@ -140,6 +165,40 @@ class CoinbaseProtocol(Protocol):
 
     name = "coinbase"
     session: ClassVar[type[Session]] = CoinbaseSession
+    rest_limit = (10.0, 10.0)  # public endpoints: about 10 requests a second per IP
+
+    def http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The Exchange REST ``/products/{id}/trades``; WebSocket upgrades on any path go on."""
+        if is_upgrade(request):
+            return None
+        url = urlsplit(request.path)
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "products" or parts[2] != "trades":
+            return json_response(404, {"message": "route not found"})
+        if not self.rest_bucket.allow():
+            return json_response(429, {"message": "Public rate limit exceeded"})
+        return self.trades(parts[1].upper(), parse_qs(url.query))
+
+    def trades(self, product: str, query: dict[str, list[str]]) -> Response:
+        """Trades of ``product`` newest first: below ``after``, or the nearest above ``before``, or the latest."""
+        if product not in self.simulator.feed.symbols():
+            return json_response(404, {"message": "NotFound"})
+        limit_text = (query.get("limit") or ["1000"])[-1]
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+            return json_response(400, {"message": "limit must be an integer between 1 and 1000"})
+        limit = int(limit_text)
+        after, before = _cursor(query, "after"), _cursor(query, "before")
+        for value in (after, before):
+            if isinstance(value, str):
+                return json_response(400, {"message": value})
+        store, history = self.simulator.store, self.simulator.config.rest_history
+        if before is not None and after is None:
+            records = store.since(product, int(before) + 1, limit, history)
+        else:
+            records = store.before(product, after if isinstance(after, int) else None, limit, history)
+        rows = [rest_trade(record) for record in reversed(records)]
+        headers = [("CB-BEFORE", str(rows[0]["trade_id"])), ("CB-AFTER", str(rows[-1]["trade_id"]))] if rows else []
+        return json_response(200, rows, headers)
 
     # A static function, not a method: the feed calls it once per trade.
     encode = staticmethod(encode_trade)

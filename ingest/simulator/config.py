@@ -37,6 +37,10 @@ class SimulatorConfig:
     heartbeat_interval: float = 1.0
     snapshot_size: int = 50
     store_size: int = 1_000_000
+    # How far back REST reaches: the newest N trades per symbol (0: everything stored), so a gap older than
+    # that is unrecoverable. REST requests per second (token bucket; None: the exchange's public limit, 0: none).
+    rest_history: int = 0
+    rest_rate: float | None = None
     chunk_size: int = 512
     symbols: tuple[str, ...] = field(default_factory=tuple)
 
@@ -49,9 +53,19 @@ class SimulatorConfig:
             raise ConfigError(f"--speed must be >= 0, got {self.speed}")
         if self.max_rate < 0:
             raise ConfigError(f"--max-rate must be >= 0, got {self.max_rate}")
-        for name in ("drop_every", "gap_every", "store_size", "chunk_size", "batch_size", "max_incoming_per_s"):
+        for name in (
+            "drop_every",
+            "gap_every",
+            "store_size",
+            "chunk_size",
+            "batch_size",
+            "max_incoming_per_s",
+            "rest_history",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.rest_rate is not None and self.rest_rate < 0:
+            raise ConfigError(f"--rest-rate must be >= 0, got {self.rest_rate}")
         if not 0.0 <= self.malformed_rate <= 1.0:
             raise ConfigError(f"--malformed-rate must be within [0, 1], got {self.malformed_rate}")
         if self.start_delay < 0:

@@ -13,7 +13,7 @@ import heapq
 import itertools
 import logging
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,10 @@ def replay_source(
     return merged, offset, names
 
 
+def _trade_time(record: TradeRecord) -> int:
+    return record.trade_time
+
+
 class TradeStore:
     """Everything the feed produced, per symbol, for REST ``historicalTrades``: bounded, ids ascending."""
 
@@ -244,12 +248,33 @@ class TradeStore:
     def __len__(self) -> int:
         return sum(len(ids) for ids in self._ids.values())
 
-    def since(self, symbol: str, from_id: int | None, limit: int) -> list[TradeRecord]:
-        """Up to ``limit`` trades with id >= ``from_id`` (oldest first); the latest ``limit`` without ``from_id``."""
+    def _window(self, symbol: str, history: int) -> int:
+        # Where REST's reach starts: the newest ``history`` trades (0: everything stored).
+        size = len(self._ids.get(symbol, ()))
+        return max(size - history, 0) if history else 0
+
+    def since(self, symbol: str, from_id: int | None, limit: int, history: int = 0) -> list[TradeRecord]:
+        """Up to ``limit`` trades with id >= ``from_id`` (oldest first); the latest ``limit`` without ``from_id``.
+        ``history`` bounds how far back REST reaches: only the newest ``history`` trades (0: all stored)."""
         records = self._records.get(symbol, [])
         if from_id is None:
             return records[-limit:] if limit else []
-        start = bisect_left(self._ids.get(symbol, []), from_id)
+        start = bisect_left(self._ids.get(symbol, []), from_id, lo=self._window(symbol, history))
+        return records[start : start + limit]
+
+    def before(self, symbol: str, before_id: int | None, limit: int, history: int = 0) -> list[TradeRecord]:
+        """The newest ``limit`` trades with id < ``before_id`` (all stored without it), oldest first, within
+        the newest ``history`` (0: all)."""
+        records = self._records.get(symbol, [])
+        lo = self._window(symbol, history)
+        end = len(records) if before_id is None else bisect_left(self._ids.get(symbol, []), before_id, lo=lo)
+        return records[max(end - limit, lo) : end] if end > lo else []
+
+    def after_time(self, symbol: str, time_ms: int, limit: int, history: int = 0) -> list[TradeRecord]:
+        """Up to ``limit`` trades traded after ``time_ms`` (oldest first), within the newest ``history``."""
+        records = self._records.get(symbol, [])
+        lo = self._window(symbol, history)
+        start = bisect_right(records, time_ms, lo=lo, key=_trade_time)
         return records[start : start + limit]
 
     def latest(self, symbol: str, count: int) -> list[TradeRecord]:

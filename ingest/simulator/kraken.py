@@ -1,6 +1,8 @@
 """Kraken WebSocket v2: ``status`` on connect, ``subscribe``/``unsubscribe`` acknowledgements, ``ping``/``pong``,
 ``heartbeat`` frames, and ``trade`` snapshot/update frames whose prices and quantities are JSON numbers written
-from the exact decimal strings (no float round trip)."""
+from the exact decimal strings (no float round trip); and the REST ``GET /0/public/Trades`` (``since`` a timestamp,
+exclusive; rows ``[price, volume, time, side, order type, misc, trade id]``; errors, rate limits included, in the
+JSON ``error`` list)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,15 @@ import asyncio
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
 
+from ingest.exchanges.kraken import REST_ASSETS, rest_pair
 from ingest.records import TradeRecord
-from ingest.simulator.base import Protocol, Session, now_ms, rfc3339
+from ingest.simulator.base import Protocol, Session, is_upgrade, json_response, now_ms, rfc3339
 from ingest.simulator.faults import FrameFields
 
 _JSON_NUMBER = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$")
@@ -31,10 +37,14 @@ def json_number(text: str) -> str:
     return format(value, "f")
 
 
+def _ord_type(record: TradeRecord) -> str:
+    # Kraken does not say which order type took; a fixed rule keeps replays deterministic.
+    return "limit" if record.trade_id % 5 == 0 else "market"
+
+
 def encode_trade(record: TradeRecord) -> bytes:
     """One trade of a ``trade`` frame's ``data``, as Kraken writes it (``side`` is the taker's)."""
-    # Kraken does not say which order type took; a fixed rule keeps replays deterministic.
-    ord_type = b"limit" if record.trade_id % 5 == 0 else b"market"
+    ord_type = _ord_type(record).encode()
     return b'{"symbol":"%s","side":"%s","price":%s,"qty":%s,"ord_type":"%s","trade_id":%d,"timestamp":"%s"}' % (
         record.symbol.encode(),
         b"sell" if record.is_buyer_maker else b"buy",
@@ -44,6 +54,49 @@ def encode_trade(record: TradeRecord) -> bytes:
         record.trade_id,
         rfc3339(record.trade_time).encode(),
     )
+
+
+# Kraken's REST keys older pairs by its legacy asset names: XBTUSD answers as XXBTZUSD, XBTUSDT as XBTUSDT.
+_X_ASSETS = frozenset({"XBT", "ETH", "LTC", "XRP", "XLM", "XMR", "ZEC", "ETC", "MLN", "REP", "XDG"})
+_Z_FIAT = frozenset({"USD", "EUR", "GBP", "JPY", "CAD"})
+
+
+def rest_key(symbol: str) -> str:
+    """The result key Kraken's REST uses for ``symbol`` (``BTC/USD`` -> ``XXBTZUSD``), as far as its legacy
+    naming goes: both assets legacy -> prefixed (X for crypto, Z for fiat), else the plain REST pair."""
+    base, _, quote = symbol.partition("/")
+    base, quote = REST_ASSETS.get(base, base), REST_ASSETS.get(quote, quote)
+    if base in _X_ASSETS and (quote in _X_ASSETS or quote in _Z_FIAT):
+        return f"X{base}{'Z' if quote in _Z_FIAT else 'X'}{quote}"
+    return base + quote
+
+
+def rest_row(record: TradeRecord) -> list[Any]:
+    """One row of ``/0/public/Trades``: price and volume as decimal strings, the time as seconds (a JSON number
+    written exactly), taker side ``b``/``s``, order type ``m``/``l``, misc, trade id."""
+    seconds, millis = divmod(record.trade_time, 1000)
+    return [
+        record.price,
+        record.quantity,
+        orjson.Fragment(b"%d.%03d0000" % (seconds, millis)),
+        "s" if record.is_buyer_maker else "b",
+        _ord_type(record)[0],
+        "",
+        record.trade_id,
+    ]
+
+
+def _since_ms(text: str) -> int | None:
+    # ``since``: seconds (with a fraction, or up to 10 digits) or nanoseconds; the ms it means (floored).
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value < 0:
+        return None
+    if "." in text or value < 10**11:
+        return int(value * 1000)
+    return int(value) // 1_000_000
 
 
 def _stamp() -> str:
@@ -178,6 +231,47 @@ class KrakenProtocol(Protocol):
 
     name = "kraken"
     session: ClassVar[type[Session]] = KrakenSession
+    # Public REST: about one call a second per IP, with a burst (15 calls, decaying one a second here).
+    rest_limit = (1.0, 15.0)
+
+    def http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """REST ``/0/public/Trades``; WebSocket upgrades (``/v2`` or any path) go on."""
+        if is_upgrade(request):
+            return None
+        url = urlsplit(request.path)
+        if url.path.rstrip("/") != "/0/public/Trades":
+            return json_response(404, {"error": ["EGeneral:Unknown method"]})
+        if not self.rest_bucket.allow():
+            return json_response(200, {"error": ["EGeneral:Too many requests"]})
+        return self.trades(parse_qs(url.query))
+
+    def _symbol(self, pair: str) -> str | None:
+        for symbol in self.simulator.feed.symbols():
+            if pair.upper() in (symbol, rest_pair(symbol), rest_key(symbol)):
+                return symbol
+        return None
+
+    def trades(self, query: dict[str, list[str]]) -> Response:
+        """Up to ``count`` trades after ``since`` (oldest first; without it the latest), keyed by Kraken's pair
+        name, with ``last`` the time (ns) to ask ``since`` next."""
+        pair = (query.get("pair") or [""])[-1]
+        symbol = self._symbol(pair) if pair else None
+        if symbol is None:
+            return json_response(200, {"error": ["EQuery:Unknown asset pair"]})
+        count_text = (query.get("count") or ["1000"])[-1]
+        since_text = (query.get("since") or [""])[-1]
+        since_ms = _since_ms(since_text) if since_text else None
+        if not count_text.isdigit() or not 1 <= int(count_text) <= 1000 or (since_text and since_ms is None):
+            return json_response(200, {"error": ["EGeneral:Invalid arguments"]})
+        store, history = self.simulator.store, self.simulator.config.rest_history
+        if since_ms is None:
+            records = store.latest(symbol, int(count_text))
+        else:
+            records = store.after_time(symbol, since_ms, int(count_text), history)
+        last = str(records[-1].trade_time * 1_000_000) if records else (since_text if since_text.isdigit() else "0")
+        return json_response(
+            200, {"error": [], "result": {rest_key(symbol): [rest_row(r) for r in records], "last": last}}
+        )
 
     # A static function, not a method: the feed calls it once per trade.
     encode = staticmethod(encode_trade)

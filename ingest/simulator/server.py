@@ -133,7 +133,7 @@ class BackgroundSimulator:
 
     @property
     def http_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (Binance REST)."""
+        """``http://127.0.0.1:<port>`` (the exchange's REST)."""
         return f"http://{self.simulator.config.host}:{self.port}"
 
     def _main(self) -> None:

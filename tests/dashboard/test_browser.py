@@ -299,6 +299,12 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
             page.wait_for_selector("#lag-table tbody tr", timeout=15_000)
             # Ingest publishes its metrics snapshot every second; the page shows the rate once it has one.
             page.wait_for_function("document.querySelector('#kpi-ingest .v').textContent !== '—'", timeout=15_000)
+            # Ingest resumed after the seeded history (ids 1..seeded) and the live market starts at id 1,000,000:
+            # that gap is over INGEST_BACKFILL_MAX_TRADES, abandoned, and the page says how many trades it lost.
+            lost = f"{999_999 - seeded:,}"
+            page.wait_for_function(f"document.querySelector('#kpi-lost .v').textContent === '{lost}'")
+            assert "bad" in (page.get_attribute("#kpi-lost", "class") or "")
+            assert page.inner_text("#ingest-table tbody tr td:nth-child(3)") == lost
             assert health_text.startswith("Updated")
             page.screenshot(path=str(SCREENSHOTS / "health.png"), full_page=True)
         finally:

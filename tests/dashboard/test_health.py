@@ -106,6 +106,38 @@ def test_ingest_rate_between_snapshots(redis_client: redis.Redis) -> None:
     assert section["exchanges"]["binance"]["snapshot"]["trades_published"] == 3500
 
 
+@pytest.mark.integration
+@pytest.mark.django_db
+@pytest.mark.usefixtures("locmem_cache", "kafka_topics")
+def test_trades_ingest_could_not_backfill_are_shown(redis_client: redis.Redis, client: Client) -> None:
+    base = {"at": 1_000_000, "trades_published": 10, "throughput_trades_per_s": 1.0}
+    snapshots = {
+        "kraken": {**base, "exchange": "kraken", "backfill_abandoned_trades": 7, "backfill_unrecoverable_trades": 1500},
+        "coinbase": {
+            **base,
+            "exchange": "coinbase",
+            "backfill_abandoned_trades": 0,
+            "backfill_unrecoverable_trades": 0,
+        },
+        # A process of an older release reports neither figure: nothing is claimed for it.
+        "binance": {**base, "exchange": "binance"},
+    }
+    for exchange, snapshot in snapshots.items():
+        redis_client.set(f"metrics:ingest:{exchange}", json.dumps(snapshot))
+    section = health.ingest_health(redis_client)
+    assert section["exchanges"]["kraken"]["not_recovered"] == {"abandoned": 7, "unrecoverable": 1500, "total": 1507}
+    assert section["exchanges"]["coinbase"]["not_recovered"]["total"] == 0
+    assert section["exchanges"]["binance"]["not_recovered"]["total"] == 0
+    assert section["not_recovered"] == 1507
+    # The API carries them to the page (whose script fills the tile and the column: tests/dashboard/test_browser.py).
+    body = client.get("/api/v1/health").json()
+    assert body["ingest"]["not_recovered"] == 1507
+    assert body["ingest"]["exchanges"]["kraken"]["not_recovered"]["unrecoverable"] == 1500
+    html = client.get("/health/").content.decode()
+    assert 'id="kpi-lost"' in html
+    assert "Not recovered</th>" in html
+
+
 def test_ingest_rate_edge_cases() -> None:
     assert health.ingest_rate({"at": 5}, None) is None
     assert health.ingest_rate({"at": 5, "throughput_trades_per_s": "bad"}, None) is None
@@ -170,7 +202,7 @@ def test_unreachable_redis_is_reported(settings: Any) -> None:
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
     settings.KAFKA_BOOTSTRAP_SERVERS = ["127.0.0.1:1"]
     body = health.pipeline_health()
-    assert body["ingest"] == {"rate": None, "exchanges": {}}
+    assert body["ingest"] == {"rate": None, "not_recovered": None, "exchanges": {}}
     assert body["queues"] is None
     assert len(body["errors"]) == 3
     assert all("127.0.0.1:1" in e for e in body["errors"])

@@ -1,9 +1,12 @@
-"""simulator -> ingest -> real Kafka for Coinbase (real recording) and Kraken (real Binance trades relabelled)."""
+"""simulator -> ingest -> real Kafka for Coinbase (real recording) and Kraken (real Binance trades relabelled):
+exact replays, and WebSocket drops with id gaps healed by REST backfill."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
@@ -12,8 +15,11 @@ from ingest.records import decode
 from tests.conftest import ChildProcess, KafkaTopics
 from tests.ingest.pipeline import (
     BTC_0808,
+    assert_order_kept,
+    backfilled_ranges,
     final_metrics,
     read_topic,
+    read_until,
     recorded_trades,
     start_ingest,
     start_simulator,
@@ -69,3 +75,103 @@ def test_kraken_replay_keeps_numbers_exact(kafka_topics: KafkaTopics, spawn: Spa
 def same_number(text: str, recorded: str) -> bool:
     """Kraken sends bare JSON numbers (the simulator may drop trailing zeros): equal value, still exact text."""
     return Decimal(text) == Decimal(recorded)
+
+
+def coinbase_recorded() -> dict[tuple[str, int], tuple[str, str, bool]]:
+    """(product, trade id) -> (price, size, buyer is maker) of every trade in the Coinbase recording."""
+    expected = {}
+    for raw in coinbase_frames():
+        message = orjson.loads(raw)
+        if message.get("channel") == "market_trades":
+            for event in message["events"]:
+                for t in event["trades"]:
+                    expected[(t["product_id"], int(t["trade_id"]))] = (t["price"], t["size"], t["side"] == "SELL")
+    return expected
+
+
+def run_until_recorded(
+    spawn: Spawn, kafka_topics: KafkaTopics, exchange: str, sim_args: list[str], symbols: str, wanted: set[Any]
+) -> tuple[list[tuple[bytes | None, bytes]], dict[str, Any], dict[str, list[tuple[int, int]]]]:
+    """Run ingest against a looping, faulty simulator until Kafka holds every ``(symbol, id)`` of ``wanted``; then
+    stop it. Returns the messages, the final metrics and the gaps the backfill filled."""
+    _sim, port = start_simulator(spawn, "--exchange", exchange, *sim_args)
+    # Pace REST faster than the real exchanges' public limits (the simulator's limit still applies).
+    ingest = start_ingest(spawn, exchange, port, symbols, INGEST_BACKFILL_MIN_INTERVAL_S="0.02")
+    missing = set(wanted)
+    checked = [0]
+
+    def done(messages: list[tuple[bytes | None, bytes]]) -> bool:
+        for _key, value in messages[checked[0] :]:
+            record = decode(value)
+            missing.discard((record.symbol, record.trade_id))
+        checked[0] = len(messages)
+        return not missing
+
+    messages = read_until(kafka_topics.trades, done, timeout=240)
+    ingest.stop()
+    assert wait_exit(ingest) == 0, ingest.output()[-3000:]
+    # Whatever was published after the last read: drained now the process is gone.
+    messages = read_topic(kafka_topics.trades, len(messages))
+    return messages, final_metrics(ingest), backfilled_ranges(ingest)
+
+
+def assert_healed(
+    messages: list[tuple[bytes | None, bytes]],
+    metrics: dict[str, Any],
+    gaps: dict[str, list[tuple[int, int]]],
+    exchange: str,
+) -> None:
+    """No trade twice, keys right, order per symbol kept, and every missing id accounted for."""
+    keys = Counter((decode(value).symbol, decode(value).trade_id) for _key, value in messages)
+    assert [k for k, n in keys.items() if n > 1] == [], "no duplicates"
+    for key, value in messages:
+        assert key == f"{exchange}:{decode(value).symbol}".encode()
+    assert_order_kept(messages, gaps)
+    assert metrics["reconnects"] >= 2
+    assert metrics["gaps"] >= 5
+    assert metrics["backfilled"] > 0
+    assert metrics["backfill_unrecoverable_trades"] == 0  # the simulator's REST reaches back to the first trade
+    # Every id a gap missed was backfilled, or was still waiting when ingest stopped (counted as abandoned).
+    assert metrics["missing_trades"] == (
+        metrics["backfilled"] - metrics["tail_backfilled"] + metrics["backfill_abandoned_trades"]
+    )
+
+
+def test_coinbase_drops_and_gaps_are_backfilled_over_rest(kafka_topics: KafkaTopics, spawn: Spawn) -> None:
+    expected = coinbase_recorded()
+    sim_args = ["--replay", str(COINBASE_RECORDING), "--speed", "0", "--loop", "--max-rate", "1500"]
+    sim_args += ["--drop-every", "25", "--gap-every", "13"]
+    messages, metrics, gaps = run_until_recorded(
+        spawn, kafka_topics, "coinbase", sim_args, "BTC-USD,ETH-USD", set(expected)
+    )
+    got: dict[tuple[str, int], tuple[str, str, bool]] = {}
+    for _key, value in messages:
+        record = decode(value)
+        got[(record.symbol, record.trade_id)] = (record.price, record.quantity, record.is_buyer_maker)
+    assert {k: got[k] for k in expected} == expected  # REST's maker side stored as the feed's taker side
+    for product in ("BTC-USD", "ETH-USD"):
+        recorded = [i for p, i in expected if p == product]
+        extra = [i for p, i in got if p == product and (p, i) not in expected]
+        assert min(extra, default=max(recorded) + 1) > max(recorded), "then only the loop's copies"
+    assert_healed(messages, metrics, gaps, "coinbase")
+
+
+def test_kraken_drops_and_gaps_are_backfilled_over_rest(kafka_topics: KafkaTopics, spawn: Spawn) -> None:
+    expected = {t["t"]: t for t in recorded_trades()}
+    sim_args = ["--replay", str(BTC_0808), "--speed", "0", "--loop", "--max-rate", "4000"]
+    # A REST limit the 0.02 s pace exceeds: "EGeneral:Too many requests" answers are backed off and retried.
+    sim_args += ["--drop-every", "40", "--gap-every", "97", "--rest-rate", "10"]
+    wanted = {("BTC/USDT", trade_id) for trade_id in expected}
+    messages, metrics, gaps = run_until_recorded(spawn, kafka_topics, "kraken", sim_args, "BTC/USDT", wanted)
+    records = {}
+    for _key, value in messages:
+        record = decode(value)
+        records[record.trade_id] = record
+    assert set(expected) <= set(records)
+    assert min(set(records) - set(expected), default=max(expected) + 1) > max(expected), "then the loop's copies"
+    for trade_id, trade in expected.items():
+        record = records[trade_id]
+        assert same_number(record.price, trade["p"])
+        assert same_number(record.quantity, trade["q"])
+        assert (record.is_buyer_maker, record.trade_time) == (trade["m"], trade["T"])
+    assert_healed(messages, metrics, gaps, "kraken")

@@ -56,5 +56,19 @@ def test_records_without_an_integer_id_are_skipped(kafka_topics):
     assert last_published_ids("binance", ["BTCUSDT"], topic=kafka_topics.trades) == {"BTCUSDT": 41}
 
 
+def test_resume_points_carry_the_times_before_the_holes(kafka_topics):
+    producer = KafkaProducer(**client_config(), acks="all")
+    key = b"kraken:BTC/USD"
+    for trade_id in (10, 11, 14, 15, 18):
+        value = orjson.dumps({"trade_id": trade_id, "trade_time": 1_700_000_000_000 + trade_id})
+        producer.send(kafka_topics.trades, key=key, value=value, partition=partition_for(key, 6))
+    producer.flush(30)
+    producer.close()
+    (point,) = resume.resume_points("kraken", ["BTC/USD"], topic=kafka_topics.trades).values()
+    assert (point.last_id, point.holes) == (18, [(12, 13), (16, 17)])
+    # Kraken's REST pages by time: each hole is fetched from the time of the trade before it.
+    assert point.times == {18: 1_700_000_000_018, 11: 1_700_000_000_011, 15: 1_700_000_000_015}
+
+
 def test_a_missing_topic_resumes_nothing(settings):
     assert last_published_ids("binance", ["BTCUSDT"], topic="no.such.topic.resume") == {}

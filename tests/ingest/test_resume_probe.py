@@ -71,8 +71,12 @@ def test_resume_without_backfill_counts_the_holes(producer: TradeProducer, metri
     processor = FrameProcessor(adapter, adapter.parser(), producer, metrics)
     processor.resume({"BTCUSDT": ResumePoint(10, [(3, 4)])})
     assert (metrics.resumed_holes, metrics.missing_trades) == (1, 2)
-    coinbase = CoinbaseExchange("ws://unused")
-    untracked = FrameProcessor(coinbase, coinbase.parser(), producer, metrics)
+
+    class Untracked(CoinbaseExchange):
+        consecutive_ids = False
+
+    plain = Untracked("ws://unused")
+    untracked = FrameProcessor(plain, plain.parser(), producer, metrics)
     untracked.resume({"BTC-USD": ResumePoint(10, [(3, 4)])})  # ids not consecutive: nothing to resume by
     assert metrics.resumed_holes == 1
 

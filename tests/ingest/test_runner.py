@@ -111,7 +111,7 @@ def test_kraken_gaps_are_counted_without_backfill(
 def test_coinbase_sequence_gaps_are_counted(producer: TradeProducer, metrics: IngestMetrics) -> None:
     adapter = CoinbaseExchange("ws://unused")
     processor = FrameProcessor(adapter, adapter.parser(), producer, metrics)
-    assert processor.tracker is None
+    assert processor.tracker is not None  # Coinbase trade ids are consecutive per product: checked like Binance's
     processor('{"channel":"heartbeats","sequence_num":1,"events":[]}', NOW)
     processor('{"channel":"heartbeats","sequence_num":4,"events":[]}', NOW)
     assert metrics.gaps == 1
@@ -175,10 +175,14 @@ def test_load_config(settings: pytest.FixtureRequest) -> None:
     settings.BINANCE_REST_URL = "http://127.0.0.1:1"  # type: ignore[attr-defined]
     config = load_config("binance")
     assert (config.ws_url, config.rest_url) == ("ws://127.0.0.1:1", "http://127.0.0.1:1")
-    assert load_config("kraken").rest_url is None
+    settings.KRAKEN_REST_URL = "http://127.0.0.1:2"  # type: ignore[attr-defined]
+    assert load_config("kraken").rest_url == "http://127.0.0.1:2"
     settings.BINANCE_REST_URL = "ftp://x"  # type: ignore[attr-defined]
     with pytest.raises(SettingsError, match="BINANCE_REST_URL"):
         load_config("binance")
+    settings.COINBASE_REST_URL = "https://"  # type: ignore[attr-defined]
+    with pytest.raises(SettingsError, match="COINBASE_REST_URL"):
+        load_config("coinbase")
     with pytest.raises(SettingsError, match="unknown exchange"):
         load_config("bitmex")
 

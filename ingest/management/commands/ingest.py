@@ -13,12 +13,11 @@ from kafka.errors import KafkaError
 from cryptoproject.kafka import BrokerUnavailableError, ensure_topics
 from cryptoproject.preflight import require_kafka
 from cryptoproject.redis_clients import redis_client
-from ingest.backfill import BinanceBackfiller
 from ingest.exchanges import ADAPTERS
 from ingest.metrics import IngestMetrics, MetricsReporter, serve_prometheus
 from ingest.producer import TradeProducer
 from ingest.resume import resume_points
-from ingest.runner import IngestRunner, IngestThreadError, SettingsError, load_config
+from ingest.runner import IngestRunner, IngestThreadError, SettingsError, load_config, make_backfiller
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Kafka topics {settings.KAFKA_TRADES_TOPIC}, {settings.KAFKA_DLQ_TOPIC}: {exc}"
             ) from exc
-        backfiller = BinanceBackfiller(config.rest_url) if config.rest_url else None
+        backfiller = make_backfiller(config)
         try:
             runner = IngestRunner(
                 adapter, symbols, producer, metrics, backfiller=backfiller, max_trades=options["max_trades"]

@@ -55,7 +55,7 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
 
 
 class Command(BaseCommand):
-    help = "Simulate an exchange's WebSocket (and Binance REST) from recorded or synthetic trades."
+    help = "Simulate an exchange's WebSocket and its REST trades (gap backfill) from recorded or synthetic trades."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--exchange", choices=EXCHANGES, default="binance")
@@ -87,6 +87,18 @@ class Command(BaseCommand):
         parser.add_argument("--ping-interval", type=float, default=20.0, help="Binance pings every 20 s (0: off)")
         parser.add_argument("--ping-timeout", type=float, default=60.0, help="disconnect without pong (s)")
         parser.add_argument("--lifetime", type=float, default=24 * 3600.0, help="connection lifetime (s, 0: none)")
+        parser.add_argument(
+            "--rest-history",
+            type=int,
+            default=0,
+            help="REST reaches back this many trades per symbol (0: all stored); older gaps are unrecoverable",
+        )
+        parser.add_argument(
+            "--rest-rate",
+            type=float,
+            default=None,
+            help="REST requests per second (default: the exchange's public limit; 0: no limit)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         exchange = options["exchange"]
@@ -107,6 +119,8 @@ class Command(BaseCommand):
                 ping_interval=options["ping_interval"] or None,
                 ping_timeout=options["ping_timeout"] or None,
                 lifetime=options["lifetime"],
+                rest_history=options["rest_history"],
+                rest_rate=options["rest_rate"],
                 symbols=symbols,
             )
         except ConfigError as exc:

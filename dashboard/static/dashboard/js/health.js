@@ -28,6 +28,15 @@ function detail(snapshot) {
   return parts.join(" · ");
 }
 
+function lostCell(missed) {
+  const total = num(missed?.total);
+  if (!Number.isFinite(total)) return cell("—", "num mono");
+  const node = cell(total.toLocaleString("en-US"), `num mono ${total > 0 ? "down" : ""}`);
+  node.title = `${num(missed.abandoned).toLocaleString("en-US")} abandoned (gave up), `
+    + `${num(missed.unrecoverable).toLocaleString("en-US")} older than the exchange's REST history`;
+  return node;
+}
+
 function render(h) {
   const now = Date.now();
   // Ingest
@@ -39,7 +48,12 @@ function render(h) {
   fill("ingest-table", "ingest-empty", sources.map((s) => el("tr", {},
     cell(s.exchange ?? s.name ?? "?"),
     cell(num(s.rate ?? s.trades_per_second ?? s.value).toLocaleString("en-US", { maximumFractionDigits: 1 }), "num mono"),
+    lostCell(s.not_recovered),
     cell(detail(s.snapshot), "num muted"))));
+  // Trades missed for good: gaps given up on and ids older than the exchanges' REST history.
+  const lost = num(ingest.not_recovered);
+  kpi("kpi-lost", Number.isFinite(lost) ? lost.toLocaleString("en-US") : "—",
+    !Number.isFinite(lost) ? null : lost > 0 ? "bad" : "good");
 
   // Kafka lag
   const kafka = h.kafka || {};
