@@ -39,12 +39,13 @@ INTERVAL_SECONDS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600,
 
 
 class Trade(models.Model):
-    """One executed trade, exactly once per (exchange, symbol, trade_id).
+    """One executed trade, exactly once per (exchange, symbol, trade_id, traded_at).
 
-    Sized for tens of millions of rows: inserts land at the end of the time order, so a BRIN index on
-    ``traded_at`` serves time ranges and retention for a few pages, and one B-tree serves "latest trades
-    of a symbol". The table is not natively partitioned: PostgreSQL cannot enforce the natural key across
-    partitions unless it includes the partition column, and retention deletes in bounded batches instead.
+    Sized for tens of millions of rows: the table is range-partitioned on ``traded_at`` (one partition per
+    ``TRADE_PARTITION_DAYS``, :mod:`analytics.partitions`, made by migration 0004), so a day's inserts touch only
+    that day's indexes and retention drops whole partitions. PostgreSQL enforces a unique key across partitions
+    only if it holds the partition column, hence ``traded_at`` in the natural key (a replayed trade carries the
+    same time) and a primary key of (id, traded_at) in the database; ``id`` stays unique (one sequence).
     """
 
     exchange = models.CharField(max_length=16)
@@ -64,7 +65,7 @@ class Trade(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["exchange", "symbol", "trade_id"], name="trade_natural_key"),
+            models.UniqueConstraint(fields=["exchange", "symbol", "trade_id", "traded_at"], name="trade_natural_key"),
         ]
         indexes = [
             models.Index(fields=["exchange", "symbol", "traded_at"], name="trade_symbol_time"),

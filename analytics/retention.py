@@ -1,40 +1,62 @@
-"""Trade retention: delete trades older than ``TRADE_RETENTION_DAYS`` in bounded batches.
+"""Trade retention: drop the trades table's partitions older than ``TRADE_RETENTION_DAYS``, whole.
 
-Each statement deletes at most ``RETENTION_BATCH_SIZE`` rows and commits on its own (autocommit), so no lock is
-held for long and the consumer's inserts proceed in between. Candles, indicators, stats and whale alerts are kept:
-they are the long-term record (alerts are keyed by the trade's natural key, not a foreign key, for this reason).
+Retention works in whole partitions (:mod:`analytics.partitions`): a trade goes when the partition holding it ends
+at or before the cutoff, so up to one partition period more than ``TRADE_RETENTION_DAYS`` is kept. Detaching and
+dropping a partition is a catalogue change, not a DELETE scan: no dead rows, no vacuum, no index bloat. Only rows
+in the default partition (outside every range partition: rare) are deleted, in batches of at most
+``RETENTION_BATCH_SIZE`` rows, each statement committed on its own so no lock is held for long.
+
+Candles, indicators, stats and whale alerts are kept: they are the long-term record (alerts are keyed by the
+trade's natural key, not a foreign key, for this reason).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from analytics import partitions
+
 logger = logging.getLogger(__name__)
 
-# The BRIN index on traded_at finds the old pages; the primary key makes the DELETE itself an index lookup.
-_DELETE_BATCH = """
-DELETE FROM analytics_trade
-WHERE id IN (SELECT id FROM analytics_trade WHERE traded_at < %(cutoff)s LIMIT %(limit)s)
+# The default partition is small (trades outside every range): its own BRIN-less scan is cheap, and the
+# primary key makes the DELETE itself an index lookup.
+_DELETE_BATCH = f"""
+DELETE FROM {partitions.DEFAULT}
+WHERE id IN (SELECT id FROM {partitions.DEFAULT} WHERE traded_at < %(cutoff)s LIMIT %(limit)s)
 """
 
 
 def retention_cutoff(now: datetime | None = None, days: int | None = None) -> datetime:
-    """Trades traded strictly before this instant are deleted."""
+    """Trades traded strictly before this instant are expired."""
     keep = settings.TRADE_RETENTION_DAYS if days is None else days
     return (now or timezone.now()) - timedelta(days=keep)
 
 
-def apply_retention(now: datetime | None = None, batch_size: int | None = None, max_batches: int | None = None) -> int:
-    """Delete expired trades in batches until none is left (or ``max_batches`` ran); return the rows deleted."""
+@dataclass(frozen=True)
+class RetentionResult:
+    """What one retention run removed: whole partitions, and rows of the default partition."""
+
+    cutoff: datetime
+    partitions: list[str]
+    default_rows: int
+
+
+def apply_retention(
+    now: datetime | None = None, batch_size: int | None = None, max_batches: int | None = None
+) -> RetentionResult:
+    """Drop the expired partitions, then delete the default partition's expired rows in bounded batches (until
+    none is left or ``max_batches`` ran)."""
     size = settings.RETENTION_BATCH_SIZE if batch_size is None else batch_size
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {size}")
     cutoff = retention_cutoff(now)
+    dropped = partitions.drop_before(cutoff)
     deleted = batches = 0
     while max_batches is None or batches < max_batches:
         with connection.cursor() as cur:
@@ -44,5 +66,8 @@ def apply_retention(now: datetime | None = None, batch_size: int | None = None, 
         batches += 1
         if count < size:
             break
-    logger.info("retention applied", extra={"cutoff": cutoff.isoformat(), "deleted": deleted, "batches": batches})
-    return deleted
+    logger.info(
+        "retention applied",
+        extra={"cutoff": cutoff.isoformat(), "partitions_dropped": dropped, "default_deleted": deleted},
+    )
+    return RetentionResult(cutoff, dropped, deleted)

@@ -1,5 +1,5 @@
 """Idempotent bulk storage of trades: one transaction per batch, COPY into a staging table, then
-``INSERT ... SELECT ... ON CONFLICT (exchange, symbol, trade_id) DO NOTHING``.
+``INSERT ... SELECT ... ON CONFLICT (exchange, symbol, trade_id, traded_at) DO NOTHING``.
 
 A duplicate (a replayed Kafka record, or the same trade twice in one batch) is skipped by the unique key and
 never fails the batch. Measured on the local stack (5,000-row batches, 2 cores shared): COPY with
@@ -58,7 +58,7 @@ WITH inserted AS (
            timestamptz 'epoch' + trade_ms * interval '1 millisecond',
            timestamptz 'epoch' + received_ms * interval '1 millisecond'
     FROM {source}
-    ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
+    ON CONFLICT (exchange, symbol, trade_id, traded_at) DO NOTHING
     RETURNING 1
 )
 SELECT count(*) FROM inserted
@@ -122,7 +122,7 @@ def batch_windows(records: Sequence[TradeRecord]) -> list[SymbolWindow]:
 
 
 def store_trades(records: Sequence[TradeRecord], statement_timeout_ms: int | None = None) -> StoreResult:
-    """Store ``records`` in one transaction, idempotently on (exchange, symbol, trade_id).
+    """Store ``records`` in one transaction, idempotently on (exchange, symbol, trade_id, traded_at).
 
     Raises Django's ``OperationalError``/``InterfaceError`` when PostgreSQL is unreachable (nothing is stored)
     and ``DataError`` when a value does not fit the columns (nothing is stored either; the caller isolates the

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from analytics import partitions as partition_logic
 from analytics import payloads, queries, series
 from analytics import retention as retention_logic
 from analytics import stats as stats_logic
@@ -149,6 +150,14 @@ def refresh_all_stats() -> int:
 
 
 @shared_task(name="analytics.tasks.apply_retention", **RETRY_OPTIONS)
-def apply_retention() -> int:
-    """Beat: delete expired trades in bounded batches."""
-    return retention_logic.apply_retention()
+def apply_retention() -> dict[str, Any]:
+    """Beat: drop the expired trade partitions (and the default partition's expired rows)."""
+    result = retention_logic.apply_retention()
+    return {"partitions": result.partitions, "default_rows": result.default_rows}
+
+
+@shared_task(name="analytics.tasks.maintain_partitions", **RETRY_OPTIONS)
+def maintain_partitions() -> dict[str, Any]:
+    """Beat: make the trade partitions from yesterday to TRADE_PARTITIONS_AHEAD days ahead."""
+    result = partition_logic.maintain()
+    return {"created": result.created, "default_rows": result.default_rows}

@@ -26,6 +26,11 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="7"),
         "options": {"expires": 3000},
     },
+    "analytics-maintain-partitions": {
+        "task": "analytics.tasks.maintain_partitions",
+        "schedule": crontab(minute="3"),
+        "options": {"expires": 3000},
+    },
     "dashboard-requeue-pending-deliveries": {
         "task": "dashboard.tasks.requeue_pending_deliveries",
         "schedule": 60.0,

@@ -313,6 +313,10 @@ WHALE_THRESHOLD_USD: Decimal = _setting("WHALE_THRESHOLD_USD", Decimal, Decimal(
 if not WHALE_THRESHOLD_USD.is_finite() or WHALE_THRESHOLD_USD <= 0:
     raise ImproperlyConfigured(f"WHALE_THRESHOLD_USD: must be a number greater than 0, got {WHALE_THRESHOLD_USD}")
 TRADE_RETENTION_DAYS: int = _setting("TRADE_RETENTION_DAYS", int, 30)
+# The trades table's partitions (analytics/partitions.py): days per partition, and how many days ahead the beat
+# task keeps them made. Retention drops whole partitions, so it keeps up to one partition more than the days above.
+TRADE_PARTITION_DAYS: int = _setting("TRADE_PARTITION_DAYS", int, 1)
+TRADE_PARTITIONS_AHEAD: int = _setting("TRADE_PARTITIONS_AHEAD", int, 3)
 INDICATOR_MA_PERIODS: list[int] = _setting("INDICATOR_MA_PERIODS", list, ["7", "25", "99"])
 try:
     INDICATOR_MA_PERIODS = [int(p) for p in INDICATOR_MA_PERIODS]
@@ -333,6 +337,8 @@ for _name, _value, _least in (
     ("RETENTION_BATCH_SIZE", RETENTION_BATCH_SIZE, 1),
     ("ANALYTICS_TASK_MAX_RETRIES", ANALYTICS_TASK_MAX_RETRIES, 0),
     ("TRADE_RETENTION_DAYS", TRADE_RETENTION_DAYS, 1),
+    ("TRADE_PARTITION_DAYS", TRADE_PARTITION_DAYS, 1),
+    ("TRADE_PARTITIONS_AHEAD", TRADE_PARTITIONS_AHEAD, 1),
     ("DATABASE_CONN_MAX_AGE", _db["CONN_MAX_AGE"], 0),
     ("DATABASE_WEB_STATEMENT_TIMEOUT_MS", DATABASE_WEB_STATEMENT_TIMEOUT_MS, 0),
 ):

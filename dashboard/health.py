@@ -30,6 +30,7 @@ from django.utils import timezone
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 
+from analytics import partitions as partition_logic
 from analytics.models import SymbolStats, Trade
 from analytics.queries import known_pairs
 from cryptoproject.kafka import BrokerUnavailableError, admin_client, client_config
@@ -350,6 +351,18 @@ def _redis_section(url: str, compute: Callable[[redis.Redis], T]) -> tuple[T | N
         return None, f"Redis at {redact_url(url)}: {redact_text(str(exc))}"
 
 
+def trade_storage() -> dict[str, Any]:
+    """The trades table's partitions: how many, the span they cover, and the trades outside every one of them
+    (kept in the default partition; a count above 0 means a day's partition was missing when they arrived)."""
+    parts = partition_logic.partitions()
+    return {
+        "partitions": len(parts),
+        "first": parts[0].start.isoformat() if parts else None,
+        "end": parts[-1].end.isoformat() if parts else None,
+        "default_rows": partition_logic.default_rows(),
+    }
+
+
 def pipeline_health() -> dict[str, Any]:
     """The whole health picture as a JSON-ready dict (the ``/api/v1/health`` body)."""
     group, topic, dlq = settings.KAFKA_CONSUMER_GROUP, settings.KAFKA_TRADES_TOPIC, settings.KAFKA_DLQ_TOPIC
@@ -367,6 +380,7 @@ def pipeline_health() -> dict[str, Any]:
         "kafka": lag,
         "dlq": _cached(("dlq", dlq), lambda: dlq_count(dlq)),
         "symbols": last_trades(),
+        "storage": trade_storage(),
         "queues": queues,
         "errors": [e for e in (ingest_error, consumers_error, queues_error) if e],
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.db import DatabaseError
 
+from analytics import partitions
 from history import archive, importer
 from history.parse import KINDS, FileName, ParseError, parse_name
 
@@ -309,6 +310,12 @@ class _Run:
         assert source.path is not None
         name = source.name
         try:
+            if name.first_day != date.min:
+                # The partitions of the file's days first, outside its transaction: made inside it, they would
+                # hold the trades table's lock (and the live consumer) until the file is stored.
+                start = datetime(name.first_day.year, name.first_day.month, name.first_day.day, tzinfo=UTC)
+                end = datetime(name.last_day.year, name.last_day.month, name.last_day.day, tzinfo=UTC)
+                partitions.ensure_partitions(start, end + timedelta(days=1) - timedelta(microseconds=1))
             result = importer.import_trades(
                 source.path, name.symbol, name.kind, self._tracker(name), exchange=self.request.exchange
             )

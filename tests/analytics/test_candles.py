@@ -205,4 +205,6 @@ def test_range_scan_uses_the_symbol_time_index():
             ["binance", "BTCUSDT", ms_to_datetime(middle), ms_to_datetime(middle + 5_000)],
         )
         plan = "\n".join(row[0] for row in cur.fetchall())
-    assert "trade_symbol_time" in plan, plan
+    # Each partition carries its own copy of the trade_symbol_time index, named after the partition.
+    assert "exchange_symbol_traded_at_idx" in plan, plan
+    assert "Seq Scan" not in plan, plan

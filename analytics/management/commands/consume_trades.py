@@ -5,16 +5,21 @@ restart it."""
 
 from __future__ import annotations
 
+import logging
 import signal
 from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
+from analytics import partitions
 from analytics.consumer import ConsumerConfig, TradeConsumer
 from analytics.dlq import InvalidMessageLimitError
 from analytics.watchdog import StalledError
 from cryptoproject.preflight import require_database, require_kafka
+
+logger = logging.getLogger(__name__)
 
 
 def _positive_int(text: str) -> int:
@@ -49,6 +54,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         require_database()
         require_kafka()
+        try:
+            partitions.maintain()  # today's partitions even where no beat runs (trades would be in the default one)
+        except DatabaseError as exc:
+            logger.warning("trade partitions not maintained at start", extra={"error": str(exc)})
         overrides: dict[str, Any] = {"hard_exit_on_hang": True}
         if options["stall_timeout"] is not None:
             overrides["stall_timeout_s"] = options["stall_timeout"]

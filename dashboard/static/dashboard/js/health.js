@@ -90,6 +90,11 @@ function render(h) {
   const dlqRaw = h.dlq ?? h.dlq_count;
   const dlq = num(typeof dlqRaw === "object" && dlqRaw !== null ? dlqRaw.count ?? dlqRaw.total : dlqRaw);
   kpi("kpi-dlq", Number.isFinite(dlq) ? dlq.toLocaleString("en-US") : "—", !Number.isFinite(dlq) ? null : dlq > 0 ? "warn" : "good");
+
+  // Trades outside every partition (stored in the default partition: kept, but a day's partition is missing)
+  const outside = num(h.storage?.default_rows);
+  kpi("kpi-outside", Number.isFinite(outside) ? outside.toLocaleString("en-US") : "—",
+    !Number.isFinite(outside) ? null : outside > 0 ? "warn" : "good");
 }
 
 async function poll() {

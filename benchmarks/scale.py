@@ -1,0 +1,441 @@
+"""``make bench-scale``: how storage cost grows as the trades table grows, and a many-symbol consumer workload.
+
+In its own database (``<name>_bench_scale``), for each table size in ``--sizes`` (rows already stored, spread over
+the ``--days`` days before now across ``--symbols`` symbols, written server-side by ``generate_series``):
+
+- **insert rate** through the consumer's own store path (:func:`analytics.storage.store_trades`, batches of
+  5,000 real trades from the bundled recording, stored at the present time): rows/s, the median of 3 runs after
+  a CHECKPOINT (the fill's I/O is setup, not workload), next to the rate at size 0 measured in the same run (the
+  reference: target >= 80% at the largest size);
+- at the largest size: **footprint** (table and index bytes per trade), **query latency** p50/p99 of the
+  dashboard's and API's main queries (latest trades of a symbol through the API's keyset page, one day of 1m
+  candles, whale alerts of a symbol), and **retention** of one day (dropping its partition) next to the design
+  it replaced measured on the same data (a batched DELETE of the next day's rows, 10,000 per statement);
+- a **many-symbol workload**: ``--mix-trades`` real trades spread over ``--symbols`` symbols (the bundled
+  recording looped with shifted ids and distinct symbol names) put on a topic of ``--kafka-partitions``
+  partitions first (keyed by symbol, as ingest keys them), then drained by 1, 2 and 4 ``consume_trades``
+  processes: trades/s from their first commit to an empty lag (start-up reported apart), the peak lag, and the
+  records per partition (the balance keying by symbol gives).
+
+Results go to ``bench-results/scale.json`` (``insert_rows_per_s`` keyed by the size, ``retention_day_s``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.pipeline import (
+    DEFAULT_REPLAY,
+    ROOT,
+    Chain,
+    bench_environment,
+    manage,
+    percentile,
+    replay_trades,
+    reset_tables,
+)
+
+SYMBOL = "S{:03d}USDT"
+_FILL = """
+INSERT INTO analytics_trade (exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at)
+SELECT 'binance', 'S' || lpad((g %% %(symbols)s)::text, 3, '0') || 'USDT', g,
+       60000 + (g %% 1000) * 0.01, 0.001 + (g %% 50) * 0.0001, g %% 2 = 0,
+       %(start)s + (g - %(first)s::bigint) * %(step)s::bigint * interval '1 microsecond',
+       %(start)s + (g - %(first)s::bigint) * %(step)s::bigint * interval '1 microsecond'
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) g
+"""
+
+
+def _progress(total: int, desc: str) -> Any:
+    from tqdm import tqdm  # type: ignore[import-untyped]  # no types-tqdm pinned
+
+    return tqdm(total=total, desc=desc, unit="row", unit_scale=True, file=sys.stderr)
+
+
+def fill(rows: int, start_id: int, start: datetime, end: datetime, symbols: int, chunk: int = 2_000_000) -> None:
+    """Add ``rows`` synthetic trades (ids from ``start_id``) spread evenly over ``start..end``, in chunks."""
+    from django.db import connection
+
+    from analytics import partitions
+
+    partitions.ensure_partitions(start, end)
+    step_us = max(1, int((end - start).total_seconds() * 1_000_000 / max(rows, 1)))
+    bar = _progress(rows, "filling")
+    done = 0
+    while done < rows:
+        n = min(chunk, rows - done)
+        first = start_id + done
+        chunk_start = start + timedelta(microseconds=done * step_us)
+        with connection.cursor() as cur:
+            cur.execute(
+                _FILL,
+                {"symbols": symbols, "start": chunk_start, "first": first, "last": first + n - 1, "step": step_us},
+            )
+        done += n
+        bar.update(n)
+    bar.close()
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE analytics_trade")
+    settle()
+
+
+def settle() -> None:
+    """Write the fill's dirty pages out before a measurement (CHECKPOINT), so the measured inserts do not pay for
+    the setup's I/O. Needs the pg_checkpoint role (the local stack grants it); without it, wait a while instead."""
+    from django.db import DatabaseError, connection
+
+    try:
+        with connection.cursor() as cur:
+            cur.execute("CHECKPOINT")
+    except DatabaseError as exc:
+        print(f"CHECKPOINT refused ({str(exc).splitlines()[0]}); waiting 30 s instead", file=sys.stderr)
+        time.sleep(30)
+
+
+def live_batches(count: int, symbols: int, id_base: int, now: datetime, size: int = 5000) -> list[list[Any]]:
+    """``count`` real trades from the bundled recording as the consumer would store them: spread over the
+    symbols, ids above every filled one, times from ``now`` on."""
+    base = replay_trades(DEFAULT_REPLAY)
+    now_ms = int(now.timestamp() * 1000)
+    records = []
+    for i in range(count):
+        t = base[i % len(base)]
+        ms = now_ms + i  # one trade a millisecond: today's partition, in time order
+        records.append(
+            t._replace(
+                symbol=SYMBOL.format(i % symbols),
+                trade_id=id_base + i,
+                trade_time=ms,
+                event_time=ms,
+                received_at=ms,
+            )
+        )
+    return [records[i : i + size] for i in range(0, len(records), size)]
+
+
+def insert_rate(batches: list[list[Any]], reps: int = 3) -> tuple[float, list[float]]:
+    """Rows/s of ``store_trades`` over ``batches`` (each its own transaction, as the consumer commits them): the
+    median of ``reps`` runs, each followed by removing its rows (so every run meets the same table), and all of them.
+    """
+    from django.db import connection
+
+    from analytics.storage import store_trades
+
+    rates = []
+    for _ in range(reps):
+        rows = 0
+        started = time.perf_counter()
+        for batch in batches:
+            rows += store_trades(batch).inserted
+        rates.append(rows / (time.perf_counter() - started))
+        with connection.cursor() as cur:
+            cur.execute("DELETE FROM analytics_trade WHERE trade_id >= %s", [batches[0][0].trade_id])
+            cur.execute("VACUUM analytics_trade")
+    return statistics.median(rates), [round(r, 1) for r in rates]
+
+
+def footprint() -> dict[str, Any]:
+    """Table and index bytes of the trades partitions, per trade."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT coalesce(sum(pg_table_size(i.inhrelid)), 0), coalesce(sum(pg_indexes_size(i.inhrelid)), 0),
+                   (SELECT count(*) FROM analytics_trade), count(*)
+            FROM pg_inherits i WHERE i.inhparent = 'analytics_trade'::regclass
+            """
+        )
+        table, index, rows, parts = (int(v) for v in cur.fetchone())
+    return {
+        "rows": rows,
+        "partitions": parts,
+        "table_bytes": table,
+        "index_bytes": index,
+        "table_bytes_per_trade": round(table / rows, 1) if rows else None,
+        "index_bytes_per_trade": round(index / rows, 1) if rows else None,
+    }
+
+
+def fill_candles_and_alerts(symbols: int, start: datetime, days: int) -> None:
+    """1m candles of every symbol over the days, and one whale alert per symbol and hour, server-side."""
+    from django.db import connection
+
+    minutes = days * 1440
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO analytics_candle (exchange, symbol, interval, open_time, open, high, low, close, volume,
+                                          quote_volume, trade_count, vwap, source)
+            SELECT 'binance', 'S' || lpad(s::text, 3, '0') || 'USDT', '1m', %(start)s + m * interval '1 minute',
+                   60000, 60010, 59990, 60005, 1.5, 90000, 40, 60001, 'live'
+            FROM generate_series(0, %(symbols)s - 1) s, generate_series(0, %(minutes)s - 1) m
+            ON CONFLICT DO NOTHING
+            """,
+            {"start": start, "symbols": symbols, "minutes": minutes},
+        )
+        cur.execute(
+            """
+            INSERT INTO analytics_whalealert
+                (exchange, symbol, trade_id, price, quantity, notional, side, threshold, traded_at)
+            SELECT 'binance', 'S' || lpad(s::text, 3, '0') || 'USDT', h, 60000, 2, 120000, 'buy', 100000,
+                   %(start)s + h * interval '1 hour'
+            FROM generate_series(0, %(symbols)s - 1) s, generate_series(0, %(hours)s - 1) h
+            ON CONFLICT DO NOTHING
+            """,
+            {"start": start, "symbols": symbols, "hours": days * 24},
+        )
+        cur.execute("VACUUM ANALYZE analytics_candle")
+        cur.execute("VACUUM ANALYZE analytics_whalealert")
+
+
+def query_latency(symbols: int, start: datetime, days: int, runs: int = 200) -> dict[str, dict[str, float | None]]:
+    """p50/p99 (ms) of the main read queries, each on a random symbol (and day)."""
+    from analytics.models import Candle, Trade, WhaleAlert
+    from dashboard.api.pagination import keyset_page
+
+    rng = random.Random(7)
+
+    def latest_trades() -> None:
+        queryset = Trade.objects.filter(exchange="binance", symbol=SYMBOL.format(rng.randrange(symbols)))
+        keyset_page(queryset, "traded_at", "trade_id", None, 100)
+
+    def day_of_candles() -> None:
+        day = start + timedelta(days=rng.randrange(days))
+        list(
+            Candle.objects.filter(
+                exchange="binance",
+                symbol=SYMBOL.format(rng.randrange(symbols)),
+                interval="1m",
+                open_time__gte=day,
+                open_time__lt=day + timedelta(days=1),
+            ).order_by("open_time")
+        )
+
+    def whales_of_symbol() -> None:
+        queryset = WhaleAlert.objects.filter(exchange="binance", symbol=SYMBOL.format(rng.randrange(symbols)))
+        keyset_page(queryset, "traded_at", "id", None, 100)
+
+    result = {}
+    for name, query in (
+        ("latest_trades_of_symbol", latest_trades),
+        ("one_day_of_1m_candles", day_of_candles),
+        ("whale_alerts_of_symbol", whales_of_symbol),
+    ):
+        query()  # warm the plan cache and the pages once
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            query()
+            times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        result[name] = {"p50_ms": _r(percentile(times, 0.50)), "p99_ms": _r(percentile(times, 0.99))}
+    return result
+
+
+def retention_day(oldest: datetime) -> dict[str, Any]:
+    """Seconds to apply retention to one day (the oldest partition dropped), next to the replaced design on the
+    next day: its rows deleted by the old batched DELETE (10,000 per statement), measured on the same data."""
+    from django.conf import settings
+    from django.db import connection
+
+    from analytics import partitions
+    from analytics.retention import apply_retention
+
+    parts = partitions.partitions()
+    first, second = parts[0], parts[1]
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {first.name}")
+        first_rows = cur.fetchone()[0]
+        cur.execute(f"SELECT count(*) FROM {second.name}")
+        second_rows = cur.fetchone()[0]
+    now = first.end + timedelta(days=settings.TRADE_RETENTION_DAYS)  # exactly the first partition expires
+    started = time.perf_counter()
+    result = apply_retention(now=now)
+    drop_s = time.perf_counter() - started
+    assert result.partitions == [first.name], result
+    started = time.perf_counter()
+    deleted = 0
+    while True:
+        with connection.cursor() as cur:
+            cur.execute(
+                f"DELETE FROM {second.name} WHERE id IN"
+                f" (SELECT id FROM {second.name} WHERE traded_at < %s LIMIT 10000)",
+                [second.end],
+            )
+            deleted += cur.rowcount
+            if cur.rowcount < 10000:
+                break
+    delete_s = time.perf_counter() - started
+    return {
+        "retention_day_s": round(drop_s, 4),
+        "retention_day_rows": first_rows,
+        "reference_batched_delete_day_s": round(delete_s, 2),
+        "reference_batched_delete_rows": deleted,
+        "reference_day_rows": second_rows,
+    }
+
+
+def many_symbols(consumers: int, trades: int, symbols: int, kafka_partitions: int, env: dict[str, str]) -> dict:
+    """``trades`` over ``symbols`` symbols on a topic of ``kafka_partitions``, stored by ``consumers`` processes."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from analytics.models import Trade
+    from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
+
+    run = uuid.uuid4().hex[:8]
+    topic, dlq, group = f"scale.trades.{run}", f"scale.dlq.{run}", f"scale-{run}"
+    ensure_topics([TopicSpec(topic, kafka_partitions, {}), TopicSpec(dlq, 1, {})])
+    reset_tables()
+    base = replay_trades(DEFAULT_REPLAY)
+    id_span = base[-1].trade_id - base[0].trade_id + 1
+    producer = KafkaProducer(**client_config(), acks="all", linger_ms=20, batch_size=512 * 1024)
+    now_ms = int(time.time() * 1000)
+    for i in range(trades):
+        loop, r = divmod(i, len(base))
+        t = base[r]._replace(symbol=SYMBOL.format(i % symbols))
+        t = t._replace(trade_id=t.trade_id + loop * id_span, received_at=now_ms)
+        producer.send(topic, key=t.key, value=t.encode())
+    producer.flush(300)
+    producer.close()
+    probe = KafkaConsumer(**client_config(), group_id=group, enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in range(kafka_partitions)]
+    ends = probe.end_offsets(tps)
+    per_partition = [ends[tp] for tp in tps]
+    logs = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    chain = Chain(dict(env, KAFKA_TRADES_TOPIC=topic, KAFKA_DLQ_TOPIC=dlq, KAFKA_CONSUMER_GROUP=group), logs)
+    max_lag = 0
+    started = time.time()
+    first_commit: float | None = None  # the rate runs from the first commit: process start-up is not storage
+    try:
+        for i in range(consumers):
+            chain.start(f"consume_trades-{i}", manage("consume_trades", "--batch-size", "5000", "--batch-ms", "200"))
+        names = [f"consume_trades-{i}" for i in range(consumers)]
+        while True:
+            time.sleep(0.5)
+            chain.check_alive(names)
+            committed = [probe.committed(tp) or 0 for tp in tps]
+            if first_commit is None and any(committed):
+                first_commit = time.time()
+            lag = sum(per_partition) - sum(committed)
+            max_lag = max(max_lag, lag)
+            if lag == 0:
+                break
+            if time.time() - started > 1800:
+                raise RuntimeError(f"{consumers} consumers did not finish within 30 minutes (lag {lag})")
+        seconds = time.time() - (first_commit or started)
+        startup = (first_commit or started) - started
+    finally:
+        chain.stop()
+        probe.close()
+        admin = admin_client()
+        try:
+            admin.delete_topics([topic, dlq])
+        except Exception:  # noqa: BLE001 - best effort: the names are unique per run
+            pass
+        finally:
+            admin.close()
+    stored = Trade.objects.count()
+    mean = statistics.mean(per_partition)
+    return {
+        "consumers": consumers,
+        "trades": trades,
+        "stored": stored,
+        "seconds": round(seconds, 2),
+        "startup_seconds": round(startup, 2),
+        "trades_per_s": round(stored / seconds, 1),
+        "max_lag": max_lag,
+        "records_per_partition": per_partition,
+        "partition_max_over_mean": round(max(per_partition) / mean, 3),
+        "partition_min_over_mean": round(min(per_partition) / mean, 3),
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="0,10000000,50000000", help="table sizes (rows) to measure inserts at")
+    parser.add_argument("--measure-rows", type=int, default=200_000, help="rows stored per insert measurement")
+    parser.add_argument("--days", type=int, default=30, help="days the filled rows spread over (one partition each)")
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--mix-trades", type=int, default=300_000, help="trades of the many-symbol workload")
+    parser.add_argument("--kafka-partitions", type=int, default=12)
+    parser.add_argument("--consumers", default="1,2,4")
+    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "scale.json")
+    opts = parser.parse_args(argv)
+    sizes = sorted(int(s) for s in opts.sizes.split(",") if s.strip())
+    env = bench_environment("_bench_scale", opts.redis_db)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0, interactive=False)
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE analytics_trade, analytics_candle, analytics_whalealert CASCADE")
+    now = datetime.now(UTC)
+    start = (now - timedelta(days=opts.days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    fill_end = now - timedelta(minutes=5)
+    report: dict[str, Any] = {
+        "sizes": sizes,
+        "measure_rows": opts.measure_rows,
+        "days": opts.days,
+        "symbols": opts.symbols,
+        "insert_rows_per_s": {},
+    }
+    filled = 0
+    id_base = 10**12
+    for size in sizes:
+        if size > filled:
+            fill(size - filled, filled, start, fill_end, opts.symbols)
+            filled = size
+        batches = live_batches(opts.measure_rows, opts.symbols, id_base, now + timedelta(minutes=1))
+        id_base += opts.measure_rows
+        if size == 0:
+            settle()
+        rate, runs = insert_rate(batches)
+        report["insert_rows_per_s"][str(size)] = round(rate, 1)
+        report.setdefault("insert_runs", {})[str(size)] = runs
+        print(f"insert at {size:>12,} rows: {rate:>10,.0f} rows/s (runs {runs})", flush=True)
+    rates = report["insert_rows_per_s"]
+    report["insert_largest_vs_empty"] = round(rates[str(sizes[-1])] / rates[str(sizes[0])], 3)
+    report["footprint"] = footprint()
+    fill_candles_and_alerts(opts.symbols, start, opts.days)
+    report["query_latency"] = query_latency(opts.symbols, start, opts.days)
+    report.update(retention_day(start))
+    report["many_symbols"] = [
+        many_symbols(int(n), opts.mix_trades, opts.symbols, opts.kafka_partitions, env)
+        for n in opts.consumers.split(",")
+        if n.strip()
+    ]
+    report["machine"] = {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}
+    report["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    opts.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "many_symbols"}, indent=2))
+    for run in report["many_symbols"]:
+        print(
+            f"{run['consumers']} consumer(s): {run['trades_per_s']:>9,.0f} trades/s, max lag {run['max_lag']:,},"
+            f" partitions max/mean {run['partition_max_over_mean']}, min/mean {run['partition_min_over_mean']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""The trades table's partitions on real PostgreSQL: made ahead, the default partition catching (and giving back)
+trades outside them, idempotent stores across partitions, and the migration of an existing unpartitioned table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from analytics import partitions
+from analytics.models import Trade
+from analytics.storage import store_trades
+from dashboard.health import trade_storage
+from ingest.records import TradeRecord
+
+NOW = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
+
+
+def _where(trade_id: int) -> str:
+    with connection.cursor() as cur:
+        cur.execute("SELECT tableoid::regclass::text FROM analytics_trade WHERE trade_id = %s", [trade_id])
+        return str(cur.fetchone()[0])
+
+
+def _record(trade_id: int, at: datetime) -> TradeRecord:
+    ms = int(at.timestamp() * 1000)
+    return TradeRecord("binance", "BTCUSDT", trade_id, "60000.5", "0.25", False, ms, ms, ms)
+
+
+@pytest.mark.django_db
+def test_maintain_makes_yesterday_to_the_days_ahead_once(settings):
+    settings.TRADE_PARTITION_DAYS = 1
+    settings.TRADE_PARTITIONS_AHEAD = 3
+    done = partitions.maintain(NOW)
+    assert done.created == [f"analytics_trade_p202603{d:02d}" for d in range(9, 14)]  # 03-09 .. 03-13
+    assert partitions.maintain(NOW).created == []  # idempotent
+    made = {p.name: (p.start, p.end) for p in partitions.partitions()}
+    assert made["analytics_trade_p20260310"] == (datetime(2026, 3, 10, tzinfo=UTC), datetime(2026, 3, 11, tzinfo=UTC))
+
+
+@pytest.mark.django_db
+def test_periods_of_several_days_align_on_the_epoch(settings):
+    settings.TRADE_PARTITION_DAYS = 7
+    created = partitions.ensure_partitions(NOW, NOW)
+    start = partitions.period_start(NOW)
+    assert created == [partitions.partition_name(start)]
+    assert (start - datetime(1970, 1, 1, tzinfo=UTC)).days % 7 == 0
+    assert start <= NOW < start + timedelta(days=7)
+    with pytest.raises(ValueError, match="before"):
+        partitions.ensure_partitions(NOW, NOW - timedelta(days=1))
+
+
+@pytest.mark.django_db
+def test_a_trade_outside_every_partition_is_kept_counted_and_moved_when_its_partition_comes(settings):
+    settings.TRADE_PARTITION_DAYS = 1
+    partitions.ensure_partitions(NOW, NOW)
+    far = datetime(2031, 7, 1, 12, tzinfo=UTC)  # no partition that far ahead
+    assert store_trades([_record(1, NOW), _record(2, far)]).inserted == 2
+    assert _where(1) == "analytics_trade_p20260310"
+    assert _where(2) == "analytics_trade_default"
+    assert partitions.default_rows() == 1
+    assert trade_storage()["default_rows"] == 1
+    # A replay of both (same natural key, same times) stores nothing more, wherever they live.
+    assert store_trades([_record(1, NOW), _record(2, far)]).inserted == 0
+    assert partitions.ensure_partitions(far, far) == ["analytics_trade_p20310701"]
+    assert _where(2) == "analytics_trade_p20310701"
+    assert partitions.default_rows() == 0
+    assert store_trades([_record(2, far)]).inserted == 0  # still found by the natural key in its new partition
+    assert Trade.objects.count() == 2
+    stored = Trade.objects.get(trade_id=2)
+    assert (stored.price, stored.quantity, stored.quote_quantity) == (
+        Decimal("60000.5"),
+        Decimal("0.25"),
+        Decimal("15000.125"),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_moves_an_existing_table_into_partitions_and_back():
+    """An install with the unpartitioned table (migration 0003) and trades in it: 0004 keeps every row, its id and
+    values, in partitions of their days, and the id sequence goes on after them; 0004 backwards restores it."""
+    executor = MigrationExecutor(connection)
+    before, after = [("analytics", "0003_whale_symbol_time")], [("analytics", "0004_partition_trades")]
+    executor.migrate(before)
+    try:
+        times = [datetime(2025, 5, 1, 10, tzinfo=UTC), datetime(2025, 5, 3, 23, 59, tzinfo=UTC)]
+        with connection.cursor() as cur:
+            cur.execute("SELECT to_regclass('analytics_trade_default')")
+            assert cur.fetchone()[0] is None  # really the old table
+            for n, at in enumerate(times, start=1):
+                cur.execute(
+                    "INSERT INTO analytics_trade (id, exchange, symbol, trade_id, price, quantity, is_buyer_maker,"
+                    " traded_at, received_at) VALUES (%s, 'binance', 'BTCUSDT', %s, '100.5', '2', true, %s, %s)",
+                    [500 + n, n, at, at],
+                )
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(after)
+        rows = list(Trade.objects.order_by("id").values_list("id", "trade_id", "price", "quote_quantity", "traded_at"))
+        assert rows == [
+            (501, 1, Decimal("100.5"), Decimal("201"), times[0]),
+            (502, 2, Decimal("100.5"), Decimal("201"), times[1]),
+        ]
+        assert (_where(1), _where(2)) == ("analytics_trade_p20250501", "analytics_trade_p20250503")
+        assert partitions.default_rows() == 0
+        store_trades([_record(3, times[1])])
+        assert Trade.objects.get(trade_id=3).id > 502
+        # Backwards: one plain table again, every row kept.
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(before)
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*), to_regclass('analytics_trade_default') FROM analytics_trade")
+            assert cur.fetchone() == (3, None)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
