@@ -308,6 +308,8 @@ def ingest_cryptofeed(
     opts: argparse.Namespace, env: dict[str, str], files: list[Path], expected: set[int], logs: Path
 ) -> Side:
     """simulator -> cryptofeed Binance feed -> its Kafka backend (acks=all, idempotent)."""
+    from django.conf import settings
+
     from cryptoproject.kafka import TopicSpec, ensure_topics
 
     key = f"bench-peer-{uuid.uuid4().hex[:8]}"
@@ -318,7 +320,8 @@ def ingest_cryptofeed(
         port = run.simulator(files, opts)
         argv = [str(PEER_PYTHON), str(ROOT / "benchmarks" / "peer_cryptofeed.py")]
         argv += ["--ws", f"ws://127.0.0.1:{port}", "--rest", f"http://127.0.0.1:{port}"]
-        argv += ["kafka", "--bootstrap", env["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0], "--key", key]
+        # The settings' value (the environment's, or the default stack's address when it sets none).
+        argv += ["kafka", "--bootstrap", settings.KAFKA_BOOTSTRAP_SERVERS[0], "--key", key]
         run.start("cryptofeed", argv)
         window = settle(run, lambda: topic_count(topic), len(expected), opts.idle, opts.timeout)
     finally:
