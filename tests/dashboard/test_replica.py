@@ -18,7 +18,6 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.db import connections
-from django.http import HttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -109,7 +108,7 @@ def server(alias: str) -> tuple[bool, int]:
     return bool(in_recovery), int(port)
 
 
-def served(request: Callable[[], HttpResponse]) -> tuple[HttpResponse, str, str]:
+def served(request: Callable[[], Any]) -> tuple[Any, str, str]:
     """The response, and the SQL that the primary and the replica ran for it (each joined into one string)."""
     with CaptureQueriesContext(connections["default"]) as primary, CaptureQueriesContext(connections[REPLICA]) as rep:
         response = request()
