@@ -3,16 +3,16 @@
 The trade and candle tables hold tens of millions of rows: nothing here scans them. Distinct (exchange, symbol)
 pairs come from a loose index scan (a recursive query that jumps from one pair to the next along the index that
 starts with ``(exchange, symbol)``: one index probe per pair), and per-pair first/last trade times from one index
-probe each. This module is the one place that asks "which markets exist".
+probe each. This module is the one place that asks "which markets exist". Its raw SQL reads where the ORM would
+(:func:`cryptoproject.db_router.read_connection`): the read replica while serving pages and the API.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import connection
-
 from analytics.models import Candle, SymbolStats, Trade
+from cryptoproject.db_router import read_connection
 
 _TRADE = Trade._meta.db_table
 
@@ -57,14 +57,14 @@ CROSS JOIN LATERAL (
 
 def trade_pairs() -> list[tuple[str, str]]:
     """Distinct (exchange, symbol) pairs present in the trade table, by loose index scan."""
-    with connection.cursor() as cursor:
+    with read_connection(Trade).cursor() as cursor:
         cursor.execute(_PAIRS_SQL)
         return [(str(e), str(s)) for e, s in cursor.fetchall()]
 
 
 def candle_pairs() -> list[tuple[str, str]]:
     """Distinct (exchange, symbol) pairs present in the candle table (imported history has candles, no trades)."""
-    with connection.cursor() as cursor:
+    with read_connection(Candle).cursor() as cursor:
         cursor.execute(_CANDLE_PAIRS_SQL)
         return [(str(e), str(s)) for e, s in cursor.fetchall()]
 
@@ -79,6 +79,6 @@ def known_pairs() -> list[tuple[str, str]]:
 
 def trade_time_bounds() -> dict[tuple[str, str], tuple[datetime, datetime]]:
     """First and last ``traded_at`` per (exchange, symbol) pair, one index probe each way."""
-    with connection.cursor() as cursor:
+    with read_connection(Trade).cursor() as cursor:
         cursor.execute(_BOUNDS_SQL)
         return {(str(e), str(s)): (first, last) for e, s, first, last in cursor.fetchall()}

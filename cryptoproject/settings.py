@@ -85,6 +85,9 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# Added to MIDDLEWARE when DATABASE_REPLICA_URL is set (below).
+REPLICA_MIDDLEWARE = "cryptoproject.middleware.ReplicaReadsMiddleware"
+
 ROOT_URLCONF = "cryptoproject.urls"
 WSGI_APPLICATION = "cryptoproject.wsgi.application"
 ASGI_APPLICATION = "cryptoproject.asgi.application"
@@ -105,27 +108,63 @@ TEMPLATES = [
 ]
 
 # --------------------------------------------------------------------------------------------- database
-DATABASE_URL: str = env.str("DATABASE_URL", default="postgres://crypto:crypto@127.0.0.1:55432/crypto")
-try:
-    _db = environ.Env.db_url_config(DATABASE_URL)
-except (ValueError, KeyError) as _exc:
-    raise ImproperlyConfigured(f"DATABASE_URL: cannot parse {DATABASE_URL!r} ({_exc})") from _exc
-if _db.get("ENGINE") != "django.db.backends.postgresql":
-    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...); the project needs it.")
-_db.setdefault("OPTIONS", {})
-# Fail fast when the server is unreachable instead of hanging on TCP retries.
-_db["OPTIONS"].setdefault("connect_timeout", _setting("DATABASE_CONNECT_TIMEOUT", int, 5))
-# 0: a connection per request. Under ASGI (daphne) every request runs in a fresh thread-local context, so a
-# persistent connection is never reused and leaks until the server's idle limit; the long-running consumer holds
-# its own connection whatever this says.
-_db["CONN_MAX_AGE"] = _setting("DATABASE_CONN_MAX_AGE", int, 0)
-_db["CONN_HEALTH_CHECKS"] = True
-# Parallel test runs (several developers or CI jobs on one server) need distinct test databases.
-_db["TEST"] = {"NAME": env.str("DJANGO_TEST_DB_NAME", default=f"test_{_db.get('NAME', 'crypto')}")}
-DATABASES = {"default": _db}
 # Upper bound (ms) for one SQL statement run while serving a web request; 0 disables. Pages and the API read index
 # ranges in milliseconds: a statement this slow is a bug or an attack, and must not hold a connection.
 DATABASE_WEB_STATEMENT_TIMEOUT_MS: int = _setting("DATABASE_WEB_STATEMENT_TIMEOUT_MS", int, 5000)
+
+
+def database_config(name: str, url: str) -> dict[str, Any]:
+    """One ``DATABASES`` entry from the PostgreSQL URL in setting ``name``, with the project's connection options."""
+    try:
+        db = environ.Env.db_url_config(url)
+    except (ValueError, KeyError) as exc:
+        raise ImproperlyConfigured(f"{name}: cannot parse {url!r} ({exc})") from exc
+    if db.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"{name} must point at PostgreSQL (postgres://...); the project needs it.")
+    db.setdefault("OPTIONS", {})
+    # Fail fast when the server is unreachable instead of hanging on TCP retries.
+    db["OPTIONS"].setdefault("connect_timeout", _setting("DATABASE_CONNECT_TIMEOUT", int, 5))
+    # 0: a connection per request. Under ASGI (daphne) every request runs in a fresh thread-local context, so a
+    # persistent connection is never reused and leaks until the server's idle limit; the long-running consumer holds
+    # its own connection whatever this says.
+    db["CONN_MAX_AGE"] = _setting("DATABASE_CONN_MAX_AGE", int, 0)
+    db["CONN_HEALTH_CHECKS"] = True
+    return db
+
+
+def replica_config(url: str) -> dict[str, Any]:
+    """The ``replica`` entry (see ``DATABASE_REPLICA_URL``), from a URL the caller vouches for."""
+    db = database_config("DATABASE_REPLICA_URL", url)
+    # Only web requests read from the replica (cryptoproject/db_router.py), so their statement bound can be the
+    # server-side default of its sessions: no per-request SET as on the primary (StatementTimeoutMiddleware).
+    if DATABASE_WEB_STATEMENT_TIMEOUT_MS > 0:
+        options = db["OPTIONS"].get("options", "")
+        db["OPTIONS"]["options"] = f"{options} -c statement_timeout={DATABASE_WEB_STATEMENT_TIMEOUT_MS}".strip()
+    # A physical streaming replica serves the primary's databases, the test database too: tests read it by name
+    # through the replica's own host and port, and never create or flush it there (it is read-only).
+    db["TEST"] = {"MIRROR": "default"}
+    return db
+
+
+DATABASE_URL: str = env.str("DATABASE_URL", default="postgres://crypto:crypto@127.0.0.1:55432/crypto")
+_db = database_config("DATABASE_URL", DATABASE_URL)
+# Parallel test runs (several developers or CI jobs on one server) need distinct test databases.
+_db["TEST"] = {"NAME": env.str("DJANGO_TEST_DB_NAME", default=f"test_{_db.get('NAME', 'crypto')}")}
+DATABASES = {"default": _db}
+# A streaming read replica of that database (optional): dashboard pages and the REST API read from it (GET/HEAD
+# only, and never for a client that wrote within DATABASE_REPLICA_PIN_SECONDS); everything else uses the primary.
+DATABASE_REPLICA_URL: str = env.str("DATABASE_REPLICA_URL", default="")
+DATABASE_REPLICA_PIN_SECONDS: float = _setting("DATABASE_REPLICA_PIN_SECONDS", float, 5.0)
+if not 0 <= DATABASE_REPLICA_PIN_SECONDS <= 300:
+    raise ImproperlyConfigured(
+        f"DATABASE_REPLICA_PIN_SECONDS: must be between 0 and 300, got {DATABASE_REPLICA_PIN_SECONDS}"
+    )
+DATABASE_ROUTERS: list[str] = []
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = replica_config(DATABASE_REPLICA_URL)
+    DATABASE_ROUTERS = ["cryptoproject.db_router.ReplicaRouter"]
+    # After the session and auth middlewares (their tables stay on the primary anyway), before the views.
+    MIDDLEWARE.insert(MIDDLEWARE.index("cryptoproject.middleware.StatementTimeoutMiddleware"), REPLICA_MIDDLEWARE)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --------------------------------------------------------------------------------------------- Redis, Celery, Channels

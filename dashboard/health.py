@@ -1,5 +1,6 @@
 """Pipeline health for operators: ingest rate and the trades ingest could not backfill, Kafka consumer lag per
-partition, DLQ size, age of the last trade per symbol, Celery queue depths and the consumer snapshots.
+partition, DLQ size, age of the last trade per symbol, Celery queue depths, the consumer snapshots and, when one is
+configured, how far the PostgreSQL read replica trails the primary.
 
 Every source is optional: a missing snapshot, an unreachable broker or Redis shows up as ``null`` with an error
 string, never as an exception. Kafka figures take a few round trips, so they are cached for ``KAFKA_CACHE_SECONDS``.
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import Max
 from django.utils import timezone
 from kafka import KafkaConsumer, TopicPartition
@@ -33,6 +35,7 @@ from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from analytics import partitions as partition_logic
 from analytics.models import SymbolStats, Trade
 from analytics.queries import known_pairs
+from cryptoproject.db_router import REPLICA
 from cryptoproject.kafka import BrokerUnavailableError, admin_client, client_config
 from cryptoproject.queues import CeleryQueue
 from cryptoproject.redis_clients import redis_client
@@ -282,6 +285,41 @@ def last_trades(now: datetime | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+# Seconds behind: 0 while everything received is replayed; else since the last replayed commit (an overestimate
+# when the primary was idle before the burst being replayed; lag_bytes has no such blind spot).
+_REPLICA_SQL = """
+SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,
+       CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END
+"""
+
+
+def replica_status() -> dict[str, Any] | None:
+    """The read replica (``DATABASE_REPLICA_URL``): a standby or not, and its lag behind the primary in WAL bytes
+    and seconds; ``None`` when none is configured. The replica is asked first, so the lag is never understated."""
+    if not settings.DATABASE_REPLICA_URL:
+        return None
+    status: dict[str, Any] = {"in_recovery": None, "lag_bytes": None, "lag_seconds": None, "error": None}
+    try:
+        with connections[REPLICA].cursor() as cursor:
+            cursor.execute(_REPLICA_SQL)
+            in_recovery, replay_lsn, lag_seconds = cursor.fetchone()
+        status["in_recovery"] = in_recovery
+        if not in_recovery:
+            status["error"] = "the replica is not in recovery: DATABASE_REPLICA_URL names a primary"
+            return status
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", [replay_lsn])
+            (lag_bytes,) = cursor.fetchone()
+    except DatabaseError as exc:
+        status["error"] = f"replica: {redact_text(str(exc))}"
+        return status
+    # No commit replayed yet since the replica started: bytes only.
+    seconds = None if lag_seconds is None else round(float(lag_seconds), 3)
+    status.update(lag_bytes=max(0, int(lag_bytes)), lag_seconds=seconds)
+    return status
+
+
 # --------------------------------------------------------------------------------------------- consumer liveness
 def group_idle_seconds(lag: dict[str, Any], now: float | None = None) -> float | None:
     """Seconds the group's committed offsets have not moved while records wait; 0 when none wait, ``None`` when
@@ -372,6 +410,7 @@ def pipeline_health() -> dict[str, Any]:
     )
     queues, queues_error = _redis_section(settings.CELERY_BROKER_URL, queue_depths)
     lag = _cached(("lag", group, topic), lambda: consumer_lag(group, topic))
+    replica = replica_status()
     return {
         "generated_at": timezone.now().isoformat(),
         "ingest": ingest or {"rate": None, "not_recovered": None, "exchanges": {}},
@@ -381,8 +420,9 @@ def pipeline_health() -> dict[str, Any]:
         "dlq": _cached(("dlq", dlq), lambda: dlq_count(dlq)),
         "symbols": last_trades(),
         "storage": trade_storage(),
+        "replica": replica,
         "queues": queues,
-        "errors": [e for e in (ingest_error, consumers_error, queues_error) if e],
+        "errors": [e for e in (ingest_error, consumers_error, queues_error, replica and replica["error"]) if e],
     }
 
 
@@ -392,7 +432,7 @@ def public_view(body: dict[str, Any]) -> dict[str, Any]:
     Each failing source still shows up (as ``"unavailable"``), so the page can say that something is down.
     """
     reduced = dict(body)
-    for key in ("kafka", "dlq"):
+    for key in ("kafka", "dlq", "replica"):
         section = reduced.get(key)
         if isinstance(section, dict) and section.get("error"):
             reduced[key] = {**section, "error": "unavailable"}

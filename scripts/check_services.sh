@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Shows that the local stack's scripts are idempotent: `up` twice in a row, then `down` and `up`, each ending
-# with all three servers answering (PostgreSQL, Redis, and Kafka answering a metadata request). Also repairs:
-# a stale Kafka pid file and a half-formatted Kafka data dir. Run by `make services-check` (part of `make test`).
+# with all servers answering (PostgreSQL and its streaming replica, Redis, and Kafka answering a metadata request).
+# Also repairs: a stale Kafka pid file and a half-formatted Kafka data dir. Run by `make services-check` (part of
+# `make test`).
 #
 # It works on a stack of its own (scripts/stack_env.sh 9: other ports, .stack-9/), so it never restarts the servers of
 # a running demo or of the test suite, and stops that stack at the end.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 eval "$(bash "$ROOT/scripts/stack_env.sh" "${CHECK_STACK_N:-9}")"
+# With the streaming replica: `up` starts it (and waits until it streams), `status` counts it, `down` stops it.
+export STACK_PG_REPLICA=1
 trap 'bash "$ROOT/scripts/stack.sh" down 2>/dev/null || true' EXIT
 STACK="$ROOT/scripts/stack.sh"
 PY="$ROOT/.venv/bin/python"

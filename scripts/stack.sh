@@ -6,12 +6,15 @@
 #   scripts/stack.sh up        start whatever is not running (idempotent; repairs stale pids)
 #   scripts/stack.sh down      stop all three
 #   scripts/stack.sh status    what runs where
+#   scripts/stack.sh up postgres-replica    a streaming read replica of the PostgreSQL (also `up` with
+#                                           STACK_PG_REPLICA=1; `down` stops it whenever it runs)
 #
 # Ports (the defaults match cryptoproject/settings.py and .env.example), each configurable so that several stacks
 # can run side by side (scripts/stack_env.sh prints a consistent set for a second stack):
 #   Kafka 127.0.0.1:9092 (STACK_KAFKA_PORT; controller STACK_KAFKA_CONTROLLER_PORT, default Kafka's port + 1),
-#   PostgreSQL 127.0.0.1:55432 (STACK_PG_PORT), Redis 127.0.0.1:56379 (STACK_REDIS_PORT); data under STACK_DIR
-#   (default .stack/); Kafka's jars under STACK_KAFKA_LIBS (default STACK_DIR/kafka/libs).
+#   PostgreSQL 127.0.0.1:55432 (STACK_PG_PORT; its replica on STACK_PG_REPLICA_PORT, default + 1),
+#   Redis 127.0.0.1:56379 (STACK_REDIS_PORT); data under STACK_DIR (default .stack/); Kafka's jars under
+#   STACK_KAFKA_LIBS (default STACK_DIR/kafka/libs).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +29,10 @@ KAFKA_HEAP="${KAFKA_HEAP:-512m}"
 DB_NAME="${STACK_DB_NAME:-crypto}"
 DB_USER="${STACK_DB_USER:-crypto}"
 DB_PASSWORD="${STACK_DB_PASSWORD:-crypto}"
+PG_REPLICA_PORT="${STACK_PG_REPLICA_PORT:-$((PG_PORT + 1))}"
+PG_REPLICA="${STACK_PG_REPLICA:-0}"
+REPL_USER="${STACK_PG_REPLICATION_USER:-replicator}"
+REPL_PASSWORD="${STACK_PG_REPLICATION_PASSWORD:-replicator}"
 
 KAFKA_DIR="$STACK/kafka"
 KAFKA_LIBS="${STACK_KAFKA_LIBS:-$KAFKA_DIR/libs}"
@@ -129,6 +136,9 @@ unix_socket_directories = '$(cd "$sock" && pwd)'
 max_connections = 200
 shared_buffers = 256MB
 max_wal_size = 2GB
+# A streaming replica may follow (stack.sh up postgres-replica); 15's defaults, said explicitly.
+wal_level = replica
+max_wal_senders = 10
 EOF
   fi
   mkdir -p "$sock"
@@ -158,6 +168,87 @@ pg_down() {
   if pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     pg_run "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
     log "PostgreSQL stopped"
+  fi
+}
+
+# --------------------------------------------------------------------------- PostgreSQL streaming replica
+# A hot standby of the cluster above, for the read-replica routing (DATABASE_REPLICA_URL): cloned with
+# pg_basebackup -R over a replication connection of its own role, then streaming. No replication slot: a replica
+# left stopped must never make the primary keep WAL without bound; one that fell too far behind is re-cloned.
+pg_replica_dir() { echo "$(dirname "$(pg_data_dir)")/postgres-replica"; }
+
+pg_sysid() {  # bin data: the cluster's system identifier (a clone shares its primary's)
+  pg_run "$1/pg_controldata" -D "$2" 2>/dev/null | sed -n 's/^Database system identifier: *//p'
+}
+
+pg_replica_streaming() {  # bin sock
+  [ "$(pg_run "$1/psql" -h "$2" -p "$PG_REPLICA_PORT" -U postgres -qtA \
+    -c "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null)" = streaming ]
+}
+
+pg_replica_up() {
+  pg_up
+  local bin data dir sock
+  bin=$(pg_bin); data=$(pg_data_dir); dir=$(pg_replica_dir)
+  sock="$(cd "$data/../run" && pwd)"
+  local psql=("$bin/psql" -h "$sock" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+  [ "$(pg_run "${psql[@]}" -c "SHOW wal_level")" != minimal ] || die "the primary runs with wal_level=minimal"
+  if [ "$(pg_run "${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='$REPL_USER'")" != 1 ]; then
+    pg_run "${psql[@]}" -c "CREATE ROLE $REPL_USER REPLICATION LOGIN PASSWORD '$REPL_PASSWORD'"
+  fi
+  # initdb's pg_hba.conf admits replication from 127.0.0.1 with a password; a hand-edited one may not.
+  if ! pg_run grep -Eq "^host[[:space:]]+replication[[:space:]]+(all|$REPL_USER)[[:space:]]+127\.0\.0\.1/32" \
+    "$data/pg_hba.conf"; then
+    pg_run sh -c "echo 'host replication $REPL_USER 127.0.0.1/32 scram-sha-256' >>'$data/pg_hba.conf'"
+    pg_run "${psql[@]}" -c "SELECT pg_reload_conf()" >/dev/null
+  fi
+  # Clone again when the data dir is not a standby of this primary (re-initialised since) or an unfinished clone.
+  if [ -f "$dir/PG_VERSION" ] &&
+    { [ ! -f "$dir/standby.signal" ] || [ "$(pg_sysid "$bin" "$dir")" != "$(pg_sysid "$bin" "$data")" ]; }; then
+    log "PostgreSQL replica in $dir is not a standby of $data: cloning it again"
+    pg_run "$bin/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
+  fi
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    log "cloning the PostgreSQL replica into $dir (pg_basebackup -R)"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+    chmod 700 "$dir"
+    if ! pg_run env PGPASSWORD="$REPL_PASSWORD" "$bin/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U "$REPL_USER" \
+      -D "$dir" -R -X stream -c fast >"$dir/../postgres-replica-clone.log" 2>&1; then
+      cat "$dir/../postgres-replica-clone.log" >&2
+      rm -rf "$dir"
+      die "pg_basebackup from 127.0.0.1:$PG_PORT failed (see above)"
+    fi
+    # Later lines win: the clone's postgresql.conf is the primary's.
+    pg_run sh -c "cat >>'$dir/postgresql.conf'" <<EOF
+# cryptoproject local stack: streaming replica
+port = $PG_REPLICA_PORT
+shared_buffers = 128MB
+hot_standby = on
+EOF
+  fi
+  if ! pg_run "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    rm -f "$dir/postmaster.pid"
+    pg_run "$bin/pg_ctl" -D "$dir" -l "$dir/../postgres-replica.log" -w -t 60 start >/dev/null ||
+      die "the PostgreSQL replica did not start; see $dir/../postgres-replica.log"
+  fi
+  local i
+  for ((i = 0; i < 600; i++)); do pg_replica_streaming "$bin" "$sock" && break; sleep 0.1; done
+  pg_replica_streaming "$bin" "$sock" ||
+    die "the PostgreSQL replica on 127.0.0.1:$PG_REPLICA_PORT is not streaming; see $dir/../postgres-replica.log"
+  log "PostgreSQL replica streaming on 127.0.0.1:$PG_REPLICA_PORT (data $dir)"
+}
+
+pg_replica_down() {
+  local bin dir
+  bin=$(pg_bin) || return 0
+  dir=$(pg_replica_dir)
+  [ -f "$dir/PG_VERSION" ] || return 0
+  if pg_run "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    pg_run "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null
+    log "PostgreSQL replica stopped"
   fi
 }
 
@@ -316,6 +407,17 @@ cmd_status() {
   else
     echo "postgresql  down  127.0.0.1:$PG_PORT"; rc=1
   fi
+  local rdir
+  rdir=$(pg_replica_dir)
+  if [ "$PG_REPLICA" = 1 ] || [ -f "$rdir/PG_VERSION" ]; then
+    if [ -n "${bin:-}" ] && [ -d "${rdir%/*}/run" ] && pg_replica_streaming "$bin" "${rdir%/*}/run"; then
+      echo "replica     up    127.0.0.1:$PG_REPLICA_PORT  streaming data=$rdir"
+    else
+      echo "replica     down  127.0.0.1:$PG_REPLICA_PORT"
+      # Counted only when asked for: a replica made once and left stopped is not a broken stack.
+      if [ "$PG_REPLICA" = 1 ]; then rc=1; fi
+    fi
+  fi
   if pid_alive "$REDIS_DIR/redis.pid" && port_open "$REDIS_PORT"; then
     echo "redis       up    127.0.0.1:$REDIS_PORT  pid=$(cat "$REDIS_DIR/redis.pid") data=$REDIS_DIR"
   else
@@ -334,20 +436,22 @@ cmd_status() {
   return $rc
 }
 
-# `up`/`down` take optional server names (postgres, redis, kafka, or kafka-<node> for one node of a cluster), so a
-# fault test can stop and start one server: `stack.sh down kafka`, `stack.sh up kafka`, `stack.sh kill kafka-2`.
+# `up`/`down` take optional server names (postgres, postgres-replica, redis, kafka, or kafka-<node> for one node of a
+# cluster), so a fault test can stop and start one server: `stack.sh down kafka`, `stack.sh up kafka`,
+# `stack.sh kill kafka-2`. `down postgres` stops its replica first.
 servers() {  # the action, then the names given (all three when none)
   local action=$1 name
   shift
   [ $# -gt 0 ] || set -- postgres redis kafka
   for name in "$@"; do
     case "$action:$name" in
-      up:postgres) pg_up ;; up:redis) redis_up ;; up:kafka) kafka_up ;;
+      up:postgres) pg_up ;; up:postgres-replica) pg_replica_up ;; up:redis) redis_up ;; up:kafka) kafka_up ;;
       up:kafka-[0-9]*) node_start "${name#kafka-}"; node_wait "${name#kafka-}" 120 ;;
-      down:postgres) pg_down ;; down:redis) redis_down ;; down:kafka) kafka_down ;;
+      down:postgres) pg_replica_down; pg_down ;; down:postgres-replica) pg_replica_down ;;
+      down:redis) redis_down ;; down:kafka) kafka_down ;;
       down:kafka-[0-9]*) node_stop "${name#kafka-}" ;;
       kill:kafka-[0-9]*) node_stop "${name#kafka-}" KILL ;;
-      *) die "unknown server '$name' for $action (postgres, redis, kafka, kafka-<node>)" ;;
+      *) die "unknown server '$name' for $action (postgres, postgres-replica, redis, kafka, kafka-<node>)" ;;
     esac
   done
 }
@@ -355,8 +459,16 @@ servers() {  # the action, then the names given (all three when none)
 case "${1:-}" in
   install) cmd_install ;;
   jars) cmd_kafka_jars ;;
-  up) shift; if [ $# -eq 0 ]; then pg_up; redis_up; kafka_up; else servers up "$@"; fi ;;
-  down) shift; if [ $# -eq 0 ]; then kafka_down; redis_down; pg_down; else servers down "$@"; fi ;;
+  up)
+    shift
+    if [ $# -eq 0 ]; then
+      if [ "$PG_REPLICA" = 1 ]; then pg_replica_up; else pg_up; fi  # the replica's starts its primary first
+      redis_up; kafka_up
+    else
+      servers up "$@"
+    fi ;;
+  # The replica stops before its primary: stopped after, it would log reconnection attempts meanwhile.
+  down) shift; if [ $# -eq 0 ]; then kafka_down; redis_down; pg_replica_down; pg_down; else servers down "$@"; fi ;;
   kill) shift; servers kill "$@" ;;
   status) cmd_status ;;
   *) die "usage: $0 install|jars|up [server...]|down [server...]|kill kafka-<node>|status" ;;

@@ -6,8 +6,8 @@
 #   eval "$(bash scripts/stack_env.sh N)"   # N = 1, 2, ... (0 is the default stack: .stack/, 9092, 55432, 56379)
 #   bash scripts/stack.sh up && .venv/bin/pytest tests/...
 #
-# Stack N uses Kafka 9092+10N (controller +1), PostgreSQL 55432+10N, Redis 56379+10N and STACK_DIR=.stack-N/; Kafka's
-# jars are shared with the default stack's .stack/kafka/libs.
+# Stack N uses Kafka 9092+10N (controller +1), PostgreSQL 55432+10N (its replica +1), Redis 56379+10N and
+# STACK_DIR=.stack-N/; Kafka's jars are shared with the default stack's .stack/kafka/libs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n="${1:?usage: stack_env.sh N}"
@@ -23,6 +23,7 @@ export STACK_KAFKA_LIBS='$ROOT/.stack/kafka/libs'
 export STACK_KAFKA_PORT=$kafka
 export STACK_KAFKA_CONTROLLER_PORT=$((kafka + 1))
 export STACK_PG_PORT=$pg
+export STACK_PG_REPLICA_PORT=$((pg + 1))
 export STACK_REDIS_PORT=$redis
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$kafka
 export DATABASE_URL=postgres://crypto:crypto@127.0.0.1:$pg/crypto

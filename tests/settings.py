@@ -5,11 +5,24 @@
 """
 
 import os
+from urllib.parse import quote
 
 os.environ.setdefault("DJANGO_DEBUG", "true")
 
 from cryptoproject.settings import *  # noqa: F403
+from cryptoproject.settings import DATABASES, replica_config
 
 # django-axes refuses authenticate() calls without a request, which Django's test client.login() makes; the
 # lockout tests switch it on (AXES_ENABLED is read per request).
 AXES_ENABLED = False
+
+# The stack's streaming replica of the test server (scripts/stack.sh up postgres-replica: the primary's port + 1, or
+# TEST_DATABASE_REPLICA_URL), as the "replica" alias settings.py makes of DATABASE_REPLICA_URL: a test mirror of
+# "default" that sees the test database by streaming. Nothing is routed to it here (no router, no middleware): most
+# tests write inside a transaction the replica never sees. tests/dashboard/test_replica.py switches the routing on.
+_primary = DATABASES["default"]
+DATABASES["replica"] = replica_config(
+    os.environ.get("TEST_DATABASE_REPLICA_URL")
+    or f"postgres://{quote(str(_primary['USER']), safe='')}:{quote(str(_primary['PASSWORD']), safe='')}"
+    f"@{_primary['HOST']}:{int(_primary['PORT']) + 1}/{_primary['NAME']}"
+)

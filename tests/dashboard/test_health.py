@@ -189,6 +189,7 @@ def test_health_endpoint(client: Client, kafka_topics: KafkaTopics, redis_client
     assert set(body["queues"]) == {"analytics", "alerts", "default", "ml"}  # every CeleryQueue, ml included
     assert [r["symbol"] for r in body["symbols"]] == ["BTCUSDT"]
     assert body["errors"] == []
+    assert body["replica"] is None  # no DATABASE_REPLICA_URL (tests/dashboard/test_replica.py has one)
     # Kafka figures are cached for a couple of seconds: more records do not show at once.
     produce(kafka_topics.trades, {3: 2})
     assert client.get("/api/v1/health").json()["kafka"]["total_lag"] == 5

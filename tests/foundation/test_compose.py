@@ -47,3 +47,67 @@ def test_compose_commands_name_real_management_commands() -> None:
         command = service.get("command")
         if isinstance(command, list) and command[:2] == ["python", "manage.py"]:
             assert command[2] in known, command
+
+
+def test_default_services_are_in_no_profile() -> None:
+    services = load_compose()["services"]
+    for name in ("kafka", "postgres", "redis", "migrate", "web", "simulator", "ingest", "consumer", "worker", "beat"):
+        assert "profiles" not in services[name], name
+
+
+def scale_services() -> dict[str, Any]:
+    return {n: s for n, s in load_compose()["services"].items() if "scale" in s.get("profiles", [])}
+
+
+def test_scale_profile_has_three_kafka_brokers_with_replication_factor_3_and_min_isr_2() -> None:
+    scale = scale_services()
+    brokers = [scale[f"kafka-{i}"]["environment"] for i in (1, 2, 3)]
+    assert [b["KAFKA_NODE_ID"] for b in brokers] == [1, 2, 3]
+    assert len({b["CLUSTER_ID"] for b in brokers}) == 1
+    assert {b["KAFKA_CONTROLLER_QUORUM_VOTERS"] for b in brokers} == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
+    for i, broker in enumerate(brokers, start=1):
+        assert broker["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert broker["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka-{i}:9092"
+        assert broker["KAFKA_DEFAULT_REPLICATION_FACTOR"] == broker["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
+        assert broker["KAFKA_MIN_INSYNC_REPLICAS"] == 2
+    assert len({scale[f"kafka-{i}"]["volumes"][0] for i in (1, 2, 3)}) == 3  # a data volume each
+
+
+def test_scale_profile_streams_a_postgres_replica_of_the_primary() -> None:
+    services = load_compose()["services"]
+    replica = services["postgres-replica"]
+    assert replica["image"] == "postgres:15"
+    script = replica["command"][0]
+    assert "pg_basebackup -h postgres -U replicator" in script
+    assert " -R " in script
+    assert "postgres" in replica["depends_on"]
+    # The primary lets that role in: its init script makes the role and the pg_hba.conf entry.
+    mount = next(v for v in services["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v)
+    init = (ROOT / mount.split(":")[0]).read_text()
+    assert "CREATE ROLE replicator REPLICATION LOGIN" in init
+    assert "host replication replicator all scram-sha-256" in init
+
+
+def test_scale_profile_app_processes_use_the_cluster_and_the_replica() -> None:
+    from cryptoproject.queues import CeleryQueue
+
+    apps = {n: s for n, s in scale_services().items() if s.get("build") == "."}
+    servers = {"postgres", "postgres-replica", "redis", "kafka-1", "kafka-2", "kafka-3"}
+    for name, service in apps.items():
+        env = service["environment"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka-1:9092,kafka-2:9092,kafka-3:9092", name
+        assert env["KAFKA_REPLICATION_FACTOR"] == "3", name
+        assert env["DATABASE_REPLICA_URL"].endswith("@postgres-replica:5432/crypto"), name
+        assert servers - {"postgres-replica"} <= set(service["depends_on"]), name
+    # Every queue has a worker of its own kind, and only one: a fleet per queue scales on its own.
+    queues = [q for s in apps.values() if s["command"][3:5] == ["worker", "-Q"] for q in s["command"][5].split(",")]
+    assert sorted(queues) == sorted(CeleryQueue)
+    beats = [n for n, s in apps.items() if s["command"][3:4] == ["beat"]]
+    assert len(beats) == 1
+    # A consumer group no larger than the trades topic's partitions (extra members would sit idle).
+    consumer = apps["consumer-scale"]
+    assert consumer["command"][2] == "consume_trades"
+    assert consumer["deploy"]["replicas"] <= int(consumer["environment"]["KAFKA_TRADES_PARTITIONS"])
+    # One ingest process per exchange.
+    exchanges = [arg.split("=", 1)[1] for s in apps.values() for arg in s["command"] if arg.startswith("--exchange=")]
+    assert sorted(exchanges) == ["binance", "coinbase", "kraken"]

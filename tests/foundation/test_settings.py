@@ -52,6 +52,9 @@ def test_production_settings_pass_check_deploy_without_warnings() -> None:
     [
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"DATABASE_URL": "mysql://u:p@localhost/db"}, "DATABASE_URL"),
+        ({"DATABASE_REPLICA_URL": "mysql://u:p@localhost/db"}, "DATABASE_REPLICA_URL"),
+        ({"DATABASE_REPLICA_URL": "postgres://u:p@localhost:port/db"}, "DATABASE_REPLICA_URL"),
+        ({"DATABASE_REPLICA_PIN_SECONDS": "-1"}, "DATABASE_REPLICA_PIN_SECONDS"),
         ({"KAFKA_SECURITY_PROTOCOL": "CARRIER_PIGEON"}, "KAFKA_SECURITY_PROTOCOL"),
         ({"WHALE_THRESHOLD_USD": "lots"}, "WHALE_THRESHOLD_USD"),
         ({"TRADE_RETENTION_DAYS": "forever"}, "TRADE_RETENTION_DAYS"),

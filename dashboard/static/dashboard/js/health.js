@@ -95,6 +95,18 @@ function render(h) {
   const outside = num(h.storage?.default_rows);
   kpi("kpi-outside", Number.isFinite(outside) ? outside.toLocaleString("en-US") : "—",
     !Number.isFinite(outside) ? null : outside > 0 ? "warn" : "good");
+
+  // The PostgreSQL read replica, when one is configured (DATABASE_REPLICA_URL): how far it trails the primary.
+  const replica = h.replica;
+  $("kpi-replica").hidden = !replica;
+  if (replica) {
+    const bytes = num(replica.lag_bytes);
+    const seconds = num(replica.lag_seconds);
+    const text = !Number.isFinite(bytes) ? "—"
+      : `${Number.isFinite(seconds) ? `${seconds.toLocaleString("en-US", { maximumFractionDigits: 1 })} s · ` : ""}`
+        + `${Math.round(bytes / 1024).toLocaleString("en-US")} KiB`;
+    kpi("kpi-replica", text, !Number.isFinite(bytes) ? "bad" : seconds > 30 ? "bad" : seconds > 5 ? "warn" : "good");
+  }
 }
 
 async function poll() {
