@@ -206,7 +206,7 @@ def run_chain(
     from kafka import KafkaConsumer, TopicPartition
 
     from cryptoproject.celery import app
-    from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
+    from cryptoproject.kafka import TopicSpec, client_config, ensure_topics
 
     run = uuid.uuid4().hex[:8]
     topic, dlq, group = f"bench.trades.{run}", f"bench.dlq.{run}", f"bench-{run}"
@@ -277,13 +277,7 @@ def run_chain(
     finally:
         chain.stop()
         probe.close()
-        admin = admin_client()
-        try:
-            admin.delete_topics([topic, dlq])
-        except Exception:  # noqa: BLE001 - cleanup is best effort; names are unique per run
-            pass
-        finally:
-            admin.close()
+        delete_topics(topic, dlq)
     figures = measure_database()
     # From the first trade ingest received; with a pre-filled topic, from the consumers' start.
     first_received = figures["first_received"] if opts.source == "ingest" and figures["first_received"] else started
@@ -309,6 +303,19 @@ def run_chain(
     )
     reset_tables()
     return result
+
+
+def delete_topics(*names: str) -> None:
+    """Delete a run's topics; best effort (their names are unique per run, so a leftover harms nothing)."""
+    from cryptoproject.kafka import admin_client
+
+    admin = admin_client()
+    try:
+        admin.delete_topics(list(names))
+    except Exception:  # noqa: BLE001 - cleanup is best effort
+        pass
+    finally:
+        admin.close()
 
 
 def replay_trades(path: Path) -> list[TradeRecord]:

@@ -40,6 +40,7 @@ from benchmarks.pipeline import (
     ROOT,
     Chain,
     bench_environment,
+    delete_topics,
     manage,
     percentile,
     replay_trades,
@@ -292,7 +293,7 @@ def many_symbols(consumers: int, trades: int, symbols: int, kafka_partitions: in
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     from analytics.models import Trade
-    from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
+    from cryptoproject.kafka import TopicSpec, client_config, ensure_topics
 
     run = uuid.uuid4().hex[:8]
     topic, dlq, group = f"scale.trades.{run}", f"scale.dlq.{run}", f"scale-{run}"
@@ -339,13 +340,7 @@ def many_symbols(consumers: int, trades: int, symbols: int, kafka_partitions: in
     finally:
         chain.stop()
         probe.close()
-        admin = admin_client()
-        try:
-            admin.delete_topics([topic, dlq])
-        except Exception:  # noqa: BLE001 - best effort: the names are unique per run
-            pass
-        finally:
-            admin.close()
+        delete_topics(topic, dlq)
     stored = Trade.objects.count()
     mean = statistics.mean(per_partition)
     return {

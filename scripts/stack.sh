@@ -160,15 +160,19 @@ EOF
   log "PostgreSQL up on 127.0.0.1:$PG_PORT (data $data)"
 }
 
-pg_down() {
-  local bin data
+# pg_stop DIR NAME: stop the cluster in DIR if it runs (fast shutdown), saying NAME stopped.
+pg_stop() {
+  local bin
   bin=$(pg_bin) || return 0
-  data=$(pg_data_dir)
-  [ -f "$data/PG_VERSION" ] || return 0
-  if pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    pg_run "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
-    log "PostgreSQL stopped"
+  [ -f "$1/PG_VERSION" ] || return 0
+  if pg_run "$bin/pg_ctl" -D "$1" status >/dev/null 2>&1; then
+    pg_run "$bin/pg_ctl" -D "$1" -m fast -w stop >/dev/null
+    log "$2 stopped"
   fi
+}
+
+pg_down() {
+  pg_stop "$(pg_data_dir)" "PostgreSQL"
 }
 
 # --------------------------------------------------------------------------- PostgreSQL streaming replica
@@ -242,14 +246,7 @@ EOF
 }
 
 pg_replica_down() {
-  local bin dir
-  bin=$(pg_bin) || return 0
-  dir=$(pg_replica_dir)
-  [ -f "$dir/PG_VERSION" ] || return 0
-  if pg_run "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
-    pg_run "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null
-    log "PostgreSQL replica stopped"
-  fi
+  pg_stop "$(pg_replica_dir)" "PostgreSQL replica"
 }
 
 # --------------------------------------------------------------------------- Redis
