@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from django.db import DataError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DataError, connections, transaction
 
 from analytics.windows import SymbolWindow
 from ingest.records import TradeRecord
@@ -121,8 +121,11 @@ def batch_windows(records: Sequence[TradeRecord]) -> list[SymbolWindow]:
     return [SymbolWindow(ex, sym, lo, hi, n) for (ex, sym), (lo, hi, n) in spans.items()]
 
 
-def store_trades(records: Sequence[TradeRecord], statement_timeout_ms: int | None = None) -> StoreResult:
-    """Store ``records`` in one transaction, idempotently on (exchange, symbol, trade_id, traded_at).
+def store_trades(
+    records: Sequence[TradeRecord], statement_timeout_ms: int | None = None, using: str = DEFAULT_DB_ALIAS
+) -> StoreResult:
+    """Store ``records`` in one transaction on database ``using``, idempotently on (exchange, symbol, trade_id,
+    traded_at).
 
     Raises Django's ``OperationalError``/``InterfaceError`` when PostgreSQL is unreachable (nothing is stored)
     and ``DataError`` when a value does not fit the columns (nothing is stored either; the caller isolates the
@@ -132,7 +135,8 @@ def store_trades(records: Sequence[TradeRecord], statement_timeout_ms: int | Non
     if not records:
         return StoreResult(received=0, inserted=0)
     # wrap_database_errors turns psycopg's errors from the raw COPY into Django's (DataError, OperationalError).
-    with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
+    connection = connections[using]
+    with transaction.atomic(using=using), connection.wrap_database_errors, connection.cursor() as cursor:
         if statement_timeout_ms is not None:
             # SET LOCAL: this transaction only, so a reconnect or another caller never inherits it.
             cursor.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")

@@ -4,9 +4,10 @@ In its own database (``<name>_bench_scale``), for each table size in ``--sizes``
 the ``--days`` days before now across ``--symbols`` symbols, written server-side by ``generate_series``):
 
 - **insert rate** through the consumer's own store path (:func:`analytics.storage.store_trades`, batches of
-  5,000 real trades from the bundled recording, stored at the present time): rows/s, the median of 3 runs after
-  a CHECKPOINT (the fill's I/O is setup, not workload), next to the rate at size 0 measured in the same run (the
-  reference: target >= 80% at the largest size);
+  5,000 real trades from the bundled recording, stored at the present time): rows/s, the median of ``--reps`` (5)
+  passes, each after a CHECKPOINT (the fill's I/O is setup, not workload), interleaved with as many passes into an
+  empty trades table in a second database (``<name>_bench_scale_ref``) on the same server: the reference, measured
+  beside every size (target: >= 80% of it at the largest size);
 - at the largest size: **footprint** (table and index bytes per trade), **query latency** p50/p99 of the
   dashboard's and API's main queries (latest trades of a symbol through the API's keyset page, one day of 1m
   candles, whale alerts of a symbol), and **retention** of one day (dropping its partition) next to the design
@@ -34,13 +35,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from benchmarks.pipeline import (
     DEFAULT_REPLAY,
     ROOT,
     Chain,
+    bench_database_url,
     bench_environment,
     delete_topics,
+    ensure_database,
     manage,
     percentile,
     replay_trades,
@@ -125,25 +129,65 @@ def live_batches(count: int, symbols: int, id_base: int, now: datetime, size: in
     return [records[i : i + size] for i in range(0, len(records), size)]
 
 
-def insert_rate(batches: list[list[Any]], reps: int = 3) -> tuple[float, list[float]]:
-    """Rows/s of ``store_trades`` over ``batches`` (each its own transaction, as the consumer commits them): the
-    median of ``reps`` runs, each followed by removing its rows (so every run meets the same table), and all of them.
+REFERENCE = "reference"  # the connection alias of the empty reference table's database
+
+
+def add_reference_database(name: str, now: datetime) -> None:
+    """A second connection alias, :data:`REFERENCE`, to database ``name`` on the same server, migrated, with its
+    trades table empty and the partitions around ``now`` made."""
+    from django.core.management import call_command
+    from django.db import connection, connections
+
+    from analytics import partitions
+
+    connections.settings[REFERENCE] = dict(connections.settings["default"], NAME=name)
+    call_command("migrate", database=REFERENCE, verbosity=0, interactive=False)
+    with connections[REFERENCE].cursor() as cur:
+        cur.execute("TRUNCATE analytics_trade, analytics_candle, analytics_whalealert CASCADE")
+    # analytics.partitions works on the default alias: point it at the reference database for a moment.
+    own = connection.settings_dict["NAME"]
+    connection.close()
+    connection.settings_dict["NAME"] = name
+    try:
+        partitions.ensure_partitions(now - timedelta(hours=3), now + timedelta(days=1))
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = own
+
+
+def insert_rates(passes: list[list[list[Any]]], filled_is_empty: bool) -> tuple[list[float], list[float]]:
+    """Rows/s of ``store_trades`` into the filled table and into the empty reference table, one pass of each of
+    ``passes`` (its batches each their own transaction, as the consumer commits them).
+
+    The two are interleaved batch by batch (alternating which goes first), so that both meet the same machine:
+    on this VM identical passes differ by up to 30%, a batch's neighbour by far less. Each pass starts after a
+    CHECKPOINT (the cluster's, shared by both) with the reference table emptied; the filled table is emptied too
+    when it stands for size 0, otherwise it keeps the rows of the earlier passes (every pass brings trades of its
+    own, a few percent of the table): deleting them would leave dead index pages that slow every later pass.
     """
-    from django.db import connection
+    from django.db import connection, connections
 
     from analytics.storage import store_trades
 
-    rates = []
-    for _ in range(reps):
-        rows = 0
-        started = time.perf_counter()
-        for batch in batches:
-            rows += store_trades(batch).inserted
-        rates.append(rows / (time.perf_counter() - started))
-        with connection.cursor() as cur:
-            cur.execute("DELETE FROM analytics_trade WHERE trade_id >= %s", [batches[0][0].trade_id])
-            cur.execute("VACUUM analytics_trade")
-    return statistics.median(rates), [round(r, 1) for r in rates]
+    filled: list[float] = []
+    reference: list[float] = []
+    for batches in passes:
+        with connections[REFERENCE].cursor() as cur:
+            cur.execute("TRUNCATE analytics_trade")
+        if filled_is_empty:
+            with connection.cursor() as cur:
+                cur.execute("TRUNCATE analytics_trade")
+        settle()
+        spent = {"default": 0.0, REFERENCE: 0.0}
+        rows = {"default": 0, REFERENCE: 0}
+        for i, batch in enumerate(batches):
+            for alias in ("default", REFERENCE) if i % 2 == 0 else (REFERENCE, "default"):
+                started = time.perf_counter()
+                rows[alias] += store_trades(batch, using=alias).inserted
+                spent[alias] += time.perf_counter() - started
+        filled.append(rows["default"] / spent["default"])
+        reference.append(rows[REFERENCE] / spent[REFERENCE])
+    return filled, reference
 
 
 def footprint() -> dict[str, Any]:
@@ -365,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="0,10000000,50000000", help="table sizes (rows) to measure inserts at")
     parser.add_argument("--measure-rows", type=int, default=200_000, help="rows stored per insert measurement")
+    parser.add_argument("--reps", type=int, default=5, help="insert passes per size, into each of the two tables")
     parser.add_argument("--days", type=int, default=30, help="days the filled rows spread over (one partition each)")
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--mix-trades", type=int, default=300_000, help="trades of the many-symbol workload")
@@ -381,35 +426,63 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
     from django.db import connection
 
+    from analytics import partitions
+
+    # The reference: an empty trades table in a database of its own on the same server, measured interleaved with
+    # the filled one at every size (machine load drifts over a half-hour run; a ratio of neighbours does not).
+    now = datetime.now(UTC)
+    reference_url = bench_database_url(env["DATABASE_URL"], "_ref")
+    ensure_database(reference_url)
+    add_reference_database(urlsplit(reference_url).path.lstrip("/"), now)
+    # The measured trades follow the fill within today's partition (3 sizes x 5 passes x 200,000 trades, one a
+    # millisecond, take 50 minutes of market time): late in the day, the whole layout moves back 3 hours.
+    anchor = now if now.hour < 22 else now - timedelta(hours=3)
+    start = (anchor - timedelta(days=opts.days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    fill_end = anchor - timedelta(minutes=5)
     call_command("migrate", verbosity=0, interactive=False)
     with connection.cursor() as cur:
         cur.execute("TRUNCATE analytics_trade, analytics_candle, analytics_whalealert CASCADE")
-    now = datetime.now(UTC)
-    start = (now - timedelta(days=opts.days)).replace(hour=0, minute=0, second=0, microsecond=0)
-    fill_end = now - timedelta(minutes=5)
+    partitions.ensure_partitions(now, now + timedelta(days=1))
     report: dict[str, Any] = {
         "sizes": sizes,
         "measure_rows": opts.measure_rows,
         "days": opts.days,
         "symbols": opts.symbols,
         "insert_rows_per_s": {},
+        "insert_reference_rows_per_s": {},
+        "insert_vs_empty": {},
     }
     filled = 0
     id_base = 10**12
+    market = anchor + timedelta(minutes=1)
     for size in sizes:
         if size > filled:
             fill(size - filled, filled, start, fill_end, opts.symbols)
             filled = size
-        batches = live_batches(opts.measure_rows, opts.symbols, id_base, now + timedelta(minutes=1))
-        id_base += opts.measure_rows
-        if size == 0:
-            settle()
-        rate, runs = insert_rate(batches)
-        report["insert_rows_per_s"][str(size)] = round(rate, 1)
-        report.setdefault("insert_runs", {})[str(size)] = runs
-        print(f"insert at {size:>12,} rows: {rate:>10,.0f} rows/s (runs {runs})", flush=True)
-    rates = report["insert_rows_per_s"]
-    report["insert_largest_vs_empty"] = round(rates[str(sizes[-1])] / rates[str(sizes[0])], 3)
+        passes = []
+        for _ in range(opts.reps):
+            passes.append(live_batches(opts.measure_rows, opts.symbols, id_base, market))
+            id_base += opts.measure_rows
+            market += timedelta(milliseconds=opts.measure_rows)
+        runs, reference_runs = insert_rates(passes, filled_is_empty=size == 0)
+        if size == 0:  # the table was emptied before each pass: empty it after the last one too
+            with connection.cursor() as cur:
+                cur.execute("TRUNCATE analytics_trade")
+        else:
+            filled += opts.reps * opts.measure_rows
+        rate, reference = statistics.median(runs), statistics.median(reference_runs)
+        key = str(size)
+        report["insert_rows_per_s"][key] = round(rate, 1)
+        report["insert_reference_rows_per_s"][key] = round(reference, 1)
+        report["insert_vs_empty"][key] = round(rate / reference, 3)
+        report.setdefault("insert_runs", {})[key] = [round(r, 1) for r in runs]
+        report.setdefault("insert_reference_runs", {})[key] = [round(r, 1) for r in reference_runs]
+        print(
+            f"insert at {size:>12,} rows: {rate:>10,.0f} rows/s; empty table beside it {reference:>10,.0f} rows/s"
+            f" ({rate / reference:.0%}); runs {report['insert_runs'][key]} / {report['insert_reference_runs'][key]}",
+            flush=True,
+        )
+    report["insert_largest_vs_empty"] = report["insert_vs_empty"][str(sizes[-1])]
     report["footprint"] = footprint()
     fill_candles_and_alerts(opts.symbols, start, opts.days)
     report["query_latency"] = query_latency(opts.symbols, start, opts.days)
