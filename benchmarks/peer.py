@@ -15,11 +15,14 @@ Cases:
   paced at ``--paced-rate`` trades/s (below cryptofeed's own rate, so its writer sees small batches as in a live
   market rather than one backlog).
 
-Measured from outside, the same way for both: trades/s = trades stored after the first one was seen / time from
-seeing the first stored trade to the last change (polled every 0.1 s, so start-up is excluded on both sides); CPU
-(user + system) of every process of that side (the simulator and the servers excluded) per stored trade; peak RSS
-(VmHWM; summed over a chain's processes); completeness = distinct offered trades stored / trades offered;
-duplicates = stored records - distinct trades. Results: ``bench-results/peer.json`` and a table on stdout.
+Measured from outside, the same way for both: the window opens when the simulator's feed starts (the side has
+connected and subscribed; this project's chain has its partitions and its worker before that) and closes at the
+last change of what the side stored (polled every 0.1 s; one Kafka consumer kept for the run counts a topic), so
+start-up is excluded on both sides and everything a side buffers is included. trades/s = trades stored in the
+window / its length; CPU (user + system) of every process of that side (the simulator and the servers excluded)
+in the window per stored trade, also per process; peak RSS (VmHWM; summed over a chain's processes);
+completeness = distinct offered trades stored / trades offered; duplicates = stored records - distinct trades.
+Results: ``bench-results/peer.json`` and a table on stdout.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240808.gz"
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
 CF_TABLE = "cryptofeed_trades"
+FEED_STARTED = "simulator: feed started"  # ingest.simulator.feed logs it when the first client has subscribed
 # cryptofeed's documented trades table, plus the unique key its backend expects (it catches UniqueViolationError
 # "when restarting a subscription, some exchanges will re-publish a few messages").
 CF_SCHEMA = f"""
@@ -72,6 +77,7 @@ class Side:
     seconds: float
     cpu_s: float
     processes: dict[str, float] = field(default_factory=dict)  # peak RSS MB per process
+    cpu_us_per_trade_by_process: dict[str, float] = field(default_factory=dict)  # inside the window
 
 
 class Usage:
@@ -81,6 +87,7 @@ class Usage:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.cpu: dict[int, float] = {}
         self.rss: dict[str, float] = {}
+        self.names: dict[int, str] = {}
 
     def watch(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         self.procs[name] = proc
@@ -92,6 +99,7 @@ class Usage:
                 if cpu is not None:
                     self.cpu[pid] = cpu
                 key = name if pid == proc.pid else f"{name}/{pid}"
+                self.names[pid] = key
                 self.rss[key] = max(self.rss.get(key, 0.0), round(peak_rss_mb(pid), 1))
 
     def check_alive(self, logs: Path) -> None:
@@ -110,6 +118,7 @@ class Run:
         logs.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.usage = Usage()
+        self._feed_started = False
 
     def start(self, name: str, argv: list[str], measured: bool = True, **extra: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("wb")
@@ -129,6 +138,13 @@ class Run:
             argv += ["--max-rate", str(opts.paced_rate)]
         proc = self.start("simulator", argv, measured=False, LOG_LEVEL="INFO")
         return _wait_port(self.logs / "simulator.log", proc)
+
+    def feed_started(self) -> bool:
+        """Whether the simulator's feed has started (its log says so once the first client subscribes)."""
+        if not self._feed_started:
+            log = self.logs / "simulator.log"
+            self._feed_started = log.exists() and FEED_STARTED in log.read_text(errors="replace")
+        return self._feed_started
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -169,18 +185,30 @@ def write_recording(path: Path, records: list[TradeRecord]) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- counting
-def topic_count(topic: str) -> int:
-    """Records on ``topic`` (the sum of its partitions' end offsets)."""
-    from kafka import KafkaConsumer, TopicPartition
+class TopicCount:
+    """Records on ``topic`` (the sum of its partitions' end offsets), read by one consumer kept for the run: a
+    consumer built per poll (ten a second) took CPU from the side being measured."""
 
-    from cryptoproject.kafka import client_config
+    def __init__(self, topic: str) -> None:
+        from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(**client_config())
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
-    finally:
-        consumer.close()
+        from cryptoproject.kafka import client_config
+
+        self.topic = topic
+        self.consumer = KafkaConsumer(**client_config())
+        self.partitions: list[Any] = []
+
+    def __call__(self) -> int:
+        from kafka import TopicPartition
+
+        if not self.partitions:
+            self.partitions = [
+                TopicPartition(self.topic, p) for p in self.consumer.partitions_for_topic(self.topic) or ()
+            ]
+        return sum(self.consumer.end_offsets(self.partitions).values()) if self.partitions else 0
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def topic_ids(topic: str, trade_id: Callable[[bytes], int]) -> list[int]:
@@ -218,38 +246,42 @@ def sql_one(query: str) -> tuple[Any, ...]:
 
 @dataclass
 class Window:
-    """What was measured between the first sighting of a stored trade and the last change."""
+    """What was measured between the start of the simulator's feed and the last change of the count."""
 
     first_count: int
     seconds: float
     cpu_at_first: float
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)
 
 
 def settle(run: Run, count: Callable[[], int], target: int, idle_s: float, timeout: float) -> Window:
     """Poll ``count`` until it reaches ``target`` or stops changing for ``idle_s`` (what was lost never comes).
 
-    Start-up (imports, connecting, exchangeInfo) is outside the window on both sides: the rate and the CPU per
-    trade are counted from the first stored trade on."""
-    first: tuple[int, float] | None = None
-    cpu_at_first = 0.0
+    The window opens when the simulator's feed starts, that is when the side has connected and subscribed (the
+    feed waits for its first subscriber): start-up (imports, connecting, exchangeInfo) is outside it on both sides,
+    and everything from the first trade sent to the last one stored is inside it, whatever a side holds back
+    before its first write. (Opening it at the first stored trade instead favoured a side that parses a backlog
+    while its database connection opens: cryptofeed's Postgres backend then showed a sixth of its CPU.)"""
+    opened: tuple[int, float, float] | None = None
+    cpu_by_pid: dict[int, float] = {}
     last, last_change = 0, time.monotonic()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run.usage.sample()
         run.usage.check_alive(run.logs)
+        if opened is None and run.feed_started():
+            opened = (count(), time.monotonic(), sum(run.usage.cpu.values()))
+            cpu_by_pid = dict(run.usage.cpu)
         now_count, now = count(), time.monotonic()
         if now_count != last:
             last, last_change = now_count, now
-            if first is None:
-                first = (now_count, now)
-                cpu_at_first = sum(run.usage.cpu.values())
-        if first is not None and (now_count >= target or now - last_change > idle_s):
+        if opened is not None and last and (now_count >= target or now - last_change > idle_s):
             break
         time.sleep(0.1)
     run.usage.sample()
-    if first is None:
+    if opened is None or not last:
         raise RuntimeError(f"nothing was stored within {timeout:.0f} s; see {run.logs}")
-    return Window(first[0], max(last_change - first[1], 1e-3), cpu_at_first)
+    return Window(opened[0], max(last_change - opened[1], 1e-3), opened[2], cpu_by_pid)
 
 
 def side(run: Run, offered: int, ids: list[int], expected: set[int], window: Window) -> Side:
@@ -261,6 +293,11 @@ def side(run: Run, offered: int, ids: list[int], expected: set[int], window: Win
     # Too little stored after the first sighting to time anything (a side that kept almost nothing): no rate.
     measurable = counted >= max(offered // 100, 1)
     seconds = window.seconds
+    by_process: dict[str, float] = {}
+    for pid, used in run.usage.cpu.items():
+        name = run.usage.names.get(pid, str(pid))
+        by_process[name] = by_process.get(name, 0.0) + used - window.cpu_by_pid.get(pid, 0.0)
+    by_process = {k: round(v / max(counted, 1) * 1e6, 1) for k, v in by_process.items()}
     return Side(
         trades_per_s=round(counted / seconds, 1) if measurable else None,
         cpu_us_per_trade=round((cpu - window.cpu_at_first) / counted * 1e6, 1) if measurable else None,
@@ -273,6 +310,7 @@ def side(run: Run, offered: int, ids: list[int], expected: set[int], window: Win
         seconds=round(seconds, 2),
         cpu_s=round(cpu, 2),
         processes=dict(run.usage.rss),
+        cpu_us_per_trade_by_process=by_process if measurable else {},
     )
 
 
@@ -296,7 +334,11 @@ def ingest_ours(
             BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
             BINANCE_REST_URL=f"http://127.0.0.1:{port}",
         )
-        window = settle(run, lambda: topic_count(topic), len(expected), opts.idle, opts.timeout)
+        counter = TopicCount(topic)
+        try:
+            window = settle(run, counter, len(expected), opts.idle, opts.timeout)
+        finally:
+            counter.close()
     finally:
         run.stop()
     ids = topic_ids(topic, lambda value: decode(value).trade_id)
@@ -323,12 +365,33 @@ def ingest_cryptofeed(
         # The settings' value (the environment's, or the default stack's address when it sets none).
         argv += ["kafka", "--bootstrap", settings.KAFKA_BOOTSTRAP_SERVERS[0], "--key", key]
         run.start("cryptofeed", argv)
-        window = settle(run, lambda: topic_count(topic), len(expected), opts.idle, opts.timeout)
+        counter = TopicCount(topic)
+        try:
+            window = settle(run, counter, len(expected), opts.idle, opts.timeout)
+        finally:
+            counter.close()
     finally:
         run.stop()
     ids = topic_ids(topic, lambda value: int(json.loads(value)["id"]))
     _delete_topics(topic)
     return side(run, len(expected), ids, expected, window)
+
+
+def wait_ready(run: Run, worker: str, timeout: float) -> None:
+    """Until ``consume_trades`` has its partitions (a new group's first assignment waits for the broker's initial
+    rebalance delay, 3 s by default) and the Celery ``worker`` answers a ping."""
+    from cryptoproject.celery import app
+
+    deadline = time.monotonic() + timeout
+    log = run.logs / "consume_trades.log"
+    assigned = answered = False
+    while not (assigned and answered):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the chain was not ready within {timeout:.0f} s; see {run.logs}")
+        run.usage.check_alive(run.logs)
+        assigned = assigned or (log.exists() and "partitions assigned" in log.read_text(errors="replace"))
+        answered = answered or bool(app.control.ping(destination=[worker], timeout=0.5))
+        time.sleep(0.2)
 
 
 def storage_ours(
@@ -349,7 +412,9 @@ def storage_ours(
         worker = [sys.executable, "-m", "celery", "-A", "cryptoproject", "worker", "-Q", "analytics,alerts,default"]
         worker += ["-c", "2", "-n", f"bench-peer-{suffix}@%h", "--without-gossip", "--without-mingle"]
         run.start("worker", [*worker, "--loglevel", "WARNING"])
-        run.start("consume_trades", manage("consume_trades"))
+        # INFO for its "partitions assigned" line: the chain is running before the market opens, as it is live.
+        run.start("consume_trades", manage("consume_trades"), LOG_LEVEL="INFO")
+        wait_ready(run, f"bench-peer-{suffix}@{socket.gethostname()}", opts.timeout)
         port = run.simulator(files, opts)
         run.start(
             "ingest",

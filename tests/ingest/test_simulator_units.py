@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from decimal import Decimal
 from pathlib import Path
 
@@ -349,3 +350,21 @@ def test_max_rate_spreads_the_feed_over_time(max_rate: float, paced: bool) -> No
     sizes = asyncio.run(run())
     assert sum(sizes) == 200
     assert (len(sizes) > 10) is paced
+
+
+def test_feed_says_when_it_starts_and_finishes(caplog: pytest.LogCaptureFixture) -> None:
+    # make bench-peer opens its measurement window on the "feed started" line: it must come once the first
+    # client has subscribed, before the first trade goes out.
+    async def run() -> None:
+        feed = Feed((trade(i) for i in range(1, 11)), lambda r: r.trade_id, speed=0)
+        subscriber = Subscriber(feed, max_chunks=1000)
+        task = asyncio.create_task(feed.run())
+        await asyncio.sleep(0.05)
+        assert "simulator: feed started" not in caplog.text  # nobody subscribed: the market has not opened
+        subscriber.subscribe(["BTCUSDT"])
+        await task
+
+    with caplog.at_level(logging.INFO, logger="ingest.simulator.feed"):
+        asyncio.run(run())
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.index("simulator: feed started") < messages.index("simulator: feed finished")
