@@ -3,9 +3,12 @@
 - No exact ``COUNT(*)`` per page: ``show_full_result_count = False`` and
   :class:`~analytics.paginators.EstimatedCountPaginator` (planner estimate unfiltered, bounded count filtered).
 - Exchange/symbol filter choices come from a loose index scan, not ``SELECT DISTINCT`` over the table.
-- Trade search is an exact trade id, probed through the natural-key index once per known pair.
+- Trade search is an exact trade id, looked for in the natural-key index once per known pair. That index is ordered
+  by time before the id (it serves every read by time), so each probe reads the pair's entries in every partition
+  the other filters leave: on a large table, pick a day in the date hierarchy first (one partition).
 - Trades are ordered by primary key (insertion order, an index) unless one symbol is selected, when the
-  ``(exchange, symbol, traded_at)`` index serves newest-first; column sorting is off, since it would sort the table.
+  ``(exchange, symbol, traded_at, trade_id)`` index serves newest-first; column sorting is off, since it would sort
+  the table.
 - Market data is read-only: it comes from the pipeline, and a hand edit would be silently undone by a recompute.
 """
 
@@ -119,7 +122,7 @@ class TradeAdmin(BigTableAdmin):
     )
     list_filter = (ExchangeFilter, SymbolFilter, SideFilter)
     search_fields = ("trade_id",)
-    search_help_text = "An exact trade id (the exchange's number)."
+    search_help_text = "An exact trade id (the exchange's number); on a large table, pick a day first."
     date_hierarchy = "traded_at"
     # The date hierarchy is rendered by templates/admin/analytics/trade/change_list.html without table scans.
 
@@ -144,7 +147,8 @@ class TradeAdmin(BigTableAdmin):
         pairs = known_pairs()
         if not pairs:
             return queryset.none(), False
-        # One natural-key index probe per pair (a BitmapOr), instead of scanning for trade_id alone.
+        # One natural-key index scan per pair (a BitmapOr) checking trade_id in the index, not the table: the key is
+        # (exchange, symbol, traded_at, trade_id), so a day picked in the date hierarchy bounds it to one partition.
         condition = Q()
         for exchange, symbol in pairs:
             condition |= Q(exchange=exchange, symbol=symbol, trade_id=trade_id)

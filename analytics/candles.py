@@ -3,12 +3,12 @@
 A bucket is always recomputed whole (never incrementally), so batches that arrive out of order or are replayed
 leave exactly the candle the stored trades define, and running the same recomputation twice changes nothing.
 
-The 1m buckets are aggregated from ``analytics_trade`` (served by the ``(exchange, symbol, traded_at)`` index:
-an index range scan, checked with EXPLAIN in the tests). Every larger interval is rolled up from the 1m candles of
-the same transaction, which is exact because all intervals are whole multiples of one minute aligned on the Unix
-epoch (every 1m bucket nests in exactly one bucket of each interval): a 1d candle then reads at most 1,440 rows
-instead of a whole day of trades. Buckets are aligned with ``date_bin`` on 1970-01-01 UTC, so days start at UTC
-midnight.
+The 1m buckets are aggregated from ``analytics_trade`` (served by its natural key's index, ``(exchange, symbol,
+traded_at, trade_id)``: an index range scan, checked with EXPLAIN in the tests). Every larger interval is rolled up
+from the 1m candles of the same transaction, which is exact because all intervals are whole multiples of one
+minute aligned on the Unix epoch (every 1m bucket nests in exactly one bucket of each interval): a 1d candle then
+reads at most 1,440 rows instead of a whole day of trades. Buckets are aligned with ``date_bin`` on 1970-01-01 UTC,
+so days start at UTC midnight.
 
 A per-symbol transaction-scoped advisory lock serialises recomputations of one symbol: two workers that
 recompute the same bucket from different snapshots could otherwise commit the older snapshot last.

@@ -46,6 +46,11 @@ class Trade(models.Model):
     that day's indexes and retention drops whole partitions. PostgreSQL enforces a unique key across partitions
     only if it holds the partition column, hence ``traded_at`` in the natural key (a replayed trade carries the
     same time) and a primary key of (id, traded_at) in the database; ``id`` stays unique (one sequence).
+
+    The natural key's index is ordered (exchange, symbol, traded_at, trade_id) (migration 0005): uniqueness does not
+    depend on the column order, and in this order the one B-tree also serves every read of a symbol's trades by time
+    (candles, whales, stats, the API's keyset pages by (traded_at, trade_id)), so no second B-tree is kept up on
+    every insert. No query looks a trade up by id without its time.
     """
 
     exchange = models.CharField(max_length=16)
@@ -65,10 +70,9 @@ class Trade(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["exchange", "symbol", "trade_id", "traded_at"], name="trade_natural_key"),
+            models.UniqueConstraint(fields=["exchange", "symbol", "traded_at", "trade_id"], name="trade_natural_key"),
         ]
         indexes = [
-            models.Index(fields=["exchange", "symbol", "traded_at"], name="trade_symbol_time"),
             BrinIndex(fields=["traded_at"], name="trade_time_brin", autosummarize=True),
         ]
 

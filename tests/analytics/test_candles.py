@@ -205,6 +205,7 @@ def test_range_scan_uses_the_symbol_time_index():
             ["binance", "BTCUSDT", ms_to_datetime(middle), ms_to_datetime(middle + 5_000)],
         )
         plan = "\n".join(row[0] for row in cur.fetchall())
-    # Each partition carries its own copy of the trade_symbol_time index, named after the partition.
-    assert "exchange_symbol_traded_at_idx" in plan, plan
+    # Each partition carries its own copy of the natural key's index (exchange, symbol, traded_at, trade_id), named
+    # after the partition (cut to 63 characters).
+    assert "_exchange_symbol_traded_at_trade" in plan, plan
     assert "Seq Scan" not in plan, plan

@@ -119,3 +119,47 @@ def test_migration_moves_an_existing_table_into_partitions_and_back():
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def _trade_indexes() -> dict[str, str]:
+    """The trades table's own indexes (the partitioned parent's): name -> definition."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'analytics_trade'")
+        return dict(cur.fetchall())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0005_keys_trades_by_time_and_drops_the_second_btree():
+    """0005 orders the natural key's index (exchange, symbol, traded_at, trade_id) and drops the (exchange, symbol,
+    traded_at) index: stored trades stay, a replay is still refused by the key, and backwards restores both."""
+    executor = MigrationExecutor(connection)
+    before, after = [("analytics", "0004_partition_trades")], [("analytics", "0005_trade_key_serves_time_reads")]
+    at = datetime(2024, 2, 29, 12, tzinfo=UTC)  # a day of its own: its partition is dropped afterwards
+    executor.migrate(before)
+    try:
+        assert "trade_symbol_time" in _trade_indexes()
+        assert "(exchange, symbol, trade_id, traded_at)" in _trade_indexes()["trade_natural_key"]
+        partitions.ensure_partitions(at, at)
+        assert store_trades([_record(1, at), _record(2, at)]).inserted == 2
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(after)
+        indexes = _trade_indexes()
+        assert "trade_symbol_time" not in indexes
+        assert "UNIQUE" in indexes["trade_natural_key"]
+        assert "(exchange, symbol, traded_at, trade_id)" in indexes["trade_natural_key"]
+        assert store_trades([_record(1, at), _record(2, at), _record(3, at)]).inserted == 1
+        assert sorted(Trade.objects.values_list("trade_id", flat=True)) == [1, 2, 3]
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(before)
+        indexes = _trade_indexes()
+        assert "(exchange, symbol, traded_at)" in indexes["trade_symbol_time"]
+        assert "(exchange, symbol, trade_id, traded_at)" in indexes["trade_natural_key"]
+        assert store_trades([_record(3, at)]).inserted == 0
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+        with connection.cursor() as cur:  # a transactional test's DDL stays: leave no partition to the next tests
+            cur.execute("DROP TABLE IF EXISTS analytics_trade_p20240229")

@@ -162,7 +162,7 @@ def test_trade_filters_use_bounded_counts(admin_client: Client) -> None:
     rows = list(cl.result_list)
     assert rows
     assert all((r.exchange, r.symbol, r.is_buyer_maker) == ("binance", "ETHUSDT", True) for r in rows)
-    # One symbol selected: newest first through the (exchange, symbol, traded_at) index.
+    # One symbol selected: newest first through the (exchange, symbol, traded_at, trade_id) index.
     assert [r.traded_at for r in rows] == sorted((r.traded_at for r in rows), reverse=True)
     expected = Trade.objects.filter(exchange="binance", symbol="ETHUSDT", is_buyer_maker=True).count()
     assert cl.result_count == min(expected, COUNT_CAP + 1)

@@ -358,5 +358,6 @@ def test_deep_pages_seek_through_the_index(client: Client) -> None:
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("RESET enable_seqscan")
         cursor.execute("RESET enable_bitmapscan")
-    assert "exchange_symbol_traded_at_idx" in plan  # each partition's copy of the trade_symbol_time index
+    # each partition's copy of the natural key's index (exchange, symbol, traded_at, trade_id), its name cut to 63
+    assert "_exchange_symbol_traded_at_trade" in plan, plan
     assert "traded_at <=" in plan.split("Index Cond:")[1].splitlines()[0]
