@@ -131,7 +131,8 @@ class Run:
     def simulator(self, files: list[Path], opts: argparse.Namespace) -> int:
         """A fresh simulator replaying ``files``; the case (the log directory's name) picks its faults."""
         argv = [*manage("simulate_exchange", "--exchange", "binance", "--port", "0", "--speed", "0")]
-        argv += ["--ping-interval", "0", "--replay", *map(str, files)]
+        # --preload: the files are parsed before anyone connects, so the feed's pace is its sending alone.
+        argv += ["--ping-interval", "0", "--preload", "--replay", *map(str, files)]
         if "drops" in self.logs.name:
             argv += ["--drop-every", str(opts.drop_every)]
         if "paced" in self.logs.name:

@@ -356,6 +356,20 @@ def test_build_source_options() -> None:
     assert known == ("BTC-USDT", "ETH-USD")
 
 
+def test_build_source_preloads_a_finite_replay() -> None:
+    base: dict[str, Any] = {"synthetic": False, "symbols": "", "rate": 0.0, "seed": 0, "symbol": None, "loop": False}
+    lazy, _, _ = build_source({**base, "replay": [str(TRX_CSV)]}, "binance")
+    loaded, _, known = build_source({**base, "replay": [str(TRX_CSV)], "preload": True}, "binance")
+    assert known == ("TRXUSDT",)
+    assert list(loaded) == list(lazy)
+    looped, _, _ = build_source(
+        {**base, "replay": [str(TRX_CSV)], "loop": True, "max_trades": 25_000, "preload": True}, "binance"
+    )
+    assert len(list(looped)) == 25_000
+    with pytest.raises(CommandError, match="--preload needs a finite market"):
+        build_source({**base, "replay": [str(TRX_CSV)], "loop": True, "preload": True}, "binance")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -49,6 +49,12 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
             raise CommandError(f"--max-trades must be positive, got {options['max_trades']}")
         # A finite market: fault tests compare the stored trades with exactly these N.
         records = itertools.islice(records, options["max_trades"])
+    if options.get("preload"):
+        if options["loop"] and not options.get("max_trades"):
+            raise CommandError("--preload needs a finite market: with --loop, give --max-trades too")
+        # Read and parsed now, before anyone connects: the feed then costs only its sending (benchmarks measure the
+        # clients, not how fast the simulator reads its files).
+        records = iter(list(records))
     if options.get("present"):
         records, pace = on_present_clock(records, pace, lambda: time.time_ns() // 1_000_000)
     return records, pace, tuple(sorted(names))
@@ -70,6 +76,9 @@ class Command(BaseCommand):
         parser.add_argument("--loop", action="store_true", help="repeat the files with shifted ids and times")
         parser.add_argument(
             "--max-trades", type=int, default=0, help="end the market after N trades (0: no end; with --loop)"
+        )
+        parser.add_argument(
+            "--preload", action="store_true", help="read the whole replay into memory before listening (benchmarks)"
         )
         parser.add_argument(
             "--present",
