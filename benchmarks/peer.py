@@ -622,8 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["machine"] = {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}
     report["note"] = (
-        "one run on a shared 2-core machine (other sessions' servers and tests ran at the same time): absolute "
-        "figures are noisy; the ratios were measured in the same run on the same stream"
+        "one run on this machine: both sides share its cores with the simulator, Kafka, PostgreSQL and Redis, and "
+        "absolute figures differ about twofold between machines (the load average at the end is under machine); "
+        "the ratios were measured in the same run on the same stream"
     )
     report["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     opts.output.parent.mkdir(parents=True, exist_ok=True)
