@@ -478,6 +478,73 @@ def storage_cryptofeed(
     return side(run, len(expected), ids, expected, window)
 
 
+# --------------------------------------------------------------------------------------------- ceilings
+def _stage(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """One ``benchmarks.peer_ceilings`` stage in its own process; its JSON line."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peer_ceilings", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"peer_ceilings {args[0]} failed:\n{out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median CPU per trade, with every run's CPU per trade beside it."""
+    ordered = sorted(runs, key=lambda r: r["cpu_us_per_trade"])
+    return {**ordered[len(ordered) // 2], "cpu_us_per_trade_runs": [r["cpu_us_per_trade"] for r in runs]}
+
+
+def ceilings(opts: argparse.Namespace, env: dict[str, str], files: list[Path], logs: Path) -> dict[str, Any]:
+    """Each stage of ingest alone on the same trades (receive, parse, publish), ``--ceiling-runs`` times each."""
+    from cryptoproject.kafka import TopicSpec, ensure_topics
+
+    receive, parse, publish = [], [], []
+    for _ in range(opts.ceiling_runs):
+        run = Run(env, logs)
+        try:
+            port = run.simulator(files, opts)
+            receive.append(_stage(env, "receive", "--url", f"ws://127.0.0.1:{port}", "--trades", str(opts.trades)))
+        finally:
+            run.stop()
+        parse.append(_stage(env, "parse", "--frames", str(files[0])))
+        suffix = uuid.uuid4().hex[:8]
+        topic, dlq = f"bench.peer.ceiling.{suffix}", f"bench.peer.ceiling-dlq.{suffix}"
+        ensure_topics([TopicSpec(topic, 6, {}), TopicSpec(dlq, 1, {})])
+        try:
+            publish.append(_stage(env, "publish", "--frames", str(files[0]), "--topic", topic, "--dlq", dlq))
+        finally:
+            _delete_topics(topic, dlq)
+    stages = {"receive": _median(receive), "parse": _median(parse), "publish": _median(publish)}
+    total = round(sum(s["cpu_us_per_trade"] for s in stages.values()), 2)
+    return {
+        **stages,
+        "sum_cpu_us_per_trade": total,
+        # One ingest process runs the three stages under one GIL: it cannot go faster than this.
+        "one_process_trades_per_s_bound": round(1e6 / total, 1),
+    }
+
+
+def target_budget(report: dict[str, Any]) -> dict[str, Any]:
+    """What the ingest targets ask in absolute terms, from cryptofeed's figures in this run, beside the ceilings."""
+    theirs = report["ingest"]["cryptofeed"]
+    budget: dict[str, Any] = {
+        "ingest_cpu_us_per_trade_max": round(theirs["cpu_us_per_trade"] * report["targets"]["ingest_cpu_ratio_max"], 2),
+        "ingest_trades_per_s_min": round(theirs["trades_per_s"] * report["targets"]["ingest_rate_ratio_min"], 1),
+    }
+    limits = report.get("ceilings")
+    if limits:
+        budget["stages_alone_cpu_us_per_trade"] = limits["sum_cpu_us_per_trade"]
+        budget["one_process_trades_per_s_bound"] = limits["one_process_trades_per_s_bound"]
+    return budget
+
+
 def _delete_topics(*topics: str) -> None:
     from cryptoproject.kafka import admin_client
 
@@ -541,6 +608,23 @@ def format_table(report: dict[str, Any]) -> str:
             f"{'':<26} ratio: rate x{r['trades_per_s_ours_over_cryptofeed']}, "
             f"CPU/trade x{r['cpu_per_trade_ours_over_cryptofeed']}, RSS x{r['peak_rss_ours_over_cryptofeed']}"
         )
+    limits = report.get("ceilings")
+    if limits:
+        lines.append("each ingest stage alone (median CPU µs/trade; rate):")
+        for stage in ("receive", "parse", "publish"):
+            lines.append(
+                f"  {stage:<8} {limits[stage]['cpu_us_per_trade']:>7.2f} µs  {limits[stage]['trades_per_s']:>10,.0f}/s"
+            )
+        lines.append(
+            f"  sum      {limits['sum_cpu_us_per_trade']:>7.2f} µs  one process bound "
+            f"{limits['one_process_trades_per_s_bound']:,.0f}/s"
+        )
+    budget = report.get("ingest_target_budget")
+    if budget:
+        lines.append(
+            f"ingest targets in this run: at most {budget['ingest_cpu_us_per_trade_max']} µs/trade, "
+            f"at least {budget['ingest_trades_per_s_min']:,.0f} trades/s"
+        )
     lines.append(report["note"])
     return "\n".join(lines)
 
@@ -558,7 +642,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--paced-rate", type=float, default=2000.0, help="trades/s offered in the paced duplicates case"
     )
-    parser.add_argument("--cases", default="ingest,storage,ingest_drops,storage_duplicates,storage_duplicates_paced")
+    parser.add_argument(
+        "--cases", default="ceilings,ingest,storage,ingest_drops,storage_duplicates,storage_duplicates_paced"
+    )
+    parser.add_argument("--ceiling-runs", type=int, default=3, help="runs of each stage alone (median reported)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "peer.json")
     return parser.parse_args(argv)
 
@@ -608,6 +695,10 @@ def main(argv: list[str] | None = None) -> int:
         "storage_duplicates_paced": (storage_ours, storage_cryptofeed, overlapping),
     }
     for case in cases:
+        if case == "ceilings":
+            print("ceilings: each ingest stage alone ...", flush=True)
+            report["ceilings"] = ceilings(opts, env, whole, logs / "ceilings")
+            continue
         ours_fn, theirs_fn, files = plan[case]
         print(f"{case}: ours ...", flush=True)
         ours = ours_fn(opts, env, files, expected, logs / f"{case}-ours")
@@ -620,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
         "storage_rate_ratio_min": 1,
         "ours_lost_and_duplicated": 0,
     }
+    if "ingest" in report:
+        report["ingest_target_budget"] = target_budget(report)
     report["machine"] = {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}
     report["note"] = (
         "one run on this machine: both sides share its cores with the simulator, Kafka, PostgreSQL and Redis, and "
