@@ -7,6 +7,8 @@ virtualenv (``.venv-peer``, ``requirements/peer.txt``) through ``benchmarks/peer
 endpoints are moved to the simulator (it subscribes to ``@aggTrade``, which the simulator serves).
 
 Cases:
+- ceilings: each stage of ingest alone on the same trades (``benchmarks/peer_ceilings.py``): receive, parse,
+  publish; their CPU per trade adds up to what no ingest on these libraries goes below;
 - ingest: simulator -> ``manage.py ingest`` -> Kafka, against cryptofeed's Kafka backend;
 - storage: simulator -> ingest -> Kafka -> ``consume_trades`` -> PostgreSQL with 1m candles (Celery worker), rows
   durable, against cryptofeed's Postgres backend (trades only);
