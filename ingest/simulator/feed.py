@@ -245,6 +245,10 @@ class TradeStore:
         """Symbols with at least one stored trade."""
         return set(self._ids)
 
+    def last_ids(self) -> dict[str, int]:
+        """The newest id produced per symbol."""
+        return {symbol: ids[-1] for symbol, ids in self._ids.items() if ids}
+
     def __len__(self) -> int:
         return sum(len(ids) for ids in self._ids.values())
 

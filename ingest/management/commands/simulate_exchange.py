@@ -4,10 +4,12 @@ trades or generating synthetic ones, with fault injection, for the demo, the tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import signal
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -16,6 +18,7 @@ from ingest.records import TradeRecord
 from ingest.replay import ReplayError
 from ingest.simulator.config import EXCHANGES, ConfigError, SimulatorConfig
 from ingest.simulator.feed import PaceKey, exchange_symbol, on_present_clock, replay_source, trade_time
+from ingest.simulator.ids import StateError, continue_ids, load_last_ids, save_last_ids
 from ingest.simulator.server import Simulator
 from ingest.simulator.synthetic import synthetic_trades
 
@@ -103,6 +106,13 @@ class Command(BaseCommand):
             help="REST reaches back this many trades per symbol (0: all stored); older gaps are unrecoverable",
         )
         parser.add_argument(
+            "--state",
+            type=Path,
+            metavar="FILE",
+            help="keep each symbol's last trade id sent in FILE and continue after it on the next start (a restarted "
+            "market never issues an id twice; without it a replay restarts at the recording's ids)",
+        )
+        parser.add_argument(
             "--rest-rate",
             type=float,
             default=None,
@@ -112,6 +122,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         exchange = options["exchange"]
         source, pace, symbols = build_source(options, exchange)
+        state: Path | None = options.get("state")
+        self._known_ids: dict[str, int] = {}
+        if state is not None:
+            try:
+                self._known_ids = load_last_ids(state, exchange)
+            except StateError as exc:
+                raise CommandError(str(exc)) from None
+            source = continue_ids(source, self._known_ids)
         try:
             config = SimulatorConfig(
                 exchange=exchange,
@@ -134,9 +152,9 @@ class Command(BaseCommand):
             )
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        asyncio.run(self._serve(Simulator(config, source, pace)))
+        asyncio.run(self._serve(Simulator(config, source, pace), state))
 
-    async def _serve(self, simulator: Simulator) -> None:
+    async def _serve(self, simulator: Simulator, state: Path | None = None) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -146,8 +164,32 @@ class Command(BaseCommand):
             self.stdout.write(f"listening on ws://{host}:{port}")
             self.stdout.flush()
 
-        await simulator.serve(stop, ready)
+        keeper = asyncio.create_task(self._keep_state(simulator, state)) if state is not None else None
+        try:
+            await simulator.serve(stop, ready)
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+                self._save_state(simulator, state)
         self.stdout.write(
             f"stopped: {simulator.feed.produced} trades produced, {simulator.connections} connections served, "
             f"{simulator.malformed} malformed frames sent"
         )
+
+    async def _keep_state(self, simulator: Simulator, state: Path | None, interval: float = 1.0) -> None:
+        """Rewrite the state file every ``interval`` seconds while the market runs (a crash loses at most that)."""
+        saved: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(interval)
+            saved = self._save_state(simulator, state, saved)
+
+    def _save_state(
+        self, simulator: Simulator, state: Path | None, saved: dict[str, int] | None = None
+    ) -> dict[str, int]:
+        """Write the symbols' last ids (this run's, and an earlier run's for symbols not traded yet) when changed."""
+        last_ids = {**self._known_ids, **simulator.feed.store.last_ids()}
+        if state is not None and last_ids and last_ids != saved:
+            save_last_ids(state, simulator.config.exchange, last_ids)
+        return last_ids
