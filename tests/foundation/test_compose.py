@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import yaml
@@ -111,3 +112,39 @@ def test_scale_profile_app_processes_use_the_cluster_and_the_replica() -> None:
     # One ingest process per exchange.
     exchanges = [arg.split("=", 1)[1] for s in apps.values() for arg in s["command"] if arg.startswith("--exchange=")]
     assert sorted(exchanges) == ["binance", "coinbase", "kraken"]
+
+
+def _flag(command: list[str], name: str) -> str | None:
+    return next((arg.split("=", 1)[1] for arg in command if arg.startswith(f"--{name}=")), None)
+
+
+def test_default_services_run_the_demos_exchanges_each_ingest_reading_its_own_simulator() -> None:
+    """The Procfile of ``make demo`` runs a simulator and an ingest per exchange; so does the default compose."""
+    services = {n: s for n, s in load_compose()["services"].items() if "profiles" not in s}
+    procfile = [line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line[:1].isalpha()]
+    demo_ingests = {
+        cmd.split("--exchange ")[1].split()[0]: cmd.split("--symbols ")[1].split()[0]
+        for name, cmd in procfile
+        if name.startswith("ingest-")
+    }
+    simulators = {
+        (name, _flag(s["command"], "port")): _flag(s["command"], "exchange")
+        for name, s in services.items()
+        if s.get("command", [])[:3] == ["python", "manage.py", "simulate_exchange"]
+    }
+    ingests = {
+        str(_flag(s["command"], "exchange")): s
+        for s in services.values()
+        if s.get("command", [])[:3] == ["python", "manage.py", "ingest"]
+    }
+    assert {exchange: _flag(s["command"], "symbols") for exchange, s in ingests.items()} == demo_ingests
+    # Each simulator keeps its trade ids across restarts, on a volume (a replay would issue its ids again).
+    for name, _port in simulators:
+        assert _flag(services[name]["command"], "state"), name
+        assert "simulator-state:/state" in services[name]["volumes"], name
+    for exchange, service in ingests.items():
+        for kind, scheme in (("WS", "ws"), ("REST", "http")):
+            url = urlsplit(service["environment"][f"{exchange.upper()}_{kind}_URL"])
+            assert url.scheme == scheme, (exchange, kind)
+            assert simulators[(url.hostname, str(url.port))] == exchange, (exchange, kind)
+            assert url.hostname in service["depends_on"], exchange
