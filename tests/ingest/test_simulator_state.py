@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import Callable
@@ -99,3 +100,23 @@ def test_a_restarted_simulator_continues_after_the_ids_it_sent(
     assert second.stop(signal.SIGTERM) == 0
     assert load_last_ids(state, "binance")["BTCUSDT"] >= recorded[-1] + 100  # what it produced, sent or queued
     assert json.loads(state.read_text())["exchange"] == "binance"
+
+
+def test_a_state_file_that_cannot_be_written_is_logged_and_the_market_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from ingest.management.commands.simulate_exchange import Command
+    from ingest.simulator.feed import TradeStore
+
+    store = TradeStore()
+    store.add(trade("BTCUSDT", 42))
+    simulator = SimpleNamespace(feed=SimpleNamespace(store=store), config=SimpleNamespace(exchange="binance"))
+    (tmp_path / "a-file").write_text("")
+    command = Command()
+    command._known_ids = {}
+    keeper = command._keep_state(simulator, tmp_path / "a-file" / "state.json", interval=0.01)  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError):  # still running after several failed turns
+        asyncio.run(asyncio.wait_for(keeper, 0.2))
+    assert "simulator: state file not written" in caplog.messages

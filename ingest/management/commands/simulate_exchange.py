@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import signal
 import time
 from collections.abc import Iterable
@@ -21,6 +22,8 @@ from ingest.simulator.feed import PaceKey, exchange_symbol, on_present_clock, re
 from ingest.simulator.ids import StateError, continue_ids, load_last_ids, save_last_ids
 from ingest.simulator.server import Simulator
 from ingest.simulator.synthetic import synthetic_trades
+
+logger = logging.getLogger(__name__)
 
 
 def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[TradeRecord], PaceKey, tuple[str, ...]]:
@@ -183,7 +186,10 @@ class Command(BaseCommand):
         saved: dict[str, int] = {}
         while True:
             await asyncio.sleep(interval)
-            saved = self._save_state(simulator, state, saved)
+            try:
+                saved = self._save_state(simulator, state, saved)
+            except OSError as exc:  # the market goes on; the next turn (or the shutdown) tries again
+                logger.warning("simulator: state file not written", extra={"path": str(state), "error": str(exc)})
 
     def _save_state(
         self, simulator: Simulator, state: Path | None, saved: dict[str, int] | None = None
