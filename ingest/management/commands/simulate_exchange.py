@@ -171,7 +171,7 @@ class Command(BaseCommand):
         try:
             await simulator.serve(stop, ready)
         finally:
-            if keeper is not None:
+            if keeper is not None and state is not None:
                 keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
@@ -181,7 +181,7 @@ class Command(BaseCommand):
             f"{simulator.malformed} malformed frames sent"
         )
 
-    async def _keep_state(self, simulator: Simulator, state: Path | None, interval: float = 1.0) -> None:
+    async def _keep_state(self, simulator: Simulator, state: Path, interval: float = 1.0) -> None:
         """Rewrite the state file every ``interval`` seconds while the market runs (a crash loses at most that)."""
         saved: dict[str, int] = {}
         while True:
@@ -191,11 +191,9 @@ class Command(BaseCommand):
             except OSError as exc:  # the market goes on; the next turn (or the shutdown) tries again
                 logger.warning("simulator: state file not written", extra={"path": str(state), "error": str(exc)})
 
-    def _save_state(
-        self, simulator: Simulator, state: Path | None, saved: dict[str, int] | None = None
-    ) -> dict[str, int]:
+    def _save_state(self, simulator: Simulator, state: Path, saved: dict[str, int] | None = None) -> dict[str, int]:
         """Write the symbols' last ids (this run's, and an earlier run's for symbols not traded yet) when changed."""
         last_ids = {**self._known_ids, **simulator.feed.store.last_ids()}
-        if state is not None and last_ids and last_ids != saved:
+        if last_ids and last_ids != saved:
             save_last_ids(state, simulator.config.exchange, last_ids)
         return last_ids
