@@ -52,20 +52,24 @@ class ReplicaRouter:
     """``DATABASE_ROUTERS`` entry: replica reads inside :func:`replica_reads`, the primary for everything else."""
 
     def db_for_read(self, model: type[Model], **hints: Any) -> str | None:
+        """The replica inside :func:`replica_reads` (not for :data:`PRIMARY_ONLY_APPS`), else None: the default."""
         if _reads_on_replica.get() and model._meta.app_label not in PRIMARY_ONLY_APPS:
             return REPLICA
         return None  # Django's default: the primary, or the database the hinted instance came from
 
     def db_for_write(self, model: type[Model], **hints: Any) -> str:
+        """Always the primary, so an instance read from the replica is never saved there."""
         # Explicitly the primary: left to Django, saving an instance read from the replica would write there.
         return DEFAULT_DB_ALIAS
 
     def allow_relation(self, obj1: Model, obj2: Model, **hints: Any) -> bool | None:
+        """Allow relations between rows of the primary and the replica (one database); None for other aliases."""
         # Both aliases are the same database: a row read from the replica may point at one read from the primary.
         if {obj1._state.db, obj2._state.db} <= {DEFAULT_DB_ALIAS, REPLICA}:
             return True
         return None
 
     def allow_migrate(self, db: str, app_label: str, model_name: str | None = None, **hints: Any) -> bool | None:
+        """Never migrate the replica (it follows the primary's schema); None leaves other aliases to Django."""
         # The replica follows the primary's schema by streaming; it is read-only.
         return False if db == REPLICA else None

@@ -48,6 +48,7 @@ class StatementTimeoutMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        """Run the request with its statements bounded; the timeout is reset afterwards only if it was applied."""
         timeout_ms = int(settings.DATABASE_WEB_STATEMENT_TIMEOUT_MS)
         if timeout_ms <= 0:
             return self.get_response(request)
@@ -91,6 +92,7 @@ class ReplicaReadsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        """Route safe reads of :attr:`NAMESPACES` to the replica unless pinned; any other method sets the pin cookie."""
         pin_seconds = float(settings.DATABASE_REPLICA_PIN_SECONDS)
         if request.method not in self.SAFE_METHODS:
             response = self.get_response(request)

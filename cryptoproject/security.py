@@ -64,6 +64,7 @@ class SensitiveSettingsFilter(SafeExceptionReporterFilter):
     )
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:
+        """Django's cleansing, then URL userinfo removed from any plain string value."""
         cleansed = super().cleanse_setting(key, value)
         if type(cleansed) is str:  # not lazy proxies (their text is computed on demand)
             return redact_text(cleansed)

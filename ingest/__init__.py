@@ -1,0 +1,1 @@
+"""Exchange ingestion: WebSocket adapters, the Kafka trade producer, gap backfill, recording and the simulator."""

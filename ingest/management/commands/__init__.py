@@ -1,0 +1,1 @@
+"""``create_topics``, ``ingest``, ``record`` and ``simulate_exchange``."""

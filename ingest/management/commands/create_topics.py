@@ -11,9 +11,12 @@ from cryptoproject.preflight import require_kafka
 
 
 class Command(BaseCommand):
+    """Create the trades and DLQ topics; topics that exist are left as they are."""
+
     help = "Create market.trades (partitioned by exchange:symbol) and market.trades.dlq when missing."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Print each topic as ``created`` or ``exists`` with its partition count."""
         require_kafka()
         created = ensure_topics()
         for spec in project_topics():

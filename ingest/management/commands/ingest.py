@@ -23,9 +23,12 @@ logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
+    """Run one exchange's ingest until stopped or ``--max-trades``; bad options or settings are CommandErrors."""
+
     help = "Stream trades from an exchange WebSocket to Kafka (market.trades; bad input to market.trades.dlq)."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """Declare ``--exchange``, ``--symbols``, ``--max-trades`` and the metrics options."""
         parser.add_argument("--exchange", required=True, choices=sorted(ADAPTERS))
         parser.add_argument("--symbols", required=True, help="comma-separated, e.g. btcusdt,ethusdt or BTC-USD")
         parser.add_argument("--max-trades", type=int, default=None, help="stop after publishing N trades")
@@ -33,6 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metric logs")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Validate options, settings and Kafka (a one-line CommandError each), then stream until stopped."""
         exchange: str = options["exchange"]
         try:
             config = load_config(exchange)

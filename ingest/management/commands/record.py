@@ -18,9 +18,12 @@ logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
+    """Record raw frames until SIGTERM/SIGINT or ``--max-frames``; a crash loses at most ``--flush-interval``."""
+
     help = "Record an exchange's raw WebSocket frames with their receive time (ns) into hourly zstd files."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """Declare ``--exchange``, ``--symbols``, ``--out``, ``--url``, ``--max-frames`` and ``--flush-interval``."""
         parser.add_argument("--exchange", required=True, choices=sorted(ADAPTERS))
         parser.add_argument("--symbols", required=True, help="comma-separated, e.g. btcusdt,ethusdt or BTC-USD")
         parser.add_argument("--out", required=True, help="directory of the recordings (created if missing)")
@@ -31,6 +34,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Validate the options (CommandError naming the bad one), record, then print the frame count and files."""
         exchange: str = options["exchange"]
         url: str = options["url"] or getattr(settings, f"{exchange.upper()}_WS_URL")
         if not url.startswith(("ws://", "wss://")):

@@ -67,9 +67,12 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
 
 
 class Command(BaseCommand):
+    """Serve a simulated exchange until SIGTERM/SIGINT, ``--lifetime`` or the end of its trades."""
+
     help = "Simulate an exchange's WebSocket and its REST trades (gap backfill) from recorded or synthetic trades."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """Declare the source (``--replay`` or synthetic), pacing, fault-injection, REST and ``--state`` options."""
         parser.add_argument("--exchange", choices=EXCHANGES, default="binance")
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
@@ -123,6 +126,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Build the source and config (bad options are CommandErrors), continue ``--state``'s ids, and serve."""
         exchange = options["exchange"]
         source, pace, symbols = build_source(options, exchange)
         state: Path | None = options.get("state")
