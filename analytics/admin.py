@@ -78,9 +78,11 @@ class SideFilter(admin.SimpleListFilter):
     parameter_name = "side"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        """The two choices, labelled with what the taker did."""
         return [("buy", "buy (taker bought)"), ("sell", "sell (taker sold)")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The trades whose taker bought or sold; any other value filters nothing."""
         value = self.value()
         if value in {"buy", "sell"}:
             return queryset.filter(is_buyer_maker=value == "sell")
@@ -97,12 +99,15 @@ class BigTableAdmin(admin.ModelAdmin):
     actions = None
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        """Always False: these rows come from the pipeline only."""
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Always False: these rows come from the pipeline only, so the admin shows them read-only."""
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Always False: retention and the pipeline own deletion."""
         return False
 
 
@@ -127,6 +132,7 @@ class TradeAdmin(BigTableAdmin):
     # The date hierarchy is rendered by templates/admin/analytics/trade/change_list.html without table scans.
 
     def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        """An order an index already provides (newest first for one pair or one day, else the primary key)."""
         # One symbol: its B-tree index is already in time order. One day: the BRIN index bounds the rows to that
         # day, then a top-N sort (cost grows with the day's trades, not with the table). Otherwise the primary key
         # (insertion order), never a sort of the table.
@@ -139,6 +145,7 @@ class TradeAdmin(BigTableAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Trade], search_term: str
     ) -> tuple[QuerySet[Trade], bool]:
+        """Exact trade-id search through the natural-key index; a term that is not an id matches nothing."""
         if not search_term.strip():
             return queryset, False
         trade_id = parse_trade_id(search_term)
@@ -156,6 +163,7 @@ class TradeAdmin(BigTableAdmin):
 
     @admin.display(description="side")
     def side(self, obj: Trade) -> str:
+        """``buy`` or ``sell``, the taker's side."""
         return obj.side
 
 
@@ -203,6 +211,7 @@ class WhaleAlertAdmin(BigTableAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[WhaleAlert], search_term: str
     ) -> tuple[QuerySet[WhaleAlert], bool]:
+        """Exact trade-id search; a term that is not an id matches nothing."""
         if not search_term.strip():
             return queryset, False
         trade_id = parse_trade_id(search_term)

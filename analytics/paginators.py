@@ -38,6 +38,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
+        """Exact up to :data:`COUNT_CAP`; past it ``COUNT_CAP + 1`` if filtered, else at least the estimate."""
         queryset = self.object_list
         if not isinstance(queryset, QuerySet):
             return len(queryset)

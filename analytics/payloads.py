@@ -43,6 +43,8 @@ class TradeTick(TypedDict):
 
 
 class TradesPush(TypedDict):
+    """The ``trades`` push: one symbol's new trades."""
+
     kind: Literal["trades"]
     exchange: str
     symbol: str
@@ -50,6 +52,7 @@ class TradesPush(TypedDict):
 
 
 def trade_tick(record: TradeRecord) -> TradeTick:
+    """The tape entry of a trade (decimals as their text, time in ms)."""
     return {
         "id": record.trade_id,
         "p": record.price,
@@ -60,11 +63,14 @@ def trade_tick(record: TradeRecord) -> TradeTick:
 
 
 def trades_push(exchange: str, symbol: str, trades: list[TradeTick]) -> TradesPush:
+    """The ``trades`` push of one symbol's trades, in the order given."""
     return {"kind": "trades", "exchange": exchange, "symbol": symbol, "trades": trades}
 
 
 # --------------------------------------------------------------------------------------------- candles
 class CandleTick(TypedDict):
+    """One candle of a ``candles`` push: interval, open time (ms), OHLC, volume, quote volume, trade count, VWAP."""
+
     i: str
     t: int
     o: str
@@ -92,11 +98,15 @@ class IndicatorValues(TypedDict):
 
 
 class IndicatorTick(IndicatorValues):
+    """One candle's indicators, keyed by its interval ``i`` and open time ``t`` (ms)."""
+
     i: str
     t: int
 
 
 class CandlesPush(TypedDict):
+    """The ``candles`` push: one symbol's changed candles and their indicators."""
+
     kind: Literal["candles"]
     exchange: str
     symbol: str
@@ -138,11 +148,14 @@ def indicator_tick(interval: str, row: IndicatorRow) -> IndicatorTick:
 
 
 def candles_push(exchange: str, symbol: str, candles: list[CandleTick], indicators: list[IndicatorTick]) -> CandlesPush:
+    """The ``candles`` push of one symbol."""
     return {"kind": "candles", "exchange": exchange, "symbol": symbol, "candles": candles, "indicators": indicators}
 
 
 # --------------------------------------------------------------------------------------------- stats
 class StatsPush(TypedDict):
+    """The ``stats`` push: one symbol's rolling 24-hour row (decimals as text, last trade time in ms)."""
+
     kind: Literal["stats"]
     exchange: str
     symbol: str
@@ -188,6 +201,8 @@ class WhaleTick(TypedDict):
 
 
 class WhalesPush(TypedDict):
+    """The ``whales`` push: new alerts, each with its time in ms."""
+
     kind: Literal["whales"]
     alerts: list[WhaleTick]
 
@@ -208,6 +223,7 @@ class AlertFields(TypedDict):
 
 
 def whale_tick(alert: WhaleAlert) -> WhaleTick:
+    """The ``whales`` push entry of an alert (decimals as the column's text, time in ms)."""
     return {
         "exchange": alert.exchange,
         "symbol": alert.symbol,
@@ -221,6 +237,7 @@ def whale_tick(alert: WhaleAlert) -> WhaleTick:
 
 
 def whales_push(alerts: list[WhaleAlert]) -> WhalesPush:
+    """The ``whales`` push of the alerts, in the order given."""
     return {"kind": "whales", "alerts": [whale_tick(a) for a in alerts]}
 
 

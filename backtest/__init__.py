@@ -1,0 +1,1 @@
+"""Backtests: strategies simulated on stored candles, parameter sweeps, and the stored runs the dashboard shows."""

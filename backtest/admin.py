@@ -14,6 +14,8 @@ from backtest.models import BacktestRun
 
 @admin.register(BacktestRun)
 class BacktestRunAdmin(admin.ModelAdmin):
+    """Stored runs, read-mostly: created from the dashboard, the API or ``manage.py backtest``, never here."""
+
     list_display = (
         "id",
         "strategy",
@@ -36,17 +38,21 @@ class BacktestRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="total return")
     def total_return(self, run: BacktestRun) -> str:
+        """The run's total return as a signed percentage; an em dash until it has metrics."""
         value = run.metrics.get("total_return")
         return "—" if value is None else f"{value:+.2%}"
 
     @admin.display(description="Sharpe")
     def sharpe(self, run: BacktestRun) -> str:
+        """The run's Sharpe ratio to two decimals; an em dash until it has metrics."""
         value = run.metrics.get("sharpe")
         return "—" if value is None else f"{value:.2f}"
 
     @admin.display(description="run page")
     def page(self, run: BacktestRun) -> str:
+        """A link to the run's dashboard page."""
         return format_html('<a href="{}">open</a>', reverse("dashboard:backtest", args=[run.pk]))
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Always False: runs are started elsewhere (see the class docstring)."""
         return False  # runs are started from the dashboard form, the API or manage.py backtest

@@ -100,6 +100,7 @@ class Trade:
     open: bool = False
 
     def as_json(self) -> dict[str, Any]:
+        """The round trip for JSON: times and prices as simulated, ``ret`` as ``return``; pnl and ``open`` left out."""
         return {
             "entry_time": self.entry_time,
             "entry_price": self.entry_price,

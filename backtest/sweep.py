@@ -74,6 +74,7 @@ class SweepResult:
 
     @property
     def best(self) -> Ranked | None:
+        """The top-ranked combination, or None when every combination was skipped."""
         return self.ranked[0] if self.ranked else None
 
 

@@ -53,6 +53,7 @@ class ArchiveFile:
 
     @property
     def name(self) -> str:
+        """The archive's file name, e.g. ``BTCUSDT-1h-2024-01-15.zip`` or ``BTCUSDT-trades-2024-01.zip``."""
         period = self.day.strftime("%Y-%m") if self.monthly else self.day.isoformat()
         middle = self.interval if self.kind == "klines" else self.kind
         return f"{self.symbol}-{middle}-{period}.zip"

@@ -188,6 +188,7 @@ class Gaps:
     examples: list[str] = field(default_factory=list)
 
     def add(self, what: str, missing: int) -> None:
+        """Record one gap of ``missing`` bars or ids; only the first ten are kept as examples."""
         self.count += 1
         self.missing += missing
         if len(self.examples) < 10:
@@ -236,6 +237,7 @@ class GapTracker:
             self.last = last_id
 
     def trade(self, trade_id: int) -> None:
+        """The next trade id seen: a jump past ``last + 1`` records a gap; an id not above ``last`` changes nothing."""
         if self.last is not None and trade_id > self.last + 1:
             missing = trade_id - self.last - 1
             self.gaps.add(f"ids {self.last + 1}..{trade_id - 1} ({missing} trades)", missing)

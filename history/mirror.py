@@ -29,9 +29,11 @@ class MirrorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_HEAD(self) -> None:
+        """The headers of a GET, without the body."""
         self._serve(body=False)
 
     def do_GET(self) -> None:
+        """The file (a ``Range`` gets 206); 404 for anything but a file under the root, 416 for a bad range."""
         self._serve(body=True)
 
     def _resolve(self) -> Path | None:
@@ -90,6 +92,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def log_message(self, format: str, *args: object) -> None:
+        """To the ``history.mirror`` logger at DEBUG, not stderr."""
         logger.debug("mirror: " + format, *args)
 
 
@@ -108,6 +111,7 @@ class MirrorServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """``http://host:port`` of the bound socket (the real port when 0 was asked for)."""
         host, port = self.server_address[:2]
         return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 

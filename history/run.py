@@ -61,6 +61,7 @@ class ImportSummary:
 
     @property
     def rows_per_second(self) -> float:
+        """Rows read per second of the import (without the indicators); 0.0 for an instant one."""
         return self.rows / self.seconds if self.seconds else 0.0
 
     def lines(self) -> list[str]:

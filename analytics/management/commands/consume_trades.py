@@ -37,9 +37,12 @@ def _positive_float(text: str) -> float:
 
 
 class Command(BaseCommand):
+    """Consume until stopped, ``--max-records`` or ``--idle-exit``; a stall or bad-message limit is a CommandError."""
+
     help = "Consume market.trades in batches and store them in PostgreSQL exactly once."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """Declare the batching options and the optional exit conditions (``--max-records``, ``--idle-exit``, stall)."""
         parser.add_argument("--batch-size", type=_positive_int, default=5000, help="records per batch (5000)")
         parser.add_argument("--batch-ms", type=_positive_int, default=200, help="max batch age in ms (200)")
         parser.add_argument("--max-records", type=_positive_int, default=None, help="exit after N records")
@@ -52,6 +55,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Check PostgreSQL and Kafka, create today's partitions, then consume; SIGTERM/SIGINT commit and exit 0."""
         require_database()
         require_kafka()
         try:

@@ -72,6 +72,7 @@ class TextProgress:
         self.drawn = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        """Redraw the bar for ``done`` of ``total``, at most every 0.1 s except the last call (which ends the line)."""
         now = time.monotonic()
         if done < total and now - self.drawn < 0.1:
             return
@@ -86,9 +87,12 @@ class TextProgress:
 
 
 class Command(BaseCommand):
+    """Run one backtest, or a sweep with ``--grid``, on stored candles; stored unless ``--no-save``."""
+
     help = "Backtest a strategy on stored candles (or sweep a parameter grid) and print the metrics."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """Declare the run (strategy, pair, interval, days, params, fee, cash), the sweep options and ``--list``."""
         parser.add_argument("--strategy", help=f"one of: {', '.join(sorted(STRATEGIES))}")
         parser.add_argument("--exchange", default="binance")
         parser.add_argument("--symbol")
@@ -112,6 +116,7 @@ class Command(BaseCommand):
         parser.add_argument("--list", action="store_true", help="list the strategies and their parameters")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Validate the options (CommandError naming a bad or missing one, or an empty range), then run or sweep."""
         if options["list"]:
             for name, strat in sorted(STRATEGIES.items()):
                 params = " ".join(f"{k}={v}" for k, v in strat.defaults.items())

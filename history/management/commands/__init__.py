@@ -1,0 +1,1 @@
+"""``import_history`` and ``serve_archive``."""

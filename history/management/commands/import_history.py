@@ -27,9 +27,12 @@ def _date(value: str) -> date:
 
 
 class Command(BaseCommand):
+    """Import history; files refused by their checksum or failing are reported and end it non-zero."""
+
     help = "Import klines, trades or aggTrades from data.binance.vision (checksum-verified) or local archive files."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """Declare the range (symbol, kind, interval, days) or local ``--path`` files, the source and the cache."""
         parser.add_argument("--symbol", help="BTCUSDT (local files: taken from the name unless given)")
         parser.add_argument("--kind", choices=KINDS, help="default klines (local files: from the name)")
         parser.add_argument("--interval", help="kline interval: 1m, 5m, 15m, 1h, 4h or 1d")
@@ -45,6 +48,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-indicators", action="store_true", help="skip recomputing the stored indicators")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Import with a progress bar and print the summary; bad requests, refused files, errors: CommandError."""
         mirror: MirrorServer | None = None
         base_url = options["base_url"] or settings.BINANCE_DATA_URL
         if options["mirror"]:

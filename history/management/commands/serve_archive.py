@@ -13,14 +13,18 @@ from history.mirror import MirrorServer
 
 
 class Command(BaseCommand):
+    """Serve an archive folder until SIGTERM or Ctrl-C, for ``import_history`` runs without the internet."""
+
     help = "Serve a folder in data.binance.vision's layout over HTTP (BINANCE_DATA_URL=http://HOST:PORT)."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """Declare ``--root``, ``--host`` and ``--port``."""
         parser.add_argument("--root", default="data/binance-klines", help="folder holding data/spot/...")
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=9450, help="0 picks a free port")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Serve until stopped; a missing root or a port in use is a CommandError."""
         try:
             server = MirrorServer(Path(options["root"]), options["host"], options["port"])
         except (FileNotFoundError, OSError) as exc:
