@@ -93,6 +93,7 @@ class Series:
 
 
 def series_from_rows(rows: list[tuple[int, str, str, str, str, str]]) -> Series:
+    """The :class:`Series` of ``(open_time_ms, open, high, low, close, volume)`` rows, in order, and their digest."""
     digest = hashlib.sha256()
     for row in rows:
         digest.update((",".join(map(str, row)) + "\n").encode())

@@ -65,6 +65,7 @@ class Dataset:
 
     @classmethod
     def build(cls, series: Series, horizon: int, interval: str = "1h") -> Dataset:
+        """Features and targets of ``series`` for ``horizon`` bars ahead; the last ``horizon`` targets are NaN."""
         up, ret = targets(series.close, horizon)
         return cls(series, horizon, feature_matrix(series, INTERVAL_SECONDS[interval] * 1000), up, ret)
 
@@ -103,6 +104,7 @@ def single_threaded() -> Any:
 
 
 def fit(data: Dataset, rows: slice, seed: int, params: dict[str, Any] | None = None) -> tuple[Pipeline, Pipeline]:
+    """Fit a fresh classifier (P(up)) and regressor (return) on ``rows``, single-threaded so refits are identical."""
     classifier, regressor = make_pipelines(seed, params)
     x, up, ret = data.x[rows], data.up[rows], data.ret[rows]
     with single_threaded():
@@ -213,6 +215,7 @@ class WalkForward:
     test_rows: tuple[int, int]
 
     def as_json(self) -> dict[str, Any]:
+        """The report as the ``--json`` layout: folds, overall metrics and the backtest; predictions left out."""
         return {"folds": self.folds, "overall": self.overall, "backtest": self.backtest}
 
 

@@ -18,6 +18,7 @@ def _dt(ms: int) -> datetime:
 
 
 def active_models(exchange: str, symbol: str) -> list[PredictionModel]:
+    """The models marked active for the pair, any interval and horizon."""
     return list(PredictionModel.objects.filter(exchange=exchange, symbol=symbol, active=True))
 
 

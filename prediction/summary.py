@@ -54,6 +54,7 @@ def model_item(model: PredictionModel, full: bool = False) -> dict[str, Any]:
 
 
 def prediction_item(p: Prediction) -> dict[str, Any]:
+    """A prediction as JSON-safe fields (times ISO 8601; ``actual_close`` and ``correct`` None until scored)."""
     return {
         "id": p.pk,
         "model": p.model_id,

@@ -23,6 +23,8 @@ from prediction.models import PredictionModel
 
 @dataclass(frozen=True)
 class TrainSpec:
+    """What to train: the pair, interval and UTC days (inclusive), the validation settings and model parameters."""
+
     exchange: str
     symbol: str
     interval: str

@@ -23,9 +23,12 @@ def _date(raw: str) -> date:
 
 
 class Command(BaseCommand):
+    """Train, print the walk-forward report and register the model (active unless ``--no-activate``)."""
+
     help = "Train a price-direction model on stored candles, validated walk-forward against naive baselines."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """Declare the data (pair, interval, days), the validation (horizon, folds, seed, threshold) and the output."""
         parser.add_argument("--exchange", default="binance")
         parser.add_argument("--symbol", required=True)
         parser.add_argument("--interval", default="1h", choices=list(INTERVAL_SECONDS))
@@ -40,6 +43,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        """Validate the options (CommandError naming the bad one, or too few bars), train, then print the report."""
         if opts["horizon"] < 1 or opts["folds"] < 1:
             raise CommandError("--horizon and --folds must be at least 1")
         if not 0 < opts["threshold"] < 1:
