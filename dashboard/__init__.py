@@ -1,0 +1,1 @@
+"""The web front: dashboard pages, the REST API, live WebSocket pushes and whale-alert delivery."""

@@ -28,13 +28,16 @@ class AlertSubscriptionAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AlertSubscription]:
+        """Every subscription for a superuser; only the requesting user's own for other staff."""
         queryset = super().get_queryset(request)
         return queryset if request.user.is_superuser else queryset.filter(user=request.user.pk)
 
     def get_exclude(self, request: HttpRequest, obj: AlertSubscription | None = None) -> list[str]:
+        """Other staff do not see the ``user`` field: their subscriptions are always their own."""
         return [] if request.user.is_superuser else ["user"]
 
     def save_model(self, request: HttpRequest, obj: AlertSubscription, form: ModelForm[Any], change: bool) -> None:
+        """Save, owned by the requesting user unless a superuser set an owner."""
         if not request.user.is_superuser or not obj.user_id:
             obj.user = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
@@ -54,11 +57,14 @@ class AlertDeliveryAdmin(admin.ModelAdmin):
     actions = None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AlertDelivery]:
+        """Every delivery for a superuser; only those of the requesting user's subscriptions for other staff."""
         queryset = super().get_queryset(request)
         return queryset if request.user.is_superuser else queryset.filter(subscription__user=request.user.pk)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        """Always False: deliveries are written by the delivery tasks only."""
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: AlertDelivery | None = None) -> bool:
+        """Always False: the record of what was sent is read-only."""
         return False

@@ -42,4 +42,5 @@ class LoginRequiredIfConfigured(BasePermission):
     message = "Authentication required: log in or send 'Authorization: Token <key>'."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
+        """True when login is not required (``DASHBOARD_LOGIN_REQUIRED``) or the user is authenticated."""
         return not login_required() or bool(request.user and request.user.is_authenticated)

@@ -62,6 +62,7 @@ class MarketConsumer(_GroupConsumer):
     """``ws/market/<exchange>/<symbol>/``: candles, trade tape, stats and whales for one symbol."""
 
     def group_name(self) -> str:
+        """The symbol's market group; raises ``InvalidMarketError`` for an unknown exchange or bad symbol."""
         kwargs = self.scope["url_route"]["kwargs"]
         return market_group(*parse_market(kwargs["exchange"], kwargs["symbol"]))
 
@@ -82,5 +83,6 @@ class NotFoundConsumer(AsyncJsonWebsocketConsumer):
     """Any other WebSocket path: refused with ``CLOSE_BAD_MARKET`` (4404), the socket's "not found"."""
 
     async def connect(self) -> None:
+        """Close the handshake with 4404, logging the (truncated) path."""
         logger.info("websocket refused: no such route", extra={"path": str(self.scope.get("path"))[:200]})
         await self.close(code=CLOSE_BAD_MARKET)

@@ -82,14 +82,20 @@ def alert_text(alert: WhaleAlert) -> str:
 
 
 class SlackBody(TypedDict):
+    """The Slack incoming-webhook body: one line of text."""
+
     text: str
 
 
 class DiscordBody(TypedDict):
+    """The Discord webhook body: one line of text."""
+
     content: str
 
 
 class GenericBody(TypedDict):
+    """The generic webhook body: a delivery id stable across retries, the text and the alert's fields."""
+
     id: str  # "<alert id>:<subscription id>", stable across retries: receivers drop a duplicate by it
     text: str
     alert: AlertFields

@@ -26,6 +26,8 @@ def parse_params(text: str) -> dict[str, str]:
 
 
 class BacktestForm(forms.Form):
+    """The backtest form; once valid, :attr:`spec` holds the run it describes, validated as the API's would be."""
+
     strategy = forms.ChoiceField()
     params = forms.CharField(required=False, help_text="name=value pairs; empty for the defaults")
     exchange = forms.ChoiceField(choices=[(e, e) for e in sorted(EXCHANGES)], initial="binance")
@@ -44,6 +46,7 @@ class BacktestForm(forms.Form):
         self.spec: runs.RunSpec | None = None
 
     def clean(self) -> dict[str, Any]:
+        """Parse ``params`` and validate the run with :func:`backtest.runs.prepare`; errors go to the field at fault."""
         data = super().clean() or {}
         if self.errors:
             return data

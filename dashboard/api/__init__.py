@@ -1,0 +1,1 @@
+"""REST API v1 (``/api/v1/``): market data, backtests and predictions, with an OpenAPI schema."""

@@ -14,6 +14,8 @@ from analytics.timeutil import datetime_to_ms as ms
 
 
 class TradeItem(TypedDict):
+    """A trade item: decimals as plain strings, ``traded_at`` ISO 8601 and ``t`` epoch ms."""
+
     exchange: str
     symbol: str
     trade_id: int
@@ -27,6 +29,8 @@ class TradeItem(TypedDict):
 
 
 class CandleItem(TypedDict):
+    """A candle item: ``t`` is the open time in epoch ms, decimals as plain strings."""
+
     t: int
     open_time: str
     interval: str
@@ -41,17 +45,23 @@ class CandleItem(TypedDict):
 
 
 class IndicatorItem(IndicatorValues):
+    """One candle's indicators, with its open time (ISO 8601 and ``t`` epoch ms) and interval."""
+
     t: int
     open_time: str
     interval: str
 
 
 class WhaleItem(AlertFields):
+    """A whale alert item: its webhook fields, the threshold it crossed and when it was stored."""
+
     threshold: str | None
     created_at: str
 
 
 class StatsItem(TypedDict):
+    """A symbol's rolling 24h statistics; ``t`` is the last trade's time in epoch ms."""
+
     exchange: str
     symbol: str
     last_price: str | None

@@ -52,6 +52,7 @@ class ApiView(APIView):
     permission_classes = [LoginRequiredIfConfigured]
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response | None]:
+        """:func:`api_exception_handler`, so every error is the API's JSON error envelope."""
         return api_exception_handler
 
 

@@ -27,6 +27,7 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 @register.filter
 def signed_pct(value: float | None) -> str:
+    """A fraction as a signed percentage to two decimals (``0.0123`` -> ``+1.23%``); an em dash for None."""
     if value is None:
         return "—"
     return f"{float(value) * 100:+.2f}%"

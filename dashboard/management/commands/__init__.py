@@ -1,0 +1,1 @@
+"""``check_stack`` and ``ensure_demo_user``."""

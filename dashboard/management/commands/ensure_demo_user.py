@@ -10,9 +10,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
+    """The demo/demo superuser for local runs; refused unless ``DJANGO_DEBUG`` is true (idempotent)."""
+
     help = "Create or reset the local demo superuser (demo/demo). Only with DJANGO_DEBUG=true."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Create the user or reset its password and rights; a CommandError when DEBUG is off."""
         if not settings.DEBUG:
             raise CommandError("ensure_demo_user only runs with DJANGO_DEBUG=true; use createsuperuser instead.")
         user_model = get_user_model()
