@@ -46,6 +46,7 @@ def _kline_files(folder: Path) -> list[Path]:
 
 
 def klines_dir(given: Path | None) -> Path:
+    """``given`` if it holds kline CSVs or zips, else the first default folder that does; exits naming them if none."""
     for folder in [given] if given else KLINE_DIRS:
         if folder is not None and any(_kline_files(folder)):
             return folder
@@ -74,6 +75,7 @@ def naive_backtest(closes_dec: list[Decimal], opens: list[float], closes: list[f
 
 
 def run(folder: Path) -> dict[str, Any]:
+    """Time CSV loading, single backtests (against the reference engine) and sweeps on ``folder``'s hourly bars."""
     from benchmarks.pipeline import peak_rss_mb
 
     _setup_django()

@@ -96,6 +96,7 @@ def plain_copy_trades(rows: list[tuple[Any, ...]]) -> float:
 
 
 def run(trades: int, reps: int = 3) -> dict[str, Any]:
+    """Time cold and warm kline imports and a trade import against plain COPY, from the bundled archive mirror."""
     from django.db import connection
 
     from history.mirror import start_in_thread
@@ -217,6 +218,7 @@ def _self_pid() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the import benchmark in its own database, write ``bench-results/history-import.json`` and print it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trades", type=int, default=500_000, help="trade rows to import (default 500,000)")
     parser.add_argument("--reps", type=int, default=3, help="warm klines import / plain COPY pairs (medians)")

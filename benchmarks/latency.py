@@ -122,6 +122,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------------------------- the run
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, validated (a parser error for a non-positive rate or duration, or no symbols)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=1000, help="synthetic trades per second, all symbols (1000)")
     parser.add_argument("--symbols", default="BTCUSDT", help="comma-separated Binance symbols (BTCUSDT)")

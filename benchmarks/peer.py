@@ -92,9 +92,11 @@ class Usage:
         self.names: dict[int, str] = {}
 
     def watch(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """Measure ``proc``'s process tree under ``name`` from the next :meth:`sample` on."""
         self.procs[name] = proc
 
     def sample(self) -> None:
+        """Record each watched tree's CPU seconds (latest) and peak RSS in MB (maximum so far)."""
         for name, proc in self.procs.items():
             for pid in process_tree(proc.pid):
                 cpu = cpu_seconds(pid)
@@ -105,6 +107,7 @@ class Usage:
                 self.rss[key] = max(self.rss.get(key, 0.0), round(peak_rss_mb(pid), 1))
 
     def check_alive(self, logs: Path) -> None:
+        """Raise ``RuntimeError`` with the log's tail when a watched process has exited."""
         for name, proc in self.procs.items():
             if proc.poll() is not None:
                 tail = (logs / f"{name}.log").read_text(errors="replace")[-2000:]
@@ -123,6 +126,7 @@ class Run:
         self._feed_started = False
 
     def start(self, name: str, argv: list[str], measured: bool = True, **extra: str) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in the repository with the run's environment plus ``extra``, logging to ``<name>.log``."""
         log = (self.logs / f"{name}.log").open("wb")
         proc = subprocess.Popen(argv, cwd=ROOT, env=dict(self.env, **extra), stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
@@ -150,6 +154,7 @@ class Run:
         return self._feed_started
 
     def stop(self) -> None:
+        """SIGTERM every process, then kill those still running after 20 s."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -202,6 +207,7 @@ class TopicCount:
         self.partitions: list[Any] = []
 
     def __call__(self) -> int:
+        """The records on the topic now (0 until it has partitions)."""
         from kafka import TopicPartition
 
         if not self.partitions:
@@ -211,6 +217,7 @@ class TopicCount:
         return sum(self.consumer.end_offsets(self.partitions).values()) if self.partitions else 0
 
     def close(self) -> None:
+        """Close the consumer."""
         self.consumer.close()
 
 
@@ -574,6 +581,7 @@ def ratios(ours: Side, theirs: Side) -> dict[str, float | None]:
 
 
 def pair(ours: Side, theirs: Side) -> dict[str, Any]:
+    """One comparison for the report: both sides' figures and their :func:`ratios`."""
     return {"ours": ours.__dict__, "cryptofeed": theirs.__dict__, "ratios": ratios(ours, theirs)}
 
 

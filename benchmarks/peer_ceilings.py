@@ -130,6 +130,7 @@ def publish(path: Path, topic: str, dlq: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage (``receive``, ``parse`` or ``publish``) and print its figures as one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="stage", required=True)
     rx = sub.add_parser("receive")

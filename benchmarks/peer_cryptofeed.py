@@ -62,6 +62,7 @@ def simulated_binance(ws_url: str, rest_url: str) -> type[Binance]:
 
 
 def main() -> None:
+    """Run cryptofeed's Binance feed against the simulator into Kafka or PostgreSQL until killed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ws", required=True)
     parser.add_argument("--rest", required=True)

@@ -157,6 +157,7 @@ class Chain:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``args`` in the repository with the chain's environment, logging to ``<name>.log``."""
         log = (self.logs / f"{name}.log").open("wb")
         env = dict(self.env, **(extra_env or {}))
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -175,6 +176,7 @@ class Chain:
         return result
 
     def check_alive(self, names: list[str]) -> None:
+        """Raise ``RuntimeError`` with the log's tail when one of ``names`` has exited."""
         for name in names:
             proc = self.procs[name]
             if proc.poll() is not None:
@@ -182,6 +184,7 @@ class Chain:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
 
     def stop(self) -> None:
+        """SIGTERM every process, then kill those still running after 30 s."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -406,6 +406,7 @@ def _r(value: float | None) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the scale measurements, write the JSON report (``--output``) and print a summary; 0 when done."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="0,10000000,50000000", help="table sizes (rows) to measure inserts at")
     parser.add_argument("--measure-rows", type=int, default=200_000, help="rows stored per insert measurement")

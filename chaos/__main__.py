@@ -56,6 +56,7 @@ def table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the scenarios on local stacks, print the table and write the JSON; 0 only when every scenario passed."""
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
     parser.add_argument("scenarios", nargs="*", help="names (default: all)")
     parser.add_argument("--trades", type=int, default=200_000)

@@ -24,6 +24,7 @@ _NAME = re.compile(r"^(?P<symbol>[A-Z0-9_]+)-(?P<interval>\w+)-(?P<date>\d{4}-\d
 
 
 def folder(dest: Path, name: str, root: str = "data/spot") -> Path:
+    """The archive folder of a kline file named as Binance names them (``SYMBOL-INTERVAL-DATE``) under ``dest``."""
     m = _NAME.match(name)
     assert m, name
     period = "daily" if len(m["date"]) == 10 else "monthly"
@@ -31,11 +32,13 @@ def folder(dest: Path, name: str, root: str = "data/spot") -> Path:
 
 
 def checksum(path: Path) -> None:
+    """Write ``<path>.CHECKSUM`` in Binance's format: ``<sha256>  <name>``, no trailing newline."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     path.with_name(path.name + ".CHECKSUM").write_text(f"{digest}  {path.name}")
 
 
 def main(source: Path, dest: Path) -> None:
+    """Rebuild ``dest``'s archive layout from ``source`` (see the module docstring); same input, same bytes."""
     for csv in sorted((source / "spot-1h").glob("*.csv")):
         out = folder(dest, csv.name)
         out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from kafka.errors import KafkaError
 
 
 def main() -> int:
+    """Poll until ``--brokers`` brokers are registered; 0 then, 1 with the address and last error on timeout."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("bootstrap")
     parser.add_argument("--timeout", type=float, default=60.0)
