@@ -18,6 +18,8 @@ class BacktestRun(models.Model):
     """
 
     class Status(models.TextChoices):
+        """pending -> running -> done or failed; done and failed are final (a finished run is never re-run)."""
+
         PENDING = "pending"
         RUNNING = "running"
         DONE = "done"

@@ -111,7 +111,9 @@ class Simulator:
 
 
 class BackgroundSimulator:
-    """A simulator on an ephemeral port in a background thread (tests and benchmarks)::
+    """A simulator on an ephemeral port in a background thread (tests and benchmarks).
+
+    Usage::
 
     with BackgroundSimulator(SimulatorConfig(speed=0), records) as sim:
         websocket.create_connection(sim.url + "/ws/btcusdt@trade")
