@@ -22,7 +22,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 # --------------------------------------------------------------------------------------------- set-up
-setup: ## virtualenv, pinned requirements, apt packages when missing, Kafka jars (idempotent)
+setup: ## virtualenv, pinned requirements, apt packages when missing, Kafka jars, a local .env (idempotent)
 	@bash scripts/stack.sh install
 	@if [ ! -x $(PY) ]; then \
 	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed ($(PYTHON))"; exit 1; }; \
@@ -34,6 +34,7 @@ setup: ## virtualenv, pinned requirements, apt packages when missing, Kafka jars
 	  echo "$(REQ_SHA)" > $(STAMP); \
 	fi
 	@bash scripts/stack.sh jars
+	@bash scripts/dev_env.sh .env
 
 services: setup ## start Kafka, PostgreSQL and Redis (idempotent)
 	@bash scripts/stack.sh up

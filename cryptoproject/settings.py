@@ -3,11 +3,13 @@
 Every variable is listed in ``.env.example``. The defaults fail closed: ``DJANGO_DEBUG`` is false unless set, so
 a deployment that forgets a variable runs as production (no default secret key, login required, security settings
 on) and refuses to start on a dangerous combination of settings (:func:`cryptoproject.security.production_problems`).
-Local runs (``make demo``, ``make test``, the Procfiles, docker-compose) set ``DJANGO_DEBUG=true`` explicitly.
+Local runs (``make demo``, ``make test``, the Procfiles, docker-compose) set ``DJANGO_DEBUG=true`` explicitly, and the
+git-ignored ``.env`` that ``make setup`` writes says it for commands run from a fresh shell.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,13 +20,40 @@ from django.core.exceptions import ImproperlyConfigured
 
 from cryptoproject.logging import logging_config
 from cryptoproject.queues import CeleryQueue
-from cryptoproject.security import production_problems
+from cryptoproject.security import LOCAL_HOSTS, production_problems
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# The dotenv file, read when present: the git-ignored .env at the repository root that `make setup` writes for local
+# development (scripts/dev_env.sh), or the file DOTENV_FILE names; an empty DOTENV_FILE reads none (the test suite, so
+# that its children see only the environment they are given). A deployment has no .env (.dockerignore keeps it out of
+# the image). Variables of the real environment always win over the file's.
+DEFAULT_DOTENV = BASE_DIR / ".env"
+_DOTENV = os.environ.get("DOTENV_FILE", str(DEFAULT_DOTENV))
+
+
+def _read_dotenv(path: str) -> dict[str, str]:
+    """The variables of the dotenv file at ``path`` (none when it is absent), parsed as django-environ parses them.
+
+    Kept apart from ``os.environ``, so that the settings can tell a value the environment gave from one the file gave
+    (also when Django imports this module a second time after an error).
+    """
+    if not path:
+        return {}
+    if "DOTENV_FILE" in os.environ and not os.path.isfile(path):
+        raise ImproperlyConfigured(f"DOTENV_FILE: no such file {path!r}")
+    values: dict[str, str] = {}
+
+    class _Reader(environ.Env):
+        ENVIRON = values  # read_env sets the file's variables in its class's ENVIRON (os.environ by default)
+
+    _Reader.read_env(path, overwrite=False)
+    return values
+
+
+_DOTENV_VALUES = _read_dotenv(_DOTENV)
 env = environ.Env()
-# A .env file at the repository root is read when present; real environment variables win.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+env.ENVIRON = {**_DOTENV_VALUES, **os.environ}
 
 
 def _setting(name: str, cast: Any, default: Any) -> Any:
@@ -45,6 +74,13 @@ ALLOWED_HOSTS: list[str] = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
 )
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# The development .env must never turn a deployment that forgot DJANGO_DEBUG into a debug one (a checkout where someone
+# ran `make setup`): debug mode from the file serves the local host names only.
+if DEBUG and "DJANGO_DEBUG" not in os.environ and (_public := sorted(set(ALLOWED_HOSTS) - LOCAL_HOSTS)):
+    raise ImproperlyConfigured(
+        f"DJANGO_DEBUG=true comes from {_DOTENV} (local development only) while DJANGO_ALLOWED_HOSTS names "
+        f"{', '.join(_public)}: set DJANGO_DEBUG in the environment (false for a deployment, which has no .env)."
+    )
 
 INSTALLED_APPS = [
     "daphne",

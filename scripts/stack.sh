@@ -3,7 +3,8 @@
 # (Debian's packages), each with its data under .stack/ in the repository.
 #
 #   scripts/stack.sh install   apt packages when missing (postgresql, redis-server)
-#   scripts/stack.sh up        start whatever is not running (idempotent; repairs stale pids)
+#   scripts/stack.sh up        start whatever is not running (idempotent; repairs stale pids); a port held by
+#                              another process (another checkout's stack) stops it first, naming the port
 #   scripts/stack.sh down      stop all three
 #   scripts/stack.sh status    what runs where
 #   scripts/stack.sh up postgres-replica    a streaming read replica of the PostgreSQL (also `up` with
@@ -81,6 +82,16 @@ wait_port() {  # port seconds name
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# port_free PORT SERVER VARIABLE: dies, saying what to do, when something listens on PORT. Called only for a server of
+# this stack that is not running, so whatever answers there is not ours (another checkout's stack, most likely):
+# starting anyway would fail later with the cause buried in the server's own log.
+port_free() {
+  port_open "$1" || return 0
+  die "127.0.0.1:$1 ($2, $3) is already in use by another process, not this stack ($STACK). Stop the other stack \
+(make services-down in its checkout), or use another stack here: eval \"\$(bash scripts/stack_env.sh N)\" \
+(N = 1, 2, ...: other ports and .stack-N/), then make services"
+}
+
 # --------------------------------------------------------------------------- install
 cmd_install() {
   local need=()
@@ -144,6 +155,7 @@ EOF
   mkdir -p "$sock"
   [ "$(id -u)" -eq 0 ] && chown postgres: "$sock"
   if ! pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    port_free "$PG_PORT" PostgreSQL STACK_PG_PORT
     rm -f "$data/postmaster.pid"  # stale pid from a killed server
     pg_run "$bin/pg_ctl" -D "$data" -l "$data/../postgres.log" -w -t 60 start >/dev/null ||
       die "PostgreSQL did not start; see $data/../postgres.log"
@@ -234,6 +246,7 @@ hot_standby = on
 EOF
   fi
   if ! pg_run "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    port_free "$PG_REPLICA_PORT" "PostgreSQL replica" STACK_PG_REPLICA_PORT
     rm -f "$dir/postmaster.pid"
     pg_run "$bin/pg_ctl" -D "$dir" -l "$dir/../postgres-replica.log" -w -t 60 start >/dev/null ||
       die "the PostgreSQL replica did not start; see $dir/../postgres-replica.log"
@@ -257,6 +270,7 @@ redis_up() {
     log "Redis already up on 127.0.0.1:$REDIS_PORT"
     return 0
   fi
+  port_free "$REDIS_PORT" Redis STACK_REDIS_PORT
   rm -f "$REDIS_DIR/redis.pid"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_DIR" --daemonize yes \
     --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
@@ -333,10 +347,18 @@ print(cid)' >"$file.new"
   cat "$file"
 }
 
+node_ports_free() {  # node: its listener and controller ports, before it starts
+  local what=Kafka var=STACK_KAFKA_PORT cvar=STACK_KAFKA_CONTROLLER_PORT
+  if [ "$KAFKA_BROKERS" -gt 1 ]; then what="Kafka node $1"; var="STACK_KAFKA_PORT + $((2 * ($1 - 1)))"; cvar="$var + 1"; fi
+  port_free "$(node_port "$1")" "$what" "$var"
+  port_free "$(node_controller_port "$1")" "$what controller" "$cvar"
+}
+
 node_start() {  # node: start it when not running (formats its storage the first time)
   local node=$1 dir pid port
   dir=$(node_dir "$node"); pid="$dir/kafka.pid"; port=$(node_port "$node")
   if pid_alive "$pid"; then return 0; fi
+  node_ports_free "$node"
   rm -f "$pid"
   kafka_props "$node"
   # A dir without meta.properties in it was never (fully) formatted: start it afresh.
@@ -453,12 +475,27 @@ servers() {  # the action, then the names given (all three when none)
   done
 }
 
+# Every port that `up` is about to take, checked before anything starts: a conflict stops it with nothing half-started.
+# Servers of this stack that already run are skipped (their ports are theirs), so `up` stays idempotent.
+ports_free() {
+  local bin i
+  if bin=$(pg_bin); then
+    pg_run "$bin/pg_ctl" -D "$(pg_data_dir)" status >/dev/null 2>&1 || port_free "$PG_PORT" PostgreSQL STACK_PG_PORT
+    if [ "$PG_REPLICA" = 1 ] && ! pg_run "$bin/pg_ctl" -D "$(pg_replica_dir)" status >/dev/null 2>&1; then
+      port_free "$PG_REPLICA_PORT" "PostgreSQL replica" STACK_PG_REPLICA_PORT
+    fi
+  fi
+  { pid_alive "$REDIS_DIR/redis.pid" && port_open "$REDIS_PORT"; } || port_free "$REDIS_PORT" Redis STACK_REDIS_PORT
+  for ((i = 1; i <= KAFKA_BROKERS; i++)); do pid_alive "$(node_dir "$i")/kafka.pid" || node_ports_free "$i"; done
+}
+
 case "${1:-}" in
   install) cmd_install ;;
   jars) cmd_kafka_jars ;;
   up)
     shift
     if [ $# -eq 0 ]; then
+      ports_free
       if [ "$PG_REPLICA" = 1 ]; then pg_replica_up; else pg_up; fi  # the replica's starts its primary first
       redis_up; kafka_up
     else

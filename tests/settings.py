@@ -1,13 +1,17 @@
 """Settings for the test suite: the project's settings in local-development mode, explicitly.
 
 ``DJANGO_DEBUG`` defaults to false (production), so the suite sets it, before the settings are read. It goes into
-``os.environ``, so the child processes the tests start (workers, commands) run in the same mode.
+``os.environ``, so the child processes the tests start (workers, commands) run in the same mode. No dotenv file is
+read (``DOTENV_FILE`` empty): the suite sees the environment alone.
 """
 
 import os
 from urllib.parse import quote
 
 os.environ.setdefault("DJANGO_DEBUG", "true")
+# No dotenv file: the developer's .env (make setup) must not change what the suite, or a child that checks the
+# production defaults with DJANGO_DEBUG unset, sees. Children inherit it through os.environ too.
+os.environ["DOTENV_FILE"] = ""
 
 from cryptoproject.settings import *  # noqa: F403
 from cryptoproject.settings import DATABASES, replica_config
