@@ -25,7 +25,8 @@ class RequestError(ValueError):
 @dataclass(frozen=True)
 class ImportRequest:
     """What to import. Archive mode needs ``symbol``, ``start`` and (for klines) ``interval``; ``paths`` switch to
-    local files, whose names give symbol, kind and interval unless set here."""
+    local files, whose names give symbol, kind and interval unless set here. ``source`` keys the download cache
+    (default ``base_url``; ``mirror:<folder>`` for an in-process mirror, whose URL changes every run)."""
 
     symbol: str | None = None
     kind: str | None = None
@@ -38,6 +39,7 @@ class ImportRequest:
     concurrency: int = 4
     indicators: bool = True
     exchange: str = importer.EXCHANGE
+    source: str | None = None
 
 
 @dataclass
@@ -181,7 +183,8 @@ def archive_files(request: ImportRequest, today: date) -> Iterator[_Source]:
         files = archive.plan(request.symbol.upper(), kind, request.interval, request.start, end, today)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    for file, outcome in archive.fetch_all(request.base_url, files, request.cache_dir, request.concurrency):
+    fetched = archive.fetch_all(request.base_url, files, request.cache_dir, request.concurrency, source=request.source)
+    for file, outcome in fetched:
         if isinstance(outcome, archive.Fetched):
             yield _Source(file.name, file.file_name(), outcome.path, cached=outcome.cached)
         else:

@@ -47,12 +47,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         mirror: MirrorServer | None = None
         base_url = options["base_url"] or settings.BINANCE_DATA_URL
+        source = None
         if options["mirror"]:
             try:
                 mirror = start_in_thread(Path(options["mirror"]))
             except (FileNotFoundError, OSError) as exc:
                 raise CommandError(f"--mirror: {exc}") from None
             base_url = mirror.url
+            source = f"mirror:{mirror.root}"  # the cache's key: the folder, not this run's port
             self.stdout.write(f"archive mirror of {options['mirror']} on {base_url}")
         request = ImportRequest(
             symbol=options["symbol"],
@@ -65,6 +67,7 @@ class Command(BaseCommand):
             cache_dir=Path(options["cache_dir"] or settings.HISTORY_CACHE_DIR),
             concurrency=options["concurrency"] or settings.HISTORY_DOWNLOAD_CONCURRENCY,
             indicators=not options["no_indicators"],
+            source=source,
         )
         today = datetime.now(UTC).date()
         try:
