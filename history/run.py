@@ -12,6 +12,7 @@ from pathlib import Path
 from django.db import DatabaseError
 
 from analytics import partitions
+from analytics.models import INTERVAL_SECONDS
 from history import archive, importer
 from history.parse import KINDS, FileName, ParseError, parse_name
 
@@ -75,14 +76,42 @@ class ImportSummary:
             f"gaps: {self.gaps.count} ({self.gaps.missing} missing), reported, not filled",
         ]
         out += [f"  gap {g}" for g in self.gaps.examples]
+        if (unlisted := self.gaps.count - len(self.gaps.examples)) > 0:
+            more = f"{unlisted} more gap{'s' if unlisted > 1 else ''}"
+            out.append(f"  ... and {more}, not listed (the first {len(self.gaps.examples)} are)")
         out += [f"  missing {m}" for m in self.missing]
         out += [f"  refused {c}" for c in self.checksum_failures]
         out += [f"  error {e}" for e in self.errors]
         if self.unverified:
             out.append(f"unverified (no .CHECKSUM beside them): {', '.join(self.unverified)}")
+        if self.files and self.shortfall() is None and not self.written:
+            out.append(f"nothing new: all {self.rows} rows were already stored")
         if self.indicators:
             out.append(f"indicators: {self.indicators} rows recomputed in {self.indicator_seconds:.1f} s")
         return out
+
+    def shortfall(self) -> str | None:
+        """Why the run did not import everything asked for (the command then exits non-zero), or None when it did.
+
+        Every planned file stored with every row of it is a success, even when nothing was new (a re-run);
+        nothing to import, missing, refused or failed files and rejected rows are not."""
+        if not self.files:
+            return "nothing was imported: no file matched the request"
+        problems = []
+        if self.missing:
+            problems.append(f"{len(self.missing)} missing from the archive (404)")
+        if self.checksum_failures:
+            n = len(self.checksum_failures)
+            problems.append(f"{n} refused by {'its' if n == 1 else 'their'} checksum")
+        if self.errors:
+            problems.append(f"{len(self.errors)} failed (errors above)")
+        if self.rejected_rows:
+            problems.append(f"{self.rejected_rows} row{'s' if self.rejected_rows != 1 else ''} rejected")
+        if not problems:
+            return None
+        head = "not everything was imported" if self.imported else "nothing was imported"
+        files = f"{self.imported} of {self.files} file{'s' if self.files != 1 else ''}"
+        return f"{head} ({files}): {', '.join(problems)}"
 
 
 Progress = Callable[[str, int], None]
@@ -215,6 +244,11 @@ def run_import(request: ImportRequest, progress: Progress | None = None, today: 
     today = today or datetime.now(UTC).date()
     if request.concurrency < 1:
         raise RequestError(f"concurrency must be >= 1, got {request.concurrency}")
+    if request.interval and request.interval not in INTERVAL_SECONDS:
+        # The archive has more (1s, 3m, 2h, ...): files of those could only fail, one by one, or 404 as "missing".
+        raise RequestError(
+            f"--interval {request.interval}: not an interval the database stores ({', '.join(INTERVAL_SECONDS)})"
+        )
     run = _Run(request, progress)
     if request.paths:
         sources: Iterator[_Source] = iter(local_files(request))
