@@ -58,6 +58,7 @@ class ImportSummary:
     missing: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     unverified: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "<file>: why", files left out on purpose (another market)
     indicators: int = 0
     seconds: float = 0.0  # the import (downloads, storage, rollups), without the indicators
     indicator_seconds: float = 0.0
@@ -82,6 +83,7 @@ class ImportSummary:
         out += [f"  missing {m}" for m in self.missing]
         out += [f"  refused {c}" for c in self.checksum_failures]
         out += [f"  error {e}" for e in self.errors]
+        out += [f"  skipped {s}" for s in self.skipped]
         if self.unverified:
             out.append(f"unverified (no .CHECKSUM beside them): {', '.join(self.unverified)}")
         if self.files and self.shortfall() is None and not self.written:
@@ -94,9 +96,11 @@ class ImportSummary:
         """Why the run did not import everything asked for (the command then exits non-zero), or None when it did.
 
         Every planned file stored with every row of it is a success, even when nothing was new (a re-run);
-        nothing to import, missing, refused or failed files and rejected rows are not."""
+        nothing to import, missing, refused or failed files and rejected rows are not. Skipped files (another
+        market) were not asked for and do not count, but a run that skipped everything imported nothing."""
         if not self.files:
-            return "nothing was imported: no file matched the request"
+            skipped = f" ({len(self.skipped)} skipped, listed above)" if self.skipped else ""
+            return f"nothing was imported: no file matched the request{skipped}"
         problems = []
         if self.missing:
             problems.append(f"{len(self.missing)} missing from the archive (404)")
@@ -120,13 +124,44 @@ Progress = Callable[[str, int], None]
 
 @dataclass(frozen=True)
 class _Source:
-    """One file to store: where it is (or why not) and what it holds."""
+    """One file to store: where it is (or why not) and what it holds; ``skip`` says why it is left out on purpose."""
 
     label: str
     name: FileName
     path: Path | None
     error: Exception | None = None
     cached: bool = False
+    skip: str | None = None
+
+
+# The archive's market folders: data/spot/..., data/futures/um/..., data/futures/cm/..., data/option/... (each then
+# daily/ or monthly/). Only spot is imported: futures klines of a symbol are another series (other prices, Coin-M
+# volumes in contracts), and stored as binance candles they would mix into the spot series.
+_PERIODS = ("daily", "monthly")
+
+
+def market_of(path: Path) -> str | None:
+    """The archive market a file's folders name (``spot``, ``futures/um``, ``futures/cm``, ``option``), or None
+    when it is not in the archive's layout."""
+    parts = path.parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] in _PERIODS:
+            if parts[i - 1] in ("um", "cm") and i >= 2 and parts[i - 2] == "futures":
+                return f"futures/{parts[i - 1]}"
+            if parts[i - 1] in ("spot", "option"):
+                return parts[i - 1]
+    return None
+
+
+def _not_spot(path: Path, name: FileName) -> str | None:
+    """Why ``path`` is not a spot file (the layout says another market, or the symbol is a futures contract's:
+    ``BTCUSD_PERP``, ``BTCUSDT_230331``; spot symbols never hold ``_``), or None."""
+    market = market_of(path)
+    if market not in (None, "spot"):
+        return f"{market}, not the spot market (only spot is imported)"
+    if "_" in name.symbol:
+        return f"{name.symbol} is a futures contract, not a spot symbol"
+    return None
 
 
 def local_files(request: ImportRequest) -> list[_Source]:
@@ -134,6 +169,8 @@ def local_files(request: ImportRequest) -> list[_Source]:
 
     A file given by itself takes ``--symbol``/``--kind``/``--interval`` over what its name says (and needs them
     when its name is not an archive name); the files of a folder are filtered by them and by ``start..end``.
+    A file of another market than spot (its folders in the archive's layout say so, or its symbol is a futures
+    contract's) comes back with ``skip`` saying why, for the summary to list.
     """
     sources: list[_Source] = []
     for p in request.paths:
@@ -146,7 +183,12 @@ def local_files(request: ImportRequest) -> list[_Source]:
         else:
             raise RequestError(f"--path {p}: no such file or folder")
     sources.sort(key=lambda s: (s.name.symbol, s.name.kind, s.name.interval or "", s.name.first_day))
-    return sources
+    return [
+        _Source(s.label, s.name, None, skip=f"{s.path}: {why}")
+        if s.path is not None and (why := _not_spot(s.path, s.name))
+        else s
+        for s in sources
+    ]
 
 
 def _single_file(request: ImportRequest, path: Path) -> _Source:
@@ -255,6 +297,11 @@ def run_import(request: ImportRequest, progress: Progress | None = None, today: 
     else:
         sources = archive_files(request, today)
     for source in sources:
+        if source.skip is not None:
+            run.summary.skipped.append(source.skip)
+            if progress is not None:
+                progress(source.label, 0)
+            continue
         run.summary.files += 1
         if request.paths and source.path is not None:
             # Downloads are verified by archive.fetch; local files when a .CHECKSUM sits beside them.

@@ -4,9 +4,10 @@ checksum, and an exit status that is non-zero whenever not everything asked for 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import zipfile
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,38 @@ DAY1 = "data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2020-01-01.zip"
 
 def _import(*args: str) -> None:
     call_command("import_history", *args, "--no-indicators")
+
+
+# 1. --path reads the market from the archive layout and imports spot only.
+
+
+def test_path_over_a_whole_mirror_imports_spot_only_and_lists_the_futures_it_skipped(capsys):
+    # The bundle is what users mirror: spot and futures side by side. The range covers the two spot 1h days and
+    # the USDⓈ-M and Coin-M futures days.
+    _import("--path", str(BUNDLE), "--from", "2022-09-01", "--to", "2022-10-31")
+    out = capsys.readouterr().out
+    assert "files: 2 planned, 2 imported" in out
+    assert f"  skipped {UM}: futures/um, not the spot market (only spot is imported)" in out
+    assert f"  skipped {CM}: futures/cm, not the spot market (only spot is imported)" in out
+    assert not Candle.objects.filter(symbol="BTCUSD_PERP").exists()
+    day = datetime(2022, 9, 5, tzinfo=UTC)
+    assert not Candle.objects.filter(symbol="BTCUSDT", open_time__gte=day, open_time__lt=day + timedelta(1)).exists()
+    assert set(Candle.objects.filter(interval="1h").values_list("exchange", "symbol")) == {("binance", "BTCUSDT")}
+
+
+def test_a_futures_file_alone_or_outside_the_layout_is_skipped_and_the_run_fails(tmp_path, capsys):
+    with pytest.raises(CommandError) as exc:
+        _import("--path", str(UM))
+    assert str(exc.value) == "nothing was imported: no file matched the request (1 skipped, listed above)"
+    loose = tmp_path / "downloads"
+    loose.mkdir()
+    shutil.copyfile(CM, loose / CM.name)  # no layout to tell the market, but the name is a futures contract's
+    with pytest.raises(CommandError, match="nothing was imported"):
+        _import("--path", str(loose))
+    out = capsys.readouterr().out
+    assert f"  skipped {UM}: futures/um, not the spot market (only spot is imported)" in out
+    assert f"  skipped {loose / CM.name}: BTCUSD_PERP is a futures contract, not a spot symbol" in out
+    assert not Candle.objects.exists()
 
 
 # 2. The download cache is keyed by source and checksum.

@@ -35,7 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--interval", help="kline interval: 1m, 5m, 15m, 1h, 4h or 1d (those stored)")
         parser.add_argument("--from", dest="start", help="first UTC day, YYYY-MM-DD (inclusive)")
         parser.add_argument("--to", dest="end", help="last UTC day, YYYY-MM-DD (inclusive; default yesterday)")
-        parser.add_argument("--path", nargs="+", metavar="FILE_OR_DIR", help="local zips/CSVs named as the archive's")
+        parser.add_argument(
+            "--path",
+            nargs="+",
+            metavar="FILE_OR_DIR",
+            help="local zips/CSVs named as the archive's; spot only (futures/ folders are skipped and listed)",
+        )
         parser.add_argument("--base-url", help="archive root URL (default BINANCE_DATA_URL)")
         parser.add_argument(
             "--mirror", metavar="DIR", help="serve DIR (the archive's layout) on 127.0.0.1 and import from it over HTTP"
