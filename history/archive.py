@@ -3,17 +3,23 @@
 Layout: ``{base}/data/spot/{monthly|daily}/klines/SYMBOL/INTERVAL/SYMBOL-INTERVAL-YYYY-MM[-DD].zip`` (``trades`` and
 ``aggTrades`` have no interval folder), each beside ``<name>.zip.CHECKSUM`` holding ``<sha256>  <name>``.
 
-Downloads go into a cache folder in the same layout. A file is first written to ``<name>.zip.part``; an
-interrupted download resumes from the part's size with an HTTP ``Range`` request, and only a file whose SHA-256
-matches its CHECKSUM is renamed to its final name. A mismatch deletes the part (the next run starts over) and
-refuses the file. HTTP: urllib3 (a dependency of the stack already, pinned in requirements/base.txt): a
-thread-safe connection pool with retries, which the bounded thread pool of :func:`fetch_all` shares.
+Downloads go into a cache folder of their source (:func:`cache_folder`: one per archive URL or mirror folder), in
+the same layout. A file is first written to ``<name>.zip.part``; an interrupted download resumes from the part's
+size with an HTTP ``Range`` request, and only a file whose SHA-256 matches its CHECKSUM is renamed to its final
+name. A mismatch deletes the part (the next run starts over) and refuses the file. The cache is keyed by source
+and checksum: every run reads the file's ``.CHECKSUM`` from the source, and a cached copy is used only when it
+hashes to that, so a file fetched from another source, or one the source has since republished, is never taken
+for the source's (and nothing is "verified" without the source).
+
+HTTP: urllib3 (a dependency of the stack already, pinned in requirements/base.txt): a thread-safe connection pool
+with retries, which the bounded thread pool of :func:`fetch_all` shares.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -125,11 +131,19 @@ def read_checksum(text: str, name: str) -> str:
     return parts[0].lower()
 
 
-def verify(path: Path, expected: str) -> None:
-    """Raise :class:`ChecksumMismatchError` unless ``path`` hashes to ``expected``."""
+def verify(path: Path, expected: str, name: str | None = None) -> None:
+    """Raise :class:`ChecksumMismatchError` unless ``path`` hashes to ``expected``; the error names the file as
+    ``name`` (the archive's name of a download still in its ``.part``), else by its own name."""
     actual = sha256_of(path)
     if actual != expected:
-        raise ChecksumMismatchError(f"{path.name}: checksum mismatch (CHECKSUM {expected}, file {actual})")
+        raise ChecksumMismatchError(f"{name or path.name}: checksum mismatch (CHECKSUM {expected}, file {actual})")
+
+
+def cache_folder(source: str) -> str:
+    """The cache's folder for ``source`` (an archive URL, or ``mirror:<folder>``): readable, and distinct for every
+    source (a digest of the whole source ends it), so two sources never share a cached file."""
+    readable = re.sub(r"[^A-Za-z0-9.-]+", "_", source).strip("_")[:60]
+    return f"{readable}-{hashlib.sha256(source.encode()).hexdigest()[:12]}"
 
 
 def _get_text(http: urllib3.PoolManager, url: str, name: str) -> str:
@@ -174,26 +188,30 @@ class Fetched:
 
 
 def fetch(http: urllib3.PoolManager, base_url: str, file: ArchiveFile, cache_dir: Path) -> Fetched:
-    """The verified local copy of ``file``: from the cache when it verifies, else downloaded (resumably).
+    """The verified local copy of ``file``: the source's ``.CHECKSUM`` is read first, then the cached copy is used
+    when it hashes to it, else the file is downloaded (resumably) and verified. ``cache_dir`` is this source's own
+    folder (:func:`fetch_all` picks it).
 
     Raises :class:`MissingFileError`, :class:`ChecksumMismatchError` or :class:`DownloadError`.
     """
     target = cache_dir / file.path
     checksum_file = target.with_name(target.name + ".CHECKSUM")
     url = f"{base_url.rstrip('/')}/{file.path}"
-    if target.exists() and checksum_file.exists():
-        try:
-            verify(target, read_checksum(checksum_file.read_text(), file.name))
-            return Fetched(file, target, cached=True)
-        except (ChecksumMismatchError, DownloadError):
-            target.unlink()  # a damaged cache entry: fetch it again
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # Always from the source, even for a cached file: a copy is the source's file only if it hashes to the
+    # source's CHECKSUM of today (a cache entry of another source or an older publication never is).
     checksum_text = _get_text(http, url + ".CHECKSUM", file.name)
     expected = read_checksum(checksum_text, file.name)
+    if target.exists():
+        if sha256_of(target) == expected:
+            if not checksum_file.exists() or checksum_file.read_text() != checksum_text:
+                checksum_file.write_text(checksum_text)
+            return Fetched(file, target, cached=True)
+        target.unlink()  # damaged, or not the file the source publishes now: fetch it again
+    target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     _download(http, url, part, file.name)
     try:
-        verify(part, expected)
+        verify(part, expected, file.name)
     except ChecksumMismatchError:
         part.unlink()  # never resume from bytes that do not hash right
         raise
@@ -211,12 +229,17 @@ def fetch_all(
     cache_dir: Path,
     concurrency: int,
     fetcher: Callable[[urllib3.PoolManager, str, ArchiveFile, Path], Fetched] = fetch,
+    source: str | None = None,
 ) -> Iterator[tuple[ArchiveFile, Outcome]]:
     """Fetch ``files`` with at most ``concurrency`` downloads at a time; yield ``(file, Fetched or the error)``
-    in the order of ``files`` (so the importer stores in time order while later files download)."""
+    in the order of ``files`` (so the importer stores in time order while later files download).
+
+    The files are cached under ``cache_dir/<cache_folder(source)>``; ``source`` names where they come from
+    (default ``base_url``; an in-process mirror passes its folder, as its URL changes from run to run)."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     http = make_pool(concurrency)
+    cache_dir = cache_dir / cache_folder(source or base_url.rstrip("/"))
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="history-download") as pool:
         futures: list[Future[Fetched]] = [pool.submit(fetcher, http, base_url, f, cache_dir) for f in files]
         try:

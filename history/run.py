@@ -12,6 +12,7 @@ from pathlib import Path
 from django.db import DatabaseError
 
 from analytics import partitions
+from analytics.models import INTERVAL_SECONDS
 from history import archive, importer
 from history.parse import KINDS, FileName, ParseError, parse_name
 
@@ -25,7 +26,8 @@ class RequestError(ValueError):
 @dataclass(frozen=True)
 class ImportRequest:
     """What to import. Archive mode needs ``symbol``, ``start`` and (for klines) ``interval``; ``paths`` switch to
-    local files, whose names give symbol, kind and interval unless set here."""
+    local files, whose names give symbol, kind and interval unless set here. ``source`` keys the download cache
+    (default ``base_url``; ``mirror:<folder>`` for an in-process mirror, whose URL changes every run)."""
 
     symbol: str | None = None
     kind: str | None = None
@@ -38,6 +40,7 @@ class ImportRequest:
     concurrency: int = 4
     indicators: bool = True
     exchange: str = importer.EXCHANGE
+    source: str | None = None
 
 
 @dataclass
@@ -55,6 +58,7 @@ class ImportSummary:
     missing: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     unverified: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "<file>: why", files left out on purpose (another market)
     indicators: int = 0
     seconds: float = 0.0  # the import (downloads, storage, rollups), without the indicators
     indicator_seconds: float = 0.0
@@ -74,14 +78,45 @@ class ImportSummary:
             f"gaps: {self.gaps.count} ({self.gaps.missing} missing), reported, not filled",
         ]
         out += [f"  gap {g}" for g in self.gaps.examples]
+        if (unlisted := self.gaps.count - len(self.gaps.examples)) > 0:
+            more = f"{unlisted} more gap{'s' if unlisted > 1 else ''}"
+            out.append(f"  ... and {more}, not listed (the first {len(self.gaps.examples)} are)")
         out += [f"  missing {m}" for m in self.missing]
         out += [f"  refused {c}" for c in self.checksum_failures]
         out += [f"  error {e}" for e in self.errors]
+        out += [f"  skipped {s}" for s in self.skipped]
         if self.unverified:
             out.append(f"unverified (no .CHECKSUM beside them): {', '.join(self.unverified)}")
+        if self.files and self.shortfall() is None and not self.written:
+            out.append(f"nothing new: all {self.rows} rows were already stored")
         if self.indicators:
             out.append(f"indicators: {self.indicators} rows recomputed in {self.indicator_seconds:.1f} s")
         return out
+
+    def shortfall(self) -> str | None:
+        """Why the run did not import everything asked for (the command then exits non-zero), or None when it did.
+
+        Every planned file stored with every row of it is a success, even when nothing was new (a re-run);
+        nothing to import, missing, refused or failed files and rejected rows are not. Skipped files (another
+        market) were not asked for and do not count, but a run that skipped everything imported nothing."""
+        if not self.files:
+            skipped = f" ({len(self.skipped)} skipped, listed above)" if self.skipped else ""
+            return f"nothing was imported: no file matched the request{skipped}"
+        problems = []
+        if self.missing:
+            problems.append(f"{len(self.missing)} missing from the archive (404)")
+        if self.checksum_failures:
+            n = len(self.checksum_failures)
+            problems.append(f"{n} refused by {'its' if n == 1 else 'their'} checksum")
+        if self.errors:
+            problems.append(f"{len(self.errors)} failed (errors above)")
+        if self.rejected_rows:
+            problems.append(f"{self.rejected_rows} row{'s' if self.rejected_rows != 1 else ''} rejected")
+        if not problems:
+            return None
+        head = "not everything was imported" if self.imported else "nothing was imported"
+        files = f"{self.imported} of {self.files} file{'s' if self.files != 1 else ''}"
+        return f"{head} ({files}): {', '.join(problems)}"
 
 
 Progress = Callable[[str, int], None]
@@ -90,13 +125,44 @@ Progress = Callable[[str, int], None]
 
 @dataclass(frozen=True)
 class _Source:
-    """One file to store: where it is (or why not) and what it holds."""
+    """One file to store: where it is (or why not) and what it holds; ``skip`` says why it is left out on purpose."""
 
     label: str
     name: FileName
     path: Path | None
     error: Exception | None = None
     cached: bool = False
+    skip: str | None = None
+
+
+# The archive's market folders: data/spot/..., data/futures/um/..., data/futures/cm/..., data/option/... (each then
+# daily/ or monthly/). Only spot is imported: futures klines of a symbol are another series (other prices, Coin-M
+# volumes in contracts), and stored as binance candles they would mix into the spot series.
+_PERIODS = ("daily", "monthly")
+
+
+def market_of(path: Path) -> str | None:
+    """The archive market a file's folders name (``spot``, ``futures/um``, ``futures/cm``, ``option``), or None
+    when it is not in the archive's layout."""
+    parts = path.parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] in _PERIODS:
+            if parts[i - 1] in ("um", "cm") and i >= 2 and parts[i - 2] == "futures":
+                return f"futures/{parts[i - 1]}"
+            if parts[i - 1] in ("spot", "option"):
+                return parts[i - 1]
+    return None
+
+
+def _not_spot(path: Path, name: FileName) -> str | None:
+    """Why ``path`` is not a spot file (the layout says another market, or the symbol is a futures contract's:
+    ``BTCUSD_PERP``, ``BTCUSDT_230331``; spot symbols never hold ``_``), or None."""
+    market = market_of(path)
+    if market not in (None, "spot"):
+        return f"{market}, not the spot market (only spot is imported)"
+    if "_" in name.symbol:
+        return f"{name.symbol} is a futures contract, not a spot symbol"
+    return None
 
 
 def local_files(request: ImportRequest) -> list[_Source]:
@@ -104,6 +170,8 @@ def local_files(request: ImportRequest) -> list[_Source]:
 
     A file given by itself takes ``--symbol``/``--kind``/``--interval`` over what its name says (and needs them
     when its name is not an archive name); the files of a folder are filtered by them and by ``start..end``.
+    A file of another market than spot (its folders in the archive's layout say so, or its symbol is a futures
+    contract's) comes back with ``skip`` saying why, for the summary to list.
     """
     sources: list[_Source] = []
     for p in request.paths:
@@ -116,7 +184,12 @@ def local_files(request: ImportRequest) -> list[_Source]:
         else:
             raise RequestError(f"--path {p}: no such file or folder")
     sources.sort(key=lambda s: (s.name.symbol, s.name.kind, s.name.interval or "", s.name.first_day))
-    return sources
+    return [
+        _Source(s.label, s.name, None, skip=f"{s.path}: {why}")
+        if s.path is not None and (why := _not_spot(s.path, s.name))
+        else s
+        for s in sources
+    ]
 
 
 def _single_file(request: ImportRequest, path: Path) -> _Source:
@@ -182,7 +255,8 @@ def archive_files(request: ImportRequest, today: date) -> Iterator[_Source]:
         files = archive.plan(request.symbol.upper(), kind, request.interval, request.start, end, today)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    for file, outcome in archive.fetch_all(request.base_url, files, request.cache_dir, request.concurrency):
+    fetched = archive.fetch_all(request.base_url, files, request.cache_dir, request.concurrency, source=request.source)
+    for file, outcome in fetched:
         if isinstance(outcome, archive.Fetched):
             yield _Source(file.name, file.file_name(), outcome.path, cached=outcome.cached)
         else:
@@ -213,12 +287,22 @@ def run_import(request: ImportRequest, progress: Progress | None = None, today: 
     today = today or datetime.now(UTC).date()
     if request.concurrency < 1:
         raise RequestError(f"concurrency must be >= 1, got {request.concurrency}")
+    if request.interval and request.interval not in INTERVAL_SECONDS:
+        # The archive has more (1s, 3m, 2h, ...): files of those could only fail, one by one, or 404 as "missing".
+        raise RequestError(
+            f"--interval {request.interval}: not an interval the database stores ({', '.join(INTERVAL_SECONDS)})"
+        )
     run = _Run(request, progress)
     if request.paths:
         sources: Iterator[_Source] = iter(local_files(request))
     else:
         sources = archive_files(request, today)
     for source in sources:
+        if source.skip is not None:
+            run.summary.skipped.append(source.skip)
+            if progress is not None:
+                progress(source.label, 0)
+            continue
         run.summary.files += 1
         if request.paths and source.path is not None:
             # Downloads are verified by archive.fetch; local files when a .CHECKSUM sits beside them.

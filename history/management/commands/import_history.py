@@ -35,10 +35,15 @@ class Command(BaseCommand):
         """Declare the range (symbol, kind, interval, days) or local ``--path`` files, the source and the cache."""
         parser.add_argument("--symbol", help="BTCUSDT (local files: taken from the name unless given)")
         parser.add_argument("--kind", choices=KINDS, help="default klines (local files: from the name)")
-        parser.add_argument("--interval", help="kline interval: 1m, 5m, 15m, 1h, 4h or 1d")
+        parser.add_argument("--interval", help="kline interval: 1m, 5m, 15m, 1h, 4h or 1d (those stored)")
         parser.add_argument("--from", dest="start", help="first UTC day, YYYY-MM-DD (inclusive)")
         parser.add_argument("--to", dest="end", help="last UTC day, YYYY-MM-DD (inclusive; default yesterday)")
-        parser.add_argument("--path", nargs="+", metavar="FILE_OR_DIR", help="local zips/CSVs named as the archive's")
+        parser.add_argument(
+            "--path",
+            nargs="+",
+            metavar="FILE_OR_DIR",
+            help="local zips/CSVs named as the archive's; spot only (futures/ folders are skipped and listed)",
+        )
         parser.add_argument("--base-url", help="archive root URL (default BINANCE_DATA_URL)")
         parser.add_argument(
             "--mirror", metavar="DIR", help="serve DIR (the archive's layout) on 127.0.0.1 and import from it over HTTP"
@@ -51,12 +56,14 @@ class Command(BaseCommand):
         """Import with a progress bar and print the summary; bad requests, refused files, errors: CommandError."""
         mirror: MirrorServer | None = None
         base_url = options["base_url"] or settings.BINANCE_DATA_URL
+        source = None
         if options["mirror"]:
             try:
                 mirror = start_in_thread(Path(options["mirror"]))
             except (FileNotFoundError, OSError) as exc:
                 raise CommandError(f"--mirror: {exc}") from None
             base_url = mirror.url
+            source = f"mirror:{mirror.root}"  # the cache's key: the folder, not this run's port
             self.stdout.write(f"archive mirror of {options['mirror']} on {base_url}")
         request = ImportRequest(
             symbol=options["symbol"],
@@ -69,6 +76,7 @@ class Command(BaseCommand):
             cache_dir=Path(options["cache_dir"] or settings.HISTORY_CACHE_DIR),
             concurrency=options["concurrency"] or settings.HISTORY_DOWNLOAD_CONCURRENCY,
             indicators=not options["no_indicators"],
+            source=source,
         )
         today = datetime.now(UTC).date()
         try:
@@ -92,8 +100,6 @@ class Command(BaseCommand):
                 mirror.server_close()
         for line in summary.lines():
             self.stdout.write(line)
-        if summary.checksum_failures or summary.errors:
-            raise CommandError(
-                f"{len(summary.checksum_failures)} file(s) refused by their checksum, {len(summary.errors)} error(s): "
-                "see above (the other files were imported)"
-            )
+        # Non-zero whenever not everything asked for was imported; a re-run with nothing new to store is a success.
+        if (shortfall := summary.shortfall()) is not None:
+            raise CommandError(shortfall)
