@@ -178,13 +178,23 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
+        listening = False
+
         def ready(host: str, port: int) -> None:
+            nonlocal listening
+            listening = True
             self.stdout.write(f"listening on ws://{host}:{port}")
             self.stdout.flush()
 
         keeper = asyncio.create_task(self._keep_state(simulator, state)) if state is not None else None
         try:
             await simulator.serve(stop, ready)
+        except OSError as exc:
+            if listening:
+                raise
+            # Before ``ready`` the only OSError is the listening socket's (a port in use, an address not ours).
+            config = simulator.config
+            raise CommandError(f"--host {config.host} --port {config.port}: {exc.strerror or exc}") from None
         finally:
             if keeper is not None and state is not None:
                 keeper.cancel()
