@@ -7,6 +7,7 @@ took "cannot check" for "down", reported a running PostgreSQL as down and began 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -46,3 +47,35 @@ def test_up_without_sbin_on_path_finds_the_running_cluster_and_initialises_none(
     assert result.returncode == 0, result.stderr
     assert "initialising" not in result.stderr
     assert f"PostgreSQL up on 127.0.0.1:{PORT} (data {STACK / 'postgres'})" in result.stderr
+
+
+# /usr/sbin and /sbin hidden behind an empty directory in a mount namespace of the child alone: runuser is gone.
+HIDE_SBIN = 'for d in /usr/sbin /sbin; do [ -L "$d" ] || mount --bind "$0" "$d" || exit 99; done; exec bash "$@"'
+
+
+def _without_runuser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("hiding /usr/sbin needs root and unshare")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    script = str(ROOT / "scripts" / "stack.sh")
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", HIDE_SBIN, str(empty), script, *args],
+        cwd=ROOT,
+        env=CRON_ENV,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if result.returncode == 99 or "unshare:" in result.stderr:
+        pytest.skip(f"no mount namespace here: {result.stderr.strip()}")
+    return result
+
+
+@pytest.mark.parametrize("args", [("status",), ("up", "postgres")], ids=" ".join)
+def test_without_runuser_it_says_what_is_missing_and_never_reports_down(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = _without_runuser(tmp_path, *args)
+    assert result.returncode != 0
+    assert "ERROR: runuser not found (PATH, /usr/sbin, /sbin)" in result.stderr
+    assert "postgresql  down" not in result.stdout
+    assert "initialising" not in result.stderr
