@@ -16,11 +16,31 @@ def require_database() -> None:
     try:
         connection.ensure_connection()
     except OperationalError as exc:
-        db = settings.DATABASES["default"]
-        address = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
-        text = redact_text(str(exc)).strip()
-        detail = text.splitlines()[0] if text else type(exc).__name__
-        raise CommandError(f"PostgreSQL is unreachable at DATABASE_URL ({address}): {detail}") from exc
+        raise CommandError(_unreachable(exc)) from exc
+
+
+def database_down(exc: BaseException) -> str | None:
+    """The one-line message for a command that failed with ``exc`` because PostgreSQL does not answer, or None when
+    ``exc`` is something else (PostgreSQL answers now: the error was not about reaching it).
+
+    ``manage.py`` prints it instead of a traceback, whichever command met the closed database.
+    """
+    if not isinstance(exc, OperationalError):
+        return None
+    try:
+        connection.close()
+        connection.ensure_connection()
+    except OperationalError as now:
+        return _unreachable(now)
+    return None
+
+
+def _unreachable(exc: OperationalError) -> str:
+    db = settings.DATABASES["default"]
+    address = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
+    text = redact_text(str(exc)).strip()
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    return f"PostgreSQL is unreachable at DATABASE_URL ({address}): {detail}"
 
 
 def require_kafka(timeout: float = 10.0) -> None:

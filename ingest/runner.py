@@ -38,6 +38,10 @@ BACKFILLERS: dict[str, type[BinanceBackfiller | CoinbaseBackfiller | KrakenBackf
 }
 
 
+#: After this many duplicates with not one trade accepted, ingest says once (WARNING) why it publishes nothing.
+ALL_DUPLICATES_WARN_AFTER = 1000
+
+
 class SettingsError(ValueError):
     """A setting is unusable; the message names it."""
 
@@ -137,6 +141,7 @@ class FrameProcessor:
         self.source = f"ingest:{adapter.name}"
         self._lock = threading.Lock()  # connections of one exchange share the tracker and the limit
         self._last_parser_log = 0.0
+        self._warned_all_duplicates = False
 
     def __call__(self, raw: bytes | str, received_at: int) -> bool:
         """Process one frame; True when the server announced a shutdown (reconnect now)."""
@@ -209,6 +214,25 @@ class FrameProcessor:
                 tracker.advance(trade.symbol, trade.trade_id, trade.trade_time)
                 accepted.append(trade)
         self._emit(accepted)
+        if not accepted and not self._warned_all_duplicates:
+            self.warn_if_all_duplicates()
+
+    def warn_if_all_duplicates(self, at_least: int = ALL_DUPLICATES_WARN_AFTER) -> bool:
+        """Log once per process, at WARNING, that every trade so far was a duplicate (``at_least`` of them and not one
+        accepted): a replay of ids the topic already holds, which ingest drops silently otherwise. True if it did."""
+        metrics = self.metrics
+        if self._warned_all_duplicates or metrics.trades_accepted or metrics.duplicates < max(at_least, 1):
+            return False
+        self._warned_all_duplicates = True
+        topic = settings.KAFKA_TRADES_TOPIC
+        logger.warning(
+            f"every trade received so far was a duplicate ({metrics.duplicates}), nothing is published: the topic "
+            f"{topic} already holds these trade ids (ingest resumes after the last id per symbol it finds there), "
+            "as when a replay restarts at its recording's ids. Replay into a fresh topic (KAFKA_TRADES_TOPIC), and "
+            "run simulate_exchange with --state FILE so that a restarted market continues its ids",
+            extra={"exchange": self.adapter.name, "duplicates": metrics.duplicates, "topic": topic},
+        )
+        return True
 
     def emit(self, trades: list[TradeRecord]) -> int:
         """Publish trades from another thread (the backfill worker), under the trade limit; returns accepted."""
@@ -400,5 +424,7 @@ class IngestRunner:
             for thread in threads:
                 thread.join(timeout=10)
             self.processor.stop_backfill()
+            # A replay shorter than the threshold says it at the end at least.
+            self.processor.warn_if_all_duplicates(at_least=1)
         if self.failures:
             raise IngestThreadError("; ".join(self.failures))

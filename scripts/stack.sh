@@ -57,15 +57,32 @@ pg_bin() {
 
 # PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` system user. Its data dir
 # stays under .stack/ when that user can reach it, else under /var/tmp (for clones inside /root, say).
+# runuser lives in /usr/sbin, which is not on PATH after `su` without `-` or in cron: looked up there too. Without
+# it nothing about the cluster can be checked, and that must stop the script rather than read as "down" (which once
+# made `up` initialise a second cluster under /var/tmp).
 pg_user() { if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi; }
+runuser_bin() {
+  local d
+  if command -v runuser >/dev/null 2>&1; then command -v runuser; return 0; fi
+  for d in /usr/sbin /sbin /usr/bin /bin; do [ -x "$d/runuser" ] && { echo "$d/runuser"; return 0; }; done
+  return 1
+}
+RUNUSER=""
+if [ "$(id -u)" -eq 0 ]; then RUNUSER=$(runuser_bin) || RUNUSER=""; fi
+need_runuser() {
+  [ "$(id -u)" -ne 0 ] || [ -n "$RUNUSER" ] ||
+    die "runuser not found (PATH, /usr/sbin, /sbin): as root PostgreSQL runs as the postgres user, and without it \
+nothing about PostgreSQL can be checked or started (install util-linux)"
+}
 pg_run() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then need_runuser; "$RUNUSER" -u postgres -- "$@"; else "$@"; fi
 }
 pg_data_dir() {
   local want="$STACK/postgres"
   if [ "$(id -u)" -ne 0 ]; then echo "$want"; return; fi
+  need_runuser
   mkdir -p "$STACK"
-  if runuser -u postgres -- test -x "$STACK" 2>/dev/null; then
+  if "$RUNUSER" -u postgres -- test -x "$STACK" 2>/dev/null; then
     echo "$want"
   else
     echo "/var/tmp/cryptoproject-$(printf '%s' "$ROOT" | sha1sum | cut -c1-10)/postgres"
@@ -129,6 +146,7 @@ cmd_kafka_jars() {
 # --------------------------------------------------------------------------- PostgreSQL
 pg_up() {
   local bin data
+  need_runuser
   bin=$(pg_bin) || die "PostgreSQL is not installed (run: scripts/stack.sh install)"
   data=$(pg_data_dir)
   local sock="$data/../run"
@@ -184,6 +202,7 @@ pg_stop() {
 }
 
 pg_down() {
+  need_runuser
   pg_stop "$(pg_data_dir)" "PostgreSQL"
 }
 
@@ -203,6 +222,7 @@ pg_replica_streaming() {  # bin sock
 }
 
 pg_replica_up() {
+  need_runuser
   pg_up
   local bin data dir sock
   bin=$(pg_bin); data=$(pg_data_dir); dir=$(pg_replica_dir)
@@ -259,6 +279,7 @@ EOF
 }
 
 pg_replica_down() {
+  need_runuser
   pg_stop "$(pg_replica_dir)" "PostgreSQL replica"
 }
 
@@ -420,6 +441,7 @@ kafka_down() {
 # --------------------------------------------------------------------------- status
 cmd_status() {
   local rc=0 bin data
+  need_runuser  # "cannot check" is an error, never "down"
   if bin=$(pg_bin) && data=$(pg_data_dir) && [ -f "$data/PG_VERSION" ] &&
     pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 && port_open "$PG_PORT"; then
     echo "postgresql  up    127.0.0.1:$PG_PORT  data=$data"

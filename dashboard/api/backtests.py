@@ -11,14 +11,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import QueryDict
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from analytics.models import Candle
 from backtest import runs
 from backtest.charts import run_chart
 from backtest.models import BacktestRun
@@ -117,7 +119,11 @@ def spec_from_body(body: Any) -> runs.RunSpec:
 
 def start_run(spec: runs.RunSpec) -> BacktestRun:
     """Validate, store ``pending`` and queue the task after the commit (a ``ValueError`` says what is wrong)."""
-    run = runs.prepare(spec)
+    return queue_run(runs.prepare(spec))
+
+
+def queue_run(run: BacktestRun) -> BacktestRun:
+    """Store a prepared run ``pending`` and queue the task after the commit."""
     with transaction.atomic():
         run.save()
         run_id = run.pk
@@ -162,10 +168,17 @@ class BacktestsView(ApiView):
         """Start a run: stored ``pending``, executed by a Celery worker; poll its URL for progress."""
         spec = spec_from_body(request.data)
         try:
-            run = start_run(spec)
+            run = runs.prepare(spec)
         except ValueError as exc:
             raise ParamError(_param_of(str(exc)), str(exc)) from exc
-        return Response(run_item(run), status=status.HTTP_202_ACCEPTED)
+        # Said now rather than by a run that fails in the worker later: one index probe.
+        if not Candle.objects.filter(exchange=run.exchange, symbol=run.symbol, interval=run.interval).exists():
+            raise ParamError(
+                "symbol",
+                f"no {run.interval} candles stored for {run.exchange}:{run.symbol}; "
+                "import them first (manage.py import_history) or choose a symbol that has some.",
+            )
+        return Response(run_item(queue_run(run)), status=status.HTTP_202_ACCEPTED)
 
 
 class BacktestView(ApiView):
@@ -180,7 +193,7 @@ class BacktestView(ApiView):
         """The run; ``?curves=0`` leaves out the equity curve and trades (for progress polling)."""
         full = request.query_params.get("curves", "1") != "0"
         queryset = BacktestRun.objects.all() if full else BacktestRun.objects.defer("equity", "trades")
-        return Response(run_item(get_object_or_404(queryset, pk=run_id), full=full))
+        return Response(run_item(_run_or_404(queryset, run_id), full=full))
 
 
 class BacktestChartView(ApiView):
@@ -189,7 +202,14 @@ class BacktestChartView(ApiView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT, **_ERRORS})
     def get(self, request: Request, run_id: int) -> Response:
         """Equity vs buy-and-hold, drawdown, merged candles and trades of a run."""
-        return Response(run_chart(get_object_or_404(BacktestRun, pk=run_id)))
+        return Response(run_chart(_run_or_404(BacktestRun.objects.all(), run_id)))
+
+
+def _run_or_404(queryset: QuerySet[BacktestRun], run_id: int) -> BacktestRun:
+    try:
+        return queryset.get(pk=run_id)
+    except BacktestRun.DoesNotExist:
+        raise NotFound(f"no backtest run {run_id}") from None
 
 
 class StrategiesView(ApiView):

@@ -45,6 +45,7 @@ def post(client: Client, body: Any) -> Any:
 
 
 def test_post_stores_a_pending_run_and_queues_it_after_commit(client: Client, django_capture_on_commit_callbacks):
+    store_candles(WAVE)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = post(client, BODY)
     assert response.status_code == 202, response.content
@@ -82,6 +83,29 @@ def test_post_errors_name_the_field(client: Client, change: dict[str, Any], para
     assert response.status_code == 400, response.content
     assert response.json()["error"]["param"] == param
     assert not BacktestRun.objects.exists()
+
+
+def test_post_of_a_symbol_without_candles_is_refused_up_front(client: Client):
+    store_candles(WAVE)  # BTCUSDT 1h
+    for body, missing in (
+        ({**BODY, "symbol": "NOPEUSDT"}, "1h candles stored for binance:NOPEUSDT"),
+        ({**BODY, "interval": "4h"}, "4h candles stored for binance:BTCUSDT"),
+    ):
+        response = post(client, body)
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["param"] == "symbol"
+        assert missing in error["message"]
+    assert not BacktestRun.objects.exists()
+
+
+def test_a_missing_run_is_the_error_envelope(client: Client):
+    for path in ("/api/v1/backtests/99999", "/api/v1/backtests/99999/chart"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.json() == {"error": {"param": None, "message": "no backtest run 99999", "code": "not_found"}}, (
+            path
+        )
 
 
 def test_post_body_must_be_an_object(client: Client):

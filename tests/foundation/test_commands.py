@@ -23,7 +23,7 @@ def test_create_topics_is_idempotent(settings: Any) -> None:
         call_command("create_topics", stdout=first)
         call_command("create_topics", stdout=second)
         assert f"{settings.KAFKA_TRADES_TOPIC}: created (3 partitions)" in first.getvalue()
-        assert f"{settings.KAFKA_DLQ_TOPIC}: created (1 partitions)" in first.getvalue()
+        assert f"{settings.KAFKA_DLQ_TOPIC}: created (1 partition)" in first.getvalue()
         assert f"{settings.KAFKA_TRADES_TOPIC}: exists" in second.getvalue()
         admin = admin_client()
         try:

@@ -4,6 +4,7 @@ looping, synthetic trades, and the ``simulate_exchange`` command as a child proc
 from __future__ import annotations
 
 import itertools
+import logging
 import signal
 import socket
 from collections.abc import Callable
@@ -368,6 +369,22 @@ def test_build_source_preloads_a_finite_replay() -> None:
     assert len(list(looped)) == 25_000
     with pytest.raises(CommandError, match="--preload needs a finite market"):
         build_source({**base, "replay": [str(TRX_CSV)], "loop": True, "preload": True}, "binance")
+
+
+def test_max_trades_says_in_the_log_that_it_ended_the_market(caplog: pytest.LogCaptureFixture) -> None:
+    base: dict[str, Any] = {"synthetic": False, "symbols": "", "rate": 0.0, "seed": 0, "symbol": None}
+    caplog.set_level(logging.INFO, logger="ingest")
+    source, _, _ = build_source({**base, "replay": [str(TRX_CSV)], "loop": True, "max_trades": 300}, "binance")
+    assert len(list(source)) == 300
+    (line,) = [r.getMessage() for r in caplog.records if "--max-trades" in r.getMessage()]
+    assert (
+        line == "simulator: --max-trades 300 reached, the market ends: no more trades (the server runs until stopped)"
+    )
+    caplog.clear()
+    # A recording shorter than the limit ends on its own: no such line then.
+    short, _, _ = build_source({**base, "replay": [str(TRX_CSV)], "loop": False, "max_trades": 10**9}, "binance")
+    assert list(short)
+    assert not [r for r in caplog.records if "--max-trades" in r.getMessage()]
 
 
 @pytest.mark.parametrize(

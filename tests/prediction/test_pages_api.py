@@ -83,7 +83,10 @@ def test_rest_endpoints_list_models_and_predictions(client: Client, model):
     assert len(full["folds"]) == 2
     assert "equity" in full["backtest"]
     assert full["overall"]["verdict"]
-    assert client.get("/api/v1/models/999999").status_code == 404
+    missing = client.get("/api/v1/models/999999")
+    assert missing.status_code == 404
+    # Django's get_object_or_404 too answers in the API's error envelope.
+    assert missing.json() == {"error": {"param": None, "message": "Not found.", "code": "not_found"}}
     preds = client.get(f"/api/v1/predictions?exchange=binance&symbol=BTCUSDT&model={model.pk}&limit=3").json()
     assert len(preds["results"]) == 3
     times = [p["open_time"] for p in preds["results"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -23,14 +24,32 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each server")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        """Print ``ok`` per server; a server that does not answer in time is a CommandError naming its setting."""
-        require_database()
-        self.stdout.write("postgresql: ok")
-        require_kafka(options["timeout"])
-        self.stdout.write("kafka: ok")
+        """Check all three servers; print ``ok`` or the problem for each, and fail naming every one that is down."""
+        # Every server is checked, whatever the first one said: one run names all that are down.
+        timeout = options["timeout"]
+        checks: list[tuple[str, Callable[[], None]]] = [
+            ("postgresql", require_database),
+            ("kafka", lambda: require_kafka(timeout)),
+            ("redis", lambda: _require_redis(timeout)),
+        ]
+        down = [name for name, check in checks if not self._check(name, check)]
+        if down:
+            raise CommandError(f"{len(down)} of {len(checks)} servers do not answer: {', '.join(down)} (see above)")
+
+    def _check(self, name: str, check: Callable[[], None]) -> bool:
+        """Run one check: print ``name: ok``, or the one-line problem on stderr and return False."""
         try:
-            redis_client(timeout=options["timeout"]).ping()
-        except redis.RedisError as exc:
-            url = redact_url(settings.REDIS_URL)
-            raise CommandError(f"Redis is unreachable at REDIS_URL={url}: {redact_text(str(exc))}") from exc
-        self.stdout.write("redis: ok")
+            check()
+        except CommandError as exc:
+            self.stderr.write(f"{name}: {exc}")
+            return False
+        self.stdout.write(f"{name}: ok")
+        return True
+
+
+def _require_redis(timeout: float) -> None:
+    try:
+        redis_client(timeout=timeout).ping()
+    except redis.RedisError as exc:
+        url = redact_url(settings.REDIS_URL)
+        raise CommandError(f"Redis is unreachable at REDIS_URL={url}: {redact_text(str(exc))}") from exc

@@ -21,4 +21,6 @@ class Command(BaseCommand):
         created = ensure_topics()
         for spec in project_topics():
             state = "created" if spec.name in created else "exists"
-            self.stdout.write(f"{spec.name}: {state} ({spec.partitions} partitions)")
+            self.stdout.write(
+                f"{spec.name}: {state} ({spec.partitions} partition{'' if spec.partitions == 1 else 's'})"
+            )

@@ -9,7 +9,7 @@ import itertools
 import logging
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
         if options["max_trades"] < 0:
             raise CommandError(f"--max-trades must be positive, got {options['max_trades']}")
         # A finite market: fault tests compare the stored trades with exactly these N.
-        records = itertools.islice(records, options["max_trades"])
+        records = ended_after(records, options["max_trades"])
     if options.get("preload"):
         if options["loop"] and not options.get("max_trades"):
             raise CommandError("--preload needs a finite market: with --loop, give --max-trades too")
@@ -64,6 +64,21 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
     if options.get("present"):
         records, pace = on_present_clock(records, pace, lambda: time.time_ns() // 1_000_000)
     return records, pace, tuple(sorted(names))
+
+
+def ended_after(records: Iterable[TradeRecord], max_trades: int) -> Iterator[TradeRecord]:
+    """The first ``max_trades`` of ``records``; says in the log when the limit, not the source, ended the market."""
+    sent = 0
+    for record in itertools.islice(records, max_trades):
+        sent += 1
+        yield record
+    if sent == max_trades:
+        # Clients see the market go quiet, not close: this line is what tells the operator why.
+        logger.info(
+            f"simulator: --max-trades {max_trades} reached, the market ends: no more trades "
+            "(the server runs until stopped)",
+            extra={"max_trades": max_trades},
+        )
 
 
 class Command(BaseCommand):
@@ -167,13 +182,23 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
+        listening = False
+
         def ready(host: str, port: int) -> None:
+            nonlocal listening
+            listening = True
             self.stdout.write(f"listening on ws://{host}:{port}")
             self.stdout.flush()
 
         keeper = asyncio.create_task(self._keep_state(simulator, state)) if state is not None else None
         try:
             await simulator.serve(stop, ready)
+        except OSError as exc:
+            if listening:
+                raise
+            # Before ``ready`` the only OSError is the listening socket's (a port in use, an address not ours).
+            config = simulator.config
+            raise CommandError(f"--host {config.host} --port {config.port}: {exc.strerror or exc}") from None
         finally:
             if keeper is not None and state is not None:
                 keeper.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import date
 from pathlib import Path
@@ -16,10 +17,12 @@ from prediction.training import TrainSpec, train
 
 
 def _date(raw: str) -> date:
+    # An argparse type: ArgumentTypeError becomes "argument --from: ..." with the usage (a CommandError raised here
+    # escaped argparse as a traceback).
     try:
         return date.fromisoformat(raw)
-    except ValueError as exc:
-        raise CommandError(f"invalid date {raw!r} (expected YYYY-MM-DD)") from exc
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {raw!r} (expected YYYY-MM-DD)") from None
 
 
 class Command(BaseCommand):
