@@ -5,6 +5,9 @@ the Unix epoch's day count, so every process computes the same bounds). The beat
 ``consume_trades`` at start, and the migration that made the table) creates the partitions from yesterday to
 ``TRADE_PARTITIONS_AHEAD`` days ahead; the history import creates the ones of the days it imports.
 
+Every function works on the database of the connection alias ``using`` (the default one unless told): a migration
+passes the alias it migrates (``migrate --database``), a benchmark its second database.
+
 A trade outside every partition (far past, far future, a day no one created) lands in the default partition
 ``analytics_trade_default``: stored, never lost, and counted on the health page. When the partition of its day is
 created later, the rows of that day move out of the default partition with it, in the same transaction.
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -64,9 +67,10 @@ class Partition:
     end: datetime
 
 
-def partitions() -> list[Partition]:
-    """The range partitions of the trades table, oldest first (the default partition is not among them)."""
-    with connection.cursor() as cur:
+def partitions(using: str = DEFAULT_DB_ALIAS) -> list[Partition]:
+    """The range partitions of the trades table of database ``using``, oldest first (the default partition is not
+    among them)."""
+    with connections[using].cursor() as cur:
         cur.execute(
             """
             SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
@@ -86,8 +90,9 @@ def partitions() -> list[Partition]:
     return sorted(found, key=lambda p: p.start)
 
 
-def ensure_partitions(first: datetime, last: datetime) -> list[str]:
-    """Create the missing partitions of every period touching ``first..last``; return the names created.
+def ensure_partitions(first: datetime, last: datetime, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """Create the missing partitions of every period touching ``first..last`` in database ``using``; return the
+    names created.
 
     Rows of a new partition's range already in the default partition move into it in the same transaction, so
     the partition can be created at all (PostgreSQL refuses a range the default partition holds rows of) and no
@@ -96,22 +101,22 @@ def ensure_partitions(first: datetime, last: datetime) -> list[str]:
     if last < first:
         raise ValueError(f"last {last} is before first {first}")
     days = period_days()
-    existing = {p.start for p in partitions()}
+    existing = {p.start for p in partitions(using)}
     created = []
     start = period_start(first, days)
     while start <= last:
-        if start not in existing and _create(start, start + timedelta(days=days)):
+        if start not in existing and _create(start, start + timedelta(days=days), using):
             created.append(partition_name(start))
         start += timedelta(days=days)
     return created
 
 
-def _create(start: datetime, end: datetime) -> bool:
+def _create(start: datetime, end: datetime, using: str) -> bool:
     name = partition_name(start)
     # The bounds are datetimes this module computed, never input: safe to write into the DDL (which takes no
     # parameters).
     lo, hi = start.isoformat(), end.isoformat()
-    with transaction.atomic(), connection.cursor() as cur:
+    with transaction.atomic(using=using), connections[using].cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('analytics_trade partitions', 0))")
         cur.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
         cur.execute("SELECT to_regclass(%s)", [name])
@@ -145,31 +150,35 @@ class Maintenance:
     default_rows: int
 
 
-def maintain(now: datetime | None = None) -> Maintenance:
-    """Create the partitions from yesterday to ``TRADE_PARTITIONS_AHEAD`` days ahead; count the default rows."""
+def maintain(now: datetime | None = None, using: str = DEFAULT_DB_ALIAS) -> Maintenance:
+    """Create the partitions from yesterday to ``TRADE_PARTITIONS_AHEAD`` days ahead in database ``using``; count
+    its default rows. A migration passes its ``schema_editor.connection.alias``: the database it migrates."""
     now = now or timezone.now()
-    created = ensure_partitions(now - timedelta(days=1), now + timedelta(days=int(settings.TRADE_PARTITIONS_AHEAD)))
-    rows = default_rows()
+    ahead = now + timedelta(days=int(settings.TRADE_PARTITIONS_AHEAD))
+    created = ensure_partitions(now - timedelta(days=1), ahead, using)
+    rows = default_rows(using)
     if rows:
         logger.warning("trades outside every partition", extra={"partition": DEFAULT, "rows": rows})
     return Maintenance(created, rows)
 
 
-def default_rows() -> int:
-    """Trades in the default partition: outside every range partition (stored, but worth knowing about)."""
-    with connection.cursor() as cur:
+def default_rows(using: str = DEFAULT_DB_ALIAS) -> int:
+    """Trades in the default partition of database ``using``: outside every range partition (stored, but worth
+    knowing about)."""
+    with connections[using].cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {DEFAULT}")
         return int(cur.fetchone()[0])
 
 
-def drop_before(cutoff: datetime) -> list[str]:
-    """Detach and drop every partition that ends at or before ``cutoff`` (whole periods: no row-by-row DELETE);
-    return the names dropped. A partition its lock cannot be had for within the timeout waits for the next run."""
+def drop_before(cutoff: datetime, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """Detach and drop every partition of database ``using`` that ends at or before ``cutoff`` (whole periods: no
+    row-by-row DELETE); return the names dropped. A partition its lock cannot be had for within the timeout waits
+    for the next run."""
     dropped = []
-    for part in partitions():
+    for part in partitions(using):
         if part.end > cutoff:
             break
-        with transaction.atomic(), connection.cursor() as cur:
+        with transaction.atomic(using=using), connections[using].cursor() as cur:
             cur.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
             cur.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {part.name}")
             cur.execute(f"DROP TABLE {part.name}")

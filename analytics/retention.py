@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from analytics import partitions
@@ -48,18 +48,21 @@ class RetentionResult:
 
 
 def apply_retention(
-    now: datetime | None = None, batch_size: int | None = None, max_batches: int | None = None
+    now: datetime | None = None,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> RetentionResult:
-    """Drop the expired partitions, then delete the default partition's expired rows in bounded batches (until
-    none is left or ``max_batches`` ran)."""
+    """Drop the expired partitions of database ``using``, then delete its default partition's expired rows in
+    bounded batches (until none is left or ``max_batches`` ran)."""
     size = settings.RETENTION_BATCH_SIZE if batch_size is None else batch_size
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {size}")
     cutoff = retention_cutoff(now)
-    dropped = partitions.drop_before(cutoff)
+    dropped = partitions.drop_before(cutoff, using)
     deleted = batches = 0
     while max_batches is None or batches < max_batches:
-        with connection.cursor() as cur:
+        with connections[using].cursor() as cur:
             cur.execute(_DELETE_BATCH, {"cutoff": cutoff, "limit": size})
             count = cur.rowcount
         deleted += count

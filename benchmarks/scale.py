@@ -136,7 +136,7 @@ def add_reference_database(name: str, now: datetime) -> None:
     """A second connection alias, :data:`REFERENCE`, to database ``name`` on the same server, migrated, with its
     trades table empty and the partitions around ``now`` made."""
     from django.core.management import call_command
-    from django.db import connection, connections
+    from django.db import connections
 
     from analytics import partitions
 
@@ -144,15 +144,7 @@ def add_reference_database(name: str, now: datetime) -> None:
     call_command("migrate", database=REFERENCE, verbosity=0, interactive=False)
     with connections[REFERENCE].cursor() as cur:
         cur.execute("TRUNCATE analytics_trade, analytics_candle, analytics_whalealert CASCADE")
-    # analytics.partitions works on the default alias: point it at the reference database for a moment.
-    own = connection.settings_dict["NAME"]
-    connection.close()
-    connection.settings_dict["NAME"] = name
-    try:
-        partitions.ensure_partitions(now - timedelta(hours=3), now + timedelta(days=1))
-    finally:
-        connection.close()
-        connection.settings_dict["NAME"] = own
+    partitions.ensure_partitions(now - timedelta(hours=3), now + timedelta(days=1), REFERENCE)
 
 
 def insert_rates(passes: list[list[list[Any]]], filled_is_empty: bool) -> tuple[list[float], list[float]]:

@@ -80,9 +80,11 @@ def move_rows(apps, schema_editor):
     with schema_editor.connection.cursor() as cur:
         cur.execute("SELECT min(traded_at), max(traded_at) FROM analytics_trade_unpartitioned")
         first, last = cur.fetchone()
+    # The upkeep works on the database being migrated (migrate --database), never on the default one.
+    using = schema_editor.connection.alias
     if first is not None:
-        partitions.ensure_partitions(first, last)
-    partitions.maintain()
+        partitions.ensure_partitions(first, last, using)
+    partitions.maintain(using=using)
     with schema_editor.connection.cursor() as cur:
         cur.execute(f"INSERT INTO analytics_trade ({_COLUMNS}) SELECT {_COLUMNS} FROM analytics_trade_unpartitioned")
         cur.execute(

@@ -3,12 +3,16 @@ trades outside them, idempotent stores across partitions, and the migration of a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
-from django.db import connection
+from django.core.management import call_command
+from django.db import connection, connections
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from analytics import partitions
 from analytics.models import Trade
@@ -119,6 +123,61 @@ def test_migration_moves_an_existing_table_into_partitions_and_back():
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+SECOND = "second"  # a connection alias added for one test, as benchmarks/scale.py adds its reference database
+
+
+def _admin(statement: str) -> None:
+    """Run ``statement`` (CREATE/DROP DATABASE: outside any transaction) on the test server's ``postgres`` database."""
+    own = connection.settings_dict
+    with psycopg.connect(
+        host=own["HOST"],
+        port=own["PORT"],
+        user=own["USER"],
+        password=own["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
+        admin.execute(statement)
+
+
+@pytest.fixture(scope="module")
+def second_database(django_db_setup: None) -> Iterator[str]:
+    """A fresh, empty database on the test server as the connection alias :data:`SECOND`, dropped afterwards.
+
+    Module-scoped so that the alias exists before pytest-django sets up the test that lists it in ``databases``;
+    after ``django_db_setup``, so that the test databases' set-up never sees (nor renames) it."""
+    name = f"{connection.settings_dict['NAME']}_second"
+    _admin(f'DROP DATABASE IF EXISTS "{name}"')
+    _admin(f'CREATE DATABASE "{name}"')
+    connections.settings[SECOND] = dict(connections.settings["default"], NAME=name)
+    try:
+        yield SECOND
+    finally:
+        connections[SECOND].close()
+        del connections[SECOND]
+        del connections.settings[SECOND]
+        _admin(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", SECOND])
+def test_migrate_of_a_second_database_partitions_its_own_trades_table(second_database, settings):
+    """``migrate --database`` of a fresh second database, from zero to the latest migration: 0004's partition
+    upkeep runs on the database being migrated (not the default one), so its trades table has the partitions from
+    yesterday on and a trade of today lands in today's; the default database gains no partition."""
+    settings.TRADE_PARTITION_DAYS = 1
+    default_before = partitions.partitions()
+    call_command("migrate", database=second_database, verbosity=0, interactive=False)
+    now = timezone.now()
+    assert store_trades([_record(1, now)], using=second_database).inserted == 1
+    with connections[second_database].cursor() as cur:
+        cur.execute("SELECT tableoid::regclass::text FROM analytics_trade WHERE trade_id = 1")
+        assert cur.fetchone()[0] == partitions.partition_name(partitions.period_start(now))
+    made = {p.name for p in partitions.partitions(using=second_database)}
+    assert partitions.partition_name(partitions.period_start(now - timedelta(days=1))) in made
+    assert partitions.default_rows(using=second_database) == 0
+    assert partitions.partitions() == default_before
 
 
 def _trade_indexes() -> dict[str, str]:
