@@ -291,6 +291,23 @@ def update_indicators(
         return _update(exchange, symbol, interval, from_open_time, to_open_time, periods)
 
 
+def recompute_indicators(exchange: str, symbol: str, interval: str, start: datetime) -> int:
+    """Recompute and upsert the indicators of the series from ``start`` to the newest candle, in chunks of
+    ``MAX_RECOMPUTED`` candles (one transaction each); return the rows written.
+
+    The history import's recomputation, and ``manage.py recompute_indicators`` for rows stored by an earlier
+    version (e.g. values once computed across a hole).
+    """
+    total = 0
+    cursor_time = start
+    while True:
+        rows = update_indicators(exchange, symbol, interval, cursor_time)
+        total += len(rows)
+        if len(rows) < MAX_RECOMPUTED:
+            return total
+        cursor_time = rows[-1].open_time + timedelta(microseconds=1)
+
+
 def _update(
     exchange: str,
     symbol: str,

@@ -580,14 +580,4 @@ def _trade_batches(
 def refresh_indicators(exchange: str, symbol: str, intervals: Iterable[str], start: datetime) -> int:
     """Recompute the stored indicators of ``intervals`` from ``start`` to the newest candle, in the bounded
     chunks :func:`analytics.indicators.update_indicators` computes; return the rows written."""
-    total = 0
-    for interval in intervals:
-        cursor_time: datetime | None = start
-        while cursor_time is not None:
-            rows = indicator_logic.update_indicators(exchange, symbol, interval, cursor_time)
-            total += len(rows)
-            if len(rows) < indicator_logic.MAX_RECOMPUTED:
-                cursor_time = None
-            else:
-                cursor_time = rows[-1].open_time + timedelta(microseconds=1)
-    return total
+    return sum(indicator_logic.recompute_indicators(exchange, symbol, interval, start) for interval in intervals)

@@ -4,11 +4,13 @@ vectorised (backtests, features) forms on real closes, and the live task path af
 from __future__ import annotations
 
 import csv
+import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
 import pytest
+from django.core.management import CommandError, call_command
 
 from analytics import indicators as ind
 from analytics import tasks
@@ -174,3 +176,41 @@ def test_live_task_after_an_outage_restarts_the_indicators(settings):
     # The first candle after the outage has no value at all (it had values carried across the hole before).
     first_after = points[candles[10].open_time]
     assert (first_after.sma, first_after.ema, first_after.rsi, first_after.macd) == ({}, {}, None, None)
+
+
+@pytest.mark.django_db
+def test_recompute_command_clears_values_once_computed_across_a_hole(monkeypatch):
+    """Rows stored by an earlier version (computed across the hole) are rewritten, all-null rows included."""
+    times, closes = holed(30)
+    times, closes = times[: CUT + 40], closes[: CUT + 40]
+    Candle.objects.bulk_create(
+        Candle(
+            exchange="binance",
+            symbol="BTCUSDT",
+            interval="1h",
+            open_time=t,
+            open=c,
+            high=c,
+            low=c,
+            close=c,
+            volume=Decimal(1),
+            quote_volume=c,
+            trade_count=1,
+            vwap=c,
+        )
+        for t, c in zip(times, closes, strict=True)
+    )
+    ind._upsert("binance", "BTCUSDT", "1h", ind.compute_rows(times, closes, PERIODS))  # the old, hole-blind rows
+    assert IndicatorPoint.objects.get(interval="1h", open_time=times[CUT]).sma != {}
+    monkeypatch.setattr("analytics.indicators.MAX_RECOMPUTED", 64)  # several chunks
+    out = io.StringIO()
+    call_command("recompute_indicators", "--symbol", "btcusdt", "--interval", "1h", stdout=out)
+    assert f"binance BTCUSDT 1h: {len(times)} indicator rows recomputed" in out.getvalue()
+    stored = list(IndicatorPoint.objects.filter(interval="1h").order_by("open_time"))
+    expected = ind.compute_rows(times, closes, PERIODS, step=HOUR)
+    assert [ind.row_from_point(p) for p in stored] == expected
+    assert (stored[CUT].sma, stored[CUT].rsi, stored[CUT].bb_upper) == ({}, None, None)
+    with pytest.raises(CommandError, match="--interval"):
+        call_command("recompute_indicators", "--symbol", "BTCUSDT", "--interval", "2m")
+    with pytest.raises(CommandError, match="--from"):
+        call_command("recompute_indicators", "--symbol", "BTCUSDT", "--from", "2021-13-01")
