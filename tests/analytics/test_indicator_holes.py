@@ -18,6 +18,7 @@ from analytics.models import Candle, IndicatorPoint
 from analytics.segments import per_segment, segments
 from tests.analytics.test_candles import RawTrade, insert
 from tests.analytics.test_indicators_vectorised import assert_agree, real_closes
+from tests.backtest.helpers import store_candles
 from tests.conftest import DATA
 
 T0 = datetime(2021, 1, 1, tzinfo=UTC)
@@ -181,25 +182,12 @@ def test_live_task_after_an_outage_restarts_the_indicators(settings):
 @pytest.mark.django_db
 def test_recompute_command_clears_values_once_computed_across_a_hole(monkeypatch):
     """Rows stored by an earlier version (computed across the hole) are rewritten, all-null rows included."""
-    times, closes = holed(30)
-    times, closes = times[: CUT + 40], closes[: CUT + 40]
-    Candle.objects.bulk_create(
-        Candle(
-            exchange="binance",
-            symbol="BTCUSDT",
-            interval="1h",
-            open_time=t,
-            open=c,
-            high=c,
-            low=c,
-            close=c,
-            volume=Decimal(1),
-            quote_volume=c,
-            trade_count=1,
-            vwap=c,
-        )
-        for t, c in zip(times, closes, strict=True)
+    real = real_closes(2)
+    filler = [real[CUT]] * 30  # never stored: the hole
+    candles = store_candles(
+        [*real[:CUT], *filler, *real[CUT : CUT + 40]], start=T0, skip=frozenset(range(CUT, CUT + 30))
     )
+    times, closes = [c.open_time for c in candles], [c.close for c in candles]
     ind._upsert("binance", "BTCUSDT", "1h", ind.compute_rows(times, closes, PERIODS))  # the old, hole-blind rows
     assert IndicatorPoint.objects.get(interval="1h", open_time=times[CUT]).sma != {}
     monkeypatch.setattr("analytics.indicators.MAX_RECOMPUTED", 64)  # several chunks
