@@ -19,6 +19,11 @@ before the first recomputed one: five times the longest EMA period (after 5n ste
 thumb, 3n + 26, leaves 0.25 %.) Values then differ from a computation over the whole history by less than that
 share of the seed's error, and recomputing the same candles gives the same rows. Loading ~500 candles per
 interval is one index range scan and a few milliseconds of arithmetic.
+
+Holes: a hole of more than ``INDICATOR_MAX_GAP_BARS`` missing bars between consecutive stored candles restarts
+every indicator (:mod:`analytics.segments`). :func:`update_indicators` computes each segment on its own, so a value
+after a hole is ``None`` until the indicator has its own bars there, then equals that of a fresh series starting
+after the hole; the vectorised forms below get the same through :func:`analytics.segments.per_segment`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 
 import numpy as np
@@ -37,6 +42,8 @@ from django.db import connection, transaction
 from analytics.decimals import fit_column
 from analytics.locks import symbol_lock
 from analytics.models import INTERVAL_SECONDS, IndicatorPoint
+from analytics.segments import per_segment, segments
+from analytics.timeutil import datetime_to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ BB_PERIOD, BB_WIDTH = 20, Decimal(2)
 # refreshes this many, and the periodic recomputations of newer windows refresh the rest.
 MAX_RECOMPUTED = 5000
 _HUNDRED = Decimal(100)
+_MS = timedelta(milliseconds=1)
 
 
 # The warm-up history before the first recomputed candle and the recomputed candles, oldest first, in one round
@@ -220,14 +228,24 @@ def _q(value: Decimal | None) -> Decimal | None:
 
 
 def compute_rows(
-    open_times: Sequence[datetime], closes: Sequence[Decimal], periods: Sequence[int], first: int = 0
+    open_times: Sequence[datetime],
+    closes: Sequence[Decimal],
+    periods: Sequence[int],
+    first: int = 0,
+    *,
+    step: timedelta | None = None,
 ) -> list[IndicatorRow]:
-    """Every indicator for the points of one close series from index ``first`` (the earlier ones only warm up)."""
-    smas = {str(p): sma(closes, p) for p in periods}
-    emas = {str(p): ema(closes, p) for p in periods}
-    rsis = rsi(closes)
-    line, sig, hist = macd(closes)
-    upper, middle, lower = bollinger(closes)
+    """Every indicator for the points of one close series from index ``first`` (the earlier ones only warm up).
+
+    With ``step`` (the interval), each segment between holes of more than ``INDICATOR_MAX_GAP_BARS`` bars is
+    computed on its own (:mod:`analytics.segments`): values restart their warm-up after a hole.
+    """
+    bounds = segments([datetime_to_ms(t) for t in open_times], step // _MS) if step is not None else []
+    smas = {str(p): per_segment(sma, closes, bounds, p) for p in periods}
+    emas = {str(p): per_segment(ema, closes, bounds, p) for p in periods}
+    rsis = per_segment(rsi, closes, bounds)
+    line, sig, hist = per_segment(macd, closes, bounds)
+    upper, middle, lower = per_segment(bollinger, closes, bounds)
     rows = []
     for i in range(first, len(open_times)):
         t = open_times[i]
@@ -273,6 +291,23 @@ def update_indicators(
         return _update(exchange, symbol, interval, from_open_time, to_open_time, periods)
 
 
+def recompute_indicators(exchange: str, symbol: str, interval: str, start: datetime) -> int:
+    """Recompute and upsert the indicators of the series from ``start`` to the newest candle, in chunks of
+    ``MAX_RECOMPUTED`` candles (one transaction each); return the rows written.
+
+    The history import's recomputation, and ``manage.py recompute_indicators`` for rows stored by an earlier
+    version (e.g. values once computed across a hole).
+    """
+    total = 0
+    cursor_time = start
+    while True:
+        rows = update_indicators(exchange, symbol, interval, cursor_time)
+        total += len(rows)
+        if len(rows) < MAX_RECOMPUTED:
+            return total
+        cursor_time = rows[-1].open_time + timedelta(microseconds=1)
+
+
 def _update(
     exchange: str,
     symbol: str,
@@ -298,7 +333,9 @@ def _update(
     first = sum(1 for _, _, is_target in points if not is_target)
     if first == len(points):
         return []
-    rows = compute_rows([t for t, _, _ in points], [c for _, c, _ in points], periods, first=first)
+    # The warm-up candles may hold a hole: the segments start over after it, as over the whole history.
+    step = timedelta(seconds=INTERVAL_SECONDS[interval])
+    rows = compute_rows([t for t, _, _ in points], [c for _, c, _ in points], periods, first=first, step=step)
     _upsert(exchange, symbol, interval, rows)
     logger.debug(
         "indicators updated",

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from analytics import indicators
 from analytics.models import INTERVAL_SECONDS
+from analytics.segments import Bounds, per_segment, segments
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -79,11 +80,19 @@ class Bars:
             self.interval, self.open_time[s], self.open[s], self.high[s], self.low[s], self.close[s], self.digest
         )
 
+    def segments(self) -> Bounds:
+        """The ``[start, stop)`` ranges of bars between holes of more than ``INDICATOR_MAX_GAP_BARS`` bars."""
+        key = ("segments",)
+        if key not in self._cache:
+            self._cache[key] = segments(self.open_time, INTERVAL_SECONDS[self.interval] * 1000)
+        return list(self._cache[key])
+
     def indicator(self, name: str, *args: Any) -> Any:
-        """``INDICATORS[name](close, *args)``, computed once per bars object."""
+        """``INDICATORS[name](close, *args)`` on each segment between long holes (as the live indicators are
+        computed: nothing is carried across a hole), computed once per bars object."""
         key = (name, *args)
         if key not in self._cache:
-            self._cache[key] = INDICATORS[name](self.close, *args)
+            self._cache[key] = per_segment(INDICATORS[name], self.close, self.segments(), *args)
         return self._cache[key]
 
 

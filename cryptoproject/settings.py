@@ -399,6 +399,12 @@ except ValueError as _exc:
     raise ImproperlyConfigured(f"INDICATOR_MA_PERIODS: expected comma-separated integers ({_exc})") from _exc
 if any(p < 1 for p in INDICATOR_MA_PERIODS):
     raise ImproperlyConfigured("INDICATOR_MA_PERIODS: every period must be at least 1")
+# A hole of more than this many missing bars between consecutive stored candles (an outage longer than the REST
+# backfill, live candles resuming years after the imported history, two archive ranges months apart) restarts every
+# indicator's warm-up, live and imported, in backtests and in the prediction features (analytics/segments.py).
+INDICATOR_MAX_GAP_BARS: int = _setting("INDICATOR_MAX_GAP_BARS", int, 24)
+if INDICATOR_MAX_GAP_BARS < 1:
+    raise ImproperlyConfigured(f"INDICATOR_MAX_GAP_BARS: must be at least 1, got {INDICATOR_MAX_GAP_BARS}")
 # While a stats refresh for a symbol was sent within this many seconds, batches skip sending another.
 STATS_COALESCE_SECONDS: float = _setting("STATS_COALESCE_SECONDS", float, 1.0)
 # At most one "candles" push per symbol per this many seconds (plus one trailing push of the latest candles).

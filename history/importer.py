@@ -85,7 +85,9 @@ _RAW_NORMALISED = f"""(
     FROM {KLINE_RAW}
 ) s"""
 # Rows, first and last bar, and the holes of two steps or more (the gaps) and repeated bars, of what was COPYed.
-_RAW_STATS = f"SELECT count(*), min(open_us), max(open_us) FROM {_RAW_NORMALISED}"
+_RAW_STATS = (
+    f"SELECT count(*), min(open_us), max(open_us), count(*) FILTER (WHERE trade_count = 0) FROM {_RAW_NORMALISED}"
+)
 
 
 def _neighbours_sql(key: str, relation: str, where: str) -> str:
@@ -106,7 +108,9 @@ _RAW_GAPS = _neighbours_sql("open_us", _RAW_NORMALISED, "open_us - prev >= %(two
 # live candles define it; a bar without volume (an outage bar) takes its close. MERGE rather than INSERT .. ON
 # CONFLICT: a third faster on this load (no speculative insertion per row), safe because every writer of a symbol's
 # candles holds its advisory lock (analytics.locks). A row equal to the stored one is left alone (IS DISTINCT
-# FROM), so a re-run changes nothing, not even updated_at.
+# FROM), so a re-run changes nothing, not even updated_at. A kline without a trade (the archive's outage bars:
+# OHLC the previous close, volume 0) is not stored: a candle exists only for an interval with a trade, as on the
+# live path, so imported and live candles of the same trades are the same series (README, "Live vs imported").
 _MERGE = f"""
 MERGE INTO analytics_candle c
 USING (
@@ -117,6 +121,7 @@ USING (
            coalesce(round(quote_volume / nullif(volume, 0), 12), close) AS vwap,
            timestamptz 'epoch' + close_us * interval '1 microsecond' AS close_time
     FROM {_RAW_NORMALISED.replace("SELECT CASE", "SELECT ctid AS row_id, CASE")}
+    WHERE trade_count > 0
     ORDER BY open_us, row_id DESC
 ) s
 ON c.exchange = s.exchange AND c.symbol = s.symbol AND c.interval = s.interval AND c.open_time = s.open_time
@@ -276,6 +281,7 @@ class KlineBatch:
     first_us: int | None = None
     last_us: int | None = None
     first_written_us: int | None = None  # the earliest bar the batch changed (indicators are recomputed from it)
+    empty: int = 0  # klines without a trade, not stored
 
 
 def import_klines(
@@ -311,6 +317,7 @@ def import_klines(
         merged.files += one.files
         merged.errors.update(one.errors)
         merged.written += one.written
+        merged.empty += one.empty
         if one.first_written_us is not None:
             merged.first_written_us = min(one.first_written_us, merged.first_written_us or one.first_written_us)
         if one.first_us is not None and one.last_us is not None:
@@ -340,9 +347,10 @@ def _import_kline_batch(
         if not batch.files:
             return batch
         cursor.execute(_RAW_STATS)
-        rows, first, last = cursor.fetchone()
+        rows, first, last, empty = cursor.fetchone()
         if not rows:
             return batch
+        batch.empty = int(empty)
         cursor.execute(_RAW_GAPS, {"two_steps": 2 * step_us})
         found = [(int(a), int(b)) for a, b in cursor.fetchall()]
         holes = [(a, b) for a, b in found if a != b]
@@ -572,14 +580,4 @@ def _trade_batches(
 def refresh_indicators(exchange: str, symbol: str, intervals: Iterable[str], start: datetime) -> int:
     """Recompute the stored indicators of ``intervals`` from ``start`` to the newest candle, in the bounded
     chunks :func:`analytics.indicators.update_indicators` computes; return the rows written."""
-    total = 0
-    for interval in intervals:
-        cursor_time: datetime | None = start
-        while cursor_time is not None:
-            rows = indicator_logic.update_indicators(exchange, symbol, interval, cursor_time)
-            total += len(rows)
-            if len(rows) < indicator_logic.MAX_RECOMPUTED:
-                cursor_time = None
-            else:
-                cursor_time = rows[-1].open_time + timedelta(microseconds=1)
-    return total
+    return sum(indicator_logic.recompute_indicators(exchange, symbol, interval, start) for interval in intervals)

@@ -52,6 +52,7 @@ class ImportSummary:
     cached: int = 0
     rows: int = 0
     written: int = 0
+    empty: int = 0  # klines without a trade: no candle (as on the live path)
     rejected_rows: int = 0
     gaps: importer.Gaps = field(default_factory=importer.Gaps)
     checksum_failures: list[str] = field(default_factory=list)
@@ -73,7 +74,8 @@ class ImportSummary:
         out = [
             f"files: {self.files} planned, {self.imported} imported ({self.cached} from the cache), "
             f"{len(self.missing)} missing, {len(self.checksum_failures)} checksum failures, {len(self.errors)} errors",
-            f"rows: {self.rows} read, {self.written} written ({self.rows - self.written} unchanged), "
+            f"rows: {self.rows} read, {self.written} written ({self.rows - self.written - self.empty} unchanged, "
+            f"{self.empty} without a trade not stored), "
             f"{self.rejected_rows} rejected, {self.rows_per_second:,.0f} rows/s",
             f"gaps: {self.gaps.count} ({self.gaps.missing} missing), reported, not filled",
         ]
@@ -381,6 +383,7 @@ class _Run:
                 continue
             self._done(source, result)
         self.summary.written += batch.written
+        self.summary.empty += batch.empty
         if batch.first_us is not None and batch.last_us is not None:
             lo = importer._EPOCH + timedelta(microseconds=batch.first_us)
             hi = importer._EPOCH + timedelta(microseconds=batch.last_us)

@@ -8,7 +8,6 @@ Bars are consecutive rows of the stored series; a gap in the data (an exchange o
 from __future__ import annotations
 
 import hashlib
-import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +16,7 @@ import numpy.typing as npt
 from django.db import connection
 
 from analytics.indicators import bollinger_arrays, ema_array, macd_arrays, rsi_array
+from analytics.segments import per_segment, segments
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -32,10 +32,6 @@ WARMUP = 50
 # Live inference computes features over this many bars up to the last closed one: the EMA/RSI recursions forget
 # their seed long before (weight (1 - 2/51)^450 ~ 1e-8), so the values match those over the whole history.
 LIVE_LOOKBACK = 500
-# A hole of more than this many bars (an outage, or live candles resuming years after the imported history)
-# starts a new segment: no return, volatility or indicator is computed across it (they are NaN until the segment
-# has warmed up, which the gradient-boosting model handles natively). Shorter holes are bridged, as in training.
-MAX_GAP_BARS = 24
 
 FEATURES = (
     *(f"ret_{k}" for k in RETURN_LAGS),
@@ -84,12 +80,16 @@ class Series:
     def __len__(self) -> int:
         return len(self.open_time)
 
+    def __getitem__(self, rows: slice) -> Series:
+        """The bars ``[rows]`` (views of the columns; no digest)."""
+        return Series(
+            self.open_time[rows], self.open[rows], self.high[rows], self.low[rows], self.close[rows],
+            self.volume[rows], "",
+        )  # fmt: skip
+
     def upto(self, last_open_time_ms: int) -> Series:
         """The bars with ``open_time <= last_open_time_ms`` (what the database held at that time)."""
-        n = int(np.searchsorted(self.open_time, last_open_time_ms, side="right"))
-        return Series(
-            self.open_time[:n], self.open[:n], self.high[:n], self.low[:n], self.close[:n], self.volume[:n], ""
-        )
+        return self[: int(np.searchsorted(self.open_time, last_open_time_ms, side="right"))]
 
 
 def series_from_rows(rows: list[tuple[int, str, str, str, str, str]]) -> Series:
@@ -129,32 +129,21 @@ def _rolling_std(values: FloatArray, window: int) -> tuple[FloatArray, FloatArra
     return middle, upper - middle
 
 
-def segments(open_time: npt.NDArray[np.int64], step_ms: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` row ranges between holes of more than :data:`MAX_GAP_BARS` bars."""
-    if len(open_time) == 0:
-        return []
-    cuts = (np.flatnonzero(np.diff(open_time) > (MAX_GAP_BARS + 1) * step_ms) + 1).tolist()
-    bounds = [0, *cuts, len(open_time)]
-    return list(itertools.pairwise(bounds))
-
-
 def feature_matrix(series: Series, step_ms: int | None = None) -> FloatArray:
     """One row per bar, one column per name in :data:`FEATURES` (NaN while an indicator warms up).
 
-    With ``step_ms`` (the interval), each segment between long holes is computed on its own (:func:`segments`).
+    With ``step_ms`` (the interval), each segment between holes of more than ``INDICATOR_MAX_GAP_BARS`` bars is
+    computed on its own (:func:`analytics.segments.segments`, the rule of the stored indicators): no return,
+    volatility or indicator is computed across a hole; they are NaN until the segment has warmed up, which the
+    gradient-boosting model handles natively. Shorter holes are bridged, as in training.
     """
-    if step_ms is not None and len(series):
-        parts = segments(series.open_time, step_ms)
-        if len(parts) > 1:
-            return np.vstack([_features(series, slice(a, b)) for a, b in parts])
-    return _features(series, slice(0, len(series)))
+    bounds = segments(series.open_time, step_ms) if step_ms is not None else []
+    if len(bounds) > 1:
+        return np.asarray(per_segment(_features, series, bounds), dtype=np.float64)
+    return _features(series)
 
 
-def _features(whole: Series, rows: slice) -> FloatArray:
-    series = Series(
-        whole.open_time[rows], whole.open[rows], whole.high[rows], whole.low[rows], whole.close[rows],
-        whole.volume[rows], "",
-    )  # fmt: skip
+def _features(series: Series) -> FloatArray:
     close, volume = series.close, series.volume
     r1 = _lagged_return(close, 1)
     columns = [_lagged_return(close, k) for k in RETURN_LAGS]

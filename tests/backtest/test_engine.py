@@ -222,3 +222,26 @@ def test_bollinger_breakout_enters_above_the_upper_band_and_leaves_below_the_mid
     # t=3: mean 11.33, sd 1.886 -> upper 13.22 < 14: enter; t=4: mean 13, upper 15.16 > 15: hold (above middle);
     # t=5: mean 14, 13 < 14: leave; t=6, 7: below the middle: flat.
     assert targets.tolist() == [False, False, False, True, True, False, False, False]
+
+
+def test_an_sma_strategy_does_not_carry_its_averages_across_a_long_hole():
+    """A backtest over a range with a hole of more than INDICATOR_MAX_GAP_BARS bars (an outage, two imports
+    months apart): after it, the SMAs and so the targets are those of the bars after the hole alone."""
+    closes = [100.0 + 10 * math.sin(i / 5) for i in range(120)]
+    bars = make_bars(closes, closes)
+    cut = 60
+    bars.open_time[cut:] += 30 * HOUR_MS  # 30 missing bars: more than the default 24
+    sma_cross = get_strategy("sma_cross")
+    params = {"fast": 3, "slow": 8}
+    slow = bars.indicator("sma", 8)
+    assert np.isnan(slow[cut : cut + 7]).all()  # warming up again on the bars after the hole
+    after = bars.slice(cut)
+    np.testing.assert_array_equal(slow[cut:], after.indicator("sma", 8))
+    targets = sma_cross.targets(bars, params)
+    assert not targets[cut : cut + 7].any()  # flat until both averages exist again
+    np.testing.assert_array_equal(targets[cut:], sma_cross.targets(after, params))
+    np.testing.assert_array_equal(targets[:cut], sma_cross.targets(bars.slice(0, cut), params))
+    # A hole of 24 missing bars is bridged: the same SMAs as without the hole.
+    bridged = make_bars(closes, closes)
+    bridged.open_time[cut:] += 24 * HOUR_MS
+    np.testing.assert_array_equal(bridged.indicator("sma", 8), make_bars(closes, closes).indicator("sma", 8))

@@ -1,5 +1,5 @@
 """docs/API.md's candle examples, run as written on data shaped like the demo's: the bundled BTCUSDT history
-imported as ``make history-demo`` imports it (issue 28: an example in 2024 answered an empty list on the demo)."""
+imported as ``make history-demo`` imports it (an example dated 2024 once answered an empty list on the demo)."""
 
 from __future__ import annotations
 

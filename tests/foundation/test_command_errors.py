@@ -1,5 +1,5 @@
 """The commands the README lists, run as a new user runs them, with the database away or bad input: one line
-naming the setting or the argument, never a traceback, never a password (issue 28)."""
+naming the setting or the argument, never a traceback, never a password."""
 
 from __future__ import annotations
 

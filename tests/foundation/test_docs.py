@@ -1,5 +1,5 @@
 """The README and docs/*.md as a new user reads them: tables that render, and the commands' settings shown where the
-commands are listed (issue 28)."""
+commands are listed."""
 
 from __future__ import annotations
 

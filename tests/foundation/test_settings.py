@@ -60,6 +60,8 @@ def test_production_settings_pass_check_deploy_without_warnings() -> None:
         ({"TRADE_RETENTION_DAYS": "forever"}, "TRADE_RETENTION_DAYS"),
         ({"INDICATOR_MA_PERIODS": "7,x"}, "INDICATOR_MA_PERIODS"),
         ({"INDICATOR_MA_PERIODS": "0"}, "INDICATOR_MA_PERIODS"),
+        ({"INDICATOR_MAX_GAP_BARS": "0"}, "INDICATOR_MAX_GAP_BARS"),
+        ({"INDICATOR_MAX_GAP_BARS": "a day"}, "INDICATOR_MAX_GAP_BARS"),
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG"),
     ],
 )

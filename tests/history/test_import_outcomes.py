@@ -1,5 +1,5 @@
 """What ``import_history`` imports and how it ends: only the spot market, a download cache keyed by source and
-checksum, and an exit status that is non-zero whenever not everything asked for was imported (issue 28, 1-3)."""
+checksum, and an exit status that is non-zero whenever not everything asked for was imported."""
 
 from __future__ import annotations
 

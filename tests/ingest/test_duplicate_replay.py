@@ -1,4 +1,4 @@
-"""A replay into a topic that already holds its trade ids: ingest publishes nothing, and says why once (issue 28).
+"""A replay into a topic that already holds its trade ids: ingest publishes nothing, and says why once.
 
 Real simulator, real Kafka: the same recording is replayed twice into one fresh topic through ``manage.py ingest``.
 """

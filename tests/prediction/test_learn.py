@@ -196,3 +196,18 @@ def test_no_feature_is_computed_across_a_long_hole(hours):
         *(getattr(hours, c)[short] for c in ("open_time", "open", "high", "low", "close", "volume")), ""
     )
     assert same(feature_matrix(bridged, step), feature_matrix(bridged))
+
+
+def test_features_split_at_the_indicator_setting(hours, settings):
+    """The features use the stored indicators' rule (INDICATOR_MAX_GAP_BARS), not a constant of their own."""
+    step = 3_600_000
+    short = np.r_[0:1000, 1010 : len(hours)]  # 10 missing bars: bridged at the default 24
+    bridged = type(hours)(
+        *(getattr(hours, c)[short] for c in ("open_time", "open", "high", "low", "close", "volume")), ""
+    )
+    settings.INDICATOR_MAX_GAP_BARS = 9
+    x = feature_matrix(bridged, step)
+    assert same(x[1000:], feature_matrix(bridged[1000:], step))
+    assert np.isnan(x[1000, FEATURES.index("rsi_14")])
+    settings.INDICATOR_MAX_GAP_BARS = 10
+    assert same(feature_matrix(bridged, step), feature_matrix(bridged))
