@@ -200,7 +200,7 @@ class TradeConsumer:
         if polled:
             self._last_record_at = time.monotonic()
             for tp, messages in polled.items():
-                # Read the batch each time: the limiter may raise mid-way, and a rebalance may have replaced it.
+                # self._batch, not the local: a rebalance inside poll() may have replaced the batch.
                 self._batch.add(tp, self.decode(tp.partition, messages), time.monotonic())
         # A rebalance inside poll() may have delivered the old batch and started a new one.
         batch = self._batch
