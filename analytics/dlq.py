@@ -10,27 +10,15 @@ The limit is per partition (one bad producer key does not condemn the others), i
   invalid, judged once the window holds ``min_records`` records (the first records alone prove nothing);
 - a cap on consecutive invalid records (``max_consecutive``), which trips even when the window is still short.
 
-Also the consumer's dead-letter step: :func:`letter_for` turns a refused record into a bounded letter and
-:class:`DeadLetterSender` sends a batch's letters and waits until the topic acknowledged every one.
+The consumer's decode step (:mod:`analytics.consumer.decode`) counts every record here; its dead-letter step is
+:mod:`analytics.consumer.dead_letters`.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from typing import Any
-
-from kafka import KafkaProducer
-from kafka.errors import MessageSizeTooLargeError
-
-from ingest.records import DeadLetter, bounded_raw
-
-# A dead-letter key is the refused record's key, which a hostile producer can make as long as the message.
-DLQ_KEY_MAX_BYTES = 256
-# What is left of ``raw`` when the broker still refuses a dead letter's size (a broker limit below 1 MB).
-DLQ_RAW_FALLBACK_BYTES = 1024
+from dataclasses import dataclass, field
 
 
 class InvalidMessageLimitError(RuntimeError):
@@ -132,83 +120,3 @@ class InvalidMessageLimiter:
         if state is None:
             return 0, 0, 0
         return len(state.outcomes), state.invalid, state.consecutive
-
-
-class DeadLetterDeliveryError(RuntimeError):
-    """The dead-letter topic did not acknowledge a letter: transient, the batch is retried (never skipped)."""
-
-
-def bounded_key(key: bytes | None) -> bytes | None:
-    """A refused record's key, cut to :data:`DLQ_KEY_MAX_BYTES`."""
-    return key[:DLQ_KEY_MAX_BYTES] if key is not None else None
-
-
-def letter_for(message: Any, reason: str, source: str, raw_max_bytes: int) -> DeadLetter:
-    """The dead letter of a Kafka ``message`` refused for ``reason``: a prefix of its value and its full length."""
-    raw, length = bounded_raw(message.value, raw_max_bytes)
-    return DeadLetter(
-        source=source,
-        reason=reason,
-        raw=raw,
-        received_at=int(time.time() * 1000),
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        raw_length=length,
-        raw_truncated=length > raw_max_bytes,
-    )
-
-
-def shrunk(letter: DeadLetter) -> DeadLetter:
-    """``letter`` with ``raw`` cut to :data:`DLQ_RAW_FALLBACK_BYTES` (for a broker whose size limit is lower)."""
-    raw, _ = bounded_raw(letter.raw, DLQ_RAW_FALLBACK_BYTES)
-    return replace(letter, raw=raw, raw_truncated=letter.raw_truncated or len(raw) < len(letter.raw))
-
-
-class DeadLetterSender:
-    """Sends letters to the dead-letter topic and waits for the acknowledgements."""
-
-    def __init__(self, producer: KafkaProducer, topic: str, flush_timeout_s: float) -> None:
-        self.producer, self.topic, self.flush_timeout_s = producer, topic, flush_timeout_s
-
-    def send(
-        self,
-        letters: list[tuple[bytes | None, DeadLetter]],
-        acked: set[tuple[int | None, int | None]],
-        oversized: set[tuple[int | None, int | None]],
-    ) -> None:
-        """Send the letters not in ``acked`` yet and wait for the acknowledgements.
-
-        Raises :class:`DeadLetterDeliveryError` (transient: the whole batch is retried with backoff, nothing is
-        committed) when any is missing. Acknowledged letters are added to ``acked`` so the retry does not send
-        them twice; letters the broker refused as too large to ``oversized`` so the retry sends less.
-        """
-        sent = []
-        for key, letter in letters:
-            ident = (letter.partition, letter.offset)
-            if ident in acked:
-                continue
-            if ident in oversized:
-                letter = shrunk(letter)
-            try:
-                future = self.producer.send(self.topic, key=key, value=letter.encode())
-            except MessageSizeTooLargeError:
-                # Over the producer's max_request_size: cut raw further and send that (it always fits).
-                future = self.producer.send(self.topic, key=key, value=shrunk(letter).encode())
-            sent.append((ident, future))
-        if not sent:
-            return
-        self.producer.flush(timeout=self.flush_timeout_s)
-        missing = []
-        for ident, future in sent:
-            if future.is_done and future.succeeded():
-                acked.add(ident)
-                continue
-            if isinstance(future.exception, MessageSizeTooLargeError):
-                oversized.add(ident)  # the broker's own limit is lower: the retry sends less
-            missing.append(future.exception)
-        if missing:
-            raise DeadLetterDeliveryError(
-                f"dead-letter topic {self.topic} did not acknowledge {len(missing)} of {len(sent)} letters: "
-                f"{missing[0] or 'timed out'}"
-            )

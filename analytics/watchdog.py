@@ -38,7 +38,7 @@ class Watchdog:
         self._unassigned_since: float | None = now
         self._progress_at = now
         self._group_progress_at = now
-        self._group_committed: dict[int, int] | None = None
+        self._group_committed: dict[int, int | None] | None = None
         self._last_commit_wall: float | None = None
 
     def observe(self, assigned: int, pending: int) -> None:
@@ -65,8 +65,9 @@ class Watchdog:
         self._progress_at = self._clock()
         self._last_commit_wall = time.time()
 
-    def observe_group(self, committed: dict[int, int], lag: int) -> None:
-        """While unassigned: the group's committed offsets per partition and its total lag (sampled now and then)."""
+    def observe_group(self, committed: dict[int, int | None], lag: int) -> None:
+        """While unassigned: the group's committed offsets per partition (``None``: never committed) and its total lag
+        (:mod:`cryptoproject.kafka_offsets`), sampled now and then."""
         now = self._clock()
         if lag == 0 or (self._group_committed is not None and committed != self._group_committed):
             self._group_progress_at = now

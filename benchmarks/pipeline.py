@@ -426,9 +426,11 @@ def consumer_store_rates(env: dict[str, str]) -> list[float]:
     """The consumers' own store rates (rows/s inside their transactions) from their Redis snapshots."""
     import redis
 
+    from cryptoproject.kafka_offsets import CONSUMER_METRICS_PREFIX
+
     client = redis.Redis.from_url(env["REDIS_URL"])
     rates = []
-    for key in client.scan_iter("metrics:consumer:*"):
+    for key in client.scan_iter(f"{CONSUMER_METRICS_PREFIX}*"):
         raw = client.get(key)
         if raw:
             rates.append(float(json.loads(raw)["store_rows_per_s"]))

@@ -37,6 +37,14 @@ from analytics.models import SymbolStats, Trade
 from analytics.queries import known_pairs
 from cryptoproject.db_router import REPLICA
 from cryptoproject.kafka import BrokerUnavailableError, admin_client, client_config
+from cryptoproject.kafka_offsets import (
+    CONSUMER_METRICS_PREFIX,
+    INGEST_METRICS_PREFIX,
+    GroupLag,
+    committed_by_admin,
+    group_lag,
+    topic_partitions,
+)
 from cryptoproject.queues import CeleryQueue
 from cryptoproject.redis_clients import redis_client
 from cryptoproject.security import redact_text, redact_url
@@ -92,11 +100,11 @@ def _consumer() -> KafkaConsumer:
 
 
 def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
-    parts = consumer.partitions_for_topic(topic)
+    parts = topic_partitions(consumer, topic)
     if not parts:
         # Retriable: a topic created a moment ago may not be in this fresh client's metadata yet.
         raise UnknownTopicOrPartitionError(f"topic {topic!r} does not exist")
-    return [TopicPartition(topic, p) for p in sorted(parts)]
+    return parts
 
 
 def _with_retry(read: Callable[[], T], attempts: int = 3) -> T:
@@ -112,20 +120,15 @@ def _with_retry(read: Callable[[], T], attempts: int = 3) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _read_offsets(
-    group: str, topic: str
-) -> tuple[dict[TopicPartition, Any], list[TopicPartition], dict[TopicPartition, int], dict[TopicPartition, int]]:
+def _read_lag(group: str, topic: str) -> GroupLag:
     admin = None
     consumer = None
     try:
         admin = admin_client(timeout=KAFKA_TIMEOUT_SECONDS)
-        committed_raw = admin.list_group_offsets(group).get(group, {})
+        committed = committed_by_admin(admin, group, topic)
         consumer = _consumer()
         partitions = _partitions(consumer, topic)
-        timeout_ms = int(KAFKA_TIMEOUT_SECONDS * 1000)
-        ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
-        begins = consumer.beginning_offsets(partitions, timeout_ms=timeout_ms)
-        return committed_raw, partitions, ends, begins
+        return group_lag(consumer, group, partitions, committed, int(KAFKA_TIMEOUT_SECONDS * 1000))
     finally:
         if consumer is not None:
             consumer.close()
@@ -136,31 +139,18 @@ def _read_offsets(
 def consumer_lag(group: str, topic: str) -> dict[str, Any]:
     """Committed offset, end offset and lag per partition of ``topic`` for consumer ``group``.
 
-    A partition the group never committed counts its whole retained backlog as lag (``committed`` is null).
+    A partition the group never committed counts its whole retained backlog as lag (``committed`` is null): the
+    rule of :mod:`cryptoproject.kafka_offsets`, which the consumer's watchdog applies too.
     """
     try:
-        committed_raw, partitions, ends, begins = _with_retry(lambda: _read_offsets(group, topic))
+        lag = _with_retry(lambda: _read_lag(group, topic))
     except (KafkaError, BrokerUnavailableError, OSError, ValueError) as exc:
         return {"topic": topic, "group": group, "partitions": [], "total_lag": None, "error": redact_text(str(exc))}
-    committed = {tp.partition: meta.offset for tp, meta in committed_raw.items() if tp.topic == topic}
-    rows = []
-    for tp in partitions:
-        offset = committed.get(tp.partition)
-        valid = offset is not None and offset >= 0
-        lag = ends[tp] - (offset if offset is not None and valid else begins[tp])
-        rows.append(
-            {
-                "partition": tp.partition,
-                "committed": offset if valid else None,
-                "end": ends[tp],
-                "lag": max(0, lag),
-            }
-        )
     return {
         "topic": topic,
         "group": group,
-        "partitions": rows,
-        "total_lag": sum(r["lag"] for r in rows),
+        "partitions": [p.as_dict() for p in lag.partitions],
+        "total_lag": lag.total,
         "error": None,
     }
 
@@ -232,7 +222,7 @@ def not_recovered(snapshot: dict[str, Any]) -> dict[str, int]:
 def ingest_health(client: redis.Redis) -> dict[str, Any]:
     """``metrics:ingest:<exchange>`` snapshots with a rate each and the total, and the trades each process
     could not backfill (``not_recovered``; summed over the exchanges at the top)."""
-    snapshots = read_snapshots(client, "metrics:ingest:")
+    snapshots = read_snapshots(client, INGEST_METRICS_PREFIX)
     exchanges = {}
     total = 0.0
     lost = 0
@@ -372,7 +362,7 @@ def consumer_liveness(
 def group_liveness() -> dict[str, Any]:
     """:func:`consumer_liveness` from the consumers' Redis snapshots and the (cached) group lag."""
     group, topic = settings.KAFKA_CONSUMER_GROUP, settings.KAFKA_TRADES_TOPIC
-    consumers, _ = _redis_section(settings.REDIS_URL, lambda client: read_snapshots(client, "metrics:consumer:"))
+    consumers, _ = _redis_section(settings.REDIS_URL, lambda client: read_snapshots(client, CONSUMER_METRICS_PREFIX))
     lag = _cached(("lag", group, topic), lambda: consumer_lag(group, topic))
     return consumer_liveness(consumers or {}, lag, settings.CONSUMER_STALL_TIMEOUT_S)
 
@@ -406,7 +396,7 @@ def pipeline_health() -> dict[str, Any]:
     group, topic, dlq = settings.KAFKA_CONSUMER_GROUP, settings.KAFKA_TRADES_TOPIC, settings.KAFKA_DLQ_TOPIC
     ingest, ingest_error = _redis_section(settings.REDIS_URL, ingest_health)
     consumers, consumers_error = _redis_section(
-        settings.REDIS_URL, lambda client: read_snapshots(client, "metrics:consumer:")
+        settings.REDIS_URL, lambda client: read_snapshots(client, CONSUMER_METRICS_PREFIX)
     )
     queues, queues_error = _redis_section(settings.CELERY_BROKER_URL, queue_depths)
     lag = _cached(("lag", group, topic), lambda: consumer_lag(group, topic))

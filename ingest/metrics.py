@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from cryptoproject.kafka_offsets import METRICS_TTL_SECONDS, ingest_metrics_key
+
 logger = logging.getLogger(__name__)
 
 #: Publish latency buckets in seconds (receive -> broker ack).
@@ -47,7 +49,6 @@ COUNTERS = (
 )
 #: figures that go up and down (Prometheus gauges)
 GAUGES = ("buffered", "buffered_max", "backfill_queued")
-REDIS_TTL_SECONDS = 30
 
 
 class IngestMetrics:
@@ -205,7 +206,7 @@ class MetricsReporter:
     @property
     def redis_key(self) -> str:
         """Where the dashboard's health page finds the snapshot."""
-        return f"metrics:ingest:{self.metrics.exchange}"
+        return ingest_metrics_key(self.metrics.exchange)
 
     def report(self) -> dict[str, Any]:
         """Log and store one snapshot now; a Redis outage is logged, never raised."""
@@ -213,7 +214,7 @@ class MetricsReporter:
         logger.info("ingest metrics", extra={"metrics": data})
         if self.redis is not None:
             try:
-                self.redis.set(self.redis_key, orjson.dumps(data), ex=REDIS_TTL_SECONDS)
+                self.redis.set(self.redis_key, orjson.dumps(data), ex=METRICS_TTL_SECONDS)
             except Exception as exc:  # noqa: BLE001 - monitoring must not stop ingest; redis raises many types
                 logger.warning("metrics snapshot not stored in Redis", extra={"error": str(exc)})
         return data

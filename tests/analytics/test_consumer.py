@@ -271,7 +271,7 @@ def test_two_consumers_share_partitions_and_store_exactly_once(kafka_topics):
         second = Runner(ConsumerConfig(batch_size=200, batch_ms=100))
         with second:
             produce_trades(spread[1500:])
-            wait_for(lambda: len(second.consumer._consumer.assignment()) > 0, what="the second consumer's share")
+            wait_for(lambda: len(second.consumer.assignment()) > 0, what="the second consumer's share")
             wait_for(lambda: Trade.objects.count() == len(spread), what="every trade stored")
             wait_for(fully_committed, what="offsets committed to the end")
     assert first.error is None
@@ -466,16 +466,6 @@ def test_revocation_while_the_database_is_down_abandons_the_lost_records_uncommi
     assert helper.error is None
     assert child.stop(signal.SIGTERM) == 0, child.output()
     assert_one_row_per_trade(spread)
-
-
-def test_metrics_survive_an_unreachable_redis(kafka_topics, settings, caplog):
-    settings.REDIS_URL = "redis://127.0.0.1:9/0"
-    consumer = TradeConsumer(ConsumerConfig())
-    try:
-        consumer._publish_metrics()
-    finally:
-        consumer._close()
-    assert "metrics snapshot not written to Redis" in caplog.text
 
 
 def test_command_stops_non_zero_when_the_invalid_ratio_explodes(kafka_topics, spawn):

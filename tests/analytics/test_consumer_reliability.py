@@ -16,8 +16,8 @@ from django.db import OperationalError, connection
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
-import analytics.consumer as consumer_module
-from analytics.consumer import ConsumerConfig, TradeConsumer
+from analytics.consumer import ConsumerConfig
+from analytics.consumer.dead_letters import DeadLetterSender, LetterId
 from analytics.models import Trade
 from analytics.storage import store_trades
 from analytics.watchdog import StalledError
@@ -126,26 +126,6 @@ def test_hostile_records_are_dead_lettered_and_every_valid_record_is_stored_once
     assert issue["raw_length"] == len(ISSUE_9_RECORD)
 
 
-def test_anything_decoding_raises_becomes_a_dead_letter_naming_the_exception(kafka_topics, monkeypatch):
-    real_decode = consumer_module.decode
-
-    def decode(value: bytes | None, max_skew_ms: int | None = None) -> TradeRecord:
-        if value == b"boom":
-            raise ZeroDivisionError("a bug in validation")
-        return real_decode(value, max_skew_ms)
-
-    monkeypatch.setattr(consumer_module, "decode", decode)
-    good = real_trades(50)
-    produce(_with(good, 25, [(KEY, b"boom")]))
-    with Runner() as runner:
-        wait_for(fully_committed, what="offsets committed past the record")
-    assert runner.error is None
-    assert_one_row_per_trade(good)
-    (letter,) = dlq_messages(1)
-    assert letter["reason"] == "unexpected ZeroDivisionError while decoding: a bug in validation"
-    assert runner.consumer.metrics.decode_errors == 1
-
-
 def test_a_failing_dead_letter_write_is_retried_never_skipped_and_commits_only_once_acknowledged(
     kafka_topics, settings, extra_topics
 ):
@@ -199,7 +179,7 @@ def test_offsets_a_rebalance_refused_are_committed_later_even_on_an_idle_topic(k
     runner = Runner(ConsumerConfig(batch_size=1000, batch_ms=50))
     # Every commit lands "during a rebalance" until the event is cleared, as when the group rebalances right after
     # the first assignment on a fresh topic (seen in this file's tests before the fix: offsets never committed).
-    runner.consumer._rebalancing = rebalancing.is_set  # type: ignore[method-assign]
+    runner.consumer.commit.rebalancing = rebalancing.is_set
     with runner:
         wait_for(lambda: Trade.objects.count() == len(good), what="every trade stored")
         wait_for(lambda: runner.consumer.metrics.commits_skipped >= 2, what="commits refused and retried")
@@ -212,13 +192,15 @@ def test_offsets_a_rebalance_refused_are_committed_later_even_on_an_idle_topic(k
 
 def test_a_letter_over_the_producers_own_limit_is_cut_and_never_sent_twice(kafka_topics):
     producer = KafkaProducer(**client_config(), acks="all", max_request_size=4096, enable_idempotence=False)
-    consumer = TradeConsumer(ConsumerConfig(), producer=producer)
+    sender = DeadLetterSender(producer, kafka_topics.dlq, flush_timeout_s=10)
     letter = DeadLetter("consumer:g", "too big", "x" * 20_000, 1, kafka_topics.trades, 0, 7, 20_000, False)
+    acked: set[LetterId] = set()
     try:
-        consumer._send_dead_letters([(KEY, letter)])  # send() itself raises MessageSizeTooLargeError: cut, sent
-        consumer._send_dead_letters([(KEY, letter)])  # a retried batch: already acknowledged, nothing sent
+        sender.send([(KEY, letter)], acked, set())  # send() itself raises MessageSizeTooLargeError: cut, sent
+        assert acked == {(0, 7)}
+        sender.send([(KEY, letter)], acked, set())  # a retried batch: already acknowledged, nothing sent
     finally:
-        consumer._close()
+        producer.close()
     assert health.dlq_count(settings.KAFKA_DLQ_TOPIC)["count"] == 1
     (sent,) = dlq_messages(1)
     assert sent["raw"] == "x" * 1024

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
 
-import analytics.consumer as consumer_module
-from analytics.consumer import ConsumerConfig, TradeConsumer
+from analytics.consumer import ConsumerConfig
+from analytics.consumer.backstop import Backstop
+from analytics.consumer.dead_letters import dlq_producer
 from tests.conftest import manage
 from tests.foundation.test_settings import run
 
@@ -61,30 +61,38 @@ def test_config_from_settings_and_bounded_blocking_calls(settings: Any) -> None:
 
 @pytest.mark.integration
 def test_the_dlq_producer_waits_at_most_max_block_ms_and_is_not_idempotent(kafka_topics) -> None:
-    consumer = TradeConsumer(ConsumerConfig(dlq_max_block_ms=1234))
+    producer = dlq_producer(ConsumerConfig(dlq_max_block_ms=1234))
     try:
-        assert consumer._producer.config["max_block_ms"] == 1234
-        assert consumer._producer.config["enable_idempotence"] is False
+        assert producer.config["max_block_ms"] == 1234
+        assert producer.config["enable_idempotence"] is False
+        assert producer.config["acks"] == -1  # "all"
     finally:
-        consumer._close()
+        producer.close()
 
 
-@pytest.mark.integration
-def test_the_backstop_ends_a_process_whose_loop_is_stuck(kafka_topics, monkeypatch) -> None:
-    exited = threading.Event()
-    monkeypatch.setattr(consumer_module, "_hard_exit", lambda code: exited.set())
-    config = ConsumerConfig(
-        stall_timeout_s=0.5, hard_exit_on_hang=True, max_poll_interval_ms=1000, dlq_max_block_ms=500
-    )
-    consumer = TradeConsumer(config)
-    try:
-        consumer.config = replace(config, hard_exit_on_hang=False)
-        assert consumer._start_backstop() is None  # in-process runs (tests, benchmarks) never end the process
-        consumer.config = config
-        consumer._last_tick -= 10  # a loop turn that started 10 s ago and never came back
-        done = consumer._start_backstop()
-        assert done is not None
-        assert exited.wait(10)
+def test_the_backstop_ends_a_process_whose_loop_is_stuck() -> None:
+    # In-process runs (tests, benchmarks) never end the process; the command asks for it.
+    assert Backstop.for_loop(hard_exit_on_hang=False, stall_timeout_s=0.5, max_poll_interval_ms=1000) is None
+    assert Backstop.for_loop(hard_exit_on_hang=True, stall_timeout_s=None, max_poll_interval_ms=1000) is None
+    built = Backstop.for_loop(hard_exit_on_hang=True, stall_timeout_s=0.5, max_poll_interval_ms=1000)
+    assert built is not None
+    assert built.limit_s == 1.5
+    exited: list[int] = []
+    done = threading.Event()
+    now = [100.0]
+
+    def exit_(code: int) -> None:
+        exited.append(code)
         done.set()
+
+    backstop = Backstop(1.5, exit=exit_, clock=lambda: now[0], check_s=0.01)
+    backstop.start()
+    try:
+        backstop.tick()
+        now[0] += 1.5  # at the limit: not yet
+        assert not done.wait(0.1)
+        now[0] += 10  # a loop turn that started 11.5 s ago and never came back
+        assert done.wait(10)
     finally:
-        consumer._close()
+        backstop.stop()
+    assert exited[0] == 70

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from analytics.consumer import Batch, ConsumerConfig
-from analytics.consumer_metrics import ConsumerMetrics
+from analytics.consumer.metrics import ConsumerMetrics
 from analytics.live import TapePublisher
 from analytics.storage import StoreResult
 from analytics.windows import SymbolWindow

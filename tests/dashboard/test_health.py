@@ -15,7 +15,8 @@ from django.test import Client
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from cryptoproject.kafka import client_config
+from cryptoproject.kafka import admin_client, client_config
+from cryptoproject.kafka_offsets import committed_by_member, group_lag, topic_partitions
 from dashboard import health
 from tests.conftest import KafkaTopics, unique, wait_for
 from tests.dashboard.api_factories import T0, locmem_cache, make_stats, make_trades
@@ -77,6 +78,35 @@ def test_consumer_lag_per_partition_and_dlq_count(kafka_topics: KafkaTopics) -> 
     assert lag["total_lag"] == 11
 
     assert health.dlq_count(kafka_topics.dlq) == {"topic": kafka_topics.dlq, "count": 3, "error": None}
+
+
+@pytest.mark.integration
+def test_a_partition_never_committed_counts_its_retained_backlog_for_health_and_the_consumer_alike(
+    kafka_topics: KafkaTopics,
+) -> None:
+    produce(kafka_topics.trades, {0: 10, 1: 10})
+    admin = admin_client()
+    try:  # retention stand-in: partition 0 keeps offsets 4..9 only
+        admin.delete_records({TopicPartition(kafka_topics.trades, 0): 4})
+    finally:
+        admin.close()
+    commit(kafka_topics.group, kafka_topics.trades, {1: 7})
+
+    rows = {row["partition"]: row for row in health.consumer_lag(kafka_topics.group, kafka_topics.trades)["partitions"]}
+    assert rows[0] == {"partition": 0, "committed": None, "end": 10, "lag": 6}  # not 10: offsets 0..3 are gone
+    assert rows[1] == {"partition": 1, "committed": 7, "end": 10, "lag": 3}
+
+    # The consumer's watchdog reads the same figures through its own group client (not the admin API).
+    member = KafkaConsumer(**client_config(), group_id=kafka_topics.group, enable_auto_commit=False)
+    try:
+        partitions = topic_partitions(member, kafka_topics.trades)
+        committed = committed_by_member(member, partitions, timeout_ms=5000)
+        lag = group_lag(member, kafka_topics.group, partitions, committed, timeout_ms=5000)
+    finally:
+        member.close()
+    assert [p.as_dict() for p in lag.partitions] == [rows[p] for p in sorted(rows)]
+    assert lag.committed[0] is None
+    assert lag.total == 9
 
 
 @pytest.mark.integration

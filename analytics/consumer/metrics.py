@@ -1,20 +1,24 @@
-"""What ``consume_trades`` reports: counters since start, and the lag read from the broker.
+"""What ``consume_trades`` reports: counters since start and its lag (:class:`ConsumerMetrics`), published by
+:class:`SnapshotPublisher`.
 
-:meth:`ConsumerMetrics.snapshot` is the log line's ``metrics`` and the ``metrics:consumer:<host>-<pid>`` Redis key
-that ``/healthz`` and the health page read.
+The snapshot is the log line's ``metrics`` and the ``metrics:consumer:<host>-<pid>`` Redis key
+(:func:`cryptoproject.kafka_offsets.consumer_metrics_key`) that ``/healthz`` and the health page read.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+import orjson
+import redis
 
 from analytics.storage import StoreResult
+from cryptoproject.kafka_offsets import METRICS_TTL_SECONDS, consumer_metrics_key
+from cryptoproject.redis_clients import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -72,32 +76,23 @@ class ConsumerMetrics:
         }
 
 
-def partition_lag(consumer: KafkaConsumer) -> dict[str, int] | None:
-    """Records behind the end of each assigned partition (``"topic:partition"``); ``None`` if the broker did not
-    answer (the previous figure stands)."""
-    assignment = consumer.assignment()
-    try:
-        ends = consumer.end_offsets(list(assignment), timeout_ms=LAG_TIMEOUT_MS)
-    except KafkaError:
-        logger.warning("end offsets unavailable for the lag metric", exc_info=True)
-        return None
-    lag: dict[str, int] = {}
-    for tp, end in ends.items():
-        position = consumer.position(tp, timeout_ms=LAG_TIMEOUT_MS)
-        if position is not None:
-            lag[f"{tp.topic}:{tp.partition}"] = max(0, end - position)
-    return lag
+class SnapshotPublisher:
+    """Writes a member's snapshot to the log and to Redis under ``metrics:consumer:<member>``; a Redis failure is
+    logged, never raised (metrics must not stop the worker)."""
 
+    def __init__(self, member: str, client: Callable[[], redis.Redis] = redis_client) -> None:
+        self.key = consumer_metrics_key(member)
+        self._client_factory = client
+        self._client: redis.Redis | None = None
 
-def group_offsets(consumer: KafkaConsumer, topic: str) -> tuple[dict[int, int], int] | None:
-    """The group's committed offset per partition of ``topic`` and its total lag; ``None`` if the broker did not
-    answer. Works without an assignment (what the watchdog needs to tell an idle member from a stalled group)."""
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        ends = consumer.end_offsets(tps, timeout_ms=LAG_TIMEOUT_MS)
-        committed = {tp.partition: consumer.committed(tp, timeout_ms=LAG_TIMEOUT_MS) or 0 for tp in tps}
-    except KafkaError:
-        logger.warning("group offsets unavailable for the watchdog", exc_info=True)
-        return None
-    return committed, sum(max(0, end - committed[tp.partition]) for tp, end in ends.items())
+    def publish(self, snapshot: dict[str, Any]) -> bool:
+        """Log ``snapshot`` and store it for :data:`METRICS_TTL_SECONDS`; False when Redis refused it."""
+        logger.info("consumer metrics", extra={"metrics": snapshot})
+        try:
+            if self._client is None:
+                self._client = self._client_factory()
+            self._client.set(self.key, orjson.dumps(snapshot), ex=METRICS_TTL_SECONDS)
+        except redis.RedisError:
+            logger.warning("metrics snapshot not written to Redis", exc_info=True)
+            return False
+        return True
