@@ -38,8 +38,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def make_trade_zips(folder: Path, count: int, per_file: int = 100_000) -> list[Path]:
     """Archive-layout trades zips (with CHECKSUMs) holding ``count`` real trades, looped with shifted ids/times."""
-    from ingest.replay import read_many
-    from ingest.simulator.feed import looped
+    from simulator.feed import looped
+    from simulator.replay import read_many
 
     trades = list(itertools.islice(looped(lambda: read_many(RECORDINGS)), count))
     out = folder / "data/spot/daily/trades/BTCUSDT"

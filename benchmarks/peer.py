@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240808.gz"
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
 CF_TABLE = "cryptofeed_trades"
-FEED_STARTED = "simulator: feed started"  # ingest.simulator.feed logs it when the first client has subscribed
+FEED_STARTED = "simulator: feed started"  # simulator.feed logs it when the first client has subscribed
 # cryptofeed's documented trades table, plus the unique key its backend expects (it catches UniqueViolationError
 # "when restarting a subscription, some exchanges will re-publish a few messages").
 CF_SCHEMA = f"""
@@ -176,15 +176,15 @@ def workload(count: int, replay: Path) -> list[TradeRecord]:
     """``count`` real trades: the recording looped with shifted ids and times (as ``simulate_exchange --loop``)."""
     import itertools
 
-    from ingest.replay import read_trades
-    from ingest.simulator.feed import looped
+    from simulator.feed import looped
+    from simulator.replay import read_trades
 
     return list(itertools.islice(looped(lambda: read_trades(replay)), count))
 
 
 def write_recording(path: Path, records: list[TradeRecord]) -> Path:
     """``records`` as a recording ``simulate_exchange --replay`` reads (``<recv ns> <@trade frame>`` lines)."""
-    from ingest.simulator.binance import encode_trade
+    from simulator.binance import encode_trade
 
     with path.open("wb") as out:
         for record in records:

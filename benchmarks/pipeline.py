@@ -323,7 +323,7 @@ def delete_topics(*names: str) -> None:
 
 def replay_trades(path: Path) -> list[TradeRecord]:
     """The trades of a recorded file, in file order (the simulator's own reader)."""
-    from ingest.replay import read_trades
+    from simulator.replay import read_trades
 
     return list(read_trades(path))
 

@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from analytics.models import Candle, SymbolStats, SymbolThreshold
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
-from ingest.simulator.synthetic import synthetic_trades
+from simulator.synthetic import synthetic_trades
 from tests.conftest import ROOT, ChildProcess, KafkaTopics, manage, subprocess_env, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")

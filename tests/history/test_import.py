@@ -17,7 +17,7 @@ from analytics.storage import store_trades
 from history.parse import csv_rows, parse_kline
 from history.run import ImportRequest, RequestError, run_import
 from ingest.records import TradeRecord
-from ingest.replay import read_trades
+from simulator.replay import read_trades
 from tests.conftest import DATA
 from tests.history.conftest import BUNDLE, H1, M1, copy_into
 
