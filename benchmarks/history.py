@@ -29,7 +29,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pipeline import ROOT, bench_environment, peak_rss_mb, reset_tables
+from benchmarks.harness import ROOT, peak_rss_mb
+from benchmarks.pipeline import bench_environment, reset_tables
 
 BUNDLE = ROOT / "data" / "binance-klines"
 RECORDINGS = [ROOT / "data" / "binance-spot-ws" / n for n in ("btcusdt_20240808.gz", "btcusdt_20240809.gz")]
