@@ -26,19 +26,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness import ROOT, peak_rss_mb, setup_django
+
 # The bundled archive zips (data/binance-klines, provenance in its README): 55 months of BTCUSDT 1h spot.
 KLINE_DIRS = [ROOT / "data/binance-klines/data/spot/monthly/klines/BTCUSDT/1h"]
 SWEEP_SMA = {"fast": list(range(2, 42, 2)), "slow": list(range(50, 550, 10))}  # 20 x 50, all valid (fast < slow)
 SWEEP_RSI = {"period": list(range(6, 26, 2)), "low": list(range(16, 36, 2)), "high": list(range(62, 82, 2))}
 REFERENCE_SAMPLE = 20
-
-
-def _setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptoproject.settings")
-    import django
-
-    django.setup()
 
 
 def _kline_files(folder: Path) -> list[Path]:
@@ -76,9 +70,7 @@ def naive_backtest(closes_dec: list[Decimal], opens: list[float], closes: list[f
 
 def run(folder: Path) -> dict[str, Any]:
     """Time CSV loading, single backtests (against the reference engine) and sweeps on ``folder``'s hourly bars."""
-    from benchmarks.pipeline import peak_rss_mb
-
-    _setup_django()
+    setup_django()
     from backtest.data import bars_from_kline_csv
     from backtest.engine import simulate
     from backtest.strategies import STRATEGIES, get_strategy

@@ -29,7 +29,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pipeline import ROOT, bench_environment, peak_rss_mb, reset_tables
+from benchmarks.harness import ROOT, peak_rss_mb
+from benchmarks.pipeline import bench_environment, reset_tables
 
 BUNDLE = ROOT / "data" / "binance-klines"
 RECORDINGS = [ROOT / "data" / "binance-spot-ws" / n for n in ("btcusdt_20240808.gz", "btcusdt_20240809.gz")]
@@ -38,8 +39,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def make_trade_zips(folder: Path, count: int, per_file: int = 100_000) -> list[Path]:
     """Archive-layout trades zips (with CHECKSUMs) holding ``count`` real trades, looped with shifted ids/times."""
-    from ingest.replay import read_many
-    from ingest.simulator.feed import looped
+    from simulator.feed import looped
+    from simulator.replay import read_many
 
     trades = list(itertools.islice(looped(lambda: read_many(RECORDINGS)), count))
     out = folder / "data/spot/daily/trades/BTCUSDT"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -20,30 +19,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pipeline import cpu_seconds, peak_rss_mb
+from benchmarks.harness import ROOT, cpu_seconds, delete_topics, peak_rss_mb, setup_django, wait_listening
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240808.gz"
-_LISTENING = re.compile(r"listening on ws://[0-9.]+:(\d+)")
-
-
-def _setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptoproject.settings")
-    import django
-
-    django.setup()
-
-
-def _wait_port(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = _LISTENING.search(log.read_text(errors="replace"))
-        if match:
-            return int(match.group(1))
-        if proc.poll() is not None:
-            raise SystemExit(f"the simulator exited:\n{log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
-    raise SystemExit("the simulator did not start listening")
 
 
 def _records_on(topic: str) -> int:
@@ -72,7 +50,7 @@ def _final_metrics(output: str) -> dict[str, Any]:
 
 def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = None) -> dict[str, Any]:
     """Run one measurement and return the figures."""
-    _setup_django()
+    setup_django()
     from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
 
     suffix = uuid.uuid4().hex[:10]
@@ -105,7 +83,7 @@ def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = Non
         stderr=subprocess.STDOUT,
     )
     try:
-        port = _wait_port(sim_log, sim)
+        port = wait_listening(sim_log, sim)
         ingest_env = dict(
             env,
             LOG_LEVEL="INFO",
@@ -148,13 +126,7 @@ def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = Non
         sim_cpu = cpu_seconds(sim.pid)
         sim.terminate()
         sim.wait(30)
-        admin = admin_client()
-        try:
-            admin.delete_topics([topic, dlq])
-        except Exception:  # noqa: BLE001 - cleanup of unique names is best effort
-            pass
-        finally:
-            admin.close()
+        delete_topics(admin_client, [topic, dlq])
     published = metrics["trades_published"]
     return {
         "trades": published,

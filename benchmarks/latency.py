@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 import uuid
@@ -29,16 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import ROOT, delete_topics, free_port, manage, port_open
 from benchmarks.pipeline import (
     Chain,
     bench_environment,
-    free_port,
-    manage,
     percentile,
     reset_tables,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_P99_MS = 250.0
 
 
@@ -165,12 +162,6 @@ def _wait(condition: Any, timeout: float, what: str, chain: Chain, names: list[s
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 async def listen(url: str, origin: str, samples: Samples, start_measuring: float, stop_at: float) -> None:
     """One browser-like WebSocket client: records every push until ``stop_at`` (time.time())."""
     import websockets
@@ -215,7 +206,7 @@ def run(opts: argparse.Namespace, env: dict[str, str], logs: Path) -> dict[str, 
             [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(web_port), "cryptoproject.asgi:application"],
         )
         chain.start("consume", manage("consume_trades", "--batch-ms", str(opts.batch_ms)))
-        _wait(lambda: _port_open(web_port), 60, "daphne", chain, ["daphne"])
+        _wait(lambda: port_open(web_port), 60, "daphne", chain, ["daphne"])
         _wait(lambda: app.control.ping(timeout=0.5), 60, "the Celery worker", chain, ["worker"])
 
         sim_port = free_port()
@@ -226,7 +217,7 @@ def run(opts: argparse.Namespace, env: dict[str, str], logs: Path) -> dict[str, 
                 *("--rate", str(opts.rate), "--symbols", ",".join(opts.symbol_list), "--start-delay", "2"),
             ],
         )
-        _wait(lambda: _port_open(sim_port), 60, "the simulator", chain, ["simulator"])
+        _wait(lambda: port_open(sim_port), 60, "the simulator", chain, ["simulator"])
 
         samples = Samples()
         started = time.time()
@@ -256,13 +247,7 @@ def run(opts: argparse.Namespace, env: dict[str, str], logs: Path) -> dict[str, 
         chain.check_alive(["daphne", "consume", "worker", "simulator", "ingest"])
     finally:
         chain.stop()
-        admin = admin_client()
-        try:
-            admin.delete_topics([topic, dlq])
-        except Exception:  # noqa: BLE001 - the names are unique per run; cleanup is best effort
-            pass
-        finally:
-            admin.close()
+        delete_topics(admin_client, [topic, dlq])
 
     trades, newest = summarise(samples.trade_ms), summarise(samples.newest_ms)
     p99 = trades["p99_ms"]

@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from benchmarks.ingest import _wait_port
-from benchmarks.pipeline import ROOT, bench_environment, cpu_seconds, peak_rss_mb, process_tree
+from benchmarks.harness import ROOT, cpu_seconds, delete_topics, manage, peak_rss_mb, process_tree, wait_listening
+from benchmarks.pipeline import bench_environment
 
 if TYPE_CHECKING:
     from ingest.records import TradeRecord
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240808.gz"
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
 CF_TABLE = "cryptofeed_trades"
-FEED_STARTED = "simulator: feed started"  # ingest.simulator.feed logs it when the first client has subscribed
+FEED_STARTED = "simulator: feed started"  # simulator.feed logs it when the first client has subscribed
 # cryptofeed's documented trades table, plus the unique key its backend expects (it catches UniqueViolationError
 # "when restarting a subscription, some exchanges will re-publish a few messages").
 CF_SCHEMA = f"""
@@ -144,7 +144,7 @@ class Run:
         if "paced" in self.logs.name:
             argv += ["--max-rate", str(opts.paced_rate)]
         proc = self.start("simulator", argv, measured=False, LOG_LEVEL="INFO")
-        return _wait_port(self.logs / "simulator.log", proc)
+        return wait_listening(self.logs / "simulator.log", proc)
 
     def feed_started(self) -> bool:
         """Whether the simulator's feed has started (its log says so once the first client subscribes)."""
@@ -166,25 +166,20 @@ class Run:
                 proc.wait(10)
 
 
-def manage(*args: str) -> list[str]:
-    """argv for ``manage.py <args>`` with this interpreter."""
-    return [sys.executable, str(ROOT / "manage.py"), *args]
-
-
 # --------------------------------------------------------------------------------------------- workload
 def workload(count: int, replay: Path) -> list[TradeRecord]:
     """``count`` real trades: the recording looped with shifted ids and times (as ``simulate_exchange --loop``)."""
     import itertools
 
-    from ingest.replay import read_trades
-    from ingest.simulator.feed import looped
+    from simulator.feed import looped
+    from simulator.replay import read_trades
 
     return list(itertools.islice(looped(lambda: read_trades(replay)), count))
 
 
 def write_recording(path: Path, records: list[TradeRecord]) -> Path:
     """``records`` as a recording ``simulate_exchange --replay`` reads (``<recv ns> <@trade frame>`` lines)."""
-    from ingest.simulator.binance import encode_trade
+    from simulator.binance import encode_trade
 
     with path.open("wb") as out:
         for record in records:
@@ -329,7 +324,7 @@ def ingest_ours(
     opts: argparse.Namespace, env: dict[str, str], files: list[Path], expected: set[int], logs: Path
 ) -> Side:
     """simulator -> manage.py ingest -> Kafka."""
-    from cryptoproject.kafka import TopicSpec, ensure_topics
+    from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
     from ingest.records import decode
 
     suffix = uuid.uuid4().hex[:8]
@@ -352,7 +347,7 @@ def ingest_ours(
     finally:
         run.stop()
     ids = topic_ids(topic, lambda value: decode(value).trade_id)
-    _delete_topics(topic, dlq)
+    delete_topics(admin_client, [topic, dlq])
     return side(run, len(expected), ids, expected, window)
 
 
@@ -362,7 +357,7 @@ def ingest_cryptofeed(
     """simulator -> cryptofeed Binance feed -> its Kafka backend (acks=all, idempotent)."""
     from django.conf import settings
 
-    from cryptoproject.kafka import TopicSpec, ensure_topics
+    from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
 
     key = f"bench-peer-{uuid.uuid4().hex[:8]}"
     topic = f"{key}-BINANCE-BTC-USDT"
@@ -383,7 +378,7 @@ def ingest_cryptofeed(
     finally:
         run.stop()
     ids = topic_ids(topic, lambda value: int(json.loads(value)["id"]))
-    _delete_topics(topic)
+    delete_topics(admin_client, [topic])
     return side(run, len(expected), ids, expected, window)
 
 
@@ -410,7 +405,7 @@ def storage_ours(
     """simulator -> ingest -> Kafka -> consume_trades -> PostgreSQL, with 1m candles from the Celery worker."""
     from benchmarks.pipeline import candle_trade_count, reset_tables
     from cryptoproject.celery import app
-    from cryptoproject.kafka import TopicSpec, ensure_topics
+    from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
 
     suffix = uuid.uuid4().hex[:8]
     topic, dlq, group = f"bench.peer.trades.{suffix}", f"bench.peer.dlq.{suffix}", f"bench-peer-{suffix}"
@@ -445,7 +440,7 @@ def storage_ours(
     with connection.cursor() as cursor:
         cursor.execute("SELECT trade_id FROM analytics_trade WHERE exchange = 'binance'")
         ids = [int(r[0]) for r in cursor.fetchall()]
-    _delete_topics(topic, dlq)
+    delete_topics(admin_client, [topic, dlq])
     reset_tables()
     return side(run, len(expected), ids, expected, window)
 
@@ -512,7 +507,7 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def ceilings(opts: argparse.Namespace, env: dict[str, str], files: list[Path], logs: Path) -> dict[str, Any]:
     """Each stage of ingest alone on the same trades (receive, parse, publish), ``--ceiling-runs`` times each."""
-    from cryptoproject.kafka import TopicSpec, ensure_topics
+    from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
 
     receive, parse, publish = [], [], []
     for _ in range(opts.ceiling_runs):
@@ -529,7 +524,7 @@ def ceilings(opts: argparse.Namespace, env: dict[str, str], files: list[Path], l
         try:
             publish.append(_stage(env, "publish", "--frames", str(files[0]), "--topic", topic, "--dlq", dlq))
         finally:
-            _delete_topics(topic, dlq)
+            delete_topics(admin_client, [topic, dlq])
     stages = {"receive": _median(receive), "parse": _median(parse), "publish": _median(publish)}
     total = round(sum(s["cpu_us_per_trade"] for s in stages.values()), 2)
     return {
@@ -552,18 +547,6 @@ def target_budget(report: dict[str, Any]) -> dict[str, Any]:
         budget["stages_alone_cpu_us_per_trade"] = limits["sum_cpu_us_per_trade"]
         budget["one_process_trades_per_s_bound"] = limits["one_process_trades_per_s_bound"]
     return budget
-
-
-def _delete_topics(*topics: str) -> None:
-    from cryptoproject.kafka import admin_client
-
-    admin = admin_client()
-    try:
-        admin.delete_topics(list(topics))
-    except Exception:  # noqa: BLE001 - cleanup of unique names is best effort
-        pass
-    finally:
-        admin.close()
 
 
 # --------------------------------------------------------------------------------------------- report

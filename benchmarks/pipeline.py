@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,10 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from benchmarks.harness import ROOT, delete_topics, free_port, manage, peak_rss_mb, process_tree, wait_port
+
 if TYPE_CHECKING:
     from ingest.records import TradeRecord
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPLAY = ROOT / "data" / "binance-spot-ws" / "btcusdt_20240809.gz"
 
 
@@ -90,53 +90,6 @@ def ensure_database(url: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (Celery's pool children)."""
-    found = [pid]
-    for tid in _listdir(f"/proc/{pid}/task"):
-        try:
-            children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            found.extend(process_tree(int(child)))
-    return found
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a live process (from /proc/<pid>/stat); None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of one process in MB; 0 when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -196,11 +149,6 @@ class Chain:
                 proc.wait(10)
 
 
-def manage(*args: str) -> list[str]:
-    """argv for ``manage.py <args>`` with this interpreter."""
-    return [sys.executable, str(ROOT / "manage.py"), *args]
-
-
 def run_chain(
     opts: argparse.Namespace, consumers: int, base_env: dict[str, str], logs: Path, max_rate: float = 0.0
 ) -> RunResult:
@@ -209,7 +157,7 @@ def run_chain(
     from kafka import KafkaConsumer, TopicPartition
 
     from cryptoproject.celery import app
-    from cryptoproject.kafka import TopicSpec, client_config, ensure_topics
+    from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
 
     run = uuid.uuid4().hex[:8]
     topic, dlq, group = f"bench.trades.{run}", f"bench.dlq.{run}", f"bench-{run}"
@@ -250,7 +198,7 @@ def run_chain(
             sim = manage("simulate_exchange", "--exchange", "binance", "--port", str(port), *replay)
             chain.start("simulator", sim)
             watched.append("simulator")
-            _wait_port(port, 60)
+            wait_port(port, 60)
             started = time.time()
             chain.start(
                 "ingest",
@@ -280,7 +228,7 @@ def run_chain(
     finally:
         chain.stop()
         probe.close()
-        delete_topics(topic, dlq)
+        delete_topics(admin_client, [topic, dlq])
     figures = measure_database()
     # From the first trade ingest received; with a pre-filled topic, from the consumers' start.
     first_received = figures["first_received"] if opts.source == "ingest" and figures["first_received"] else started
@@ -308,22 +256,9 @@ def run_chain(
     return result
 
 
-def delete_topics(*names: str) -> None:
-    """Delete a run's topics; best effort (their names are unique per run, so a leftover harms nothing)."""
-    from cryptoproject.kafka import admin_client
-
-    admin = admin_client()
-    try:
-        admin.delete_topics(list(names))
-    except Exception:  # noqa: BLE001 - cleanup is best effort
-        pass
-    finally:
-        admin.close()
-
-
 def replay_trades(path: Path) -> list[TradeRecord]:
     """The trades of a recorded file, in file order (the simulator's own reader)."""
-    from ingest.replay import read_trades
+    from simulator.replay import read_trades
 
     return list(read_trades(path))
 
@@ -353,16 +288,6 @@ def prefill(topic: str, count: int, path: Path) -> None:
         producer.flush(120)
     finally:
         producer.close()
-
-
-def _wait_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"the simulator did not listen on port {port} within {timeout:.0f} s")
 
 
 def reset_tables() -> None:

@@ -37,15 +37,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from benchmarks.harness import delete_topics, manage
 from benchmarks.pipeline import (
     DEFAULT_REPLAY,
     ROOT,
     Chain,
     bench_database_url,
     bench_environment,
-    delete_topics,
     ensure_database,
-    manage,
     percentile,
     replay_trades,
     reset_tables,
@@ -329,7 +328,7 @@ def many_symbols(consumers: int, trades: int, symbols: int, kafka_partitions: in
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     from analytics.models import Trade
-    from cryptoproject.kafka import TopicSpec, client_config, ensure_topics
+    from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
 
     run = uuid.uuid4().hex[:8]
     topic, dlq, group = f"scale.trades.{run}", f"scale.dlq.{run}", f"scale-{run}"
@@ -376,7 +375,7 @@ def many_symbols(consumers: int, trades: int, symbols: int, kafka_partitions: in
     finally:
         chain.stop()
         probe.close()
-        delete_topics(topic, dlq)
+        delete_topics(admin_client, [topic, dlq])
     stored = Trade.objects.count()
     mean = statistics.mean(per_partition)
     return {

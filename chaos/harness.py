@@ -12,9 +12,10 @@ injected from a thread once the market has produced ``at`` of the trades. When e
 - one whale alert per trade at or above the threshold;
 - as many dead letters as bad records were injected (malformed frames the simulator sent plus hostile records).
 
-This module talks to PostgreSQL, Kafka and Redis with their plain clients and never imports the project: it is the
-outside observer. Used by ``python -m chaos`` (``make chaos``) and, with small figures, by
-``tests/reliability/test_chaos.py`` in ``make test``.
+This module talks to PostgreSQL, Kafka and Redis with their plain clients and never imports the project's apps
+(only :mod:`benchmarks.harness`, the process helpers it shares with the benchmarks): it is the outside observer.
+Used by ``python -m chaos`` (``make chaos``) and, with small figures, by ``tests/reliability/test_chaos.py`` in
+``make test``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -45,10 +45,11 @@ from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 from kafka.structs import TopicPartition
 
+from benchmarks import harness
+from benchmarks.harness import ROOT, free_port, manage, peak_rss_mb, process_tree
 from chaos import truth
 from chaos.hostile import hostile_records
 
-ROOT = Path(__file__).resolve().parent.parent
 RECORDINGS = [ROOT / "data/binance-spot-ws/btcusdt_20240808.gz", ROOT / "data/binance-spot-ws/btcusdt_20240809.gz"]
 SYMBOL = "BTCUSDT"
 EXCHANGE = "binance"
@@ -168,24 +169,6 @@ def stack_environment(number: int, brokers: int = 1) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------- processes
-def _tree(pid: int) -> list[int]:
-    found = [pid]
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
-                    found.extend(_tree(int(child)))
-    return found
-
-
-def _peak_rss_mb(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 class Supervisor:
     """Starts the pipeline's processes, restarts any that exit (unless told otherwise), tracks peak memory."""
 
@@ -213,7 +196,7 @@ class Supervisor:
             self.sample()
             if hold:
                 self.held.add(name)
-            pids = _tree(proc.pid)
+            pids = process_tree(proc.pid)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -259,7 +242,7 @@ class Supervisor:
         with self.lock:
             for name, proc in self.procs.items():
                 if proc.poll() is None:
-                    rss = max((_peak_rss_mb(pid) for pid in _tree(proc.pid)), default=0.0)
+                    rss = max((peak_rss_mb(pid) for pid in process_tree(proc.pid)), default=0.0)
                     role = name.rstrip("-0123456789") or name
                     self.peak[role] = round(max(self.peak.get(role, 0.0), rss), 1)
 
@@ -267,16 +250,6 @@ class Supervisor:
         """Stop everything (SIGTERM, then SIGKILL)."""
         for name in list(self.procs):
             self.stop(name)
-
-
-def _manage(*args: str) -> list[str]:
-    return [sys.executable, str(ROOT / "manage.py"), *args]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------------------------- one run
@@ -289,7 +262,7 @@ class Run:
         self.stack = stack
         tag = uuid.uuid4().hex[:8]
         self.topic, self.dlq, self.group = f"chaos.trades.{tag}", f"chaos.dlq.{tag}", f"chaos-{tag}"
-        self.port = _free_port()
+        self.port = free_port()
         self.logs = opts.logs / scenario.name
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = dict(
@@ -376,7 +349,7 @@ class Run:
         """Simulator first (its port), then the worker, the consumer and ingest."""
         sc, o = self.scenario, self.opts
         sim = [
-            *_manage("simulate_exchange", "--exchange", EXCHANGE, "--port", str(self.port)),
+            *manage("simulate_exchange", "--exchange", EXCHANGE, "--port", str(self.port)),
             *["--replay", *map(str, RECORDINGS), "--loop", "--max-trades", str(o.trades)],
             *["--speed", "0", "--max-rate", str(o.rate), "--seed", "7"],
             *sc.simulator_args(o),
@@ -388,9 +361,9 @@ class Run:
                 raise RuntimeError(f"the simulator did not answer on port {self.port}")
             time.sleep(0.2)
         self.supervisor.start("worker", self.worker_argv("worker"))
-        self.supervisor.start("consume_trades-1", _manage("consume_trades"))
+        self.supervisor.start("consume_trades-1", manage("consume_trades"))
         self.supervisor.start(
-            "ingest", _manage("ingest", "--exchange", EXCHANGE, "--symbols", SYMBOL.lower(), "--metrics-port", "0")
+            "ingest", manage("ingest", "--exchange", EXCHANGE, "--symbols", SYMBOL.lower(), "--metrics-port", "0")
         )
 
     def worker_argv(self, name: str) -> list[str]:
@@ -430,7 +403,7 @@ def setup_database(stack: Stack) -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'crypto_chaos'").fetchone():
             conn.execute("CREATE DATABASE crypto_chaos")
     env = dict(stack.env, DATABASE_URL=stack.database_url, DJANGO_DEBUG="true", PYTHONPATH=str(ROOT))
-    subprocess.run(_manage("migrate", "--noinput", "-v", "0"), cwd=ROOT, env=env, check=True)
+    subprocess.run(manage("migrate", "--noinput", "-v", "0"), cwd=ROOT, env=env, check=True)
 
 
 def reset(stack: Stack) -> None:
@@ -467,12 +440,10 @@ def create_topics(run: Run) -> None:
 
 def delete_topics(run: Run) -> None:
     """Drop the run's topics (best effort: the names are unique anyway)."""
-    with contextlib.suppress(Exception):
-        admin = KafkaAdminClient(bootstrap_servers=run.stack.bootstrap.split(","), request_timeout_ms=10000)
-        try:
-            admin.delete_topics([run.topic, run.dlq])
-        finally:
-            admin.close()
+    harness.delete_topics(
+        lambda: KafkaAdminClient(bootstrap_servers=run.stack.bootstrap.split(","), request_timeout_ms=10000),
+        [run.topic, run.dlq],
+    )
 
 
 def trade_partition() -> int:
@@ -679,7 +650,7 @@ def rebalance(run: Run) -> None:
     while run.produced() < run.opts.trades:
         n += 1
         name = f"consume_trades-{n + 1}"
-        run.supervisor.start(name, _manage("consume_trades"))
+        run.supervisor.start(name, manage("consume_trades"))
         _pause(run, run.opts.rebalance_every_s)
         run.supervisor.stop(name)
         _pause(run, run.opts.rebalance_every_s)

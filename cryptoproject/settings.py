@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "ingest",
+    "simulator",
     "analytics",
     "history",
     "backtest",

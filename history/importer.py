@@ -212,7 +212,7 @@ class FileResult:
     last_us: int | None = None
 
 
-class GapTracker:
+class SeriesGapFinder:
     """Follows one series across files (imported in time order) and records its gaps."""
 
     def __init__(self, gaps: Gaps) -> None:
@@ -288,7 +288,7 @@ def import_klines(
     paths: Sequence[Path],
     symbol: str,
     interval: str,
-    tracker: GapTracker,
+    tracker: SeriesGapFinder,
     *,
     exchange: str = EXCHANGE,
     server_side: bool = True,
@@ -327,7 +327,7 @@ def import_klines(
 
 
 def _import_kline_batch(
-    paths: Sequence[Path], symbol: str, interval: str, tracker: GapTracker, exchange: str, server_side: bool
+    paths: Sequence[Path], symbol: str, interval: str, tracker: SeriesGapFinder, exchange: str, server_side: bool
 ) -> KlineBatch:
     step_us = INTERVAL_SECONDS[interval] * 1_000_000
     batch = KlineBatch()
@@ -481,7 +481,7 @@ def import_trades(
     path: Path,
     symbol: str,
     kind: str,
-    tracker: GapTracker,
+    tracker: SeriesGapFinder,
     *,
     exchange: str = EXCHANGE,
     batch_size: int = 50_000,
@@ -512,7 +512,7 @@ def import_trades(
     return result
 
 
-def _import_trades_csv(path: Path, symbol: str, kind: str, tracker: GapTracker, exchange: str) -> FileResult:
+def _import_trades_csv(path: Path, symbol: str, kind: str, tracker: SeriesGapFinder, exchange: str) -> FileResult:
     """The fast path: the CSV text COPYed as is, gaps found in SQL, one insert."""
     result = FileResult(path.name)
     copy_sql = f"COPY {TRADE_RAW} ({_TRADE_COLUMNS[kind]}) FROM STDIN WITH (FORMAT csv)"
@@ -536,7 +536,7 @@ def _import_trades_csv(path: Path, symbol: str, kind: str, tracker: GapTracker, 
 
 
 def _import_trades_rows(
-    path: Path, symbol: str, kind: str, tracker: GapTracker, exchange: str, batch_size: int
+    path: Path, symbol: str, kind: str, tracker: SeriesGapFinder, exchange: str, batch_size: int
 ) -> FileResult:
     """The row-by-row path: rows parsed in Python (bad ones skipped and counted), stored by ``store_trades``."""
     result = FileResult(path.name)
@@ -557,7 +557,7 @@ def _import_trades_rows(
 
 
 def _trade_batches(
-    path: Path, symbol: str, kind: str, tracker: GapTracker, exchange: str, batch_size: int, result: FileResult
+    path: Path, symbol: str, kind: str, tracker: SeriesGapFinder, exchange: str, batch_size: int, result: FileResult
 ) -> Iterator[list[TradeRecord]]:
     """The file's trades as TradeRecords, ``batch_size`` at a time (rows counted, bad rows rejected in ``result``)."""
     batch: list[TradeRecord] = []

@@ -324,15 +324,15 @@ class _Run:
         self.progress = progress
         self.summary = ImportSummary()
         self.started = time.perf_counter()
-        self.trackers: dict[tuple[str, str, str], importer.GapTracker] = {}
+        self.trackers: dict[tuple[str, str, str], importer.SeriesGapFinder] = {}
         self.first_by_series: dict[tuple[str, str], datetime] = {}  # earliest change per (symbol, interval/trades)
         self.spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}  # klines read per (symbol, interval)
         self.pending: list[_Source] = []  # klines files of one series, stored together
         self.pending_bytes = 0
 
-    def _tracker(self, name: FileName) -> importer.GapTracker:
+    def _tracker(self, name: FileName) -> importer.SeriesGapFinder:
         key = (name.symbol, name.kind, (name.interval if name.kind == "klines" else name.kind) or "")
-        return self.trackers.setdefault(key, importer.GapTracker(self.summary.gaps))
+        return self.trackers.setdefault(key, importer.SeriesGapFinder(self.summary.gaps))
 
     def add(self, source: _Source) -> None:
         """Store ``source`` (klines: batched with the files of its series before it), or record why not."""

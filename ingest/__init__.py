@@ -1,1 +1,1 @@
-"""Exchange ingestion: WebSocket adapters, the Kafka trade producer, gap backfill, recording and the simulator."""
+"""Exchange ingestion: WebSocket adapters, the Kafka trade producer, gap backfill and the trade record."""

@@ -28,7 +28,7 @@ class Gap:
         return self.last - self.first + 1
 
 
-class GapTracker:
+class TradeIdContinuity:
     """The last id seen per symbol (and its trade time); it outlives connections, so a reconnect is checked
     against the drop.
 

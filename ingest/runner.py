@@ -20,7 +20,7 @@ from ingest.backfill_kraken import KrakenBackfiller
 from ingest.client import WsClient, connection_attempts_limiter
 from ingest.exchanges import ADAPTERS
 from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, Exchange, FrameParser, to_text
-from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, GapTracker
+from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, TradeIdContinuity
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
 from ingest.records import DeadLetter, TradeRecord
@@ -65,15 +65,15 @@ def check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
 
 
 @dataclass(frozen=True)
-class IngestConfig:
-    """Validated settings for one exchange."""
+class ExchangeEndpoints:
+    """The validated WebSocket URL and, for an exchange with REST backfill, REST URL of one exchange."""
 
     exchange: str
     ws_url: str
     rest_url: str | None
 
 
-def load_config(exchange: str) -> IngestConfig:
+def load_config(exchange: str) -> ExchangeEndpoints:
     """Read and check the URLs ``exchange`` needs; :class:`SettingsError` names a bad setting."""
     if exchange not in ADAPTERS:
         raise SettingsError(f"unknown exchange {exchange!r}: choose one of {', '.join(sorted(ADAPTERS))}")
@@ -83,10 +83,10 @@ def load_config(exchange: str) -> IngestConfig:
     if ADAPTERS[exchange].supports_backfill:
         rest_name = REST_SETTINGS[exchange]
         rest_url = check_url(rest_name, getattr(settings, rest_name), ("http", "https"))
-    return IngestConfig(exchange, ws_url, rest_url)
+    return ExchangeEndpoints(exchange, ws_url, rest_url)
 
 
-def make_backfiller(config: IngestConfig) -> Backfiller | None:
+def make_backfiller(config: ExchangeEndpoints) -> Backfiller | None:
     """The REST backfill client of ``config.exchange`` (None without a REST URL), paced as
     ``INGEST_BACKFILL_MIN_INTERVAL_S`` says, else as the exchange's published public limit asks."""
     if config.rest_url is None:
@@ -103,7 +103,7 @@ class FrameProcessor:
         parser: FrameParser,
         producer: TradeProducer,
         metrics: IngestMetrics,
-        tracker: GapTracker | None = None,
+        tracker: TradeIdContinuity | None = None,
         backfiller: Backfiller | None = None,
         max_trades: int | None = None,
         on_limit: Callable[[], None] | None = None,
@@ -113,7 +113,7 @@ class FrameProcessor:
         self.parser = parser
         self.producer = producer
         self.metrics = metrics
-        self.tracker = tracker if tracker is not None else (GapTracker() if adapter.consecutive_ids else None)
+        self.tracker = tracker if tracker is not None else (TradeIdContinuity() if adapter.consecutive_ids else None)
         self.backfiller = backfiller
         self.backfill = (
             BackfillWorker(
@@ -312,7 +312,7 @@ class FrameProcessor:
                 return
         self.producer.publish(trades)
 
-    def _fill_gap(self, tracker: GapTracker) -> None:
+    def _fill_gap(self, tracker: TradeIdContinuity) -> None:
         gap = tracker.gap
         assert gap is not None  # set by check() when it returned GAP
         self.metrics.gaps += 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import socket
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -19,9 +18,10 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from analytics.models import Candle, SymbolStats, SymbolThreshold
+from benchmarks.harness import free_port, port_open
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
-from ingest.simulator.synthetic import synthetic_trades
+from simulator.synthetic import synthetic_trades
 from tests.conftest import ROOT, ChildProcess, KafkaTopics, manage, subprocess_env, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,18 +50,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (scripts/stack.sh install)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def start_daphne(spawn: Callable[..., ChildProcess], port: int) -> ChildProcess:

@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 LAYERS: list[set[str]] = [
     {"cryptoproject"},
     {"ingest"},
-    {"analytics"},
+    {"analytics", "simulator"},  # the simulator is test tooling over ingest: nothing below it may import it
     {"history", "backtest"},
     {"prediction"},
     {"dashboard"},
@@ -162,6 +162,22 @@ def test_no_import_cycle_between_modules():
     assert cycles(project_graph()) == []
 
 
+def imports_of_the_simulator(graph: Graph) -> list[str]:
+    """``a -> simulator.b`` for every module outside the simulator app that imports it."""
+    return [
+        f"{module} -> {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if target.split(".")[0] == "simulator" and module.split(".")[0] != "simulator"
+    ]
+
+
+def test_no_production_app_imports_the_simulator():
+    # The simulator, replay and recorder are test tooling: the layers already keep ingest and analytics from them,
+    # and no higher app needs them either; the tests, benchmarks and chaos (not apps) are their only users.
+    assert imports_of_the_simulator(project_graph()) == []
+
+
 def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path: Path) -> None:
     # A checker that finds nothing proves nothing: the same functions on a small tree with both faults in it.
     for package, files in {
@@ -171,7 +187,8 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path: Path) -> None:
             "b.py": "def f():\n    from . import a\n",
         },
         "dashboard": {"__init__.py": "", "groups.py": "X = 1\n"},
-        "ingest": {"__init__.py": "", "c.py": "import dashboard.groups\n"},
+        "ingest": {"__init__.py": "", "c.py": "import dashboard.groups\n", "e.py": "from simulator import server\n"},
+        "simulator": {"__init__.py": "", "server.py": "from ingest import c\n"},
         "cryptoproject": {"__init__.py": "", "urls.py": "from dashboard import groups\n"},
     }.items():
         (tmp_path / package).mkdir()
@@ -180,9 +197,11 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path: Path) -> None:
     (tmp_path / "ingest" / "d.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from analytics import a\n"
     )
-    graph = import_graph(module_files(tmp_path, {"analytics", "dashboard", "ingest", "cryptoproject"}))
+    graph = import_graph(module_files(tmp_path, {"analytics", "dashboard", "ingest", "cryptoproject", "simulator"}))
     assert cycles(graph) == [["analytics.a", "analytics.b"]]
-    assert upward_imports(graph) == ["ingest.c -> dashboard.groups"]  # the URLconf may; TYPE_CHECKING is not run
+    # the URLconf may; TYPE_CHECKING is not run; the simulator may import ingest, not the other way round
+    assert upward_imports(graph) == ["ingest.c -> dashboard.groups", "ingest.e -> simulator.server"]
+    assert imports_of_the_simulator(graph) == ["ingest.e -> simulator.server"]
 
 
 def test_every_queue_has_a_worker_in_both_procfiles():

@@ -17,7 +17,7 @@ from analytics.storage import store_trades
 from history.parse import csv_rows, parse_kline
 from history.run import ImportRequest, RequestError, run_import
 from ingest.records import TradeRecord
-from ingest.replay import read_trades
+from simulator.replay import read_trades
 from tests.conftest import DATA
 from tests.history.conftest import BUNDLE, H1, M1, copy_into
 
@@ -324,14 +324,14 @@ def test_bad_rows_are_skipped_and_counted_and_the_rest_of_the_file_imported(tmp_
 
 
 def test_the_server_side_path_reports_the_same_gaps_as_the_row_path(tmp_path):
-    from history.importer import Gaps, GapTracker, import_klines
+    from history.importer import Gaps, SeriesGapFinder, import_klines
 
     paths = [H1 / "BTCUSDT-1h-2018-01.zip", H1 / "BTCUSDT-1h-2018-02.zip"]
     fast, slow = Gaps(), Gaps()
-    a = import_klines(paths, "BTCUSDT", "1h", GapTracker(fast))
+    a = import_klines(paths, "BTCUSDT", "1h", SeriesGapFinder(fast))
     stored = _stored("1h")
     Candle.objects.all().delete()
-    b = import_klines(paths, "BTCUSDT", "1h", GapTracker(slow), server_side=False)
+    b = import_klines(paths, "BTCUSDT", "1h", SeriesGapFinder(slow), server_side=False)
     assert [(f.name, f.rows) for f in a.files] == [(f.name, f.rows) for f in b.files]
     assert (a.written, a.first_us, a.last_us) == (b.written, b.first_us, b.last_us)
     assert _stored("1h") == stored
@@ -340,7 +340,7 @@ def test_the_server_side_path_reports_the_same_gaps_as_the_row_path(tmp_path):
 
 
 def test_trades_server_side_and_row_paths_store_the_same_rows_and_gaps(tmp_path):
-    from history.importer import Gaps, GapTracker, import_trades
+    from history.importer import Gaps, SeriesGapFinder, import_trades
 
     recorded = list(read_trades(DATA / "binance-spot-ws" / "btcusdt_20240809.gz"))
     holed = recorded[:100] + recorded[103:2000] + recorded[1999:2000] + recorded[2500:]  # two holes, one repeat
@@ -349,12 +349,12 @@ def test_trades_server_side_and_row_paths_store_the_same_rows_and_gaps(tmp_path)
     assert len(holes) >= 2  # the two made here, and any the recording has
     path = _trade_zip(tmp_path, "BTCUSDT-trades-2024-08-09.zip", holed)
     fast, slow = Gaps(), Gaps()
-    a = import_trades(path, "BTCUSDT", "trades", GapTracker(fast))
+    a = import_trades(path, "BTCUSDT", "trades", SeriesGapFinder(fast))
     stored = sorted(Trade.objects.values_list("trade_id", "price", "quantity", "is_buyer_maker", "traded_at"))
     candles = _stored("1m")
     Trade.objects.all().delete()
     Candle.objects.all().delete()
-    b = import_trades(path, "BTCUSDT", "trades", GapTracker(slow), server_side=False)
+    b = import_trades(path, "BTCUSDT", "trades", SeriesGapFinder(slow), server_side=False)
     assert (a.rows, a.written, a.first_us, a.last_us) == (b.rows, b.written, b.first_us, b.last_us)
     assert a.rows == len(holed)
     assert a.written == len(holed) - 1

@@ -22,10 +22,11 @@ from ingest.exchanges import coinbase, kraken
 from ingest.gaps import Gap
 from ingest.metrics import IngestMetrics
 from ingest.records import InvalidRecordError, TradeRecord
-from ingest.simulator import BackgroundSimulator, SimulatorConfig
-from ingest.simulator.base import TokenBucket
-from ingest.simulator.kraken import rest_key
-from ingest.simulator.synthetic import synthetic_trades
+from simulator.base import TokenBucket
+from simulator.config import SimulatorConfig
+from simulator.kraken import rest_key
+from simulator.server import BackgroundSimulator
+from simulator.synthetic import synthetic_trades
 
 START = 1_700_000_000_000
 LATER = 1_800_000_000_000  # a receive time after every trade time used here

@@ -13,10 +13,10 @@ from ingest.client import Backoff, RateLimiter, WsClient
 from ingest.exchanges.base import ConnectionPlan
 from ingest.exchanges.binance import BinanceExchange
 from ingest.records import TradeRecord
-from ingest.replay import read_trades
-from ingest.simulator.config import SimulatorConfig
-from ingest.simulator.feed import looped
-from ingest.simulator.server import BackgroundSimulator
+from simulator.config import SimulatorConfig
+from simulator.feed import looped
+from simulator.replay import read_trades
+from simulator.server import BackgroundSimulator
 from tests.conftest import wait_for
 from tests.ingest.pipeline import BTC_0808
 

@@ -17,8 +17,8 @@ from django.core.management.base import CommandError
 
 from ingest.client import WsClient
 from ingest.records import decode
-from ingest.simulator.config import SimulatorConfig
-from ingest.simulator.server import BackgroundSimulator
+from simulator.config import SimulatorConfig
+from simulator.server import BackgroundSimulator
 from tests.conftest import KafkaTopics, wait_for
 from tests.faults import FrozenKafka
 from tests.ingest.pipeline import read_topic

@@ -15,8 +15,8 @@ import pytest
 from django.core.management import call_command
 
 from ingest.runner import ALL_DUPLICATES_WARN_AFTER
-from ingest.simulator.config import SimulatorConfig
-from ingest.simulator.server import BackgroundSimulator
+from simulator.config import SimulatorConfig
+from simulator.server import BackgroundSimulator
 from tests.conftest import KafkaTopics, wait_for
 from tests.ingest.pipeline import read_topic
 from tests.ingest.test_client import records

@@ -12,14 +12,14 @@ import orjson
 import pytest
 
 from ingest.backfill import REQUEST_WEIGHT, BackfillWorker, BinanceBackfiller, _retry_after
-from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, GapTracker
+from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, TradeIdContinuity
 from ingest.metrics import IngestMetrics
 
 BASE_TIME = 1_723_161_255_342
 
 
 def test_tracker_classifies_ids() -> None:
-    tracker = GapTracker()
+    tracker = TradeIdContinuity()
     assert tracker.check("BTCUSDT", 10) == NEXT
     assert tracker.check("BTCUSDT", 11) == NEXT
     assert tracker.check("BTCUSDT", 11) == DUPLICATE

@@ -32,7 +32,7 @@ Spawn = Callable[..., ChildProcess]
 
 
 def test_coinbase_replay_publishes_every_recorded_trade(kafka_topics: KafkaTopics, spawn: Spawn) -> None:
-    pytest.importorskip("ingest.simulator.coinbase", reason="the Coinbase simulator has not landed")
+    pytest.importorskip("simulator.coinbase", reason="the Coinbase simulator has not landed")
     expected = {}
     for raw in coinbase_frames():
         message = orjson.loads(raw)
@@ -56,7 +56,7 @@ def test_coinbase_replay_publishes_every_recorded_trade(kafka_topics: KafkaTopic
 
 
 def test_kraken_replay_keeps_numbers_exact(kafka_topics: KafkaTopics, spawn: Spawn) -> None:
-    pytest.importorskip("ingest.simulator.kraken", reason="the Kraken simulator has not landed")
+    pytest.importorskip("simulator.kraken", reason="the Kraken simulator has not landed")
     expected = {t["t"]: t for t in recorded_trades()[:3000]}
     _sim, port = start_simulator(spawn, "--exchange", "kraken", "--replay", str(BTC_0808), "--speed", "0")
     ingest = start_ingest(spawn, "kraken", port, "BTC/USDT", "--max-trades", "3000")

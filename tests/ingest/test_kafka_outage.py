@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from ingest.records import decode
-from ingest.simulator.config import SimulatorConfig
-from ingest.simulator.server import BackgroundSimulator
+from simulator.config import SimulatorConfig
+from simulator.server import BackgroundSimulator
 from tests.conftest import ChildProcess, KafkaTopics, wait_for
 from tests.faults import kafka_down
 from tests.ingest.pipeline import final_metrics, read_ids, start_ingest, wait_exit

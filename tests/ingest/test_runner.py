@@ -18,8 +18,8 @@ from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
 from ingest.records import decode
 from ingest.runner import FrameProcessor, IngestRunner, IngestThreadError, SettingsError, check_url, load_config
-from ingest.simulator.config import SimulatorConfig
-from ingest.simulator.server import BackgroundSimulator
+from simulator.config import SimulatorConfig
+from simulator.server import BackgroundSimulator
 from tests.conftest import KafkaTopics, wait_for
 from tests.ingest.pipeline import read_topic
 from tests.ingest.test_client import records

@@ -1,1 +1,1 @@
-"""``create_topics``, ``ingest``, ``record`` and ``simulate_exchange``."""
+"""``create_topics`` and ``ingest``."""

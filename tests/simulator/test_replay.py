@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ingest.exchanges.base import rfc3339_ms
 from ingest.records import TradeRecord
-from ingest.replay import (
+from simulator.replay import (
     ReplayError,
     ReplayFormat,
     detect_format,

@@ -1,5 +1,5 @@
 """The simulator server: one asyncio ``websockets`` server speaking one exchange's protocol (and REST), fed by
-one :class:`~ingest.simulator.feed.Feed`. :class:`BackgroundSimulator` runs it in a thread for tests."""
+one :class:`~simulator.feed.Feed`. :class:`BackgroundSimulator` runs it in a thread for tests."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from ingest.records import TradeRecord
-from ingest.simulator.base import Protocol
-from ingest.simulator.config import SimulatorConfig
-from ingest.simulator.feed import Feed, PaceKey, TradeStore, for_exchange, trade_time
+from simulator.base import Protocol
+from simulator.config import SimulatorConfig
+from simulator.feed import Feed, PaceKey, TradeStore, for_exchange, trade_time
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,14 +27,14 @@ T = TypeVar("T")
 def protocol_class(exchange: str) -> type[Protocol]:
     """The protocol implementation of ``exchange``."""
     if exchange == "coinbase":
-        from ingest.simulator.coinbase import CoinbaseProtocol
+        from simulator.coinbase import CoinbaseProtocol
 
         return CoinbaseProtocol
     if exchange == "kraken":
-        from ingest.simulator.kraken import KrakenProtocol
+        from simulator.kraken import KrakenProtocol
 
         return KrakenProtocol
-    from ingest.simulator.binance import BinanceProtocol
+    from simulator.binance import BinanceProtocol
 
     return BinanceProtocol
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.records import TradeRecord
-from ingest.replay import read_many, read_trades
+from simulator.replay import read_many, read_trades
 
 logger = logging.getLogger(__name__)
 

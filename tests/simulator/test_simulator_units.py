@@ -12,14 +12,13 @@ import orjson
 import pytest
 
 from ingest.records import TradeRecord, make_trade
-from ingest.replay import read_trades
-from ingest.simulator.base import rfc3339, text_frames
-from ingest.simulator.binance import encode_trade as binance_trade
-from ingest.simulator.binance import historical_trade, stream_symbol
-from ingest.simulator.coinbase import encode_trade as coinbase_trade
-from ingest.simulator.config import ConfigError, SimulatorConfig
-from ingest.simulator.faults import MALFORMED_KINDS, Faults, FrameFields, corrupt
-from ingest.simulator.feed import (
+from simulator.base import rfc3339, text_frames
+from simulator.binance import encode_trade as binance_trade
+from simulator.binance import historical_trade, stream_symbol
+from simulator.coinbase import encode_trade as coinbase_trade
+from simulator.config import ConfigError, SimulatorConfig
+from simulator.faults import MALFORMED_KINDS, Faults, FrameFields, corrupt
+from simulator.feed import (
     Feed,
     Subscriber,
     TradeStore,
@@ -29,9 +28,10 @@ from ingest.simulator.feed import (
     replay_source,
     split_symbol,
 )
-from ingest.simulator.kraken import encode_trade as kraken_trade
-from ingest.simulator.kraken import json_number
-from ingest.simulator.synthetic import synthetic_trades, tick_decimals
+from simulator.kraken import encode_trade as kraken_trade
+from simulator.kraken import json_number
+from simulator.replay import read_trades
+from simulator.synthetic import synthetic_trades, tick_decimals
 from tests.conftest import DATA
 
 TRX_CSV = DATA / "binance-trade-csv" / "trxusdt_trade_stream_2025-03-04.csv"
@@ -364,7 +364,7 @@ def test_feed_says_when_it_starts_and_finishes(caplog: pytest.LogCaptureFixture)
         subscriber.subscribe(["BTCUSDT"])
         await task
 
-    with caplog.at_level(logging.INFO, logger="ingest.simulator.feed"):
+    with caplog.at_level(logging.INFO, logger="simulator.feed"):
         asyncio.run(run())
     messages = [r.getMessage() for r in caplog.records]
     assert messages.index("simulator: feed started") < messages.index("simulator: feed finished")

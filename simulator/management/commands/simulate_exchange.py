@@ -16,12 +16,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.records import TradeRecord
-from ingest.replay import ReplayError
-from ingest.simulator.config import EXCHANGES, ConfigError, SimulatorConfig
-from ingest.simulator.feed import PaceKey, exchange_symbol, on_present_clock, replay_source, trade_time
-from ingest.simulator.ids import StateError, continue_ids, load_last_ids, save_last_ids
-from ingest.simulator.server import Simulator
-from ingest.simulator.synthetic import synthetic_trades
+from simulator.config import EXCHANGES, ConfigError, SimulatorConfig
+from simulator.feed import PaceKey, exchange_symbol, on_present_clock, replay_source, trade_time
+from simulator.ids import StateError, continue_ids, load_last_ids, save_last_ids
+from simulator.replay import ReplayError
+from simulator.server import Simulator
+from simulator.synthetic import synthetic_trades
 
 logger = logging.getLogger(__name__)
 

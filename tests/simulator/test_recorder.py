@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from ingest.recorder import FrameRecorder, RecorderError, record
 from ingest.records import decode
-from ingest.replay import open_binary, read_trades
-from ingest.simulator import BackgroundSimulator, SimulatorConfig
+from simulator.config import SimulatorConfig
+from simulator.recorder import FrameRecorder, RecorderError, record
+from simulator.replay import open_binary, read_trades
+from simulator.server import BackgroundSimulator
 from tests.conftest import ChildProcess, KafkaTopics, manage
 from tests.ingest.pipeline import (
     BTC_0808,

@@ -12,8 +12,9 @@ import orjson
 import websocket
 
 from ingest.records import TradeRecord
-from ingest.simulator import BackgroundSimulator, SimulatorConfig
-from ingest.simulator.feed import PaceKey, trade_time
+from simulator.config import SimulatorConfig
+from simulator.feed import PaceKey, trade_time
+from simulator.server import BackgroundSimulator
 from tests.conftest import DATA
 
 BTC_0808 = DATA / "binance-spot-ws" / "btcusdt_20240808.gz"

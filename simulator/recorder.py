@@ -1,7 +1,7 @@
 """Raw-frame recorder: every WebSocket frame an exchange sends, with its receive time, for replay later.
 
 Layout: one line per frame, ``<receive time, epoch ns> <frame>``, the layout ``simulate_exchange --replay`` reads
-(``ingest.replay``, ``binance-ws``). Files rotate every UTC hour of receive time and end zstandard-compressed:
+(``simulator.replay``, ``binance-ws``). Files rotate every UTC hour of receive time and end zstandard-compressed:
 ``<exchange>-<YYYY-MM-DD>T<HH>.frames.zst`` (``.<n>`` before the suffix when that hour already has a file, after
 a restart).
 

@@ -18,8 +18,8 @@ from websockets.http11 import Request, Response
 
 from ingest.exchanges.kraken import REST_ASSETS, rest_pair
 from ingest.records import TradeRecord
-from ingest.simulator.base import Protocol, Session, is_upgrade, json_response, now_ms, rfc3339
-from ingest.simulator.faults import FrameFields
+from simulator.base import Protocol, Session, is_upgrade, json_response, now_ms, rfc3339
+from simulator.faults import FrameFields
 
 _JSON_NUMBER = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$")
 

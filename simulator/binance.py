@@ -17,9 +17,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from ingest.records import TradeRecord
-from ingest.simulator.base import Protocol, Session, json_response
-from ingest.simulator.faults import FrameFields
-from ingest.simulator.feed import split_symbol
+from simulator.base import Protocol, Session, json_response
+from simulator.faults import FrameFields
+from simulator.feed import split_symbol
 
 MAX_STREAMS = 1024
 _STREAM = re.compile(r"^[a-z0-9]+@[A-Za-z0-9_@]+$")

@@ -17,11 +17,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ingest.records import TradeRecord
-from ingest.simulator.faults import Faults, FrameFields
-from ingest.simulator.feed import Subscriber
+from simulator.faults import Faults, FrameFields
+from simulator.feed import Subscriber
 
 if TYPE_CHECKING:
-    from ingest.simulator.server import Simulator
+    from simulator.server import Simulator
 
 logger = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ingest.records import TradeRecord
-from ingest.replay import read_trades
-from ingest.simulator.ids import StateError, continue_ids, load_last_ids, save_last_ids
+from simulator.ids import StateError, continue_ids, load_last_ids, save_last_ids
+from simulator.replay import read_trades
 from tests.conftest import ChildProcess, manage, wait_for
-from tests.ingest.test_simulator import _port_of
-from tests.ingest.test_simulator_support import BTC_0808, connect, recv_json
+from tests.simulator.test_simulator import _port_of
+from tests.simulator.test_simulator_support import BTC_0808, connect, recv_json
 
 RECORDS_0808 = list(read_trades(BTC_0808))
 
@@ -107,8 +107,8 @@ def test_a_state_file_that_cannot_be_written_is_logged_and_the_market_goes_on(
 ) -> None:
     from types import SimpleNamespace
 
-    from ingest.management.commands.simulate_exchange import Command
-    from ingest.simulator.feed import TradeStore
+    from simulator.feed import TradeStore
+    from simulator.management.commands.simulate_exchange import Command
 
     store = TradeStore()
     store.add(trade("BTCUSDT", 42))

@@ -16,14 +16,15 @@ import pytest
 import websocket
 from django.core.management import CommandError, call_command
 
-from ingest.management.commands.simulate_exchange import build_source
 from ingest.records import TradeRecord
-from ingest.replay import read_trades
-from ingest.simulator import BackgroundSimulator, SimulatorConfig
-from ingest.simulator.feed import looped, replay_source
-from ingest.simulator.synthetic import synthetic_trades
+from simulator.config import SimulatorConfig
+from simulator.feed import looped, replay_source
+from simulator.management.commands.simulate_exchange import build_source
+from simulator.replay import read_trades
+from simulator.server import BackgroundSimulator
+from simulator.synthetic import synthetic_trades
 from tests.conftest import ChildProcess, manage, wait_for
-from tests.ingest.test_simulator_support import BTC_0808, TRX_CSV, connect, http_get, recv_json, running
+from tests.simulator.test_simulator_support import BTC_0808, TRX_CSV, connect, http_get, recv_json, running
 
 RECORDS_0808 = list(read_trades(BTC_0808))
 
@@ -373,7 +374,7 @@ def test_build_source_preloads_a_finite_replay() -> None:
 
 def test_max_trades_says_in_the_log_that_it_ended_the_market(caplog: pytest.LogCaptureFixture) -> None:
     base: dict[str, Any] = {"synthetic": False, "symbols": "", "rate": 0.0, "seed": 0, "symbol": None}
-    caplog.set_level(logging.INFO, logger="ingest")
+    caplog.set_level(logging.INFO, logger="simulator")
     source, _, _ = build_source({**base, "replay": [str(TRX_CSV)], "loop": True, "max_trades": 300}, "binance")
     assert len(list(source)) == 300
     (line,) = [r.getMessage() for r in caplog.records if "--max-trades" in r.getMessage()]

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.exchanges import ADAPTERS
-from ingest.recorder import FrameRecorder, RecorderError, record
+from simulator.recorder import FrameRecorder, RecorderError, record
 
 logger = logging.getLogger(__name__)
 

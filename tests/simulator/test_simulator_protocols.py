@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.records import TradeRecord
-from ingest.replay import read_trades
-from ingest.simulator.base import rfc3339
-from ingest.simulator.binance import METHODS as BINANCE_METHODS
-from ingest.simulator.feed import replay_source
+from simulator.base import rfc3339
+from simulator.binance import METHODS as BINANCE_METHODS
+from simulator.feed import replay_source
+from simulator.replay import read_trades
 from tests.conftest import wait_for
-from tests.ingest.test_simulator_support import BTC_0808, COINBASE, connect, recv_json, running
+from tests.simulator.test_simulator_support import BTC_0808, COINBASE, connect, recv_json, running
 
 COINBASE_RECORDS = list(read_trades(COINBASE))
 BTC_RECORDS = list(read_trades(BTC_0808))

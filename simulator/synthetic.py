@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from ingest.records import TradeRecord
-from ingest.simulator.feed import split_symbol
+from simulator.feed import split_symbol
 
 START_PRICES = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0, "BNB": 550.0, "XRP": 0.6, "TRX": 0.23, "DOGE": 0.12}
 # Notional = SCALE x Pareto(ALPHA): P(notional >= $100k) = (SCALE / 100000) ** ALPHA, about 0.2 %.

@@ -14,8 +14,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from ingest.records import TradeRecord
-from ingest.simulator.base import Protocol, Session, is_upgrade, json_response, now_ms, rfc3339
-from ingest.simulator.faults import FrameFields
+from simulator.base import Protocol, Session, is_upgrade, json_response, now_ms, rfc3339
+from simulator.faults import FrameFields
 
 CHANNELS = ("market_trades", "heartbeats")
 

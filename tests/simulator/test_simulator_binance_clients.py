@@ -8,10 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from ingest.records import TradeRecord
-from ingest.replay import read_trades
-from ingest.simulator.binance import encode_agg_trade, symbol_info
-from ingest.simulator.feed import replay_source
-from tests.ingest.test_simulator_support import BTC_0808, TRX_CSV, connect, http_get, recv_json, running
+from simulator.binance import encode_agg_trade, symbol_info
+from simulator.feed import replay_source
+from simulator.replay import read_trades
+from tests.simulator.test_simulator_support import BTC_0808, TRX_CSV, connect, http_get, recv_json, running
 
 RECORDS = list(itertools.islice(read_trades(BTC_0808), 300))
 
