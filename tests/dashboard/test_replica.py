@@ -26,6 +26,7 @@ from backtest.models import BacktestRun
 from cryptoproject.celery import app
 from cryptoproject.db_router import REPLICA
 from cryptoproject.middleware import ReplicaReadsMiddleware
+from tests.backtest.helpers import store_candles
 from tests.conftest import ROOT, subprocess_env, wait_for
 from tests.dashboard.api_factories import locmem_cache, make_trades
 
@@ -150,6 +151,7 @@ def test_page_and_api_reads_go_to_the_replica_writes_to_the_primary(client: Clie
 
 @pytest.mark.usefixtures("replica_routing")
 def test_a_client_that_wrote_reads_the_primary_for_a_while(client: Client) -> None:
+    store_candles(["100", "101", "102"])  # a run of a symbol without candles is refused up front
     body = {"strategy": "sma_cross", "symbol": "BTCUSDT", "from": "2024-01-01", "to": "2024-01-03"}
     response, primary_sql, replica_sql = served(
         lambda: client.post("/api/v1/backtests", json.dumps(body), content_type="application/json")
