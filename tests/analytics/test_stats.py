@@ -159,7 +159,7 @@ def test_payload_and_known_pairs():
     assert Decimal(payload["last_price"]) == reference(trades)["last_price"]
 
 
-# --------------------------------------------------------------------------------------------- extreme trades (issue 9)
+# --------------------------------------------------------------------------------------------- extreme trades
 def _raw(trade_id: int, price: str, time_ms: int) -> RawTrade:
     return RawTrade(trade_id=trade_id, price=price, quantity="1", time_ms=time_ms, event_ms=time_ms, buyer_maker=False)
 
