@@ -16,7 +16,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from analytics.groups import market_group
-from analytics.payloads import Push, TradeTick, trade_tick, trades_push
+from analytics.payloads import Push, trade_item_from_record, trades_push
 from ingest.records import TradeRecord
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,8 @@ class TapePublisher:
         send: Callable[[Iterable[tuple[str, Push]]], int] | None = None,
     ) -> None:
         self._throttle = Throttle(interval)
-        self._pending: dict[tuple[str, str], deque[TradeTick]] = {}
+        # Records, not items: the tape keeps the newest 50 of a burst, so only those are turned into items, at flush.
+        self._pending: dict[tuple[str, str], deque[TradeRecord]] = {}
         self._send = send or publish_many
 
     def add(self, records: Sequence[TradeRecord]) -> None:
@@ -97,7 +98,7 @@ class TapePublisher:
             queue = self._pending.get(key)
             if queue is None:
                 queue = self._pending[key] = deque(maxlen=TAPE_MAX_TRADES)
-            queue.append(trade_tick(r))
+            queue.append(r)
 
     def flush(self, now: float | None = None) -> int:
         """Push every symbol whose throttle slot is free; returns the number of pushes sent."""
@@ -105,9 +106,9 @@ class TapePublisher:
         for (exchange, symbol), queue in list(self._pending.items()):
             if not self._throttle.ready(f"{exchange}:{symbol}", now):
                 continue
-            trades = sorted(queue, key=lambda t: (t["T"], t["id"]))
+            trades = sorted(queue, key=lambda r: (r.trade_time, r.trade_id))
             del self._pending[(exchange, symbol)]
-            payload = trades_push(exchange, symbol, trades)
+            payload = trades_push(exchange, symbol, [trade_item_from_record(r) for r in trades])
             messages.append((market_group(exchange, symbol), payload))
         return self._send(messages) if messages else 0
 

@@ -28,11 +28,12 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
+from cryptoproject.timeutil import EPOCH
+
 logger = logging.getLogger(__name__)
 
 PARENT = "analytics_trade"
 DEFAULT = "analytics_trade_default"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Every column but the generated quote_quantity, in table order: what moving rows between partitions copies.
 COLUMNS = "id, exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at, stored_at"
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
@@ -49,8 +50,8 @@ def period_days() -> int:
 def period_start(moment: datetime, days: int | None = None) -> datetime:
     """The start of the partition period holding ``moment``."""
     days = period_days() if days is None else days
-    day = (moment.astimezone(UTC) - _EPOCH).days
-    return _EPOCH + timedelta(days=day - day % days)
+    day = (moment.astimezone(UTC) - EPOCH).days
+    return EPOCH + timedelta(days=day - day % days)
 
 
 def partition_name(start: datetime) -> str:

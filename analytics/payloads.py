@@ -1,22 +1,32 @@
-"""Every payload the platform sends, typed, in one place: the five live pushes and a whale alert's fields.
+"""Every payload the platform sends, typed, in one place: the REST API's items, the live pushes built from the same
+items, and a whale alert's fields for webhooks.
 
-Live pushes (Channels, docs/ARCHITECTURE.md "Live pushes") carry times as epoch milliseconds and decimals as the
-column's text (``str(Decimal)``, scale kept), the formats the dashboard's scripts read. A whale alert for the REST
-API and for webhooks is :func:`alert_fields`: decimals as :func:`plain_decimal` (no trailing zeros), the time as
-ISO 8601 plus epoch ms ``t``; the API adds the row's threshold and creation time.
+One wire shape per concept: a candle, an indicator point, a trade, a whale alert or a symbol's 24-hour statistics
+is the same JSON object whether the REST API answers it or a live push (Channels, docs/ARCHITECTURE.md "Live
+pushes") carries it, built by one function here. Times are ISO 8601 plus ``t`` in epoch milliseconds, decimals are
+:func:`plain_decimal` strings (no trailing zeros, never floats). The pushes wrap lists of those items in a small
+envelope (``kind``, ``exchange``, ``symbol``). ``dashboard/api/serializers.py`` documents the same items for the
+OpenAPI schema; ``tests/dashboard/test_api_schema.py`` proves the two agree.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Literal, TypedDict
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import Literal, TypedDict, overload
 
 from analytics.indicators import IndicatorRow
-from analytics.models import Candle, SymbolStats, WhaleAlert
-from analytics.timeutil import datetime_to_ms
+from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
+from analytics.timeutil import datetime_to_ms, ms_to_datetime
 from ingest.records import TradeRecord
 
 
+@overload
+def plain_decimal(value: Decimal) -> str: ...
+@overload
+def plain_decimal(value: None) -> None: ...
+@overload
+def plain_decimal(value: Decimal | None) -> str | None: ...
 def plain_decimal(value: Decimal | None) -> str | None:
     """A decimal as a plain string without the column's trailing zeros (``61837.63``, never ``6.183763E+4``)."""
     if value is None:
@@ -27,65 +37,129 @@ def plain_decimal(value: Decimal | None) -> str | None:
     return text or "0"
 
 
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
 # --------------------------------------------------------------------------------------------- trades
-class TradeTick(TypedDict):
-    """One trade of the live tape: id, price, quantity, buyer is maker, trade time (ms)."""
+class TradeItem(TypedDict):
+    """A trade: decimals as plain strings, ``traded_at`` ISO 8601 and ``t`` epoch ms, ``side`` the taker's."""
 
-    id: int
-    p: str
-    q: str
-    m: bool
-    T: int
+    exchange: str
+    symbol: str
+    trade_id: int
+    price: str
+    quantity: str
+    quote_quantity: str
+    side: str
+    is_buyer_maker: bool
+    traded_at: str
+    t: int
 
 
 class TradesPush(TypedDict):
-    """The ``trades`` push: one symbol's new trades."""
+    """The ``trades`` push: one symbol's new trades, oldest first."""
 
     kind: Literal["trades"]
     exchange: str
     symbol: str
-    trades: list[TradeTick]
+    trades: list[TradeItem]
 
 
-def trade_tick(record: TradeRecord) -> TradeTick:
-    """The tape entry of a trade (decimals as their text, time in ms)."""
+def _trade_item(
+    exchange: str,
+    symbol: str,
+    trade_id: int,
+    price: Decimal,
+    quantity: Decimal,
+    quote_quantity: Decimal,
+    is_buyer_maker: bool,
+    traded_at: datetime,
+) -> TradeItem:
     return {
-        "id": record.trade_id,
-        "p": record.price,
-        "q": record.quantity,
-        "m": record.is_buyer_maker,
-        "T": record.trade_time,
+        "exchange": exchange,
+        "symbol": symbol,
+        "trade_id": trade_id,
+        "price": plain_decimal(price),
+        "quantity": plain_decimal(quantity),
+        "quote_quantity": plain_decimal(quote_quantity),
+        "side": "sell" if is_buyer_maker else "buy",
+        "is_buyer_maker": is_buyer_maker,
+        "traded_at": traded_at.isoformat(),
+        "t": datetime_to_ms(traded_at),
     }
 
 
-def trades_push(exchange: str, symbol: str, trades: list[TradeTick]) -> TradesPush:
+def trade_item(trade: Trade) -> TradeItem:
+    """A stored trade."""
+    return _trade_item(
+        trade.exchange,
+        trade.symbol,
+        trade.trade_id,
+        trade.price,
+        trade.quantity,
+        trade.quote_quantity,
+        trade.is_buyer_maker,
+        trade.traded_at,
+    )
+
+
+# The columns a trade is stored in: price and quantity numeric(30, 12), quote_quantity (their product) numeric(38, 18).
+_PRICE_STEP = Decimal(1).scaleb(-12)
+_AMOUNT_STEP = Decimal(1).scaleb(-18)
+
+
+def _as_stored(value: Decimal, step: Decimal) -> Decimal:
+    # PostgreSQL rounds numeric half away from zero (ROUND_HALF_UP); the product of two numeric(30, 12) values needs
+    # more than the default 28 digits to stay exact.
+    with localcontext() as ctx:
+        ctx.prec = 80
+        return value.quantize(step, rounding=ROUND_HALF_UP)
+
+
+def trade_item_from_record(record: TradeRecord) -> TradeItem:
+    """A trade record as :func:`trade_item` will show it once stored (its decimals rounded as the columns round)."""
+    price = _as_stored(Decimal(record.price), _PRICE_STEP)
+    quantity = _as_stored(Decimal(record.quantity), _PRICE_STEP)
+    with localcontext() as ctx:
+        ctx.prec = 80
+        quote = _as_stored(price * quantity, _AMOUNT_STEP)
+    return _trade_item(
+        record.exchange,
+        record.symbol,
+        record.trade_id,
+        price,
+        quantity,
+        quote,
+        record.is_buyer_maker,
+        ms_to_datetime(record.trade_time),
+    )
+
+
+def trades_push(exchange: str, symbol: str, trades: list[TradeItem]) -> TradesPush:
     """The ``trades`` push of one symbol's trades, in the order given."""
     return {"kind": "trades", "exchange": exchange, "symbol": symbol, "trades": trades}
 
 
 # --------------------------------------------------------------------------------------------- candles
-class CandleTick(TypedDict):
-    """One candle of a ``candles`` push: interval, open time (ms), OHLC, volume, quote volume, trade count, VWAP."""
+class CandleItem(TypedDict):
+    """A candle: ``t`` is the open time in epoch ms, decimals as plain strings."""
 
-    i: str
     t: int
-    o: str
-    h: str
-    l: str  # noqa: E741 - the push's field name
-    c: str
-    v: str
-    qv: str
-    n: int
+    open_time: str
+    interval: str
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    quote_volume: str
+    trade_count: int
     vwap: str
 
 
-class IndicatorValues(TypedDict):
-    """One candle's indicators (``sma``/``ema`` map the period to the value), in pushes and API items."""
+class IndicatorItem(TypedDict):
+    """One candle's indicators (``sma``/``ema`` map the period to the value), with its open time and interval."""
 
+    t: int
+    open_time: str
+    interval: str
     sma: dict[str, str]
     ema: dict[str, str]
     rsi: str | None
@@ -97,148 +171,154 @@ class IndicatorValues(TypedDict):
     bb_lower: str | None
 
 
-class IndicatorTick(IndicatorValues):
-    """One candle's indicators, keyed by its interval ``i`` and open time ``t`` (ms)."""
-
-    i: str
-    t: int
-
-
 class CandlesPush(TypedDict):
-    """The ``candles`` push: one symbol's changed candles and their indicators."""
+    """The ``candles`` push: one symbol's changed candles (all intervals) and their indicators."""
 
     kind: Literal["candles"]
     exchange: str
     symbol: str
-    candles: list[CandleTick]
-    indicators: list[IndicatorTick]
+    candles: list[CandleItem]
+    indicators: list[IndicatorItem]
 
 
-def candle_tick(candle: Candle) -> CandleTick:
-    """One entry of the ``candles`` list of a ``candles`` push."""
+def candle_item(candle: Candle) -> CandleItem:
+    """A candle."""
     return {
-        "i": candle.interval,
         "t": datetime_to_ms(candle.open_time),
-        "o": str(candle.open),
-        "h": str(candle.high),
-        "l": str(candle.low),
-        "c": str(candle.close),
-        "v": str(candle.volume),
-        "qv": str(candle.quote_volume),
-        "n": candle.trade_count,
-        "vwap": str(candle.vwap),
+        "open_time": candle.open_time.isoformat(),
+        "interval": candle.interval,
+        "open": plain_decimal(candle.open),
+        "high": plain_decimal(candle.high),
+        "low": plain_decimal(candle.low),
+        "close": plain_decimal(candle.close),
+        "volume": plain_decimal(candle.volume),
+        "quote_volume": plain_decimal(candle.quote_volume),
+        "trade_count": candle.trade_count,
+        "vwap": plain_decimal(candle.vwap),
     }
 
 
-def indicator_tick(interval: str, row: IndicatorRow) -> IndicatorTick:
-    """One entry of the ``indicators`` list of a ``candles`` push."""
+def indicator_item(interval: str, row: IndicatorRow) -> IndicatorItem:
+    """The indicators of one candle of ``interval`` (computed, or stored and read back with ``row_from_point``)."""
     return {
-        "i": interval,
         "t": datetime_to_ms(row.open_time),
-        "sma": {k: str(v) for k, v in row.sma.items()},
-        "ema": {k: str(v) for k, v in row.ema.items()},
-        "rsi": _text(row.rsi),
-        "macd": _text(row.macd),
-        "macd_signal": _text(row.macd_signal),
-        "macd_hist": _text(row.macd_hist),
-        "bb_upper": _text(row.bb_upper),
-        "bb_middle": _text(row.bb_middle),
-        "bb_lower": _text(row.bb_lower),
+        "open_time": row.open_time.isoformat(),
+        "interval": interval,
+        "sma": {k: plain_decimal(v) for k, v in row.sma.items()},
+        "ema": {k: plain_decimal(v) for k, v in row.ema.items()},
+        "rsi": plain_decimal(row.rsi),
+        "macd": plain_decimal(row.macd),
+        "macd_signal": plain_decimal(row.macd_signal),
+        "macd_hist": plain_decimal(row.macd_hist),
+        "bb_upper": plain_decimal(row.bb_upper),
+        "bb_middle": plain_decimal(row.bb_middle),
+        "bb_lower": plain_decimal(row.bb_lower),
     }
 
 
-def candles_push(exchange: str, symbol: str, candles: list[CandleTick], indicators: list[IndicatorTick]) -> CandlesPush:
+_SCALAR_INDICATORS = ("rsi", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower")
+
+
+def _stored_series(values: object) -> dict[str, Decimal]:
+    # Tolerant of what a JSON column may hold: anything but a mapping is no series, a null is no value.
+    if not isinstance(values, dict):
+        return {}
+    return {str(k): Decimal(str(v)) for k, v in values.items() if v is not None}
+
+
+def indicator_point_item(point: IndicatorPoint) -> IndicatorItem:
+    """A stored indicator point (its ``sma``/``ema`` JSON read tolerantly: a null value or a non-object is left out)."""
+    row = IndicatorRow(
+        open_time=point.open_time,
+        sma=_stored_series(point.sma),
+        ema=_stored_series(point.ema),
+        **{name: getattr(point, name) for name in _SCALAR_INDICATORS},
+    )
+    return indicator_item(point.interval, row)
+
+
+def candles_push(exchange: str, symbol: str, candles: list[CandleItem], indicators: list[IndicatorItem]) -> CandlesPush:
     """The ``candles`` push of one symbol."""
     return {"kind": "candles", "exchange": exchange, "symbol": symbol, "candles": candles, "indicators": indicators}
 
 
 # --------------------------------------------------------------------------------------------- stats
-class StatsPush(TypedDict):
-    """The ``stats`` push: one symbol's rolling 24-hour row (decimals as text, last trade time in ms)."""
+class StatsItem(TypedDict):
+    """A symbol's rolling 24-hour statistics; ``t`` is the last trade's time in epoch ms."""
 
-    kind: Literal["stats"]
     exchange: str
     symbol: str
     last_price: str
+    open_price: str
     change_pct: str
     high: str
     low: str
     volume: str
     quote_volume: str
     trade_count: int
-    last_trade_at: int
+    last_trade_at: str
+    t: int
+    updated_at: str
+
+
+class StatsPush(StatsItem):
+    """The ``stats`` push: one symbol's :class:`StatsItem` with its ``kind``."""
+
+    kind: Literal["stats"]
+
+
+def stats_item(stats: SymbolStats) -> StatsItem:
+    """The 24-hour statistics of one symbol."""
+    return {
+        "exchange": stats.exchange,
+        "symbol": stats.symbol,
+        "last_price": plain_decimal(stats.last_price),
+        "open_price": plain_decimal(stats.open_price),
+        "change_pct": plain_decimal(stats.change_pct),
+        "high": plain_decimal(stats.high),
+        "low": plain_decimal(stats.low),
+        "volume": plain_decimal(stats.volume),
+        "quote_volume": plain_decimal(stats.quote_volume),
+        "trade_count": stats.trade_count,
+        "last_trade_at": stats.last_trade_at.isoformat(),
+        "t": datetime_to_ms(stats.last_trade_at),
+        "updated_at": stats.updated_at.isoformat(),
+    }
 
 
 def stats_push(stats: SymbolStats) -> StatsPush:
     """The ``stats`` push of one symbol's 24-hour row."""
-    return {
-        "kind": "stats",
-        "exchange": stats.exchange,
-        "symbol": stats.symbol,
-        "last_price": str(stats.last_price),
-        "change_pct": str(stats.change_pct),
-        "high": str(stats.high),
-        "low": str(stats.low),
-        "volume": str(stats.volume),
-        "quote_volume": str(stats.quote_volume),
-        "trade_count": stats.trade_count,
-        "last_trade_at": datetime_to_ms(stats.last_trade_at),
-    }
+    return {"kind": "stats", **stats_item(stats)}
 
 
 # --------------------------------------------------------------------------------------------- whale alerts
-class WhaleTick(TypedDict):
-    """One alert of a ``whales`` push."""
-
-    exchange: str
-    symbol: str
-    trade_id: int
-    price: str
-    quantity: str
-    notional: str
-    side: str
-    traded_at: int
-
-
-class WhalesPush(TypedDict):
-    """The ``whales`` push: new alerts, each with its time in ms."""
-
-    kind: Literal["whales"]
-    alerts: list[WhaleTick]
-
-
 class AlertFields(TypedDict):
-    """A whale alert for the REST API and for webhooks."""
+    """A whale alert for webhooks (and the core of :class:`WhaleItem`)."""
 
     id: int
     exchange: str
     symbol: str
     trade_id: int
     side: str
-    price: str | None
-    quantity: str | None
-    notional: str | None
+    price: str
+    quantity: str
+    notional: str
     traded_at: str
     t: int
 
 
-def whale_tick(alert: WhaleAlert) -> WhaleTick:
-    """The ``whales`` push entry of an alert (decimals as the column's text, time in ms)."""
-    return {
-        "exchange": alert.exchange,
-        "symbol": alert.symbol,
-        "trade_id": alert.trade_id,
-        "price": str(alert.price),
-        "quantity": str(alert.quantity),
-        "notional": str(alert.notional),
-        "side": alert.side,
-        "traded_at": datetime_to_ms(alert.traded_at),
-    }
+class WhaleItem(AlertFields):
+    """A whale alert: its webhook fields, the threshold it crossed and when it was stored."""
+
+    threshold: str
+    created_at: str
 
 
-def whales_push(alerts: list[WhaleAlert]) -> WhalesPush:
-    """The ``whales`` push of the alerts, in the order given."""
-    return {"kind": "whales", "alerts": [whale_tick(a) for a in alerts]}
+class WhalesPush(TypedDict):
+    """The ``whales`` push: new alerts."""
+
+    kind: Literal["whales"]
+    alerts: list[WhaleItem]
 
 
 def alert_fields(alert: WhaleAlert) -> AlertFields:
@@ -255,6 +335,20 @@ def alert_fields(alert: WhaleAlert) -> AlertFields:
         "traded_at": alert.traded_at.isoformat(),
         "t": datetime_to_ms(alert.traded_at),
     }
+
+
+def whale_item(alert: WhaleAlert) -> WhaleItem:
+    """A whale alert: its webhook fields plus the threshold it crossed and when it was stored."""
+    return {
+        **alert_fields(alert),
+        "threshold": plain_decimal(alert.threshold),
+        "created_at": alert.created_at.isoformat(),
+    }
+
+
+def whales_push(alerts: list[WhaleAlert]) -> WhalesPush:
+    """The ``whales`` push of the alerts, in the order given."""
+    return {"kind": "whales", "alerts": [whale_item(a) for a in alerts]}
 
 
 #: what :func:`analytics.live.publish_many` may carry

@@ -36,11 +36,11 @@ def update_series(exchange: str, symbol: str, start_ms: int, end_ms: int) -> pay
         by_interval: dict[str, list[datetime]] = defaultdict(list)
         for key in keys:
             by_interval[key.interval].append(key.open_time)
-        indicators: list[payloads.IndicatorTick] = []
+        indicators: list[payloads.IndicatorItem] = []
         for interval, times in by_interval.items():  # keys come in ALL_INTERVALS order, 1m first
             touched = set(times)
             points = indicator_logic.update_indicators(exchange, symbol, interval, min(times), locked=True)
-            indicators.extend(payloads.indicator_tick(interval, p) for p in points if p.open_time in touched)
+            indicators.extend(payloads.indicator_item(interval, p) for p in points if p.open_time in touched)
         touched_q = Q()
         for interval, times in by_interval.items():
             touched_q |= Q(interval=interval, open_time__in=times)
@@ -49,7 +49,7 @@ def update_series(exchange: str, symbol: str, start_ms: int, end_ms: int) -> pay
             Candle.objects.filter(touched_q, exchange=exchange, symbol=symbol),
             key=lambda c: (order[c.interval], c.open_time),
         )
-        candles = [payloads.candle_tick(c) for c in rows]
+        candles = [payloads.candle_item(c) for c in rows]
     return payloads.candles_push(exchange, symbol, candles, indicators)
 
 
@@ -74,11 +74,11 @@ def latest_candles_payload(exchange: str, symbol: str) -> payloads.CandlesPush |
         (p.interval, p.open_time): p for p in IndicatorPoint.objects.filter(keyed, exchange=exchange, symbol=symbol)
     }
     indicators = [
-        payloads.indicator_tick(c.interval, indicator_logic.row_from_point(p))
+        payloads.indicator_item(c.interval, indicator_logic.row_from_point(p))
         for c in latest
         if (p := points.get((c.interval, c.open_time))) is not None
     ]
-    candles = [payloads.candle_tick(c) for c in latest]
+    candles = [payloads.candle_item(c) for c in latest]
     return payloads.candles_push(exchange, symbol, candles, indicators)
 
 

@@ -1,22 +1,14 @@
-"""Epoch milliseconds and aware UTC datetimes, exactly (no float round trip), and bucket alignment."""
+"""Bucket alignment of candle intervals; the epoch and the ms converters are :mod:`cryptoproject.timeutil`'s
+(re-exported here for the analytics code that imports them from this module)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from analytics.models import INTERVAL_SECONDS
+from cryptoproject.timeutil import EPOCH, datetime_to_ms, ms_to_datetime
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    """Epoch milliseconds to an aware UTC datetime (exact: no float round trip)."""
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-def datetime_to_ms(value: datetime) -> int:
-    """An aware datetime to epoch milliseconds."""
-    return (value - EPOCH) // timedelta(milliseconds=1)
+__all__ = ["EPOCH", "bucket_start", "datetime_to_ms", "ms_to_datetime"]
 
 
 def bucket_start(value: datetime, interval: str) -> datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ from backtest.data import load_bars
 from backtest.engine import Bars, Result, simulate
 from backtest.models import BacktestRun
 from backtest.strategies import get_strategy
+from cryptoproject.timeutil import ms_to_datetime
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ def store_result(run: BacktestRun, bars: Bars, result: Result) -> None:
     """Copy ``result`` onto ``run`` (not saved)."""
     run.bars = len(bars)
     run.bars_hash = bars.digest
-    run.first_open_time = datetime.fromtimestamp(int(bars.open_time[0]) / 1000, tz=UTC)
-    run.last_open_time = datetime.fromtimestamp(int(bars.open_time[-1]) / 1000, tz=UTC)
+    run.first_open_time = ms_to_datetime(int(bars.open_time[0]))
+    run.last_open_time = ms_to_datetime(int(bars.open_time[-1]))
     body = result.as_json()
     run.metrics = body["metrics"]
     run.equity = body["equity"]

@@ -20,6 +20,7 @@ import numpy as np
 from backtest.data import day_range
 from backtest.engine import LOWER_IS_BETTER, METRICS, Bars, simulate
 from backtest.strategies import Number, Strategy
+from cryptoproject.timeutil import datetime_to_ms
 
 Progress = Callable[[int, int], None]
 
@@ -94,7 +95,7 @@ def rank_key(metric: str) -> Callable[[Ranked], tuple[bool, float]]:
 def split_index(bars: Bars, train_until: date) -> int:
     """How many bars open before the end of ``train_until`` (UTC)."""
     _, end = day_range(train_until, train_until)
-    return int(np.searchsorted(bars.open_time, int(end.timestamp() * 1000), side="left"))
+    return int(np.searchsorted(bars.open_time, datetime_to_ms(end), side="left"))
 
 
 def sweep(

@@ -24,17 +24,17 @@ import statistics
 import tempfile
 import time
 import zipfile
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import ROOT, peak_rss_mb
 from benchmarks.pipeline import bench_environment, reset_tables
+from cryptoproject.timeutil import ms_to_datetime, us_to_datetime
 
 BUNDLE = ROOT / "data" / "binance-klines"
 RECORDINGS = [ROOT / "data" / "binance-spot-ws" / n for n in ("btcusdt_20240808.gz", "btcusdt_20240809.gz")]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def make_trade_zips(folder: Path, count: int, per_file: int = 100_000) -> list[Path]:
@@ -133,7 +133,7 @@ def run(trades: int, reps: int = 3) -> dict[str, Any]:
                         "binance",
                         "BTCUSDT",
                         "1h",
-                        _EPOCH + timedelta(microseconds=k.open_time_us),
+                        us_to_datetime(k.open_time_us),
                         k.open,
                         k.high,
                         k.low,
@@ -143,7 +143,7 @@ def run(trades: int, reps: int = 3) -> dict[str, Any]:
                         k.trade_count,
                         k.close,
                         "imported",
-                        _EPOCH + timedelta(microseconds=k.close_time_us),
+                        us_to_datetime(k.close_time_us),
                     )
                 )
         # The shared machine is noisy: warm import and plain COPY alternate `reps` times; medians are reported.
@@ -184,7 +184,7 @@ def run(trades: int, reps: int = 3) -> dict[str, Any]:
         for path in zips:
             for r in csv_rows(path):
                 t = parse_trade(r)
-                at = _EPOCH + timedelta(milliseconds=t.time_ms)
+                at = ms_to_datetime(t.time_ms)
                 trade_rows.append(("binance", "BTCUSDT", t.trade_id, t.price, t.quantity, t.is_buyer_maker, at, at))
         import_runs, trade_copy_runs = [], []
         for _ in range(reps):  # the first run downloads, the others read the cache

@@ -64,10 +64,10 @@ class Samples:
 
 
 def trade_latencies(payload: dict[str, Any], received_ms: float) -> list[float]:
-    """Receive time minus each trade's event time ``T`` for one ``trades`` push (malformed trades skipped)."""
+    """Receive time minus each trade's time ``t`` (epoch ms) for one ``trades`` push (malformed trades skipped)."""
     result = []
     for trade in payload.get("trades", []):
-        stamp = trade.get("T") if isinstance(trade, dict) else None
+        stamp = trade.get("t") if isinstance(trade, dict) else None
         if isinstance(stamp, int | float) and not isinstance(stamp, bool):
             result.append(received_ms - float(stamp))
     return result

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks.harness import ROOT, delete_topics, free_port, manage, peak_rss_mb, process_tree, wait_port
+from cryptoproject.timeutil import ms_to_datetime
 
 if TYPE_CHECKING:
     from ingest.records import TradeRecord
@@ -364,8 +365,6 @@ def consumer_store_rates(env: dict[str, str]) -> list[float]:
 
 def naive_rate(trades: int) -> float:
     """Trades/s of one ``Trade.objects.create()`` per trade (autocommit), the design this replaces."""
-    from datetime import UTC, datetime
-
     from analytics.models import Trade
 
     base = 1_723_161_255_342
@@ -380,8 +379,8 @@ def naive_rate(trades: int) -> float:
             price="61837.63000000",
             quantity="0.00123000",
             is_buyer_maker=bool(i % 2),
-            traded_at=datetime.fromtimestamp(ms / 1000, tz=UTC),
-            received_at=datetime.fromtimestamp(ms / 1000, tz=UTC),
+            traded_at=ms_to_datetime(ms),
+            received_at=ms_to_datetime(ms),
         )
     rate = trades / (time.perf_counter() - started)
     reset_tables()

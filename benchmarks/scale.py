@@ -49,6 +49,7 @@ from benchmarks.pipeline import (
     replay_trades,
     reset_tables,
 )
+from cryptoproject.timeutil import datetime_to_ms
 
 SYMBOL = "S{:03d}USDT"
 _FILL = """
@@ -111,7 +112,7 @@ def live_batches(count: int, symbols: int, id_base: int, now: datetime, size: in
     """``count`` real trades from the bundled recording as the consumer would store them: spread over the
     symbols, ids above every filled one, times from ``now`` on."""
     base = replay_trades(DEFAULT_REPLAY)
-    now_ms = int(now.timestamp() * 1000)
+    now_ms = datetime_to_ms(now)
     records = []
     for i in range(count):
         t = base[i % len(base)]

@@ -35,7 +35,7 @@ def _without(field: str) -> bytes:
     return json.dumps({k: v for k, v in BASE.items() if k != field}).encode()
 
 
-# The cases reported in issue 9 and its review, verbatim where they were given.
+# Hostile records reported in the review of the consumer's reliability, verbatim where they were given.
 SEEN: list[bytes] = [
     _with(exchange=[]),  # TypeError: unhashable type: 'list' (crash-looped consume_trades)
     _with(symbol={"a": 1}),

@@ -23,6 +23,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.structs import TopicPartition
 
+from cryptoproject.internals import missing_paths
+
 #: the kafka-python release these internals were read from (requirements/base.in pins it)
 PINNED_VERSION = "3.0.12"
 #: (object, attribute path) pairs this module reads or replaces, checked by :func:`missing_internals`
@@ -42,20 +44,12 @@ CONSUMER_INTERNALS = ("_coordinator", "_coordinator.rebalance_in_progress")
 _NO_HEADERS: tuple[()] = ()
 
 
-def _has(obj: Any, path: str) -> bool:
-    for name in path.split("."):
-        if not hasattr(obj, name):
-            return False
-        obj = getattr(obj, name)
-    return True
-
-
 def missing_internals(producer: KafkaProducer | None = None, consumer: KafkaConsumer | None = None) -> list[str]:
     """The internals the given clients lack (``[]`` with the pinned kafka-python), as ``Class.path`` strings."""
     missing = []
     for client, paths in ((producer, PRODUCER_INTERNALS), (consumer, CONSUMER_INTERNALS)):
         if client is not None:
-            missing += [f"{type(client).__name__}.{path}" for path in paths if not _has(client, path)]
+            missing += missing_paths(client, paths)
     return missing
 
 

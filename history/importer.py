@@ -38,6 +38,7 @@ from analytics.locks import symbol_lock
 from analytics.models import INTERVAL_SECONDS, CandleSource
 from analytics.storage import insert_trades_sql, store_trades
 from analytics.timeutil import EPOCH, bucket_start
+from cryptoproject.timeutil import us_to_datetime
 from history.parse import MICROSECONDS_FROM as _MICROSECONDS_FROM
 from history.parse import PARSERS, TIME_LIMIT, ArchiveTrade, ParseError, csv_chunks, csv_rows
 from ingest.records import TradeRecord
@@ -45,7 +46,6 @@ from ingest.records import TradeRecord
 logger = logging.getLogger(__name__)
 
 EXCHANGE = "binance"
-_EPOCH = EPOCH
 
 # The klines of one batch of files: each file's CSV text COPYed as is (server-side parsing), all twelve columns; a file
 # with a row PostgreSQL refuses is parsed in Python instead and its good rows written in the same layout (times
@@ -251,7 +251,7 @@ class SeriesGapFinder:
 
 
 def _us_label(us: int) -> str:
-    return f"{_EPOCH + timedelta(microseconds=us):%Y-%m-%d %H:%M:%S}"
+    return f"{us_to_datetime(us):%Y-%m-%d %H:%M:%S}"
 
 
 def _valid_rows(
@@ -464,7 +464,7 @@ def rollup(cursor: Any, exchange: str, symbol: str, base: str, first: datetime, 
             "symbol": symbol,
             "interval": interval,
             "step": step,
-            "origin": _EPOCH,
+            "origin": EPOCH,
             "lo": bucket_start(first, interval),
             "hi": bucket_start(last, interval) + step,
             "base": source,

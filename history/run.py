@@ -13,6 +13,7 @@ from django.db import DatabaseError
 
 from analytics import partitions
 from analytics.models import INTERVAL_SECONDS
+from cryptoproject.timeutil import us_to_datetime
 from history import archive, importer
 from history.parse import KINDS, FileName, ParseError, parse_name
 
@@ -385,14 +386,12 @@ class _Run:
         self.summary.written += batch.written
         self.summary.empty += batch.empty
         if batch.first_us is not None and batch.last_us is not None:
-            lo = importer._EPOCH + timedelta(microseconds=batch.first_us)
-            hi = importer._EPOCH + timedelta(microseconds=batch.last_us)
+            lo = us_to_datetime(batch.first_us)
+            hi = us_to_datetime(batch.last_us)
             span = self.spans.get((name.symbol, name.interval))
             self.spans[(name.symbol, name.interval)] = (min(lo, span[0]), max(hi, span[1])) if span else (lo, hi)
             if batch.first_written_us is not None:
-                self._changed(
-                    (name.symbol, name.interval), importer._EPOCH + timedelta(microseconds=batch.first_written_us)
-                )
+                self._changed((name.symbol, name.interval), us_to_datetime(batch.first_written_us))
 
     def _store_trades(self, source: _Source) -> None:
         assert source.path is not None
@@ -413,7 +412,7 @@ class _Run:
         self._done(source, result)
         self.summary.written += result.written
         if result.first_us is not None and result.written:
-            self._changed((name.symbol, "trades"), importer._EPOCH + timedelta(microseconds=result.first_us))
+            self._changed((name.symbol, "trades"), us_to_datetime(result.first_us))
 
     def _changed(self, series: tuple[str, str], first: datetime) -> None:
         if series not in self.first_by_series or first < self.first_by_series[series]:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import websocket
 
 from ingest.exchanges.base import ConnectionPlan
+from ingest.websocket_internals import install_reader
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class WsClient:
             sslopt={"cert_reqs": ssl.CERT_REQUIRED},
         )
         # websocket-client has no read-ahead of its own; its frame reader takes any recv-like callable.
-        ws.frame_buffer.recv = ReadAhead(ws._recv)
+        install_reader(ws, ReadAhead)
         for message in self.plan.subscribe:
             if self._wait(self.control.delay()):
                 ws.close()

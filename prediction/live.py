@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from analytics.models import INTERVAL_SECONDS, Candle
+from cryptoproject.timeutil import ms_to_datetime
 from prediction import learn
 from prediction.clock import last_closed_bar
 from prediction.features import LIVE_LOOKBACK, feature_matrix, load_last
@@ -14,7 +15,7 @@ from prediction.training import load_artifact
 
 
 def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    return ms_to_datetime(ms)
 
 
 def active_models(exchange: str, symbol: str) -> list[PredictionModel]:

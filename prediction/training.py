@@ -6,7 +6,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from django.db import transaction
 
 from backtest.data import day_range
 from backtest.engine import DEFAULT_FEE
+from cryptoproject.timeutil import ms_to_datetime
 from prediction import learn
 from prediction.features import FEATURES, load_series
 from prediction.models import PredictionModel
@@ -39,7 +40,7 @@ class TrainSpec:
 
 
 def _ms(dt_ms: int) -> datetime:
-    return datetime.fromtimestamp(dt_ms / 1000, UTC)
+    return ms_to_datetime(dt_ms)
 
 
 def artifact_path(spec: TrainSpec, data_hash: str) -> Path:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 
+from cryptoproject.timeutil import datetime_to_us, us_to_datetime
 from dashboard.api.errors import ParamError
 
 M = TypeVar("M", bound=Model)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Cursor:
 
     def encode(self) -> str:
         """Opaque string for the ``cursor`` parameter."""
-        micros = (self.time - _EPOCH) // timedelta(microseconds=1)
+        micros = datetime_to_us(self.time)
         return base64.urlsafe_b64encode(f"{micros}:{self.tiebreak}".encode()).decode().rstrip("=")
 
     @classmethod
@@ -38,7 +38,7 @@ class Cursor:
         try:
             text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
             micros, tiebreak = (int(part) for part in text.split(":"))
-            return cls(_EPOCH + timedelta(microseconds=micros), tiebreak)
+            return cls(us_to_datetime(micros), tiebreak)
         except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError) as exc:
             raise ParamError("cursor", "invalid cursor; pass the 'cursor' value of a previous page.") from exc
 

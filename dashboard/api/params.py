@@ -10,6 +10,7 @@ from django.http import QueryDict
 from django.utils.dateparse import parse_date, parse_datetime
 
 from analytics.models import INTERVAL_SECONDS
+from cryptoproject.timeutil import ms_to_datetime
 from dashboard.api.errors import ParamError
 from ingest.records import EXCHANGES
 
@@ -85,7 +86,7 @@ def parse_time(name: str, raw: str) -> datetime:
         ms = int(raw)
         if not _MIN_MS <= ms < _MAX_MS:
             raise ParamError(name, f"'{name}' epoch milliseconds {raw} is out of range (2009..2100).")
-        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+        return ms_to_datetime(ms)
     try:
         # An unencoded "+00:00" offset arrives as " 00:00" in a query string.
         parsed = parse_datetime(_PLUS_LOST.sub(r"\1+\2", raw))

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics import payloads
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
 from analytics.queries import known_pairs
 from dashboard import health
@@ -91,7 +92,7 @@ class TradesView(ApiView):
         cursor = Cursor.decode(cursor_raw) if cursor_raw else None
         queryset = Trade.objects.filter(exchange=exchange, symbol=symbol)
         rows, next_cursor = keyset_page(queryset, "traded_at", "trade_id", cursor, limit)
-        return _keyset_response(request, rows, next_cursor, s.trade_item)
+        return _keyset_response(request, rows, next_cursor, payloads.trade_item)
 
 
 def _series_queryset(request: Request, model: type[Candle] | type[IndicatorPoint]) -> list[Any]:
@@ -131,7 +132,7 @@ class CandlesView(ApiView):
     )
     def get(self, request: Request) -> Response:
         """Candles of one symbol and interval."""
-        return Response({"results": [s.candle_item(c) for c in _series_queryset(request, Candle)]})
+        return Response({"results": [payloads.candle_item(c) for c in _series_queryset(request, Candle)]})
 
 
 class IndicatorsView(ApiView):
@@ -143,7 +144,9 @@ class IndicatorsView(ApiView):
     )
     def get(self, request: Request) -> Response:
         """Indicators of one symbol and interval."""
-        return Response({"results": [s.indicator_item(p) for p in _series_queryset(request, IndicatorPoint)]})
+        return Response(
+            {"results": [payloads.indicator_point_item(p) for p in _series_queryset(request, IndicatorPoint)]}
+        )
 
 
 class WhalesView(ApiView):
@@ -176,7 +179,7 @@ class WhalesView(ApiView):
         if min_notional is not None:
             queryset = queryset.filter(notional__gte=min_notional)
         rows, next_cursor = keyset_page(queryset, "traded_at", "id", cursor, limit)
-        return _keyset_response(request, rows, next_cursor, s.whale_item)
+        return _keyset_response(request, rows, next_cursor, payloads.whale_item)
 
 
 class StatsView(ApiView):
@@ -195,7 +198,7 @@ class StatsView(ApiView):
             queryset = queryset.filter(exchange=exchange)
         if symbol:
             queryset = queryset.filter(symbol=symbol)
-        return Response({"results": [s.stats_item(row) for row in queryset]})
+        return Response({"results": [payloads.stats_item(row) for row in queryset]})
 
 
 class SymbolsView(ApiView):

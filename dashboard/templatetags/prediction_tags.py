@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from django import template
+
+from cryptoproject.timeutil import ms_to_datetime
 
 register = template.Library()
 
@@ -14,7 +14,7 @@ def ms_date(value: int | None) -> str:
     """Epoch milliseconds as a UTC date-time (``2022-02-28 23:00``)."""
     if value is None:
         return "—"
-    return datetime.fromtimestamp(int(value) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    return ms_to_datetime(int(value)).strftime("%Y-%m-%d %H:%M")
 
 
 @register.filter

@@ -24,6 +24,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from analytics.consumer import ConsumerConfig, InvalidRatioError, TradeConsumer
 from analytics.groups import market_group
 from analytics.models import Trade
+from analytics.payloads import trade_item
 from analytics.windows import SymbolWindow
 from cryptoproject.kafka import client_config
 from ingest.records import TradeRecord, make_trade
@@ -184,23 +185,19 @@ def test_consumer_stores_each_trade_once_commits_end_offsets_and_publishes(kafka
     assert max(w.end_ms for w in runner.windows) == max(r.trade_time for r in trades)
     # The live tape: at most 50 trades per push, newest last, ending with the newest trade of all.
     pushes: list[dict[str, Any]] = []
-    while not pushes or pushes[-1]["trades"][-1]["id"] != trades[-1].trade_id:
+    while not pushes or pushes[-1]["trades"][-1]["trade_id"] != trades[-1].trade_id:
         pushes.append(receive(layer, channel)["payload"])
     for payload in pushes:
         assert payload["kind"] == "trades"
         assert (payload["exchange"], payload["symbol"]) == ("binance", "BTCUSDT")
         assert 0 < len(payload["trades"]) <= 50
-        times = [t["T"] for t in payload["trades"]]
+        times = [t["t"] for t in payload["trades"]]
         assert times == sorted(times)
     assert len(pushes) < len(trades) / 50
     last = pushes[-1]["trades"][-1]
-    assert last == {
-        "id": trades[-1].trade_id,
-        "p": trades[-1].price,
-        "q": trades[-1].quantity,
-        "m": trades[-1].is_buyer_maker,
-        "T": trades[-1].trade_time,
-    }
+    # The tape's trade is the API's item of the stored row: one wire shape.
+    stored = Trade.objects.get(exchange="binance", symbol="BTCUSDT", trade_id=trades[-1].trade_id)
+    assert last == trade_item(stored)
 
 
 def test_same_records_delivered_twice_leave_one_row_per_trade(kafka_topics, trades):

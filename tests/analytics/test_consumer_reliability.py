@@ -1,5 +1,5 @@
-"""Issue 9 on the real Kafka, PostgreSQL and Redis: hostile records, refused dead-letter writes, stalled members
-and statement timeouts. Per-test topics and group (``kafka_topics``)."""
+"""The consumer's reliability on the real Kafka, PostgreSQL and Redis: hostile records, refused dead-letter
+writes, stalled members and statement timeouts. Per-test topics and group (``kafka_topics``)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from tests.conftest import manage, unique, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 KEY = b"binance:BTCUSDT"
-ISSUE_9_RECORD = (
+UNHASHABLE_EXCHANGE_RECORD = (
     b'{"v":1,"exchange":[],"symbol":"BTCUSDT","trade_id":1,"price":"1","quantity":"1","is_buyer_maker":true,'
     b'"trade_time":1723161255342,"event_time":1723161255343,"received_at":1723161256612}'
 )
@@ -82,7 +82,7 @@ def test_hostile_records_are_dead_lettered_and_every_valid_record_is_stored_once
     good = real_trades(600)
     day_ahead = 4_000_000_000_000  # 2096: in the schema's range, far ahead of every clock
     hostile: dict[str, bytes | None] = {
-        "unknown exchange []": ISSUE_9_RECORD,  # the issue's record: TypeError: unhashable type: 'list' before
+        "unknown exchange []": UNHASHABLE_EXCHANGE_RECORD,  # TypeError: unhashable type: 'list' before
         "unknown exchange {'a': 1}": _wire(good[0], exchange={"a": 1}),
         "trade_id must be a non-negative 64-bit integer, got '\u00b2'": _wire(good[1], trade_id="\u00b2"),
         "trade_id must be a non-negative 64-bit integer, got '99999": _wire(good[2], trade_id="9" * 5000),
@@ -121,9 +121,9 @@ def test_hostile_records_are_dead_lettered_and_every_valid_record_is_stored_once
     assert len(huge["raw"].encode()) == 64 * 1024
     assert HUGE.decode().startswith(huge["raw"])
     (issue,) = [letter for letter in letters if letter["reason"] == "unknown exchange []"]
-    assert issue["raw"] == ISSUE_9_RECORD.decode()
+    assert issue["raw"] == UNHASHABLE_EXCHANGE_RECORD.decode()
     assert issue["raw_truncated"] is False
-    assert issue["raw_length"] == len(ISSUE_9_RECORD)
+    assert issue["raw_length"] == len(UNHASHABLE_EXCHANGE_RECORD)
 
 
 def test_a_failing_dead_letter_write_is_retried_never_skipped_and_commits_only_once_acknowledged(

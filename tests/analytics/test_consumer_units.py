@@ -11,6 +11,7 @@ import pytest
 from analytics.consumer import Batch, ConsumerConfig
 from analytics.consumer.metrics import ConsumerMetrics
 from analytics.live import TapePublisher
+from analytics.payloads import trade_item_from_record
 from analytics.storage import StoreResult
 from analytics.windows import SymbolWindow
 from benchmarks import pipeline
@@ -58,11 +59,12 @@ def test_tape_keeps_the_newest_50_newest_last_and_throttles_per_symbol():
     btc = by_group["market.binance.btcusdt"]
     assert btc["kind"] == "trades"
     assert (btc["exchange"], btc["symbol"]) == ("binance", "BTCUSDT")
-    ids = [t["id"] for t in btc["trades"]]
+    ids = [t["trade_id"] for t in btc["trades"]]
     # The newest 50 of what was queued (deque keeps the last 50 added: ids 50..1), sorted oldest first.
     assert ids == list(range(1, 51))
-    assert btc["trades"][-1] == {"id": 50, "p": "1.5", "q": "2", "m": True, "T": T0 + 50}
-    assert by_group["market.binance.ethusdt"]["trades"][0]["id"] == 1
+    assert btc["trades"][-1] == trade_item_from_record(rec(50, T0 + 50))
+    assert btc["trades"][-1]["t"] == T0 + 50
+    assert by_group["market.binance.ethusdt"]["trades"][0]["trade_id"] == 1
     assert tape.pending == 0
 
 
@@ -76,7 +78,7 @@ def test_tape_coalesces_while_throttled_and_delivers_the_last_trades_later():
     assert tape.flush(now=10.1) == 0  # throttled: kept, not dropped
     assert tape.pending == 1
     assert tape.flush(now=10.3) == 1
-    assert [t["id"] for t in sent.messages[-1][1]["trades"]] == [2, 3]
+    assert [t["trade_id"] for t in sent.messages[-1][1]["trades"]] == [2, 3]
     assert tape.flush(now=20.0) == 0  # nothing left to send
 
 

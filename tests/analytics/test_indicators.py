@@ -18,7 +18,7 @@ from analytics.indicators import (
     warmup_candles,
 )
 from analytics.models import Candle, IndicatorPoint
-from analytics.payloads import indicator_tick
+from analytics.payloads import indicator_item
 
 
 def d(*values: float | str) -> list[Decimal]:
@@ -154,13 +154,14 @@ def test_compute_rows_and_payload_shapes():
     assert rows[14].rsi == Decimal(100)
     assert rows[24].macd is None
     assert rows[25].macd is not None
-    payload = indicator_tick("1m", rows[39])
-    assert payload["i"] == "1m"
+    payload = indicator_item("1m", rows[39])
+    assert payload["interval"] == "1m"
     assert payload["t"] == int(times[39].timestamp() * 1000)
-    assert payload["sma"] == {"7": "136.000000000000", "25": "127.000000000000"}
-    assert payload["rsi"] == "100.000000000000"
-    assert payload["bb_middle"] == "129.500000000000"
-    assert indicator_tick("1m", rows[0])["macd"] is None
+    assert payload["open_time"] == times[39].isoformat()
+    assert payload["sma"] == {"7": "136", "25": "127"}
+    assert payload["rsi"] == "100"
+    assert payload["bb_middle"] == "129.5"
+    assert indicator_item("1m", rows[0])["macd"] is None
 
 
 def make_candles(count: int, *, interval: str = "1m", start: datetime | None = None) -> list[Candle]:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from analytics.candles import recompute_candles
 from analytics.decimals import fit_column
 from analytics.models import Candle, SymbolStats
-from analytics.payloads import stats_push
+from analytics.payloads import plain_decimal, stats_item, stats_push
 from analytics.queries import known_pairs
 from analytics.stats import change_pct, compute_window, refresh_stats
 from analytics.timeutil import datetime_to_ms
@@ -149,23 +149,17 @@ def test_payload_and_known_pairs():
     # Trades, candles and stats rows: coinbase ETHUSDT and TRXUSDT have candles, BTCUSDT a stats row.
     assert known_pairs() == [("binance", "BTCUSDT"), ("binance", "TRXUSDT"), ("coinbase", "ETHUSDT")]
     payload = stats_push(stats)
-    assert payload == {
-        "kind": "stats",
-        "exchange": "binance",
-        "symbol": "BTCUSDT",
-        "last_price": str(stats.last_price),
-        "change_pct": str(stats.change_pct),
-        "high": str(stats.high),
-        "low": str(stats.low),
-        "volume": str(stats.volume),
-        "quote_volume": str(stats.quote_volume),
-        "trade_count": 20,
-        "last_trade_at": max(t.time_ms for t in trades),
-    }
+    # The push is the API's stats item with its kind: decimals plain, times ISO 8601 plus ``t`` in ms.
+    assert payload == {"kind": "stats", **stats_item(stats)}
+    assert payload["trade_count"] == 20
+    assert payload["t"] == max(t.time_ms for t in trades)
+    assert payload["last_trade_at"] == stats.last_trade_at.isoformat()
+    assert payload["high"] == plain_decimal(stats.high)
+    assert not payload["last_price"].endswith("0")
     assert Decimal(payload["last_price"]) == reference(trades)["last_price"]
 
 
-# --------------------------------------------------------------------------------------------- extreme trades (issue 9)
+# --------------------------------------------------------------------------------------------- extreme trades
 def _raw(trade_id: int, price: str, time_ms: int) -> RawTrade:
     return RawTrade(trade_id=trade_id, price=price, quantity="1", time_ms=time_ms, event_ms=time_ms, buyer_maker=False)
 

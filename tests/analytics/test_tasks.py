@@ -28,6 +28,8 @@ from analytics.candles import ALL_INTERVALS, recompute_candles
 from analytics.dispatch import dispatch_batch
 from analytics.groups import market_group
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
+from analytics.payloads import candle_item
+from analytics.timeutil import ms_to_datetime
 from analytics.windows import SymbolWindow
 from tests.analytics.test_candles import (
     RawTrade,
@@ -142,14 +144,18 @@ def test_tasks_in_process_compute_push_and_are_idempotent(settings, listen):
     expected_1m = expected_candles(trades, "1m")
     assert count == len(push["candles"]) == sum(len(expected_candles(trades, i)) for i in ALL_INTERVALS)
     first = push["candles"][0]
-    assert set(first) == {"i", "t", "o", "h", "l", "c", "v", "qv", "n", "vwap"}
-    assert first["i"] == "1m"
+    # The push carries the API's candle item, built by the same function.
+    assert first == candle_item(
+        Candle.objects.get(exchange="binance", symbol="BTCUSDT", interval="1m", open_time=ms_to_datetime(first["t"]))
+    )
+    assert first["interval"] == "1m"
     assert first["t"] == min(expected_1m)
-    assert Decimal(first["o"]) == expected_1m[first["t"]]["open"]
-    assert first["n"] == expected_1m[first["t"]]["trade_count"]
-    assert {(i["i"], i["t"]) for i in push["indicators"]} == {(c["i"], c["t"]) for c in push["candles"]}
+    assert Decimal(first["open"]) == expected_1m[first["t"]]["open"]
+    assert first["trade_count"] == expected_1m[first["t"]]["trade_count"]
+    assert {(i["interval"], i["t"]) for i in push["indicators"]} == {(c["interval"], c["t"]) for c in push["candles"]}
     assert set(push["indicators"][0]) == {
-        "i", "t", "sma", "ema", "rsi", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower",
+        "interval", "t", "open_time", "sma", "ema", "rsi", "macd", "macd_signal", "macd_hist",
+        "bb_upper", "bb_middle", "bb_lower",
     }  # fmt: skip
     assert listener.receive(timeout=0.5) is None  # one push per run, not one per candle
     assert IndicatorPoint.objects.filter(interval="1m").count() == len(expected_1m)
@@ -217,11 +223,11 @@ def test_candle_pushes_are_throttled_per_symbol_with_one_trailing_push(settings,
     trailing = listener.receive()
     assert trailing is not None
     newest = {i: max(expected_candles(trades, i)) for i in ALL_INTERVALS}
-    assert [(c["i"], c["t"]) for c in trailing["candles"]] == list(newest.items())
-    assert [(c["i"], c["t"]) for c in trailing["indicators"]] == list(newest.items())
+    assert [(c["interval"], c["t"]) for c in trailing["candles"]] == list(newest.items())
+    assert [(c["interval"], c["t"]) for c in trailing["indicators"]] == list(newest.items())
     last_1m = expected_candles(trades, "1m")[newest["1m"]]
-    assert Decimal(trailing["candles"][0]["c"]) == last_1m["close"]
-    assert trailing["candles"][0]["n"] == last_1m["trade_count"]
+    assert Decimal(trailing["candles"][0]["close"]) == last_1m["close"]
+    assert trailing["candles"][0]["trade_count"] == last_1m["trade_count"]
     assert tasks.push_latest_candles("binance", "NOTHING") is False
 
 
@@ -365,8 +371,8 @@ def final_minute_pushed(trades: tuple[RawTrade, ...]) -> Callable[[dict[str, Any
 
     def check(push: dict[str, Any]) -> bool:
         return push["kind"] == "candles" and any(
-            c["i"] == "1m" and c["t"] == last and Decimal(c["c"]) == expected[last]["close"]
-            and c["n"] == expected[last]["trade_count"]
+            c["interval"] == "1m" and c["t"] == last and Decimal(c["close"]) == expected[last]["close"]
+            and c["trade_count"] == expected[last]["trade_count"]
             for c in push["candles"]
         )  # fmt: skip
 

@@ -12,7 +12,7 @@ import redis
 from django.conf import settings as django_settings
 
 from analytics.models import SymbolThreshold, Trade, WhaleAlert
-from analytics.payloads import whale_tick
+from analytics.payloads import plain_decimal, whale_item
 from analytics.timeutil import datetime_to_ms
 from analytics.whales import DELIVER_NEW_ALERTS, detect_whales, hand_to_delivery, threshold_for
 from tests.analytics.test_candles import insert, read_trades
@@ -108,16 +108,20 @@ def test_exact_boundary_and_time_range(settings):
     assert alerts[1].side == "buy"
     assert detect_whales("kraken", "BTC/USD", base + 3, base + 10_000) != []
     assert set(WhaleAlert.objects.values_list("trade_id", flat=True)) == {1, 3, 4}
-    payload = whale_tick(alerts[1])
+    payload = whale_item(alerts[1])
     assert payload == {
+        "id": alerts[1].pk,
         "exchange": "kraken",
         "symbol": "BTC/USD",
         "trade_id": 1,
-        "price": str(alerts[1].price),
-        "quantity": str(alerts[1].quantity),
-        "notional": str(alerts[1].notional),
+        "price": plain_decimal(alerts[1].price),
+        "quantity": plain_decimal(alerts[1].quantity),
+        "notional": "100000",
         "side": "buy",
-        "traded_at": base,
+        "threshold": "100000",
+        "traded_at": alerts[1].traded_at.isoformat(),
+        "t": base,
+        "created_at": alerts[1].created_at.isoformat(),
     }
     assert Decimal(payload["notional"]) == Decimal("100000")
     with pytest.raises(ValueError, match="before"):

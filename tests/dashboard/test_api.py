@@ -14,7 +14,8 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.throttling import SimpleRateThrottle
 
-from analytics.models import Trade
+from analytics import payloads
+from analytics.models import IndicatorPoint, Trade
 from dashboard.api import serializers as s
 from dashboard.api.pagination import Cursor
 from tests.dashboard.api_factories import T0, locmem_cache, make_candles, make_stats, make_trades, make_whale
@@ -336,8 +337,11 @@ def test_exception_handler_envelope_for_other_errors() -> None:
 
 
 def test_indicator_series_tolerates_non_dict_json() -> None:
-    assert s._series(["7", "25"]) == {}
-    assert s._series({"7": "1.5", "25": None}) == {"7": "1.5"}
+    point = IndicatorPoint(exchange="binance", symbol="BTCUSDT", interval="1m", open_time=T0, sma=["7", "25"])
+    point.ema = {"7": "1.50", "25": None}
+    item = payloads.indicator_point_item(point)
+    assert item["sma"] == {}
+    assert item["ema"] == {"7": "1.5"}
 
 
 def test_deep_pages_seek_through_the_index(client: Client) -> None:

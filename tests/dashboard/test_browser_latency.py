@@ -10,7 +10,12 @@ from benchmarks.latency import Samples, format_table, parse_args, summarise, tra
 
 
 def push(*stamps: object) -> dict[str, object]:
-    return {"kind": "trades", "exchange": "binance", "symbol": "BTCUSDT", "trades": [{"id": 1, "T": t} for t in stamps]}
+    return {
+        "kind": "trades",
+        "exchange": "binance",
+        "symbol": "BTCUSDT",
+        "trades": [{"trade_id": 1, "t": t} for t in stamps],
+    }
 
 
 def test_trade_latencies_are_receive_time_minus_event_time() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 
 import pytest
@@ -12,10 +14,12 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from analytics import live
+from analytics import live, payloads
 from analytics.groups import OVERVIEW_GROUP, WHALES_GROUP, market_group
+from analytics.models import Candle
 from cryptoproject.asgi import application
 from dashboard.consumers import CLOSE_BAD_MARKET, CLOSE_UNAUTHENTICATED
+from ingest.records import TradeRecord
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
 # The auth middleware reads the session from the database in a worker thread: transactional tests.
@@ -36,12 +40,8 @@ def socket(path: str, *headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
 
 
 def trades_payload(symbol: str, trade_id: int = 1) -> dict[str, Any]:
-    return {
-        "kind": "trades",
-        "exchange": "binance",
-        "symbol": symbol,
-        "trades": [{"id": trade_id, "p": "61837.63", "q": "0.02", "m": True, "T": 1723161255342}],
-    }
+    record = TradeRecord("binance", symbol, trade_id, "61837.63", "0.02", True, 1723161255342, 1723161255342, 0)
+    return dict(payloads.trades_push("binance", symbol, [payloads.trade_item_from_record(record)]))
 
 
 @pytest.fixture
@@ -73,34 +73,27 @@ async def test_each_kind_is_forwarded_unchanged(open_dashboard: None) -> None:
     connected, _ = await comm.connect()
     assert connected
     group = market_group("binance", symbol)
-    payloads: list[dict[str, Any]] = [
-        {
-            "kind": "candles",
-            "exchange": "binance",
-            "symbol": symbol,
-            "candles": [
-                {
-                    "i": "1m",
-                    "t": 1,
-                    "o": "1",
-                    "h": "2",
-                    "l": "0.5",
-                    "c": "1.5",
-                    "v": "3",
-                    "qv": "4",
-                    "n": 2,
-                    "vwap": "1.2",
-                }
-            ],
-            "indicators": [],
-        },
+    candle = Candle(
+        interval="1m",
+        open_time=datetime(2024, 8, 9, tzinfo=UTC),
+        open=Decimal("1"),
+        high=Decimal("2"),
+        low=Decimal("0.5"),
+        close=Decimal("1.5"),
+        volume=Decimal("3"),
+        quote_volume=Decimal("4"),
+        trade_count=2,
+        vwap=Decimal("1.2"),
+    )
+    pushes: list[dict[str, Any]] = [
+        dict(payloads.candles_push("binance", symbol, [payloads.candle_item(candle)], [])),
         {"kind": "stats", "exchange": "binance", "symbol": symbol, "last_price": "1.5", "change_pct": "-2.5"},
         {"kind": "whales", "alerts": [{"exchange": "binance", "symbol": symbol, "trade_id": 7, "notional": "427000"}]},
     ]
     try:
-        assert await sync_to_async(publish_many)([(group, p) for p in payloads]) == 3
-        received = [await comm.receive_json_from(timeout=5) for _ in payloads]
-        assert received == payloads
+        assert await sync_to_async(publish_many)([(group, p) for p in pushes]) == 3
+        received = [await comm.receive_json_from(timeout=5) for _ in pushes]
+        assert received == pushes
         # A client message is ignored (one-way socket): the connection stays open and silent.
         await comm.send_json_to({"hello": "server"})
         assert await comm.receive_nothing(timeout=0.3)

@@ -214,7 +214,8 @@ def test_server_error_retries_then_fails_finally(user: Any) -> None:
         assert final.outcome is Outcome.FAILED
         row.refresh_from_db()
         assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 3)
-        # The operator's detail names the status; the subscriber's record says only that it failed (issue 10).
+        # The operator's detail names the status; the subscriber's record says only that it failed (no
+        # receiver detail leaks to a subscriber).
         assert "HTTP 502" in final.error
         assert row.last_error == "failed: the webhook did not accept the alert"
         # A later success still happens exactly once (e.g. an operator re-queues the delivery).

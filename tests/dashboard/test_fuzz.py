@@ -1,4 +1,4 @@
-"""Issue 10: hypothesis-fuzzed query parameters for every API endpoint and fuzzed WebSocket route parameters, on
+"""Hypothesis-fuzzed query parameters for every API endpoint and fuzzed WebSocket route parameters, on
 the real PostgreSQL and Redis. The promise: a bad parameter is a 400 naming it (or a refused socket), never a 500.
 
 Each test counts the cases it ran and prints the count (``pytest -s`` shows it).

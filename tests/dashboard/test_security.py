@@ -1,4 +1,4 @@
-"""Issue 10 on the real PostgreSQL and Redis: secrets never shown, an API that degrades without Redis, throttles
+"""Security on the real PostgreSQL and Redis: secrets never shown, an API that degrades without Redis, throttles
 that a header cannot reset, login lockout, strict parameters, bounded queries, and the deploy checks."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Issue 10, findings 2 (webhook secrets), 7 (SSRF guard) and 8 (stuck or lost deliveries), on the real PostgreSQL
-with a local HTTP receiver."""
+"""Webhook secrets, the SSRF guard and stuck or lost deliveries, on the real PostgreSQL with a local HTTP
+receiver."""
 
 from __future__ import annotations
 

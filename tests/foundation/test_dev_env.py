@@ -1,4 +1,4 @@
-"""Issue 27, item 1: a management command from a fresh shell. ``make setup`` writes a git-ignored ``.env`` for local
+"""A management command from a fresh shell. ``make setup`` writes a git-ignored ``.env`` for local
 development (``scripts/dev_env.sh``: ``DJANGO_DEBUG=true`` and the local stack's URLs) that the settings read, with
 the environment winning; a deployment never has it, and it cannot make one that names a public host a debug one."""
 

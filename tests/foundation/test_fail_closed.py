@@ -1,5 +1,6 @@
-"""Issue 10 at the process level: a deployment that forgets DJANGO_DEBUG runs as production, refuses dangerous
-settings naming them, passes ``check --deploy``, never prints a credential, and installs hashed requirements."""
+"""Fail-closed security at the process level: a deployment that forgets DJANGO_DEBUG runs as production, refuses
+dangerous settings naming them, passes ``check --deploy``, never prints a credential, and installs hashed
+requirements."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 27, item 2: ``scripts/stack.sh up`` with one of its ports held by another process (another checkout's stack)
+"""``scripts/stack.sh up`` with one of its ports held by another process (another checkout's stack)
 stops before starting anything and says which port, which variable, and what to do; a running stack of its own is
 still no conflict (``up`` twice in a row succeeds)."""
 

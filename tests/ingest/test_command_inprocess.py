@@ -92,7 +92,8 @@ def test_sigterm_stops_the_command_cleanly(settings: Any, kafka_topics: KafkaTop
 def test_a_dead_thread_makes_the_command_fail(
     settings: Any, kafka_topics: KafkaTopics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Fault injection: every connection loop raises. Before issue 9 the thread died and ingest exited 0.
+    # Fault injection: every connection loop raises. Ingest once let the thread die and exited 0;
+    # now it must fail loudly.
     def broken_run(_self: object) -> None:
         raise RuntimeError("injected connection failure")
 

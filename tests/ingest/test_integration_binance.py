@@ -77,8 +77,8 @@ def test_drops_and_gaps_lose_no_trade(kafka_topics: KafkaTopics, spawn: Spawn) -
         "--max-rate",
         "5000",
     )
-    # The backfill runs beside the stream (issue 9: never on the socket thread), so the trades of a gap land
-    # after later ones: ingest runs on (the replay loops with shifted ids) until every recorded id is there.
+    # The backfill runs beside the stream (never on the socket thread, which it would stall), so the trades of a gap
+    # land after later ones: ingest runs on (the replay loops with shifted ids) until every recorded id is there.
     ingest = start_ingest(spawn, "binance", port, "btcusdt")
 
     missing = set(expected)

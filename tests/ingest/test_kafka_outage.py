@@ -1,4 +1,4 @@
-"""Issue 9: a Kafka outage longer than the producer's delivery timeout loses no trade (real broker, killed).
+"""A Kafka outage longer than the producer's delivery timeout loses no trade (real broker, killed).
 
 ``manage.py ingest`` reads a paced replay from the simulator; this stack's broker is SIGKILLed once trades flow,
 stays down three delivery timeouts, and comes back through ``scripts/stack.sh up``. Every trade id of the replay

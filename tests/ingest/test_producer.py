@@ -84,7 +84,7 @@ def test_oversized_batches_are_split_and_still_counted() -> None:
     producer.publish(sent)
     # kafka-python's own flush waits on a split batch until its timeout and then raises (it never completes
     # that batch: its halves are new batches); under load that left close() returning before the halves were
-    # acknowledged (issue 9: test_producer.py failed once on a cold run). flush() now counts acknowledgements.
+    # acknowledged (this test once failed that way on a cold run). flush() now counts acknowledgements.
     assert producer.flush(timeout=60) is True
     assert (metrics.trades_published, metrics.publish_errors, producer.held) == (60, 0, 0)
     assert producer.close(timeout=30) == 0

@@ -103,8 +103,9 @@ def test_fast_and_checked_paths_agree(price: Decimal, quantity: Decimal, trade_i
     assert isinstance(outcomes[0], TradeRecord) is valid
 
 
-# --------------------------------------------------------------------------------------------- hostile input (issue 9)
-ISSUE_9_RECORD = (
+# --------------------------------------------------------------------------------------------- hostile input
+# A record with a list as its exchange: it once crashed the consumer (unhashable type) instead of becoming a DLQ entry.
+UNHASHABLE_EXCHANGE_RECORD = (
     b'{"v":1,"exchange":[],"symbol":"BTCUSDT","trade_id":1,"price":"1","quantity":"1","is_buyer_maker":true,'
     b'"trade_time":1723161255342,"event_time":1723161255343,"received_at":1723161256612}'
 )
@@ -117,7 +118,7 @@ def wire(**overrides: Any) -> bytes:
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        (ISSUE_9_RECORD, "unknown exchange []"),  # was TypeError: unhashable type: 'list'
+        (UNHASHABLE_EXCHANGE_RECORD, "unknown exchange []"),  # was TypeError: unhashable type: 'list'
         (wire(exchange={"a": 1}), "unknown exchange {'a': 1}"),
         (wire(trade_id="\u00b2"), "trade_id must be a non-negative 64-bit integer, got '\u00b2'"),  # was ValueError
         (wire(trade_id="9" * 5000), "trade_id must be a non-negative 64-bit integer, got '9999"),  # was ValueError

@@ -1,6 +1,6 @@
 // Overview: one tile per (exchange, symbol) with last price, 24h change, volume and a 1m sparkline; stats
 // arrive live from ws/overview/ (kind "stats"), the sparkline's last minute follows the last price.
-import { LiveSocket, api, config, fmtCompact, fmtPct, fmtPrice, items, num, toMs } from "./common.js";
+import { LiveSocket, api, config, fmtCompact, fmtPct, fmtPrice, items, num } from "./common.js";
 
 const SPARK_POINTS = 60;
 const MINUTE = 60_000;
@@ -74,7 +74,7 @@ async function loadSpark(exchange, symbol, tile) {
   try {
     const body = await api("candles", { exchange, symbol, interval: "1m", limit: SPARK_POINTS });
     tile.points = items(body)
-      .map((c) => ({ x: toMs(c.t ?? c.open_time), y: num(c.close) }))
+      .map((c) => ({ x: c.t, y: num(c.close) }))
       .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y))
       .sort((a, b) => a.x - b.x)
       .slice(-SPARK_POINTS);
@@ -111,7 +111,7 @@ function showStats(s) {
   setField(node, "trade_count", num(s.trade_count).toLocaleString("en-US"), s.trade_count);
 
   // The sparkline's last point is the current minute: move it, or open the next minute.
-  const at = toMs(s.last_trade_at);
+  const at = s.t;
   if (Number.isFinite(at) && Number.isFinite(price) && tile.points.length) {
     const minute = Math.floor(at / MINUTE) * MINUTE;
     const last = tile.points[tile.points.length - 1];

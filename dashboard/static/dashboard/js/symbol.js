@@ -1,7 +1,7 @@
 // Symbol page: candles with SMA/EMA/VWAP overlays and volume, an RSI/MACD panel, the live trade tape and the
 // symbol's whale trades. History comes from the REST API; live updates from ws/market/<exchange>/<symbol>/.
 import {
-  COLORS, LiveSocket, api, chartDefaults, config, el, fmtCompact, fmtPct, fmtPrice, fmtQty, fmtTime, items, num, toMs,
+  COLORS, LiveSocket, api, chartDefaults, config, el, fmtCompact, fmtPct, fmtPrice, fmtQty, fmtTime, items, num,
 } from "./common.js";
 
 const MAX_CANDLES = 400;
@@ -26,22 +26,23 @@ const Chart = chartDefaults();
 const TIME_FORMATS = { millisecond: "HH:mm:ss", second: "HH:mm:ss", minute: "HH:mm", hour: "HH:mm", day: "MMM d" };
 const $ = (id) => document.getElementById(id);
 
-// ------------------------------------------------------------------ normalising API items and pushes
+// ------------------------------------------------------------------ reading items (API answers and pushes alike)
+// A push carries exactly the API's items (analytics/payloads.py): one shape per concept, read here once.
 function candleFrom(item) {
   return {
-    t: toMs(item.t ?? item.open_time),
-    o: num(item.o ?? item.open),
-    h: num(item.h ?? item.high),
-    l: num(item.l ?? item.low),
-    c: num(item.c ?? item.close),
-    v: num(item.v ?? item.volume),
+    t: item.t,
+    o: num(item.open),
+    h: num(item.high),
+    l: num(item.low),
+    c: num(item.close),
+    v: num(item.volume),
     vwap: num(item.vwap),
   };
 }
 
 function indicatorFrom(item) {
   return {
-    t: toMs(item.t ?? item.open_time),
+    t: item.t,
     sma: item.sma || {},
     ema: item.ema || {},
     rsi: num(item.rsi),
@@ -243,21 +244,20 @@ async function loadHistory() {
 
 // ------------------------------------------------------------------ trade tape
 function tapeRow(trade, fresh) {
-  const sell = trade.m;
-  const row = el("tr", { class: fresh ? "new" : "", "data-id": String(trade.id) },
-    el("td", { class: "muted", text: fmtTime(trade.T) }),
-    el("td", { class: sell ? "down" : "up", text: fmtPrice(trade.p) }),
-    el("td", { text: fmtQty(trade.q) }));
+  const row = el("tr", { class: fresh ? "new" : "", "data-id": String(trade.trade_id) },
+    el("td", { class: "muted", text: fmtTime(trade.t) }),
+    el("td", { class: trade.side === "sell" ? "down" : "up", text: fmtPrice(trade.price) }),
+    el("td", { text: fmtQty(trade.quantity) }));
   return row;
 }
 
 function addTrades(trades, fresh) {
   const body = $("trade-tape").tBodies[0];
   // Pushes and the API list differ in order; newest must end up on top.
-  const sorted = [...trades].sort((a, b) => a.T - b.T || a.id - b.id);
+  const sorted = [...trades].sort((a, b) => a.t - b.t || a.trade_id - b.trade_id);
   for (const t of sorted) {
-    if (state.tradeIds.has(t.id)) continue;
-    state.tradeIds.add(t.id);
+    if (state.tradeIds.has(t.trade_id)) continue;
+    state.tradeIds.add(t.trade_id);
     body.prepend(tapeRow(t, fresh));
   }
   while (body.rows.length > MAX_TAPE) {
@@ -271,8 +271,7 @@ function addTrades(trades, fresh) {
 async function loadTrades() {
   try {
     const body = await api("trades", { exchange: market.exchange, symbol: market.symbol, limit: MAX_TAPE });
-    addTrades(items(body).map((t) => ({ id: Number(t.trade_id), p: t.price, q: t.quantity,
-      m: t.is_buyer_maker ?? t.side === "sell", T: toMs(t.t ?? t.traded_at) })), false);
+    addTrades(items(body), false);
   } catch (err) {
     console.error("trades", err);
   }
@@ -281,7 +280,7 @@ async function loadTrades() {
 // ------------------------------------------------------------------ whales
 function addWhales(alerts, fresh) {
   const list = $("whale-list");
-  const sorted = [...alerts].sort((a, b) => toMs(a.traded_at) - toMs(b.traded_at));
+  const sorted = [...alerts].sort((a, b) => a.t - b.t);
   for (const a of sorted) {
     if (a.exchange !== market.exchange || a.symbol !== market.symbol) continue;
     const key = String(a.trade_id);
@@ -291,7 +290,7 @@ function addWhales(alerts, fresh) {
     list.prepend(el("li", { class: fresh ? "new" : "", "data-id": key },
       el("span", { class: `badge ${side}`, text: side || "?" }),
       el("span", { class: `notional ${side === "sell" ? "down" : "up"}`, text: `$${fmtCompact(a.notional)}` }),
-      el("span", { class: "muted mono", text: fmtTime(toMs(a.traded_at)) }),
+      el("span", { class: "muted mono", text: fmtTime(a.t) }),
       el("span", { class: "meta", text: `${fmtQty(a.quantity)} @ ${fmtPrice(a.price)}` })));
   }
   while (list.children.length > MAX_WHALES) list.lastElementChild.remove();
@@ -332,12 +331,12 @@ function showStats(s) {
 // ------------------------------------------------------------------ live updates
 function applyCandles(msg) {
   for (const item of msg.candles || []) {
-    if (item.i !== state.interval) continue;
+    if (item.interval !== state.interval) continue;
     const c = candleFrom(item);
     state.candles.set(c.t, c);
   }
   for (const item of msg.indicators || []) {
-    if (item.i !== state.interval) continue;
+    if (item.interval !== state.interval) continue;
     const p = indicatorFrom(item);
     state.indicators.set(p.t, p);
   }
@@ -353,7 +352,7 @@ function onPush(msg) {
       scheduleRender();
       break;
     case "trades":
-      addTrades((msg.trades || []).map((t) => ({ id: Number(t.id), p: t.p, q: t.q, m: Boolean(t.m), T: toMs(t.T) })), true);
+      addTrades(msg.trades || [], true);
       break;
     case "stats":
       showStats(msg);

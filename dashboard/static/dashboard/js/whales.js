@@ -1,6 +1,6 @@
 // Whale alerts: history from /api/v1/whales (filtered server-side), then live alerts from ws/whales/
 // (the same filters applied client-side).
-import { LiveSocket, api, config, el, fmtCompact, fmtPrice, fmtQty, fmtTime, items, num, toMs } from "./common.js";
+import { LiveSocket, api, config, el, fmtCompact, fmtPrice, fmtQty, fmtTime, items, num } from "./common.js";
 
 const MAX_ITEMS = 200;
 const feed = document.getElementById("whale-feed");
@@ -17,7 +17,7 @@ function matches(alert) {
 }
 
 function add(alerts, fresh) {
-  const sorted = [...alerts].sort((a, b) => toMs(a.traded_at) - toMs(b.traded_at));
+  const sorted = [...alerts].sort((a, b) => a.t - b.t);
   for (const a of sorted) {
     const id = `${a.exchange}:${a.symbol}:${a.trade_id}`;
     if (seen.has(id) || !matches(a)) continue;
@@ -30,7 +30,7 @@ function add(alerts, fresh) {
       el("span", { class: "col-trade mono muted", text: `${fmtQty(a.quantity)} @ ${fmtPrice(a.price)}` }),
       el("span", { class: "when" },
         el("span", { class: `notional ${side === "sell" ? "down" : "up"}`, text: `$${fmtCompact(a.notional)}` }),
-        el("br"), fmtTime(toMs(a.traded_at), true))));
+        el("br"), fmtTime(a.t, true))));
   }
   while (feed.children.length > MAX_ITEMS) feed.lastElementChild.remove();
   empty.hidden = feed.children.length > 0;
