@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -21,22 +21,13 @@ import numpy as np
 import numpy.typing as npt
 from django.db import connection
 
-from analytics import indicator_math as indicators
+from analytics import indicator_units
 from analytics.models import INTERVAL_SECONDS, Candle
 from analytics.segments import Bounds, per_segment, segments
 
 FloatArray = npt.NDArray[np.float64]
 YEAR_SECONDS = 365 * 86_400
 _CANDLE = Candle._meta.db_table
-
-# The indicator functions reached through :meth:`Bars.indicator`: the vectorised forms of the live code.
-INDICATORS: dict[str, Callable[..., Any]] = {
-    "sma": indicators.sma_array,
-    "ema": indicators.ema_array,
-    "rsi": indicators.rsi_array,
-    "macd": indicators.macd_arrays,
-    "bollinger": indicators.bollinger_arrays,
-}
 
 
 @dataclass
@@ -107,11 +98,13 @@ class Bars:
         return list(self._cache[key])
 
     def indicator(self, name: str, *args: Any) -> Any:
-        """``INDICATORS[name](close, *args)`` on each segment between long holes (as the live indicators are
-        computed: nothing is carried across a hole), computed once per bars object."""
+        """The float64 form of the registered indicator ``name`` with parameters ``args``
+        (:mod:`analytics.indicator_units`) over the closes, on each segment between long holes (as the stored
+        indicators are computed: nothing is carried across a hole), computed once per bars object."""
         key = (name, *args)
         if key not in self._cache:
-            self._cache[key] = per_segment(INDICATORS[name], self.close, self.segments(), *args)
+            unit = indicator_units.get(name)(*args)
+            self._cache[key] = per_segment(unit.compute_array, self.close, self.segments())
         return self._cache[key]
 
 

@@ -1,21 +1,17 @@
 """Technical indicators over a candle close series, and their storage as ``IndicatorPoint`` rows.
 
-The pure functions take a sequence of ``Decimal`` closes (oldest first) and return one value per input,
-``None`` until the series is long enough (a value is never invented from too little data). Arithmetic is
-``Decimal`` with 28 significant digits; stored values are rounded to the model's 12 decimal places.
+Each indicator takes a sequence of ``Decimal`` closes (oldest first) and returns one value per input, ``None``
+until the series is long enough (a value is never invented from too little data). Arithmetic is ``Decimal`` with
+28 significant digits; stored values are rounded to the model's 12 decimal places.
 
-Conventions (the usual charting ones):
-- SMA(n): mean of the last n closes.
-- EMA(n): seeded with SMA(n) at index n-1, then ``ema = close * k + prev * (1 - k)``, ``k = 2 / (n + 1)``.
-- RSI(n): Wilder's smoothing. The first average gain/loss is the mean of the first n changes (value at index n);
-  then ``avg = (prev * (n - 1) + current) / n``. No losses and some gains -> 100; no change at all -> 50.
-- MACD(12, 26, 9): EMA12 - EMA26 (from index 25); signal = EMA9 of the MACD line seeded the same way; histogram
-  = MACD - signal.
-- Bollinger(20, 2): middle = SMA20, upper/lower = middle +/- 2 population standard deviations.
+The indicators are the units of the registry (:mod:`analytics.indicator_units`, one module each, with its
+conventions; docs/ADDING_AN_INDICATOR.md): this module computes every stored unit over a series and stores the
+values in the columns the units declare.
 
 Warm-up: an EMA depends on the whole history, so :func:`update_indicators` loads ``warmup_candles()`` candles
-before the first recomputed one: five times the longest EMA period (after 5n steps the seed weighs
-``(1 - 2/(n+1))**(5n)``, below 0.005 %), at least 5 x 26 + 9 for MACD and 5 x 14 for RSI. (The usual rule of
+before the first recomputed one, the longest ``history`` of the stored units: five times the longest EMA period
+(after 5n steps the seed weighs ``(1 - 2/(n+1))**(5n)``, below 0.005 %), at least 5 x 26 + 9 for MACD and 5 x 14
+for RSI. (The usual rule of
 thumb, 3n + 26, leaves 0.25 %.) Values then differ from a computation over the whole history by less than that
 share of the seed's error, and recomputing the same candles gives the same rows. Loading ~500 candles per
 interval is one index range scan and a few milliseconds of arithmetic.
@@ -23,7 +19,7 @@ interval is one index range scan and a few milliseconds of arithmetic.
 Holes: a hole of more than ``INDICATOR_MAX_GAP_BARS`` missing bars between consecutive stored candles restarts
 every indicator (:mod:`analytics.segments`). :func:`update_indicators` computes each segment on its own, so a value
 after a hole is ``None`` until the indicator has its own bars there, then equals that of a fresh series starting
-after the hole; the vectorised forms below get the same through :func:`analytics.segments.per_segment`.
+after the hole; the vectorised forms get the same through :func:`analytics.segments.per_segment`.
 """
 
 from __future__ import annotations
@@ -33,31 +29,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
+from analytics import indicator_units
 from analytics.bars import load_closes
 from analytics.decimals import fit_column
-from analytics.indicator_math import (
-    BB_PERIOD,
-    BB_WIDTH,
-    MACD_FAST,
-    MACD_SIGNAL,
-    MACD_SLOW,
-    RSI_PERIOD,
-    Series,
-    bollinger,
-    bollinger_arrays,
-    ema,
-    ema_array,
-    macd,
-    macd_arrays,
-    rsi,
-    rsi_array,
-    sma,
-    sma_array,
-)
+from analytics.indicator_units.base import Series
+from analytics.indicator_units.bollinger import BB_PERIOD, BB_WIDTH, bollinger, bollinger_arrays
+from analytics.indicator_units.ema import ema, ema_array
+from analytics.indicator_units.macd import MACD_FAST, MACD_SIGNAL, MACD_SLOW, macd, macd_arrays
+from analytics.indicator_units.rsi import RSI_PERIOD, rsi, rsi_array
+from analytics.indicator_units.sma import sma, sma_array
 from analytics.locks import symbol_lock
 from analytics.models import INTERVAL_SECONDS, IndicatorPoint
 from analytics.segments import per_segment, segments
@@ -65,7 +50,7 @@ from analytics.timeutil import datetime_to_ms
 
 logger = logging.getLogger(__name__)
 
-# The definitions live in analytics.indicator_math; importing them from here keeps working.
+# The definitions live in the units of analytics.indicator_units; importing them from here keeps working.
 __all__ = [
     "BB_PERIOD",
     "BB_WIDTH",
@@ -100,40 +85,32 @@ _MS = timedelta(milliseconds=1)
 
 def warmup_candles(periods: Sequence[int] | None = None) -> int:
     """How many candles before the first recomputed one are loaded (see the module docstring)."""
-    longest = max(periods if periods else settings.INDICATOR_MA_PERIODS)
-    return max(5 * longest, 5 * MACD_SLOW + MACD_SIGNAL, 5 * RSI_PERIOD, BB_PERIOD)
+    return indicator_units.history(periods if periods else settings.INDICATOR_MA_PERIODS)
 
 
 @dataclass
 class IndicatorRow:
-    """The indicator values of one candle, rounded for storage (``None`` while the series is too short)."""
+    """The indicator values of one candle, rounded for storage, by stored column (``indicator_units.columns()``):
+    a value or ``None`` while the series is too short, or for a ``per_period`` unit a dict period -> value holding
+    the periods that have one. ``row.rsi`` reads the column ``rsi``."""
 
     open_time: datetime
-    sma: dict[str, Decimal] = field(default_factory=dict)
-    ema: dict[str, Decimal] = field(default_factory=dict)
-    rsi: Decimal | None = None
-    macd: Decimal | None = None
-    macd_signal: Decimal | None = None
-    macd_hist: Decimal | None = None
-    bb_upper: Decimal | None = None
-    bb_middle: Decimal | None = None
-    bb_lower: Decimal | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, column: str) -> Any:
+        values = self.__dict__.get("values", {})  # not self.values: no recursion before __init__ has run
+        if column in values:
+            return values[column]
+        raise AttributeError(f"{type(self).__name__} has no column {column!r}")
 
 
 def row_from_point(point: IndicatorPoint) -> IndicatorRow:
     """The stored form back as an :class:`IndicatorRow` (for pushes built from the database)."""
-    return IndicatorRow(
-        open_time=point.open_time,
-        sma={k: Decimal(v) for k, v in point.sma.items()},
-        ema={k: Decimal(v) for k, v in point.ema.items()},
-        rsi=point.rsi,
-        macd=point.macd,
-        macd_signal=point.macd_signal,
-        macd_hist=point.macd_hist,
-        bb_upper=point.bb_upper,
-        bb_middle=point.bb_middle,
-        bb_lower=point.bb_lower,
-    )
+    values: dict[str, Any] = {}
+    for column in indicator_units.columns():
+        stored = getattr(point, column)
+        values[column] = {k: Decimal(v) for k, v in stored.items()} if isinstance(stored, dict) else stored
+    return IndicatorRow(point.open_time, values)
 
 
 def _q(value: Decimal | None) -> Decimal | None:
@@ -155,28 +132,18 @@ def compute_rows(
     computed on its own (:mod:`analytics.segments`): values restart their warm-up after a hole.
     """
     bounds = segments([datetime_to_ms(t) for t in open_times], step // _MS) if step is not None else []
-    smas = {str(p): per_segment(sma, closes, bounds, p) for p in periods}
-    emas = {str(p): per_segment(ema, closes, bounds, p) for p in periods}
-    rsis = per_segment(rsi, closes, bounds)
-    line, sig, hist = per_segment(macd, closes, bounds)
-    upper, middle, lower = per_segment(bollinger, closes, bounds)
-    rows = []
-    for i in range(first, len(open_times)):
-        t = open_times[i]
-        rows.append(
-            IndicatorRow(
-                open_time=t,
-                sma={p: fit_column(v, 30, 12) for p, s in smas.items() if (v := s[i]) is not None},
-                ema={p: fit_column(v, 30, 12) for p, s in emas.items() if (v := s[i]) is not None},
-                rsi=_q(rsis[i]),
-                macd=_q(line[i]),
-                macd_signal=_q(sig[i]),
-                macd_hist=_q(hist[i]),
-                bb_upper=_q(upper[i]),
-                bb_middle=_q(middle[i]),
-                bb_lower=_q(lower[i]),
-            )
-        )
+    rows = [IndicatorRow(open_times[i], indicator_units.empty_values()) for i in range(first, len(open_times))]
+    for unit in indicator_units.stored_units(periods):
+        result = per_segment(unit.compute, closes, bounds)
+        outputs = result if isinstance(result, tuple) else (result,)
+        if unit.per_period:  # one JSON column, the periods that have a value so far
+            for row, v in zip(rows, outputs[0][first:], strict=True):
+                if v is not None:
+                    row.values[unit.name][unit.key] = fit_column(v, 30, 12)
+            continue
+        for column, series in zip(unit.outputs, outputs, strict=True):
+            for row, v in zip(rows, series[first:], strict=True):
+                row.values[column] = _q(v)
     return rows
 
 
@@ -253,6 +220,7 @@ def _update(
 
 
 def _upsert(exchange: str, symbol: str, interval: str, rows: list[IndicatorRow]) -> None:
+    columns = indicator_units.columns()
     IndicatorPoint.objects.bulk_create(
         [
             IndicatorPoint(
@@ -260,20 +228,15 @@ def _upsert(exchange: str, symbol: str, interval: str, rows: list[IndicatorRow])
                 symbol=symbol,
                 interval=interval,
                 open_time=r.open_time,
-                sma={k: str(v) for k, v in r.sma.items()},
-                ema={k: str(v) for k, v in r.ema.items()},
-                rsi=r.rsi,
-                macd=r.macd,
-                macd_signal=r.macd_signal,
-                macd_hist=r.macd_hist,
-                bb_upper=r.bb_upper,
-                bb_middle=r.bb_middle,
-                bb_lower=r.bb_lower,
+                **{
+                    c: {k: str(v) for k, v in r.values[c].items()} if isinstance(r.values[c], dict) else r.values[c]
+                    for c in columns
+                },
             )
             for r in rows
         ],
         update_conflicts=True,
         unique_fields=["exchange", "symbol", "interval", "open_time"],
-        update_fields=["sma", "ema", "rsi", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower"],
+        update_fields=columns,
         batch_size=1000,
     )

@@ -9,8 +9,9 @@ ISO 8601 plus epoch ms ``t``; the API adds the row's threshold and creation time
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, cast
 
+from analytics import indicator_units
 from analytics.indicators import IndicatorRow
 from analytics.models import Candle, SymbolStats, WhaleAlert
 from analytics.timeutil import datetime_to_ms
@@ -131,20 +132,13 @@ def candle_tick(candle: Candle) -> CandleTick:
 
 
 def indicator_tick(interval: str, row: IndicatorRow) -> IndicatorTick:
-    """One entry of the ``indicators`` list of a ``candles`` push."""
-    return {
-        "i": interval,
-        "t": datetime_to_ms(row.open_time),
-        "sma": {k: str(v) for k, v in row.sma.items()},
-        "ema": {k: str(v) for k, v in row.ema.items()},
-        "rsi": _text(row.rsi),
-        "macd": _text(row.macd),
-        "macd_signal": _text(row.macd_signal),
-        "macd_hist": _text(row.macd_hist),
-        "bb_upper": _text(row.bb_upper),
-        "bb_middle": _text(row.bb_middle),
-        "bb_lower": _text(row.bb_lower),
-    }
+    """One entry of the ``indicators`` list of a ``candles`` push: every stored column of the registry
+    (:func:`analytics.indicator_units.columns`), a ``per_period`` one as a dict period -> value."""
+    tick: dict[str, object] = {"i": interval, "t": datetime_to_ms(row.open_time)}
+    for column in indicator_units.columns():
+        value = row.values[column]
+        tick[column] = {k: str(v) for k, v in value.items()} if isinstance(value, dict) else _text(value)
+    return cast(IndicatorTick, tick)
 
 
 def candles_push(exchange: str, symbol: str, candles: list[CandleTick], indicators: list[IndicatorTick]) -> CandlesPush:
