@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Literal, TypedDict, overload
+from typing import Literal, TypedDict, cast, overload
 
+from analytics import indicator_units
 from analytics.indicators import IndicatorRow
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
 from analytics.timeutil import datetime_to_ms, ms_to_datetime
@@ -199,24 +200,20 @@ def candle_item(candle: Candle) -> CandleItem:
 
 
 def indicator_item(interval: str, row: IndicatorRow) -> IndicatorItem:
-    """The indicators of one candle of ``interval`` (computed, or stored and read back with ``row_from_point``)."""
-    return {
+    """The indicators of one candle of ``interval`` (computed, or stored and read back with ``row_from_point``):
+    every stored column of the registry (:func:`analytics.indicator_units.columns`), a per-period one as a dict
+    period -> value."""
+    item: dict[str, object] = {
         "t": datetime_to_ms(row.open_time),
         "open_time": row.open_time.isoformat(),
         "interval": interval,
-        "sma": {k: plain_decimal(v) for k, v in row.sma.items()},
-        "ema": {k: plain_decimal(v) for k, v in row.ema.items()},
-        "rsi": plain_decimal(row.rsi),
-        "macd": plain_decimal(row.macd),
-        "macd_signal": plain_decimal(row.macd_signal),
-        "macd_hist": plain_decimal(row.macd_hist),
-        "bb_upper": plain_decimal(row.bb_upper),
-        "bb_middle": plain_decimal(row.bb_middle),
-        "bb_lower": plain_decimal(row.bb_lower),
     }
-
-
-_SCALAR_INDICATORS = ("rsi", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower")
+    for column in indicator_units.columns():
+        value = row.values[column]
+        item[column] = (
+            {k: plain_decimal(v) for k, v in value.items()} if isinstance(value, dict) else plain_decimal(value)
+        )
+    return cast(IndicatorItem, item)
 
 
 def _stored_series(values: object) -> dict[str, Decimal]:
@@ -227,14 +224,14 @@ def _stored_series(values: object) -> dict[str, Decimal]:
 
 
 def indicator_point_item(point: IndicatorPoint) -> IndicatorItem:
-    """A stored indicator point (its ``sma``/``ema`` JSON read tolerantly: a null value or a non-object is left out)."""
-    row = IndicatorRow(
-        open_time=point.open_time,
-        sma=_stored_series(point.sma),
-        ema=_stored_series(point.ema),
-        **{name: getattr(point, name) for name in _SCALAR_INDICATORS},
-    )
-    return indicator_item(point.interval, row)
+    """A stored indicator point (a ``per_period`` JSON column read tolerantly: a null value or a non-object is left
+    out)."""
+    per_period = indicator_units.empty_values()  # {} marks a per_period column
+    values = {
+        column: _stored_series(getattr(point, column)) if per_period[column] == {} else getattr(point, column)
+        for column in indicator_units.columns()
+    }
+    return indicator_item(point.interval, IndicatorRow(point.open_time, values))
 
 
 def candles_push(exchange: str, symbol: str, candles: list[CandleItem], indicators: list[IndicatorItem]) -> CandlesPush:

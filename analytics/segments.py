@@ -6,7 +6,7 @@ ranges months apart) ends a segment. Every indicator restarts its warm-up after 
 has enough bars of its own in the new segment, then equals that of a fresh series starting at the segment's first
 candle. Shorter holes are bridged (the indicators are bar-indexed: the bars on either side are consecutive).
 
-The live and imported indicators (``analytics.indicators.compute_rows``), the backtests (``backtest.engine.Bars``)
+The live and imported indicators (``analytics.indicators.compute_rows``), the backtests (``analytics.bars.Bars``)
 and the prediction features (``prediction.features``) all split with :func:`segments` and compute with
 :func:`per_segment`, so they agree on where a series restarts.
 """

@@ -1,27 +1,19 @@
-"""Bars for backtests: the stored candles of one series over a date range, or Binance kline CSV files."""
+"""Bars for backtests: the stored candles of one series over a date range (read through
+:func:`analytics.bars.load_candles`), or Binance kline CSV files."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import zipfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-import numpy as np
-from django.db import connection
+from analytics.bars import Bars, bars_from_rows, load_candles
 
-from backtest.engine import Bars
-
-# Both ends are days (UTC): from 00:00 of ``start`` up to, not including, 00:00 of the day after ``end``.
-_BARS = """
-SELECT (extract(epoch FROM open_time) * 1000)::bigint, open::text, high::text, low::text, close::text
-FROM analytics_candle
-WHERE exchange = %s AND symbol = %s AND interval = %s AND open_time >= %s AND open_time < %s
-ORDER BY open_time
-"""
+# The timestamptz resolution: ``open_time <= upper - 1 µs`` is ``open_time < upper``.
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def day_range(start: date, end: date) -> tuple[datetime, datetime]:
@@ -33,30 +25,10 @@ def day_range(start: date, end: date) -> tuple[datetime, datetime]:
 
 def load_bars(exchange: str, symbol: str, interval: str, start: date, end: date) -> Bars:
     """The stored candles of (exchange, symbol, interval) from ``start`` to ``end`` (inclusive days), in time
-    order; missing bars stay missing. ``digest`` is the sha256 of the stored values as text, one line per bar."""
+    order; missing bars stay missing. ``digest`` is the sha256 of the stored (open time, open, high, low, close)
+    as text, one line per bar (a run's ``bars_hash``)."""
     lower, upper = day_range(start, end)
-    with connection.cursor() as cur:
-        cur.execute(_BARS, [exchange, symbol, interval, lower, upper])
-        rows = cur.fetchall()
-    return bars_from_rows(interval, rows)
-
-
-def bars_from_rows(interval: str, rows: Iterable[tuple[int, str, str, str, str]]) -> Bars:
-    """Bars from (open_time_ms, open, high, low, close) rows with decimal text prices, oldest first."""
-    rows = list(rows)
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update((",".join(map(str, row)) + "\n").encode())
-    columns = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
-    return Bars(
-        interval=interval,
-        open_time=np.array(columns[0], dtype=np.int64),
-        open=np.array(columns[1], dtype=np.float64),
-        high=np.array(columns[2], dtype=np.float64),
-        low=np.array(columns[3], dtype=np.float64),
-        close=np.array(columns[4], dtype=np.float64),
-        digest=digest.hexdigest(),
-    )
+    return load_candles(exchange, symbol, interval, lower, upper - _MICROSECOND)
 
 
 def _kline_records(path: Path) -> Iterator[list[str]]:

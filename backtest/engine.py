@@ -13,87 +13,19 @@ Prices are float64 here (backtests are statistics, not accounting; the stored ca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from analytics import indicators
-from analytics.models import INTERVAL_SECONDS
-from analytics.segments import Bounds, per_segment, segments
+# The bars (and the indicators strategies reach through Bars.indicator) are the analytics read path's type.
+from analytics.bars import Bars
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-YEAR_SECONDS = 365 * 86_400
 DEFAULT_CASH = 10_000.0
 DEFAULT_FEE = 0.001
-
-# The indicator functions strategies reach through :meth:`Bars.indicator`: the vectorised forms of the live code.
-INDICATORS: dict[str, Callable[..., Any]] = {
-    "sma": indicators.sma_array,
-    "ema": indicators.ema_array,
-    "rsi": indicators.rsi_array,
-    "macd": indicators.macd_arrays,
-    "bollinger": indicators.bollinger_arrays,
-}
-
-
-@dataclass
-class Bars:
-    """One series of candles, oldest first. ``open_time`` is epoch milliseconds.
-
-    ``digest`` identifies the stored values the bars came from (sha256 of their text), so a run can say exactly
-    which data it used. Indicator results are memoised per bars object: a parameter sweep computes each
-    (indicator, period) once however many combinations use it.
-    """
-
-    interval: str
-    open_time: npt.NDArray[np.int64]
-    open: FloatArray
-    high: FloatArray
-    low: FloatArray
-    close: FloatArray
-    digest: str = ""
-    _cache: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.interval not in INTERVAL_SECONDS:
-            raise ValueError(f"unknown interval {self.interval!r}")
-        n = len(self.open_time)
-        if not all(len(a) == n for a in (self.open, self.high, self.low, self.close)):
-            raise ValueError("bars: every column must have the same length")
-
-    def __len__(self) -> int:
-        return len(self.open_time)
-
-    @property
-    def bars_per_year(self) -> float:
-        """365 x 86,400 / interval seconds (the annualisation factor of the metrics)."""
-        return YEAR_SECONDS / INTERVAL_SECONDS[self.interval]
-
-    def slice(self, start: int, stop: int | None = None) -> Bars:
-        """Bars ``[start:stop]`` (a view; its own indicator cache)."""
-        s = slice(start, stop)
-        return Bars(
-            self.interval, self.open_time[s], self.open[s], self.high[s], self.low[s], self.close[s], self.digest
-        )
-
-    def segments(self) -> Bounds:
-        """The ``[start, stop)`` ranges of bars between holes of more than ``INDICATOR_MAX_GAP_BARS`` bars."""
-        key = ("segments",)
-        if key not in self._cache:
-            self._cache[key] = segments(self.open_time, INTERVAL_SECONDS[self.interval] * 1000)
-        return list(self._cache[key])
-
-    def indicator(self, name: str, *args: Any) -> Any:
-        """``INDICATORS[name](close, *args)`` on each segment between long holes (as the live indicators are
-        computed: nothing is carried across a hole), computed once per bars object."""
-        key = (name, *args)
-        if key not in self._cache:
-            self._cache[key] = per_segment(INDICATORS[name], self.close, self.segments(), *args)
-        return self._cache[key]
 
 
 @dataclass(frozen=True)

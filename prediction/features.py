@@ -7,14 +7,12 @@ Bars are consecutive rows of the stored series; a gap in the data (an exchange o
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from django.db import connection
 
+from analytics.bars import Bars, load_candles
 from analytics.indicators import bollinger_arrays, ema_array, macd_arrays, rsi_array
 from analytics.segments import per_segment, segments
 
@@ -47,73 +45,16 @@ FEATURES = (
     "dow_cos",
 )
 
-_SERIES = """
-SELECT (extract(epoch FROM open_time) * 1000)::bigint, open::text, high::text, low::text, close::text,
-       volume::text
-FROM analytics_candle
-WHERE exchange = %s AND symbol = %s AND interval = %s AND open_time >= %s AND open_time <= %s
-ORDER BY open_time
-"""
-_LAST_SERIES = """
-SELECT * FROM (
-  SELECT (extract(epoch FROM open_time) * 1000)::bigint AS t, open::text, high::text, low::text, close::text,
-         volume::text
-  FROM analytics_candle
-  WHERE exchange = %s AND symbol = %s AND interval = %s AND open_time <= %s
-  ORDER BY open_time DESC LIMIT %s
-) AS last_bars ORDER BY t
-"""
+
+def load_series(exchange: str, symbol: str, interval: str, start: datetime, end: datetime) -> Bars:
+    """The stored candles with ``start <= open_time <= end``, oldest first, with their volume (a model's
+    ``data_hash`` is their digest, volume included)."""
+    return load_candles(exchange, symbol, interval, start, end, volume=True)
 
 
-@dataclass
-class Series:
-    """One candle series, oldest first; ``digest`` is the sha256 of the stored values as text, one line a bar."""
-
-    open_time: npt.NDArray[np.int64]
-    open: FloatArray
-    high: FloatArray
-    low: FloatArray
-    close: FloatArray
-    volume: FloatArray
-    digest: str
-
-    def __len__(self) -> int:
-        return len(self.open_time)
-
-    def __getitem__(self, rows: slice) -> Series:
-        """The bars ``[rows]`` (views of the columns; no digest)."""
-        return Series(
-            self.open_time[rows], self.open[rows], self.high[rows], self.low[rows], self.close[rows],
-            self.volume[rows], "",
-        )  # fmt: skip
-
-    def upto(self, last_open_time_ms: int) -> Series:
-        """The bars with ``open_time <= last_open_time_ms`` (what the database held at that time)."""
-        return self[: int(np.searchsorted(self.open_time, last_open_time_ms, side="right"))]
-
-
-def series_from_rows(rows: list[tuple[int, str, str, str, str, str]]) -> Series:
-    """The :class:`Series` of ``(open_time_ms, open, high, low, close, volume)`` rows, in order, and their digest."""
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update((",".join(map(str, row)) + "\n").encode())
-    cols: list[tuple[object, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 6
-    o, h, lo, c, v = (np.array(col, dtype=np.float64) for col in cols[1:])
-    return Series(np.array(cols[0], dtype=np.int64), o, h, lo, c, v, digest.hexdigest())
-
-
-def load_series(exchange: str, symbol: str, interval: str, start: datetime, end: datetime) -> Series:
-    """The stored candles with ``start <= open_time <= end``, oldest first."""
-    with connection.cursor() as cur:
-        cur.execute(_SERIES, [exchange, symbol, interval, start, end])
-        return series_from_rows(cur.fetchall())
-
-
-def load_last(exchange: str, symbol: str, interval: str, until: datetime, count: int = LIVE_LOOKBACK) -> Series:
+def load_last(exchange: str, symbol: str, interval: str, until: datetime, count: int = LIVE_LOOKBACK) -> Bars:
     """The last ``count`` stored candles with ``open_time <= until`` (live inference: nothing after it)."""
-    with connection.cursor() as cur:
-        cur.execute(_LAST_SERIES, [exchange, symbol, interval, until, count])
-        return series_from_rows(cur.fetchall())
+    return load_candles(exchange, symbol, interval, end=until, last=count, volume=True)
 
 
 def _lagged_return(close: FloatArray, lag: int) -> FloatArray:
@@ -129,7 +70,7 @@ def _rolling_std(values: FloatArray, window: int) -> tuple[FloatArray, FloatArra
     return middle, upper - middle
 
 
-def feature_matrix(series: Series, step_ms: int | None = None) -> FloatArray:
+def feature_matrix(series: Bars, step_ms: int | None = None) -> FloatArray:
     """One row per bar, one column per name in :data:`FEATURES` (NaN while an indicator warms up).
 
     With ``step_ms`` (the interval), each segment between holes of more than ``INDICATOR_MAX_GAP_BARS`` bars is
@@ -143,8 +84,10 @@ def feature_matrix(series: Series, step_ms: int | None = None) -> FloatArray:
     return _features(series)
 
 
-def _features(series: Series) -> FloatArray:
+def _features(series: Bars) -> FloatArray:
     close, volume = series.close, series.volume
+    if volume is None:
+        raise ValueError("the features need the volume: load the bars with volume=True")
     r1 = _lagged_return(close, 1)
     columns = [_lagged_return(close, k) for k in RETURN_LAGS]
     # The volatility of 1-bar log returns; r1[0] is NaN, so the window starts at bar 1.

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from analytics.models import INTERVAL_SECONDS
 from backtest.engine import DEFAULT_FEE, Bars, simulate
-from prediction.features import FEATURES, WARMUP, Series, feature_matrix, targets
+from prediction.features import FEATURES, WARMUP, feature_matrix, targets
 from prediction.models import BASELINES
 
 FloatArray = npt.NDArray[np.float64]
@@ -57,14 +57,14 @@ class Fold:
 class Dataset:
     """Features, target and forward return of a series; rows with a known target only are usable."""
 
-    series: Series
+    series: Bars
     horizon: int
     x: FloatArray
     up: FloatArray
     ret: FloatArray
 
     @classmethod
-    def build(cls, series: Series, horizon: int, interval: str = "1h") -> Dataset:
+    def build(cls, series: Bars, horizon: int, interval: str = "1h") -> Dataset:
         """Features and targets of ``series`` for ``horizon`` bars ahead; the last ``horizon`` targets are NaN."""
         up, ret = targets(series.close, horizon)
         return cls(series, horizon, feature_matrix(series, INTERVAL_SECONDS[interval] * 1000), up, ret)
@@ -285,7 +285,7 @@ def walk_forward(
     return WalkForward(fold_reports, overall, backtest, p_all, (first, last))
 
 
-def _bars(series: Series, interval: str, start: int, stop: int) -> Bars:
+def _bars(series: Bars, interval: str, start: int, stop: int) -> Bars:
     s = slice(start, stop)
     return Bars(interval, series.open_time[s], series.open[s], series.high[s], series.low[s], series.close[s])
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from analytics.models import INTERVAL_SECONDS, Candle
+from analytics.bars import closes_at
+from analytics.models import INTERVAL_SECONDS
 from cryptoproject.timeutil import ms_to_datetime
 from prediction import learn
 from prediction.clock import last_closed_bar
@@ -77,14 +78,7 @@ def score_predictions(model: PredictionModel, end_ms: int) -> int:
     )
     if not pending:
         return 0
-    closes = dict(
-        Candle.objects.filter(
-            exchange=model.exchange,
-            symbol=model.symbol,
-            interval=model.interval,
-            open_time__in=[p.open_time for p in pending],
-        ).values_list("open_time", "close")
-    )
+    closes = closes_at(model.exchange, model.symbol, model.interval, [p.open_time for p in pending])
     now = datetime.now(UTC)
     scored = []
     for p in pending:

@@ -20,7 +20,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from analytics.models import Candle
+from analytics.bars import has_candles
 from backtest import runs
 from backtest.charts import run_chart
 from backtest.models import BacktestRun
@@ -172,7 +172,7 @@ class BacktestsView(ApiView):
         except ValueError as exc:
             raise ParamError(_param_of(str(exc)), str(exc)) from exc
         # Said now rather than by a run that fails in the worker later: one index probe.
-        if not Candle.objects.filter(exchange=run.exchange, symbol=run.symbol, interval=run.interval).exists():
+        if not has_candles(run.exchange, run.symbol, run.interval):
             raise ParamError(
                 "symbol",
                 f"no {run.interval} candles stored for {run.exchange}:{run.symbol}; "

@@ -217,3 +217,109 @@ def test_the_celery_app_declares_every_queue(queue: CeleryQueue) -> None:
     from cryptoproject.celery import app
 
     assert queue.value in {q.name for q in app.conf.task_queues}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Tables: an app reads another app's tables only through that app's read functions (docs/ARCHITECTURE.md, "Reads").
+# No module runs SQL naming another app's table, and no module uses another app's models, except the modules below:
+# the dashboard's pages and API serialise rows of every app (and its alert subscriptions hold a foreign key to a
+# whale alert); the history import writes the candles it imports with one MERGE (a write, not a read). The list may
+# only shrink: an entry no longer needed fails the test too.
+# ------------------------------------------------------------------------------------------------------------------
+APPS = sorted(set().union(*LAYERS))
+MODEL_USERS: dict[str, set[str]] = {
+    "dashboard.api.backtests": {"BacktestRun"},
+    "dashboard.api.predictions": {"Prediction", "PredictionModel"},
+    "dashboard.api.serializers": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
+    "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
+    "dashboard.delivery": {"WhaleAlert"},
+    "dashboard.health": {"SymbolStats", "Trade"},
+    "dashboard.models": {"WhaleAlert"},
+    "dashboard.views": {"BacktestRun", "Candle", "PredictionModel", "SymbolStats", "WhaleAlert"},
+    "history.importer": {"table analytics_candle"},
+}
+# A table named after the SQL keyword that reads or writes it (its name starts with its app's label).
+_SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+([a-z][a-z0-9_]*)", re.IGNORECASE)
+
+
+def model_classes(root: Path, app: str) -> set[str]:
+    """The classes of ``app/models.py`` that are models (a ``models.Model`` base, or another model's)."""
+    path = root / app / "models.py"
+    if not path.exists():
+        return set()
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ClassDef):
+            bases = {b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases}
+            if "Model" in bases or bases & found:
+                found.add(node.name)
+    return found
+
+
+def foreign_table_uses(root: Path, apps: list[str], allowed: dict[str, set[str]]) -> list[str]:
+    """``module: what`` for every use of another app's tables not in ``allowed``: SQL text naming one, an import
+    of one of its models (``analytics.Candle``) or of its whole models module (``analytics.models``)."""
+    models = {app: model_classes(root, app) for app in apps}
+    bad = []
+    for module, path in sorted(module_files(root, set(apps)).items()):
+        own = module.split(".")[0]
+        others = [app for app in apps if app != own]
+        used: set[str] = set()
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for table in _SQL_TABLE.findall(node.value):
+                    used.update(f"table {table}" for app in others if table.lower().startswith(f"{app}_"))
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                base = node.module or ""
+                for app in others:
+                    if base == f"{app}.models":
+                        used.update(f"{app}.{a.name}" for a in node.names if a.name in models[app] or a.name == "*")
+                    elif base == app and any(a.name == "models" for a in node.names):
+                        used.add(f"{app}.models")
+            elif isinstance(node, ast.Import):
+                used.update(f"{app}.models" for a in node.names for app in others if a.name == f"{app}.models")
+        permitted = allowed.get(module, set())
+        bad += [f"{module}: {use}" for use in sorted(used) if use.rpartition(".")[2] not in permitted]
+        bad += [
+            f"{module}: {name} allowed but not used"
+            for name in sorted(permitted - {u.rpartition(".")[2] for u in used})
+        ]
+    bad += [
+        f"{module}: allowed but no such module" for module in sorted(set(allowed) - set(module_files(root, set(apps))))
+    ]
+    return bad
+
+
+def test_no_app_reads_another_apps_tables_but_through_its_read_functions():
+    assert foreign_table_uses(ROOT, APPS, MODEL_USERS) == []
+
+
+def test_the_table_check_catches_foreign_sql_and_models(tmp_path: Path) -> None:
+    for package, files in {
+        "analytics": {
+            "__init__.py": "",
+            "models.py": "from django.db import models\nclass Candle(models.Model): pass\n"
+            "class Kind(models.TextChoices): pass\nSTEP = 1\n",
+            "bars.py": "SQL = 'SELECT close FROM analytics_candle'\n",  # its own table
+        },
+        "backtest": {
+            "__init__.py": "",
+            "data.py": "SQL = '''SELECT open\n  FROM analytics_candle WHERE x = 1'''\n",
+            "runs.py": "from analytics.models import STEP, Candle, Kind\n",
+            "charts.py": "from analytics import models\n",
+            "ok.py": "from analytics.models import STEP, Kind\nfrom analytics.bars import SQL\n",
+        },
+        "dashboard": {"__init__.py": "", "views.py": "from analytics.models import Candle\n"},
+    }.items():
+        (tmp_path / package).mkdir()
+        for name, text in files.items():
+            (tmp_path / package / name).write_text(text)
+    allowed = {"dashboard.views": {"Candle"}, "dashboard.api": {"Candle"}, "backtest.ok": {"Candle"}}
+    assert foreign_table_uses(tmp_path, ["analytics", "backtest", "dashboard"], allowed) == [
+        "backtest.charts: analytics.models",
+        "backtest.data: table analytics_candle",
+        "backtest.ok: Candle allowed but not used",
+        "backtest.runs: analytics.Candle",
+        "dashboard.api: allowed but no such module",
+    ]

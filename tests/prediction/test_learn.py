@@ -182,9 +182,11 @@ def test_no_feature_is_computed_across_a_long_hole(hours):
     the hole are those of the bars after it alone; a short hole is bridged as before."""
     step = 3_600_000
     keep = np.r_[0:1000, 1030 : len(hours)]  # a 30-bar hole
-    holed = type(hours)(*(getattr(hours, c)[keep] for c in ("open_time", "open", "high", "low", "close", "volume")), "")
+    holed = type(hours)(
+        "1h", *(getattr(hours, c)[keep] for c in ("open_time", "open", "high", "low", "close", "volume"))
+    )
     after = type(hours)(
-        *(getattr(hours, c)[1030:] for c in ("open_time", "open", "high", "low", "close", "volume")), ""
+        "1h", *(getattr(hours, c)[1030:] for c in ("open_time", "open", "high", "low", "close", "volume"))
     )
     x = feature_matrix(holed, step)
     assert same(x[:1000], feature_matrix(hours, step)[:1000])
@@ -193,7 +195,7 @@ def test_no_feature_is_computed_across_a_long_hole(hours):
     assert not np.isnan(x[1000, -1])
     short = np.r_[0:1000, 1010 : len(hours)]  # 10 bars: bridged
     bridged = type(hours)(
-        *(getattr(hours, c)[short] for c in ("open_time", "open", "high", "low", "close", "volume")), ""
+        "1h", *(getattr(hours, c)[short] for c in ("open_time", "open", "high", "low", "close", "volume"))
     )
     assert same(feature_matrix(bridged, step), feature_matrix(bridged))
 
@@ -203,7 +205,7 @@ def test_features_split_at_the_indicator_setting(hours, settings):
     step = 3_600_000
     short = np.r_[0:1000, 1010 : len(hours)]  # 10 missing bars: bridged at the default 24
     bridged = type(hours)(
-        *(getattr(hours, c)[short] for c in ("open_time", "open", "high", "low", "close", "volume")), ""
+        "1h", *(getattr(hours, c)[short] for c in ("open_time", "open", "high", "low", "close", "volume"))
     )
     settings.INDICATOR_MAX_GAP_BARS = 9
     x = feature_matrix(bridged, step)
