@@ -56,7 +56,8 @@ pg_bin() {
 }
 
 # PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` system user. Its data dir
-# stays under .stack/ when that user can reach it, else under /var/tmp (for clones inside /root, say).
+# stays under .stack/ when that user can reach it, else under /var/tmp, one folder per stack (for clones inside
+# /root or mktemp -d, say).
 pg_user() { if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi; }
 pg_run() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -68,7 +69,8 @@ pg_data_dir() {
   if runuser -u postgres -- test -x "$STACK" 2>/dev/null; then
     echo "$want"
   else
-    echo "/var/tmp/cryptoproject-$(printf '%s' "$ROOT" | sha1sum | cut -c1-10)/postgres"
+    # Keyed by the stack's own folder (which is the checkout's .stack, .stack-N, ...): one cluster per stack.
+    echo "/var/tmp/cryptoproject-$(cd "$STACK" && pwd | sha1sum | cut -c1-10)/postgres"
   fi
 }
 
