@@ -11,7 +11,8 @@ it is down (``scripts/stack.sh up`` is idempotent) and leaves it running after t
 the next run starts at once and reuses its test database (``--reuse-db``); ``make services-down-workers`` stops
 them.
 
-Without xdist (``-n0``, or a plain ``pytest``), nothing changes: the suite uses the stack of the environment.
+Without xdist (``-n0``, or a plain ``pytest``), nothing changes: the suite uses the stack of the environment; nor
+with ``PYTEST_WORKER_STACKS=off`` (``make check``: its tests need no server, and it starts none).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def worker_stack_number(environ: dict[str, str] | os._Environ[str] = os.environ)
     match = re.fullmatch(r"gw(\d+)", worker)
     if match is None:
         return None
-    return worker_stack_base(environ) + int(match.group(1))
+    # A crashed worker's replacement comes as gw<count>, gw<count + 1>, ...: it takes over the stack of the worker it
+    # replaces (free now) rather than starting yet another one.
+    count = int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    index = int(match.group(1))
+    return worker_stack_base(environ) + (index % count if count else index)
 
 
 def worker_stack_base(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
@@ -52,6 +57,8 @@ def worker_stack_base(environ: dict[str, str] | os._Environ[str] = os.environ) -
 
 def use_worker_stack() -> int | None:
     """Point this xdist worker at its own stack, started if down; returns its number (None outside xdist)."""
+    if os.environ.get("PYTEST_WORKER_STACKS") == "off":
+        return None  # make check: the tests need no server, and none is started
     number = worker_stack_number()
     if number is None or os.environ.get(MARKER) == str(number):
         return number

@@ -17,6 +17,12 @@ def test_each_worker_gets_the_next_stack_from_the_base() -> None:
     assert worker_stack_number({"PYTEST_XDIST_WORKER": "gw1", "PYTEST_STACK_BASE": "40"}) == 41
 
 
+def test_a_replacement_worker_takes_over_the_stack_of_the_one_it_replaces() -> None:
+    """xdist names the replacement of a crashed worker gw2, gw3, ... (for 2 workers): stacks 20 and 21 again."""
+    assert worker_stack_number({"PYTEST_XDIST_WORKER": "gw2", "PYTEST_XDIST_WORKER_COUNT": "2"}) == 20
+    assert worker_stack_number({"PYTEST_XDIST_WORKER": "gw5", "PYTEST_XDIST_WORKER_COUNT": "2"}) == 21
+
+
 def test_outside_a_worker_the_suite_keeps_the_stack_of_the_environment() -> None:
     assert worker_stack_number({}) is None
     assert worker_stack_number({"PYTEST_XDIST_WORKER": "master"}) is None
@@ -36,7 +42,7 @@ def test_a_base_that_is_not_a_stack_number_is_refused_naming_the_variable() -> N
 def test_this_worker_runs_on_its_own_stack() -> None:
     """Under xdist, this process's environment points at the worker's stack (ports of scripts/stack_env.sh)."""
     number = worker_stack_number()
-    if number is None:
-        pytest.skip("not an xdist worker")
+    if number is None or os.environ.get("PYTEST_WORKER_STACKS") == "off":
+        pytest.skip("not an xdist worker on a stack of its own")
     assert os.environ["STACK_PG_PORT"] == str(55432 + 10 * number)
     assert os.environ["KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{9092 + 10 * number}"
