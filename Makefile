@@ -16,7 +16,7 @@ export DJANGO_DEBUG
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
-        typecheck pytest bench bench-ingest bench-backtest bench-latency bench-history bench-scale bench-peer history-demo prediction-demo chaos lock clean-stack
+        typecheck pytest services-down-workers check bench bench-ingest bench-backtest bench-latency bench-history bench-scale bench-peer history-demo prediction-demo chaos lock clean-stack
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -100,9 +100,29 @@ format: setup ## apply ruff's formatting and safe fixes
 typecheck: setup ## mypy with django-stubs
 	@$(VENV)/bin/mypy .
 
-pytest: services ## the test suite with coverage (fails under 90%)
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (the cores, 2 to 4), each on a stack of its own (tests/stacks.py:
+# worker N on scripts/stack_env.sh stack PYTEST_STACK_BASE + N, default 20 + N, or 20 + 4 S + N on stack S; started
+# when down and left running like `make services`; `make services-down-workers` stops them). A module's tests stay on
+# one worker (loadfile): its module fixtures start once, and the tests that use a fixed stack of their own (6, 11/12)
+# never overlap. Serially, on this shell's stack: make pytest PYTEST_ARGS=-n0
+PYTEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 2 ? 2 : n > 4 ? 4 : n )))
+
+pytest: services ## the test suite with coverage (fails under 90%), on PYTEST_WORKERS workers (PYTEST_ARGS=-n0: serially)
 	@mkdir -p artifacts
-	@$(VENV)/bin/pytest --cov --cov-report=term --cov-report=xml:artifacts/coverage.xml $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term --cov-report=xml:artifacts/coverage.xml \
+		$(PYTEST_ARGS)
+
+services-down-workers: ## stop the stacks of make pytest's workers (see PYTEST_WORKERS)
+	@base=$$($(PY) -c 'from tests.stacks import worker_stack_base; print(worker_stack_base())') && \
+	for n in 0 1 2 3; do \
+	  ( eval "$$(bash scripts/stack_env.sh $$((base + n)))" && \
+	    if [ -d "$$STACK_DIR" ]; then bash scripts/stack.sh down; fi ); \
+	done
+
+# The quick loop: no server is started, and the tests run are those marked unit (whole modules that need no Kafka,
+# PostgreSQL or Redis), on PYTEST_WORKERS workers without stacks of their own (PYTEST_WORKER_STACKS=off).
+check: lint typecheck ## lint, type checks and the tests that need no server (no stack started; about 2 minutes)
+	@PYTEST_WORKER_STACKS=off $(VENV)/bin/pytest -m unit -n $(PYTEST_WORKERS) -q $(PYTEST_ARGS)
 
 test: lint typecheck services-check pytest ## lint, type checks, the stack scripts' idempotence and the whole suite
 

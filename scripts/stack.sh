@@ -56,7 +56,8 @@ pg_bin() {
 }
 
 # PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` system user. Its data dir
-# stays under .stack/ when that user can reach it, else under /var/tmp (for clones inside /root, say).
+# stays under .stack/ when that user can reach it, else under /var/tmp, one folder per stack (for clones inside
+# /root or mktemp -d, say).
 # runuser lives in /usr/sbin, which is not on PATH after `su` without `-` or in cron: looked up there too. Without
 # it nothing about the cluster can be checked, and that must stop the script rather than read as "down" (which once
 # made `up` initialise a second cluster under /var/tmp).
@@ -85,7 +86,8 @@ pg_data_dir() {
   if "$RUNUSER" -u postgres -- test -x "$STACK" 2>/dev/null; then
     echo "$want"
   else
-    echo "/var/tmp/cryptoproject-$(printf '%s' "$ROOT" | sha1sum | cut -c1-10)/postgres"
+    # Keyed by the stack's own folder (which is the checkout's .stack, .stack-N, ...): one cluster per stack.
+    echo "/var/tmp/cryptoproject-$(cd "$STACK" && pwd | sha1sum | cut -c1-10)/postgres"
   fi
 }
 

@@ -2,19 +2,26 @@
 
 ``DJANGO_DEBUG`` defaults to false (production), so the suite sets it, before the settings are read. It goes into
 ``os.environ``, so the child processes the tests start (workers, commands) run in the same mode. No dotenv file is
-read (``DOTENV_FILE`` empty): the suite sees the environment alone.
+read (``DOTENV_FILE`` empty): the suite sees the environment alone. Under pytest-xdist, each worker first points
+that environment at a stack of its own (:mod:`tests.stacks`).
 """
 
 import os
 from urllib.parse import quote
+
+from tests.stacks import use_worker_stack
 
 os.environ.setdefault("DJANGO_DEBUG", "true")
 # No dotenv file: the developer's .env (make setup) must not change what the suite, or a child that checks the
 # production defaults with DJANGO_DEBUG unset, sees. Children inherit it through os.environ too.
 os.environ["DOTENV_FILE"] = ""
 
-from cryptoproject.settings import *  # noqa: F403
-from cryptoproject.settings import DATABASES, replica_config
+# Under pytest-xdist each worker runs on a stack of its own (tests/stacks.py); this module is the first of the
+# project that pytest-django imports, so the worker's environment is set here, before the settings read it.
+use_worker_stack()
+
+from cryptoproject.settings import *  # noqa: E402, F403
+from cryptoproject.settings import DATABASES, replica_config  # noqa: E402
 
 # django-axes refuses authenticate() calls without a request, which Django's test client.login() makes; the
 # lockout tests switch it on (AXES_ENABLED is read per request).

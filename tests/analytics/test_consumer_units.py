@@ -17,6 +17,8 @@ from analytics.windows import SymbolWindow
 from benchmarks import pipeline
 from ingest.records import TradeRecord
 
+pytestmark = pytest.mark.unit
+
 T0 = 1_723_161_255_342
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from analytics.dlq import DlqLimit, InvalidMessageLimiter, InvalidMessageLimitError
 
+pytestmark = pytest.mark.unit
+
 
 def test_isolated_invalid_records_never_trip_the_limit():
     limiter = InvalidMessageLimiter(DlqLimit(max_invalid_ratio=0.5, window=100, min_records=10, max_consecutive=5))

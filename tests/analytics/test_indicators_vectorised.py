@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from analytics import indicators as ind
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 # The bundled BTCUSDT hourly klines (helper copies live in data/; the shared folder sits beside the clone).
 # The bundled archive zips (data/binance-klines): real BTCUSDT hourly closes.

@@ -6,6 +6,8 @@ import pytest
 
 from analytics.watchdog import Watchdog
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     def __init__(self) -> None:

@@ -18,6 +18,8 @@ from backtest.reference import simulate_loop
 from backtest.strategies import STRATEGIES, get_strategy, strategy
 from tests.backtest.helpers import HOUR_MS, START, make_bars
 
+pytestmark = pytest.mark.unit
+
 # 12 bars: each opens half a point above the previous close.
 CLOSES = [10.0, 11.0, 12.0, 13.0, 12.0, 11.0, 10.0, 9.0, 10.0, 11.0, 12.0, 13.0]
 OPENS = [10.0] + [c + 0.5 for c in CLOSES[:-1]]

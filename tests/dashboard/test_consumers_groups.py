@@ -6,6 +6,8 @@ import pytest
 
 from analytics.groups import InvalidMarketError, market_group, parse_market
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("exchange", "symbol", "expected"),

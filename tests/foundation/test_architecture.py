@@ -16,6 +16,8 @@ import pytest
 from cryptoproject.queues import CeleryQueue
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.unit
+
 # Lower layers first: an app may import its own layer's modules and those of lower layers, never a higher one.
 LAYERS: list[set[str]] = [
     {"cryptoproject"},

@@ -12,9 +12,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema
+import pytest
 import yaml
 
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
 
 HERE = Path(__file__).parent
 

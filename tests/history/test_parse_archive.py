@@ -27,6 +27,8 @@ from history.parse import (
 from tests.conftest import manage, wait_for
 from tests.history.conftest import BUNDLE, M1, copy_into
 
+pytestmark = pytest.mark.unit
+
 FUTURES_HEADERED = BUNDLE / "data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2022-09-05.zip"
 
 

@@ -28,6 +28,8 @@ from simulator.kraken import rest_key
 from simulator.server import BackgroundSimulator
 from simulator.synthetic import synthetic_trades
 
+pytestmark = pytest.mark.unit
+
 START = 1_700_000_000_000
 LATER = 1_800_000_000_000  # a receive time after every trade time used here
 FIRST_ID = 1_000_000

@@ -14,6 +14,8 @@ from ingest.exchanges.binance import BinanceExchange, parse_frame, trade_from_re
 from ingest.records import InvalidRecordError
 from tests.conftest import DATA
 
+pytestmark = pytest.mark.unit
+
 # The ingest clock: after every trade time used here (a trade later than received_at + 60 s is refused).
 NOW = 1_800_000_000_000
 

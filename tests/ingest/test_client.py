@@ -20,6 +20,8 @@ from simulator.server import BackgroundSimulator
 from tests.conftest import wait_for
 from tests.ingest.pipeline import BTC_0808
 
+pytestmark = pytest.mark.unit
+
 
 def test_backoff_is_exponential_with_full_jitter() -> None:
     backoff = Backoff(base=1.0, cap=8.0, rng=random.Random(3))

@@ -9,6 +9,8 @@ from ingest.exchanges.base import ERROR, HEARTBEAT, SEQUENCE_GAP, SUBSCRIPTIONS,
 from ingest.exchanges.coinbase import CoinbaseExchange, CoinbaseParser
 from tests.ingest.recordings import coinbase_frames
 
+pytestmark = pytest.mark.unit
+
 NOW = 1_786_309_600_000
 
 

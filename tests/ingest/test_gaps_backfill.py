@@ -15,6 +15,8 @@ from ingest.backfill import REQUEST_WEIGHT, BackfillWorker, BinanceBackfiller, _
 from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, TradeIdContinuity
 from ingest.metrics import IngestMetrics
 
+pytestmark = pytest.mark.unit
+
 BASE_TIME = 1_723_161_255_342
 
 

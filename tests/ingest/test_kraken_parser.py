@@ -8,6 +8,8 @@ import pytest
 from ingest.exchanges.base import ACK, ERROR, HEARTBEAT, STATUS
 from ingest.exchanges.kraken import KrakenExchange, parse_frame
 
+pytestmark = pytest.mark.unit
+
 NOW = 1_695_628_200_000
 # From Kraken's v2 documentation (trade channel, snapshot), extended with a second trade.
 SNAPSHOT = """{"channel":"trade","type":"snapshot","data":[

@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,8 @@ from ingest.exchanges.binance import parse_frame as binance_parse
 from ingest.exchanges.coinbase import CoinbaseParser
 from ingest.exchanges.kraken import parse_frame as kraken_parse
 from ingest.records import TradeRecord
+
+pytestmark = pytest.mark.unit
 
 # The ingest clock: after every generated trade time (a trade later than received_at + 60 s is refused).
 NOW = 4_100_000_000_000

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from ingest.records import DeadLetter, InvalidRecordError, TradeRecord, bounded_raw, decode, make_trade
 
+pytestmark = pytest.mark.unit
+
 T0 = 1_723_161_255_342
 
 

@@ -42,9 +42,16 @@ def _stack(stacks: dict[int, Stack], brokers: int) -> Stack:
     if stack is None:
         # Stacks 11 and 12: not the suite's own (whose servers these tests stop), nor make chaos's (7 and 8).
         number = int(os.environ.get("CHAOS_TEST_STACK", "11"))
-        stack = stacks[brokers] = Stack(stack_environment(number if brokers == 1 else number + 1, brokers))
-        stack.run("up")
-        setup_database(stack)
+        stack = Stack(stack_environment(number if brokers == 1 else number + 1, brokers))
+        try:
+            stack.run("up")
+            setup_database(stack)
+        except BaseException:
+            stack.run("down")  # nothing half-started stays behind
+            raise
+        # Kept only once set up: after a failed first `up` (a port briefly held by another process, say), the next
+        # scenario sets the stack up again instead of running on one without its database.
+        stacks[brokers] = stack
     stack.run("up")  # a server a previous scenario stopped is back
     return stack
 

@@ -24,6 +24,8 @@ from simulator.replay import (
 )
 from tests.conftest import DATA
 
+pytestmark = pytest.mark.unit
+
 BTC_0808 = DATA / "binance-spot-ws" / "btcusdt_20240808.gz"
 BTC_0809 = DATA / "binance-spot-ws" / "btcusdt_20240809.gz"
 TRX_CSV = DATA / "binance-trade-csv" / "trxusdt_trade_stream_2025-03-04.csv"

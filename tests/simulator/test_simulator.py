@@ -26,6 +26,8 @@ from simulator.synthetic import synthetic_trades
 from tests.conftest import ChildProcess, manage, wait_for
 from tests.simulator.test_simulator_support import BTC_0808, TRX_CSV, connect, http_get, recv_json, running
 
+pytestmark = pytest.mark.unit
+
 RECORDS_0808 = list(read_trades(BTC_0808))
 
 

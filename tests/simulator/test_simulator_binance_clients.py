@@ -7,11 +7,15 @@ import itertools
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from ingest.records import TradeRecord
 from simulator.binance import encode_agg_trade, symbol_info
 from simulator.feed import replay_source
 from simulator.replay import read_trades
 from tests.simulator.test_simulator_support import BTC_0808, TRX_CSV, connect, http_get, recv_json, running
+
+pytestmark = pytest.mark.unit
 
 RECORDS = list(itertools.islice(read_trades(BTC_0808), 300))
 

@@ -6,10 +6,14 @@ import itertools
 import time
 from typing import Any
 
+import pytest
+
 from simulator.feed import on_present_clock, replay_source, trade_time
 from simulator.management.commands.simulate_exchange import build_source
 from simulator.replay import read_trades
 from tests.simulator.test_simulator_support import BTC_0808, TRX_CSV
+
+pytestmark = pytest.mark.unit
 
 NOW = 1_800_000_000_000
 

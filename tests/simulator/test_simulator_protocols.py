@@ -22,6 +22,8 @@ from simulator.replay import read_trades
 from tests.conftest import wait_for
 from tests.simulator.test_simulator_support import BTC_0808, COINBASE, connect, recv_json, running
 
+pytestmark = pytest.mark.unit
+
 COINBASE_RECORDS = list(read_trades(COINBASE))
 BTC_RECORDS = list(read_trades(BTC_0808))
 SUBSCRIBE_TRADES = {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "market_trades"}

@@ -18,6 +18,8 @@ from tests.conftest import ChildProcess, manage, wait_for
 from tests.simulator.test_simulator import _port_of
 from tests.simulator.test_simulator_support import BTC_0808, connect, recv_json
 
+pytestmark = pytest.mark.unit
+
 RECORDS_0808 = list(read_trades(BTC_0808))
 
 

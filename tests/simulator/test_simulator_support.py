@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
+import pytest
 import websocket
 
 from ingest.records import TradeRecord
@@ -16,6 +17,8 @@ from simulator.config import SimulatorConfig
 from simulator.feed import PaceKey, trade_time
 from simulator.server import BackgroundSimulator
 from tests.conftest import DATA
+
+pytestmark = pytest.mark.unit
 
 BTC_0808 = DATA / "binance-spot-ws" / "btcusdt_20240808.gz"
 TRX_CSV = DATA / "binance-trade-csv" / "trxusdt_trade_stream_2025-03-04.csv"

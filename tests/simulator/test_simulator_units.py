@@ -34,6 +34,8 @@ from simulator.replay import read_trades
 from simulator.synthetic import synthetic_trades, tick_decimals
 from tests.conftest import DATA
 
+pytestmark = pytest.mark.unit
+
 TRX_CSV = DATA / "binance-trade-csv" / "trxusdt_trade_stream_2025-03-04.csv"
 BTC_0808 = DATA / "binance-spot-ws" / "btcusdt_20240808.gz"
 BTC_0809 = DATA / "binance-spot-ws" / "btcusdt_20240809.gz"
