@@ -77,6 +77,15 @@ def final_metrics(child: ChildProcess) -> dict[str, Any]:
     raise AssertionError(f"no final metrics line in:\n{child.output()[-3000:]}")
 
 
+def latest_metrics(child: ChildProcess) -> dict[str, Any] | None:
+    """The metrics of the child's newest ``ingest metrics`` log line (logged every ``--metrics-interval``)."""
+    for line in reversed(child.output().splitlines()):
+        if '"ingest metrics"' in line:
+            metrics: dict[str, Any] = orjson.loads(line)["metrics"]
+            return metrics
+    return None
+
+
 def backfilled_ranges(child: ChildProcess) -> dict[str, list[tuple[int, int]]]:
     """The gaps (first, last) per symbol the child's log says its backfill worker filled, fully or in part."""
     ranges: dict[str, list[tuple[int, int]]] = {}
