@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from channels.layers import channel_layers
 from django.conf import settings
 from hypothesis import settings as hypothesis_settings
 
@@ -58,6 +59,19 @@ class KafkaTopics:
     trades: str
     dlq: str
     group: str
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer() -> Iterator[None]:
+    """Each test gets channel layer instances of its own.
+
+    channels caches one layer per process, and channels_redis keeps per-channel ``asyncio.Lock``s on it. Each async
+    test runs on an event loop of its own, so a receive lock a previous test's consumer left held when its loop closed
+    made the next test's receive fail with "bound to a different event loop" (seen once in a full run).
+    """
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture
