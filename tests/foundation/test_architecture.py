@@ -232,7 +232,6 @@ APPS = sorted(set().union(*LAYERS))
 MODEL_USERS: dict[str, set[str]] = {
     "dashboard.api.backtests": {"BacktestRun"},
     "dashboard.api.predictions": {"Prediction", "PredictionModel"},
-    "dashboard.api.serializers": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
     "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
     "dashboard.delivery": {"WhaleAlert"},
     "dashboard.health": {"SymbolStats", "Trade"},
