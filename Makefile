@@ -105,9 +105,11 @@ typecheck: setup ## mypy with django-stubs
 # when down and left running like `make services`; `make services-down-workers` stops them). A module's tests stay on
 # one worker (loadfile): its module fixtures start once, and the tests that use a fixed stack of their own (6, 11/12)
 # never overlap. Serially, on this shell's stack: make pytest PYTEST_ARGS=-n0
-PYTEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 2 ? 2 : n > 4 ? 4 : n )))
+# make test runs serially (PYTEST_WORKERS=0) until a whole parallel run is green: the first fresh-clone run on 2
+# workers failed about 15 tests that pass serially (docs/TESTING.md). PYTEST_WORKERS=2 opts in.
+PYTEST_WORKERS ?= 0
 
-pytest: services ## the test suite with coverage (fails under 90%), on PYTEST_WORKERS workers (PYTEST_ARGS=-n0: serially)
+pytest: services ## the test suite with coverage (fails under 90%); PYTEST_WORKERS=2 runs it on 2 xdist workers
 	@mkdir -p artifacts
 	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term --cov-report=xml:artifacts/coverage.xml \
 		$(PYTEST_ARGS)
