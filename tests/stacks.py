@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping, MutableMapping
 
 from chaos.harness import stack_environment
 from tests.faults import start_kafka
 
 DEFAULT_BASE = 20
-# Set once the worker's environment points at its stack: a second call (tests.settings imported again) is a no-op.
+# Set once the worker's environment points at its stack: a second call (tests.settings imported again), or one in a
+# child process the worker started, is a no-op.
 MARKER = "PYTEST_WORKER_STACK"
 
 
-def worker_stack_number(environ: dict[str, str] | os._Environ[str] = os.environ) -> int | None:
+def worker_stack_number(environ: Mapping[str, str] = os.environ) -> int | None:
     """The stack number of this xdist worker (``gwN`` -> base + N), or None outside a worker."""
     worker = environ.get("PYTEST_XDIST_WORKER", "")
     match = re.fullmatch(r"gw(\d+)", worker)
@@ -41,7 +43,7 @@ def worker_stack_number(environ: dict[str, str] | os._Environ[str] = os.environ)
     return worker_stack_base(environ) + (index % count if count else index)
 
 
-def worker_stack_base(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+def worker_stack_base(environ: Mapping[str, str] = os.environ) -> int:
     """The stack of worker gw0: ``PYTEST_STACK_BASE``, else 20 + 4 N for a run on stack N (``stack_env.sh N``).
 
     So two checkouts on stacks of their own (0 and 1, say) get workers' stacks of their own too (20-23, 24-27).
@@ -55,18 +57,28 @@ def worker_stack_base(environ: dict[str, str] | os._Environ[str] = os.environ) -
     return int(base)
 
 
-def use_worker_stack() -> int | None:
-    """Point this xdist worker at its own stack, started if down; returns its number (None outside xdist)."""
-    if os.environ.get("PYTEST_WORKER_STACKS") == "off":
+def use_worker_stack(
+    environ: MutableMapping[str, str] = os.environ, start: Callable[[], None] = lambda: start_kafka(timeout=300)
+) -> int | None:
+    """Point this xdist worker at its own stack, started if down; returns its number (None outside xdist).
+
+    Only the worker itself chooses: a process it started inherits ``PYTEST_XDIST_WORKER`` and the marker, and keeps
+    the environment it was given. The chaos tests start their pipeline on stacks 11 and 12 of their own; had those
+    children chosen again, they would have computed a worker stack from stack 12's ports (20 + 4 * 12 + N) and run
+    there, on a stack nobody else looked at.
+    """
+    if environ.get("PYTEST_WORKER_STACKS") == "off":
         return None  # make check: the tests need no server, and none is started
-    number = worker_stack_number()
-    if number is None or os.environ.get(MARKER) == str(number):
-        return number
+    if MARKER in environ:
+        return int(environ[MARKER])
+    number = worker_stack_number(environ)
+    if number is None:
+        return None
     # The variables of scripts/stack_env.sh (ports, STACK_DIR, the application's URLs), one Kafka broker.
-    os.environ.update(stack_environment(number))
+    environ.update(stack_environment(number))
     try:
-        start_kafka(timeout=300)  # scripts/stack.sh up: starts whatever of the stack is down, waits until it answers
+        start()  # scripts/stack.sh up: starts whatever of the stack is down, waits until it answers
     except RuntimeError as exc:
-        raise RuntimeError(f"pytest worker {os.environ['PYTEST_XDIST_WORKER']}, stack {number}: {exc}") from exc
-    os.environ[MARKER] = str(number)
+        raise RuntimeError(f"pytest worker {environ['PYTEST_XDIST_WORKER']}, stack {number}: {exc}") from exc
+    environ[MARKER] = str(number)
     return number
