@@ -111,7 +111,7 @@ PYTEST_WORKERS ?= 0
 
 pytest: services ## the test suite with coverage (fails under 90%); PYTEST_WORKERS=2 runs it on 2 xdist workers
 	@mkdir -p artifacts
-	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term --cov-report=xml:artifacts/coverage.xml \
+	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --junitxml=artifacts/junit.xml --cov --cov-report=term --cov-report=xml:artifacts/coverage.xml \
 		$(PYTEST_ARGS)
 
 services-down-workers: ## stop the stacks of make pytest's workers (see PYTEST_WORKERS)
@@ -135,7 +135,7 @@ bench: migrate topics ## full chain at --speed 0 on >= 1M real trades (see docs/
 bench-ingest: topics ## simulator -> ingest -> Kafka at --speed 0
 	@$(PY) -m benchmarks.ingest $(BENCH_ARGS)
 
-bench-backtest: setup ## one backtest and 1,000-combination sweeps on the 39,638 bundled hourly bars
+bench-backtest: setup ## one backtest and 1,000-combination sweeps on the 39,635 bundled hourly bars
 	@$(PY) -m benchmarks.backtest $(BENCH_ARGS)
 
 bench-latency: migrate topics ## exchange event time -> browser at 1,000 trades/s

@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kombu.exceptions
 import pytest
+import redis
 from channels.layers import channel_layers
 from django.conf import settings
 from hypothesis import settings as hypothesis_settings
 
 from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
 from cryptoproject.queues import CeleryQueue
+from tests import durations
 
 # CI (which sets CI=true) draws the same examples on every run, so a submission's result does not depend on luck;
 # developers' runs keep drawing new ones, which is where fuzzing finds things (a failure it finds becomes an
@@ -33,6 +36,25 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
+
+
+def _answers_ping(app: Any) -> bool:
+    """Whether a Celery worker answers a ping; a broker connection that fails counts as not yet.
+
+    The process pools its broker connections, and a test that restarts this stack's Redis (test_security's
+    ``stack_redis``) leaves pooled ones that fail once with "Connection closed by server"; the next ping reconnects.
+    """
+    try:
+        return bool(app.control.ping(timeout=0.5))
+    except (redis.RedisError, kombu.exceptions.OperationalError, OSError):
+        return False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the longest modules first (tests/durations.py); a serial run keeps pytest-django's order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items[:] = durations.longest_first(items, durations.load())
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
@@ -189,7 +211,7 @@ def celery_worker_process(spawn: Callable[..., ChildProcess]) -> Iterator[ChildP
         name="celery",
     )
     wait_for(
-        lambda: child.proc.poll() is not None or app.control.ping(timeout=0.5),
+        lambda: child.proc.poll() is not None or _answers_ping(app),
         timeout=60,
         what="the Celery worker to answer a ping",
     )
