@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
 import pytest
+import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
@@ -42,6 +44,29 @@ def socket(path: str, *headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
 def trades_payload(symbol: str, trade_id: int = 1) -> dict[str, Any]:
     record = TradeRecord("binance", symbol, trade_id, "61837.63", "0.02", True, 1723161255342, 1723161255342, 0)
     return dict(payloads.trades_push("binance", symbol, [payloads.trade_item_from_record(record)]))
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def consumers_end_within_the_test() -> AsyncIterator[None]:
+    """Every consumer the test started has ended before its event loop closes.
+
+    A refused socket's consumer keeps its channel-layer receive loop running (channels starts it before
+    ``connect``). At the end of a test pytest-asyncio cancels such tasks once and waits for them without a limit. A
+    cancel that lands while redis-py 8.1 sets up a fresh Redis connection for the receive (its ``CLIENT
+    MAINT_NOTIFICATIONS`` / ``SETINFO`` handshake) is lost: a probe saw the handshake's replies read with the task
+    already cancelling, then BZPOPMIN return ``None`` after its 5 s, and the loop go on. The test then hung until
+    pytest-timeout (300 s), about one run in eight of this module. A later cancel is delivered (the connection is
+    up by then), so cancel again until every task has ended.
+    """
+    yield
+    me = asyncio.current_task()
+    pending = {task for task in asyncio.all_tasks() if task is not me}
+    deadline = asyncio.get_running_loop().time() + 30
+    while pending and asyncio.get_running_loop().time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    assert not pending, f"tasks still running after 30 s of cancels: {pending}"
 
 
 @pytest.fixture
