@@ -14,6 +14,8 @@ from analytics.bars import Bars, bars_from_rows, load_candles
 
 # The timestamptz resolution: ``open_time <= upper - 1 µs`` is ``open_time < upper``.
 _MICROSECOND = timedelta(microseconds=1)
+# The archive's kline columns: open time, open, high, low, close, volume, close time, quote volume, trade count, ...
+_TRADE_COUNT = 8
 
 
 def day_range(start: date, end: date) -> tuple[datetime, datetime]:
@@ -44,12 +46,18 @@ def _kline_records(path: Path) -> Iterator[list[str]]:
 
 
 def bars_from_kline_csv(paths: Iterable[Path], interval: str) -> Bars:
-    """Bars from Binance archive kline CSVs or their zips (headered or not; open times in ms or µs), by open time."""
+    """Bars from Binance archive kline CSVs or their zips (headered or not; open times in ms or µs), by open time.
+
+    A kline without a trade (column 9, the trade count, is 0) makes no bar, as in the importer and the live path:
+    the bars a backtest reads from the files are those it would read from the database after an import.
+    """
     rows: dict[int, tuple[int, str, str, str, str]] = {}
     for path in paths:
         for record in _kline_records(Path(path)):
             if not record or not record[0].strip().isdigit():
                 continue  # a header line
+            if len(record) > _TRADE_COUNT and record[_TRADE_COUNT].strip() == "0":
+                continue  # the archive's empty bar: no candle is stored for it either
             ms = int(record[0])
             if ms >= 10**14:  # microseconds (the archive's spot files from 2025-01-01)
                 ms //= 1000

@@ -1,7 +1,7 @@
 """``make bench-backtest`` (and the backtest half of ``make bench-history``): the engine on real hourly bars.
 
-Reads the bundled BTCUSDT 1h klines (39,638 bars, 2017-08 .. 2022-02) straight from their CSV files, so it needs
-no database, and reports, each beside a reference measured in the same run:
+Reads the bundled BTCUSDT 1h klines (2017-08 .. 2022-02: 39,635 bars, the 39,638 klines less 3 without a trade)
+straight from their CSV files, so it needs no database, and reports, each beside a reference measured in the same run:
 
 - one backtest per strategy (indicators computed fresh, signals, fills, metrics; best of 5) against the
   straightforward version: the live Decimal indicator code candle by candle, then the per-bar reference loop;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -56,6 +57,22 @@ def test_kline_csvs_with_and_without_header_in_ms_and_us(tmp_path):
     assert bars.open_time.tolist() == [1735689600000, 1735693200000]
     assert bars.open.tolist() == [100.5, 100.5]
     assert bars.close.tolist() == [100.75, 100.75]
+
+
+def test_kline_csv_rows_without_a_trade_make_no_bar_as_in_the_import(tmp_path):
+    traded = "{t},100.5,101,99,100.75,1,0,0,3,0,0,0\n"
+    empty = "{t},100.75,100.75,100.75,100.75,0,0,0,0,0,0,0\n"
+    rows = [traded.format(t=1735689600000), empty.format(t=1735693200000), traded.format(t=1735696800000)]
+    (tmp_path / "k.csv").write_text("".join(rows))
+    bars = bars_from_kline_csv([tmp_path / "k.csv"], "1h")
+    assert bars.open_time.tolist() == [1735689600000, 1735696800000]
+
+
+def test_the_bundled_klines_give_the_bars_the_import_stores():
+    files = sorted(Path("data/binance-klines/data/spot/monthly/klines/BTCUSDT/1h").glob("BTCUSDT-1h-*.zip"))
+    assert files
+    # data/binance-klines/README.md: 39,638 rows, of which 3 without a trade; the importer stores 39,635 candles.
+    assert len(bars_from_kline_csv(files, "1h")) == 39_635
 
 
 def test_execute_stores_the_result_and_is_idempotent():
