@@ -211,7 +211,7 @@ def make_trade(
         and type(event_time) is int
         and type(received_at) is int
         and type(symbol) is str
-        and type(exchange) is str  # before "in": hashing a list or dict raises TypeError (issue 9)
+        and type(exchange) is str  # before "in": a list or dict exchange would raise TypeError (unhashable)
         and exchange in EXCHANGES
         and 0 <= trade_id < _MAX_ID
         and _MIN_MS <= trade_time < _MAX_MS

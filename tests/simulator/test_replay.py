@@ -278,7 +278,7 @@ TRADE_FRAME = (
 
 
 def test_a_recording_that_starts_with_a_book_ticker_frame_is_a_binance_ws_recording(tmp_path: Path) -> None:
-    # Issue 9: a numeric receive-time prefix and 6 commas made this line pass for a data.binance.vision row.
+    # A book-ticker frame has a numeric receive-time prefix and 6 commas: once, that made it pass for an archive row.
     assert BOOK_TICKER.count(b",") == 6
     path = tmp_path / "btcusdt_real.gz"
     path.write_bytes(gzip.compress(BOOK_TICKER + b"\n" + TRADE_FRAME + b"\n" + BOOK_TICKER + b"\n"))
