@@ -166,7 +166,9 @@ def detect_format(path: str | Path) -> ReplayFormat:
     lines = _head(path)
     if not lines:
         raise ReplayError(f"{path}: the file is empty")
-    if lines[0].startswith(b"TimestampOfReceive,"):
+    header = set(lines[0].rstrip(b"\r\n").split(b","))
+    if header >= _TRADE_STREAM_COLUMNS:
+        # A header naming every column the reader needs; a truncated one is one odd line that the rows may outvote.
         return ReplayFormat.TRADE_STREAM_CSV
     kinds = [_line_kind(line, index == 0) for index, line in enumerate(lines)]
     counts = {kind: kinds.count(kind) for kind in set(kinds)}
@@ -176,6 +178,9 @@ def detect_format(path: str | Path) -> ReplayFormat:
         return ReplayFormat.COINBASE_JSONL if counts.get("coinbase", 0) * 2 > frames else ReplayFormat.BINANCE_WS
     if vision * 2 >= len(lines) and vision > frames:
         return ReplayFormat.VISION_CSV
+    if lines[0].startswith(b"TimestampOfReceive,"):
+        missing = b", ".join(sorted(_TRADE_STREAM_COLUMNS - header)).decode()
+        raise ReplayError(f"{path}: a trade-stream CSV header with a missing column: {missing}")
     seen = ", ".join(f"{counts[kind]} {_KIND_NAMES[kind]}" for kind in sorted(counts))
     if counts.get("broken-json", 0) * 2 >= len(lines):
         raise ReplayError(f"{path}: not JSON: of the first {len(lines)} lines, {seen} (first line {lines[0][:60]!r})")
@@ -276,13 +281,18 @@ def _vision_csv(path: str | Path, symbol: str | None) -> Iterator[TradeRecord]:
                 _skip(path, lineno, getattr(exc, "reason", None) or str(exc))
 
 
+# The trade-stream CSV's columns the reader uses (its header names them, in any order, among others).
+_TRADE_STREAM_COLUMNS = frozenset(
+    {b"TimestampOfReceive", b"EventType", b"EventTime", b"TransactionTime", b"Symbol", b"TradeId"}
+    | {b"Price", b"Quantity", b"IsBuyerMarketMaker"}
+)
+
+
 def _trade_stream_csv(path: str | Path) -> Iterator[TradeRecord]:
     with open_binary(path) as handle:
         header = handle.readline().rstrip(b"\r\n").split(b",")
         try:
-            col = {name: header.index(name) for name in (b"TimestampOfReceive", b"EventType", b"EventTime")}
-            col.update({name: header.index(name) for name in (b"TransactionTime", b"Symbol", b"TradeId")})
-            col.update({name: header.index(name) for name in (b"Price", b"Quantity", b"IsBuyerMarketMaker")})
+            col = {name: header.index(name) for name in sorted(_TRADE_STREAM_COLUMNS)}
         except ValueError as exc:
             raise ReplayError(f"{path}: missing column in the header: {exc}") from None
         width = max(col.values()) + 1
