@@ -100,16 +100,15 @@ format: setup ## apply ruff's formatting and safe fixes
 typecheck: setup ## mypy with django-stubs
 	@$(VENV)/bin/mypy .
 
-# The suite runs on PYTEST_WORKERS pytest-xdist workers (the cores, 2 to 4), each on a stack of its own (tests/stacks.py:
-# worker N on scripts/stack_env.sh stack PYTEST_STACK_BASE + N, default 20 + N, or 20 + 4 S + N on stack S; started
-# when down and left running like `make services`; `make services-down-workers` stops them). A module's tests stay on
-# one worker (loadfile): its module fixtures start once, and the tests that use a fixed stack of their own (6, 11/12)
-# never overlap. Serially, on this shell's stack: make pytest PYTEST_ARGS=-n0
-# make test runs serially (PYTEST_WORKERS=0) until a whole parallel run is green: the first fresh-clone run on 2
-# workers failed about 15 tests that pass serially (docs/TESTING.md). PYTEST_WORKERS=2 opts in.
-PYTEST_WORKERS ?= 0
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (default 3 on the 2 cores: the tests wait on servers and child
+# processes much of the time), each on a stack of its own (tests/stacks.py: worker N on scripts/stack_env.sh stack
+# PYTEST_STACK_BASE + N, default 20 + N, or 20 + 4 S + N on stack S; started when down and left running like
+# `make services`; `make services-down-workers` stops them). A module's tests stay on one worker (loadfile): its
+# module fixtures start once, and the tests that use a fixed stack of their own (6, 11/12) never overlap. The longest
+# modules go first (tests/durations.json). Serially, on this shell's stack: make pytest PYTEST_WORKERS=0
+PYTEST_WORKERS ?= 3
 
-pytest: services ## the test suite with coverage (fails under 90%); PYTEST_WORKERS=2 runs it on 2 xdist workers
+pytest: services ## the test suite with coverage (fails under 90%) on PYTEST_WORKERS xdist workers (0: serially)
 	@mkdir -p artifacts
 	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --junitxml=artifacts/junit.xml --cov --cov-report=term --cov-report=xml:artifacts/coverage.xml \
 		$(PYTEST_ARGS)
