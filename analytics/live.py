@@ -16,7 +16,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from analytics.groups import market_group
-from analytics.payloads import Push, trade_item_from_record, trades_push
+from analytics.payloads import Push, TradeItem, trade_item_from_record, trades_push
 from ingest.records import TradeRecord
 
 logger = logging.getLogger(__name__)
@@ -108,11 +108,32 @@ class TapePublisher:
                 continue
             trades = sorted(queue, key=lambda r: (r.trade_time, r.trade_id))
             del self._pending[(exchange, symbol)]
-            payload = trades_push(exchange, symbol, [trade_item_from_record(r) for r in trades])
-            messages.append((market_group(exchange, symbol), payload))
+            items = [item for item in map(_tape_item, trades) if item is not None]
+            if items:
+                messages.append((market_group(exchange, symbol), trades_push(exchange, symbol, items)))
         return self._send(messages) if messages else 0
 
     @property
     def pending(self) -> int:
         """Symbols with trades waiting for their slot."""
         return len(self._pending)
+
+
+def _tape_item(record: TradeRecord) -> TradeItem | None:
+    """The tape's item for ``record``, or None (logged) for one whose decimals no stored column could hold.
+
+    The consumer passes only stored trades; this keeps the tape's promise never to raise for any record it is given.
+    """
+    try:
+        return trade_item_from_record(record)
+    except ArithmeticError as exc:  # decimal.InvalidOperation: quantizing needs more digits than a column has
+        logger.warning(
+            "live tape: a trade skipped",
+            extra={
+                "exchange": record.exchange,
+                "symbol": record.symbol,
+                "trade_id": record.trade_id,
+                "error": repr(exc),
+            },
+        )
+        return None

@@ -38,7 +38,9 @@ class Delivery:
     def __call__(self, batch: Batch) -> None:
         """Deliver ``batch``; raises whatever a step raises (nothing is committed then)."""
         stored = self.store(batch.records, batch.origins)
-        self.fanout(batch.records, stored.result.windows)
+        # Only what was stored goes to the live tape: a record PostgreSQL refused (a price of 1e999999 passes the
+        # decoder but no numeric(30, 12) column) is a dead letter, never a trade on the page.
+        self.fanout(stored.kept(batch.records), stored.result.windows)
         # Letters the topic acknowledged are added to batch.dead_acked: a retry does not send them again.
         self.dead_letters(batch.dead + stored.refused, batch.dead_acked, batch.dead_oversized)
         self.commit(batch.offsets)

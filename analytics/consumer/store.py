@@ -29,6 +29,14 @@ class Stored:
     result: StoreResult
     refused: list[Letter] = field(default_factory=list)
     seconds: float = 0.0
+    #: the indexes (in the batch) of the records PostgreSQL refused: they are not stored, so not shown either
+    refused_at: frozenset[int] = frozenset()
+
+    def kept(self, records: list[TradeRecord]) -> list[TradeRecord]:
+        """``records`` without those PostgreSQL refused: what the batch made durable, in batch order."""
+        if not self.refused_at:
+            return records
+        return [record for index, record in enumerate(records) if index not in self.refused_at]
 
 
 class Store:
@@ -66,4 +74,4 @@ class Store:
             )
             logger.warning("record refused by the database", extra={"reason": reason, "offset": offset})
             letters.append((record.key, letter))
-        return Stored(result, letters, seconds)
+        return Stored(result, letters, seconds, frozenset(index for index, _ in refused))

@@ -174,6 +174,8 @@ def test_store_letters_the_records_postgresql_refuses_and_returns_what_is_durabl
     assert dead.raw == rec(2).encode().decode()[:20]
     assert dead.raw_length == len(rec(2).encode())
     assert stored.seconds >= 0
+    # The refused record is not stored, so it is not kept for the fan-out either.
+    assert stored.kept(records) == [rec(1), rec(3)]
 
 
 # --------------------------------------------------------------------------------------------- fan-out
@@ -270,6 +272,7 @@ class Steps:
         self.fail = fail
         self.letters: list[Letter] = []
         self.committed: list[dict[TopicPartition, int]] = []
+        self.fanned_out: list[TradeRecord] = []
 
     def _enter(self, name: str) -> None:
         self.calls.append(name)
@@ -278,10 +281,11 @@ class Steps:
 
     def store(self, records: list[TradeRecord], origins: list[tuple[int, int]]) -> Stored:
         self._enter("store")
-        return Stored(StoreResult(len(records), len(records)), [letter(0, 99, "refused")], 0.01)
+        return Stored(StoreResult(len(records), len(records)), [letter(0, 99, "refused")], 0.01, frozenset({0}))
 
     def fanout(self, records: list[TradeRecord], windows: list[SymbolWindow]) -> None:
         self._enter("fanout")
+        self.fanned_out = records
 
     def dead_letters(self, letters: list[Letter], acked: set[LetterId], oversized: set[LetterId]) -> None:
         self._enter("dead_letters")
@@ -306,6 +310,8 @@ def test_delivery_stores_fans_out_sends_letters_then_commits_and_counts_the_batc
     steps, metrics, batch = Steps(), ConsumerMetrics(), sample_batch()
     steps.delivery(metrics)(batch)
     assert steps.calls == ["store", "fanout", "dead_letters", "commit"]
+    # The record the store refused (index 0) never reaches the live tape.
+    assert steps.fanned_out == [rec(2)]
     assert [d.offset for _, d in steps.letters] == [3, 99]  # decode's letters and the store's
     assert steps.committed == [{TP0: 4}]
     assert batch.dead_acked == {(0, 3), (0, 99)}

@@ -70,6 +70,25 @@ def test_tape_keeps_the_newest_50_newest_last_and_throttles_per_symbol():
     assert tape.pending == 0
 
 
+def test_tape_skips_a_trade_no_column_could_hold_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    """A price of 1e999999 passes the decoder (a finite positive decimal), and no numeric(30, 12) holds it.
+
+    The chaos suite's hostile records include it: the store refuses it (a dead letter), and before the consumer
+    passed only stored trades to the tape, building its tape item raised decimal.InvalidOperation and the consumer
+    crashed on every restart.
+    """
+    sent = Sent()
+    tape = TapePublisher(interval=0.25, send=sent)
+    huge = TradeRecord("binance", "BTCUSDT", 7, "1e999999", "2", True, T0, T0, T0)
+    tape.add([rec(1, T0), huge, rec(2, T0 + 1)])
+    tape.add([TradeRecord("binance", "ETHUSDT", 8, "1e999999", "2", True, T0, T0, T0)])
+    assert tape.flush(now=100.0) == 1  # ETHUSDT had nothing left to push
+    ((group, push),) = sent.messages
+    assert group == "market.binance.btcusdt"
+    assert [t["trade_id"] for t in push["trades"]] == [1, 2]
+    assert "live tape: a trade skipped" in caplog.text
+
+
 def test_tape_coalesces_while_throttled_and_delivers_the_last_trades_later():
     sent = Sent()
     tape = TapePublisher(interval=0.25, send=sent)
