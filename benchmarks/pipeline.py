@@ -421,9 +421,9 @@ def bench_environment(db_suffix: str, redis_db: int, **extra: str) -> dict[str, 
 
     This process gets the same settings (``DJANGO_SETTINGS_MODULE`` included) before ``django.setup()``.
     """
-    base_db = os.environ.get("DATABASE_URL", "postgres://crypto:crypto@127.0.0.1:55432/crypto")
+    base_db = os.environ.get("DATABASE_URL", "postgres://crypto:crypto@127.0.0.1:15432/crypto")
     db_url = bench_database_url(base_db, db_suffix)
-    redis_url = redis_url_with_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), redis_db)
+    redis_url = redis_url_with_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:16379/0"), redis_db)
     ensure_database(db_url)
     env = dict(os.environ)
     env.update(

@@ -145,13 +145,13 @@ class Stack:
     @property
     def database_url(self) -> str:
         """The stack's server, database ``crypto_chaos``."""
-        port = self.env.get("STACK_PG_PORT", "55432")
+        port = self.env.get("STACK_PG_PORT", "15432")
         return f"postgres://crypto:crypto@127.0.0.1:{port}/crypto_chaos"
 
     @property
     def redis_url(self) -> str:
         """The stack's Redis, database 0."""
-        return f"redis://127.0.0.1:{self.env.get('STACK_REDIS_PORT', '56379')}/0"
+        return f"redis://127.0.0.1:{self.env.get('STACK_REDIS_PORT', '16379')}/0"
 
 
 def stack_environment(number: int, brokers: int = 1) -> dict[str, str]:

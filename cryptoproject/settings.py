@@ -183,7 +183,7 @@ def replica_config(url: str) -> dict[str, Any]:
     return db
 
 
-DATABASE_URL: str = env.str("DATABASE_URL", default="postgres://crypto:crypto@127.0.0.1:55432/crypto")
+DATABASE_URL: str = env.str("DATABASE_URL", default="postgres://crypto:crypto@127.0.0.1:15432/crypto")
 _db = database_config("DATABASE_URL", DATABASE_URL)
 # Parallel test runs (several developers or CI jobs on one server) need distinct test databases.
 _db["TEST"] = {"NAME": env.str("DJANGO_TEST_DB_NAME", default=f"test_{_db.get('NAME', 'crypto')}")}
@@ -205,7 +205,7 @@ if DATABASE_REPLICA_URL:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --------------------------------------------------------------------------------------------- Redis, Celery, Channels
-REDIS_URL: str = env.str("REDIS_URL", default="redis://127.0.0.1:56379/0")
+REDIS_URL: str = env.str("REDIS_URL", default="redis://127.0.0.1:16379/0")
 CHANNEL_LAYER_URL: str = env.str("CHANNEL_LAYER_URL", default=REDIS_URL)
 
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default=REDIS_URL)

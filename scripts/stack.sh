@@ -13,8 +13,8 @@
 # Ports (the defaults match cryptoproject/settings.py and .env.example), each configurable so that several stacks
 # can run side by side (scripts/stack_env.sh prints a consistent set for a second stack):
 #   Kafka 127.0.0.1:9092 (STACK_KAFKA_PORT; controller STACK_KAFKA_CONTROLLER_PORT, default Kafka's port + 1),
-#   PostgreSQL 127.0.0.1:55432 (STACK_PG_PORT; its replica on STACK_PG_REPLICA_PORT, default + 1),
-#   Redis 127.0.0.1:56379 (STACK_REDIS_PORT); data under STACK_DIR (default .stack/); Kafka's jars under
+#   PostgreSQL 127.0.0.1:15432 (STACK_PG_PORT; its replica on STACK_PG_REPLICA_PORT, default + 1),
+#   Redis 127.0.0.1:16379 (STACK_REDIS_PORT); data under STACK_DIR (default .stack/); Kafka's jars under
 #   STACK_KAFKA_LIBS (default STACK_DIR/kafka/libs).
 set -euo pipefail
 
@@ -22,8 +22,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK="${STACK_DIR:-$ROOT/.stack}"
 PY="$ROOT/.venv/bin/python"
 
-PG_PORT="${STACK_PG_PORT:-55432}"
-REDIS_PORT="${STACK_REDIS_PORT:-56379}"
+PG_PORT="${STACK_PG_PORT:-15432}"
+REDIS_PORT="${STACK_REDIS_PORT:-16379}"
 KAFKA_PORT="${STACK_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${STACK_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_HEAP="${KAFKA_HEAP:-512m}"
@@ -174,10 +174,16 @@ EOF
   fi
   mkdir -p "$sock"
   [ "$(id -u)" -eq 0 ] && chown postgres: "$sock"
+  # A cluster that runs on another port (initialised when the stacks' ports were 55432 + 10 N) is stopped and
+  # started again on this one: -p below wins over the port its postgresql.conf names.
+  if pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 && ! port_open "$PG_PORT"; then
+    log "PostgreSQL of this stack runs on another port: restarting it on $PG_PORT"
+    pg_run "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+  fi
   if ! pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     port_free "$PG_PORT" PostgreSQL STACK_PG_PORT
     rm -f "$data/postmaster.pid"  # stale pid from a killed server
-    pg_run "$bin/pg_ctl" -D "$data" -l "$data/../postgres.log" -w -t 60 start >/dev/null ||
+    pg_run "$bin/pg_ctl" -D "$data" -o "-p $PG_PORT" -l "$data/../postgres.log" -w -t 60 start >/dev/null ||
       die "PostgreSQL did not start; see $data/../postgres.log"
   fi
   local psql=("$bin/psql" -h "$(cd "$sock" && pwd)" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
@@ -241,9 +247,11 @@ pg_replica_up() {
     pg_run "${psql[@]}" -c "SELECT pg_reload_conf()" >/dev/null
   fi
   # Clone again when the data dir is not a standby of this primary (re-initialised since) or an unfinished clone.
+  # Also when it follows the primary on another port (its primary_conninfo names the port it was cloned from).
   if [ -f "$dir/PG_VERSION" ] &&
-    { [ ! -f "$dir/standby.signal" ] || [ "$(pg_sysid "$bin" "$dir")" != "$(pg_sysid "$bin" "$data")" ]; }; then
-    log "PostgreSQL replica in $dir is not a standby of $data: cloning it again"
+    { [ ! -f "$dir/standby.signal" ] || [ "$(pg_sysid "$bin" "$dir")" != "$(pg_sysid "$bin" "$data")" ] ||
+      ! pg_run grep -q "port=$PG_PORT " "$dir/postgresql.auto.conf"; }; then
+    log "PostgreSQL replica in $dir is not a standby of $data on port $PG_PORT: cloning it again"
     pg_run "$bin/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null 2>&1 || true
     rm -rf "$dir"
   fi
@@ -270,7 +278,8 @@ EOF
   if ! pg_run "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
     port_free "$PG_REPLICA_PORT" "PostgreSQL replica" STACK_PG_REPLICA_PORT
     rm -f "$dir/postmaster.pid"
-    pg_run "$bin/pg_ctl" -D "$dir" -l "$dir/../postgres-replica.log" -w -t 60 start >/dev/null ||
+    pg_run "$bin/pg_ctl" -D "$dir" -o "-p $PG_REPLICA_PORT" -l "$dir/../postgres-replica.log" -w -t 60 start \
+      >/dev/null ||
       die "the PostgreSQL replica did not start; see $dir/../postgres-replica.log"
   fi
   local i
@@ -292,6 +301,11 @@ redis_up() {
   if pid_alive "$REDIS_DIR/redis.pid" && port_open "$REDIS_PORT"; then
     log "Redis already up on 127.0.0.1:$REDIS_PORT"
     return 0
+  fi
+  # One that runs on another port (the stacks' ports before 16379 + 10 N) shares this data directory: stop it first.
+  if pid_alive "$REDIS_DIR/redis.pid"; then
+    log "Redis of this stack runs on another port: restarting it on $REDIS_PORT"
+    redis_down
   fi
   port_free "$REDIS_PORT" Redis STACK_REDIS_PORT
   rm -f "$REDIS_DIR/redis.pid"

@@ -3,18 +3,18 @@
 # machine without touching each other: its own data directory and ports for Kafka, PostgreSQL and Redis, and the
 # application settings that point at them.
 #
-#   eval "$(bash scripts/stack_env.sh N)"   # N = 1, 2, ... (0 is the default stack: .stack/, 9092, 55432, 56379)
+#   eval "$(bash scripts/stack_env.sh N)"   # N = 1, 2, ... (0 is the default stack: .stack/, 9092, 15432, 16379)
 #   bash scripts/stack.sh up && .venv/bin/pytest tests/...
 #
-# Stack N uses Kafka 9092+10N (controller +1), PostgreSQL 55432+10N (its replica +1), Redis 56379+10N and
+# Stack N uses Kafka 9092+10N (controller +1), PostgreSQL 15432+10N (its replica +1), Redis 16379+10N and
 # STACK_DIR=.stack-N/; Kafka's jars are shared with the default stack's .stack/kafka/libs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n="${1:?usage: stack_env.sh N}"
 [[ "$n" =~ ^[0-9]+$ ]] || { echo "stack_env.sh: N must be a number, got '$n'" >&2; exit 2; }
 kafka=$((9092 + 10 * n))
-pg=$((55432 + 10 * n))
-redis=$((56379 + 10 * n))
+pg=$((15432 + 10 * n))
+redis=$((16379 + 10 * n))
 dir="$ROOT/.stack"
 [ "$n" -eq 0 ] || dir="$ROOT/.stack-$n"
 cat <<EOV

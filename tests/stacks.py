@@ -50,8 +50,8 @@ def worker_stack_base(environ: Mapping[str, str] = os.environ) -> int:
     """
     base = environ.get("PYTEST_STACK_BASE")
     if base is None:
-        pg_port = int(environ.get("STACK_PG_PORT", "55432"))
-        return DEFAULT_BASE + 4 * max(0, (pg_port - 55432) // 10)
+        pg_port = int(environ.get("STACK_PG_PORT", "15432"))
+        return DEFAULT_BASE + 4 * max(0, (pg_port - 15432) // 10)
     if not base.isdigit():
         raise RuntimeError(f"PYTEST_STACK_BASE must be a stack number (scripts/stack_env.sh N), got {base!r}")
     return int(base)

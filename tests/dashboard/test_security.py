@@ -115,11 +115,11 @@ def stack_redis() -> Iterator[int]:
     """This stack's Redis port; Redis is started again (``scripts/stack.sh up``) after the test.
 
     The Redis the settings use must be the one ``scripts/stack.sh`` manages here (``STACK_REDIS_PORT``, default
-    56379, as ``make test`` runs it), so the test stops only the suite's own server and can start it again.
+    16379, as ``make test`` runs it), so the test stops only the suite's own server and can start it again.
     """
     port = urlsplit(django_settings.CACHES["default"]["LOCATION"]).port
     pid_file = Path(os.environ.get("STACK_DIR", ROOT / ".stack")) / "redis" / "redis.pid"
-    if port != int(os.environ.get("STACK_REDIS_PORT", "56379")) or not pid_file.exists():
+    if port != int(os.environ.get("STACK_REDIS_PORT", "16379")) or not pid_file.exists():
         pytest.skip(f"the cache's Redis (port {port}) is not this checkout's stack: scripts/stack.sh cannot restart it")
     yield int(port)
     subprocess.run(["bash", "scripts/stack.sh", "up"], cwd=ROOT, check=True, capture_output=True, timeout=180)

@@ -19,7 +19,7 @@ DEV_ENV = str(ROOT / "scripts" / "dev_env.sh")
 
 def this_stack() -> int:
     """The number of the local stack this run uses (``scripts/stack_env.sh N``), from its PostgreSQL port."""
-    offset = int(settings.DATABASES["default"]["PORT"]) - 55432
+    offset = int(settings.DATABASES["default"]["PORT"]) - 15432
     if offset < 0 or offset % 10 or [f"127.0.0.1:{9092 + offset}"] != settings.KAFKA_BOOTSTRAP_SERVERS:
         pytest.skip("the suite does not run on a stack of scripts/stack_env.sh")
     return offset // 10
@@ -46,7 +46,7 @@ def test_a_command_runs_from_a_fresh_shell_with_the_dotenv_setup_writes(tmp_path
     assert f"[setup] wrote {dotenv} for local development" in written.stderr
     text = dotenv.read_text()
     assert "DJANGO_DEBUG=true\n" in text
-    assert f"DATABASE_URL=postgres://crypto:crypto@127.0.0.1:{55432 + 10 * stack}/crypto\n" in text
+    assert f"DATABASE_URL=postgres://crypto:crypto@127.0.0.1:{15432 + 10 * stack}/crypto\n" in text
     assert "never deploy" in text
 
     # DOTENV_FILE stands in for the checkout's own .env (the default path), which this test must not write.

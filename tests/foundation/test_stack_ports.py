@@ -15,8 +15,8 @@ import pytest
 from chaos.harness import stack_environment
 from tests.conftest import ROOT
 
-# A stack number nothing else uses (scripts/stack_env.sh 6: Kafka 9152, its controller 9153, PostgreSQL 55492, its
-# replica 55493, Redis 56439, .stack-6/): the test holds one of its ports, so no server of it ever starts.
+# A stack number nothing else uses (scripts/stack_env.sh 6: Kafka 9152, its controller 9153, PostgreSQL 15492, its
+# replica 15493, Redis 16439, .stack-6/): the test holds one of its ports, so no server of it ever starts.
 STACK = 6
 STACK_SH = str(ROOT / "scripts" / "stack.sh")
 
@@ -90,3 +90,54 @@ def test_up_on_this_runs_own_running_stack_is_no_conflict() -> None:
     assert result.returncode == 0, result.stderr
     assert "already in use" not in result.stderr
     assert "Redis already up" in result.stderr
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The machine's range of ports for outgoing connections (Linux's default when it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return 32768, 60999
+    return int(low), int(high)
+
+
+def test_no_stack_port_lies_in_the_ephemeral_range() -> None:
+    """No port of a stack the suite uses (0-69: the default, the fault tests' and the workers' stacks, with three
+    Kafka nodes each) can be taken for a moment by an outgoing connection, which would stop that stack's start
+    (or this module's ``held``) with "Address already in use"; nor do two stacks share a port."""
+    low, high = ephemeral_range()
+    owner: dict[int, int] = {}
+    for number in range(70):
+        env = stack_environment(number)
+        kafka = int(env["STACK_KAFKA_PORT"])
+        ports = {int(env[name]) for name in ("STACK_PG_PORT", "STACK_PG_REPLICA_PORT", "STACK_REDIS_PORT")}
+        ports |= {kafka, int(env["STACK_KAFKA_CONTROLLER_PORT"])} | set(range(kafka, kafka + 6))
+        for port in ports:
+            assert not low <= port <= high, f"stack {number}: port {port} lies in {low}-{high}"
+            assert owner.setdefault(port, number) == number, f"port {port}: stacks {owner[port]} and {number}"
+
+
+def test_servers_left_running_on_the_old_ports_move_to_this_stacks_ports(stack_env: dict[str, str]) -> None:
+    """A checkout whose PostgreSQL and Redis still run on other ports (as after the move from 55432 + 10 N and
+    56379 + 10 N; the cluster's postgresql.conf names the port it was initialised with) gets them restarted on the
+    ports its environment names. The "old" ports here are free ones below the ephemeral range, so that no outgoing
+    connection can hold them."""
+    old = stack_env | {"STACK_PG_PORT": "15495", "STACK_REDIS_PORT": "16445"}
+    for env in (old, stack_env):
+        result = subprocess.run(
+            ["bash", STACK_SH, "up", "postgres", "redis"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    assert "PostgreSQL of this stack runs on another port: restarting it on 15492" in result.stderr
+    assert "Redis of this stack runs on another port: restarting it on 16439" in result.stderr
+    status = subprocess.run(["bash", STACK_SH, "status"], env=stack_env, capture_output=True, text=True, check=False)
+    assert "postgresql  up    127.0.0.1:15492" in status.stdout, status.stdout
+    assert "redis       up    127.0.0.1:16439" in status.stdout, status.stdout
+    for port in (15495, 16445):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"still listening on {port}"

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = Path(os.environ.get("STACK_DIR", ROOT / ".stack"))
-PORT = os.environ.get("STACK_PG_PORT", "55432")
+PORT = os.environ.get("STACK_PG_PORT", "15432")
 # cron's PATH: no /usr/sbin, no /sbin.
 CRON_ENV = {**os.environ, "PATH": "/usr/bin:/bin"}
 

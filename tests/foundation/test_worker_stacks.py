@@ -29,8 +29,8 @@ def test_outside_a_worker_the_suite_keeps_the_stack_of_the_environment() -> None
 
 
 def test_a_run_on_stack_s_gets_workers_stacks_no_other_stack_gets() -> None:
-    """Stack S (scripts/stack_env.sh S: PostgreSQL on 55432 + 10 S) -> 20 + 4 S: four workers' stacks per S."""
-    bases = [worker_stack_base({"STACK_PG_PORT": str(55432 + 10 * s)}) for s in range(5)]
+    """Stack S (scripts/stack_env.sh S: PostgreSQL on 15432 + 10 S) -> 20 + 4 S: four workers' stacks per S."""
+    bases = [worker_stack_base({"STACK_PG_PORT": str(15432 + 10 * s)}) for s in range(5)]
     assert bases == [20, 24, 28, 32, 36]
 
 
@@ -47,7 +47,7 @@ def test_this_worker_runs_on_its_own_stack() -> None:
     # The number the worker computed from the environment it started with (its base from the stack it was started
     # on): recomputing it now would take the worker stack's own ports as that base.
     assert os.environ["PYTEST_XDIST_WORKER"].startswith("gw")
-    assert os.environ["STACK_PG_PORT"] == str(55432 + 10 * int(number))
+    assert os.environ["STACK_PG_PORT"] == str(15432 + 10 * int(number))
     assert os.environ["KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{9092 + 10 * int(number)}"
 
 
@@ -57,12 +57,12 @@ def test_a_worker_points_its_environment_at_its_stack_and_starts_it_once(monkeyp
     environ = {"PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"}
     started: list[str] = []
     assert use_worker_stack(environ, start=lambda: started.append(environ["STACK_PG_PORT"])) == 21
-    assert started == [str(55432 + 10 * 21)]
+    assert started == [str(15432 + 10 * 21)]
     assert environ["KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{9092 + 10 * 21}"
     assert environ[MARKER] == "21"
     # tests.settings imported again in the same worker: nothing changes, nothing starts.
     assert use_worker_stack(environ, start=lambda: started.append("again")) == 21
-    assert started == [str(55432 + 10 * 21)]
+    assert started == [str(15432 + 10 * 21)]
 
 
 def test_a_child_a_test_pointed_at_another_stack_stays_there(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +73,7 @@ def test_a_child_a_test_pointed_at_another_stack_stays_there(monkeypatch: pytest
     monkeypatch.delenv("PYTEST_WORKER_STACKS", raising=False)
     worker = {"PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"}
     use_worker_stack(worker, start=lambda: None)
-    child = worker | {"STACK_PG_PORT": str(55432 + 10 * 12), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9212"}
+    child = worker | {"STACK_PG_PORT": str(15432 + 10 * 12), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9212"}
     before = dict(child)
     started: list[int] = []
     use_worker_stack(child, start=lambda: started.append(1))
