@@ -104,6 +104,8 @@ INSTALLED_APPS = [
     "history",
     "backtest",
     "prediction",
+    "notifications",
+    "alerts",
     "dashboard",
 ]
 

@@ -23,8 +23,9 @@ LAYERS: list[set[str]] = [
     {"cryptoproject"},
     {"ingest"},
     {"analytics", "simulator"},  # the simulator is test tooling over ingest: nothing below it may import it
-    {"history", "backtest"},
+    {"history", "backtest", "notifications"},
     {"prediction"},
+    {"alerts"},
     {"dashboard"},
 ]
 # The project's composition root wires the apps' URLs and sockets together: it may import any app.
