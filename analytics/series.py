@@ -16,7 +16,7 @@ from django.db.models import Q
 
 from analytics import candles as candle_logic
 from analytics import indicators as indicator_logic
-from analytics import payloads
+from analytics import payloads, queries
 from analytics.coalesce import CANDLES_PUSH_PREFIX, claim_slot
 from analytics.groups import market_group
 from analytics.live import publish_many
@@ -97,3 +97,15 @@ def push_candles(exchange: str, symbol: str, payload: payloads.CandlesPush) -> s
         current_app.send_task(PUSH_LATEST_CANDLES, args=(exchange, symbol), countdown=delay)
         return "scheduled"
     return "coalesced"
+
+
+def reconcile_recent(minutes: int) -> int:
+    """Recompute the last ``minutes`` of trade time (up to each market's last stored trade) of every market's candles
+    and indicators; returns how many markets had trades. Idempotent: the same rows as the tasks would write."""
+    if minutes <= 0:
+        return 0
+    bounds = queries.trade_time_bounds()
+    for (exchange, symbol), (_first, last) in sorted(bounds.items()):
+        end_ms = int(last.timestamp() * 1000)
+        update_series(exchange, symbol, end_ms - minutes * 60_000, end_ms)
+    return len(bounds)

@@ -65,6 +65,13 @@ def update_candles(exchange: str, symbol: str, start_ms: int, end_ms: int) -> in
     return len(payload["candles"])
 
 
+@shared_task(name="analytics.tasks.reconcile_recent_candles", **RETRY_OPTIONS)
+def reconcile_recent_candles() -> int:
+    """Recompute every market's recent candles (``CANDLE_RECONCILE_MINUTES``): queued when an analytics worker
+    starts (:mod:`analytics.apps`); returns how many markets."""
+    return series.reconcile_recent(settings.CANDLE_RECONCILE_MINUTES)
+
+
 @shared_task(name="analytics.tasks.push_latest_candles", **RETRY_OPTIONS)
 def push_latest_candles(exchange: str, symbol: str) -> bool:
     """The trailing throttled push: the newest candle of each interval, read back from the database."""

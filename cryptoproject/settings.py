@@ -415,7 +415,12 @@ CANDLES_PUSH_INTERVAL: float = _setting("CANDLES_PUSH_INTERVAL", float, 0.25)
 # Rows deleted per statement by the retention task (bounded so it never holds long locks).
 RETENTION_BATCH_SIZE: int = _setting("RETENTION_BATCH_SIZE", int, 10000)
 ANALYTICS_TASK_MAX_RETRIES: int = _setting("ANALYTICS_TASK_MAX_RETRIES", int, 8)
+# A worker consuming the analytics queue recomputes this many minutes (of trade time, up to each market's last
+# trade) of every market's candles when it starts: a message it was taking when its predecessor was SIGKILLed can be
+# lost (see analytics/apps.py). 0: never.
+CANDLE_RECONCILE_MINUTES: int = _setting("CANDLE_RECONCILE_MINUTES", int, 15)
 for _name, _value, _least in (
+    ("CANDLE_RECONCILE_MINUTES", CANDLE_RECONCILE_MINUTES, 0),
     ("STATS_COALESCE_SECONDS", STATS_COALESCE_SECONDS, 0),
     ("CANDLES_PUSH_INTERVAL", CANDLES_PUSH_INTERVAL, 0),
     ("RETENTION_BATCH_SIZE", RETENTION_BATCH_SIZE, 1),
