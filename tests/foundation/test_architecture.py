@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"analytics", "simulator"},  # the simulator is test tooling over ingest: nothing below it may import it
     {"history", "backtest"},
     {"prediction"},
+    {"accounts"},  # users' tokens, watchlists, quotas and ownership: the dashboard's pages and API use them
     {"dashboard"},
 ]
 # The project's composition root wires the apps' URLs and sockets together: it may import any app.
@@ -235,6 +236,7 @@ MODEL_USERS: dict[str, set[str]] = {
     "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
     "dashboard.delivery": {"WhaleAlert"},
     "dashboard.health": {"SymbolStats", "Trade"},
+    "dashboard.me": {"SymbolStats"},
     "dashboard.models": {"WhaleAlert"},
     "dashboard.views": {"BacktestRun", "Candle", "PredictionModel", "SymbolStats", "WhaleAlert"},
     "history.importer": {"table analytics_candle"},
