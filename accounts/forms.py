@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from django import forms
+from collections.abc import Iterable
+from typing import Any
 
-from accounts.signup import EMAIL_MAX_LENGTH
+from django import forms
+from django.contrib.auth.forms import PasswordResetForm
+
+from accounts.signup import EMAIL_MAX_LENGTH, mail_allowed
 from accounts.tokens import DEFAULT_DAYS, NAME_MAX_LENGTH
 from ingest.records import EXCHANGES
 
@@ -28,3 +32,13 @@ class WatchlistAddForm(forms.Form):
 
     exchange = forms.ChoiceField(choices=[(e, e) for e in sorted(EXCHANGES)], initial="binance")
     symbol = forms.CharField(max_length=32)
+
+
+class LimitedPasswordResetForm(PasswordResetForm):
+    """Django's reset form, sending at most one mail per address per ``MAIL_INTERVAL_SECONDS`` (same answer)."""
+
+    def get_users(self, email: str) -> Iterable[Any]:
+        """The accounts to mail: none while the address's last reset mail is recent."""
+        if not mail_allowed("reset", email):
+            return []
+        return super().get_users(email)

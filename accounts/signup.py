@@ -11,6 +11,7 @@ The account's username is its e-mail address (lower case), so there is no userna
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -25,12 +27,17 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from accounts.hashing import digest, new_secret
 from accounts.models import Invitation
 
+logger = logging.getLogger(__name__)
+
 SIGNUP_SALT = "accounts.signup"
 EMAIL_MAX_LENGTH = 150  # the username's length
+# At most one sign-up (or reset) mail per address per this many seconds: the forms cannot be used to flood a mailbox.
+MAIL_INTERVAL_SECONDS = 60
 
 
 class AccountExistsError(Exception):
@@ -50,6 +57,19 @@ def account_exists(email: str) -> bool:
     """Whether an account has this address (as its e-mail or its username)."""
     email = normalise_email(email)
     return get_user_model().objects.filter(Q(email__iexact=email) | Q(username__iexact=email)).exists()
+
+
+def mail_allowed(kind: str, email: str) -> bool:
+    """Whether a ``kind`` mail may go to ``email`` now (one per :data:`MAIL_INTERVAL_SECONDS`, counted in the cache).
+
+    Fails open when the cache (Redis) is down, like the API throttles: the mail goes, and the failure is logged.
+    """
+    key = f"accounts:mail:{kind}:{digest(normalise_email(email))}"
+    try:
+        return bool(cache.add(key, 1, timeout=MAIL_INTERVAL_SECONDS))
+    except (RedisError, OSError) as exc:
+        logger.warning("account mail limit unavailable: sending", extra={"kind": kind, "error": repr(exc)})
+        return True
 
 
 def _send(request: HttpRequest, to: str, template: str, context: dict[str, Any]) -> None:
@@ -75,8 +95,11 @@ def email_of_signup_token(token: str) -> str | None:
 
 
 def request_signup(request: HttpRequest, email: str) -> None:
-    """Mail ``email`` its sign-up link, or, when it has an account already, a note saying so (never both)."""
+    """Mail ``email`` its sign-up link, or, when it has an account already, a note saying so (never both); nothing
+    when a sign-up mail went to it within :data:`MAIL_INTERVAL_SECONDS` (the visitor's answer is the same)."""
     email = normalise_email(email)
+    if not mail_allowed("signup", email):
+        return
     if account_exists(email):
         reset = request.build_absolute_uri(reverse("accounts:password_reset"))
         _send(request, email, "signup_exists", {"reset_url": reset, "login_url": request.build_absolute_uri("/")})

@@ -246,3 +246,33 @@ def test_the_login_page_links_to_signup_only_when_open(client: Client, settings:
     assert "/accounts/signup/" in client.get("/accounts/login/").content.decode()
     settings.ACCOUNTS_SIGNUP_OPEN = False
     assert "/accounts/signup/" not in client.get("/accounts/login/").content.decode()
+
+
+def test_one_signup_or_reset_mail_per_address_per_interval(client: Client, settings: Any, alice: Any) -> None:
+    settings.ACCOUNTS_SIGNUP_OPEN = True
+    first = client.post("/accounts/signup/", {"email": "again@example.com"})
+    second = client.post("/accounts/signup/", {"email": "Again@example.com"})
+    assert first["Location"] == second["Location"]  # the same answer, but one mail
+    assert [m.to for m in mail.outbox] == [["again@example.com"]]
+    client.post("/accounts/password/reset/", {"email": "alice@example.com"})
+    client.post("/accounts/password/reset/", {"email": "alice@example.com"})
+    assert [m.to for m in mail.outbox] == [["again@example.com"], ["alice@example.com"]]
+
+
+def test_the_mail_limit_fails_open_without_redis(client: Client, settings: Any, caplog: Any) -> None:
+    settings.ACCOUNTS_SIGNUP_OPEN = True
+    locmem = settings.CACHES
+    # A cache on a closed port: a real connection failure, answered by sending the mail anyway.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 1},
+        }
+    }
+    try:
+        assert client.post("/accounts/signup/", {"email": "down@example.com"}).status_code == 302
+    finally:
+        settings.CACHES = locmem
+    assert [m.to for m in mail.outbox] == [["down@example.com"]]
+    assert "account mail limit unavailable: sending" in caplog.text
