@@ -33,11 +33,6 @@ class Invitation(models.Model):
     def __str__(self) -> str:
         return f"invitation for {self.email}"
 
-    @property
-    def usable(self) -> bool:
-        """Not used yet and not expired."""
-        return self.used_at is None and self.expires_at > timezone.now()
-
 
 class ApiToken(models.Model):
     """A user's API token for ``Authorization: Bearer <token>``; the secret is shown once, only its sha256 kept."""

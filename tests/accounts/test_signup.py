@@ -149,6 +149,7 @@ def test_an_expired_invitation_is_refused(staff: Any) -> None:
     assert posted.status_code == 404
     assert not get_user_model().objects.filter(username="late@example.com").exists()
     assert Client().get("/accounts/invitation/unknown-token/").status_code == 404
+    assert Client().get(f"/accounts/invitation/{'x' * 200}/").status_code == 404
 
 
 def test_accepting_an_invitation_twice_is_refused_at_the_database(staff: Any) -> None:
