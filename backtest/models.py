@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
@@ -44,6 +45,10 @@ class BacktestRun(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     equity = models.JSONField(default=list, blank=True, help_text="[[open_time_ms, equity], ...]")
     trades = models.JSONField(default=list, blank=True)
+    # Null: shared (made by a command, the demo or the beat schedule); else only its owner and staff see it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="backtest_runs"
+    )
     created_at = models.DateTimeField(db_default=Now())
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

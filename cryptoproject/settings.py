@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "prediction",
     "notifications",
     "alerts",
+    "accounts",
     "dashboard",
 ]
 
@@ -141,6 +142,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.accounts",
             ],
         },
     },
@@ -449,6 +451,23 @@ if not ALERT_WEBHOOK_ALLOWED_PORTS or any(not 1 <= p <= 65535 for p in ALERT_WEB
 ALERT_REQUEUE_AFTER_SECONDS: int = _setting("ALERT_REQUEUE_AFTER_SECONDS", int, 300)
 if ALERT_REQUEUE_AFTER_SECONDS < 30:
     raise ImproperlyConfigured(f"ALERT_REQUEUE_AFTER_SECONDS: must be at least 30, got {ALERT_REQUEUE_AFTER_SECONDS}")
+# Accounts (docs/ACCOUNTS.md): self sign-up is open in development only unless set (fail closed); staff invitations
+# work either way. Invitation and sign-up links expire; quotas bound what one user may keep.
+ACCOUNTS_SIGNUP_OPEN: bool = _setting("ACCOUNTS_SIGNUP_OPEN", bool, DEBUG)
+ACCOUNTS_INVITATION_DAYS: int = _setting("ACCOUNTS_INVITATION_DAYS", int, 7)
+ACCOUNTS_SIGNUP_LINK_HOURS: int = _setting("ACCOUNTS_SIGNUP_LINK_HOURS", int, 24)
+ACCOUNTS_MAX_WATCHLIST: int = _setting("ACCOUNTS_MAX_WATCHLIST", int, 50)
+ACCOUNTS_MAX_API_TOKENS: int = _setting("ACCOUNTS_MAX_API_TOKENS", int, 10)
+ACCOUNTS_TOKEN_MAX_DAYS: int = _setting("ACCOUNTS_TOKEN_MAX_DAYS", int, 365)
+for _name, _value, _least, _most in (
+    ("ACCOUNTS_INVITATION_DAYS", ACCOUNTS_INVITATION_DAYS, 1, 90),
+    ("ACCOUNTS_SIGNUP_LINK_HOURS", ACCOUNTS_SIGNUP_LINK_HOURS, 1, 168),
+    ("ACCOUNTS_MAX_WATCHLIST", ACCOUNTS_MAX_WATCHLIST, 1, 1000),
+    ("ACCOUNTS_MAX_API_TOKENS", ACCOUNTS_MAX_API_TOKENS, 1, 1000),
+    ("ACCOUNTS_TOKEN_MAX_DAYS", ACCOUNTS_TOKEN_MAX_DAYS, 1, 3650),
+):
+    if not _least <= _value <= _most:
+        raise ImproperlyConfigured(f"{_name}: must be between {_least} and {_most}, got {_value}")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -490,6 +509,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # DRF's throttles, failing open (and logging) when the cache (Redis) is down: the API degrades, never 500s.

@@ -10,6 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("accounts.urls")),
     path("healthz", dashboard_views.healthz, name="healthz"),
     path("api/v1/", include("dashboard.api.urls")),
     path("", include("dashboard.urls")),

@@ -2,12 +2,13 @@
 
 from django.urls import path
 
-from dashboard import views
+from dashboard import me, views
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("me/", me.me, name="me"),
     # ``path``: Kraken symbols carry a slash (BTC/USD); the view validates the charset.
     path("market/<str:exchange>/<path:symbol>/", views.symbol, name="symbol"),
     path("whales/", views.whales, name="whales"),

@@ -11,6 +11,7 @@ from django.db.models import Max, Min
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
+from accounts.ownership import owner_of, visible_to
 from analytics.groups import InvalidMarketError, parse_market
 from analytics.models import INTERVAL_SECONDS, Candle, SymbolStats, WhaleAlert
 from analytics.queries import known_pairs
@@ -126,11 +127,12 @@ def backtests(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = BacktestForm(request.POST)
         if form.is_valid() and form.spec is not None:
-            run = start_run(form.spec)
+            run = start_run(form.spec, owner=owner_of(request.user))
             return redirect("dashboard:backtest", run_id=run.pk)
     else:
         form = BacktestForm(initial=_form_initial())
-    rows = list(BacktestRun.objects.defer("equity", "trades").order_by("-created_at", "-id")[:BACKTEST_LIST_SIZE])
+    runs = visible_to(BacktestRun.objects.defer("equity", "trades"), request.user)
+    rows = list(runs.order_by("-created_at", "-id")[:BACKTEST_LIST_SIZE])
     config = {"strategies": strategy_list()}
     return _page(request, "dashboard/backtests.html", "backtests", config, form=form, runs=rows)
 
@@ -138,7 +140,7 @@ def backtests(request: HttpRequest) -> HttpResponse:
 @login_required_if_configured
 def backtest(request: HttpRequest, run_id: int) -> HttpResponse:
     """One run: metrics, equity against buy-and-hold, drawdown, and trade markers on the candles."""
-    run = get_object_or_404(BacktestRun.objects.defer("equity", "trades"), pk=run_id)
+    run = get_object_or_404(visible_to(BacktestRun.objects.defer("equity", "trades"), request.user), pk=run_id)
     config = {"run": run_item(run), "refreshMs": 1000}
     return _page(request, "dashboard/backtest.html", "backtest", config, run=run)
 
@@ -150,11 +152,12 @@ MODEL_LIST_SIZE = 50
 def models(request: HttpRequest) -> HttpResponse:
     """Price-prediction models: the chosen one's (``?id=``, else the newest active) fold metrics against the
     naive baselines and the equity of its out-of-sample signals against buy-and-hold."""
-    rows = list(PredictionModel.objects.order_by("-created_at", "-id")[:MODEL_LIST_SIZE])
+    visible = visible_to(PredictionModel.objects.all(), request.user)
+    rows = list(visible.order_by("-created_at", "-id")[:MODEL_LIST_SIZE])
     chosen: PredictionModel | None = None
     raw = request.GET.get("id", "")
     if raw.isdigit():
-        chosen = get_object_or_404(PredictionModel, pk=int(raw))
+        chosen = get_object_or_404(visible, pk=int(raw))
     elif rows:
         chosen = next((m for m in rows if m.active), rows[0])
     item = model_item(chosen, full=True) if chosen else None

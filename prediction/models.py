@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
@@ -34,6 +35,10 @@ class PredictionModel(models.Model):
     backtest = models.JSONField(default=dict)
     artifact = models.CharField(max_length=500, help_text="Path of the joblib file of the fitted pipelines.")
     training_seconds = models.FloatField(null=True, blank=True)
+    # Null: shared (made by a command, the demo or the beat schedule); else only its owner and staff see it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="prediction_models"
+    )
     created_at = models.DateTimeField(db_default=Now())
     active = models.BooleanField(default=False)
 

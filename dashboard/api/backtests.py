@@ -20,6 +20,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.ownership import owner_of, visible_to
 from analytics.bars import has_candles
 from backtest import runs
 from backtest.charts import run_chart
@@ -117,9 +118,12 @@ def spec_from_body(body: Any) -> runs.RunSpec:
     )
 
 
-def start_run(spec: runs.RunSpec) -> BacktestRun:
-    """Validate, store ``pending`` and queue the task after the commit (a ``ValueError`` says what is wrong)."""
-    return queue_run(runs.prepare(spec))
+def start_run(spec: runs.RunSpec, owner: Any = None) -> BacktestRun:
+    """Validate, store ``pending`` (owned by ``owner``, None: shared) and queue the task after the commit (a
+    ``ValueError`` says what is wrong)."""
+    run = runs.prepare(spec)
+    run.owner = owner
+    return queue_run(run)
 
 
 def queue_run(run: BacktestRun) -> BacktestRun:
@@ -152,7 +156,7 @@ class BacktestsView(ApiView):
         cursor_raw = request.query_params.get("cursor")
         cursor = Cursor.decode(cursor_raw) if cursor_raw else None
         rows, next_cursor = keyset_page(
-            BacktestRun.objects.defer("equity", "trades"), "created_at", "id", cursor, limit
+            visible_to(BacktestRun.objects.defer("equity", "trades"), request.user), "created_at", "id", cursor, limit
         )
         return _keyset_response(request, rows, next_cursor, run_item)
 
@@ -178,6 +182,7 @@ class BacktestsView(ApiView):
                 f"no {run.interval} candles stored for {run.exchange}:{run.symbol}; "
                 "import them first (manage.py import_history) or choose a symbol that has some.",
             )
+        run.owner = owner_of(request.user)
         return Response(run_item(queue_run(run)), status=status.HTTP_202_ACCEPTED)
 
 
@@ -193,7 +198,7 @@ class BacktestView(ApiView):
         """The run; ``?curves=0`` leaves out the equity curve and trades (for progress polling)."""
         full = request.query_params.get("curves", "1") != "0"
         queryset = BacktestRun.objects.all() if full else BacktestRun.objects.defer("equity", "trades")
-        return Response(run_item(_run_or_404(queryset, run_id), full=full))
+        return Response(run_item(_run_or_404(visible_to(queryset, request.user), run_id), full=full))
 
 
 class BacktestChartView(ApiView):
@@ -202,7 +207,7 @@ class BacktestChartView(ApiView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT, **_ERRORS})
     def get(self, request: Request, run_id: int) -> Response:
         """Equity vs buy-and-hold, drawdown, merged candles and trades of a run."""
-        return Response(run_chart(_run_or_404(BacktestRun.objects.all(), run_id)))
+        return Response(run_chart(_run_or_404(visible_to(BacktestRun.objects.all(), request.user), run_id)))
 
 
 def _run_or_404(queryset: QuerySet[BacktestRun], run_id: int) -> BacktestRun:

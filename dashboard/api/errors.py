@@ -11,6 +11,8 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from accounts.quotas import QuotaExceeded
+
 
 class ParamError(APIException):
     """A bad query parameter: HTTP 400 naming the parameter."""
@@ -40,7 +42,8 @@ def _first_message(detail: Any) -> tuple[str | None, str]:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler with the project's error envelope (status codes and headers unchanged)."""
-    if isinstance(exc, ParamError):
+    if isinstance(exc, (ParamError, QuotaExceeded)):
+        # A quota's refusal names its field too (400 for a size, 429 for a rate: accounts.quotas).
         return Response(error_body(exc.param, exc.message, exc.default_code), status=exc.status_code)
     # Django's own 404 and 403 (get_object_or_404, ...): DRF answers them, but as its {"detail": ...}.
     if isinstance(exc, Http404):

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.ownership import visible_to
 from dashboard.api import params
 from dashboard.api.errors import ParamError
 from dashboard.api.views import _ERRORS, ApiView, _p
@@ -51,7 +52,7 @@ class ModelsView(ApiView):
     def get(self, request: Request) -> Response:
         """Each model's series, training range, data hash, out-of-sample accuracy against the best baseline."""
         q = request.query_params
-        rows = PredictionModel.objects.all()
+        rows = visible_to(PredictionModel.objects.all(), request.user)
         if (exchange := params.exchange(q)) is not None:
             rows = rows.filter(exchange=exchange)
         if (symbol := params.symbol(q)) is not None:
@@ -68,7 +69,8 @@ class ModelView(ApiView):
     @extend_schema(operation_id="prediction_model", responses={200: OpenApiTypes.OBJECT, **_ERRORS})
     def get(self, request: Request, model_id: int) -> Response:
         """Fold metrics against the baselines, overall verdict, equity against buy-and-hold."""
-        return Response(model_item(get_object_or_404(PredictionModel, pk=model_id), full=True))
+        visible = visible_to(PredictionModel.objects.all(), request.user)
+        return Response(model_item(get_object_or_404(visible, pk=model_id), full=True))
 
 
 class PredictionsView(ApiView):
@@ -81,7 +83,8 @@ class PredictionsView(ApiView):
     def get(self, request: Request) -> Response:
         """P(up) and predicted return per bar; ``correct`` once the bar has closed (null before)."""
         q = request.query_params
-        rows = Prediction.objects.all()
+        # Only the predictions of the models the user may see.
+        rows = visible_to(Prediction.objects.all(), request.user, field="model__owner")
         if (exchange := params.exchange(q)) is not None:
             rows = rows.filter(exchange=exchange)
         if (symbol := params.symbol(q)) is not None:

@@ -3,7 +3,7 @@
 from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from dashboard.api import backtests, predictions, views
+from dashboard.api import accounts, backtests, predictions, views
 from dashboard.auth import LoginRequiredIfConfigured
 
 app_name = "api"
@@ -25,6 +25,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("models", predictions.ModelsView.as_view(), name="models"),
     path("models/<int:model_id>", predictions.ModelView.as_view(), name="model"),
     path("predictions", predictions.PredictionsView.as_view(), name="predictions"),
+    path("tokens", accounts.TokensView.as_view(), name="tokens"),
+    path("tokens/<int:token_id>", accounts.TokenView.as_view(), name="token"),
+    path("watchlist", accounts.WatchlistView.as_view(), name="watchlist"),
     path("schema", SpectacularAPIView.as_view(permission_classes=_docs_permissions), name="schema"),
     path(
         "docs",

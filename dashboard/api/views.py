@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import ApiTokenAuthentication
 from analytics import payloads
 from analytics.models import Candle, IndicatorPoint, SymbolStats, Trade, WhaleAlert
 from analytics.queries import known_pairs
@@ -47,9 +48,10 @@ CURSOR = _p("cursor", "the 'cursor' value of the previous page")
 
 
 class ApiView(APIView):
-    """Token first, so an anonymous request is told ``401`` with ``WWW-Authenticate: Token``."""
+    """Token first, so an anonymous request is told ``401`` with ``WWW-Authenticate: Token``; then the users' own
+    hashed tokens (``Authorization: Bearer``, :mod:`accounts.authentication`) and the session."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [TokenAuthentication, ApiTokenAuthentication, SessionAuthentication]
     permission_classes = [LoginRequiredIfConfigured]
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response | None]:

@@ -25,7 +25,8 @@ LAYERS: list[set[str]] = [
     {"analytics", "simulator"},  # the simulator is test tooling over ingest: nothing below it may import it
     {"history", "backtest", "notifications"},
     {"prediction"},
-    {"alerts"},
+    # Each user's alert rules and firings; users' tokens, watchlists, quotas and ownership: the dashboard uses both.
+    {"alerts", "accounts"},
     {"dashboard"},
 ]
 # The project's composition root wires the apps' URLs and sockets together: it may import any app.
@@ -236,6 +237,7 @@ MODEL_USERS: dict[str, set[str]] = {
     "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
     "dashboard.delivery": {"WhaleAlert"},
     "dashboard.health": {"SymbolStats", "Trade"},
+    "dashboard.me": {"SymbolStats"},
     "dashboard.models": {"WhaleAlert"},
     "dashboard.views": {"BacktestRun", "Candle", "PredictionModel", "SymbolStats", "WhaleAlert"},
     "history.importer": {"table analytics_candle"},

@@ -8,6 +8,8 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const tilesEl = document.getElementById("tiles");
 const emptyEl = document.getElementById("tiles-empty");
 const tiles = new Map(); // "exchange:symbol" -> {el, spark, points}
+// My dashboard (/me/) shows only the watchlist's markets, in its order (all of them server-rendered).
+const only = Array.isArray(config.markets) ? new Set(config.markets) : null;
 
 const key = (exchange, symbol) => `${exchange}:${symbol}`;
 
@@ -92,6 +94,7 @@ function setField(node, field, text, value) {
 }
 
 function showStats(s) {
+  if (only && !only.has(key(s.exchange, s.symbol))) return;
   const tile = tileFor(s.exchange, s.symbol);
   const node = tile.el;
   const priceEl = node.querySelector('[data-field="last_price"]');
@@ -127,6 +130,7 @@ for (const node of tilesEl.querySelectorAll(".tile")) {
   const { exchange, symbol } = node.dataset;
   tileFor(exchange, symbol);
   const get = (f) => node.querySelector(`[data-field="${f}"]`).dataset.value;
+  if (get("last_price") === "") continue; // a watchlist market without stats yet: its dashes stay
   setField(node, "last_price", fmtPrice(get("last_price")));
   setField(node, "change_pct", fmtPct(get("change_pct")));
   setField(node, "quote_volume", fmtCompact(get("quote_volume")));

@@ -1,0 +1,15 @@
+"""The accounts app's configuration."""
+
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """Sign-up, invitations, API tokens, watchlists and quotas."""
+
+    name = "accounts"
+    verbose_name = "Accounts"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Register the OpenAPI description of the API tokens."""
+        from accounts import schema  # noqa: F401
