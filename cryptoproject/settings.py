@@ -444,6 +444,10 @@ if not ALERT_WEBHOOK_ALLOWED_PORTS or any(not 1 <= p <= 65535 for p in ALERT_WEB
 ALERT_REQUEUE_AFTER_SECONDS: int = _setting("ALERT_REQUEUE_AFTER_SECONDS", int, 300)
 if ALERT_REQUEUE_AFTER_SECONDS < 30:
     raise ImproperlyConfigured(f"ALERT_REQUEUE_AFTER_SECONDS: must be at least 30, got {ALERT_REQUEUE_AFTER_SECONDS}")
+# Alert rules one user may have (the API answers 429 beyond it).
+ALERTS_MAX_RULES_PER_USER: int = _setting("ALERTS_MAX_RULES_PER_USER", int, 100)
+if ALERTS_MAX_RULES_PER_USER < 1:
+    raise ImproperlyConfigured(f"ALERTS_MAX_RULES_PER_USER: must be at least 1, got {ALERTS_MAX_RULES_PER_USER}")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"
