@@ -232,12 +232,14 @@ def test_the_celery_app_declares_every_queue(queue: CeleryQueue) -> None:
 APPS = sorted(set().union(*LAYERS))
 MODEL_USERS: dict[str, set[str]] = {
     "alerts.models": {"Destination"},  # a rule's chosen destinations (a many-to-many)
+    "dashboard.alert_views": {"AlertRule", "Destination", "Notification"},
     "dashboard.api.alerts": {"Alert", "AlertRule", "Destination", "Notification"},
     "dashboard.destinations": {"Destination"},
     "dashboard.api.backtests": {"BacktestRun"},
     "dashboard.api.predictions": {"Prediction", "PredictionModel"},
     "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
     "dashboard.health": {"SymbolStats", "Trade"},
+    "dashboard.management.commands.seed_demo_alerts": {"AlertRule", "Destination"},
     "dashboard.views": {"BacktestRun", "Candle", "PredictionModel", "SymbolStats", "WhaleAlert"},
     "history.importer": {"table analytics_candle"},
 }
