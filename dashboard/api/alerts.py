@@ -171,7 +171,10 @@ def _own_rules(request: Request) -> QuerySet[AlertRule]:
 class AlertRulesView(OwnView):
     """The user's alert rules: list and create."""
 
-    @extend_schema(responses={200: OpenApiResponse(description="{results: [rule, ...]}"), **_ERRORS})
+    @extend_schema(
+        operation_id="alert_rules_list",
+        responses={200: OpenApiResponse(description="{results: [rule, ...]}"), **_ERRORS},
+    )
     def get(self, request: Request) -> Response:
         """The user's rules, newest first."""
         return Response({"results": [rule_item(r) for r in _own_rules(request).order_by("-id")]})
@@ -196,7 +199,7 @@ class AlertRulesView(OwnView):
 class AlertRuleView(OwnView):
     """One rule of the user's: read, change, delete."""
 
-    @extend_schema(responses={200: s.AlertRuleSerializer, **_ERRORS})
+    @extend_schema(operation_id="alert_rule_retrieve", responses={200: s.AlertRuleSerializer, **_ERRORS})
     def get(self, request: Request, rule_id: int) -> Response:
         """The rule."""
         return Response(rule_item(get_object_or_404(_own_rules(request), pk=rule_id)))
@@ -286,7 +289,10 @@ def destination_item(destination: Destination) -> dict[str, Any]:
 class DestinationsView(OwnView):
     """The user's destinations: list and add."""
 
-    @extend_schema(responses={200: OpenApiResponse(description="{results: [destination, ...]}"), **_ERRORS})
+    @extend_schema(
+        operation_id="destinations_list",
+        responses={200: OpenApiResponse(description="{results: [destination, ...]}"), **_ERRORS},
+    )
     def get(self, request: Request) -> Response:
         """The user's destinations, oldest first."""
         rows = Destination.objects.filter(owner=_uid(request)).order_by("id")
