@@ -55,11 +55,17 @@ topics: services ## create the Kafka topics (idempotent)
 	@$(MANAGE) create_topics
 
 # --------------------------------------------------------------------------------------------- run
+# What the demo's Binance simulator replays (Procfile, sim-binance): the demo users' price alerts are placed on it.
+DEMO_BINANCE_REPLAY = data/binance-spot-ws/btcusdt_20240808.gz data/binance-spot-ws/btcusdt_20240809.gz \
+	data/binance-trade-csv/trxusdt_trade_stream_2025-03-04.csv
 demo: migrate topics history-demo backtest-demo prediction-demo ## the whole pipeline on the bundled real trades; prints the dashboard URL
 	@$(MANAGE) collectstatic --noinput -v 0
 	@$(MANAGE) ensure_demo_user
 	@echo
+	@$(MANAGE) replay_summary --replay $(DEMO_BINANCE_REPLAY) > .stack/demo-prices.json
+	@$(MANAGE) seed_demo_alerts --prices .stack/demo-prices.json
 	@echo "  Dashboard:  http://127.0.0.1:8000/"
+	@echo "  My alerts:  http://127.0.0.1:8000/alerts/  (sign in as a demo user: the price alerts fire within minutes)"
 	@echo "  Admin:      http://127.0.0.1:8000/admin/   (user demo / password demo)"
 	@echo "  API docs:   http://127.0.0.1:8000/api/v1/docs"
 	@echo "  Stop with Ctrl-C (the servers keep running: make services-down stops them)."

@@ -82,20 +82,16 @@ def push_latest_candles(exchange: str, symbol: str) -> bool:
     return True
 
 
-# Routed to the ``alerts`` queue by CELERY_TASK_ROUTES, beside alert delivery.
+# Routed to the ``alerts`` queue by CELERY_TASK_ROUTES.
 @shared_task(name="analytics.tasks.detect_whales", **RETRY_OPTIONS)
 def detect_whales(exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
-    """Create the missing whale alerts for the range, push the new ones as ``whales`` and hand the range's alerts
-    to delivery."""
+    """Create the missing whale alerts for the range and push the new ones as ``whales`` (the whales page); users'
+    whale rules are evaluated with the other kinds (docs/ALERTS.md)."""
     ids = whale_logic.detect_whales(exchange, symbol, start_ms, end_ms)
     if ids:
         alerts = list(WhaleAlert.objects.filter(id__in=ids).order_by("traded_at", "trade_id"))
         payload = payloads.whales_push(alerts)
         publish_many([(WHALES_GROUP, payload), (market_group(exchange, symbol), payload)])
-    # Every alert of the range, not only the new ones: a run that died (or could not reach the broker) between
-    # its insert and this hand-off is made good by its retry or a replay. The fan-out is idempotent and a
-    # delivery is sent once, so handing an alert over again costs one cheap task.
-    whale_logic.hand_to_delivery(whale_logic.alerts_in_range(exchange, symbol, start_ms, end_ms))
     return len(ids)
 
 

@@ -1,7 +1,8 @@
 """Whale alerts: one ``WhaleAlert`` per stored trade whose quote notional is at or above the symbol's threshold.
 
 Detection is one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`` over a time range of stored trades,
-so a replayed window or a re-run task creates nothing new, and only the alerts it did create are handed on.
+so a replayed window or a re-run task creates nothing new, and only the alerts it did create are pushed to the
+whales page. Users' whale rules are one alert kind among the others (``alerts``, docs/ALERTS.md).
 """
 
 from __future__ import annotations
@@ -10,17 +11,13 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.db import connection
 
-from analytics.models import SymbolThreshold, WhaleAlert
+from analytics.models import SymbolThreshold
 from analytics.timeutil import ms_to_datetime
 
 logger = logging.getLogger(__name__)
-
-# The dashboard's task that fans new alerts out to the subscriptions (it registers itself under this name).
-DELIVER_NEW_ALERTS = "dashboard.tasks.deliver_new_alerts"
 
 _INSERT = """
 INSERT INTO analytics_whalealert
@@ -65,29 +62,3 @@ def detect_whales(exchange: str, symbol: str, start_ms: int, end_ms: int) -> lis
             extra={"exchange": exchange, "symbol": symbol, "count": len(ids), "threshold": str(params["threshold"])},
         )
     return ids
-
-
-def alerts_in_range(exchange: str, symbol: str, start_ms: int, end_ms: int) -> list[int]:
-    """The ids of the symbol's alerts for trades traded in [start_ms, end_ms] (new or not), oldest first."""
-    return list(
-        WhaleAlert.objects.filter(
-            exchange=exchange,
-            symbol=symbol,
-            traded_at__gte=ms_to_datetime(start_ms),
-            traded_at__lte=ms_to_datetime(end_ms),
-        )
-        .order_by("traded_at", "trade_id")
-        .values_list("id", flat=True)
-    )
-
-
-def hand_to_delivery(alert_ids: list[int]) -> bool:
-    """Queue delivery (webhooks, e-mail) of new alerts: the task :data:`DELIVER_NEW_ALERTS`, sent by name.
-
-    The dashboard owns delivery and registers its task under this name; by name, not by importing it, because
-    analytics sits below the dashboard (docs/ARCHITECTURE.md). The route puts it on the ``alerts`` queue.
-    """
-    if not alert_ids:
-        return False
-    current_app.send_task(DELIVER_NEW_ALERTS, args=[alert_ids])
-    return True

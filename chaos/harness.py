@@ -413,8 +413,8 @@ def reset(stack: Stack) -> None:
             r[0]
             for r in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                " AND (tablename LIKE 'analytics\\_%' OR tablename LIKE 'dashboard\\_%alert%'"
-                " OR tablename LIKE 'dashboard\\_%deliver%')"
+                " AND (tablename LIKE 'analytics\\_%' OR tablename LIKE 'alerts\\_%'"
+                " OR tablename LIKE 'notifications\\_%')"
             )
         ]
         if tables:

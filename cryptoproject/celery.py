@@ -31,11 +31,6 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="3"),
         "options": {"expires": 3000},
     },
-    "dashboard-requeue-pending-deliveries": {
-        "task": "dashboard.tasks.requeue_pending_deliveries",
-        "schedule": 60.0,
-        "options": {"expires": 55},
-    },
     "analytics-refresh-all-stats": {
         "task": "analytics.tasks.refresh_all_stats",
         "schedule": 30.0,

@@ -228,13 +228,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = _setting("CELERY_TASK_SOFT_TIME_LIMIT", int, 120)
 CELERY_TASK_TIME_LIMIT = _setting("CELERY_TASK_TIME_LIMIT", int, 180)
 CELERY_TASK_DEFAULT_QUEUE = CeleryQueue.DEFAULT.value
 CELERY_TASK_ROUTES = {
-    # Alert detection shares the alerts queue with delivery, so a candle backlog never delays an alert.
+    # Alert detection on its own queue, so a candle backlog never delays an alert.
     "analytics.tasks.detect_whales": {"queue": CeleryQueue.ALERTS.value},
     "analytics.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
     "backtest.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
     # Training and inference on their own queue: a retraining never delays a candle update.
     "prediction.tasks.*": {"queue": CeleryQueue.ML.value},
-    "dashboard.tasks.*": {"queue": CeleryQueue.ALERTS.value},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Seconds before the Redis broker redelivers a message taken by a worker that died without acknowledging it.
@@ -447,10 +446,10 @@ except ValueError as _exc:
     raise ImproperlyConfigured(f"ALERT_WEBHOOK_ALLOWED_PORTS: expected comma-separated port numbers ({_exc})") from _exc
 if not ALERT_WEBHOOK_ALLOWED_PORTS or any(not 1 <= p <= 65535 for p in ALERT_WEBHOOK_ALLOWED_PORTS):
     raise ImproperlyConfigured("ALERT_WEBHOOK_ALLOWED_PORTS: every port must be in 1..65535")
-# Pending deliveries older than this many seconds are queued again by beat (a lost task, a database blip).
-ALERT_REQUEUE_AFTER_SECONDS: int = _setting("ALERT_REQUEUE_AFTER_SECONDS", int, 300)
-if ALERT_REQUEUE_AFTER_SECONDS < 30:
-    raise ImproperlyConfigured(f"ALERT_REQUEUE_AFTER_SECONDS: must be at least 30, got {ALERT_REQUEUE_AFTER_SECONDS}")
+# Alert rules one user may have (the API answers 429 beyond it).
+ALERTS_MAX_RULES_PER_USER: int = _setting("ALERTS_MAX_RULES_PER_USER", int, 100)
+if ALERTS_MAX_RULES_PER_USER < 1:
+    raise ImproperlyConfigured(f"ALERTS_MAX_RULES_PER_USER: must be at least 1, got {ALERTS_MAX_RULES_PER_USER}")
 # Accounts (docs/ACCOUNTS.md): self sign-up is open in development only unless set (fail closed); staff invitations
 # work either way. Invitation and sign-up links expire; quotas bound what one user may keep.
 ACCOUNTS_SIGNUP_OPEN: bool = _setting("ACCOUNTS_SIGNUP_OPEN", bool, DEBUG)

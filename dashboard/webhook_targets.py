@@ -1,8 +1,8 @@
-"""The webhook SSRF guard: which URLs a whale alert may be posted to.
+"""The webhook SSRF guard: which URLs an alert may be posted to.
 
-Used when a subscription is saved (:class:`dashboard.models.AlertSubscription`) and again before every send
-(:mod:`dashboard.delivery`), because DNS answers change; on its own so that the model and the sender both depend on
-it and not on each other.
+Used when a destination is saved (:mod:`dashboard.destinations`) and again before every send (the webhook
+sender), because DNS answers change; on its own so that the validation and the sender both depend on it and not
+on each other.
 """
 
 from __future__ import annotations

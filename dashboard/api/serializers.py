@@ -102,6 +102,61 @@ class SymbolSerializer(serializers.Serializer):
     symbol = serializers.CharField()
 
 
+class AlertRuleSerializer(serializers.Serializer):
+    """An alert rule (``POST``: kind, exchange, symbol, params, channels, destinations, cooldown_s, active)."""
+
+    id = serializers.IntegerField(read_only=True)
+    kind = serializers.ChoiceField(choices=["price_cross", "pct_move", "indicator", "volume_spike", "whale"])
+    exchange = serializers.CharField(help_text="blank: every exchange (whale rules only)")
+    symbol = serializers.CharField(help_text="blank: every symbol (whale rules only)")
+    params = serializers.DictField(help_text="the kind's parameters (docs/ALERTS_API.md)")
+    channels = serializers.ListField(child=serializers.CharField(), help_text="in_app, email, sms, telegram, webhook")
+    destinations = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="only these of your destinations"
+    )
+    cooldown_s = serializers.IntegerField(required=False, help_text="seconds of trade time, default 0")
+    active = serializers.BooleanField(required=False)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+    last_fired_ms = serializers.IntegerField(read_only=True, allow_null=True)
+    suppressed = serializers.IntegerField(read_only=True, help_text="firings the cooldown suppressed")
+
+
+class AlertSerializer(serializers.Serializer):
+    """One firing of a rule (newest first)."""
+
+    id = serializers.IntegerField()
+    rule = serializers.IntegerField()
+    kind = serializers.CharField()
+    exchange = serializers.CharField()
+    symbol = serializers.CharField()
+    trade_id = serializers.IntegerField(allow_null=True, help_text="null for candle kinds")
+    price = serializers.CharField(allow_null=True, help_text="decimal string")
+    traded_at = serializers.DateTimeField(help_text="the trade's time or the candle's close time")
+    t = serializers.IntegerField(help_text="traded_at in epoch milliseconds")
+    fired_at = serializers.DateTimeField()
+    message = serializers.CharField()
+
+
+class DestinationSerializer(serializers.Serializer):
+    """Where a user receives messages (``secret``: a generic webhook's HMAC key, in the creation answer only)."""
+
+    id = serializers.IntegerField(read_only=True)
+    kind = serializers.ChoiceField(choices=["in_app", "email", "sms", "telegram", "webhook"])
+    target = serializers.CharField(help_text="e-mail, E.164 number, Telegram chat id or webhook URL")
+    format = serializers.ChoiceField(choices=["slack", "discord", "generic"], required=False, allow_null=True)
+    active = serializers.BooleanField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    has_secret = serializers.BooleanField(read_only=True)
+    secret = serializers.CharField(read_only=True, required=False)
+
+
+class MarkReadSerializer(serializers.Serializer):
+    """Which notifications to mark read (without ``ids``: every unread one)."""
+
+    ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
 class ErrorDetailSerializer(serializers.Serializer):
     """What went wrong, and with which parameter."""
 

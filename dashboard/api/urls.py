@@ -3,7 +3,7 @@
 from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from dashboard.api import accounts, backtests, predictions, views
+from dashboard.api import accounts, alerts, backtests, predictions, views
 from dashboard.auth import LoginRequiredIfConfigured
 
 app_name = "api"
@@ -28,6 +28,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("tokens", accounts.TokensView.as_view(), name="tokens"),
     path("tokens/<int:token_id>", accounts.TokenView.as_view(), name="token"),
     path("watchlist", accounts.WatchlistView.as_view(), name="watchlist"),
+    path("alert-rules", alerts.AlertRulesView.as_view(), name="alert-rules"),
+    path("alert-rules/<int:rule_id>", alerts.AlertRuleView.as_view(), name="alert-rule"),
+    path("alerts", alerts.AlertsView.as_view(), name="alerts"),
+    path("destinations", alerts.DestinationsView.as_view(), name="destinations"),
+    path("destinations/<int:destination_id>", alerts.DestinationView.as_view(), name="destination"),
+    path("notifications", alerts.NotificationsView.as_view(), name="notifications"),
+    path("notifications/read", alerts.NotificationsReadView.as_view(), name="notifications-read"),
     path("schema", SpectacularAPIView.as_view(permission_classes=_docs_permissions), name="schema"),
     path(
         "docs",

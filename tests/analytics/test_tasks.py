@@ -232,7 +232,7 @@ def test_candle_pushes_are_throttled_per_symbol_with_one_trailing_push(settings,
 
 
 @pytest.mark.django_db
-def test_detect_whales_hands_the_ranges_alerts_to_delivery_on_every_run(settings):
+def test_detect_whales_is_idempotent_and_queues_no_delivery(settings):
     from cryptoproject.celery import app
 
     settings.WHALE_THRESHOLD_USD = Decimal("100000")
@@ -241,15 +241,13 @@ def test_detect_whales_hands_the_ranges_alerts_to_delivery_on_every_run(settings
     insert(trades)
     start, end = trades[0].time_ms, trades[-1].time_ms
     assert tasks.detect_whales("binance", "BTCUSDT", start, end) == 1
-    # A retry or replay creates nothing but hands the same alerts over again (the fan-out is idempotent), so a
-    # run that died between its insert and its hand-off loses no delivery.
+    # A retry or replay creates nothing.
     assert tasks.detect_whales("binance", "BTCUSDT", start, end) == 0
-    assert tasks.detect_whales("binance", "BTCUSDT", 0, 1000) == 0  # no alert in range: nothing handed over
+    assert tasks.detect_whales("binance", "BTCUSDT", 0, 1000) == 0
+    assert WhaleAlert.objects.count() == 1
+    # The old per-subscription hand-off is gone: users' whale rules are evaluated with the other alert kinds.
     client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
-    handed = [m["args"] for m in messages(client, "alerts") if m["task"] == "dashboard.tasks.deliver_new_alerts"]
-    ids = list(WhaleAlert.objects.values_list("id", flat=True))
-    assert len(ids) == 1
-    assert handed == [[ids], [ids]]
+    assert [m["task"] for m in messages(client, "alerts")] == []
     app.control.purge()
 
 

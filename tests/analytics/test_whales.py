@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 
 from analytics.models import SymbolThreshold, Trade, WhaleAlert
 from analytics.payloads import plain_decimal, whale_item
 from analytics.timeutil import datetime_to_ms
-from analytics.whales import DELIVER_NEW_ALERTS, detect_whales, hand_to_delivery, threshold_for
+from analytics.whales import detect_whales, threshold_for
 from tests.analytics.test_candles import insert, read_trades
 
 pytestmark = pytest.mark.django_db
@@ -126,33 +122,3 @@ def test_exact_boundary_and_time_range(settings):
     assert Decimal(payload["notional"]) == Decimal("100000")
     with pytest.raises(ValueError, match="before"):
         detect_whales("kraken", "BTC/USD", 5, 1)
-
-
-def queued(queue: str, task: str) -> list[list[object]]:
-    """The args of ``task`` messages waiting in a Redis broker queue (kombu's JSON envelope, base64 body)."""
-    client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
-    out = []
-    for raw in client.lrange(queue, 0, -1):
-        message = json.loads(raw)
-        if message["headers"]["task"] == task:
-            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            out.append(args)
-    return out
-
-
-def test_hand_to_delivery_queues_the_dashboard_task_on_the_real_broker():
-    from cryptoproject.celery import app
-
-    app.control.purge()
-    assert hand_to_delivery([]) is False
-    assert hand_to_delivery([3, 4]) is True
-    assert queued("alerts", "dashboard.tasks.deliver_new_alerts") == [[[3, 4]]]
-    app.control.purge()
-
-
-def test_the_delivery_task_analytics_sends_by_name_is_registered_by_the_dashboard():
-    from cryptoproject.celery import app
-
-    app.loader.import_default_modules()
-    assert DELIVER_NEW_ALERTS in app.tasks
-    assert app.amqp.router.route({}, DELIVER_NEW_ALERTS)["queue"].name == "alerts"

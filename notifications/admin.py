@@ -1,0 +1,77 @@
+"""Admin for destinations, the delivery outbox and in-app notifications: read-mostly; staff who are not superusers
+see only their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+
+from analytics.paginators import EstimatedCountPaginator
+from notifications.models import Delivery, Destination, Notification
+
+
+class _Own(admin.ModelAdmin):
+    owner_path = "owner"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        """Every row for a superuser; only the requesting user's own for other staff."""
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.filter(**{self.owner_path: request.user.pk})
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Always False: destinations are added (validated) in the pages and the API; the rest is written by code."""
+        return False
+
+
+@admin.register(Destination)
+class DestinationAdmin(_Own):
+    """Destinations: only ``active`` can be changed here; the secret is never shown."""
+
+    list_display = ("id", "owner", "kind", "target", "format", "active", "created_at")
+    list_filter = ("kind", "active")
+    search_fields = ("target", "owner__username")
+    list_select_related = ("owner",)
+    ordering = ("-id",)
+    fields = ("owner", "kind", "target", "format", "active", "created_at")
+    readonly_fields = ("owner", "kind", "target", "format", "created_at")
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(_Own):
+    """The outbox: what is sent to whom, attempts, the last error (written by the senders only)."""
+
+    owner_path = "destination__owner"
+    list_display = ("created_at", "key", "kind", "status", "attempts", "next_attempt_at", "sent_at", "last_error")
+    list_filter = ("status", "kind")
+    search_fields = ("key",)
+    ordering = ("-id",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    sortable_by = ()
+    actions = None
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        """Always False: the senders own these rows."""
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(_Own):
+    """In-app notifications (read-only)."""
+
+    list_display = ("created_at", "owner", "subject", "read_at")
+    list_filter = ("read_at",)
+    search_fields = ("subject", "owner__username")
+    list_select_related = ("owner",)
+    ordering = ("-id",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    sortable_by = ()
+    actions = None
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        """Always False: a record of what was shown."""
+        return False
