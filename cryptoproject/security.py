@@ -78,10 +78,14 @@ def production_problems(
     allowed_hosts: Iterable[str],
     webhook_allow_private: bool,
     email_backend: str,
+    login_required: bool = True,
+    public_readonly: bool = False,
 ) -> list[str]:
     """Dangerous combinations of settings, each naming the variable to change; empty when none.
 
     With ``debug`` true only an open ``DJANGO_ALLOWED_HOSTS`` is refused (a debug page for the whole internet).
+    In production a dashboard without login is refused unless ``public_readonly`` says it is meant
+    (``DASHBOARD_PUBLIC_READONLY=true``: anonymous visitors read, only signed-in users start anything).
     """
     hosts = list(allowed_hosts)
     problems: list[str] = []
@@ -97,6 +101,11 @@ def production_problems(
         problems.append("ALERT_WEBHOOK_ALLOW_PRIVATE=true opens the webhook SSRF guard; it is for tests only")
     if email_backend.endswith(("console.EmailBackend", "locmem.EmailBackend")):
         problems.append(f"DJANGO_EMAIL_BACKEND={email_backend} would print alert e-mails instead of sending them")
+    if not login_required and not public_readonly:
+        problems.append(
+            "DASHBOARD_LOGIN_REQUIRED=false opens the pages, the API and the sockets to everyone; set it to true, or "
+            "set DASHBOARD_PUBLIC_READONLY=true to mean a public read-only dashboard"
+        )
     return problems
 
 

@@ -429,6 +429,9 @@ for _name, _value, _least in (
 
 # --------------------------------------------------------------------------------------------- dashboard, accounts
 DASHBOARD_LOGIN_REQUIRED: bool = _setting("DASHBOARD_LOGIN_REQUIRED", bool, not DEBUG)
+# The explicit opt-in for a production dashboard without login (refused otherwise): anonymous visitors may read the
+# pages, the API and the sockets, and every write (starting a backtest) still needs a signed-in user.
+DASHBOARD_PUBLIC_READONLY: bool = _setting("DASHBOARD_PUBLIC_READONLY", bool, False)
 ALERT_WEBHOOK_ALLOW_PRIVATE: bool = _setting("ALERT_WEBHOOK_ALLOW_PRIVATE", bool, False)
 # Ports a webhook URL may name (Slack, Discord and most receivers use 443).
 ALERT_WEBHOOK_ALLOWED_PORTS: list[int] = _setting("ALERT_WEBHOOK_ALLOWED_PORTS", list, ["80", "443"])
@@ -559,6 +562,8 @@ _problems = production_problems(
     allowed_hosts=ALLOWED_HOSTS,
     webhook_allow_private=ALERT_WEBHOOK_ALLOW_PRIVATE,
     email_backend=EMAIL_BACKEND,
+    login_required=DASHBOARD_LOGIN_REQUIRED,
+    public_readonly=DASHBOARD_PUBLIC_READONLY,
 )
 if _problems:
     raise ImproperlyConfigured("refusing to start: " + "; ".join(_problems))
