@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import Max, Min
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from analytics.groups import InvalidMarketError, parse_market
@@ -16,7 +16,9 @@ from analytics.models import INTERVAL_SECONDS, Candle, SymbolStats, WhaleAlert
 from analytics.queries import known_pairs
 from backtest.models import BacktestRun
 from cryptoproject.security import redact_text
+from dashboard.api import params
 from dashboard.api.backtests import run_item, start_run, strategy_list
+from dashboard.api.errors import ParamError
 from dashboard.auth import login_required_if_configured
 from dashboard.forms import BacktestForm
 from dashboard.health import group_liveness
@@ -152,9 +154,12 @@ def models(request: HttpRequest) -> HttpResponse:
     naive baselines and the equity of its out-of-sample signals against buy-and-hold."""
     rows = list(PredictionModel.objects.order_by("-created_at", "-id")[:MODEL_LIST_SIZE])
     chosen: PredictionModel | None = None
-    raw = request.GET.get("id", "")
-    if raw.isdigit():
-        chosen = get_object_or_404(PredictionModel, pk=int(raw))
+    try:
+        model_id = params.identifier(request.GET, "id")
+    except ParamError as exc:
+        return HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
+    if model_id is not None:
+        chosen = get_object_or_404(PredictionModel, pk=model_id)
     elif rows:
         chosen = next((m for m in rows if m.active), rows[0])
     item = model_item(chosen, full=True) if chosen else None
