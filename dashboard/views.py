@@ -177,8 +177,13 @@ def models(request: HttpRequest) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness and database reachability, for load balancers and ``make demo``; 503 also when the trades
-    consumer group is stalled (``dashboard.health.consumer_liveness``), with a ``consumers`` reason then."""
+    """Liveness and database reachability, for load balancers and ``make demo``: 503 when the database does not
+    answer or the trades consumer group is stalled (``dashboard.health.consumer_liveness``).
+
+    Anyone may ask, so the body is one status word per component (``database``: ok/unreachable, ``consumers``:
+    ok/stalled/unknown) and never a host, pid, address or server message; staff also get ``detail`` (the
+    consumers' verdict with its reason, which names the member). Operators get the rest in the log.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -192,6 +197,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
         )
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     liveness = group_liveness()
-    if liveness["status"] == "stalled":
-        return JsonResponse({"status": "error", "database": "ok", "consumers": liveness["reason"]}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+    stalled = liveness["status"] == "stalled"
+    body: dict[str, Any] = {"status": "error" if stalled else "ok", "database": "ok", "consumers": liveness["status"]}
+    if stalled:
+        logger.warning("healthz: consumers stalled", extra={"reason": liveness["reason"]})
+    if request.user.is_staff:
+        body["detail"] = {"consumers": liveness}
+    return JsonResponse(body, status=503 if stalled else 200)
