@@ -6,6 +6,7 @@ Nothing here imports the ORM at module level: ``settings.py`` imports it before 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -125,3 +126,22 @@ def client_ip(request: Any) -> str:
         return remote
     addresses = [a.strip() for a in str(forwarded).split(",") if a.strip()]
     return addresses[-min(count, len(addresses))] if addresses else remote
+
+
+def lockout_address(request: Any) -> str:
+    """The address login lockout counts (``AXES_CLIENT_IP_CALLABLE``): :func:`client_ip`, with an IPv6 client
+    reduced to its /64 (written as the network's first address, ``2001:db8:1:2::``).
+
+    A home or cloud subscriber gets a whole /64 (often a /56) and picks any address in it, so counting single IPv6
+    addresses would let one client rotate through 2^64 fresh counts. An IPv4-mapped address counts as its IPv4.
+    """
+    raw = client_ip(request)
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False).network_address)
+    return str(address)

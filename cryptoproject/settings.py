@@ -456,20 +456,30 @@ if not 0 <= TRUSTED_PROXY_COUNT <= 5:
     raise ImproperlyConfigured(f"DJANGO_TRUSTED_PROXY_COUNT: must be in 0..5, got {TRUSTED_PROXY_COUNT}")
 
 # Login lockout (django-axes): after AXES_FAILURE_LIMIT failures for one username from one address, that pair is
-# locked out for AXES_COOLOFF_MINUTES (HTTP 429), on /accounts/login/ and /admin/login/ alike.
+# locked out for AXES_COOLOFF_MINUTES (HTTP 429), on /accounts/login/ and /admin/login/ alike; after
+# AXES_ADDRESS_FAILURE_LIMIT failures from one address whatever the usernames, that address is locked out for every
+# name (cryptoproject/lockout.py). An IPv6 client counts by its /64 (cryptoproject.security.lockout_address).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT: int = _setting("AXES_FAILURE_LIMIT", int, 5)
 AXES_COOLOFF_MINUTES: int = _setting("AXES_COOLOFF_MINUTES", int, 15)
+AXES_ADDRESS_FAILURE_LIMIT: int = _setting("AXES_ADDRESS_FAILURE_LIMIT", int, 30)
 for _name, _value in (("AXES_FAILURE_LIMIT", AXES_FAILURE_LIMIT), ("AXES_COOLOFF_MINUTES", AXES_COOLOFF_MINUTES)):
     if _value < 1:
         raise ImproperlyConfigured(f"{_name}: must be at least 1, got {_value}")
+# Higher than the pair's limit: an office or a carrier NAT shares one address among many honest users.
+if AXES_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured(
+        f"AXES_ADDRESS_FAILURE_LIMIT: must be at least AXES_FAILURE_LIMIT ({AXES_FAILURE_LIMIT}), "
+        f"got {AXES_ADDRESS_FAILURE_LIMIT}"
+    )
 AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "cryptoproject.security.client_ip"
+AXES_CLIENT_IP_CALLABLE = "cryptoproject.security.lockout_address"
+AXES_HANDLER = "cryptoproject.lockout.AddressLockoutHandler"
 AXES_VERBOSE = False
 
 EMAIL_BACKEND: str = env.str(
