@@ -108,6 +108,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a body over REQUEST_BODY_MAX_BYTES is refused (413) before anything reads it (DRF's parsers included).
+    "cryptoproject.body_limit.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -121,6 +123,13 @@ MIDDLEWARE = [
     # Last, as django-axes requires: it turns a locked-out login into its 429 response.
     "axes.middleware.AxesMiddleware",
 ]
+
+# The largest request body accepted, in bytes (413 beyond it, also for chunked bodies under daphne and for the API's
+# JSON, which Django's own DATA_UPLOAD_MAX_MEMORY_SIZE check never sees): cryptoproject/body_limit.py.
+REQUEST_BODY_MAX_BYTES: int = _setting("REQUEST_BODY_MAX_BYTES", int, 1_048_576)
+if REQUEST_BODY_MAX_BYTES < 1024:
+    raise ImproperlyConfigured(f"REQUEST_BODY_MAX_BYTES: must be at least 1024, got {REQUEST_BODY_MAX_BYTES}")
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 
 # Added to MIDDLEWARE when DATABASE_REPLICA_URL is set (below).
 REPLICA_MIDDLEWARE = "cryptoproject.middleware.ReplicaReadsMiddleware"
