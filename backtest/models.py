@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
@@ -44,12 +45,28 @@ class BacktestRun(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     equity = models.JSONField(default=list, blank=True, help_text="[[open_time_ms, equity], ...]")
     trades = models.JSONField(default=list, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who started it (null: an anonymous visitor of an open dashboard, or manage.py backtest).",
+    )
     created_at = models.DateTimeField(db_default=Now())
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["-created_at", "-id"], name="backtest_run_newest")]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="backtest_run_newest"),
+            # The per-user cap counts a user's runs still waiting or running: a small partial index.
+            models.Index(
+                fields=["user", "created_at"],
+                name="backtest_run_unfinished",
+                condition=models.Q(status__in=["pending", "running"]),
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(date_from__lte=models.F("date_to")), name="backtest_range"),
         ]

@@ -10,6 +10,7 @@ git-ignored ``.env`` that ``make setup`` writes says it for commands run from a 
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -236,7 +237,8 @@ CELERY_TASK_ROUTES = {
     # Alert detection shares the alerts queue with delivery, so a candle backlog never delays an alert.
     "analytics.tasks.detect_whales": {"queue": CeleryQueue.ALERTS.value},
     "analytics.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
-    "backtest.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
+    # Backtests users start: a worker of their own, so a queue of long runs never delays a candle update.
+    "backtest.tasks.*": {"queue": CeleryQueue.BACKTEST.value},
     # Training and inference on their own queue: a retraining never delays a candle update.
     "prediction.tasks.*": {"queue": CeleryQueue.ML.value},
     "dashboard.tasks.*": {"queue": CeleryQueue.ALERTS.value},
@@ -501,6 +503,21 @@ EMAIL_HOST: str = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT: int = _setting("EMAIL_PORT", int, 25)
 DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="alerts@localhost")
 
+# Backtests: bars one run may read (the range's days times the bars a day of its interval holds), runs one user may
+# have waiting or running at once (anonymous visitors of an open dashboard share one budget), and runs one user may
+# start per period (a DRF rate; per address when anonymous). Runs go to their own Celery queue (backtest).
+BACKTEST_MAX_BARS: int = _setting("BACKTEST_MAX_BARS", int, 500_000)
+BACKTEST_MAX_CONCURRENT_PER_USER: int = _setting("BACKTEST_MAX_CONCURRENT_PER_USER", int, 3)
+API_THROTTLE_BACKTEST: str = env.str("API_THROTTLE_BACKTEST", default="10/min")
+if not re.fullmatch(r"[0-9]+/[smhd][a-z]*", API_THROTTLE_BACKTEST):  # DRF's rate form, checked before a request
+    raise ImproperlyConfigured(f"API_THROTTLE_BACKTEST: expected a rate like 10/min, got {API_THROTTLE_BACKTEST!r}")
+for _name, _value in (
+    ("BACKTEST_MAX_BARS", BACKTEST_MAX_BARS),
+    ("BACKTEST_MAX_CONCURRENT_PER_USER", BACKTEST_MAX_CONCURRENT_PER_USER),
+):
+    if _value < 1:
+        raise ImproperlyConfigured(f"{_name}: must be at least 1, got {_value}")
+
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -517,6 +534,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="60/min"),
         "user": env.str("API_THROTTLE_USER", default="1200/min"),
+        "backtest_start": API_THROTTLE_BACKTEST,
     },
 }
 SPECTACULAR_SETTINGS = {

@@ -15,9 +15,10 @@ from analytics.groups import InvalidMarketError, parse_market
 from analytics.models import INTERVAL_SECONDS, Candle, SymbolStats, WhaleAlert
 from analytics.queries import known_pairs
 from backtest.models import BacktestRun
+from backtest.runs import RunLimitError
 from cryptoproject.security import redact_text
 from dashboard.api import params
-from dashboard.api.backtests import run_item, start_run, strategy_list
+from dashboard.api.backtests import run_item, start_run, strategy_list, user_id_of
 from dashboard.api.errors import ParamError
 from dashboard.auth import login_required_if_configured
 from dashboard.forms import BacktestForm
@@ -128,8 +129,12 @@ def backtests(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = BacktestForm(request.POST)
         if form.is_valid() and form.spec is not None:
-            run = start_run(form.spec)
-            return redirect("dashboard:backtest", run_id=run.pk)
+            try:
+                run = start_run(form.spec, user_id_of(request.user))
+            except RunLimitError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("dashboard:backtest", run_id=run.pk)
     else:
         form = BacktestForm(initial=_form_initial())
     rows = list(BacktestRun.objects.defer("equity", "trades").order_by("-created_at", "-id")[:BACKTEST_LIST_SIZE])
