@@ -5,7 +5,9 @@ that names no host, and a hard limit on request bodies (the API's JSON parser an
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,9 +18,11 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client
 
+from benchmarks.harness import free_port, port_open
 from cryptoproject.asgi import application
 from cryptoproject.kafka_offsets import CONSUMER_METRICS_PREFIX
 from dashboard import health
+from tests.conftest import ROOT, ChildProcess, subprocess_env, wait_for
 from tests.dashboard.api_factories import locmem_cache
 
 pytestmark = pytest.mark.django_db
@@ -218,3 +222,28 @@ async def test_a_chunked_body_without_content_length_is_cut_off_under_asgi(setti
     # A declared length over the limit is refused before the body is read.
     status, body = await _asgi_post("/api/v1/backtests", [b"{}"], [(b"content-length", str(BIG).encode())])
     assert status == 413
+
+
+@pytest.mark.integration
+def test_real_daphne_answers_413_to_oversized_bodies_chunked_or_declared(spawn: Callable[..., ChildProcess]) -> None:
+    port = free_port()
+    server = spawn(
+        [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(port), "cryptoproject.asgi:application"],
+        env=subprocess_env(DASHBOARD_LOGIN_REQUIRED="false", REQUEST_BODY_MAX_BYTES="1048576"),
+        name="daphne",
+    )
+    wait_for(lambda: server.proc.poll() is not None or port_open(port), timeout=60, what="daphne to listen")
+    assert server.proc.poll() is None, server.output()
+    data = _oversized_json()
+    for chunked in (True, False):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            headers = {"Content-Type": "application/json"}
+            # An iterable body without a Content-Length goes out as Transfer-Encoding: chunked.
+            body: Any = iter([data[i : i + 65536] for i in range(0, len(data), 65536)]) if chunked else data
+            conn.request("POST", "/api/v1/backtests", body=body, headers=headers)
+            response = conn.getresponse()
+            assert response.status == 413, (chunked, response.status)
+            assert json.loads(response.read())["error"]["code"] == "request_too_large"
+        finally:
+            conn.close()
