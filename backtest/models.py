@@ -45,7 +45,9 @@ class BacktestRun(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     equity = models.JSONField(default=list, blank=True, help_text="[[open_time_ms, equity], ...]")
     trades = models.JSONField(default=list, blank=True)
-    # Null: shared (made by a command, the demo or the beat schedule); else only its owner and staff see it.
+    # Null: shared (made by a command, the demo or the beat schedule, or an anonymous visitor of an open dashboard:
+    # one shared BACKTEST_MAX_CONCURRENT_PER_USER budget); else only its owner and staff see it, and it counts
+    # against its owner's budget.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="backtest_runs"
     )
@@ -54,7 +56,15 @@ class BacktestRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["-created_at", "-id"], name="backtest_run_newest")]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="backtest_run_newest"),
+            # The per-user cap counts a user's runs still waiting or running: a small partial index.
+            models.Index(
+                fields=["owner", "created_at"],
+                name="backtest_run_unfinished",
+                condition=models.Q(status__in=["pending", "running"]),
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(date_from__lte=models.F("date_to")), name="backtest_range"),
         ]

@@ -26,6 +26,18 @@ from backtest.engine import Bars, BoolArray
 Number = int | float
 SignalFunction = Callable[..., BoolArray]
 Check = Callable[[dict[str, Number]], None]
+# Bounds of any parameter, before a strategy's own check: a window or period longer than any run's bars, or a
+# threshold of 1e300, means nothing and only makes the worker allocate or overflow.
+MAX_INT_PARAM = 100_000
+MAX_ABS_FLOAT_PARAM = 1e6
+
+
+class ParamValueError(ValueError):
+    """A strategy parameter that is not a number of its type, or out of bounds; ``key`` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -60,16 +72,20 @@ class Strategy:
 
 
 def _coerce(name: str, key: str, raw: Any, default: Number) -> Number:
+    integer = isinstance(default, int) and not isinstance(default, bool)
     try:
-        if isinstance(default, int) and not isinstance(default, bool):
+        if integer:
             value: Number = int(raw) if not isinstance(raw, float) or raw.is_integer() else _not_int(raw)
         else:
             value = float(raw)
-    except (TypeError, ValueError) as exc:
-        kind = "an integer" if isinstance(default, int) else "a number"
-        raise ValueError(f"{name}: parameter {key!r} must be {kind}, not {raw!r}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf), from a JSON 1e400
+        kind = "an integer" if integer else "a number"
+        raise ParamValueError(key, f"{name}: parameter {key!r} must be {kind}, not {raw!r}") from exc
     if isinstance(value, float) and not np.isfinite(value):
-        raise ValueError(f"{name}: parameter {key!r} must be finite, not {raw!r}")
+        raise ParamValueError(key, f"{name}: parameter {key!r} must be finite, not {raw!r}")
+    bound = MAX_INT_PARAM if integer else MAX_ABS_FLOAT_PARAM
+    if not -bound <= value <= bound:
+        raise ParamValueError(key, f"{name}: parameter {key!r} must be between {-bound:g} and {bound:g}, not {raw!r}")
     return value
 
 

@@ -1,8 +1,9 @@
 """The Celery queues: one enum for the app's declarations, the task routes, the Procfiles' workers and the health page.
 
-``analytics`` takes candles, indicators, stats and backtests; ``alerts`` whale detection and delivery, so a candle
-backlog never delays an alert; ``ml`` training and inference, so a retraining never holds up a candle update;
-``default`` anything unrouted.
+``analytics`` takes candles, indicators and stats; ``backtest`` the backtests users start, with a worker of its own,
+so a queue of long runs never delays a candle update; ``alerts`` whale detection and delivery, so a candle backlog
+never delays an alert; ``ml`` training and inference, so a retraining never holds up a candle update; ``default``
+anything unrouted.
 """
 
 from __future__ import annotations
@@ -17,3 +18,4 @@ class CeleryQueue(StrEnum):
     ANALYTICS = "analytics"
     ALERTS = "alerts"
     ML = "ml"
+    BACKTEST = "backtest"

@@ -6,6 +6,7 @@ Nothing here imports the ORM at module level: ``settings.py`` imports it before 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -78,10 +79,14 @@ def production_problems(
     allowed_hosts: Iterable[str],
     webhook_allow_private: bool,
     email_backend: str,
+    login_required: bool = True,
+    public_readonly: bool = False,
 ) -> list[str]:
     """Dangerous combinations of settings, each naming the variable to change; empty when none.
 
     With ``debug`` true only an open ``DJANGO_ALLOWED_HOSTS`` is refused (a debug page for the whole internet).
+    In production a dashboard without login is refused unless ``public_readonly`` says it is meant
+    (``DASHBOARD_PUBLIC_READONLY=true``: anonymous visitors read, only signed-in users start anything).
     """
     hosts = list(allowed_hosts)
     problems: list[str] = []
@@ -97,6 +102,11 @@ def production_problems(
         problems.append("ALERT_WEBHOOK_ALLOW_PRIVATE=true opens the webhook SSRF guard; it is for tests only")
     if email_backend.endswith(("console.EmailBackend", "locmem.EmailBackend")):
         problems.append(f"DJANGO_EMAIL_BACKEND={email_backend} would print alert e-mails instead of sending them")
+    if not login_required and not public_readonly:
+        problems.append(
+            "DASHBOARD_LOGIN_REQUIRED=false opens the pages, the API and the sockets to everyone; set it to true, or "
+            "set DASHBOARD_PUBLIC_READONLY=true to mean a public read-only dashboard"
+        )
     return problems
 
 
@@ -116,3 +126,22 @@ def client_ip(request: Any) -> str:
         return remote
     addresses = [a.strip() for a in str(forwarded).split(",") if a.strip()]
     return addresses[-min(count, len(addresses))] if addresses else remote
+
+
+def lockout_address(request: Any) -> str:
+    """The address login lockout counts (``AXES_CLIENT_IP_CALLABLE``): :func:`client_ip`, with an IPv6 client
+    reduced to its /64 (written as the network's first address, ``2001:db8:1:2::``).
+
+    A home or cloud subscriber gets a whole /64 (often a /56) and picks any address in it, so counting single IPv6
+    addresses would let one client rotate through 2^64 fresh counts. An IPv4-mapped address counts as its IPv4.
+    """
+    raw = client_ip(request)
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False).network_address)
+    return str(address)

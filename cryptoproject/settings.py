@@ -10,6 +10,7 @@ git-ignored ``.env`` that ``make setup`` writes says it for commands run from a 
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -111,6 +112,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a body over REQUEST_BODY_MAX_BYTES is refused (413) before anything reads it (DRF's parsers included).
+    "cryptoproject.body_limit.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -124,6 +127,13 @@ MIDDLEWARE = [
     # Last, as django-axes requires: it turns a locked-out login into its 429 response.
     "axes.middleware.AxesMiddleware",
 ]
+
+# The largest request body accepted, in bytes (413 beyond it, also for chunked bodies under daphne and for the API's
+# JSON, which Django's own DATA_UPLOAD_MAX_MEMORY_SIZE check never sees): cryptoproject/body_limit.py.
+REQUEST_BODY_MAX_BYTES: int = _setting("REQUEST_BODY_MAX_BYTES", int, 1_048_576)
+if REQUEST_BODY_MAX_BYTES < 1024:
+    raise ImproperlyConfigured(f"REQUEST_BODY_MAX_BYTES: must be at least 1024, got {REQUEST_BODY_MAX_BYTES}")
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 
 # Added to MIDDLEWARE when DATABASE_REPLICA_URL is set (below).
 REPLICA_MIDDLEWARE = "cryptoproject.middleware.ReplicaReadsMiddleware"
@@ -231,7 +241,8 @@ CELERY_TASK_ROUTES = {
     # Alert detection on its own queue, so a candle backlog never delays an alert.
     "analytics.tasks.detect_whales": {"queue": CeleryQueue.ALERTS.value},
     "analytics.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
-    "backtest.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
+    # Backtests users start: a worker of their own, so a queue of long runs never delays a candle update.
+    "backtest.tasks.*": {"queue": CeleryQueue.BACKTEST.value},
     # Training and inference on their own queue: a retraining never delays a candle update.
     "prediction.tasks.*": {"queue": CeleryQueue.ML.value},
 }
@@ -437,6 +448,9 @@ for _name, _value, _least in (
 
 # --------------------------------------------------------------------------------------------- dashboard, accounts
 DASHBOARD_LOGIN_REQUIRED: bool = _setting("DASHBOARD_LOGIN_REQUIRED", bool, not DEBUG)
+# The explicit opt-in for a production dashboard without login (refused otherwise): anonymous visitors may read the
+# pages, the API and the sockets, and every write (starting a backtest) still needs a signed-in user.
+DASHBOARD_PUBLIC_READONLY: bool = _setting("DASHBOARD_PUBLIC_READONLY", bool, False)
 ALERT_WEBHOOK_ALLOW_PRIVATE: bool = _setting("ALERT_WEBHOOK_ALLOW_PRIVATE", bool, False)
 # Ports a webhook URL may name (Slack, Discord and most receivers use 443).
 ALERT_WEBHOOK_ALLOWED_PORTS: list[int] = _setting("ALERT_WEBHOOK_ALLOWED_PORTS", list, ["80", "443"])
@@ -478,20 +492,30 @@ if not 0 <= TRUSTED_PROXY_COUNT <= 5:
     raise ImproperlyConfigured(f"DJANGO_TRUSTED_PROXY_COUNT: must be in 0..5, got {TRUSTED_PROXY_COUNT}")
 
 # Login lockout (django-axes): after AXES_FAILURE_LIMIT failures for one username from one address, that pair is
-# locked out for AXES_COOLOFF_MINUTES (HTTP 429), on /accounts/login/ and /admin/login/ alike.
+# locked out for AXES_COOLOFF_MINUTES (HTTP 429), on /accounts/login/ and /admin/login/ alike; after
+# AXES_ADDRESS_FAILURE_LIMIT failures from one address whatever the usernames, that address is locked out for every
+# name (cryptoproject/lockout.py). An IPv6 client counts by its /64 (cryptoproject.security.lockout_address).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT: int = _setting("AXES_FAILURE_LIMIT", int, 5)
 AXES_COOLOFF_MINUTES: int = _setting("AXES_COOLOFF_MINUTES", int, 15)
+AXES_ADDRESS_FAILURE_LIMIT: int = _setting("AXES_ADDRESS_FAILURE_LIMIT", int, 30)
 for _name, _value in (("AXES_FAILURE_LIMIT", AXES_FAILURE_LIMIT), ("AXES_COOLOFF_MINUTES", AXES_COOLOFF_MINUTES)):
     if _value < 1:
         raise ImproperlyConfigured(f"{_name}: must be at least 1, got {_value}")
+# Higher than the pair's limit: an office or a carrier NAT shares one address among many honest users.
+if AXES_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured(
+        f"AXES_ADDRESS_FAILURE_LIMIT: must be at least AXES_FAILURE_LIMIT ({AXES_FAILURE_LIMIT}), "
+        f"got {AXES_ADDRESS_FAILURE_LIMIT}"
+    )
 AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "cryptoproject.security.client_ip"
+AXES_CLIENT_IP_CALLABLE = "cryptoproject.security.lockout_address"
+AXES_HANDLER = "cryptoproject.lockout.AddressLockoutHandler"
 AXES_VERBOSE = False
 
 EMAIL_BACKEND: str = env.str(
@@ -503,6 +527,21 @@ EMAIL_BACKEND: str = env.str(
 EMAIL_HOST: str = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT: int = _setting("EMAIL_PORT", int, 25)
 DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="alerts@localhost")
+
+# Backtests: bars one run may read (the range's days times the bars a day of its interval holds), runs one user may
+# have waiting or running at once (anonymous visitors of an open dashboard share one budget), and runs one user may
+# start per period (a DRF rate; per address when anonymous). Runs go to their own Celery queue (backtest).
+BACKTEST_MAX_BARS: int = _setting("BACKTEST_MAX_BARS", int, 500_000)
+BACKTEST_MAX_CONCURRENT_PER_USER: int = _setting("BACKTEST_MAX_CONCURRENT_PER_USER", int, 3)
+API_THROTTLE_BACKTEST: str = env.str("API_THROTTLE_BACKTEST", default="10/min")
+if not re.fullmatch(r"[0-9]+/[smhd][a-z]*", API_THROTTLE_BACKTEST):  # DRF's rate form, checked before a request
+    raise ImproperlyConfigured(f"API_THROTTLE_BACKTEST: expected a rate like 10/min, got {API_THROTTLE_BACKTEST!r}")
+for _name, _value in (
+    ("BACKTEST_MAX_BARS", BACKTEST_MAX_BARS),
+    ("BACKTEST_MAX_CONCURRENT_PER_USER", BACKTEST_MAX_CONCURRENT_PER_USER),
+):
+    if _value < 1:
+        raise ImproperlyConfigured(f"{_name}: must be at least 1, got {_value}")
 
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -521,6 +560,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="60/min"),
         "user": env.str("API_THROTTLE_USER", default="1200/min"),
+        "backtest_start": API_THROTTLE_BACKTEST,
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -585,6 +625,8 @@ _problems = production_problems(
     allowed_hosts=ALLOWED_HOSTS,
     webhook_allow_private=ALERT_WEBHOOK_ALLOW_PRIVATE,
     email_backend=EMAIL_BACKEND,
+    login_required=DASHBOARD_LOGIN_REQUIRED,
+    public_readonly=DASHBOARD_PUBLIC_READONLY,
 )
 if _problems:
     raise ImproperlyConfigured("refusing to start: " + "; ".join(_problems))

@@ -11,5 +11,5 @@ class DashboardConfig(AppConfig):
     verbose_name = "Dashboard"
 
     def ready(self) -> None:
-        """Register the deploy checks of :mod:`dashboard.checks`."""
-        from dashboard import checks  # noqa: F401 - registers the deploy checks
+        """Register the deploy checks of :mod:`dashboard.checks` and the receivers of :mod:`dashboard.signals`."""
+        from dashboard import checks, signals  # noqa: F401 - registers the deploy checks and the receivers

@@ -19,9 +19,16 @@ from rest_framework.views import APIView
 ViewFunc = TypeVar("ViewFunc", bound=Callable[..., HttpResponse])
 
 
-def login_required() -> bool:
-    """Whether the dashboard and the API require a logged-in user right now."""
-    return bool(settings.DASHBOARD_LOGIN_REQUIRED)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def login_required(method: str = "GET") -> bool:
+    """Whether a request with ``method`` to the dashboard or the API needs a logged-in user right now: always when
+    ``DASHBOARD_LOGIN_REQUIRED``, and for writes when the dashboard is public read-only (``DASHBOARD_PUBLIC_READONLY``).
+    """
+    if settings.DASHBOARD_LOGIN_REQUIRED:
+        return True
+    return bool(settings.DASHBOARD_PUBLIC_READONLY) and method.upper() not in _SAFE_METHODS
 
 
 def login_required_if_configured(view: ViewFunc) -> ViewFunc:
@@ -29,7 +36,7 @@ def login_required_if_configured(view: ViewFunc) -> ViewFunc:
 
     @wraps(view)
     def _wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if login_required() and not request.user.is_authenticated:
+        if login_required(request.method or "GET") and not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         return view(request, *args, **kwargs)
 
@@ -43,4 +50,4 @@ class LoginRequiredIfConfigured(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         """True when login is not required (``DASHBOARD_LOGIN_REQUIRED``) or the user is authenticated."""
-        return not login_required() or bool(request.user and request.user.is_authenticated)
+        return not login_required(request.method or "GET") or bool(request.user and request.user.is_authenticated)

@@ -1,11 +1,17 @@
 """Channels consumers: thin; they check the caller, join a group and forward the batched updates the pipeline sends.
 
 Pushes are batched and throttled upstream (``analytics.live``): a consumer never aggregates, it forwards each
-``{"type": "push", "payload": {...}}`` event's payload unchanged.
+``{"type": "push", "payload": {...}}`` event's payload unchanged. The sockets are one-way: a JSON frame from the
+client is ignored, a binary or non-JSON one gets an error frame (and is counted), and none of them raises.
+
+A signed-in socket also joins its session's group (:func:`session_group`): logging out sends ``session.logout``
+there (:mod:`dashboard.signals`), and every socket of that session closes with ``CLOSE_UNAUTHENTICATED``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -19,12 +25,24 @@ logger = logging.getLogger(__name__)
 # Application close codes (4000-4999): the browser's reconnect logic stops retrying on these.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_BAD_MARKET = 4404
+LOGOUT_EVENT = "session.logout"
+
+
+def session_group(session_key: str) -> str:
+    """The channel group of one login session's sockets (a hash: session keys never appear in Redis key names)."""
+    return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:32]
+
+
+def _frame_error(message: str) -> dict[str, Any]:
+    return {"error": {"code": "invalid_frame", "message": message}}
 
 
 class _GroupConsumer(AsyncJsonWebsocketConsumer):
     """Joins one group on connect and forwards every ``push`` event to the browser."""
 
     group: str = ""
+    session: str = ""
+    invalid_frames: int = 0
 
     def group_name(self) -> str:
         """The group this connection listens to; raises ``InvalidMarketError`` for bad URL parameters."""
@@ -44,14 +62,37 @@ class _GroupConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_BAD_MARKET)
             return
         await self.channel_layer.group_add(self.group, self.channel_name)
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        if user is not None and user.is_authenticated and session_key:
+            self.session = session_group(session_key)
+            await self.channel_layer.group_add(self.session, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in (self.group, self.session):
+            if group:
+                await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """The sockets are one-way (server to browser): anything the client sends is ignored."""
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """The sockets are one-way (server to browser): a JSON frame is ignored; a binary or non-JSON frame gets an
+        error frame back and is counted (logged once per socket), and the socket stays open. Never raises."""
+        if text_data is None:
+            await self._invalid_frame("binary frames are not accepted; this socket only sends")
+            return
+        try:
+            json.loads(text_data)
+        except ValueError:
+            await self._invalid_frame("frames must be JSON; this socket only sends")
+
+    async def _invalid_frame(self, message: str) -> None:
+        self.invalid_frames += 1
+        if self.invalid_frames == 1:
+            logger.info("websocket: invalid client frame", extra={"path": str(self.scope.get("path"))[:200]})
+        await self.send_json(_frame_error(message))
+
+    async def session_logout(self, event: dict[str, Any]) -> None:
+        """The session logged out (``session.logout``): close with ``CLOSE_UNAUTHENTICATED``."""
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def push(self, event: dict[str, Any]) -> None:
         """Forward one batched update (``{"type": "push", "payload": {...}}``) to the client."""

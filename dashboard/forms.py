@@ -25,6 +25,17 @@ def parse_params(text: str) -> dict[str, str]:
     return out
 
 
+# The form's field for each field name of a :class:`~backtest.runs.SpecError` (``params.<key>`` goes to ``params``).
+_FORM_FIELDS = {
+    "strategy": "strategy",
+    "interval": "interval",
+    "from": "date_from",
+    "to": "date_to",
+    "cash": "cash",
+    "fee": "fee",
+}
+
+
 class BacktestForm(forms.Form):
     """The backtest form; once valid, :attr:`spec` holds the run it describes, validated as the API's would be."""
 
@@ -70,9 +81,8 @@ class BacktestForm(forms.Form):
         )
         try:
             runs.prepare(spec)
-        except ValueError as exc:
-            field = "date_to" if "end date" in str(exc) else "params"
-            self.add_error(field, str(exc))
+        except runs.SpecError as exc:
+            self.add_error(_FORM_FIELDS.get(exc.field, "params"), str(exc))
             return data
         self.spec = spec
         return data

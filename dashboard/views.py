@@ -8,16 +8,19 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import Max, Min
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from accounts.ownership import owner_of, visible_to
+from accounts.ownership import visible_to
 from analytics.groups import InvalidMarketError, parse_market
 from analytics.models import INTERVAL_SECONDS, Candle, SymbolStats, WhaleAlert
 from analytics.queries import known_pairs
 from backtest.models import BacktestRun
+from backtest.runs import RunLimitError
 from cryptoproject.security import redact_text
-from dashboard.api.backtests import run_item, start_run, strategy_list
+from dashboard.api import params
+from dashboard.api.backtests import run_item, start_run, strategy_list, user_id_of
+from dashboard.api.errors import ParamError
 from dashboard.auth import login_required_if_configured
 from dashboard.forms import BacktestForm
 from dashboard.health import group_liveness
@@ -127,8 +130,12 @@ def backtests(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = BacktestForm(request.POST)
         if form.is_valid() and form.spec is not None:
-            run = start_run(form.spec, owner=owner_of(request.user))
-            return redirect("dashboard:backtest", run_id=run.pk)
+            try:
+                run = start_run(form.spec, user_id_of(request.user))
+            except RunLimitError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("dashboard:backtest", run_id=run.pk)
     else:
         form = BacktestForm(initial=_form_initial())
     runs = visible_to(BacktestRun.objects.defer("equity", "trades"), request.user)
@@ -155,9 +162,12 @@ def models(request: HttpRequest) -> HttpResponse:
     visible = visible_to(PredictionModel.objects.all(), request.user)
     rows = list(visible.order_by("-created_at", "-id")[:MODEL_LIST_SIZE])
     chosen: PredictionModel | None = None
-    raw = request.GET.get("id", "")
-    if raw.isdigit():
-        chosen = get_object_or_404(visible, pk=int(raw))
+    try:
+        model_id = params.identifier(request.GET, "id")
+    except ParamError as exc:
+        return HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
+    if model_id is not None:
+        chosen = get_object_or_404(visible, pk=model_id)
     elif rows:
         chosen = next((m for m in rows if m.active), rows[0])
     item = model_item(chosen, full=True) if chosen else None
@@ -175,8 +185,13 @@ def models(request: HttpRequest) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness and database reachability, for load balancers and ``make demo``; 503 also when the trades
-    consumer group is stalled (``dashboard.health.consumer_liveness``), with a ``consumers`` reason then."""
+    """Liveness and database reachability, for load balancers and ``make demo``: 503 when the database does not
+    answer or the trades consumer group is stalled (``dashboard.health.consumer_liveness``).
+
+    Anyone may ask, so the body is one status word per component (``database``: ok/unreachable, ``consumers``:
+    ok/stalled/unknown) and never a host, pid, address or server message; staff also get ``detail`` (the
+    consumers' verdict with its reason, which names the member). Operators get the rest in the log.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -190,6 +205,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
         )
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     liveness = group_liveness()
-    if liveness["status"] == "stalled":
-        return JsonResponse({"status": "error", "database": "ok", "consumers": liveness["reason"]}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+    stalled = liveness["status"] == "stalled"
+    body: dict[str, Any] = {"status": "error" if stalled else "ok", "database": "ok", "consumers": liveness["status"]}
+    if stalled:
+        logger.warning("healthz: consumers stalled", extra={"reason": liveness["reason"]})
+    if request.user.is_staff:
+        body["detail"] = {"consumers": liveness}
+    return JsonResponse(body, status=503 if stalled else 200)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
@@ -34,7 +35,8 @@ def model_item(model: PredictionModel, full: bool = False) -> dict[str, Any]:
         "train_to": model.train_to.isoformat(),
         "n_bars": model.n_bars,
         "data_hash": model.data_hash,
-        "artifact": model.artifact,
+        # The file's name only: where models are stored on the server is nobody's business but the operator's.
+        "artifact_name": PurePath(model.artifact).name,
         "training_seconds": model.training_seconds,
         "created_at": model.created_at.isoformat() if model.created_at else None,
         "active": model.active,

@@ -1,7 +1,9 @@
 """REST endpoints of backtest runs: list and start (``/backtests``), one run, its chart data, the strategies.
 
-Starting a run stores it ``pending`` and queues ``backtest.tasks.run_backtest`` after the commit; clients poll the
-run for ``status`` and ``progress``. Errors are the API's 400 envelope naming the bad field.
+Starting a run stores it ``pending`` and queues ``backtest.tasks.run_backtest`` (queue ``backtest``) after the commit;
+clients poll the run for ``status`` and ``progress``. Errors are the API's 400 envelope naming the bad field; too many
+starts a minute (``API_THROTTLE_BACKTEST``) or too many runs waiting or running (``BACKTEST_MAX_CONCURRENT_PER_USER``)
+are a 429 in the same envelope.
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.ownership import owner_of, visible_to
+from accounts.ownership import visible_to
 from analytics.bars import has_candles
 from backtest import runs
 from backtest.charts import run_chart
@@ -30,6 +33,7 @@ from backtest.tasks import run_backtest
 from dashboard.api import params
 from dashboard.api.errors import ParamError
 from dashboard.api.pagination import Cursor, keyset_page
+from dashboard.api.throttling import BacktestStartThrottle
 from dashboard.api.views import _ERRORS, CURSOR, ApiView, _keyset_response, _p
 
 
@@ -118,32 +122,40 @@ def spec_from_body(body: Any) -> runs.RunSpec:
     )
 
 
-def start_run(spec: runs.RunSpec, owner: Any = None) -> BacktestRun:
-    """Validate, store ``pending`` (owned by ``owner``, None: shared) and queue the task after the commit (a
-    ``ValueError`` says what is wrong)."""
-    run = runs.prepare(spec)
-    run.owner = owner
-    return queue_run(run)
+class TooManyRuns(APIException):
+    """HTTP 429: the caller already has ``BACKTEST_MAX_CONCURRENT_PER_USER`` runs waiting or running."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_runs"
 
 
-def queue_run(run: BacktestRun) -> BacktestRun:
-    """Store a prepared run ``pending`` and queue the task after the commit."""
+def user_id_of(user: Any) -> int | None:
+    """The id a run is counted against: the signed-in user's, ``None`` for an anonymous visitor (one shared budget)."""
+    return int(user.pk) if user is not None and user.is_authenticated else None
+
+
+def start_run(spec: runs.RunSpec, user_id: int | None = None) -> BacktestRun:
+    """Validate, store ``pending`` owned by ``user_id`` (None: shared) and queue the task after the commit (a
+    ``ValueError`` says what is wrong; a :class:`~backtest.runs.RunLimitError` that the user has too many runs
+    waiting or running)."""
+    return queue_run(runs.prepare(spec), user_id)
+
+
+def queue_run(run: BacktestRun, user_id: int | None) -> BacktestRun:
+    """Store a prepared run ``pending`` for ``user_id`` within ``BACKTEST_MAX_CONCURRENT_PER_USER``, and queue the
+    task after the commit."""
     with transaction.atomic():
-        run.save()
+        runs.save_within_limit(run, user_id, settings.BACKTEST_MAX_CONCURRENT_PER_USER)
         run_id = run.pk
         transaction.on_commit(lambda: run_backtest.delay(run_id))
     return run
 
 
-def _param_of(message: str) -> str:
-    for name in ("interval", "cash", "fee", "strategy"):
-        if name in message:
-            return name
-    return "to" if "end date" in message else "params"
-
-
 class BacktestsView(ApiView):
-    """Backtest runs, newest first (keyset-paginated on created_at, id); POST starts one."""
+    """Backtest runs, newest first (keyset-paginated on created_at, id); POST starts one (rate-limited per user by
+    ``API_THROTTLE_BACKTEST``, at most ``BACKTEST_MAX_CONCURRENT_PER_USER`` waiting or running)."""
+
+    throttle_classes = [*ApiView.throttle_classes, BacktestStartThrottle]
 
     @extend_schema(
         operation_id="backtest_list",
@@ -173,8 +185,8 @@ class BacktestsView(ApiView):
         spec = spec_from_body(request.data)
         try:
             run = runs.prepare(spec)
-        except ValueError as exc:
-            raise ParamError(_param_of(str(exc)), str(exc)) from exc
+        except runs.SpecError as exc:
+            raise ParamError(exc.field, str(exc)) from exc
         # Said now rather than by a run that fails in the worker later: one index probe.
         if not has_candles(run.exchange, run.symbol, run.interval):
             raise ParamError(
@@ -182,8 +194,11 @@ class BacktestsView(ApiView):
                 f"no {run.interval} candles stored for {run.exchange}:{run.symbol}; "
                 "import them first (manage.py import_history) or choose a symbol that has some.",
             )
-        run.owner = owner_of(request.user)
-        return Response(run_item(queue_run(run)), status=status.HTTP_202_ACCEPTED)
+        try:
+            queue_run(run, user_id_of(request.user))
+        except runs.RunLimitError as exc:
+            raise TooManyRuns(str(exc)) from exc
+        return Response(run_item(run), status=status.HTTP_202_ACCEPTED)
 
 
 class BacktestView(ApiView):

@@ -16,6 +16,7 @@ from django.db.models import Model, Q, QuerySet
 
 from cryptoproject.timeutil import datetime_to_us, us_to_datetime
 from dashboard.api.errors import ParamError
+from dashboard.api.params import BIGINT_MAX
 
 M = TypeVar("M", bound=Model)
 
@@ -38,6 +39,8 @@ class Cursor:
         try:
             text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
             micros, tiebreak = (int(part) for part in text.split(":"))
+            if not 0 <= tiebreak <= BIGINT_MAX:  # no row's id: PostgreSQL would refuse the comparison (a 500)
+                raise ValueError(f"tie-breaker {tiebreak} out of range")
             return cls(us_to_datetime(micros), tiebreak)
         except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError) as exc:
             raise ParamError("cursor", "invalid cursor; pass the 'cursor' value of a previous page.") from exc

@@ -23,6 +23,8 @@ _PLUS_LOST = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
 # ASCII digits only: str.isdigit() and int() also accept "²", "٣" or "1_000", which either crash int() or are
 # not what anyone meant.
 _INTEGER = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+# PostgreSQL's bigint: an id beyond it is no row's (and would fail the query instead of matching nothing).
+BIGINT_MAX = 2**63 - 1
 # A plain non-negative decimal, bounded so PostgreSQL's numeric(20, 2) comparisons never overflow.
 _DECIMAL = re.compile(r"[0-9]{1,18}(\.[0-9]{0,18})?|\.[0-9]{1,18}", re.ASCII)
 
@@ -76,6 +78,16 @@ def limit(query: QueryDict, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIM
     if not 1 <= value <= maximum:
         raise ParamError("limit", f"'limit' must be between 1 and {maximum}.")
     return value
+
+
+def identifier(query: QueryDict, name: str) -> int | None:
+    """``name``: a row id, ASCII digits in [1, bigint max] (``str.isdigit()`` would take "²" and crash ``int()``)."""
+    raw = _value(query, name, False)
+    if raw is None:
+        return None
+    if not _INTEGER.fullmatch(raw) or not 1 <= int(raw) <= BIGINT_MAX:
+        raise ParamError(name, f"'{name}' must be a positive integer id, not {raw[:40]!r}.")
+    return int(raw)
 
 
 def parse_time(name: str, raw: str) -> datetime:

@@ -33,15 +33,6 @@ def _flag(request: Request, name: str) -> bool | None:
     raise ParamError(name, f"'{name}' must be true or false, got {raw!r}.")
 
 
-def _int(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise ParamError(name, f"'{name}' must be a positive integer, got {raw!r}.")
-    return int(raw)
-
-
 class ModelsView(ApiView):
     """Trained price-prediction models, newest first."""
 
@@ -89,7 +80,7 @@ class PredictionsView(ApiView):
             rows = rows.filter(exchange=exchange)
         if (symbol := params.symbol(q)) is not None:
             rows = rows.filter(symbol=symbol)
-        if (model := _int(request, "model")) is not None:
+        if (model := params.identifier(q, "model")) is not None:
             rows = rows.filter(model_id=model)
         limit = params.limit(q)
         return Response({"results": [prediction_item(p) for p in rows.order_by("-open_time", "-id")[:limit]]})

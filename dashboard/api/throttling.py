@@ -11,6 +11,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework import throttling
 
@@ -51,3 +52,19 @@ class AnonRateThrottle(_FailOpen, throttling.AnonRateThrottle):
 
 class UserRateThrottle(_FailOpen, throttling.UserRateThrottle):
     """Requests per signed-in user (``API_THROTTLE_USER``)."""
+
+
+class BacktestStartThrottle(_FailOpen, throttling.UserRateThrottle):
+    """Backtests started per user (per address when anonymous), ``API_THROTTLE_BACKTEST``; other methods pass."""
+
+    scope = "backtest_start"
+
+    def get_rate(self) -> str | None:
+        """``API_THROTTLE_BACKTEST``, read when the throttle is made (DRF's rates dict is fixed at import)."""
+        return str(settings.API_THROTTLE_BACKTEST)
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        """Count and limit ``POST`` only: listing and polling runs is the ordinary user throttle's business."""
+        if request.method != "POST":
+            return True
+        return super().allow_request(request, view)

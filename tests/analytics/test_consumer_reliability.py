@@ -236,7 +236,8 @@ def test_a_stalled_store_stops_the_worker_and_health_reports_the_group_stalled(k
         assert snapshot["stall_timeout_s"] == 2
         response = client.get("/healthz")
         assert response.status_code == 503
-        assert "reports no progress" in response.json()["consumers"]
+        assert response.json()["consumers"] == "stalled"
+        assert "reports no progress" in health.group_liveness()["reason"]
         assert health.pipeline_health()["liveness"]["status"] == "stalled"
     finally:
         metrics.delete(runner.consumer.metrics_key)  # a stalled snapshot would fail later /healthz checks

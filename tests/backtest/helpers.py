@@ -14,6 +14,18 @@ from backtest.engine import Bars
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
+# The dashboard's backtest form, filled in for the default strategy on the stored days of the tests' candles.
+FORM = {
+    "strategy": "sma_cross",
+    "params": "",
+    "exchange": "binance",
+    "symbol": "BTCUSDT",
+    "interval": "1h",
+    "date_from": "2024-01-01",
+    "date_to": "2024-01-03",
+    "cash": "10000",
+    "fee": "0.001",
+}
 
 
 def make_bars(opens: npt.ArrayLike, closes: npt.ArrayLike, interval: str = "1h") -> Bars:

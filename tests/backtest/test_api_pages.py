@@ -14,7 +14,7 @@ from django.test import Client
 from backtest import runs
 from backtest.charts import MAX_CANDLES, run_chart
 from backtest.models import BacktestRun
-from tests.backtest.helpers import START, store_candles
+from tests.backtest.helpers import FORM, START, store_candles
 from tests.backtest.test_runs import WAVE
 from tests.conftest import wait_for
 from tests.dashboard.api_factories import locmem_cache
@@ -204,17 +204,7 @@ def test_list_page_shows_runs_and_a_form_with_the_stored_days(client: Client):
 
 
 def test_form_errors_are_shown_and_nothing_is_stored(client: Client):
-    form = {
-        "strategy": "sma_cross",
-        "params": "fast=50",
-        "exchange": "binance",
-        "symbol": "BTCUSDT",
-        "interval": "1h",
-        "date_from": "2024-01-01",
-        "date_to": "2024-01-03",
-        "cash": "10000",
-        "fee": "0.001",
-    }
+    form = {**FORM, "params": "fast=50"}
     response = client.post("/backtests/", form)
     assert response.status_code == 200
     assert "must be shorter than slow" in response.content.decode()

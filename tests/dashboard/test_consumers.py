@@ -231,3 +231,51 @@ async def test_idle_socket_survives_the_redis_read_timeout(open_dashboard: None)
         assert await comm.receive_json_from(timeout=5) == payload
     finally:
         await comm.disconnect()
+
+
+# --------------------------------------------------------------------------------------------- review of issue 22
+async def test_non_json_and_binary_frames_get_an_error_frame_and_the_socket_stays_up(open_dashboard: None) -> None:
+    symbol = fresh_symbol()
+    comm = socket(f"/ws/market/binance/{symbol}/")
+    assert (await comm.connect())[0]
+    try:
+        await comm.send_to(text_data="this is not JSON {")
+        error = await comm.receive_json_from(timeout=5)
+        assert error["error"]["code"] == "invalid_frame"
+        await comm.send_to(bytes_data=b"\x00\x01\xff binary")
+        error = await comm.receive_json_from(timeout=5)
+        assert error["error"]["code"] == "invalid_frame"
+        await comm.send_json_to({"a": "valid but ignored"})
+        assert await comm.receive_nothing(timeout=0.5)
+        # Still subscribed: a push arrives after the bad frames.
+        payload = trades_payload(symbol)
+        await sync_to_async(publish)(market_group("binance", symbol), payload)
+        assert await comm.receive_json_from(timeout=5) == payload
+    finally:
+        await comm.disconnect()
+
+
+async def test_logout_closes_the_sessions_open_sockets(settings: Any) -> None:
+    settings.DASHBOARD_LOGIN_REQUIRED = True
+    user = await get_user_model().objects.acreate(username=f"ws-{uuid.uuid4().hex[:8]}")
+    browser, other_browser = Client(), Client()
+    await sync_to_async(browser.force_login)(user)
+    await sync_to_async(other_browser.force_login)(user)
+    cookie = f"sessionid={browser.cookies['sessionid'].value}".encode()
+    other_cookie = f"sessionid={other_browser.cookies['sessionid'].value}".encode()
+    market = socket(f"/ws/market/binance/{fresh_symbol()}/", (b"cookie", cookie))
+    whales = socket("/ws/whales/", (b"cookie", cookie))
+    elsewhere = socket("/ws/overview/", (b"cookie", other_cookie))
+    for comm in (market, whales, elsewhere):
+        assert (await comm.connect())[0]
+    try:
+        response = await sync_to_async(browser.post)("/accounts/logout/")
+        assert response.status_code == 302
+        for comm in (market, whales):
+            closed = await comm.receive_output(timeout=5)
+            assert closed == {"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED}
+        # The user's other session was not logged out: its socket stays open.
+        assert await elsewhere.receive_nothing(timeout=0.5)
+    finally:
+        for comm in (market, whales, elsewhere):
+            await comm.disconnect()

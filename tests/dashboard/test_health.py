@@ -216,7 +216,7 @@ def test_health_endpoint(client: Client, kafka_topics: KafkaTopics, redis_client
     assert body["kafka"]["total_lag"] == 5
     assert body["dlq"]["count"] == 0
     assert body["consumers"] == {"host-42": {"batches": 7}}
-    assert set(body["queues"]) == {"analytics", "alerts", "default", "ml"}  # every CeleryQueue, ml included
+    assert set(body["queues"]) == {"analytics", "alerts", "default", "ml", "backtest"}  # every CeleryQueue
     assert [r["symbol"] for r in body["symbols"]] == ["BTCUSDT"]
     assert body["errors"] == []
     assert body["replica"] is None  # no DATABASE_REPLICA_URL (tests/dashboard/test_replica.py has one)
@@ -283,8 +283,9 @@ def test_healthz_is_503_while_records_wait_without_commit_progress(
     body = response.json()
     assert body["status"] == "error"
     assert body["database"] == "ok"
-    assert "5 records wait and the group committed nothing" in body["consumers"]
+    assert body["consumers"] == "stalled"
+    assert "5 records wait and the group committed nothing" in health.group_liveness()["reason"]
     assert client.get("/api/v1/health").json()["liveness"]["status"] == "stalled"
     commit(kafka_topics.group, kafka_topics.trades, {0: 3, 4: 2})
     wait_for(lambda: client.get("/healthz").status_code == 200, what="healthz 200 once the group catches up")
-    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "consumers": "ok"}

@@ -74,6 +74,8 @@ def test_without_django_debug_a_secret_key_is_required() -> None:
         ({"ALERT_WEBHOOK_ALLOW_PRIVATE": "true"}, "ALERT_WEBHOOK_ALLOW_PRIVATE"),
         ({"DJANGO_EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "DJANGO_EMAIL_BACKEND"),
         ({"DJANGO_DEBUG": "true", "DJANGO_ALLOWED_HOSTS": "*"}, "DJANGO_ALLOWED_HOSTS"),
+        ({"DASHBOARD_LOGIN_REQUIRED": "false"}, "DASHBOARD_LOGIN_REQUIRED"),
+        ({"DASHBOARD_LOGIN_REQUIRED": "false", "DASHBOARD_PUBLIC_READONLY": "false"}, "DASHBOARD_PUBLIC_READONLY"),
     ],
 )
 def test_production_refuses_dangerous_combinations_naming_them(env: dict[str, str], named: str) -> None:
@@ -94,6 +96,23 @@ def test_check_deploy_is_clean_with_debug_unset() -> None:
     assert "System check identified no issues" in result.stdout
 
 
+def test_an_open_dashboard_in_production_needs_the_explicit_opt_in() -> None:
+    code = (
+        "from django.conf import settings; print(settings.DASHBOARD_LOGIN_REQUIRED, settings.DASHBOARD_PUBLIC_READONLY)"
+    )
+    result = python(code, **PRODUCTION, DASHBOARD_LOGIN_REQUIRED="false", DASHBOARD_PUBLIC_READONLY="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False True"
+
+
+def test_env_example_ships_no_open_production_config() -> None:
+    """The example file as a deployment's dotenv, with only the secret key and host added: it starts, login on."""
+    code = "from django.conf import settings; print(settings.DEBUG, settings.DASHBOARD_LOGIN_REQUIRED)"
+    result = python(code, **PRODUCTION, DOTENV_FILE=str(ROOT / ".env.example"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False True"
+
+
 # --------------------------------------------------------------------------------------------- finding 9
 @pytest.mark.parametrize(
     ("env", "named"),
@@ -109,6 +128,7 @@ def test_check_deploy_is_clean_with_debug_unset() -> None:
         ({"DATABASE_WEB_STATEMENT_TIMEOUT_MS": "-1"}, "DATABASE_WEB_STATEMENT_TIMEOUT_MS"),
         ({"AXES_FAILURE_LIMIT": "0"}, "AXES_FAILURE_LIMIT"),
         ({"ALERTS_MAX_RULES_PER_USER": "0"}, "ALERTS_MAX_RULES_PER_USER"),
+        ({"AXES_ADDRESS_FAILURE_LIMIT": "4"}, "AXES_ADDRESS_FAILURE_LIMIT"),  # below AXES_FAILURE_LIMIT (5)
     ],
 )
 def test_settings_that_would_destroy_data_are_refused(env: dict[str, str], named: str) -> None:

@@ -119,3 +119,21 @@ def test_verdict_and_chart_helpers():
     mixed = verdict_text({"beats": {"always_up": {"accuracy": True}, "majority": {"accuracy": False}}})
     assert "beats always_up but does NOT beat majority" in mixed
     assert equity_paths({"equity": [[0, 1.0]], "buy_and_hold_equity": []}) is None
+
+
+def test_no_page_or_endpoint_shows_the_artifact_path(client: Client, model, artifact_dir):
+    """Model files are named, never located: no filesystem path reaches a user."""
+    assert str(artifact_dir) in model.artifact  # where the file really is
+    for url in (
+        "/models/",
+        f"/models/?id={model.pk}",
+        "/api/v1/models",
+        f"/api/v1/models/{model.pk}",
+        "/market/binance/BTCUSDT/",
+    ):
+        text = client.get(url).content.decode()
+        assert str(artifact_dir) not in text, url
+        assert "/models/binance-" not in text, url
+    item = client.get(f"/api/v1/models/{model.pk}").json()
+    assert "artifact" not in item
+    assert item["artifact_name"] == model.artifact.rsplit("/", 1)[1]
