@@ -36,6 +36,12 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # The outbox sender (docs/ALERTS_DELIVERY.md): retries, expired leases and any firing whose kick was lost.
+    "notifications-send-due": {
+        "task": "notifications.tasks.send_due",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
     "analytics-refresh-all-stats": {
         "task": "analytics.tasks.refresh_all_stats",
         "schedule": 30.0,

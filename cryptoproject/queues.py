@@ -2,7 +2,8 @@
 
 ``analytics`` takes candles, indicators, stats and backtests; ``alerts`` whale detection and delivery, so a candle
 backlog never delays an alert; ``ml`` training and inference, so a retraining never holds up a candle update;
-``default`` anything unrouted.
+``notify`` the outbox sender (notifications), so a
+slow webhook receiver never delays an alert's evaluation; ``default`` anything unrouted.
 """
 
 from __future__ import annotations
@@ -17,3 +18,4 @@ class CeleryQueue(StrEnum):
     ANALYTICS = "analytics"
     ALERTS = "alerts"
     ML = "ml"
+    NOTIFY = "notify"
