@@ -260,8 +260,8 @@ def run(seconds: float | None = None, clock: Callable[[], float] = time.monotoni
             claimed = claim()
             totals["deferred"] = totals.get("deferred", 0) + claimed.deferred
             totals["dead"] = totals.get("dead", 0) + claimed.dead
-            if not claimed.rows:
-                break
+            if not (claimed.rows or claimed.deferred or claimed.dead):
+                break  # nothing due: deferred and dead rows left the due set, so a claim of only those is progress
             for status, count in send_batch(claimed.rows, pool).items():
                 totals[status] = totals.get(status, 0) + count
     return totals
