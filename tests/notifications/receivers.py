@@ -98,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "hold":
             behaviour.release.wait(120)
-        status = behaviour.status if mode == "ok" else int(mode)
+        status = behaviour.status if mode in {"ok", "hold"} else int(mode)
         self.send_response(status)
         self.send_header("Content-Length", "2")
         self.send_header("Connection", "close")

@@ -26,7 +26,7 @@ from simulator.standins.base import StandinServer, Store
 from tests.notifications.factories import deliveries, destination, user
 from tests.notifications.receivers import Receiver, free_port
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 SID, TOKEN, FROM = "AC0123456789abcdef0123456789abcdef", "twilio-secret-token", "+15005550006"
 BOT_TOKEN = "123456:telegram-secret"

@@ -18,7 +18,7 @@ from tests.conftest import wait_for
 from tests.notifications.factories import deliveries, destination, user
 from tests.notifications.receivers import Received, Receiver, free_port
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
