@@ -17,10 +17,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
-from notifications.models import ChannelKind, CircuitBreaker, Delivery, DeliveryStatus
+from notifications.models import ChannelKind, CircuitBreaker, Delivery, DeliveryStatus, Notification
+from notifications.outbox import Message, Outgoing, enqueue
 from notifications.tasks import send_due
+from simulator.standins import telegram as telegram_standin
+from simulator.standins import twilio as twilio_standin
+from simulator.standins.base import Store
 from tests.conftest import ChildProcess, _answers_ping, subprocess_env, unique, wait_for
 from tests.notifications.factories import deliveries, destination, user
 from tests.notifications.receivers import Received, Receiver, free_port
@@ -189,3 +193,79 @@ def test_a_worker_killed_mid_send_the_lease_expires_and_another_sends_it(
     # The crash window: the receiver had the message when its sender died, so it gets it twice, with one key.
     assert held.keys() == [victim.key, victim.key]
     assert Counter(calm.keys()) == Counter({r.key: 1 for r in others})
+
+
+def test_a_committed_firing_kicks_the_sender_and_a_rolled_back_one_sends_nothing(
+    spawn: Callable[..., ChildProcess], receivers: list[Receiver]
+) -> None:
+    # No beat here: the firing's commit alone (transaction.on_commit) queues the run that sends every channel.
+    from cryptoproject.celery import app
+
+    hook = Receiver()
+    receivers.append(hook)
+    twilio = twilio_standin.start("127.0.0.1", 0, Store(), "ACkick", "kick-token", "+15005550006")
+    telegram = telegram_standin.start("127.0.0.1", 0, Store(), "7:kick")
+    try:
+        app.control.purge()
+        env = {
+            **WORKER_ENV,
+            "TWILIO_API_URL": twilio.url,
+            "TWILIO_ACCOUNT_SID": "ACkick",
+            "TWILIO_AUTH_TOKEN": "kick-token",
+            "TWILIO_FROM": "+15005550006",
+            "TELEGRAM_API_URL": telegram.url,
+            "TELEGRAM_BOT_TOKEN": "7:kick",
+        }
+        child = spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "cryptoproject",
+                "worker",
+                "-Q",
+                "notify",
+                "-P",
+                "solo",
+                "-n",
+                f"{unique('kick')}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            env=subprocess_env(**env),
+            name="kick-worker",
+        )
+        wait_for(lambda: child.proc.poll() is not None or _answers_ping(app), timeout=60, what="the worker")
+        owner = user("olga")
+        destination(owner, ChannelKind.WEBHOOK, hook.url())
+        destination(owner, ChannelKind.SMS, "+14155550100")
+        destination(owner, ChannelKind.TELEGRAM, "424242")
+        channels = [ChannelKind.IN_APP, ChannelKind.WEBHOOK, ChannelKind.SMS, ChannelKind.TELEGRAM]
+
+        def fire(key: str) -> None:
+            enqueue([Outgoing(owner.pk, channels, Message(key, f"{key} fired", "BTCUSDT crossed 60000"))])
+
+        def fail_after_enqueuing() -> None:
+            with transaction.atomic():
+                fire("rolled-back")
+                raise RuntimeError("the firing fails after enqueuing")
+
+        with pytest.raises(RuntimeError):
+            fail_after_enqueuing()
+        with transaction.atomic():
+            fire("committed")
+        rows = list(Delivery.objects.filter(key__startswith="committed:"))
+        assert len(rows) == 4
+        assert not Delivery.objects.filter(key__startswith="rolled-back:").exists()
+        wait_for(lambda: statuses(rows) == Counter({DeliveryStatus.SENT: 4}), timeout=60, what="all channels sent")
+        assert len(hook.keys()) == 1
+        assert [m["to"] for m in twilio.store.all()] == ["+14155550100"]
+        assert [m["chat_id"] for m in telegram.store.all()] == ["424242"]
+        assert Notification.objects.filter(owner=owner, key__startswith="committed:").count() == 1
+    finally:
+        for server in (twilio, telegram):
+            server.shutdown()
+            server.server_close()
