@@ -91,7 +91,14 @@ def claim(limit: int | None = None, now: datetime | None = None) -> Claimed:
             row.lease_until = None
             row.last_error = row.last_error or "failed: the last attempt was interrupted"
         Delivery.objects.bulk_update(exhausted, ["status", "lease_until", "last_error"])
-        candidates = [d for d in due if d.attempts < settings.NOTIFY_MAX_ATTEMPTS]
+        # A destination turned off after the firing: not sent, and said so (no attempt is spent on it).
+        switched_off = [d for d in due if not d.destination.active and d not in exhausted]
+        for row in switched_off:
+            row.status = DeliveryStatus.DEAD
+            row.lease_until = None
+            row.last_error = "not sent: the destination was turned off"
+        Delivery.objects.bulk_update(switched_off, ["status", "lease_until", "last_error"])
+        candidates = [d for d in due if d.attempts < settings.NOTIFY_MAX_ATTEMPTS and d.destination.active]
         send, deferred = _apply_breakers(candidates, now, lease_until)
         Delivery.objects.bulk_update(deferred, ["status", "lease_until", "next_attempt_at"])
         Delivery.objects.filter(pk__in=[d.pk for d in send]).update(
@@ -103,7 +110,7 @@ def claim(limit: int | None = None, now: datetime | None = None) -> Claimed:
         row.lease_until = lease_until
     for row in exhausted:
         _tell_owner(row)
-    return Claimed(send, len(deferred), len(exhausted))
+    return Claimed(send, len(deferred), len(exhausted) + len(switched_off))
 
 
 def _apply_breakers(
@@ -217,6 +224,9 @@ def attempt(delivery: Delivery) -> DeliveryError | None:
         return exc
     except TimeoutError as exc:  # a deadline that passed outside the channel's own classification
         return TransientError(f"timed out: {exc}", "failed: timed out")
+    except Exception as exc:
+        logger.exception("delivery raised", extra={"delivery": delivery.pk, "kind": delivery.kind})
+        return TransientError(f"unexpected {type(exc).__name__}", "failed: internal error")
     return None
 
 

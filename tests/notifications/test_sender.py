@@ -183,3 +183,37 @@ def _pool() -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(2)
+
+
+def test_a_destination_turned_off_after_the_firing_is_not_sent(receiver: Receiver) -> None:
+    [delivery] = hook(receiver.url())
+    delivery.destination.active = False
+    delivery.destination.save(update_fields=["active"])
+    assert sender.run(seconds=30)["dead"] == 1
+    current = row(delivery)
+    assert (current.status, current.attempts) == (DeliveryStatus.DEAD, 0)
+    assert current.last_error == "not sent: the destination was turned off"
+    assert receiver.keys() == []
+
+
+def test_a_channel_that_raises_unexpectedly_costs_one_attempt_and_strands_nothing(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notifications.channels import webhook
+
+    broken, fine = hook(receiver.url(), 1, "olaf")[0], hook(receiver.url(), 1, "pia")[0]
+    real_send = webhook.send
+
+    def send(delivery: Delivery, deadline: Any) -> None:
+        if delivery.pk == broken.pk:
+            raise KeyError("a bug")
+        real_send(delivery, deadline)
+
+    monkeypatch.setattr(webhook, "send", send)
+    assert sender.run(seconds=30) == {"sent": 1, "pending": 1, "deferred": 0, "dead": 0}
+    assert (row(broken).status, row(broken).attempts, row(broken).last_error) == (
+        DeliveryStatus.PENDING,
+        1,
+        "failed: internal error",
+    )
+    assert row(fine).status == DeliveryStatus.SENT
