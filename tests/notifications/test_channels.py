@@ -281,3 +281,19 @@ def test_in_app_stores_one_notification_and_pushes_a_toast() -> None:
     event = async_to_sync(layer.receive)(channel)
     assert event["payload"]["toast"] == {"key": delivery.key, "subject": delivery.subject, "body": delivery.body}
     assert list(Notification.objects.values_list("key", flat=True)) == [delivery.key]
+
+
+def test_the_documented_verification_accepts_our_signature(receiver: Receiver, allow_private: None) -> None:
+    # The receiver's code in docs/ALERTS_DELIVERY.md, run as written against a real request.
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "ALERTS_DELIVERY.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "ALERTS_DELIVERY.md", "exec"), namespace)
+    delivery = one(ChannelKind.WEBHOOK, receiver.url(), format=WebhookFormat.GENERIC, secret="k3y")
+    webhook.send(delivery, Deadline.after(5))
+    [got] = receiver.received
+    args = (got.headers["X-Timestamp"], got.body, got.headers["X-Signature"])
+    assert namespace["verify"](b"k3y", *args)
+    assert not namespace["verify"](b"other", *args)
