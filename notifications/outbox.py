@@ -88,6 +88,7 @@ def kick() -> None:
     from notifications.tasks import send_due
 
     try:
-        send_due.apply_async(expires=60)
+        # retry=False: with the broker down, fail at once instead of holding the firing's caller in publish retries.
+        send_due.apply_async(expires=60, retry=False)
     except Exception:
         logger.warning("outbox sender not kicked (beat will run it)", exc_info=True)
