@@ -185,6 +185,8 @@ def record(delivery: Delivery, error: DeliveryError | None, target: str = "") ->
     public = error.public[:500]
     if isinstance(error, TransientError):
         _breaker_result(target, ok=False)
+    elif isinstance(error, PermanentError) and error.answered:
+        _breaker_result(target, ok=True)  # the target answered: it is up, whatever it thought of this message
     if isinstance(error, PermanentError) or delivery.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
         if mine.update(status=DeliveryStatus.DEAD, lease_until=None, last_error=public):
             delivery.last_error = public

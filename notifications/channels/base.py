@@ -30,7 +30,15 @@ class TransientError(DeliveryError):
 
 
 class PermanentError(DeliveryError):
-    """Retrying cannot fix it: refused target, invalid number or address, HTTP 4xx, channel not configured."""
+    """Retrying cannot fix it: refused target, invalid number or address, HTTP 4xx, channel not configured.
+
+    ``answered``: the target itself gave this answer (an HTTP 4xx, an SMTP 5xx), so it is up: its circuit breaker
+    counts it as a success (a half-open probe answered 404 closes it).
+    """
+
+    def __init__(self, detail: str, public: str = "", answered: bool = False) -> None:
+        super().__init__(detail, public)
+        self.answered = answered
 
 
 class DeadlineExceededError(TimeoutError):

@@ -95,13 +95,17 @@ def send(delivery: Delivery, deadline: Deadline) -> None:
     except BadHeaderError as exc:
         raise PermanentError(f"invalid e-mail header: {exc}", "failed: invalid e-mail header") from exc
     except smtplib.SMTPRecipientsRefused as exc:
-        raise PermanentError(f"{where} refused the recipient", "failed: the address was refused") from exc
+        raise PermanentError(
+            f"{where} refused the recipient", "failed: the address was refused", answered=True
+        ) from exc
     except (smtplib.SMTPException, OSError) as exc:
         if fired.is_set():
             raise TransientError(f"{where}: no answer before the deadline", f"failed: {where} timed out") from exc
         code = getattr(exc, "smtp_code", 0)
         if isinstance(code, int) and 500 <= code < 600 and not isinstance(exc, smtplib.SMTPServerDisconnected):
-            raise PermanentError(f"{where}: {code}", f"failed: the mail server refused the message ({code})") from exc
+            raise PermanentError(
+                f"{where}: {code}", f"failed: the mail server refused the message ({code})", answered=True
+            ) from exc
         raise TransientError(
             f"{where}: {type(exc).__name__} {redact_text(str(exc))[:200]}", "failed: the mail server is unavailable"
         ) from exc

@@ -32,4 +32,4 @@ def status_error(response: Response, where: str, detail: str = "") -> TransientE
         if raw.strip().isdigit():
             retry_after = float(raw.strip())
         return TransientError(text, f"failed: {where} answered HTTP {status}", retry_after)
-    return PermanentError(text, f"failed: {where} refused the message (HTTP {status})")
+    return PermanentError(text, f"failed: {where} refused the message (HTTP {status})", answered=True)

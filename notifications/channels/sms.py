@@ -72,7 +72,9 @@ def send(delivery: Delivery, deadline: Deadline) -> None:
     error = status_error(response, where, f"Twilio error {code}" if code else "")
     if code == 21211:
         raise PermanentError(
-            f"HTTP {response.status} from {where}: Twilio error 21211", "failed: Twilio: invalid 'To' phone number"
+            f"HTTP {response.status} from {where}: Twilio error 21211",
+            "failed: Twilio: invalid 'To' phone number",
+            answered=True,
         )
     if code and isinstance(error, PermanentError):
         error.public = f"failed: Twilio error {code}: {message[:120]}"

@@ -217,3 +217,17 @@ def test_a_channel_that_raises_unexpectedly_costs_one_attempt_and_strands_nothin
         "failed: internal error",
     )
     assert row(fine).status == DeliveryStatus.SENT
+
+
+def test_a_half_open_probe_answered_with_a_permanent_error_closes_the_breaker(receiver: Receiver) -> None:
+    # The host answered (404 for this URL): it is up, so its other deliveries need not wait for another probe.
+    receiver.behaviour.status = 404
+    deliveries_to_host = hook(receiver.url(), 2)
+    target = f"webhook:127.0.0.1:{receiver.port}"
+    CircuitBreaker.objects.create(target=target, failures=5, open_until=timezone.now() - timedelta(seconds=1))
+    first = sender.claim()
+    assert [d.pk for d in first.rows] == [deliveries_to_host[0].pk]  # the probe
+    assert first.deferred == 1
+    assert sender.send_batch(first.rows, _pool()) == {"dead": 1}
+    breaker = CircuitBreaker.objects.get(target=target)
+    assert (breaker.failures, breaker.open_until, breaker.probe_until) == (0, None, None)
