@@ -68,6 +68,8 @@ demo: migrate topics history-demo backtest-demo prediction-demo ## the whole pip
 	@echo "  My alerts:  http://127.0.0.1:8000/alerts/  (sign in as a demo user: the price alerts fire within minutes)"
 	@echo "  Admin:      http://127.0.0.1:8000/admin/   (user demo / password demo)"
 	@echo "  API docs:   http://127.0.0.1:8000/api/v1/docs"
+	@echo "  SMS sent:   http://127.0.0.1:9461/_messages   (Twilio stand-in; also .stack/standins/twilio.jsonl)"
+	@echo "  Telegram:   http://127.0.0.1:9462/_messages   (Bot API stand-in; also .stack/standins/telegram.jsonl)"
 	@echo "  Stop with Ctrl-C (the servers keep running: make services-down stops them)."
 	@echo
 	@$(VENV)/bin/honcho -f Procfile start

@@ -15,11 +15,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from cryptoproject.body_limit import BodyLimitASGIMiddleware  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from notifications.routing import websocket_urlpatterns as notification_urlpatterns  # noqa: E402
+
+# The dashboard's list ends with a catch-all (4404): the other apps' routes come first.
+routes = [*notification_urlpatterns, *websocket_urlpatterns]
 
 application = ProtocolTypeRouter(
     {
         # Bodies over REQUEST_BODY_MAX_BYTES (declared or chunked) are refused before Django buffers them.
         "http": BodyLimitASGIMiddleware(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routes))),
     }
 )

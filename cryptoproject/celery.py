@@ -31,6 +31,12 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="3"),
         "options": {"expires": 3000},
     },
+    # The outbox sender (docs/ALERTS_DELIVERY.md): retries, expired leases and any firing whose kick was lost.
+    "notifications-send-due": {
+        "task": "notifications.tasks.send_due",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
     "analytics-refresh-all-stats": {
         "task": "analytics.tasks.refresh_all_stats",
         "schedule": 30.0,

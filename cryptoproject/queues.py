@@ -1,9 +1,9 @@
 """The Celery queues: one enum for the app's declarations, the task routes, the Procfiles' workers and the health page.
 
 ``analytics`` takes candles, indicators and stats; ``backtest`` the backtests users start, with a worker of its own,
-so a queue of long runs never delays a candle update; ``alerts`` whale detection and delivery, so a candle backlog
-never delays an alert; ``ml`` training and inference, so a retraining never holds up a candle update; ``default``
-anything unrouted.
+so a queue of long runs never delays a candle update; ``alerts`` whale detection, so a candle backlog never delays
+it; ``notify`` the outbox sender (notifications), so a slow webhook receiver never delays anything else; ``ml``
+training and inference, so a retraining never holds up a candle update; ``default`` anything unrouted.
 """
 
 from __future__ import annotations
@@ -19,3 +19,4 @@ class CeleryQueue(StrEnum):
     ALERTS = "alerts"
     ML = "ml"
     BACKTEST = "backtest"
+    NOTIFY = "notify"

@@ -245,6 +245,8 @@ CELERY_TASK_ROUTES = {
     "backtest.tasks.*": {"queue": CeleryQueue.BACKTEST.value},
     # Training and inference on their own queue: a retraining never delays a candle update.
     "prediction.tasks.*": {"queue": CeleryQueue.ML.value},
+    # The outbox sender: a slow receiver holds a sender, never an alert evaluation.
+    "notifications.tasks.*": {"queue": CeleryQueue.NOTIFY.value},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Seconds before the Redis broker redelivers a message taken by a worker that died without acknowledging it.
@@ -542,6 +544,54 @@ for _name, _value in (
 ):
     if _value < 1:
         raise ImproperlyConfigured(f"{_name}: must be at least 1, got {_value}")
+# --------------------------------------------------------------------------------------------- notifications (outbox)
+# docs/ALERTS_DELIVERY.md. Every attempt has a TOTAL deadline (connect + send + read); the sender gives up on a
+# delivery after NOTIFY_MAX_ATTEMPTS attempts (dead, shown to its owner).
+NOTIFY_ATTEMPT_DEADLINE_SECONDS: float = _setting("NOTIFY_ATTEMPT_DEADLINE_SECONDS", float, 10.0)
+NOTIFY_MAX_ATTEMPTS: int = _setting("NOTIFY_MAX_ATTEMPTS", int, 10)
+NOTIFY_BACKOFF_BASE_SECONDS: float = _setting("NOTIFY_BACKOFF_BASE_SECONDS", float, 2.0)
+NOTIFY_BACKOFF_MAX_SECONDS: float = _setting("NOTIFY_BACKOFF_MAX_SECONDS", float, 900.0)
+NOTIFY_BATCH_SIZE: int = _setting("NOTIFY_BATCH_SIZE", int, 32)
+NOTIFY_SEND_THREADS: int = _setting("NOTIFY_SEND_THREADS", int, 8)
+NOTIFY_RUN_SECONDS: float = _setting("NOTIFY_RUN_SECONDS", float, 50.0)
+NOTIFY_BREAKER_FAILURES: int = _setting("NOTIFY_BREAKER_FAILURES", int, 5)
+NOTIFY_BREAKER_COOLDOWN_SECONDS: float = _setting("NOTIFY_BREAKER_COOLDOWN_SECONDS", float, 30.0)
+for _name, _value, _least in (
+    ("NOTIFY_ATTEMPT_DEADLINE_SECONDS", NOTIFY_ATTEMPT_DEADLINE_SECONDS, 0.5),
+    ("NOTIFY_MAX_ATTEMPTS", NOTIFY_MAX_ATTEMPTS, 1),
+    ("NOTIFY_BACKOFF_BASE_SECONDS", NOTIFY_BACKOFF_BASE_SECONDS, 0.1),
+    ("NOTIFY_BACKOFF_MAX_SECONDS", NOTIFY_BACKOFF_MAX_SECONDS, NOTIFY_BACKOFF_BASE_SECONDS),
+    ("NOTIFY_BATCH_SIZE", NOTIFY_BATCH_SIZE, 1),
+    ("NOTIFY_SEND_THREADS", NOTIFY_SEND_THREADS, 1),
+    ("NOTIFY_BREAKER_FAILURES", NOTIFY_BREAKER_FAILURES, 1),
+    ("NOTIFY_BREAKER_COOLDOWN_SECONDS", NOTIFY_BREAKER_COOLDOWN_SECONDS, 1.0),
+):
+    if _value < _least:
+        raise ImproperlyConfigured(f"{_name}: must be at least {_least}, got {_value}")
+# One sender run must end well inside Celery's soft limit, its last attempts included.
+if NOTIFY_RUN_SECONDS + 2 * NOTIFY_ATTEMPT_DEADLINE_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "NOTIFY_RUN_SECONDS + 2 x NOTIFY_ATTEMPT_DEADLINE_SECONDS must stay below CELERY_TASK_SOFT_TIME_LIMIT"
+    )
+EMAIL_TIMEOUT: float = _setting("EMAIL_TIMEOUT", float, 10.0)
+# SMS through Twilio's Programmable Messaging API; Telegram through the Bot API. Empty credentials: the channel fails
+# its deliveries (permanent, "not configured"). The API URLs may point at the local stand-ins (manage.py
+# run_standins) only over http with NOTIFY_ALLOW_INSECURE_APIS=true, or with DJANGO_DEBUG=true.
+TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM: str = env.str("TWILIO_FROM", default="")
+TWILIO_API_URL: str = env.str("TWILIO_API_URL", default="https://api.twilio.com").rstrip("/")
+TELEGRAM_BOT_TOKEN: str = env.str("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_API_URL: str = env.str("TELEGRAM_API_URL", default="https://api.telegram.org").rstrip("/")
+NOTIFY_ALLOW_INSECURE_APIS: bool = _setting("NOTIFY_ALLOW_INSECURE_APIS", bool, False)
+for _name, _url in (("TWILIO_API_URL", TWILIO_API_URL), ("TELEGRAM_API_URL", TELEGRAM_API_URL)):
+    if not _url.startswith(("https://", "http://")):
+        raise ImproperlyConfigured(f"{_name}: expected an http(s) URL, got {_url!r}")
+    if _url.startswith("http://") and not (DEBUG or NOTIFY_ALLOW_INSECURE_APIS):
+        raise ImproperlyConfigured(
+            f"{_name}={_url} is not https: credentials would cross the network in clear text "
+            "(NOTIFY_ALLOW_INSECURE_APIS=true allows it for the local stand-ins)"
+        )
 
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

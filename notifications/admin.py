@@ -10,7 +10,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from analytics.paginators import EstimatedCountPaginator
-from notifications.models import Delivery, Destination, Notification
+from notifications.models import CircuitBreaker, Delivery, Destination, Notification
 
 
 class _Own(admin.ModelAdmin):
@@ -74,4 +74,20 @@ class NotificationAdmin(_Own):
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         """Always False: a record of what was shown."""
+        return False
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(admin.ModelAdmin):
+    """Each target's breaker (read-only: the senders alone write it)."""
+
+    list_display = ("target", "failures", "open_until", "probe_until", "updated_at")
+    ordering = ("target",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """No hand-made rows."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        """No hand edits."""
         return False

@@ -109,3 +109,23 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner_id}: {self.subject}"
+
+
+class CircuitBreaker(models.Model):
+    """The health of one target (a webhook host, the SMS or Telegram API, the SMTP server), for the sender.
+
+    Closed (``open_until`` null): deliveries go out; each transient failure adds to ``failures`` and a success
+    resets it. After ``NOTIFY_BREAKER_FAILURES`` in a row it opens (``open_until`` = now + cool-down): its deliveries
+    are deferred, neither attempted nor counted. Once the cool-down has passed it is half-open: one delivery goes out
+    as the probe (``probe_until`` is its lease); success closes it, failure opens it again.
+    """
+
+    target = models.CharField(max_length=300, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    open_until = models.DateTimeField(null=True, blank=True)
+    probe_until = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        state = "closed" if self.open_until is None else f"open until {self.open_until:%H:%M:%S}"
+        return f"{self.target}: {state} ({self.failures} failures)"

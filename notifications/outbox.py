@@ -6,11 +6,16 @@ message again (a replayed batch) adds nothing. Sending is the senders' job (docs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import transaction
+
 from notifications.models import ChannelKind, Delivery, Destination
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,4 +75,20 @@ def enqueue(outgoing: Iterable[Outgoing]) -> int:
         return 0
     before = Delivery.objects.filter(key__in=[row.key for row in rows]).count()
     Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-    return len(rows) - before
+    new = len(rows) - before
+    if new:
+        # One sender run per committed firing batch (never one per delivery); beat runs it too, so a lost kick
+        # (Redis down at that moment) only delays the messages.
+        transaction.on_commit(kick)
+    return new
+
+
+def kick() -> None:
+    """Queue one run of the outbox sender now; a broker error is logged, not raised (beat runs it anyway)."""
+    from notifications.tasks import send_due
+
+    try:
+        # retry=False: with the broker down, fail at once instead of holding the firing's caller in publish retries.
+        send_due.apply_async(expires=60, retry=False)
+    except Exception:
+        logger.warning("outbox sender not kicked (beat will run it)", exc_info=True)

@@ -1,0 +1,64 @@
+"""What every channel shares: the errors an attempt raises and the deadline it must keep.
+
+A channel is a module with ``send(delivery, deadline) -> None`` and ``target(delivery) -> str``. ``send`` returns when
+the receiver accepted the message and raises :class:`TransientError` (retry later) or :class:`PermanentError` (give
+up) otherwise; it never runs past ``deadline`` (a :class:`Deadline`). ``target`` names what the circuit breaker
+guards (a webhook's host, the SMS API, the SMTP server).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+class DeliveryError(RuntimeError):
+    """A failed attempt. ``str(exc)`` is the operator's detail (logged: host, status, never a secret); ``public``
+    is what the owner sees in the delivery's ``last_error``."""
+
+    def __init__(self, detail: str, public: str = "") -> None:
+        super().__init__(detail)
+        self.public = public or detail
+
+
+class TransientError(DeliveryError):
+    """May pass on retry: network error, deadline, HTTP 429 or 5xx. ``retry_after``: the receiver's own wait."""
+
+    def __init__(self, detail: str, public: str = "", retry_after: float | None = None) -> None:
+        super().__init__(detail, public)
+        self.retry_after = retry_after
+
+
+class PermanentError(DeliveryError):
+    """Retrying cannot fix it: refused target, invalid number or address, HTTP 4xx, channel not configured.
+
+    ``answered``: the target itself gave this answer (an HTTP 4xx, an SMTP 5xx), so it is up: its circuit breaker
+    counts it as a success (a half-open probe answered 404 closes it).
+    """
+
+    def __init__(self, detail: str, public: str = "", answered: bool = False) -> None:
+        super().__init__(detail, public)
+        self.answered = answered
+
+
+class DeadlineExceededError(TimeoutError):
+    """The attempt's total deadline passed (connect + send + read together)."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An absolute point on the monotonic clock by which an attempt must be over."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        """The deadline ``seconds`` from now."""
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left; raises :class:`DeadlineExceededError` when none are."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceededError("the attempt's deadline passed")
+        return left
