@@ -1,8 +1,8 @@
-"""The webhook SSRF guard: which URLs a notification may be posted to (copied from dashboard.webhook_targets,
-which goes away with the dashboard's old delivery path).
+"""The webhook SSRF guard: which URLs a notification may be posted to.
 
-Checked when a destination is saved and again before every send, because DNS answers change; the sender connects to
-the address checked here (:mod:`notifications.http`), so a second DNS answer can never differ from the checked one.
+Checked when a destination is saved (:mod:`notifications.validation`) and again before every send, because DNS
+answers change; the sender connects to the address checked here (:mod:`notifications.http`), so a second DNS answer
+can never differ from the checked one.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for a global unicast address; IPv4 embedded in IPv6 (mapped, NAT64) is judged by the IPv4 it carries."""
+    """True for a global unicast address a webhook may be sent to; IPv4 embedded in IPv6 (mapped, NAT64) is
+    judged by the IPv4 address it carries."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return is_public_address(address.ipv4_mapped)
@@ -58,10 +59,11 @@ class WebhookTarget:
 
 
 def resolve_webhook_target(url: str, allow_private: bool | None = None) -> WebhookTarget:
-    """Check ``url``: http(s), an allowed port, and every address its host resolves to public.
+    """Check ``url`` once: http(s), an allowed port, and every address its host resolves to public.
 
     ``allow_private`` defaults to ``settings.ALERT_WEBHOOK_ALLOW_PRIVATE`` (development and tests only, refused in
-    production): private addresses and any port, for a local receiver.
+    production): it allows private addresses and any port, for a local receiver. The caller connects to one of the
+    returned addresses (:mod:`notifications.http`), so a second DNS answer can never differ from the checked one.
     """
     allow = settings.ALERT_WEBHOOK_ALLOW_PRIVATE if allow_private is None else allow_private
     parts = urlsplit(url)
@@ -86,9 +88,18 @@ def resolve_webhook_target(url: str, allow_private: bool | None = None) -> Webho
             if not is_public_address(ipaddress.ip_address(raw)):
                 raise UnsafeTargetError(
                     f"webhook host {host!r} resolves to {raw}, not a public address (private, loopback, "
-                    "link-local, shared, site-local, 6to4/Teredo or reserved)"
+                    "link-local, shared, site-local, 6to4/Teredo or reserved; ALERT_WEBHOOK_ALLOW_PRIVATE=true "
+                    "allows it in development)"
                 )
-        if port not in settings.ALERT_WEBHOOK_ALLOWED_PORTS:
-            allowed = ", ".join(str(p) for p in settings.ALERT_WEBHOOK_ALLOWED_PORTS)
-            raise UnsafeTargetError(f"webhook port {port} is not allowed (ALERT_WEBHOOK_ALLOWED_PORTS: {allowed})")
+    if not allow and port not in settings.ALERT_WEBHOOK_ALLOWED_PORTS:
+        allowed = ", ".join(str(p) for p in settings.ALERT_WEBHOOK_ALLOWED_PORTS)
+        raise UnsafeTargetError(f"webhook port {port} is not allowed (ALERT_WEBHOOK_ALLOWED_PORTS: {allowed})")
     return WebhookTarget(url=url, host=host, port=port, addresses=addresses)
+
+
+def check_webhook_target(url: str, allow_private: bool | None = None) -> list[str]:
+    """The addresses ``url``'s host resolves to, all allowed; raises :class:`UnsafeTargetError` otherwise.
+
+    Called when a subscription is saved and again before every send, because DNS answers change.
+    """
+    return resolve_webhook_target(url, allow_private).addresses

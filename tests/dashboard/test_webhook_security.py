@@ -1,4 +1,4 @@
-"""The webhook SSRF guard (dashboard.webhook_targets): which addresses and ports a webhook may name. Destinations
+"""The webhook SSRF guard (notifications.targets): which addresses and ports a webhook may name. Destinations
 are checked with it when saved (tests/dashboard/test_alerts_api.py); sending is the notifications senders' part."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dashboard.webhook_targets import UnsafeTargetError, check_webhook_target, is_public_address
+from notifications.targets import UnsafeTargetError, check_webhook_target, is_public_address
 
 
 @pytest.fixture
