@@ -216,7 +216,7 @@ def test_health_endpoint(client: Client, kafka_topics: KafkaTopics, redis_client
     assert body["kafka"]["total_lag"] == 5
     assert body["dlq"]["count"] == 0
     assert body["consumers"] == {"host-42": {"batches": 7}}
-    assert set(body["queues"]) == {"analytics", "alerts", "default", "ml", "backtest"}  # every CeleryQueue
+    assert set(body["queues"]) == {"analytics", "alerts", "default", "ml", "backtest", "notify"}  # every CeleryQueue
     assert [r["symbol"] for r in body["symbols"]] == ["BTCUSDT"]
     assert body["errors"] == []
     assert body["replica"] is None  # no DATABASE_REPLICA_URL (tests/dashboard/test_replica.py has one)
