@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db import connections
+
 from analytics.models import Candle, SymbolStats, Trade
 from cryptoproject.db_router import read_connection
 
@@ -82,3 +84,25 @@ def trade_time_bounds() -> dict[tuple[str, str], tuple[datetime, datetime]]:
     with read_connection(Trade).cursor() as cursor:
         cursor.execute(_BOUNDS_SQL)
         return {(str(e), str(s)): (first, last) for e, s, first, last in cursor.fetchall()}
+
+
+_RECENT_PRICES = """
+SELECT trade_id, price::text, (extract(epoch FROM traded_at) * 1000)::bigint
+FROM analytics_trade
+WHERE exchange = %s AND symbol = %s
+  AND traded_at >= timestamptz 'epoch' + %s * interval '1 millisecond'
+  AND traded_at <= timestamptz 'epoch' + %s * interval '1 millisecond'
+  AND trade_id < %s
+ORDER BY trade_id
+"""
+
+
+def recent_prices(
+    exchange: str, symbol: str, start_ms: int, end_ms: int, before_id: int, using: str = "default"
+) -> list[tuple[int, str, int]]:
+    """(trade id, price text, time ms) of the market's stored trades traded in [start_ms, end_ms] with a trade id
+    below ``before_id``, in trade-id order; on ``using``'s connection, so inside its open transaction (the alert
+    evaluator rebuilds a price window from them)."""
+    with connections[using].cursor() as cur:
+        cur.execute(_RECENT_PRICES, [exchange, symbol, start_ms, end_ms, before_id])
+        return [(int(i), str(p), int(t)) for i, p, t in cur.fetchall()]

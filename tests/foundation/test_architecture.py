@@ -231,6 +231,7 @@ def test_the_celery_app_declares_every_queue(queue: CeleryQueue) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 APPS = sorted(set().union(*LAYERS))
 MODEL_USERS: dict[str, set[str]] = {
+    "alerts.models": {"Destination"},  # a rule's chosen destinations (many-to-many)
     "dashboard.api.backtests": {"BacktestRun"},
     "dashboard.api.predictions": {"Prediction", "PredictionModel"},
     "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},

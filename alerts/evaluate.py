@@ -1,0 +1,460 @@
+"""Evaluating the trade kinds of alert rules (``price_cross``, ``pct_move``, ``whale``) on one market's new trades.
+
+Pure and vectorised: no database, no Django. :class:`MarketRules` holds a market's rules as arrays (compiled once per
+rule refresh) and their state; :func:`evaluate` takes the trades one store transaction inserted for that market and
+returns the firings, the rules' new state and the new price window, without changing its inputs (the caller swaps
+the new state in once the transaction committed, so a rolled-back batch leaves no trace).
+
+Prices are decimal text. Comparisons are exact: floats decide every case where they are unambiguous (correctly
+rounded conversion is monotonic, so ``float(a) < float(b)`` implies ``a < b``), and the few near-ties are decided
+with :class:`~decimal.Decimal`. The exact semantics of each kind: docs/ALERTS.md ("Kinds").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, localcontext
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+#: relative distance under which two float results are treated as a possible tie and decided exactly
+_NEAR = 1e-9
+#: a position relative to a level nobody has seen yet (a rule's first trade)
+UNSEEN = 2
+
+
+@dataclass(frozen=True)
+class Trades:
+    """One market's trades in trade-id order: ids, prices (text and float), quantities, times (ms), taker side."""
+
+    trade_id: I64
+    price_text: list[str]
+    price: F64
+    quantity_text: list[str]
+    quantity: F64
+    time_ms: I64
+    is_buyer_maker: Bools
+
+    @classmethod
+    def from_lists(
+        cls,
+        trade_ids: Sequence[int],
+        prices: Sequence[str],
+        quantities: Sequence[str],
+        times_ms: Sequence[int],
+        is_buyer_maker: Sequence[bool],
+    ) -> Trades:
+        """Build from parallel lists in any order (sorted here by trade id)."""
+        ids = np.asarray(trade_ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        ordered = order.tolist()
+        price_text = [prices[i] for i in ordered]
+        quantity_text = [quantities[i] for i in ordered]
+        return cls(
+            trade_id=ids[order],
+            price_text=price_text,
+            price=np.fromiter(map(float, price_text), np.float64, len(price_text)),
+            quantity_text=quantity_text,
+            quantity=np.fromiter(map(float, quantity_text), np.float64, len(quantity_text)),
+            time_ms=np.asarray(times_ms, dtype=np.int64)[order],
+            is_buyer_maker=np.asarray(is_buyer_maker, dtype=np.bool_)[order],
+        )
+
+    def __len__(self) -> int:
+        return len(self.trade_id)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The trades a market's ``pct_move`` rules look back on (the last ``span`` of trade time), in trade-id order."""
+
+    trade_id: I64
+    price_text: list[str]
+    price: F64
+    time_ms: I64
+
+    @classmethod
+    def empty(cls) -> Window:
+        """No trade yet."""
+        return cls(np.zeros(0, np.int64), [], np.zeros(0, np.float64), np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.trade_id)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One active rule as the evaluator needs it (parameters parsed and checked by :func:`parse_rule`)."""
+
+    id: int
+    owner_id: int
+    kind: str
+    exchange: str
+    symbol: str
+    params: dict[str, Any]
+    cooldown_ms: int = 0
+    channels: tuple[str, ...] = ()
+    destination_ids: tuple[int, ...] = ()
+    # parsed parameters
+    level: Decimal | None = None
+    direction: str = "both"
+    pct: Decimal | None = None
+    window_ms: int = 0
+    min_notional: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """What a rule keeps between batches (persisted in ``AlertRule.state``, ``last_fired_ms``, ``suppressed``)."""
+
+    #: price_cross: where the last trade it saw stood against the level (-1 below, 0 at, 1 above, UNSEEN: none)
+    pos: int = UNSEEN
+    #: pct_move: the first trade id it saw (its window never reaches before), and whether each condition held
+    since_id: int | None = None
+    up_on: bool = False
+    down_on: bool = False
+    last_fired_ms: int | None = None
+    #: firings the cooldown suppressed in this batch (added to the stored count)
+    suppressed: int = 0
+
+    def to_json(self, kind: str) -> dict[str, Any]:
+        """The kind's part of the state, for ``AlertRule.state``."""
+        if kind == "price_cross":
+            return {"pos": self.pos}
+        if kind == "pct_move":
+            return {"since_id": self.since_id, "up_on": self.up_on, "down_on": self.down_on}
+        return {}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], last_fired_ms: int | None) -> RuleState:
+        """The state stored by :meth:`to_json` (missing keys: a fresh rule)."""
+        return cls(
+            pos=int(data.get("pos", UNSEEN)),
+            since_id=data.get("since_id"),
+            up_on=bool(data.get("up_on", False)),
+            down_on=bool(data.get("down_on", False)),
+            last_fired_ms=last_fired_ms,
+        )
+
+
+@dataclass(frozen=True)
+class Firing:
+    """A rule fired on a trade (before the cooldown decided whether it is stored)."""
+
+    rule_id: int
+    index: int  # the trade's position in the batch
+    what: str  # e.g. "up", "down", "whale"
+    reference: str | None = None  # pct_move: the window's lowest/highest price; whale: the threshold
+
+
+@dataclass
+class Outcome:
+    """What one market's batch did: kept firings (after cooldowns), every rule's new state, and the new window."""
+
+    firings: list[Firing] = field(default_factory=list)
+    states: dict[int, RuleState] = field(default_factory=dict)
+    window: Window | None = None
+
+
+class RuleError(ValueError):
+    """A rule's parameters are invalid (the rule is skipped, never the batch)."""
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    try:
+        out = Decimal(str(value))
+    except Exception as exc:  # decimal raises several types; all mean "not a number"
+        raise RuleError(f"{name} is not a decimal: {value!r}") from exc
+    if not out.is_finite():
+        raise RuleError(f"{name} is not finite: {value!r}")
+    return out
+
+
+def parse_rule(
+    rule_id: int,
+    owner_id: int,
+    kind: str,
+    exchange: str,
+    symbol: str,
+    params: dict[str, Any],
+    cooldown_s: int = 0,
+    channels: Iterable[str] = (),
+    destination_ids: Iterable[int] = (),
+) -> Rule:
+    """A :class:`Rule` with its parameters checked; raises :class:`RuleError`."""
+    base = Rule(
+        rule_id,
+        owner_id,
+        kind,
+        exchange,
+        symbol,
+        dict(params),
+        int(cooldown_s) * 1000,
+        tuple(channels),
+        tuple(sorted(destination_ids)),
+    )
+    direction = str(params.get("direction", "both"))
+    if kind in ("price_cross", "pct_move") and direction not in ("up", "down", "both"):
+        raise RuleError(f"direction must be up, down or both: {direction!r}")
+    if kind == "price_cross":
+        level = _decimal(params.get("level"), "level")
+        if level <= 0:
+            raise RuleError("level must be positive")
+        return replace(base, level=level, direction=direction)
+    if kind == "pct_move":
+        pct = _decimal(params.get("pct"), "pct")
+        if not 0 < pct < 100:
+            raise RuleError("pct must be between 0 and 100")
+        try:
+            window_s = int(params.get("window_s", 0))
+        except (TypeError, ValueError) as exc:
+            raise RuleError("window_s must be an integer") from exc
+        if window_s < 1:
+            raise RuleError("window_s must be at least 1")
+        return replace(base, pct=pct, window_ms=window_s * 1000, direction=direction)
+    if kind == "whale":
+        raw = params.get("min_notional")
+        minimum = None if raw in (None, "") else _decimal(raw, "min_notional")
+        if minimum is not None and minimum <= 0:
+            raise RuleError("min_notional must be positive")
+        return replace(base, min_notional=minimum)
+    raise RuleError(f"not a trade kind: {kind!r}")
+
+
+@dataclass(frozen=True)
+class MarketRules:
+    """A market's trade-kind rules, compiled into arrays per kind."""
+
+    cross: list[Rule]
+    cross_level: F64
+    cross_up: Bools
+    cross_down: Bools
+    moves: list[Rule]
+    whales: list[Rule]
+
+    @classmethod
+    def compile(cls, rules: Iterable[Rule]) -> MarketRules:
+        """Group ``rules`` by kind (ordered by id)."""
+        ordered = sorted(rules, key=lambda r: r.id)
+        cross = [r for r in ordered if r.kind == "price_cross"]
+        return cls(
+            cross=cross,
+            cross_level=np.array([float(r.level or 0) for r in cross], np.float64),
+            cross_up=np.array([r.direction in ("up", "both") for r in cross], np.bool_),
+            cross_down=np.array([r.direction in ("down", "both") for r in cross], np.bool_),
+            moves=[r for r in ordered if r.kind == "pct_move"],
+            whales=[r for r in ordered if r.kind == "whale"],
+        )
+
+    @property
+    def window_ms(self) -> int:
+        """How much trade time the market's price window must keep (0: no pct_move rule)."""
+        return max((r.window_ms for r in self.moves), default=0)
+
+    def __bool__(self) -> bool:
+        return bool(self.cross or self.moves or self.whales)
+
+
+# ------------------------------------------------------------------------------------------------- exact compares
+def _sign_vs_levels(prices: F64, texts: list[str], levels: F64, exact: list[Decimal]) -> npt.NDArray[np.int8]:
+    """sign(price - level) for every (level, price): a (levels x prices) matrix, exact."""
+    p = prices[None, :]
+    lv = levels[:, None]
+    out = (p > lv).astype(np.int8) - (p < lv).astype(np.int8)
+    for r, j in zip(*np.nonzero(p == lv), strict=True):  # float ties: decide in decimal
+        d = Decimal(texts[j]) - exact[r]
+        out[r, j] = 1 if d > 0 else (-1 if d < 0 else 0)
+    return out
+
+
+def _ge_ratio(lhs: F64, rhs: F64, exact: Any, rows: int) -> Bools:
+    """``lhs >= rhs`` elementwise (broadcast to ``rows`` rows); near-ties decided by ``exact(r, j)``."""
+    lhs_b, rhs_b = np.broadcast_arrays(lhs, rhs)
+    out = lhs_b >= rhs_b
+    near = np.abs(lhs_b - rhs_b) <= _NEAR * np.maximum(np.abs(lhs_b), np.abs(rhs_b))
+    for r, j in zip(*np.nonzero(near), strict=True):
+        out[r, j] = exact(int(r), int(j))
+    return np.asarray(out, np.bool_).reshape(rows, -1)
+
+
+# ------------------------------------------------------------------------------------------------- the kinds
+def _price_cross(market: MarketRules, trades: Trades, states: dict[int, RuleState], out: list[Firing]) -> None:
+    if not market.cross:
+        return
+    exact = [r.level or Decimal(0) for r in market.cross]
+    pos = _sign_vs_levels(trades.price, trades.price_text, market.cross_level, exact)
+    first = np.array([states[r.id].pos for r in market.cross], np.int8)
+    prev = np.concatenate([first[:, None], pos[:, :-1]], axis=1)
+    up = (pos >= 0) & (prev == -1) & market.cross_up[:, None]
+    down = (pos <= 0) & (prev == 1) & market.cross_down[:, None]
+    for r, j in zip(*np.nonzero(up | down), strict=True):
+        out.append(Firing(market.cross[r].id, int(j), "up" if up[r, j] else "down"))
+    for r, rule in enumerate(market.cross):
+        states[rule.id] = replace(states[rule.id], pos=int(pos[r, -1]))
+
+
+class _RangeBest:
+    """Index of the lowest (or highest) value in ``values[lo:hi]``: a sparse table built once per batch and market
+    (levels up to the longest range asked), then answered for many ranges at once."""
+
+    def __init__(self, values: F64, lowest: bool, longest: int) -> None:
+        self.values, self.lowest = values, lowest
+        n = len(values)
+        self.levels = [np.arange(n, dtype=np.int64)]
+        step = 1
+        while step * 2 <= max(1, longest):
+            prev = self.levels[-1]
+            a, b = prev[: n - step * 2 + 1], prev[step : step + n - step * 2 + 1]
+            self.levels.append(np.where(self._better(a, b), a, b))
+            step *= 2
+
+    def _better(self, a: I64, b: I64) -> Bools:
+        # Ties keep the earlier trade: the reference is then the first trade at that price.
+        return self.values[a] <= self.values[b] if self.lowest else self.values[a] >= self.values[b]
+
+    def __call__(self, lo: I64, hi: I64) -> I64:
+        """Best index of each ``[lo, hi)`` (every ``hi > lo``)."""
+        k = np.floor(np.log2(np.maximum(hi - lo, 1))).astype(np.int64)
+        out = np.empty(len(lo), np.int64)
+        for level in np.unique(k):
+            sel = k == level
+            table = self.levels[int(level)]
+            a, b = table[lo[sel]], table[hi[sel] - (1 << int(level))]
+            out[sel] = np.where(self._better(a, b), a, b)
+        return out
+
+
+def _pct_move(
+    market: MarketRules, trades: Trades, window: Window, states: dict[int, RuleState], out: list[Firing]
+) -> Window:
+    """Evaluate the pct_move rules over ``window`` + ``trades``; return the window to keep."""
+    ids = np.concatenate([window.trade_id, trades.trade_id])
+    texts = window.price_text + trades.price_text
+    prices = np.concatenate([window.price, trades.price])
+    # Window bounds by trade time in trade-id order; a trade stamped earlier than one before it counts at that
+    # earlier trade's time, so bounds stay monotonic.
+    times = np.maximum.accumulate(np.concatenate([window.time_ms, trades.time_ms]))
+    base = len(window)
+    at = np.arange(base, base + len(trades), dtype=np.int64)
+    longest = len(ids)
+    lowest = _RangeBest(prices, True, longest) if any(r.direction != "down" for r in market.moves) else None
+    highest = _RangeBest(prices, False, longest) if any(r.direction != "up" for r in market.moves) else None
+    for rule in market.moves:
+        state = states[rule.id]
+        since = state.since_id if state.since_id is not None else int(trades.trade_id[0])
+        lo = np.searchsorted(times, times[at] - rule.window_ms, side="left").astype(np.int64)
+        lo = np.maximum(lo, np.searchsorted(ids, since, side="left"))
+        has = lo < at
+        up_cond = np.zeros(len(at), np.bool_)
+        down_cond = np.zeros(len(at), np.bool_)
+        pct = rule.pct or Decimal(0)
+        refs_low: I64 | None = None
+        refs_high: I64 | None = None
+        if has.any():
+            lo_h, at_h = lo[has], at[has]
+            p = prices[at_h]
+            if rule.direction in ("up", "both"):
+                low = lowest(lo_h, at_h)  # type: ignore[misc]
+                refs_low = np.full(len(at), -1, np.int64)
+                refs_low[has] = low
+                factor = 1 + float(pct) / 100
+
+                def exact_up(_r: int, j: int, low: I64 = low, at_h: I64 = at_h, pct: Decimal = pct) -> bool:
+                    with localcontext() as ctx:
+                        ctx.prec = 60
+                        return Decimal(texts[at_h[j]]) * 100 >= (100 + pct) * Decimal(texts[low[j]])
+
+                up_cond[has] = _ge_ratio(p[None, :], (factor * prices[low])[None, :], exact_up, 1)[0]
+            if rule.direction in ("down", "both"):
+                high = highest(lo_h, at_h)  # type: ignore[misc]
+                refs_high = np.full(len(at), -1, np.int64)
+                refs_high[has] = high
+                factor = 1 - float(pct) / 100
+
+                def exact_down(_r: int, j: int, high: I64 = high, at_h: I64 = at_h, pct: Decimal = pct) -> bool:
+                    with localcontext() as ctx:
+                        ctx.prec = 60
+                        return (100 - pct) * Decimal(texts[high[j]]) >= Decimal(texts[at_h[j]]) * 100
+
+                down_cond[has] = _ge_ratio((factor * prices[high])[None, :], p[None, :], exact_down, 1)[0]
+        prev_up = np.concatenate([[state.up_on], up_cond[:-1]])
+        prev_down = np.concatenate([[state.down_on], down_cond[:-1]])
+        for j in np.nonzero(up_cond & ~prev_up)[0]:
+            ref = texts[int(refs_low[j])] if refs_low is not None else None
+            out.append(Firing(rule.id, int(j), "up", ref))
+        for j in np.nonzero(down_cond & ~prev_down)[0]:
+            ref = texts[int(refs_high[j])] if refs_high is not None else None
+            out.append(Firing(rule.id, int(j), "down", ref))
+        states[rule.id] = replace(state, since_id=since, up_on=bool(up_cond[-1]), down_on=bool(down_cond[-1]))
+    span = market.window_ms
+    keep = int(np.searchsorted(times, times[-1] - span, side="left"))
+    return Window(ids[keep:], texts[keep:], prices[keep:], times[keep:])
+
+
+def _whale(market: MarketRules, trades: Trades, threshold: Decimal, out: list[Firing]) -> None:
+    if not market.whales:
+        return
+    notional = trades.price * trades.quantity
+    by_threshold: dict[Decimal, list[Rule]] = {}
+    for rule in market.whales:
+        by_threshold.setdefault(rule.min_notional or threshold, []).append(rule)
+    for limit, rules in by_threshold.items():
+
+        def exact(_r: int, j: int, limit: Decimal = limit) -> bool:
+            with localcontext() as ctx:
+                ctx.prec = 60
+                return Decimal(trades.price_text[j]) * Decimal(trades.quantity_text[j]) >= limit
+
+        hit = _ge_ratio(notional[None, :], np.array([[float(limit)]]), exact, 1)[0]
+        for j in np.nonzero(hit)[0]:
+            for rule in rules:
+                out.append(Firing(rule.id, int(j), "whale", str(limit)))
+
+
+# ------------------------------------------------------------------------------------------------- entry point
+def apply_cooldowns(
+    firings: list[Firing], trades: Trades, rules: dict[int, Rule], states: dict[int, RuleState]
+) -> list[Firing]:
+    """Drop (and count) the firings within a rule's cooldown of its previous kept one, in trade order."""
+    kept: list[Firing] = []
+    for firing in sorted(firings, key=lambda f: (f.rule_id, f.index)):
+        state = states[firing.rule_id]
+        t = int(trades.time_ms[firing.index])
+        cooldown = rules[firing.rule_id].cooldown_ms
+        if state.last_fired_ms is not None and cooldown and t < state.last_fired_ms + cooldown:
+            states[firing.rule_id] = replace(state, suppressed=state.suppressed + 1)
+            continue
+        states[firing.rule_id] = replace(state, last_fired_ms=t)
+        kept.append(firing)
+    return kept
+
+
+def evaluate(
+    market: MarketRules,
+    trades: Trades,
+    states: dict[int, RuleState],
+    window: Window | None = None,
+    whale_threshold: Decimal = Decimal("100000"),
+) -> Outcome:
+    """Evaluate ``market``'s rules on ``trades`` (new trades, trade-id order) from ``states`` (every rule's, missing:
+    fresh; ``suppressed`` counts on from the given value); ``window``: the earlier trades pct_move rules look back
+    on. Inputs are left unchanged; the outcome holds the new state of every rule of the market."""
+    new_states = {r.id: states.get(r.id, RuleState()) for r in (*market.cross, *market.moves, *market.whales)}
+    if not len(trades):
+        return Outcome([], new_states, window)
+    found: list[Firing] = []
+    _price_cross(market, trades, new_states, found)
+    new_window = None
+    if market.moves:
+        new_window = _pct_move(market, trades, window if window is not None else Window.empty(), new_states, found)
+    _whale(market, trades, whale_threshold, found)
+    rules = {r.id: r for r in (*market.cross, *market.moves, *market.whales)}
+    kept = apply_cooldowns(found, trades, rules, new_states)
+    return Outcome(kept, new_states, new_window)
