@@ -59,7 +59,7 @@ SELECT (SELECT count(*) FROM alerts_alertrule), (SELECT max(updated_at) FROM ale
        (SELECT count(*) FROM alerts_alertrule_destinations), (SELECT max(id) FROM alerts_alertrule_destinations)
 """
 
-_INSERT_ALERTS = """
+INSERT_ALERTS = """
 INSERT INTO alerts_alert (rule_id, kind, exchange, symbol, trigger, trade_id, price, traded_at, message, details)
 SELECT v.rule_id, v.kind, v.exchange, v.symbol, v.trigger, v.trade_id, v.price::numeric,
        timestamptz 'epoch' + v.ms * interval '1 millisecond', v.message, v.details::jsonb
@@ -70,7 +70,7 @@ ON CONFLICT (rule_id, trigger) DO NOTHING
 RETURNING id, rule_id, trigger
 """
 
-_UPDATE_RULES = """
+UPDATE_RULES = """
 UPDATE alerts_alertrule AS r
 SET state = v.state::jsonb, last_fired_ms = v.last_fired_ms, suppressed = r.suppressed + v.suppressed
 FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) AS v(id, state, last_fired_ms, suppressed)
@@ -315,7 +315,7 @@ def _record(
             texts[(rule.id, trigger)] = (subject, body, payload)
     outgoing: list[Outgoing] = []
     if columns[0]:
-        cur.execute(_INSERT_ALERTS, columns)
+        cur.execute(INSERT_ALERTS, columns)
         for alert_id, rule_id, trigger in cur.fetchall():
             rule = book.rules[rule_id]
             subject, body, payload = texts[(rule_id, trigger)]
@@ -332,7 +332,7 @@ def _record(
                 changed[rule_id] = new
     if changed:
         cur.execute(
-            _UPDATE_RULES,
+            UPDATE_RULES,
             [
                 list(changed),
                 [

@@ -9,7 +9,10 @@ probe each. This module is the one place that asks "which markets exist". Its ra
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 from django.db import connections
 
@@ -106,3 +109,47 @@ def recent_prices(
     with connections[using].cursor() as cur:
         cur.execute(_RECENT_PRICES, [exchange, symbol, start_ms, end_ms, before_id])
         return [(int(i), str(p), int(t)) for i, p, t in cur.fetchall()]
+
+
+class SeriesBar(NamedTuple):
+    """One stored candle of a series with its indicators (None/empty where not computed)."""
+
+    open_ms: int
+    close: Decimal
+    volume: Decimal
+    rsi: Decimal | None
+    macd: Decimal | None
+    macd_signal: Decimal | None
+    sma: dict[str, str]
+    ema: dict[str, str]
+    bb_upper: Decimal | None
+    bb_lower: Decimal | None
+
+
+_SERIES = """
+SELECT (extract(epoch FROM c.open_time) * 1000)::bigint, c.close, c.volume, p.rsi, p.macd, p.macd_signal,
+       coalesce(p.sma, '{}'::jsonb), coalesce(p.ema, '{}'::jsonb), p.bb_upper, p.bb_lower
+FROM analytics_candle c
+LEFT JOIN analytics_indicatorpoint p
+  ON p.exchange = c.exchange AND p.symbol = c.symbol AND p.interval = c.interval AND p.open_time = c.open_time
+WHERE c.exchange = %s AND c.symbol = %s AND c.interval = %s
+  AND c.open_time >= timestamptz 'epoch' + %s * interval '1 millisecond'
+ORDER BY c.open_time
+"""
+
+
+def series_since(exchange: str, symbol: str, interval: str, start_ms: int, using: str = "default") -> list[SeriesBar]:
+    """The market's stored candles of ``interval`` opened at or after ``start_ms`` (to the newest), with their
+    indicators, oldest first: one query, on ``using``'s connection (inside its open transaction)."""
+    with connections[using].cursor() as cur:
+        cur.execute(_SERIES, [exchange, symbol, interval, start_ms])
+        rows = cur.fetchall()
+    # Django's connection hands jsonb over as text (its JSONField decodes it): decoded here.
+    return [
+        SeriesBar(int(ms), close, volume, rsi, macd, signal, _json(sma), _json(ema), upper, lower)
+        for ms, close, volume, rsi, macd, signal, sma, ema, upper, lower in rows
+    ]
+
+
+def _json(value: Any) -> dict[str, str]:
+    return json.loads(value) if isinstance(value, str | bytes) else dict(value)

@@ -17,3 +17,8 @@ trades_stored = Signal()
 # Sent by the trade consumer when Kafka reassigned its partitions: state a receiver keeps per market (e.g. the last
 # price an alert rule saw) may have been advanced by another member meanwhile and must be reloaded.
 consumer_reassigned = Signal()
+
+# Sent by ``analytics.series.update_series`` INSIDE its transaction, after the candles and indicators of a trade
+# range were recomputed, with keyword arguments ``exchange``, ``symbol`` and ``touched`` (interval -> the open times
+# recomputed). What a receiver writes commits or rolls back with the candles (``alerts.candle_kinds``).
+series_updated = Signal()
