@@ -334,7 +334,11 @@ class _RangeBest:
 def _pct_move(
     market: MarketRules, trades: Trades, window: Window, states: dict[int, RuleState], out: list[Firing]
 ) -> Window:
-    """Evaluate the pct_move rules over ``window`` + ``trades``; return the window to keep."""
+    """Evaluate the pct_move rules over ``window`` + ``trades``; return the window to keep.
+
+    Rules with the same window share its bounds and range extremes: each group is a few array operations on a
+    (rules x trades) matrix, not a loop over rules. A rule younger than its window (its first trade inside the
+    bounds) is evaluated on its own, with its bounds cut at that first trade."""
     ids = np.concatenate([window.trade_id, trades.trade_id])
     texts = window.price_text + trades.price_text
     prices = np.concatenate([window.price, trades.price])
@@ -346,76 +350,100 @@ def _pct_move(
     longest = len(ids)
     lowest = _RangeBest(prices, True, longest) if any(r.direction != "down" for r in market.moves) else None
     highest = _RangeBest(prices, False, longest) if any(r.direction != "up" for r in market.moves) else None
+    first_new = int(trades.trade_id[0])
+    groups: dict[int, list[Rule]] = {}
     for rule in market.moves:
-        state = states[rule.id]
-        since = state.since_id if state.since_id is not None else int(trades.trade_id[0])
-        lo = np.searchsorted(times, times[at] - rule.window_ms, side="left").astype(np.int64)
-        lo = np.maximum(lo, np.searchsorted(ids, since, side="left"))
-        has = lo < at
-        up_cond = np.zeros(len(at), np.bool_)
-        down_cond = np.zeros(len(at), np.bool_)
-        pct = rule.pct or Decimal(0)
-        refs_low: I64 | None = None
-        refs_high: I64 | None = None
-        if has.any():
-            lo_h, at_h = lo[has], at[has]
-            p = prices[at_h]
-            if rule.direction in ("up", "both"):
-                low = lowest(lo_h, at_h)  # type: ignore[misc]
-                refs_low = np.full(len(at), -1, np.int64)
-                refs_low[has] = low
-                factor = 1 + float(pct) / 100
-
-                def exact_up(_r: int, j: int, low: I64 = low, at_h: I64 = at_h, pct: Decimal = pct) -> bool:
-                    with localcontext() as ctx:
-                        ctx.prec = 60
-                        return Decimal(texts[at_h[j]]) * 100 >= (100 + pct) * Decimal(texts[low[j]])
-
-                up_cond[has] = _ge_ratio(p[None, :], (factor * prices[low])[None, :], exact_up, 1)[0]
-            if rule.direction in ("down", "both"):
-                high = highest(lo_h, at_h)  # type: ignore[misc]
-                refs_high = np.full(len(at), -1, np.int64)
-                refs_high[has] = high
-                factor = 1 - float(pct) / 100
-
-                def exact_down(_r: int, j: int, high: I64 = high, at_h: I64 = at_h, pct: Decimal = pct) -> bool:
-                    with localcontext() as ctx:
-                        ctx.prec = 60
-                        return (100 - pct) * Decimal(texts[high[j]]) >= Decimal(texts[at_h[j]]) * 100
-
-                down_cond[has] = _ge_ratio((factor * prices[high])[None, :], p[None, :], exact_down, 1)[0]
-        prev_up = np.concatenate([[state.up_on], up_cond[:-1]])
-        prev_down = np.concatenate([[state.down_on], down_cond[:-1]])
-        for j in np.nonzero(up_cond & ~prev_up)[0]:
-            ref = texts[int(refs_low[j])] if refs_low is not None else None
-            out.append(Firing(rule.id, int(j), "up", ref))
-        for j in np.nonzero(down_cond & ~prev_down)[0]:
-            ref = texts[int(refs_high[j])] if refs_high is not None else None
-            out.append(Firing(rule.id, int(j), "down", ref))
-        states[rule.id] = replace(state, since_id=since, up_on=bool(up_cond[-1]), down_on=bool(down_cond[-1]))
-    span = market.window_ms
-    keep = int(np.searchsorted(times, times[-1] - span, side="left"))
+        groups.setdefault(rule.window_ms, []).append(rule)
+    for window_ms, rules in groups.items():
+        lo = np.searchsorted(times, times[at] - window_ms, side="left").astype(np.int64)
+        old: list[Rule] = []
+        for rule in rules:
+            since = states[rule.id].since_id
+            since_at = int(np.searchsorted(ids, since if since is not None else first_new, side="left"))
+            if since_at <= lo[0]:
+                old.append(rule)
+            else:
+                group = _MoveGroup([rule], np.maximum(lo, since_at), at, prices, texts, lowest, highest)
+                group.run(states, first_new, out)
+        if old:
+            _MoveGroup(old, lo, at, prices, texts, lowest, highest).run(states, first_new, out)
+    keep = int(np.searchsorted(times, times[-1] - market.window_ms, side="left"))
     return Window(ids[keep:], texts[keep:], prices[keep:], times[keep:])
+
+
+@dataclass
+class _MoveGroup:
+    """pct_move rules sharing their window bounds ``lo`` (per new trade ``at``)."""
+
+    rules: list[Rule]
+    lo: I64
+    at: I64
+    prices: F64
+    texts: list[str]
+    lowest: _RangeBest | None
+    highest: _RangeBest | None
+
+    def _condition(self, up: bool) -> tuple[Bools, I64]:
+        """(rules x trades) whether the move holds, and the reference's index per trade (-1: empty window)."""
+        rules, at, prices, texts = self.rules, self.at, self.prices, self.texts
+        cond = np.zeros((len(rules), len(at)), np.bool_)
+        refs = np.full(len(at), -1, np.int64)
+        wants = np.array([r.direction in (("up", "both") if up else ("down", "both")) for r in rules], np.bool_)
+        has = self.lo < at
+        best = self.lowest if up else self.highest
+        if not wants.any() or not has.any() or best is None:
+            return cond, refs
+        at_h = at[has]
+        ref = best(self.lo[has], at_h)
+        refs[has] = ref
+        pcts = [r.pct or Decimal(0) for r in rules]
+        sign = 1 if up else -1
+        factor = np.array([1 + sign * float(p) / 100 for p in pcts], np.float64)[:, None]
+        price, reference = prices[at_h][None, :], factor * prices[ref][None, :]
+
+        def exact(r: int, j: int) -> bool:
+            with localcontext() as ctx:
+                ctx.prec = 60
+                p100, base = Decimal(texts[at_h[j]]) * 100, Decimal(texts[ref[j]])
+                return p100 >= (100 + pcts[r]) * base if up else (100 - pcts[r]) * base >= p100
+
+        held = _ge_ratio(price, reference, exact, len(rules)) if up else _ge_ratio(reference, price, exact, len(rules))
+        cond[:, has] = held & wants[:, None]
+        return cond, refs
+
+    def run(self, states: dict[int, RuleState], first_new: int, out: list[Firing]) -> None:
+        """Append the group's firings (each condition firing where it starts to hold) and update its states."""
+        up, low = self._condition(True)
+        down, high = self._condition(False)
+        was_up = np.array([states[r.id].up_on for r in self.rules], np.bool_)[:, None]
+        was_down = np.array([states[r.id].down_on for r in self.rules], np.bool_)[:, None]
+        fire_up = up & ~np.concatenate([was_up, up[:, :-1]], axis=1)
+        fire_down = down & ~np.concatenate([was_down, down[:, :-1]], axis=1)
+        for r, j in zip(*np.nonzero(fire_up), strict=True):
+            out.append(Firing(self.rules[r].id, int(j), "up", self.texts[int(low[j])]))
+        for r, j in zip(*np.nonzero(fire_down), strict=True):
+            out.append(Firing(self.rules[r].id, int(j), "down", self.texts[int(high[j])]))
+        for r, rule in enumerate(self.rules):
+            state = states[rule.id]
+            since = state.since_id if state.since_id is not None else first_new
+            states[rule.id] = replace(state, since_id=since, up_on=bool(up[r, -1]), down_on=bool(down[r, -1]))
 
 
 def _whale(market: MarketRules, trades: Trades, threshold: Decimal, out: list[Firing]) -> None:
     if not market.whales:
         return
-    notional = trades.price * trades.quantity
-    by_threshold: dict[Decimal, list[Rule]] = {}
-    for rule in market.whales:
-        by_threshold.setdefault(rule.min_notional or threshold, []).append(rule)
-    for limit, rules in by_threshold.items():
+    limits = [rule.min_notional or threshold for rule in market.whales]
+    notional = (trades.price * trades.quantity)[None, :]
 
-        def exact(_r: int, j: int, limit: Decimal = limit) -> bool:
-            with localcontext() as ctx:
-                ctx.prec = 60
-                return Decimal(trades.price_text[j]) * Decimal(trades.quantity_text[j]) >= limit
+    def exact(r: int, j: int) -> bool:
+        with localcontext() as ctx:
+            ctx.prec = 60
+            return Decimal(trades.price_text[j]) * Decimal(trades.quantity_text[j]) >= limits[r]
 
-        hit = _ge_ratio(notional[None, :], np.array([[float(limit)]]), exact, 1)[0]
-        for j in np.nonzero(hit)[0]:
-            for rule in rules:
-                out.append(Firing(rule.id, int(j), "whale", str(limit)))
+    limit_f = np.array([float(limit) for limit in limits], np.float64)[:, None]
+    hit = _ge_ratio(notional, limit_f, exact, len(limits))
+    for r, j in zip(*np.nonzero(hit), strict=True):
+        out.append(Firing(market.whales[r].id, int(j), "whale", str(limits[r])))
 
 
 # ------------------------------------------------------------------------------------------------- entry point

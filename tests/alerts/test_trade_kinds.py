@@ -175,8 +175,17 @@ def test_pct_move_matches_the_definition_across_batches_and_a_restart(recording,
     assert all(a.trade_time <= b.trade_time for a, b in itertools.pairwise(recording))
     third = len(recording) // 3
     store(recording[:third])
+    # A rule saved now: its window never reaches back before the first trade it sees (the young-rule path).
+    late = AlertRule.objects.create(
+        owner=owner,
+        kind="pct_move",
+        exchange="binance",
+        symbol="BTCUSDT",
+        params={"pct": "0.03", "window_s": 60, "direction": "both"},
+    )
+    store(recording[third : third + 200])
     wiring._book = wiring.RuleBook()  # a restart: the windows are rebuilt from the stored trades
-    store(recording[third : 2 * third], size=450)
+    store(recording[third + 200 : 2 * third], size=450)
     wiring.mark_stale()  # a reassignment: state reloaded from the database
     store(recording[2 * third :])
     for rule in rules:
@@ -184,6 +193,9 @@ def test_pct_move_matches_the_definition_across_batches_and_a_restart(recording,
         expected = brute_move(recording, p["pct"], p["window_s"], p["direction"])
         got = sorted(Alert.objects.filter(rule=rule).values_list("trade_id", "details__what"))
         assert got == sorted(expected), p
+    got = sorted(Alert.objects.filter(rule=late).values_list("trade_id", "details__what"))
+    assert got == sorted(brute_move(recording[third:], "0.03", 60, "both"))
+    assert got != sorted(t for t in brute_move(recording, "0.03", 60, "both") if t[0] >= recording[third].trade_id)
     assert Alert.objects.filter(kind="pct_move").count() > 10
 
 
