@@ -331,6 +331,44 @@ class _RangeBest:
         return out
 
 
+class _WindowBest:
+    """Index of the lowest (or highest, the earliest on ties) price in ``[lo, at)`` for the batch's trades ``at``
+    (``values``: the window's prices, then the batch's from ``base``), in O(window + batch) per batch: the extreme of
+    the window's part is a suffix extreme, that of the batch's part a prefix one; only bounds inside the batch
+    (a window shorter than the batch) use a sparse table, over the batch alone."""
+
+    def __init__(self, values: F64, base: int, lowest: bool) -> None:
+        self.values, self.base, self.lowest = values, base, lowest
+        op = np.minimum if lowest else np.maximum
+        old, new = values[:base], values[base:]
+        suffix = op.accumulate(old[::-1])[::-1]
+        #: the positions holding their suffix's extreme: the next one at or after i is the suffix's earliest extreme
+        self.marks = np.flatnonzero(old == suffix)
+        prefix = op.accumulate(new)
+        record = np.concatenate([[True], new[1:] < prefix[:-1] if lowest else new[1:] > prefix[:-1]])
+        self.prefix_arg = np.maximum.accumulate(np.where(record, np.arange(len(new)), 0)) + base
+        self.tail: _RangeBest | None = None
+
+    def __call__(self, lo: I64, at: I64) -> I64:
+        """Best index of each ``[lo, at)`` (every ``at > lo``, ``at >= base``)."""
+        out = np.empty(len(lo), np.int64)
+        k = at - self.base
+        in_old = lo < self.base
+        if in_old.any():
+            old_arg = self.marks[np.searchsorted(self.marks, lo[in_old])]
+            new_arg = self.prefix_arg[np.maximum(k[in_old] - 1, 0)]
+            old_v, new_v = self.values[old_arg], self.values[new_arg]
+            better = (new_v < old_v) if self.lowest else (new_v > old_v)
+            out[in_old] = np.where((k[in_old] > 0) & better, new_arg, old_arg)
+        rest = ~in_old
+        if rest.any():
+            if self.tail is None:
+                new = self.values[self.base :]
+                self.tail = _RangeBest(new, self.lowest, len(new))
+            out[rest] = self.tail(lo[rest] - self.base, at[rest] - self.base) + self.base
+        return out
+
+
 def _pct_move(
     market: MarketRules, trades: Trades, window: Window, states: dict[int, RuleState], out: list[Firing]
 ) -> Window:
@@ -347,9 +385,8 @@ def _pct_move(
     times = np.maximum.accumulate(np.concatenate([window.time_ms, trades.time_ms]))
     base = len(window)
     at = np.arange(base, base + len(trades), dtype=np.int64)
-    longest = len(ids)
-    lowest = _RangeBest(prices, True, longest) if any(r.direction != "down" for r in market.moves) else None
-    highest = _RangeBest(prices, False, longest) if any(r.direction != "up" for r in market.moves) else None
+    lowest = _WindowBest(prices, base, True) if any(r.direction != "down" for r in market.moves) else None
+    highest = _WindowBest(prices, base, False) if any(r.direction != "up" for r in market.moves) else None
     first_new = int(trades.trade_id[0])
     groups: dict[int, list[Rule]] = {}
     for rule in market.moves:
@@ -380,8 +417,8 @@ class _MoveGroup:
     at: I64
     prices: F64
     texts: list[str]
-    lowest: _RangeBest | None
-    highest: _RangeBest | None
+    lowest: _WindowBest | None
+    highest: _WindowBest | None
 
     def _condition(self, up: bool) -> tuple[Bools, I64]:
         """(rules x trades) whether the move holds, and the reference's index per trade (-1: empty window)."""
@@ -484,5 +521,7 @@ def evaluate(
         new_window = _pct_move(market, trades, window if window is not None else Window.empty(), new_states, found)
     _whale(market, trades, whale_threshold, found)
     rules = {r.id: r for r in (*market.cross, *market.moves, *market.whales)}
-    kept = apply_cooldowns(found, trades, rules, new_states)
+    # A trade fires a rule once: a pct_move "both" whose up and down moves start on the same trade fires up.
+    once = list({(f.rule_id, f.index): f for f in reversed(found)}.values())
+    kept = apply_cooldowns(once, trades, rules, new_states)
     return Outcome(kept, new_states, new_window)

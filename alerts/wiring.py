@@ -19,6 +19,7 @@ state in memory moves on only when the transaction committed (``on_commit``); ot
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -78,9 +79,14 @@ WHERE r.id = v.id
 """
 
 
+@functools.lru_cache(maxsize=65536)
+def _fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def params_fingerprint(params: dict[str, Any]) -> str:
     """A short digest of a rule's parameters: a state saved for other parameters (the rule was edited) is reset."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return _fingerprint(json.dumps(params, sort_keys=True, default=str))
 
 
 @dataclass
@@ -326,9 +332,9 @@ def _record(
     changed: dict[int, RuleState] = {}
     for item in done:
         for rule_id in item.outcome.states:
-            new, old = running[rule_id], book.states.get(rule_id, RuleState())
-            kind = book.rules[rule_id].kind
-            if new.to_json(kind) != old.to_json(kind) or new.last_fired_ms != old.last_fired_ms or new.suppressed:
+            new = running[rule_id]
+            # States in the book have no suppressed count: any difference (a count included) is a change.
+            if new != book.states.get(rule_id, RuleState()):
                 changed[rule_id] = new
     if changed:
         cur.execute(
