@@ -12,7 +12,7 @@ with :class:`~decimal.Decimal`. The exact semantics of each kind: docs/ALERTS.md
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 from typing import Any
@@ -72,21 +72,94 @@ class Trades:
 
 
 @dataclass(frozen=True)
-class Window:
-    """The trades a market's ``pct_move`` rules look back on (the last ``span`` of trade time), in trade-id order."""
+class Marks:
+    """Suffix-extreme records of the trades a market's pct_move rules saw, oldest first: a trade is kept while no
+    later trade is lower (``lows``; higher for ``highs``). The lowest price of the trades from any point on is then
+    the first record at or after that point, so a window's extreme needs the records only, not every trade."""
 
     trade_id: I64
-    price_text: list[str]
-    price: F64
     time_ms: I64
+    price: F64
+    text: list[str]
+
+    @classmethod
+    def empty(cls) -> Marks:
+        """No trade yet."""
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), [])
+
+    def __len__(self) -> int:
+        return len(self.trade_id)
+
+    def then(self, ids: I64, times: I64, prices: F64, texts: list[str], lowest: bool, keep_from_ms: int) -> Marks:
+        """These records after the trades (``ids``...: trade-id order, times made monotonic), without those traded
+        before ``keep_from_ms`` (no later window reaches them)."""
+        if len(prices):
+            bound = prices.min() if lowest else prices.max()
+            # An older record stays one while no new trade is lower (the earliest extreme wins ties).
+            old = self.price <= bound if lowest else self.price >= bound
+            new = _records(prices, lowest)
+            merged = Marks(
+                np.concatenate([self.trade_id[old], ids[new]]),
+                np.concatenate([self.time_ms[old], times[new]]),
+                np.concatenate([self.price[old], prices[new]]),
+                [t for t, k in zip(self.text, old.tolist(), strict=True) if k] + [texts[i] for i in new.tolist()],
+            )
+        else:
+            merged = self
+        first = int(np.searchsorted(merged.time_ms, keep_from_ms, side="left"))
+        if not first:
+            return merged
+        return Marks(merged.trade_id[first:], merged.time_ms[first:], merged.price[first:], merged.text[first:])
+
+
+def _records(prices: F64, lowest: bool) -> I64:
+    """Positions of ``prices`` holding the extreme of their suffix (not above any later price, for lows)."""
+    if not len(prices):
+        return np.zeros(0, np.int64)
+    suffix = (np.minimum if lowest else np.maximum).accumulate(prices[::-1])[::-1]
+    return np.flatnonzero(prices == suffix)
+
+
+#: the time of "no trade seen yet"
+NO_TIME = -(2**62)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a market's pct_move rules look back on: the lows' and highs' records, and the last trade time seen."""
+
+    lows: Marks
+    highs: Marks
+    last_ms: int = NO_TIME
 
     @classmethod
     def empty(cls) -> Window:
         """No trade yet."""
-        return cls(np.zeros(0, np.int64), [], np.zeros(0, np.float64), np.zeros(0, np.int64))
+        return cls(Marks.empty(), Marks.empty())
 
-    def __len__(self) -> int:
-        return len(self.trade_id)
+    @classmethod
+    def of(cls, ids: I64, times: I64, prices: F64, texts: list[str], span_ms: int) -> Window:
+        """The window of stored trades (trade-id order), e.g. rebuilt after a restart."""
+        return cls.empty().then(ids, times, prices, texts, span_ms)
+
+    def then(self, ids: I64, times: I64, prices: F64, texts: list[str], span_ms: int) -> Window:
+        """This window after the trades (times made monotonic with :meth:`clamp`)."""
+        times = self.clamp(times)
+        if not len(times):
+            return self
+        keep = int(times[-1]) - span_ms
+        return Window(
+            self.lows.then(ids, times, prices, texts, True, keep),
+            self.highs.then(ids, times, prices, texts, False, keep),
+            int(times[-1]),
+        )
+
+    def clamp(self, times: I64) -> I64:
+        """Trade times made non-decreasing in trade-id order (a trade stamped earlier than one before it counts at
+        that one's time)."""
+        if not len(times):
+            return times
+        return np.maximum.accumulate(np.concatenate([np.array([self.last_ms], np.int64), times]))[1:]
 
 
 @dataclass(frozen=True)
@@ -331,139 +404,118 @@ class _RangeBest:
         return out
 
 
-class _WindowBest:
-    """Index of the lowest (or highest, the earliest on ties) price in ``[lo, at)`` for the batch's trades ``at``
-    (``values``: the window's prices, then the batch's from ``base``), in O(window + batch) per batch: the extreme of
-    the window's part is a suffix extreme, that of the batch's part a prefix one; only bounds inside the batch
-    (a window shorter than the batch) use a sparse table, over the batch alone."""
-
-    def __init__(self, values: F64, base: int, lowest: bool) -> None:
-        self.values, self.base, self.lowest = values, base, lowest
-        op = np.minimum if lowest else np.maximum
-        old, new = values[:base], values[base:]
-        suffix = op.accumulate(old[::-1])[::-1]
-        #: the positions holding their suffix's extreme: the next one at or after i is the suffix's earliest extreme
-        self.marks = np.flatnonzero(old == suffix)
-        prefix = op.accumulate(new)
-        record = np.concatenate([[True], new[1:] < prefix[:-1] if lowest else new[1:] > prefix[:-1]])
-        self.prefix_arg = np.maximum.accumulate(np.where(record, np.arange(len(new)), 0)) + base
-        self.tail: _RangeBest | None = None
-
-    def __call__(self, lo: I64, at: I64) -> I64:
-        """Best index of each ``[lo, at)`` (every ``at > lo``, ``at >= base``)."""
-        out = np.empty(len(lo), np.int64)
-        k = at - self.base
-        in_old = lo < self.base
-        if in_old.any():
-            old_arg = self.marks[np.searchsorted(self.marks, lo[in_old])]
-            new_arg = self.prefix_arg[np.maximum(k[in_old] - 1, 0)]
-            old_v, new_v = self.values[old_arg], self.values[new_arg]
-            better = (new_v < old_v) if self.lowest else (new_v > old_v)
-            out[in_old] = np.where((k[in_old] > 0) & better, new_arg, old_arg)
-        rest = ~in_old
-        if rest.any():
-            if self.tail is None:
-                new = self.values[self.base :]
-                self.tail = _RangeBest(new, self.lowest, len(new))
-            out[rest] = self.tail(lo[rest] - self.base, at[rest] - self.base) + self.base
-        return out
+def _prefix_arg(prices: F64, lowest: bool) -> I64:
+    """Index of the earliest extreme of ``prices[: k + 1]`` for every k."""
+    if not len(prices):
+        return np.zeros(0, np.int64)
+    prefix = (np.minimum if lowest else np.maximum).accumulate(prices)
+    record = np.concatenate([[True], prices[1:] < prefix[:-1] if lowest else prices[1:] > prefix[:-1]])
+    return np.maximum.accumulate(np.where(record, np.arange(len(prices)), 0))
 
 
 def _pct_move(
     market: MarketRules, trades: Trades, window: Window, states: dict[int, RuleState], out: list[Firing]
 ) -> Window:
-    """Evaluate the pct_move rules over ``window`` + ``trades``; return the window to keep.
+    """Evaluate the pct_move rules on ``trades`` after ``window``; return the window after them.
 
-    Rules with the same window share its bounds and range extremes: each group is a few array operations on a
-    (rules x trades) matrix, not a loop over rules. A rule younger than its window (its first trade inside the
-    bounds) is evaluated on its own, with its bounds cut at that first trade."""
-    ids = np.concatenate([window.trade_id, trades.trade_id])
-    texts = window.price_text + trades.price_text
-    prices = np.concatenate([window.price, trades.price])
-    # Window bounds by trade time in trade-id order; a trade stamped earlier than one before it counts at that
-    # earlier trade's time, so bounds stay monotonic.
-    times = np.maximum.accumulate(np.concatenate([window.time_ms, trades.time_ms]))
-    base = len(window)
-    at = np.arange(base, base + len(trades), dtype=np.int64)
-    lowest = _WindowBest(prices, base, True) if any(r.direction != "down" for r in market.moves) else None
-    highest = _WindowBest(prices, base, False) if any(r.direction != "up" for r in market.moves) else None
+    Rules with the same window share its bounds: each (window, direction) is a few array operations on a
+    (rules x trades) matrix. The extreme of a trade's window joins the extreme of the earlier batches' trades in it
+    (the first record at or after the window's start, and at or after the rule's first trade) with that of the
+    batch's trades before it (a prefix extreme; a sparse table when the window starts inside the batch)."""
+    n = len(trades)
+    times = window.clamp(trades.time_ms)
     first_new = int(trades.trade_id[0])
+    position = np.arange(n, dtype=np.int64)
     groups: dict[int, list[Rule]] = {}
     for rule in market.moves:
         groups.setdefault(rule.window_ms, []).append(rule)
     for window_ms, rules in groups.items():
-        lo = np.searchsorted(times, times[at] - window_ms, side="left").astype(np.int64)
-        old: list[Rule] = []
-        for rule in rules:
-            since = states[rule.id].since_id
-            since_at = int(np.searchsorted(ids, since if since is not None else first_new, side="left"))
-            if since_at <= lo[0]:
-                old.append(rule)
-            else:
-                group = _MoveGroup([rule], np.maximum(lo, since_at), at, prices, texts, lowest, highest)
-                group.run(states, first_new, out)
-        if old:
-            _MoveGroup(old, lo, at, prices, texts, lowest, highest).run(states, first_new, out)
-    keep = int(np.searchsorted(times, times[-1] - market.window_ms, side="left"))
-    return Window(ids[keep:], texts[keep:], prices[keep:], times[keep:])
-
-
-@dataclass
-class _MoveGroup:
-    """pct_move rules sharing their window bounds ``lo`` (per new trade ``at``)."""
-
-    rules: list[Rule]
-    lo: I64
-    at: I64
-    prices: F64
-    texts: list[str]
-    lowest: _WindowBest | None
-    highest: _WindowBest | None
-
-    def _condition(self, up: bool) -> tuple[Bools, I64]:
-        """(rules x trades) whether the move holds, and the reference's index per trade (-1: empty window)."""
-        rules, at, prices, texts = self.rules, self.at, self.prices, self.texts
-        cond = np.zeros((len(rules), len(at)), np.bool_)
-        refs = np.full(len(at), -1, np.int64)
-        wants = np.array([r.direction in (("up", "both") if up else ("down", "both")) for r in rules], np.bool_)
-        has = self.lo < at
-        best = self.lowest if up else self.highest
-        if not wants.any() or not has.any() or best is None:
-            return cond, refs
-        at_h = at[has]
-        ref = best(self.lo[has], at_h)
-        refs[has] = ref
-        pcts = [r.pct or Decimal(0) for r in rules]
-        sign = 1 if up else -1
-        factor = np.array([1 + sign * float(p) / 100 for p in pcts], np.float64)[:, None]
-        price, reference = prices[at_h][None, :], factor * prices[ref][None, :]
-
-        def exact(r: int, j: int) -> bool:
-            with localcontext() as ctx:
-                ctx.prec = 60
-                p100, base = Decimal(texts[at_h[j]]) * 100, Decimal(texts[ref[j]])
-                return p100 >= (100 + pcts[r]) * base if up else (100 - pcts[r]) * base >= p100
-
-        held = _ge_ratio(price, reference, exact, len(rules)) if up else _ge_ratio(reference, price, exact, len(rules))
-        cond[:, has] = held & wants[:, None]
-        return cond, refs
-
-    def run(self, states: dict[int, RuleState], first_new: int, out: list[Firing]) -> None:
-        """Append the group's firings (each condition firing where it starts to hold) and update its states."""
-        up, low = self._condition(True)
-        down, high = self._condition(False)
-        was_up = np.array([states[r.id].up_on for r in self.rules], np.bool_)[:, None]
-        was_down = np.array([states[r.id].down_on for r in self.rules], np.bool_)[:, None]
-        fire_up = up & ~np.concatenate([was_up, up[:, :-1]], axis=1)
-        fire_down = down & ~np.concatenate([was_down, down[:, :-1]], axis=1)
+        target = times - window_ms
+        lo_new = np.searchsorted(times, target, side="left").astype(np.int64)
+        since = np.array(
+            [states[r.id].since_id if states[r.id].since_id is not None else first_new for r in rules], np.int64
+        )
+        held = {}
+        refs = {}
+        for up in (True, False):
+            held[up], refs[up] = _move_condition(
+                rules, up, trades, window.lows if up else window.highs, target, lo_new, since, position
+            )
+        was_up = np.array([states[r.id].up_on for r in rules], np.bool_)[:, None]
+        was_down = np.array([states[r.id].down_on for r in rules], np.bool_)[:, None]
+        fire_up = held[True] & ~np.concatenate([was_up, held[True][:, :-1]], axis=1)
+        fire_down = held[False] & ~np.concatenate([was_down, held[False][:, :-1]], axis=1)
         for r, j in zip(*np.nonzero(fire_up), strict=True):
-            out.append(Firing(self.rules[r].id, int(j), "up", self.texts[int(low[j])]))
+            out.append(Firing(rules[r].id, int(j), "up", refs[True](int(r), int(j))))
         for r, j in zip(*np.nonzero(fire_down), strict=True):
-            out.append(Firing(self.rules[r].id, int(j), "down", self.texts[int(high[j])]))
-        for r, rule in enumerate(self.rules):
-            state = states[rule.id]
-            since = state.since_id if state.since_id is not None else first_new
-            states[rule.id] = replace(state, since_id=since, up_on=bool(up[r, -1]), down_on=bool(down[r, -1]))
+            out.append(Firing(rules[r].id, int(j), "down", refs[False](int(r), int(j))))
+        for r, rule in enumerate(rules):
+            states[rule.id] = replace(
+                states[rule.id],
+                since_id=int(since[r]),
+                up_on=bool(held[True][r, -1]),
+                down_on=bool(held[False][r, -1]),
+            )
+    return window.then(trades.trade_id, trades.time_ms, trades.price, trades.price_text, market.window_ms)
+
+
+def _move_condition(
+    rules: list[Rule],
+    up: bool,
+    trades: Trades,
+    marks: Marks,
+    target: I64,
+    lo_new: I64,
+    since: I64,
+    position: I64,
+) -> tuple[Bools, Callable[[int, int], str]]:
+    """(rules x trades) whether the up (down) move holds, and the reference price's text of a (rule, trade)."""
+    n, prices = len(trades), trades.price
+    wants = np.array([r.direction in (("up", "both") if up else ("down", "both")) for r in rules], np.bool_)
+    # The batch's part of each window: the prefix before the trade, or [lo_new, j) when the window starts inside it.
+    new_ref = np.full(n, -1, np.int64)
+    prefix = (lo_new == 0) & (position > 0)
+    new_ref[prefix] = _prefix_arg(prices, up)[position[prefix] - 1]
+    inner = (lo_new > 0) & (lo_new < position)
+    if inner.any():
+        new_ref[inner] = _RangeBest(prices, up, n)(lo_new[inner], position[inner])
+    # The earlier batches' part (only when the window starts before the batch), per rule: at or after its first trade.
+    i_old = np.maximum(
+        np.searchsorted(marks.time_ms, target, side="left")[None, :],
+        np.searchsorted(marks.trade_id, since, side="left")[:, None],
+    )
+    old_ok = (i_old < len(marks)) & (lo_new == 0)[None, :]
+    if len(marks):
+        old_val = np.where(old_ok, marks.price[np.minimum(i_old, len(marks) - 1)], np.nan)
+    else:
+        old_val = np.full(old_ok.shape, np.nan)
+    new_ok = new_ref >= 0
+    new_val = np.where(new_ok, prices[np.maximum(new_ref, 0)], np.nan)[None, :]
+    better = (new_val < old_val) if up else (new_val > old_val)
+    use_new = new_ok[None, :] & (~old_ok | better)  # the earlier trade wins ties
+    ref_val = np.where(use_new, new_val, old_val)
+    has = (old_ok | new_ok[None, :]) & wants[:, None]
+
+    def ref_text(r: int, j: int) -> str:
+        return trades.price_text[int(new_ref[j])] if use_new[r, j] else marks.text[int(i_old[r, j])]
+
+    pcts = [r.pct or Decimal(0) for r in rules]
+    if not has.any():
+        return np.zeros((len(rules), n), np.bool_), ref_text
+    sign = 1 if up else -1
+    factor = np.array([1 + sign * float(p) / 100 for p in pcts], np.float64)[:, None]
+    price = prices[None, :]
+    reference = np.where(has, factor * ref_val, np.nan)
+
+    def exact(r: int, j: int) -> bool:
+        with localcontext() as ctx:
+            ctx.prec = 60
+            p100, base = Decimal(trades.price_text[j]) * 100, Decimal(ref_text(r, j))
+            return p100 >= (100 + pcts[r]) * base if up else (100 - pcts[r]) * base >= p100
+
+    with np.errstate(invalid="ignore"):
+        cond = _ge_ratio(price, reference, exact, len(rules)) if up else _ge_ratio(reference, price, exact, len(rules))
+    return cond & has, ref_text
 
 
 def _whale(market: MarketRules, trades: Trades, threshold: Decimal, out: list[Firing]) -> None:

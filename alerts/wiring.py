@@ -252,11 +252,12 @@ def _stored_window(market: Market, trades: Trades, span_ms: int, using: str) -> 
     if not rows:
         return Window.empty()
     ids, texts, times = zip(*rows, strict=True)
-    return Window(
+    return Window.of(
         np.asarray(ids, np.int64),
-        list(texts),
-        np.fromiter(map(float, texts), np.float64, len(texts)),
         np.asarray(times, np.int64),
+        np.fromiter(map(float, texts), np.float64, len(texts)),
+        list(texts),
+        span_ms,
     )
 
 
