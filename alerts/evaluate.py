@@ -418,49 +418,42 @@ def _pct_move(
 ) -> Window:
     """Evaluate the pct_move rules on ``trades`` after ``window``; return the window after them.
 
-    Rules with the same window share its bounds: each (window, direction) is a few array operations on a
-    (rules x trades) matrix. The extreme of a trade's window joins the extreme of the earlier batches' trades in it
-    (the first record at or after the window's start, and at or after the rule's first trade) with that of the
-    batch's trades before it (a prefix extreme; a sparse table when the window starts inside the batch)."""
+    One (rules x trades) matrix per direction, whatever the rules' windows. The extreme of a trade's window joins
+    the extreme of the earlier batches' trades in it (the first record at or after the window's start, and at or
+    after the rule's first trade) with that of the batch's trades before it (a prefix extreme; a sparse table when
+    the window starts inside the batch)."""
+    rules = market.moves
     n = len(trades)
     times = window.clamp(trades.time_ms)
     first_new = int(trades.trade_id[0])
     position = np.arange(n, dtype=np.int64)
-    groups: dict[int, list[Rule]] = {}
-    for rule in market.moves:
-        groups.setdefault(rule.window_ms, []).append(rule)
-    for window_ms, rules in groups.items():
-        target = times - window_ms
-        lo_new = np.searchsorted(times, target, side="left").astype(np.int64)
-        since = np.array(
-            [states[r.id].since_id if states[r.id].since_id is not None else first_new for r in rules], np.int64
-        )
-        held = {}
-        refs = {}
-        for up in (True, False):
-            held[up], refs[up] = _move_condition(
-                rules, up, trades, window.lows if up else window.highs, target, lo_new, since, position
-            )
-        was_up = np.array([states[r.id].up_on for r in rules], np.bool_)[:, None]
-        was_down = np.array([states[r.id].down_on for r in rules], np.bool_)[:, None]
-        fire_up = held[True] & ~np.concatenate([was_up, held[True][:, :-1]], axis=1)
-        fire_down = held[False] & ~np.concatenate([was_down, held[False][:, :-1]], axis=1)
-        for r, j in zip(*np.nonzero(fire_up), strict=True):
-            out.append(Firing(rules[r].id, int(j), "up", refs[True](int(r), int(j))))
-        for r, j in zip(*np.nonzero(fire_down), strict=True):
-            out.append(Firing(rules[r].id, int(j), "down", refs[False](int(r), int(j))))
-        for r, rule in enumerate(rules):
-            states[rule.id] = replace(
-                states[rule.id],
-                since_id=int(since[r]),
-                up_on=bool(held[True][r, -1]),
-                down_on=bool(held[False][r, -1]),
-            )
+    spans = np.array([r.window_ms for r in rules], np.int64)[:, None]
+    target = times[None, :] - spans
+    lo_new = np.searchsorted(times, target, side="left").astype(np.int64)
+    since = np.array(
+        [states[r.id].since_id if states[r.id].since_id is not None else first_new for r in rules], np.int64
+    )
+    held: dict[bool, Bools] = {}
+    refs: dict[bool, Callable[[int, int], str]] = {}
+    for up in (True, False):
+        marks = window.lows if up else window.highs
+        held[up], refs[up] = _move_condition(rules, up, trades, marks, target, lo_new, since, position)
+    was_up = np.array([states[r.id].up_on for r in rules], np.bool_)[:, None]
+    was_down = np.array([states[r.id].down_on for r in rules], np.bool_)[:, None]
+    fire_up = held[True] & ~np.concatenate([was_up, held[True][:, :-1]], axis=1)
+    fire_down = held[False] & ~np.concatenate([was_down, held[False][:, :-1]], axis=1)
+    for r, j in zip(*np.nonzero(fire_up), strict=True):
+        out.append(Firing(rules[r].id, int(j), "up", refs[True](int(r), int(j))))
+    for r, j in zip(*np.nonzero(fire_down), strict=True):
+        out.append(Firing(rules[r].id, int(j), "down", refs[False](int(r), int(j))))
+    last_up, last_down = held[True][:, -1].tolist(), held[False][:, -1].tolist()
+    for r, rule in enumerate(rules):
+        states[rule.id] = replace(states[rule.id], since_id=int(since[r]), up_on=last_up[r], down_on=last_down[r])
     return window.then(trades.trade_id, trades.time_ms, trades.price, trades.price_text, market.window_ms)
 
 
 def _move_condition(
-    rules: list[Rule],
+    rules: Sequence[Rule],
     up: bool,
     trades: Trades,
     marks: Marks,
@@ -469,39 +462,43 @@ def _move_condition(
     since: I64,
     position: I64,
 ) -> tuple[Bools, Callable[[int, int], str]]:
-    """(rules x trades) whether the up (down) move holds, and the reference price's text of a (rule, trade)."""
+    """(rules x trades) whether the up (down) move holds, and the reference price's text of a (rule, trade).
+    ``target``/``lo_new``: (rules x trades) each window's start time and first trade of the batch in it."""
     n, prices = len(trades), trades.price
+    shape = (len(rules), n)
     wants = np.array([r.direction in (("up", "both") if up else ("down", "both")) for r in rules], np.bool_)
     # The batch's part of each window: the prefix before the trade, or [lo_new, j) when the window starts inside it.
-    new_ref = np.full(n, -1, np.int64)
-    prefix = (lo_new == 0) & (position > 0)
-    new_ref[prefix] = _prefix_arg(prices, up)[position[prefix] - 1]
-    inner = (lo_new > 0) & (lo_new < position)
+    new_ref = np.full(shape, -1, np.int64)
+    prefix = (lo_new == 0) & (position > 0)[None, :]
+    if prefix.any():
+        new_ref[prefix] = np.broadcast_to(_prefix_arg(prices, up)[np.maximum(position - 1, 0)], shape)[prefix]
+    inner = (lo_new > 0) & (lo_new < position[None, :])
     if inner.any():
-        new_ref[inner] = _RangeBest(prices, up, n)(lo_new[inner], position[inner])
+        new_ref[inner] = _RangeBest(prices, up, n)(lo_new[inner], np.broadcast_to(position, shape)[inner])
     # The earlier batches' part (only when the window starts before the batch), per rule: at or after its first trade.
     i_old = np.maximum(
-        np.searchsorted(marks.time_ms, target, side="left")[None, :],
+        np.searchsorted(marks.time_ms, target, side="left"),
         np.searchsorted(marks.trade_id, since, side="left")[:, None],
     )
-    old_ok = (i_old < len(marks)) & (lo_new == 0)[None, :]
+    old_ok = (i_old < len(marks)) & (lo_new == 0)
     if len(marks):
         old_val = np.where(old_ok, marks.price[np.minimum(i_old, len(marks) - 1)], np.nan)
     else:
-        old_val = np.full(old_ok.shape, np.nan)
+        old_val = np.full(shape, np.nan)
     new_ok = new_ref >= 0
-    new_val = np.where(new_ok, prices[np.maximum(new_ref, 0)], np.nan)[None, :]
-    better = (new_val < old_val) if up else (new_val > old_val)
-    use_new = new_ok[None, :] & (~old_ok | better)  # the earlier trade wins ties
+    new_val = np.where(new_ok, prices[np.maximum(new_ref, 0)], np.nan)
+    with np.errstate(invalid="ignore"):
+        better = (new_val < old_val) if up else (new_val > old_val)
+    use_new = new_ok & (~old_ok | better)  # the earlier trade wins ties
     ref_val = np.where(use_new, new_val, old_val)
-    has = (old_ok | new_ok[None, :]) & wants[:, None]
+    has = (old_ok | new_ok) & wants[:, None]
 
     def ref_text(r: int, j: int) -> str:
-        return trades.price_text[int(new_ref[j])] if use_new[r, j] else marks.text[int(i_old[r, j])]
+        return trades.price_text[int(new_ref[r, j])] if use_new[r, j] else marks.text[int(i_old[r, j])]
 
-    pcts = [r.pct or Decimal(0) for r in rules]
     if not has.any():
-        return np.zeros((len(rules), n), np.bool_), ref_text
+        return np.zeros(shape, np.bool_), ref_text
+    pcts = [r.pct or Decimal(0) for r in rules]
     sign = 1 if up else -1
     factor = np.array([1 + sign * float(p) / 100 for p in pcts], np.float64)[:, None]
     price = prices[None, :]

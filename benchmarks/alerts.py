@@ -8,7 +8,8 @@ process on its own database (``<name>_bench_alerts``). Three groups of 100 marke
 an equal share per market, as a consumer batch over many partitions carries them):
 
 - ``rules``: 100 markets with ``--rules`` active rules among them (per market: 40 price_cross, 30 pct_move and
-  30 whale rules, some with cooldowns; every rule on the in-app channel, ``--owners`` owners);
+  30 whale rules, some with cooldowns; every rule on the in-app channel, ``--owners`` owners; ``--channel none``:
+  no channel, so no delivery rows: the evaluation and the alert rows alone);
 - ``none``: 100 markets no rule watches (the evaluator still runs: its version check, nothing else);
 - ``plain``: the store alone, without announcing the trades (the path before alerts existed): a second reference.
 
@@ -51,6 +52,7 @@ class Result:
 
     markets: int
     rules: int
+    channel: str
     batches: int
     batch_size: int
     rows: dict[str, int] = field(default_factory=dict)
@@ -224,7 +226,7 @@ def run(opts: argparse.Namespace) -> Result:
                 exchange="binance",
                 symbol=f"A{k:03d}USDT",
                 params=spec["params"],
-                channels=["in_app"],
+                channels=[opts.channel] if opts.channel != "none" else [],
                 cooldown_s=spec["cooldown_s"],
             )
             for k in range(opts.markets)
@@ -234,7 +236,7 @@ def run(opts: argparse.Namespace) -> Result:
     )
     wiring._book = wiring.RuleBook()
 
-    result = Result(opts.markets, AlertRule.objects.count(), opts.batches, opts.batch_size)
+    result = Result(opts.markets, AlertRule.objects.count(), opts.channel, opts.batches, opts.batch_size)
     seconds = dict.fromkeys(GROUPS, 0.0)
     warm = dict.fromkeys(GROUPS, 0.0)
     rows = dict.fromkeys(GROUPS, 0)
@@ -302,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--check-markets", type=int, default=5, help="markets whose every firing is brute-forced")
     parser.add_argument("--seed", type=int, default=22)
+    parser.add_argument(
+        "--channel", default="in_app", help="every rule's channel (none: no delivery rows, the evaluation alone)"
+    )
     parser.add_argument("--replay", default=str(DEFAULT_REPLAY))
     parser.add_argument("--redis-db", type=int, default=11)
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "alerts.json")
@@ -313,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     result = run(opts)
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(json.dumps(asdict(result), indent=2))
-    print(f"store chain, {result.markets} markets per group, {opts.batch_size}-trade batches, {opts.batches} batches")
+    print(
+        f"store chain, {result.markets} markets per group, {opts.batch_size}-trade batches, {opts.batches} batches, "
+        f"channel {opts.channel}"
+    )
     print(f"{'chain':<28}{'rows/s':>12}{'statements/batch':>20}")
     names = {"rules": f"{result.rules:,} rules", "none": "no rule", "plain": "store alone (no announce)"}
     for g in GROUPS:
