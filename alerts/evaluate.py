@@ -311,19 +311,31 @@ class MarketRules:
     cross_down: Bools
     moves: list[Rule]
     whales: list[Rule]
+    #: pct_move rules as arrays: whether each watches up/down moves, its window (ms) and its up/down factors
+    move_up: Bools = field(default_factory=lambda: np.zeros(0, np.bool_))
+    move_down: Bools = field(default_factory=lambda: np.zeros(0, np.bool_))
+    move_window: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    move_factor_up: F64 = field(default_factory=lambda: np.zeros(0, np.float64))
+    move_factor_down: F64 = field(default_factory=lambda: np.zeros(0, np.float64))
 
     @classmethod
     def compile(cls, rules: Iterable[Rule]) -> MarketRules:
         """Group ``rules`` by kind (ordered by id)."""
         ordered = sorted(rules, key=lambda r: r.id)
         cross = [r for r in ordered if r.kind == "price_cross"]
+        moves = [r for r in ordered if r.kind == "pct_move"]
         return cls(
             cross=cross,
             cross_level=np.array([float(r.level or 0) for r in cross], np.float64),
             cross_up=np.array([r.direction in ("up", "both") for r in cross], np.bool_),
             cross_down=np.array([r.direction in ("down", "both") for r in cross], np.bool_),
-            moves=[r for r in ordered if r.kind == "pct_move"],
+            moves=moves,
             whales=[r for r in ordered if r.kind == "whale"],
+            move_up=np.array([r.direction in ("up", "both") for r in moves], np.bool_),
+            move_down=np.array([r.direction in ("down", "both") for r in moves], np.bool_),
+            move_window=np.array([r.window_ms for r in moves], np.int64),
+            move_factor_up=np.array([1 + float(r.pct or 0) / 100 for r in moves], np.float64),
+            move_factor_down=np.array([1 - float(r.pct or 0) / 100 for r in moves], np.float64),
         )
 
     @property

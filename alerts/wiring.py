@@ -42,9 +42,9 @@ from alerts.evaluate import (
     RuleState,
     Trades,
     Window,
-    evaluate,
     parse_rule,
 )
+from alerts.flat import Item, evaluate_batch
 from alerts.models import TRADE_KINDS, AlertRule
 from analytics.queries import recent_prices
 from analytics.storage import StoredTrades
@@ -207,9 +207,7 @@ def _evaluate_batch(book: RuleBook, markets: Sequence[StoredTrades], using: str)
         if book.wants_thresholds():
             book.thresholds = threshold_overrides(using)
         done: list[Evaluated] = []
-        # Running states: a wildcard whale rule watches several markets of the batch; its cooldown and suppressed
-        # count carry from one to the next.
-        running = dict(book.states)
+        items: list[Item] = []
         for stored in markets:
             key = (stored.exchange, stored.symbol)
             rules = book.market(key)
@@ -223,11 +221,16 @@ def _evaluate_batch(book: RuleBook, markets: Sequence[StoredTrades], using: str)
                 window = book.windows.get(key)
                 if window is None:
                     window = _stored_window(key, trades, rules.window_ms, using)
-            outcome = evaluate(rules, trades, running, window, book.threshold(key))
-            running.update(outcome.states)
-            done.append(Evaluated(key, trades, rules, outcome))
+            items.append(Item(rules, trades, window, book.threshold(key)))
+            done.append(Evaluated(key, trades, rules, Outcome()))
         if not done:
             return
+        # Every market at once (alerts.flat); a wildcard whale rule's cooldown runs across the batch's markets.
+        outcomes = evaluate_batch(items, book.states)
+        done = [replace(item, outcome=outcome) for item, outcome in zip(done, outcomes, strict=True)]
+        running: dict[int, RuleState] = {}
+        for outcome in outcomes:
+            running.update(outcome.states)
         changed = _record(cur, book, done, running)
     book.pending = True
     transaction.on_commit(_committer(book, done, changed), using=using)
@@ -326,8 +329,9 @@ def _record(
         for alert_id, rule_id, trigger in cur.fetchall():
             rule = book.rules[rule_id]
             subject, body, payload = texts[(rule_id, trigger)]
-            message = Message(f"alert:{alert_id}", subject, body, {"id": alert_id, **payload})
-            outgoing.append(Outgoing(rule.owner_id, rule.channels, message, rule.destination_ids))
+            if rule.channels:  # no channel: stored and listed, nothing to deliver
+                message = Message(f"alert:{alert_id}", subject, body, {"id": alert_id, **payload})
+                outgoing.append(Outgoing(rule.owner_id, rule.channels, message, rule.destination_ids))
     if outgoing:
         enqueue(outgoing)
     changed: dict[int, RuleState] = {}
