@@ -88,7 +88,7 @@ def brute_move(trades: list[TradeRecord], pct: str, window_s: int, direction: st
         down = bool(earlier) and direction != "up" and p * 100 <= (100 - pc) * max(earlier)
         if up and not was_up:
             out.append((t.trade_id, "up"))
-        if down and not was_down:
+        elif down and not was_down:  # a trade fires a rule once: up when both start on it
             out.append((t.trade_id, "down"))
         was_up, was_down = up, down
     return out
