@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection
 
 from alerts.models import AlertKind, AlertRule
-from alerts.wiring import INSERT_ALERTS, UPDATE_RULES, params_fingerprint
+from alerts.wiring import INSERT_ALERTS, params_fingerprint, update_rules
 from analytics.models import INTERVAL_SECONDS
 from analytics.queries import SeriesBar, series_since
 from notifications.outbox import Message, Outgoing, enqueue
@@ -231,17 +231,7 @@ def on_series_updated(sender: Any, exchange: str, symbol: str, touched: dict[str
                 outgoing.append(Outgoing(owner_id, channels, message, destination_ids))
         if outgoing:
             enqueue(outgoing)
-        if updates:
-            ids = list(updates)
-            cur.execute(
-                UPDATE_RULES,
-                [
-                    ids,
-                    [json.dumps(updates[i][0]) for i in ids],
-                    [updates[i][1] for i in ids],
-                    [updates[i][2] for i in ids],
-                ],
-            )
+        update_rules(cur, ((i, st, fired, n) for i, (st, fired, n) in updates.items()))
 
 
 def _subject(rule: CandleRule, symbol: str, what: str) -> str:

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -71,12 +71,21 @@ ON CONFLICT (rule_id, trigger) DO NOTHING
 RETURNING id, rule_id, trigger
 """
 
-UPDATE_RULES = """
+# One JSON text parameter for every changed rule: adapting a few thousand list items client-side cost more than
+# the update itself.
+_UPDATE_RULES = """
 UPDATE alerts_alertrule AS r
-SET state = v.state::jsonb, last_fired_ms = v.last_fired_ms, suppressed = r.suppressed + v.suppressed
-FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) AS v(id, state, last_fired_ms, suppressed)
+SET state = v.state, last_fired_ms = v.last_fired_ms, suppressed = r.suppressed + v.suppressed
+FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, state jsonb, last_fired_ms bigint, suppressed bigint)
 WHERE r.id = v.id
 """
+
+
+def update_rules(cur: CursorWrapper, rows: Iterable[tuple[int, dict[str, Any], int | None, int]]) -> None:
+    """Set the (rule id, state, last firing, suppressed firings to add) of the given rules in one statement."""
+    payload = [{"id": i, "state": state, "last_fired_ms": fired, "suppressed": n} for i, state, fired, n in rows]
+    if payload:
+        cur.execute(_UPDATE_RULES, [json.dumps(payload)])
 
 
 @functools.lru_cache(maxsize=65536)
@@ -101,6 +110,7 @@ class RuleBook:
     compiled: dict[Market, MarketRules] = field(default_factory=dict)
     windows: dict[Market, Window] = field(default_factory=dict)
     thresholds: dict[Market, Decimal] = field(default_factory=dict)
+    fingerprints: dict[int, str] = field(default_factory=dict)
     #: set while a batch's outcome waits for its commit; still set at the next batch: it rolled back
     pending: bool = False
     stale: bool = True
@@ -113,7 +123,7 @@ class RuleBook:
         dests: dict[int, list[int]] = {}
         for rule_id, dest_id in through.filter(alertrule__active=True).values_list("alertrule_id", "destination_id"):
             dests.setdefault(rule_id, []).append(dest_id)
-        self.rules, self.states, self.exact, self.wild = {}, {}, {}, []
+        self.rules, self.states, self.exact, self.wild, self.fingerprints = {}, {}, {}, [], {}
         for r in rows.values_list(
             "id", "owner_id", "kind", "exchange", "symbol", "params", "channels", "cooldown_s", "state", "last_fired_ms"
         ):
@@ -136,7 +146,8 @@ class RuleBook:
                 logger.warning("alert rule skipped", extra={"rule": rule_id, "reason": str(exc)})
                 continue
             saved = state or {}
-            fresh = saved.get("for") != params_fingerprint(rule.params)
+            self.fingerprints[rule_id] = params_fingerprint(rule.params)
+            fresh = saved.get("for") != self.fingerprints[rule_id]
             self.rules[rule_id] = rule
             self.states[rule_id] = RuleState.from_json({} if fresh else saved, last_fired_ms)
             if exchange and symbol:
@@ -341,17 +352,12 @@ def _record(
             # States in the book have no suppressed count: any difference (a count included) is a change.
             if new != book.states.get(rule_id, RuleState()):
                 changed[rule_id] = new
-    if changed:
-        cur.execute(
-            UPDATE_RULES,
-            [
-                list(changed),
-                [
-                    json.dumps({"for": params_fingerprint(book.rules[i].params), **s.to_json(book.rules[i].kind)})
-                    for i, s in changed.items()
-                ],
-                [s.last_fired_ms for s in changed.values()],
-                [s.suppressed for s in changed.values()],
-            ],
-        )
+    fingerprints = book.fingerprints
+    update_rules(
+        cur,
+        (
+            (i, {"for": fingerprints[i], **st.to_json(book.rules[i].kind)}, st.last_fired_ms, st.suppressed)
+            for i, st in changed.items()
+        ),
+    )
     return changed
