@@ -12,6 +12,7 @@ with :class:`~decimal.Decimal`. The exact semantics of each kind: docs/ALERTS.md
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
@@ -338,7 +339,7 @@ class MarketRules:
             move_factor_down=np.array([1 - float(r.pct or 0) / 100 for r in moves], np.float64),
         )
 
-    @property
+    @functools.cached_property
     def window_ms(self) -> int:
         """How much trade time the market's price window must keep (0: no pct_move rule)."""
         return max((r.window_ms for r in self.moves), default=0)
