@@ -115,6 +115,8 @@ class RuleBook:
     pending: bool = False
     stale: bool = True
     loads: int = 0
+    #: the version was checked in this batch's transaction (by on_trades_storing)
+    checked: bool = False
 
     def load(self, version: tuple[Any, ...], using: str) -> None:
         """Read every active trade-kind rule, its destinations and state, and the whale thresholds."""
@@ -200,6 +202,25 @@ class Evaluated:
     outcome: Outcome
 
 
+def on_trades_storing(sender: Any, markets: set[Market], using: str, **_: Any) -> bool:
+    """Before the insert, in its transaction: bring the book up to date (one version query) and say whether a rule
+    watches any market of the batch (only then are the inserted rows returned and evaluated)."""
+    with _lock:
+        _refresh(_book, using)
+        _book.checked = True
+        if not _book.rules:
+            return False
+        return bool(_book.wild) or any(market in _book.exact for market in markets)
+
+
+def _refresh(book: RuleBook, using: str) -> None:
+    with connections[using].cursor() as cur:
+        cur.execute(_VERSION)
+        version = tuple(cur.fetchone() or ())
+    if book.stale or book.pending or version != book.version:
+        book.load(version, using)
+
+
 def on_trades_stored(sender: Any, markets: Sequence[StoredTrades], using: str, **_: Any) -> None:
     """Evaluate the rules on the trades a store transaction inserted and record the firings in it."""
     with _lock:
@@ -207,12 +228,12 @@ def on_trades_stored(sender: Any, markets: Sequence[StoredTrades], using: str, *
 
 
 def _evaluate_batch(book: RuleBook, markets: Sequence[StoredTrades], using: str) -> None:
+    # Checked by on_trades_storing just before the insert, in this transaction; else (a direct sender) here.
+    if not book.checked:
+        _refresh(book, using)
+    book.checked = False
     connection = connections[using]
     with connection.cursor() as cur:
-        cur.execute(_VERSION)
-        version = tuple(cur.fetchone() or ())
-        if book.stale or book.pending or version != book.version:
-            book.load(version, using)
         if not book.rules:
             return
         if book.wants_thresholds():

@@ -14,6 +14,12 @@ candles_updated = Signal()
 # consumer retries it), so it must be correct rather than cheap to fail (``alerts.wiring`` evaluates alert rules).
 trades_stored = Signal()
 
+# Sent by ``analytics.storage.store_trades`` (``announce=True``) inside the store transaction, BEFORE the insert,
+# with keyword arguments ``markets`` (the set of (exchange, symbol) of the batch) and ``using``. A receiver returns
+# True when it needs the inserted rows of any of them: only then does the insert return its rows and
+# :data:`trades_stored` follow (a batch nobody watches is stored as cheaply as without receivers).
+trades_storing = Signal()
+
 # Sent by the trade consumer when Kafka reassigned its partitions: state a receiver keeps per market (e.g. the last
 # price an alert rule saw) may have been advanced by another member meanwhile and must be reloaded.
 consumer_reassigned = Signal()

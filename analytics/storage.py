@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, DataError, connections, transaction
 
-from analytics.signals import trades_stored
+from analytics.signals import trades_stored, trades_storing
 from analytics.windows import SymbolWindow
 from ingest.records import TradeRecord
 
@@ -200,7 +200,7 @@ def store_trades(
                         r.received_at,
                     )
                 )
-        if announce and trades_stored.has_listeners():
+        if announce and _wanted(records, using):
             cursor.execute(_INSERT_ROWS)
             markets = [StoredTrades(*row) for row in cursor.fetchall()]
             inserted = sum(len(m.trade_ids) for m in markets)
@@ -210,6 +210,14 @@ def store_trades(
             cursor.execute(_INSERT)
             (inserted,) = cursor.fetchone()
     return StoreResult(received=len(records), inserted=int(inserted), windows=batch_windows(records))
+
+
+def _wanted(records: Sequence[TradeRecord], using: str) -> bool:
+    """Whether a receiver of :data:`analytics.signals.trades_storing` needs this batch's inserted rows."""
+    if not trades_stored.has_listeners():
+        return False
+    markets = {(r.exchange, r.symbol) for r in records}
+    return any(answer is True for _, answer in trades_storing.send(sender=StoredTrades, markets=markets, using=using))
 
 
 def store_isolating(
