@@ -1,5 +1,6 @@
-"""The whole-batch evaluator (alerts.flat) on several markets at once, batch after batch, against the brute forces
-of test_trade_kinds: markets must never leak into each other (windows, previous prices, cooldowns)."""
+"""The whole-batch evaluator (alerts.flat) on several markets at once, and the per-market one (alerts.evaluate, the
+readable reference), batch after batch, against the brute forces of test_trade_kinds: markets must never leak into
+each other (windows, previous prices, cooldowns)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from alerts.evaluate import MarketRules, RuleState, Trades, Window, parse_rule
+from alerts.evaluate import MarketRules, RuleState, Trades, Window, evaluate, parse_rule
 from alerts.flat import Item, evaluate_batch
 from ingest.records import TradeRecord
 from tests.alerts.test_trade_kinds import brute_cooldown, brute_cross, brute_move
@@ -29,7 +30,8 @@ def market_trades() -> list[list[TradeRecord]]:
     ]
 
 
-def test_flat_evaluation_matches_the_brute_force_market_by_market():
+@pytest.mark.parametrize("whole_batch", [True, False], ids=["alerts.flat", "alerts.evaluate per market"])
+def test_evaluation_matches_the_brute_force_market_by_market(whole_batch):
     streams = market_trades()
     specs: list[tuple[str, dict[str, Any], int]] = [
         ("price_cross", {"level": "61700", "direction": "both"}, 0),
@@ -72,7 +74,11 @@ def test_flat_evaluation_matches_the_brute_force_market_by_market():
             )
             for m in live
         ]
-        for m, outcome in zip(live, evaluate_batch(items, states), strict=True):
+        if whole_batch:
+            outcomes = evaluate_batch(items, states)
+        else:
+            outcomes = [evaluate(it.rules, it.trades, states, it.window, it.threshold) for it in items]
+        for m, outcome in zip(live, outcomes, strict=True):
             for f in outcome.firings:
                 fired[f.rule_id].append(chunks[m][f.index].trade_id)
             for rule_id, state in outcome.states.items():
