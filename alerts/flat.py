@@ -231,8 +231,71 @@ def _moves(
     shifted = np.maximum(flat.time, last[flat.seg]) - t0 + flat.seg * _BIG + _HALF
     key = np.maximum.accumulate(shifted)
     times = key - flat.seg * _BIG - _HALF + t0
+    rules, segs, arrays = _screen(flat, rules, segs, moving, olds, states, new_states)
+    if rules:
+        _evaluate_moves(flat, rules, segs, arrays, olds, key, t0, states, new_states, found)
+    for s in moving:
+        item = flat.items[s]
+        a, b = int(flat.start[s]), int(flat.start[s] + flat.length[s])
+        windows[s] = olds[s].then(
+            item.trades.trade_id, times[a:b], item.trades.price, item.trades.price_text, item.rules.window_ms
+        )
+    return windows
+
+
+def _screen(
+    flat: _Flat,
+    rules: list[Rule],
+    segs: I64,
+    moving: list[int],
+    olds: dict[int, Window],
+    states: dict[int, RuleState],
+    new_states: dict[int, RuleState],
+) -> tuple[list[Rule], I64, dict[str, Any]]:
+    """The pct_move instances to evaluate: those whose move can hold on some trade of the batch (the batch's highest
+    price against the lowest of the market's window and batch, with a margin over float rounding), and fresh rules.
+    The others fire nothing and hold nothing: a move that held before stops (its state says so)."""
+
+    def cat(name: str) -> Any:
+        return np.concatenate([getattr(flat.items[s].rules, name) for s in moving])
+
+    arrays = {name: cat(name) for name in ("move_window", "move_up", "move_down", "move_factor_up", "move_factor_down")}
+    top = np.maximum.reduceat(flat.price, flat.start)
+    bottom = np.minimum.reduceat(flat.price, flat.start)
+    lowest, highest = bottom.copy(), top.copy()
+    for s in moving:
+        lows, highs = olds[s].lows, olds[s].highs
+        if len(lows):
+            lowest[s] = min(lowest[s], lows.price[0])  # the first record is the lowest of them all
+        if len(highs):
+            highest[s] = max(highest[s], highs.price[0])
+    can_up = arrays["move_up"] & (top[segs] >= arrays["move_factor_up"] * lowest[segs] * (1 - 1e-9))
+    can_down = arrays["move_down"] & (bottom[segs] <= arrays["move_factor_down"] * highest[segs] * (1 + 1e-9))
+    current = [states.get(r.id, RuleState()) for r in rules]
+    fresh = np.array([c.since_id is None for c in current], np.bool_)
+    keep = can_up | can_down | fresh
+    for i in np.flatnonzero(~keep):
+        state = current[int(i)]
+        if state.up_on or state.down_on:
+            new_states[rules[int(i)].id] = replace(state, up_on=False, down_on=False)
+    kept = np.flatnonzero(keep)
+    return [rules[int(i)] for i in kept], segs[kept], {name: value[kept] for name, value in arrays.items()}
+
+
+def _evaluate_moves(
+    flat: _Flat,
+    rules: list[Rule],
+    segs: I64,
+    arrays: dict[str, Any],
+    olds: dict[int, Window],
+    key: I64,
+    t0: np.int64,
+    states: dict[int, RuleState],
+    new_states: dict[int, RuleState],
+    found: list[tuple[int, int, str, str | None]],
+) -> None:
     pairs = _Pairs(flat, segs)
-    span = np.concatenate([flat.items[s].rules.move_window for s in moving])
+    span = arrays["move_window"]
     target = key[pairs.pair_trade] - span[pairs.pair_inst]
     lo = np.searchsorted(key, target, side="left").astype(np.int64)  # first trade of the batch in the window
     pair_seg = segs[pairs.pair_inst]
@@ -250,10 +313,8 @@ def _moves(
     held: dict[bool, Bools] = {}
     refs: dict[bool, Callable[[int], str]] = {}
     for up in (True, False):
-        wants = np.concatenate([getattr(flat.items[s].rules, "move_up" if up else "move_down") for s in moving])
-        factor = np.concatenate(
-            [getattr(flat.items[s].rules, "move_factor_up" if up else "move_factor_down") for s in moving]
-        )
+        wants = arrays["move_up" if up else "move_down"]
+        factor = arrays["move_factor_up" if up else "move_factor_down"]
         held[up], refs[up] = _move_condition(
             flat, rules, segs, pairs, olds, up, target, lo, starts_before, position, since, t0, wants, factor
         )
@@ -276,13 +337,6 @@ def _moves(
             up_on=bool(up_last[i]),
             down_on=bool(down_last[i]),
         )
-    for s in moving:
-        item = flat.items[s]
-        a, b = int(flat.start[s]), int(flat.start[s] + flat.length[s])
-        windows[s] = olds[s].then(
-            item.trades.trade_id, times[a:b], item.trades.price, item.trades.price_text, item.rules.window_ms
-        )
-    return windows
 
 
 def _move_condition(
