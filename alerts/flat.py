@@ -155,25 +155,41 @@ def _cross(
     new_states: dict[int, RuleState],
     found: list[tuple[int, int, str, str | None]],
 ) -> None:
+    """price_cross. A rule whose level lies outside its market's batch range (every trade strictly on one side, as
+    floats, so exactly too) needs no pair: its position becomes that side and it fires at most on the first trade.
+    The others go through their (rule, trade) pairs."""
     rules, segs = _instances(flat, lambda m: m.cross)
     if not rules:
         return
-    pairs = _Pairs(flat, segs)
-    level = np.array([float(r.level or 0) for r in rules], np.float64)
-    p, lv = flat.price[pairs.pair_trade], level[pairs.pair_inst]
-    sign = (p > lv).astype(np.int8) - (p < lv).astype(np.int8)
-    for k in np.flatnonzero(p == lv):  # float ties: decide in decimal
-        d = Decimal(flat.texts[int(pairs.pair_trade[k])]) - (rules[int(pairs.pair_inst[k])].level or Decimal(0))
-        sign[k] = 1 if d > 0 else (-1 if d < 0 else 0)
+    present = sorted(set(segs.tolist()))
+    level = np.concatenate([flat.items[s].rules.cross_level for s in present])
+    up_ok = np.concatenate([flat.items[s].rules.cross_up for s in present])
+    down_ok = np.concatenate([flat.items[s].rules.cross_down for s in present])
     old = np.array([states.get(r.id, RuleState()).pos for r in rules], np.int8)
-    prev = pairs.previous(sign, old)
-    ups = np.array([r.direction in ("up", "both") for r in rules], np.bool_)[pairs.pair_inst]
-    downs = np.array([r.direction in ("down", "both") for r in rules], np.bool_)[pairs.pair_inst]
-    up = (sign >= 0) & (prev == -1) & ups
-    down = (sign <= 0) & (prev == 1) & downs
-    for k in np.flatnonzero(up | down):
-        found.append((rules[int(pairs.pair_inst[k])].id, int(pairs.pair_trade[k]), "up" if up[k] else "down", None))
-    last = sign[pairs.last]
+    top = np.maximum.reduceat(flat.price, flat.start)[segs]
+    bottom = np.minimum.reduceat(flat.price, flat.start)[segs]
+    below, above = top < level, bottom > level
+    first = flat.start[segs]
+    for i in np.flatnonzero(below & (old == 1) & down_ok):
+        found.append((rules[int(i)].id, int(first[i]), "down", None))
+    for i in np.flatnonzero(above & (old == -1) & up_ok):
+        found.append((rules[int(i)].id, int(first[i]), "up", None))
+    last = np.where(below, -1, np.where(above, 1, old)).astype(np.int8)
+    straddle = np.flatnonzero(~(below | above))
+    if len(straddle):
+        sub = [rules[int(i)] for i in straddle]
+        pairs = _Pairs(flat, segs[straddle])
+        p, lv = flat.price[pairs.pair_trade], level[straddle][pairs.pair_inst]
+        sign = (p > lv).astype(np.int8) - (p < lv).astype(np.int8)
+        for k in np.flatnonzero(p == lv):  # float ties: decide in decimal
+            d = Decimal(flat.texts[int(pairs.pair_trade[k])]) - (sub[int(pairs.pair_inst[k])].level or Decimal(0))
+            sign[k] = 1 if d > 0 else (-1 if d < 0 else 0)
+        prev = pairs.previous(sign, old[straddle])
+        up = (sign >= 0) & (prev == -1) & up_ok[straddle][pairs.pair_inst]
+        down = (sign <= 0) & (prev == 1) & down_ok[straddle][pairs.pair_inst]
+        for k in np.flatnonzero(up | down):
+            found.append((sub[int(pairs.pair_inst[k])].id, int(pairs.pair_trade[k]), "up" if up[k] else "down", None))
+        last[straddle] = sign[pairs.last]
     for i in np.flatnonzero(last != old):
         rule = rules[int(i)]
         new_states[rule.id] = replace(states.get(rule.id, RuleState()), pos=int(last[i]))
