@@ -19,6 +19,7 @@ import numpy as np
 
 from alerts.evaluate import (
     F64,
+    FRESH,
     I64,
     UNSEEN,
     Bools,
@@ -165,7 +166,7 @@ def _cross(
     level = np.concatenate([flat.items[s].rules.cross_level for s in present])
     up_ok = np.concatenate([flat.items[s].rules.cross_up for s in present])
     down_ok = np.concatenate([flat.items[s].rules.cross_down for s in present])
-    old = np.array([states.get(r.id, RuleState()).pos for r in rules], np.int8)
+    old = np.array([states.get(r.id, FRESH).pos for r in rules], np.int8)
     top = np.maximum.reduceat(flat.price, flat.start)[segs]
     bottom = np.minimum.reduceat(flat.price, flat.start)[segs]
     below, above = top < level, bottom > level
@@ -192,7 +193,7 @@ def _cross(
         last[straddle] = sign[pairs.last]
     for i in np.flatnonzero(last != old):
         rule = rules[int(i)]
-        new_states[rule.id] = replace(states.get(rule.id, RuleState()), pos=int(last[i]))
+        new_states[rule.id] = replace(states.get(rule.id, FRESH), pos=int(last[i]))
 
 
 def _whales(flat: _Flat, found: list[tuple[int, int, str, str | None]]) -> None:
@@ -287,7 +288,7 @@ def _screen(
             highest[s] = max(highest[s], highs.price[0])
     can_up = arrays["move_up"] & (top[segs] >= arrays["move_factor_up"] * lowest[segs] * (1 - 1e-9))
     can_down = arrays["move_down"] & (bottom[segs] <= arrays["move_factor_down"] * highest[segs] * (1 + 1e-9))
-    current = [states.get(r.id, RuleState()) for r in rules]
+    current = [states.get(r.id, FRESH) for r in rules]
     fresh = np.array([c.since_id is None for c in current], np.bool_)
     keep = can_up | can_down | fresh
     for i in np.flatnonzero(~keep):
@@ -321,7 +322,7 @@ def _evaluate_moves(
     first_new = np.array([int(flat.items[int(s)].trades.trade_id[0]) for s in segs], np.int64)
     since = np.array(
         [
-            states.get(r.id, RuleState()).since_id if states.get(r.id, RuleState()).since_id is not None else f
+            states.get(r.id, FRESH).since_id if states.get(r.id, FRESH).since_id is not None else f
             for r, f in zip(rules, first_new.tolist(), strict=True)
         ],
         np.int64,
@@ -334,8 +335,8 @@ def _evaluate_moves(
         held[up], refs[up] = _move_condition(
             flat, rules, segs, pairs, olds, up, target, lo, starts_before, position, since, t0, wants, factor
         )
-    was_up = np.array([states.get(r.id, RuleState()).up_on for r in rules], np.bool_)
-    was_down = np.array([states.get(r.id, RuleState()).down_on for r in rules], np.bool_)
+    was_up = np.array([states.get(r.id, FRESH).up_on for r in rules], np.bool_)
+    was_down = np.array([states.get(r.id, FRESH).down_on for r in rules], np.bool_)
     fire_up = held[True] & ~pairs.previous(held[True], was_up)
     fire_down = held[False] & ~pairs.previous(held[False], was_down)
     for k in np.flatnonzero(fire_up):
@@ -344,11 +345,11 @@ def _evaluate_moves(
         found.append((rules[int(pairs.pair_inst[k])].id, int(pairs.pair_trade[k]), "down", refs[False](int(k))))
     up_last, down_last = held[True][pairs.last], held[False][pairs.last]
     changed = (up_last != was_up) | (down_last != was_down)
-    changed |= np.array([states.get(r.id, RuleState()).since_id is None for r in rules], np.bool_)
+    changed |= np.array([states.get(r.id, FRESH).since_id is None for r in rules], np.bool_)
     for i in np.flatnonzero(changed):
         rule = rules[int(i)]
         new_states[rule.id] = replace(
-            states.get(rule.id, RuleState()),
+            states.get(rule.id, FRESH),
             since_id=int(since[i]),
             up_on=bool(up_last[i]),
             down_on=bool(down_last[i]),
