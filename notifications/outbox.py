@@ -38,29 +38,48 @@ class Outgoing:
     destination_ids: Collection[int] = ()
 
 
-def destinations_for(owner_id: int, channels: Collection[str], only: Collection[int] = ()) -> list[Destination]:
-    """The owner's active destinations on ``channels`` (restricted to ``only`` when given). In-app needs no
-    address: the owner's in-app destination is created on first use."""
-    if ChannelKind.IN_APP in channels:
-        Destination.objects.get_or_create(owner_id=owner_id, kind=ChannelKind.IN_APP, target="")
-    rows = Destination.objects.filter(owner_id=owner_id, kind__in=list(channels), active=True)
-    if only:
-        rows = rows.filter(pk__in=list(only)) | Destination.objects.filter(
-            owner_id=owner_id, kind=ChannelKind.IN_APP, active=True, target=""
-        ).filter(kind__in=list(channels))
-    return list(rows.order_by("pk"))
+def destinations_by_owner(
+    owner_ids: Collection[int], kinds: Collection[str], in_app_owners: Collection[int] = ()
+) -> dict[int, list[Destination]]:
+    """Every active destination of ``owner_ids`` on ``kinds``, by owner, in id order: one query for all owners.
+
+    In-app needs no address: the in-app destination of each of ``in_app_owners`` is created on first use (one
+    statement for all)."""
+    if not owner_ids:
+        return {}
+    if in_app_owners:
+        Destination.objects.bulk_create(
+            [Destination(owner_id=owner_id, kind=ChannelKind.IN_APP, target="") for owner_id in sorted(in_app_owners)],
+            ignore_conflicts=True,
+        )
+    found: dict[int, list[Destination]] = {owner_id: [] for owner_id in owner_ids}
+    rows = Destination.objects.filter(owner_id__in=list(owner_ids), kind__in=list(kinds), active=True).order_by("pk")
+    for destination in rows:
+        found[destination.owner_id].append(destination)
+    return found
+
+
+def _chosen(destinations: list[Destination], channels: Collection[str], only: Collection[int]) -> list[Destination]:
+    """Those of ``destinations`` on ``channels``; with ``only``, just those ids and the in-app one."""
+    return [
+        d
+        for d in destinations
+        if d.kind in channels and (not only or d.pk in only or (d.kind == ChannelKind.IN_APP and d.target == ""))
+    ]
 
 
 def enqueue(outgoing: Iterable[Outgoing]) -> int:
-    """Create the deliveries of ``outgoing`` (one per destination, one statement for all); returns how many rows
-    are new. Call it inside the transaction that records what the messages are about."""
+    """Create the deliveries of ``outgoing`` (one per destination) in a fixed number of statements whatever the
+    number of messages and owners; returns how many rows are new. Call it inside the transaction that records what
+    the messages are about."""
+    items = list(outgoing)
+    kinds = {kind for item in items for kind in item.channels}
+    in_app = {item.owner_id for item in items if ChannelKind.IN_APP in item.channels}
+    by_owner = destinations_by_owner({item.owner_id for item in items}, kinds, in_app)
     rows: list[Delivery] = []
-    cache: dict[tuple[int, tuple[str, ...], tuple[int, ...]], list[Destination]] = {}
-    for item in outgoing:
-        scope = (item.owner_id, tuple(sorted(item.channels)), tuple(sorted(item.destination_ids)))
-        if scope not in cache:
-            cache[scope] = destinations_for(item.owner_id, item.channels, item.destination_ids)
-        for destination in cache[scope]:
+    for item in items:
+        only = set(item.destination_ids)
+        for destination in _chosen(by_owner[item.owner_id], item.channels, only):
             rows.append(
                 Delivery(
                     destination=destination,
