@@ -31,7 +31,7 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="3"),
         "options": {"expires": 3000},
     },
-    # The outbox sender (docs/ALERTS_DELIVERY.md): retries, expired leases and any firing whose kick was lost.
+    # The outbox sender (docs/ALERTS.md): retries, expired leases and any firing whose kick was lost.
     "notifications-send-due": {
         "task": "notifications.tasks.send_due",
         "schedule": 5.0,

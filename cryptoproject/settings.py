@@ -545,7 +545,7 @@ for _name, _value in (
     if _value < 1:
         raise ImproperlyConfigured(f"{_name}: must be at least 1, got {_value}")
 # --------------------------------------------------------------------------------------------- notifications (outbox)
-# docs/ALERTS_DELIVERY.md. Every attempt has a TOTAL deadline (connect + send + read); the sender gives up on a
+# docs/ALERTS.md. Every attempt has a TOTAL deadline (connect + send + read); the sender gives up on a
 # delivery after NOTIFY_MAX_ATTEMPTS attempts (dead, shown to its owner).
 NOTIFY_ATTEMPT_DEADLINE_SECONDS: float = _setting("NOTIFY_ATTEMPT_DEADLINE_SECONDS", float, 10.0)
 NOTIFY_MAX_ATTEMPTS: int = _setting("NOTIFY_MAX_ATTEMPTS", int, 10)

@@ -109,7 +109,7 @@ class AlertRuleSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["price_cross", "pct_move", "indicator", "volume_spike", "whale"])
     exchange = serializers.CharField(help_text="blank: every exchange (whale rules only)")
     symbol = serializers.CharField(help_text="blank: every symbol (whale rules only)")
-    params = serializers.DictField(help_text="the kind's parameters (docs/ALERTS_API.md)")
+    params = serializers.DictField(help_text="the kind's parameters (docs/ALERTS.md)")
     channels = serializers.ListField(child=serializers.CharField(), help_text="in_app, email, sms, telegram, webhook")
     destinations = serializers.ListField(
         child=serializers.IntegerField(), required=False, help_text="only these of your destinations"

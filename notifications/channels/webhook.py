@@ -1,6 +1,6 @@
 """Webhooks: Slack (``{"text"}``), Discord (``{"content"}``) and generic JSON, signed with HMAC-SHA256.
 
-A generic webhook's request carries (docs/ALERTS_DELIVERY.md, "Verifying a webhook"):
+A generic webhook's request carries (docs/ALERTS.md, "Verifying a webhook"):
 
 - ``X-Idempotency-Key``: the delivery's key, the same on every attempt: receivers drop a duplicate by it;
 - ``X-Timestamp``: Unix seconds when the attempt started;

@@ -57,7 +57,7 @@ def test_generic_webhook_is_signed_and_carries_the_idempotency_key(receiver: Rec
     [got] = receiver.received
     assert got.key == delivery.key
     assert got.json() == {"id": delivery.key, "subject": delivery.subject, "text": delivery.body, "data": {"n": 0}}
-    # What a receiver does (docs/ALERTS_DELIVERY.md): recompute over "<timestamp>.<raw body>", compare, check age.
+    # What a receiver does (docs/ALERTS.md): recompute over "<timestamp>.<raw body>", compare, check age.
     stamp, header = got.headers["X-Timestamp"], got.headers["X-Signature"]
     assert webhook.verify("s3cret", stamp, got.body, header, now=time.time())
     assert not webhook.verify("other", stamp, got.body, header, now=time.time())
@@ -284,13 +284,14 @@ def test_in_app_stores_one_notification_and_pushes_a_toast() -> None:
 
 
 def test_the_documented_verification_accepts_our_signature(receiver: Receiver, allow_private: None) -> None:
-    # The receiver's code in docs/ALERTS_DELIVERY.md, run as written against a real request.
+    # The receiver's code in docs/ALERTS.md, run as written against a real request.
     from tests.conftest import ROOT
 
-    doc = (ROOT / "docs" / "ALERTS_DELIVERY.md").read_text()
-    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    doc = (ROOT / "docs" / "ALERTS.md").read_text()
+    section = doc.split("Verifying a generic webhook", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
-    exec(compile(code, "ALERTS_DELIVERY.md", "exec"), namespace)
+    exec(compile(code, "ALERTS.md", "exec"), namespace)
     delivery = one(ChannelKind.WEBHOOK, receiver.url(), format=WebhookFormat.GENERIC, secret="k3y")
     webhook.send(delivery, Deadline.after(5))
     [got] = receiver.received

@@ -1,7 +1,7 @@
 """``manage.py run_standins``: the local Twilio and Telegram stand-ins (simulator.standins), for the demo and tests.
 
 The messages they accept are kept in JSON lines files (``--dir``) and listed at ``<url>/_messages``. Point the app at
-them with ``TWILIO_API_URL``/``TELEGRAM_API_URL`` and the same credentials (docs/ALERTS_DELIVERY.md).
+them with ``TWILIO_API_URL``/``TELEGRAM_API_URL`` and the same credentials (docs/ALERTS.md).
 """
 
 from __future__ import annotations
