@@ -63,7 +63,7 @@ demo: migrate topics history-demo backtest-demo prediction-demo ## the whole pip
 	@$(MANAGE) ensure_demo_user
 	@echo
 	@$(MANAGE) replay_summary --replay $(DEMO_BINANCE_REPLAY) > .stack/demo-prices.json
-	@$(MANAGE) seed_demo_alerts --prices .stack/demo-prices.json
+	@$(MANAGE) seed_demo_alerts --prices .stack/demo-prices.json --sms --telegram
 	@echo "  Dashboard:  http://127.0.0.1:8000/"
 	@echo "  My alerts:  http://127.0.0.1:8000/alerts/  (sign in as a demo user: the price alerts fire within minutes)"
 	@echo "  Admin:      http://127.0.0.1:8000/admin/   (user demo / password demo)"
