@@ -72,7 +72,9 @@ demo: migrate topics history-demo backtest-demo prediction-demo ## the whole pip
 	@echo "  Telegram:   http://127.0.0.1:9462/_messages   (Bot API stand-in; also .stack/standins/telegram.jsonl)"
 	@echo "  Stop with Ctrl-C (the servers keep running: make services-down stops them)."
 	@echo
-	@$(VENV)/bin/honcho -f Procfile start
+	@# -e /dev/null: honcho would put .env over the environment; the settings read .env themselves, the environment
+	@# winning (so a shell pointed at another stack with scripts/stack_env.sh N keeps it).
+	@$(VENV)/bin/honcho -e /dev/null -f Procfile start
 
 # The bundled Binance archive files (data/binance-klines), imported over HTTP from an in-process mirror of them:
 # years of hourly BTCUSDT candles and three 1m days. Verified by CHECKSUM; a re-run is a quick no-op (cache).
@@ -94,7 +96,7 @@ prediction-demo: history-demo ## train the BTCUSDT price-direction models on the
 
 live: migrate topics ## the same pipeline against the real exchanges (needs internet)
 	@$(MANAGE) collectstatic --noinput -v 0
-	@$(VENV)/bin/honcho -f Procfile.live start
+	@$(VENV)/bin/honcho -e /dev/null -f Procfile.live start
 
 # --------------------------------------------------------------------------------------------- checks
 lint: setup ## ruff format --check and ruff check

@@ -11,7 +11,17 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 file="${1:?usage: dev_env.sh FILE [N]}"
 n="${2:-0}"
-[ -e "$file" ] && exit 0
+if [ -e "$file" ]; then
+  # One this script wrote before the stacks' ports moved below the ephemeral range (PostgreSQL 55432+10N -> 15432+10N,
+  # Redis 56379+10N -> 16379+10N) gets its DATABASE_URL and REDIS_URL moved too; any other file or line is left as it is.
+  if grep -q '^# LOCAL DEVELOPMENT ONLY: never deploy this file. Written by `make setup`' "$file" &&
+    grep -Eq '^(DATABASE_URL|REDIS_URL)=[a-z]+://([^@/]*@)?127\.0\.0\.1:5[56][0-9]{3}/' "$file"; then
+    sed -E -i 's#^((DATABASE_URL|REDIS_URL)=[a-z]+://([^@/]*@)?127\.0\.0\.1:)5([56][0-9]{3}/)#\11\4#' "$file"
+    printf '[setup] %s: the local stack URLs moved to the new ports (PostgreSQL 15432+10N, Redis 16379+10N)\n' \
+      "$file" >&2
+  fi
+  exit 0
+fi
 # The stack's variables in a subshell: this script's caller may have another stack's in its environment.
 values=$(
   eval "$(bash "$ROOT/scripts/stack_env.sh" "$n")"

@@ -45,6 +45,7 @@ def whale_text(whale: Any) -> str:
 
 def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Subscriptions -> rules (+ destinations), deliveries -> alerts + outbox deliveries."""
+    db = schema_editor.connection.alias  # `migrate --database`: this database, never the default
     subscription_model = apps.get_model("dashboard", "AlertSubscription")
     delivery_model = apps.get_model("dashboard", "AlertDelivery")
     rule_model = apps.get_model("alerts", "AlertRule")
@@ -54,9 +55,9 @@ def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
 
     rule_of: dict[int, Any] = {}
     destination_of: dict[int, Any] = {}
-    for sub in subscription_model.objects.order_by("pk").iterator(chunk_size=BATCH):
+    for sub in subscription_model.objects.using(db).order_by("pk").iterator(chunk_size=BATCH):
         generic = sub.channel == "webhook" and sub.format == "generic"
-        destination, _ = destination_model.objects.get_or_create(
+        destination, _ = destination_model.objects.using(db).get_or_create(
             owner_id=sub.user_id,
             kind=sub.channel,
             target=sub.target,
@@ -65,7 +66,7 @@ def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
                 "secret": secrets.token_urlsafe(32) if generic else "",
             },
         )
-        rule = rule_model.objects.create(
+        rule = rule_model.objects.using(db).create(
             owner_id=sub.user_id,
             kind="whale",
             exchange=sub.exchange,
@@ -79,10 +80,10 @@ def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         rule_of[sub.pk] = rule
         destination_of[sub.pk] = destination
 
-    deliveries = delivery_model.objects.select_related("alert").order_by("pk")
+    deliveries = delivery_model.objects.using(db).select_related("alert").order_by("pk")
     for start in range(0, deliveries.count(), BATCH):
         chunk = list(deliveries[start : start + BATCH])
-        alerts = alert_model.objects.bulk_create(
+        alerts = alert_model.objects.using(db).bulk_create(
             [
                 alert_model(
                     rule=rule_of[d.subscription_id],
@@ -104,7 +105,7 @@ def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
                 for d in chunk
             ]
         )
-        outbox_model.objects.bulk_create(
+        outbox_model.objects.using(db).bulk_create(
             [
                 outbox_model(
                     destination=destination_of[d.subscription_id],
@@ -127,6 +128,7 @@ def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
 
 def backwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Whale rules with one e-mail or webhook destination -> subscriptions and their deliveries."""
+    db = schema_editor.connection.alias  # `migrate --database`: this database, never the default
     subscription_model = apps.get_model("dashboard", "AlertSubscription")
     delivery_model = apps.get_model("dashboard", "AlertDelivery")
     rule_model = apps.get_model("alerts", "AlertRule")
@@ -135,12 +137,12 @@ def backwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     whale_model = apps.get_model("analytics", "WhaleAlert")
 
     done: list[int] = []
-    for rule in rule_model.objects.filter(kind="whale").prefetch_related("destinations").order_by("pk"):
+    for rule in rule_model.objects.using(db).filter(kind="whale").prefetch_related("destinations").order_by("pk"):
         destinations = [d for d in rule.destinations.all() if d.kind in ("email", "webhook")]
         if len(destinations) != 1 or [d.kind for d in destinations] != rule.channels:
             continue
         destination = destinations[0]
-        sub = subscription_model.objects.create(
+        sub = subscription_model.objects.using(db).create(
             user_id=rule.owner_id,
             exchange=rule.exchange,
             symbol=rule.symbol,
@@ -151,12 +153,12 @@ def backwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
             active=rule.active,
             created_at=rule.created_at,
         )
-        alerts = list(alert_model.objects.filter(rule=rule, trade_id__isnull=False).order_by("pk"))
+        alerts = list(alert_model.objects.using(db).filter(rule=rule, trade_id__isnull=False).order_by("pk"))
         keys = {f"alert:{a.pk}:{destination.pk}": a for a in alerts}
-        outbox = {d.key: d for d in outbox_model.objects.filter(key__in=list(keys))}
+        outbox = {d.key: d for d in outbox_model.objects.using(db).filter(key__in=list(keys))}
         whales = {
             (w.exchange, w.symbol, w.trade_id): w.pk
-            for w in whale_model.objects.filter(trade_id__in=[a.trade_id for a in alerts])
+            for w in whale_model.objects.using(db).filter(trade_id__in=[a.trade_id for a in alerts])
         }
         rows = []
         for key, alert in keys.items():
@@ -175,10 +177,10 @@ def backwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
                     created_at=sent.created_at,
                 )
             )
-        delivery_model.objects.bulk_create(rows, ignore_conflicts=True)
-        outbox_model.objects.filter(key__in=list(keys)).delete()
+        delivery_model.objects.using(db).bulk_create(rows, ignore_conflicts=True)
+        outbox_model.objects.using(db).filter(key__in=list(keys)).delete()
         done.append(rule.pk)
-    rule_model.objects.filter(pk__in=done).delete()
+    rule_model.objects.using(db).filter(pk__in=done).delete()
 
 
 class Migration(migrations.Migration):

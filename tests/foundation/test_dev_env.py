@@ -119,3 +119,23 @@ def test_the_suite_reads_no_dotenv() -> None:
     """The production-default tests (test_fail_closed, test_settings) run children with DJANGO_DEBUG unset: a
     developer's .env must not turn them into debug ones. The suite sets DOTENV_FILE empty, which children inherit."""
     assert os.environ["DOTENV_FILE"] == ""
+
+
+def test_a_dotenv_written_with_the_old_ports_moves_to_the_new_ones_and_nothing_else(tmp_path: Path) -> None:
+    """The stacks' PostgreSQL and Redis ports moved below the ephemeral range (55432+10N -> 15432+10N, 56379+10N ->
+    16379+10N): a ``.env`` this script wrote before follows them; one it did not write is left alone."""
+    old = tmp_path / ".env"
+    assert write_dev_env(old, 2).returncode == 0
+    written = old.read_text()
+    moved_back = written.replace("127.0.0.1:15452/", "127.0.0.1:55452/").replace("127.0.0.1:16399/", "127.0.0.1:56399/")
+    old.write_text(moved_back + "MY_OWN=postgres://u:p@127.0.0.1:55000/x\n")
+    result = write_dev_env(old, 2)
+    assert result.returncode == 0, result.stderr
+    assert "the local stack URLs moved to the new ports" in result.stderr
+    assert old.read_text() == written + "MY_OWN=postgres://u:p@127.0.0.1:55000/x\n"
+    assert write_dev_env(old, 2).stderr == ""  # nothing left to move
+
+    own = tmp_path / "own.env"
+    own.write_text("DATABASE_URL=postgres://crypto:crypto@127.0.0.1:55432/crypto\n")
+    assert write_dev_env(own, 0).stderr == ""
+    assert own.read_text() == "DATABASE_URL=postgres://crypto:crypto@127.0.0.1:55432/crypto\n"

@@ -52,6 +52,8 @@ class Command(BaseCommand):
         ]
         for name, server in zip(("Twilio", "Telegram"), servers, strict=True):
             self.stdout.write(f"{name} stand-in on {server.url} (messages: {server.url}/_messages)")
+        # Flushed now: stdout to a file or a pipe is block-buffered, and whoever started it waits for these lines.
+        self.stdout.flush()
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
