@@ -259,7 +259,11 @@ def test_a_member_that_never_gets_partitions_exits_non_zero(kafka_topics, settin
     )
     try:
         squatter.subscribe([topic])
-        wait_for(lambda: squatter.poll(timeout_ms=200) is not None and squatter.assignment(), what="a partition")
+        # A first join waits out the broker's group set-up; on a machine loaded far beyond its cores (a fresh-clone
+        # run beside two others) it took more than 30 s: the same budget as the child's below.
+        wait_for(
+            lambda: squatter.poll(timeout_ms=200) is not None and squatter.assignment(), timeout=90, what="a partition"
+        )
         produce([(r.key, r.encode()) for r in real_trades(50)], topic=topic)
         child = spawn(manage("consume_trades", "--stall-timeout", "2", "--batch-ms", "50"), name="unassigned")
         assert child.proc.wait(90) != 0, child.output()
