@@ -74,6 +74,9 @@ class Options:
     restart_pause_s: float = 2.0
     drop_every: int = 5000
     gap_every: int = 1000
+    # ws-drops: seconds between REST backfill requests, so backfilled gaps are stored after later trades (in later
+    # batches), the order the alert rules' truth must follow
+    backfill_interval_s: float = 0.25
     malformed_rate: float = 0.01
     hostile: int = 100
     drain_timeout_s: float = 300.0
@@ -309,6 +312,7 @@ class Run:
                 "PYTHONPATH": str(ROOT),
                 "DJANGO_SETTINGS_MODULE": "cryptoproject.settings",
                 **opts.extra_env,
+                **scenario.env(opts),
             },
         )
         self.supervisor = Supervisor(self.env, self.logs)
@@ -410,6 +414,7 @@ class Scenario:
     fault: Callable[[Run], None] | None = None
     at: float = 0.4
     simulator_args: Callable[[Options], list[str]] = lambda _o: []
+    env: Callable[[Options], dict[str, str]] = lambda _o: {}
     brokers: int = 1
     hostile: bool = False
 
@@ -854,8 +859,9 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario(
         "ws-drops",
-        "WebSocket dropped every N frames, with id gaps (REST backfill)",
+        "WebSocket dropped every N frames, with id gaps (REST backfill, paced: gaps stored after later trades)",
         simulator_args=lambda o: ["--drop-every", str(o.drop_every), "--gap-every", str(o.gap_every)],
+        env=lambda o: {"INGEST_BACKFILL_MIN_INTERVAL_S": str(o.backfill_interval_s)},
     ),
     Scenario(
         "bad-input",
