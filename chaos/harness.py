@@ -10,10 +10,13 @@ injected from a thread once the market has produced ``at`` of the trades. When e
 - every trade stored exactly once, with exact decimals, and nothing else;
 - every 1-minute candle equal to one recomputed from the files;
 - one whale alert per trade at or above the threshold;
-- as many dead letters as bad records were injected (malformed frames the simulator sent plus hostile records).
+- as many dead letters as bad records were injected (malformed frames the simulator sent plus hostile records);
+- every alert of the chaos user's rules (created through the API before the pipeline starts) as the truth computes
+  it over the order the trades were stored in, each with one outbox row.
 
 This module talks to PostgreSQL, Kafka and Redis with their plain clients and never imports the project's apps
-(only :mod:`benchmarks.harness`, the process helpers it shares with the benchmarks): it is the outside observer.
+(only :mod:`benchmarks.harness`, the process helpers it shares with the benchmarks; the rules are posted by
+:mod:`chaos.account` in a ``manage.py`` subprocess, as a user): it is the outside observer.
 Used by ``python -m chaos`` (``make chaos``) and, with small figures, by ``tests/reliability/test_chaos.py`` in
 ``make test``.
 """
@@ -71,6 +74,9 @@ class Options:
     restart_pause_s: float = 2.0
     drop_every: int = 5000
     gap_every: int = 1000
+    # ws-drops: seconds between REST backfill requests, so backfilled gaps are stored after later trades (in later
+    # batches), the order the alert rules' truth must follow
+    backfill_interval_s: float = 0.25
     malformed_rate: float = 0.01
     hostile: int = 100
     drain_timeout_s: float = 300.0
@@ -96,6 +102,17 @@ class Row:
     whales_wrong: int = 0
     dead_letters_expected: int = 0
     dead_letters: int = 0
+    alert_rules: int = 0
+    alerts_expected: int = 0
+    alerts: int = 0
+    alerts_missing: int = 0
+    alerts_duplicated: int = 0
+    alerts_unexpected: int = 0
+    alerts_wrong: int = 0
+    suppressed_expected: int = 0
+    suppressed: int = 0
+    deliveries_wrong: int = 0
+    stored_late: int = 0
     recover_s: float | None = None
     restarts: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
@@ -105,7 +122,8 @@ class Row:
 
     @property
     def ok(self) -> bool:
-        """No trade lost or duplicated, nothing unexpected, every candle, alert and dead letter as expected."""
+        """No trade lost or duplicated, nothing unexpected, every candle, alert, rule firing (and its one delivery)
+        and dead letter as expected."""
         return (
             self.completed
             and self.stored == self.expected
@@ -113,6 +131,11 @@ class Row:
             and self.whales == self.whales_expected
             and not self.whales_wrong
             and self.dead_letters == self.dead_letters_expected
+            and self.alert_rules > 0
+            and self.alerts == self.alerts_expected
+            and not (self.alerts_missing or self.alerts_duplicated or self.alerts_unexpected or self.alerts_wrong)
+            and self.suppressed == self.suppressed_expected
+            and not self.deliveries_wrong
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -289,6 +312,7 @@ class Run:
                 "PYTHONPATH": str(ROOT),
                 "DJANGO_SETTINGS_MODULE": "cryptoproject.settings",
                 **opts.extra_env,
+                **scenario.env(opts),
             },
         )
         self.supervisor = Supervisor(self.env, self.logs)
@@ -312,21 +336,23 @@ class Run:
             return 0
         return int(latest[-1]["id"]) - FIRST_ID + 1
 
-    def stored(self) -> tuple[int, int, int]:
-        """(trades stored, trades covered by 1m candles, whale alerts) for the workload's symbol, or -1s."""
+    def stored(self) -> tuple[int, int, int, int]:
+        """(trades stored, trades covered by 1m candles, whale alerts, alerts of the chaos user's whale rules) for
+        the workload's symbol, or -1s."""
         try:
             with psycopg.connect(self.stack.database_url, connect_timeout=2) as conn:
                 row = conn.execute(
                     "SELECT (SELECT count(*) FROM analytics_trade WHERE exchange = %(e)s AND symbol = %(s)s),"
                     " (SELECT coalesce(sum(trade_count), 0) FROM analytics_candle"
                     "   WHERE exchange = %(e)s AND symbol = %(s)s AND interval = '1m'),"
-                    " (SELECT count(*) FROM analytics_whalealert WHERE exchange = %(e)s AND symbol = %(s)s)",
+                    " (SELECT count(*) FROM analytics_whalealert WHERE exchange = %(e)s AND symbol = %(s)s),"
+                    " (SELECT count(*) FROM alerts_alert WHERE kind = 'whale')",
                     {"e": EXCHANGE, "s": SYMBOL},
                 ).fetchone()
         except psycopg.Error:
-            return -1, -1, -1
+            return -1, -1, -1, -1
         assert row is not None
-        return int(row[0]), int(row[1]), int(row[2])
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
     def dead_letters(self) -> int:
         """Records on the dead-letter topic (its end offsets), or -1 when Kafka does not answer."""
@@ -388,6 +414,7 @@ class Scenario:
     fault: Callable[[Run], None] | None = None
     at: float = 0.4
     simulator_args: Callable[[Options], list[str]] = lambda _o: []
+    env: Callable[[Options], dict[str, str]] = lambda _o: {}
     brokers: int = 1
     hostile: bool = False
 
@@ -464,6 +491,152 @@ def send_hostile(run: Run) -> None:
     run.hostile_sent = run.opts.hostile
 
 
+# --------------------------------------------------------------------------------------------- alert rules
+CHAOS_USER = "chaos"
+
+
+def alert_rules(expected: list[truth.Trade]) -> list[dict[str, Any]]:
+    """The chaos user's rules (``POST /api/v1/alert-rules`` bodies), all delivered in-app: ``price_cross`` at five
+    quantiles of the workload's prices (traded prices, so ties with the level happen; up, down and both), the median
+    again under a 30 s cooldown, ``pct_move`` up, down and both over 5 s to 120 s, a ``whale`` rule at about the
+    99th percentile of the notionals (a traded notional exactly) and one with the default threshold on every
+    market."""
+    prices = sorted(t.price for t in expected)
+    notionals = sorted(t.price * t.quantity for t in expected)
+    n = len(prices)
+
+    def rule(kind: str, params: dict[str, str | int], cooldown_s: int = 0, market: bool = True) -> dict[str, Any]:
+        where = {"exchange": EXCHANGE, "symbol": SYMBOL} if market else {"exchange": "", "symbol": ""}
+        return {"kind": kind, **where, "params": params, "channels": ["in_app"], "cooldown_s": cooldown_s}
+
+    def plain(value: Decimal) -> str:
+        return f"{value.normalize():f}"
+
+    rules = [
+        rule("price_cross", {"level": plain(prices[n * k // 6]), "direction": direction})
+        for k, direction in zip(range(1, 6), ("up", "down", "both", "up", "down"), strict=True)
+    ]
+    rules.append(rule("price_cross", {"level": plain(prices[n // 2]), "direction": "both"}, cooldown_s=30))
+    rules += [
+        rule("pct_move", {"pct": "0.03", "window_s": 5, "direction": "both"}),
+        rule("pct_move", {"pct": "0.05", "window_s": 10, "direction": "up"}),
+        rule("pct_move", {"pct": "0.1", "window_s": 120, "direction": "down"}),
+        rule("whale", {"min_notional": plain(notionals[max(0, n - 1 - n // 100)])}),
+        rule("whale", {}, market=False),
+    ]
+    return rules
+
+
+def create_rules(run: Run, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Create the chaos user and post ``rules`` through the API (:mod:`chaos.account`, in a subprocess: the
+    harness never imports the project); returns the rules with their ``id``."""
+    env = dict(run.env, CHAOS_RULES=json.dumps(rules), CHAOS_USER=CHAOS_USER)
+    done = subprocess.run(
+        manage("shell", "-c", "from chaos.account import main; main()"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode:
+        raise RuntimeError(f"creating the alert rules failed:\n{done.stdout}\n{done.stderr}")
+    created = json.loads(done.stdout.strip().splitlines()[-1])
+    return [{**body, "id": int(answer["id"])} for body, answer in zip(rules, created, strict=True)]
+
+
+def store_batches(conn: psycopg.Connection[Any]) -> list[list[int]]:
+    """The workload's trade ids per store transaction, in the order stored.
+
+    A rule sees the trades in that order (docs/ALERTS.md): normally trade-id order, but a backfilled gap is stored
+    after later trades. Each batch is one transaction of the consumer: its rows share ``xmin``, and the trade
+    table's ``id`` sequence orders the transactions of one market (a market is stored by one consumer at a time).
+    Only the grouping and the order are read here; what a rule should do with them is :mod:`chaos.truth`'s.
+    """
+    rows = conn.execute(
+        "SELECT xmin::text::bigint, id, trade_id FROM analytics_trade WHERE exchange = %s AND symbol = %s",
+        (EXCHANGE, SYMBOL),
+    ).fetchall()
+    batches: dict[int, tuple[int, list[int]]] = {}
+    for tx, row_id, trade_id in rows:
+        first, ids = batches.setdefault(tx, (row_id, []))
+        ids.append(trade_id)
+        if row_id < first:
+            batches[tx] = (row_id, ids)
+    return [ids for _, ids in sorted(batches.values())]
+
+
+def compare_alerts(run: Run, expected: list[truth.Trade], rules: list[dict[str, Any]], row: Row) -> None:
+    """Fill ``row``'s alert figures: the chaos user's alerts and their outbox rows against :mod:`chaos.truth`."""
+    want_trades = {t.trade_id: t for t in expected}
+    with psycopg.connect(run.stack.database_url) as conn:
+        batches = store_batches(conn)
+        alerts = conn.execute(
+            "SELECT id, rule_id, kind, trigger, trade_id, price, (extract(epoch FROM traded_at) * 1000)::bigint,"
+            " details->>'what', details->>'reference' FROM alerts_alert"
+        ).fetchall()
+        deliveries = conn.execute("SELECT key FROM notifications_delivery").fetchall()
+        suppressed: dict[int, int] = {
+            int(i): int(n) for i, n in conn.execute("SELECT id, suppressed FROM alerts_alertrule").fetchall()
+        }
+    seen_ids = [i for i in truth.seen_order(batches) if i in want_trades]
+    highest = 0
+    for i in seen_ids:
+        row.stored_late += i < highest
+        highest = max(highest, i)
+    seen = [want_trades[i] for i in seen_ids]
+    times = {t.trade_id: t.time_ms for t in expected}
+    # (rule id, trigger) -> (kind, trade, what, reference)
+    want: dict[tuple[int, str], tuple[str, truth.Trade, str, Decimal | None]] = {}
+    for r in rules:
+        p = r["params"]
+        fires: dict[int, Any]
+        if r["kind"] == "price_cross":
+            fires = {
+                i: (what, None)
+                for i, what in truth.price_cross_fires(seen, Decimal(p["level"]), p["direction"]).items()
+            }
+        elif r["kind"] == "pct_move":
+            fires = truth.pct_move_fires(seen, Decimal(p["pct"]), int(p["window_s"]), p["direction"])
+        else:
+            threshold = Decimal(p.get("min_notional", WHALE_THRESHOLD))
+            fires = dict.fromkeys(truth.whale_ids(seen, threshold), ("", None))
+        fires, dropped = truth.cooldown(fires, times, seen_ids, int(r["cooldown_s"]))
+        row.suppressed_expected += dropped
+        row.suppressed += int(suppressed.get(r["id"], 0))
+        for i, (what, reference) in fires.items():
+            want[(r["id"], f"trade:{i}")] = (r["kind"], want_trades[i], what, reference)
+    got: dict[tuple[int, str], int] = {}
+    per_alert: dict[int, int] = {int(a[0]): 0 for a in alerts}
+    for (key,) in deliveries:
+        parts = key.split(":")
+        alert_id = int(parts[1]) if len(parts) == 3 and parts[0] == "alert" else -1
+        if alert_id in per_alert:
+            per_alert[alert_id] += 1
+        else:
+            row.deliveries_wrong += 1  # an outbox row of no alert
+    row.deliveries_wrong += sum(1 for n in per_alert.values() if n != 1)
+    wrong = 0
+    for _alert, rule_id, kind, trigger, trade_id, price, ms, what, reference in alerts:
+        got[(rule_id, trigger)] = got.get((rule_id, trigger), 0) + 1
+        w = want.get((rule_id, trigger))
+        if w is None:
+            continue
+        w_kind, t, w_what, w_reference = w
+        same = (kind, trade_id, price, ms) == (w_kind, t.trade_id, t.price, t.time_ms)
+        same &= kind == "whale" or what == w_what
+        # pct_move: the reference the move was measured from (the window's lowest or highest price)
+        same &= w_reference is None or (reference is not None and Decimal(reference) == w_reference)
+        wrong += not same
+    row.alerts_expected = len(want)
+    row.alerts = len(alerts)
+    row.alerts_duplicated = sum(n - 1 for n in got.values())
+    row.alerts_missing = sum(1 for k in want if k not in got)
+    row.alerts_unexpected = sum(1 for k in got if k not in want)
+    row.alerts_wrong = wrong
+
+
 # --------------------------------------------------------------------------------------------- the check
 def compare(run: Run, expected: list[truth.Trade], row: Row) -> None:
     """Fill ``row`` from the database against the truth."""
@@ -522,6 +695,14 @@ def run_scenario(scenario: Scenario, opts: Options, stack: Stack, expected: list
     row = Row(scenario=scenario.name, expected=len(expected))
     reset(stack)
     run = Run(scenario, opts, stack)
+    # The rules are saved before the first trade is stored: each sees every trade of the market.
+    rules = create_rules(run, alert_rules(expected))
+    row.alert_rules = len(rules)
+    whale_firings_expected = sum(
+        len(truth.whale_ids(expected, Decimal(r["params"].get("min_notional", WHALE_THRESHOLD))))
+        for r in rules
+        if r["kind"] == "whale"
+    )
     create_topics(run)
     started = time.monotonic()
     fault_thread: threading.Thread | None = None
@@ -545,7 +726,7 @@ def run_scenario(scenario: Scenario, opts: Options, stack: Stack, expected: list
             time.sleep(0.5)
             run.supervisor.watch()
             produced = run.produced()
-            stored, candle_trades, whales = run.stored()
+            stored, candle_trades, whales, whale_firings = run.stored()
             now = time.monotonic()
             samples.append((now, stored))
             if fault_thread is None and scenario.fault is not None and produced >= scenario.at * opts.trades:
@@ -559,6 +740,7 @@ def run_scenario(scenario: Scenario, opts: Options, stack: Stack, expected: list
                 and stored >= len(expected)
                 and candle_trades >= len(expected)
                 and whales >= whales_expected
+                and whale_firings >= whale_firings_expected
                 and (not scenario.hostile or run.hostile_sent)
             ):
                 row.completed = True
@@ -594,6 +776,7 @@ def run_scenario(scenario: Scenario, opts: Options, stack: Stack, expected: list
     row.restarts = {k: v for k, v in run.supervisor.restarts.items() if v}
     row.peak_rss_mb = dict(run.supervisor.peak)
     compare(run, expected, row)
+    compare_alerts(run, expected, rules, row)
     row.notes.extend(run.notes)
     return row
 
@@ -676,8 +859,9 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario(
         "ws-drops",
-        "WebSocket dropped every N frames, with id gaps (REST backfill)",
+        "WebSocket dropped every N frames, with id gaps (REST backfill, paced: gaps stored after later trades)",
         simulator_args=lambda o: ["--drop-every", str(o.drop_every), "--gap-every", str(o.gap_every)],
+        env=lambda o: {"INGEST_BACKFILL_MIN_INTERVAL_S": str(o.backfill_interval_s)},
     ),
     Scenario(
         "bad-input",

@@ -78,6 +78,7 @@ def small(tmp: Path) -> Options:
 @pytest.mark.parametrize("scenario", by_name(None), ids=lambda s: s.name)
 def test_scenario(scenario: Scenario, stacks: dict[int, Stack], expected: list[truth.Trade], tmp_path: Path) -> None:
     row = run_scenario(scenario, small(tmp_path), _stack(stacks, scenario.brokers), expected)
+    print(row)  # the figures, shown with -s or -rP
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(tmp_path.rglob("*.log")))
     assert row.completed, f"{row}\n{logs}"
     assert (row.missing, row.duplicated, row.unexpected, row.wrong_values) == (0, 0, 0, 0), f"{row}\n{logs}"
@@ -85,6 +86,11 @@ def test_scenario(scenario: Scenario, stacks: dict[int, Stack], expected: list[t
     assert row.candles_wrong == 0, row
     assert (row.whales, row.whales_wrong) == (row.whales_expected, 0), row
     assert row.dead_letters == row.dead_letters_expected, f"{row}\n{logs}"
+    alerts = (row.alerts_missing, row.alerts_duplicated, row.alerts_unexpected, row.alerts_wrong)
+    assert alerts == (0, 0, 0, 0), row
+    assert (row.alerts, row.suppressed) == (row.alerts_expected, row.suppressed_expected), row
+    assert row.alerts_expected > 0, row
+    assert row.deliveries_wrong == 0, row
     if scenario.hostile:
         assert row.dead_letters_expected >= 100  # the hostile records, plus the malformed frames sent
     assert row.ok
@@ -119,3 +125,35 @@ def test_hostile_records_are_all_invalid_and_repeatable() -> None:
             accepted.append(value)
     assert all(reasons)
     assert all(b"1e999999" in value for value in accepted), accepted
+
+
+def _trades(*rows: tuple[int, str, int]) -> list[truth.Trade]:
+    return [truth.Trade(i, Decimal(p), Decimal(1), False, s * 1000) for i, p, s in rows]
+
+
+def test_alert_truth_follows_the_documented_semantics() -> None:
+    """The chaos truth of each trade kind on hand-made sequences (docs/ALERTS.md): ties with the level, the first
+    trade only setting the state, a pct_move window emptied by time, a late trade counted at the time before it,
+    and the cooldown counted from the last kept firing."""
+    assert truth.seen_order([[5, 3], [1, 2]]) == [3, 5, 1, 2]
+    cross = _trades(
+        (1, "101", 0), (2, "99", 1), (3, "100", 2), (4, "101", 3), (5, "100", 4), (6, "99", 5), (7, "100", 6)
+    )
+    level = Decimal(100)
+    assert truth.price_cross_fires(cross, level, "both") == {2: "down", 3: "up", 5: "down", 7: "up"}
+    assert truth.price_cross_fires(cross, level, "up") == {3: "up", 7: "up"}
+    assert truth.price_cross_fires(cross, level, "down") == {2: "down", 5: "down"}
+    move = _trades((10, "100", 0), (11, "101", 5), (12, "102", 6), (13, "102", 20), (14, "100.9", 21), (9, "104", 1))
+    assert truth.pct_move_fires(move, Decimal(1), 10, "both") == {
+        11: ("up", Decimal(100)),
+        14: ("down", Decimal(102)),
+        9: ("up", Decimal("100.9")),  # stamped 1 s, counted at 21 s: its window is trades 13 and 14
+    }
+    assert truth.pct_move_fires(move, Decimal(1), 10, "down") == {14: ("down", Decimal(102))}
+    # A down move, then an up move measured from the new low.
+    both = _trades((1, "100", 0), (2, "90", 1), (3, "110", 2))
+    assert truth.pct_move_fires(both, Decimal(5), 60, "both") == {2: ("down", Decimal(100)), 3: ("up", Decimal(90))}
+    fires = {1: "a", 3: "b", 5: "c"}
+    times = {1: 0, 3: 10_000, 5: 20_000}
+    assert truth.cooldown(fires, times, [1, 3, 5], 15) == ({1: "a", 5: "c"}, 1)
+    assert truth.cooldown(fires, times, [1, 3, 5], 0) == (fires, 0)
