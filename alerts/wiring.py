@@ -282,9 +282,11 @@ def _committer(book: RuleBook, done: list[Evaluated], changed: dict[int, RuleSta
 
 def _stored_window(market: Market, trades: Trades, span_ms: int, using: str) -> Window:
     """The stored trades a cold market's pct_move rules look back on: traded within ``span_ms`` before the batch's
-    first new trade and stored before it (lower trade ids)."""
+    first new trade, stored before this batch, in the order they were stored (a late, backfilled trade after those
+    stored before it, as the rules saw them)."""
     first_ms = int(trades.time_ms.min())
-    rows = recent_prices(*market, first_ms - span_ms, int(trades.time_ms.max()), int(trades.trade_id[0]), using)
+    excluding = [int(i) for i in trades.trade_id]
+    rows = recent_prices(*market, first_ms - span_ms, excluding, using)
     if not rows:
         return Window.empty()
     ids, texts, times = zip(*rows, strict=True)

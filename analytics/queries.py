@@ -90,24 +90,29 @@ def trade_time_bounds() -> dict[tuple[str, str], tuple[datetime, datetime]]:
 
 
 _RECENT_PRICES = """
-SELECT trade_id, price::text, (extract(epoch FROM traded_at) * 1000)::bigint
-FROM analytics_trade
-WHERE exchange = %s AND symbol = %s
-  AND traded_at >= timestamptz 'epoch' + %s * interval '1 millisecond'
-  AND traded_at <= timestamptz 'epoch' + %s * interval '1 millisecond'
-  AND trade_id < %s
-ORDER BY trade_id
+SELECT trade_id, price::text, ms FROM (
+    SELECT trade_id, price, (extract(epoch FROM traded_at) * 1000)::bigint AS ms,
+           min(id) OVER (PARTITION BY xmin::text) AS batch
+    FROM analytics_trade
+    WHERE exchange = %s AND symbol = %s
+      AND traded_at >= timestamptz 'epoch' + %s * interval '1 millisecond'
+      AND trade_id <> ALL(%s)
+) seen
+ORDER BY batch, trade_id
 """
 
 
 def recent_prices(
-    exchange: str, symbol: str, start_ms: int, end_ms: int, before_id: int, using: str = "default"
+    exchange: str, symbol: str, start_ms: int, excluding: list[int], using: str = "default"
 ) -> list[tuple[int, str, int]]:
-    """(trade id, price text, time ms) of the market's stored trades traded in [start_ms, end_ms] with a trade id
-    below ``before_id``, in trade-id order; on ``using``'s connection, so inside its open transaction (the alert
-    evaluator rebuilds a price window from them)."""
+    """(trade id, price text, time ms) of the market's stored trades traded at ``start_ms`` or later (also those
+    stamped later than the batch: stored before it, they were seen before it), but those of
+    ``excluding`` (the batch being stored), in the order they were stored: batch after batch (each batch is one
+    transaction: its rows share ``xmin``, and its first row id orders it), by trade id within a batch; on ``using``'s
+    connection, so inside its open transaction (the alert evaluator rebuilds a price window from them, as it would
+    have seen them)."""
     with connections[using].cursor() as cur:
-        cur.execute(_RECENT_PRICES, [exchange, symbol, start_ms, end_ms, before_id])
+        cur.execute(_RECENT_PRICES, [exchange, symbol, start_ms, excluding])
         return [(int(i), str(p), int(t)) for i, p, t in cur.fetchall()]
 
 
