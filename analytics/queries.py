@@ -9,7 +9,12 @@ probe each. This module is the one place that asks "which markets exist". Its ra
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from django.db import connections
 
 from analytics.models import Candle, SymbolStats, Trade
 from cryptoproject.db_router import read_connection
@@ -82,3 +87,69 @@ def trade_time_bounds() -> dict[tuple[str, str], tuple[datetime, datetime]]:
     with read_connection(Trade).cursor() as cursor:
         cursor.execute(_BOUNDS_SQL)
         return {(str(e), str(s)): (first, last) for e, s, first, last in cursor.fetchall()}
+
+
+_RECENT_PRICES = """
+SELECT trade_id, price::text, (extract(epoch FROM traded_at) * 1000)::bigint
+FROM analytics_trade
+WHERE exchange = %s AND symbol = %s
+  AND traded_at >= timestamptz 'epoch' + %s * interval '1 millisecond'
+  AND traded_at <= timestamptz 'epoch' + %s * interval '1 millisecond'
+  AND trade_id < %s
+ORDER BY trade_id
+"""
+
+
+def recent_prices(
+    exchange: str, symbol: str, start_ms: int, end_ms: int, before_id: int, using: str = "default"
+) -> list[tuple[int, str, int]]:
+    """(trade id, price text, time ms) of the market's stored trades traded in [start_ms, end_ms] with a trade id
+    below ``before_id``, in trade-id order; on ``using``'s connection, so inside its open transaction (the alert
+    evaluator rebuilds a price window from them)."""
+    with connections[using].cursor() as cur:
+        cur.execute(_RECENT_PRICES, [exchange, symbol, start_ms, end_ms, before_id])
+        return [(int(i), str(p), int(t)) for i, p, t in cur.fetchall()]
+
+
+class SeriesBar(NamedTuple):
+    """One stored candle of a series with its indicators (None/empty where not computed)."""
+
+    open_ms: int
+    close: Decimal
+    volume: Decimal
+    rsi: Decimal | None
+    macd: Decimal | None
+    macd_signal: Decimal | None
+    sma: dict[str, str]
+    ema: dict[str, str]
+    bb_upper: Decimal | None
+    bb_lower: Decimal | None
+
+
+_SERIES = """
+SELECT (extract(epoch FROM c.open_time) * 1000)::bigint, c.close, c.volume, p.rsi, p.macd, p.macd_signal,
+       coalesce(p.sma, '{}'::jsonb), coalesce(p.ema, '{}'::jsonb), p.bb_upper, p.bb_lower
+FROM analytics_candle c
+LEFT JOIN analytics_indicatorpoint p
+  ON p.exchange = c.exchange AND p.symbol = c.symbol AND p.interval = c.interval AND p.open_time = c.open_time
+WHERE c.exchange = %s AND c.symbol = %s AND c.interval = %s
+  AND c.open_time >= timestamptz 'epoch' + %s * interval '1 millisecond'
+ORDER BY c.open_time
+"""
+
+
+def series_since(exchange: str, symbol: str, interval: str, start_ms: int, using: str = "default") -> list[SeriesBar]:
+    """The market's stored candles of ``interval`` opened at or after ``start_ms`` (to the newest), with their
+    indicators, oldest first: one query, on ``using``'s connection (inside its open transaction)."""
+    with connections[using].cursor() as cur:
+        cur.execute(_SERIES, [exchange, symbol, interval, start_ms])
+        rows = cur.fetchall()
+    # Django's connection hands jsonb over as text (its JSONField decodes it): decoded here.
+    return [
+        SeriesBar(int(ms), close, volume, rsi, macd, signal, _json(sma), _json(ema), upper, lower)
+        for ms, close, volume, rsi, macd, signal, sma, ema, upper, lower in rows
+    ]
+
+
+def _json(value: Any) -> dict[str, str]:
+    return json.loads(value) if isinstance(value, str | bytes) else dict(value)

@@ -21,6 +21,7 @@ from analytics.coalesce import CANDLES_PUSH_PREFIX, claim_slot
 from analytics.groups import market_group
 from analytics.live import publish_many
 from analytics.models import Candle, IndicatorPoint
+from analytics.signals import series_updated
 
 #: the trailing push's task, sent by name (it is defined in analytics.tasks, which imports this module)
 PUSH_LATEST_CANDLES = "analytics.tasks.push_latest_candles"
@@ -41,6 +42,8 @@ def update_series(exchange: str, symbol: str, start_ms: int, end_ms: int) -> pay
             touched = set(times)
             points = indicator_logic.update_indicators(exchange, symbol, interval, min(times), locked=True)
             indicators.extend(payloads.indicator_item(interval, p) for p in points if p.open_time in touched)
+        # In the transaction: the alert rules on closed candles fire with the candles, or not at all.
+        series_updated.send(sender=update_series, exchange=exchange, symbol=symbol, touched=dict(by_interval))
         touched_q = Q()
         for interval, times in by_interval.items():
             touched_q |= Q(interval=interval, open_time__in=times)

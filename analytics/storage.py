@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, DataError, connections, transaction
 
+from analytics.signals import trades_stored, trades_storing
 from analytics.windows import SymbolWindow
 from ingest.records import TradeRecord
 
@@ -64,6 +65,25 @@ WITH inserted AS (
 SELECT count(*) FROM inserted
 """
 
+# The same insert, returning what it inserted, per market, as arrays (a handful of rows, not one per trade): the
+# alert rules are evaluated on exactly these rows, in the same transaction (analytics.signals.trades_stored).
+_INSERT_RETURNING_ROWS = """
+WITH inserted AS (
+    INSERT INTO analytics_trade
+        (exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at)
+    SELECT exchange, symbol, trade_id, price, quantity, is_buyer_maker,
+           timestamptz 'epoch' + trade_ms * interval '1 millisecond',
+           timestamptz 'epoch' + received_ms * interval '1 millisecond'
+    FROM {source}
+    ON CONFLICT (exchange, symbol, trade_id, traded_at) DO NOTHING
+    RETURNING exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at
+)
+SELECT exchange, symbol, array_agg(trade_id), array_agg(price::text), array_agg(quantity::text),
+       array_agg(is_buyer_maker), array_agg((extract(epoch FROM traded_at) * 1000)::bigint)
+FROM inserted
+GROUP BY exchange, symbol
+"""
+
 
 def insert_trades_sql(source: str) -> str:
     """The idempotent insert of the live path, from ``source``: a relation (or parenthesised, aliased query) with the
@@ -73,6 +93,21 @@ def insert_trades_sql(source: str) -> str:
 
 
 _INSERT = insert_trades_sql(STAGING_TABLE)
+_INSERT_ROWS = _INSERT_RETURNING_ROWS.format(source=STAGING_TABLE)
+
+
+@dataclass(frozen=True)
+class StoredTrades:
+    """The trades of one market one store transaction inserted (as stored: prices and quantities as decimal text,
+    times in epoch ms), in no particular order; what :data:`analytics.signals.trades_stored` carries."""
+
+    exchange: str
+    symbol: str
+    trade_ids: list[int]
+    prices: list[str]
+    quantities: list[str]
+    is_buyer_maker: list[bool]
+    times_ms: list[int]
 
 
 @dataclass(frozen=True)
@@ -122,7 +157,10 @@ def batch_windows(records: Sequence[TradeRecord]) -> list[SymbolWindow]:
 
 
 def store_trades(
-    records: Sequence[TradeRecord], statement_timeout_ms: int | None = None, using: str = DEFAULT_DB_ALIAS
+    records: Sequence[TradeRecord],
+    statement_timeout_ms: int | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    announce: bool = False,
 ) -> StoreResult:
     """Store ``records`` in one transaction on database ``using``, idempotently on (exchange, symbol, trade_id,
     traded_at).
@@ -131,6 +169,10 @@ def store_trades(
     and ``DataError`` when a value does not fit the columns (nothing is stored either; the caller isolates the
     bad record). ``statement_timeout_ms`` bounds every statement of the transaction (a lock wait included): past
     it PostgreSQL cancels the statement, an ``OperationalError`` the consumer retries.
+
+    ``announce`` (the consumer's path): send :data:`analytics.signals.trades_stored` with the rows actually inserted,
+    inside the transaction, once for the batch (when anything listens), so what the receivers write (alerts) commits
+    or rolls back with the trades.
     """
     if not records:
         return StoreResult(received=0, inserted=0)
@@ -158,9 +200,24 @@ def store_trades(
                         r.received_at,
                     )
                 )
-        cursor.execute(_INSERT)
-        (inserted,) = cursor.fetchone()
+        if announce and _wanted(records, using):
+            cursor.execute(_INSERT_ROWS)
+            markets = [StoredTrades(*row) for row in cursor.fetchall()]
+            inserted = sum(len(m.trade_ids) for m in markets)
+            if markets:
+                trades_stored.send(sender=StoredTrades, markets=markets, using=using)
+        else:
+            cursor.execute(_INSERT)
+            (inserted,) = cursor.fetchone()
     return StoreResult(received=len(records), inserted=int(inserted), windows=batch_windows(records))
+
+
+def _wanted(records: Sequence[TradeRecord], using: str) -> bool:
+    """Whether a receiver of :data:`analytics.signals.trades_storing` needs this batch's inserted rows."""
+    if not trades_stored.has_listeners():
+        return False
+    markets = {(r.exchange, r.symbol) for r in records}
+    return any(answer is True for _, answer in trades_storing.send(sender=StoredTrades, markets=markets, using=using))
 
 
 def store_isolating(
@@ -172,7 +229,7 @@ def store_isolating(
     (about 2 log2(n) extra transactions per bad record); every other record is stored. Other errors propagate.
     """
     try:
-        return store_trades(records, statement_timeout_ms), []
+        return store_trades(records, statement_timeout_ms, announce=True), []
     except DataError as exc:
         if len(records) == 1:
             return StoreResult(received=0, inserted=0), [(0, f"rejected by PostgreSQL: {_first_line(exc)}")]

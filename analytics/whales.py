@@ -42,6 +42,12 @@ def threshold_for(exchange: str, symbol: str) -> Decimal:
     return Decimal(override) if override is not None else Decimal(settings.WHALE_THRESHOLD_USD)
 
 
+def threshold_overrides(using: str = "default") -> dict[tuple[str, str], Decimal]:
+    """Every symbol's override, by (exchange, symbol): one query (the alert evaluator reads them once per batch)."""
+    rows = SymbolThreshold.objects.using(using).values_list("exchange", "symbol", "threshold_usd")
+    return {(exchange, symbol): Decimal(threshold) for exchange, symbol, threshold in rows}
+
+
 def detect_whales(exchange: str, symbol: str, start_ms: int, end_ms: int) -> list[int]:
     """Create the missing alerts for trades traded in [start_ms, end_ms]; return the new alert ids, oldest first."""
     if end_ms < start_ms:

@@ -53,6 +53,7 @@ from analytics.consumer.metrics import LAG_TIMEOUT_MS, ConsumerMetrics, Snapshot
 from analytics.consumer.store import Store
 from analytics.dlq import InvalidMessageLimiter
 from analytics.live import TapePublisher
+from analytics.signals import consumer_reassigned
 from analytics.watchdog import StalledError, Watchdog
 from cryptoproject.kafka import client_config
 from cryptoproject.kafka_internals import rebalance_in_progress
@@ -275,6 +276,8 @@ class TradeConsumer:
         stay in the batch and the batch goes on from there.
         """
         logger.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+        # Per-market state held for the stored trades (alert rules) may have moved on under another member.
+        consumer_reassigned.send(sender=type(self))
         self.limiter.retain(tp.partition for tp in assigned)
         self.commit.retain(assigned)
         batch = self._batch
