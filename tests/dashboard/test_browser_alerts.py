@@ -1,0 +1,319 @@
+"""Issue 22 end to end, in headless Chromium, through the pages only: a user signs in, adds a market to the
+watchlist, an SMS destination and a price alert (in-app and SMS); the exchange simulator replays the bundled real
+recording, the market crosses the level, the toast appears in the open page, the Twilio stand-in holds the SMS, and
+"My dashboard" lists the alert and the rule's state.
+
+Real servers and processes: simulator (replay) -> ingest -> Kafka -> consume_trades (rules evaluated in its store
+transaction, alert and outbox rows in it) -> Celery worker (the ``notify`` queue's sender, configured for the Twilio
+stand-in, ``manage.py run_standins``) -> Channels -> daphne -> the browser. Screenshots to ``artifacts/screenshots/``
+(alerts-toast.png, alerts-me.png).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import sys
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.request import urlopen
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from alerts.models import Alert, AlertRule
+from analytics.models import Trade
+from benchmarks.harness import free_port
+from cryptoproject.queues import CeleryQueue
+from ingest.records import TradeRecord
+from notifications.models import Delivery, Destination, Notification
+from simulator.replay import read_trades
+from tests.conftest import ROOT, ChildProcess, KafkaTopics, _answers_ping, manage, subprocess_env, wait_for
+from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, start_consumer, start_daphne
+
+RECORDING = ROOT / "data/binance-spot-ws/btcusdt_20240808.gz"
+EXCHANGE, SYMBOL = "binance", "BTCUSDT"
+PHONE = "+14155550100"  # a valid E.164 number (the stand-in refuses invalid ones with Twilio's 21211)
+# The stand-in's account; the worker is configured with the same (as `make demo` does).
+TWILIO = {
+    "TWILIO_ACCOUNT_SID": "ACbrowser00000000000000000000000",
+    "TWILIO_AUTH_TOKEN": "browser-token",
+    "TWILIO_FROM": "+15005550006",
+}
+PASSWORD = "browser-alerts-pass-123"  # a throwaway user in the test database
+HEAD = 5_000  # the recorded trades the test looks at (the level is crossed within the first few dozen)
+
+T = TypeVar("T")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (scripts/stack.sh install)"),
+]
+
+
+def recorded_head() -> list[TradeRecord]:
+    """The recording's first trades, read independently of the pipeline."""
+    return list(itertools.islice(read_trades(RECORDING), HEAD))
+
+
+def level_below_start(trades: list[TradeRecord]) -> Decimal:
+    """A level one dollar under the recording's first price: a `down` rule crosses it within the first trades."""
+    return Decimal(trades[0].price).normalize() - 1
+
+
+def first_down_cross(trades: list[TradeRecord], after_id: int, level: Decimal) -> TradeRecord:
+    """The first trade from ``after_id`` on (the first one the rule sees only sets its state) with a price at or
+    below ``level`` right after one above it (docs/ALERTS.md, price_cross)."""
+    seen = [t for t in trades if t.trade_id >= after_id]
+    for previous, trade in itertools.pairwise(seen):
+        if Decimal(trade.price) <= level < Decimal(previous.price):
+            return trade
+    raise AssertionError(f"the recording's first {HEAD} trades never cross {level} downward")
+
+
+def orm(query: Callable[[], T]) -> T:
+    """Run a database query from inside Playwright's sync API (its event loop runs in this thread, so Django refuses
+    the ORM here): in a thread of its own, whose connection is closed after."""
+
+    def run() -> T:
+        try:
+            return query()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+def standin_messages(base: str) -> list[dict[str, Any]]:
+    """What the Twilio stand-in accepted (its listing endpoint)."""
+    with urlopen(f"{base}/_messages", timeout=5) as answer:
+        return list(json.load(answer))
+
+
+@pytest.fixture
+def twilio_standin(spawn: Callable[..., ChildProcess], tmp_path: Path) -> tuple[str, Path]:
+    """``manage.py run_standins`` on free ports: the Twilio stand-in's base URL and its JSON lines file."""
+    ports = free_port(), free_port()
+    child = spawn(
+        manage(
+            "run_standins", "--twilio-port", str(ports[0]), "--telegram-port", str(ports[1]), "--dir", str(tmp_path)
+        ),
+        env=subprocess_env(**TWILIO),
+        name="standins",
+    )
+    found = wait_for(
+        lambda: re.search(r"Twilio stand-in on (http://\S+) ", child.output()) or child.proc.poll() is not None,
+        timeout=60,
+        what="the stand-ins to listen",
+    )
+    assert child.proc.poll() is None, child.output()
+    return found.group(1), tmp_path / "twilio.jsonl"
+
+
+def start_worker(spawn: Callable[..., ChildProcess], twilio_url: str) -> ChildProcess:
+    """A Celery worker on every queue (the stats for the tiles, the notify queue's outbox sender), its SMS channel
+    pointed at the stand-in."""
+    from cryptoproject.celery import app
+
+    app.control.purge()
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "cryptoproject",
+            "worker",
+            "-Q",
+            ",".join(CeleryQueue),
+            "-c",
+            "2",
+            "-n",
+            f"alerts-{uuid.uuid4().hex[:8]}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        env=subprocess_env(TWILIO_API_URL=twilio_url, **TWILIO),
+        name="celery",
+    )
+    wait_for(lambda: child.proc.poll() is not None or _answers_ping(app), timeout=60, what="the worker to answer")
+    assert child.proc.poll() is None, child.output()
+    return child
+
+
+def start_replay(spawn: Callable[..., ChildProcess]) -> list[ChildProcess]:
+    """The Binance simulator replaying the recording at its recorded pace (times shifted to now), and ingest."""
+    simulator = spawn(
+        manage(
+            "simulate_exchange",
+            "--exchange",
+            EXCHANGE,
+            "--port",
+            "0",
+            "--speed",
+            "1",
+            "--present",
+            "--replay",
+            str(RECORDING),
+        ),
+        name="simulator",
+    )
+    found = wait_for(
+        lambda: re.search(r"listening on ws://[\d.]+:(\d+)", simulator.output()) or simulator.proc.poll() is not None,
+        timeout=60,
+        what="the simulator to listen",
+    )
+    assert simulator.proc.poll() is None, simulator.output()
+    port = found.group(1)
+    ingest = spawn(
+        manage("ingest", "--exchange", EXCHANGE, "--symbols", SYMBOL.lower(), "--metrics-port", "0"),
+        env=subprocess_env(BINANCE_WS_URL=f"ws://127.0.0.1:{port}", BINANCE_REST_URL=f"http://127.0.0.1:{port}"),
+        name="ingest",
+    )
+    return [simulator, ingest]
+
+
+def submit(page: Any, form: str) -> None:
+    """Submit ``form`` and wait for the page it leads to."""
+    with page.expect_navigation():
+        page.click(f"{form} button[type=submit]")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
+    kafka_topics: KafkaTopics,
+    spawn: Callable[..., ChildProcess],
+    twilio_standin: tuple[str, Path],
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    twilio_url, twilio_file = twilio_standin
+    trades = recorded_head()
+    level = level_below_start(trades)
+    user = get_user_model().objects.create_user("dana", email="dana@example.com", password=PASSWORD)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    worker = start_worker(spawn, twilio_url)
+    port = free_port()
+    server = start_daphne(spawn, port)
+    site = f"http://127.0.0.1:{port}"
+    consumer = start_consumer(spawn)
+    children = [worker, server, consumer]
+    errors: list[str] = []
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+            # Sign in: My dashboard sends us to the login page, which sends us back.
+            page.goto(f"{site}/me/")
+            assert "/accounts/login/" in page.url
+            page.fill("input[name=username]", "dana")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("form[action='/accounts/login/'] button[type=submit]")
+            page.wait_for_url(re.compile(r".*/me/$"))
+
+            # The watchlist: one market.
+            page.goto(f"{site}/accounts/watchlist/")
+            page.select_option("select[name=exchange]", EXCHANGE)
+            page.fill("input[name=symbol]", SYMBOL)
+            submit(page, "form.filters")
+            assert SYMBOL in page.inner_text("main")
+
+            # An SMS destination (E.164).
+            page.goto(f"{site}/alerts/destinations/")
+            page.select_option("#destination-form select[name=kind]", "sms")
+            page.fill("#destination-form input[name=target]", PHONE)
+            submit(page, "#destination-form")
+            page.wait_for_selector("#destination-table")
+            assert PHONE in page.inner_text("#destination-table")
+
+            # The price alert: down through a level just under where the recording starts, in the page and by SMS.
+            page.goto(f"{site}/alerts/")
+            page.select_option("#rule-form select[name=kind]", "price_cross")
+            page.select_option("#rule-form select[name=exchange]", EXCHANGE)
+            page.fill("#rule-form input[name=symbol]", SYMBOL)
+            page.fill("#rule-form input[name=level]", str(level))
+            page.select_option("#rule-form select[name=direction]", "down")
+            page.check("#rule-form input[name=channels][value=in_app]")
+            page.check("#rule-form input[name=channels][value=sms]")
+            # An hour of trade time: one firing in this test's run, the later crossings counted as suppressed.
+            page.fill("#rule-form input[name=cooldown_s]", "3600")
+            submit(page, "#rule-form")
+            page.wait_for_selector("#rule-table")
+            rule = orm(lambda: AlertRule.objects.get(owner=user))
+            assert (rule.kind, rule.exchange, rule.symbol) == ("price_cross", EXCHANGE, SYMBOL)
+            assert (Decimal(rule.params["level"]), rule.params["direction"]) == (level, "down")
+            assert rule.cooldown_s == 3600
+            assert sorted(rule.channels) == ["in_app", "sms"]
+            assert orm(Destination.objects.filter(owner=user, kind="sms", target=PHONE).exists)
+
+            # My dashboard stays open, its notifications socket connected, while the market moves.
+            page.goto(f"{site}/me/")
+            page.wait_for_selector('#tiles .tile[data-symbol="BTCUSDT"]')
+            page.wait_for_selector("#toasts[data-state=live]", state="attached", timeout=30_000)
+            children += start_replay(spawn)
+            try:
+                toast = page.wait_for_selector("#toasts .toast", timeout=180_000)
+            except Exception:
+                for child in children:  # shown with the failure: where the alert stopped
+                    print(child.log.name, child.output()[-3000:])
+                print("alerts:", orm(lambda: list(Alert.objects.values())))
+                print("deliveries:", orm(lambda: list(Delivery.objects.values())))
+                raise
+            assert toast is not None
+            page.screenshot(path=str(SCREENSHOTS / "alerts-toast.png"), full_page=False)
+
+            alert = orm(lambda: Alert.objects.get(rule=rule))
+            first_seen = orm(Trade.objects.filter(exchange=EXCHANGE, symbol=SYMBOL).order_by("trade_id").first)
+            assert first_seen is not None
+            crossing = first_down_cross(trades, first_seen.trade_id, level)
+            assert alert.trade_id == crossing.trade_id
+            assert alert.price == Decimal(crossing.price)
+            assert f"{SYMBOL} crossed {level} downward" in toast.inner_text()
+            assert alert.message in toast.inner_text()
+            assert orm(Notification.objects.filter(owner=user, body=alert.message).count) == 1
+
+            # The SMS reached the stand-in, to the user's number, with the alert's text.
+            sms = wait_for(
+                lambda: [m for m in standin_messages(twilio_url) if m["to"] == PHONE],
+                timeout=60,
+                what="the SMS at the Twilio stand-in",
+            )
+            assert len(sms) == 1, sms
+            assert sms[0]["from"] == TWILIO["TWILIO_FROM"]
+            assert alert.message in sms[0]["body"]
+            assert [json.loads(line)["sid"] for line in twilio_file.read_text().splitlines()] == [sms[0]["sid"]]
+
+            # The tile is live: over the socket (no reload) it counts the trades up to the crossing one and beyond.
+            seen = sum(1 for t in trades if first_seen.trade_id <= t.trade_id <= crossing.trade_id)
+            count = '[data-symbol="BTCUSDT"] [data-field=trade_count]'
+            page.wait_for_function(f"Number(document.querySelector('{count}').dataset.value) > {seen}", timeout=60_000)
+
+            # My dashboard, reloaded: the alert among the recent ones, the rule's state with its last firing.
+            page.reload()
+            row = page.locator(f'#recent-alert-table tr[data-alert="{alert.pk}"]')
+            row.wait_for()
+            assert alert.message in row.inner_text()
+            rule_row = page.locator(f'#my-rule-table tr[data-rule="{rule.pk}"]')
+            assert rule_row.get_attribute("data-active") == "true"
+            assert (rule_row.locator("[data-field=state]").text_content() or "").strip() == "active"
+            assert rule_row.locator("[data-field=fired]").inner_text() == "1"
+            assert rule_row.locator("[data-field=last_fired]").inner_text() != "never"
+            page.screenshot(path=str(SCREENSHOTS / "alerts-me.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
