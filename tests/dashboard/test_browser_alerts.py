@@ -275,6 +275,9 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
                 print("deliveries:", orm(lambda: list(Delivery.objects.values())))
                 raise
             assert toast is not None
+            # Read now: a toast goes after 15 s.
+            title, text = toast.eval_on_selector("strong", "e => e.textContent"), toast.inner_text()
+            toast_body = toast.eval_on_selector(".toast-body", "e => e.textContent")
             page.screenshot(path=str(SCREENSHOTS / "alerts-toast.png"), full_page=False)
 
             alert = orm(lambda: Alert.objects.get(rule=rule))
@@ -283,8 +286,10 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
             crossing = first_down_cross(trades, first_seen.trade_id, level)
             assert alert.trade_id == crossing.trade_id
             assert alert.price == Decimal(crossing.price)
-            assert f"{SYMBOL} crossed {level} downward" in toast.inner_text()
-            assert alert.message in toast.inner_text()
+            subject = f"{SYMBOL} crossed {level} downward"
+            # The title, then the rest of the alert's message (which starts with the title): said once.
+            assert (title, toast_body) == (subject, alert.message.removeprefix(f"{subject}: "))
+            assert text.count(subject) == 1
             assert orm(Notification.objects.filter(owner=user, body=alert.message).count) == 1
 
             # The SMS reached the stand-in, to the user's number, with the alert's text.
@@ -295,7 +300,7 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
             )
             assert len(sms) == 1, sms
             assert sms[0]["from"] == TWILIO["TWILIO_FROM"]
-            assert alert.message in sms[0]["body"]
+            assert sms[0]["body"] == alert.message  # the message once (its first words are the subject)
             assert [json.loads(line)["sid"] for line in twilio_file.read_text().splitlines()] == [sms[0]["sid"]]
 
             # The tile is live: over the socket (no reload) it counts the trades up to the crossing one and beyond.

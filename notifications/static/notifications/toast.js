@@ -17,7 +17,8 @@ function show({ subject = "", body = "" }) {
   title.textContent = subject;
   const text = document.createElement("div");
   text.className = "toast-body";
-  text.textContent = body;
+  // An alert's body starts with its subject, the toast's title: show the rest under it, not the title twice.
+  text.textContent = subject && body.startsWith(subject) ? body.slice(subject.length).replace(/^[\s:]+/, "") : body;
   const close = document.createElement("button");
   close.type = "button";
   close.className = "toast-close";
