@@ -2,7 +2,8 @@
 
 The tiles are the overview's (same template markup, same script over ``ws/overview/``), limited to the watchlist
 and kept in its order. Below them the user's newest alerts (:data:`RECENT_ALERTS`) and every rule of theirs with its
-state: active or paused, its last firing (trade time) and the firings its cooldown suppressed.
+state: active or paused, its last firing (trade time) and the firings its cooldown suppressed. An alert pushed while
+the page is open (the in-app toast) joins the list without a reload (``dashboard/js/me_alerts.js``).
 """
 
 from __future__ import annotations
@@ -72,5 +73,6 @@ def me(request: HttpRequest) -> HttpResponse:
         config,
         tiles=tiles(markets),
         recent_alerts=recent_alerts(int(request.user.pk or 0)),
+        recent_limit=RECENT_ALERTS,
         rules=rules(int(request.user.pk or 0)),
     )

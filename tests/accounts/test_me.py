@@ -94,6 +94,8 @@ def test_my_dashboard_lists_the_users_newest_alerts_and_their_rules_state(
     assert f'data-alert="{alerts[-1].pk}"' in html
     assert f'data-alert="{alerts[0].pk}"' not in html  # older than the newest 20
     assert alerts[-1].message in html
+    assert 'id="recent-alerts-empty" hidden' in html
+    assert 'data-limit="20"' in html  # how many rows the page script keeps when alerts are pushed
     assert others.message not in html
 
     rows = {row["rule"].pk: row for row in response.context["rules"]}

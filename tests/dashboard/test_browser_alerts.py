@@ -18,6 +18,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -265,6 +266,7 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
             page.goto(f"{site}/me/")
             page.wait_for_selector('#tiles .tile[data-symbol="BTCUSDT"]')
             page.wait_for_selector("#toasts[data-state=live]", state="attached", timeout=30_000)
+            page.evaluate("() => { window.__sameDocument = true; }")
             children += start_replay(spawn)
             try:
                 toast = page.wait_for_selector("#toasts .toast", timeout=180_000)
@@ -308,16 +310,26 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
             count = '[data-symbol="BTCUSDT"] [data-field=trade_count]'
             page.wait_for_function(f"Number(document.querySelector('{count}').dataset.value) > {seen}", timeout=60_000)
 
-            # My dashboard, reloaded: the alert among the recent ones, the rule's state with its last firing.
-            page.reload()
-            row = page.locator(f'#recent-alert-table tr[data-alert="{alert.pk}"]')
-            row.wait_for()
-            assert alert.message in row.inner_text()
-            rule_row = page.locator(f'#my-rule-table tr[data-rule="{rule.pk}"]')
-            assert rule_row.get_attribute("data-active") == "true"
-            assert (rule_row.locator("[data-field=state]").text_content() or "").strip() == "active"
-            assert rule_row.locator("[data-field=fired]").inner_text() == "1"
-            assert rule_row.locator("[data-field=last_fired]").inner_text() != "never"
+            # My dashboard shows the alert and the rule's state: pushed with the toast (no reload), then as the server
+            # renders it after a reload, the same.
+            fired = datetime.fromtimestamp(alert.traded_at.timestamp(), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            for reload in (False, True):
+                if reload:
+                    page.reload()
+                row = page.locator(f'#recent-alert-table tr[data-alert="{alert.pk}"]')
+                row.wait_for()
+                assert page.is_hidden("#recent-alerts-empty")
+                assert page.locator("#recent-alert-table tbody tr").count() == 1
+                assert row.locator(".alert-message").inner_text() == alert.message
+                assert row.locator("td.num").inner_text() == format(alert.price.normalize(), "f")
+                assert row.get_attribute("data-rule") == str(rule.pk)
+                rule_row = page.locator(f'#my-rule-table tr[data-rule="{rule.pk}"]')
+                assert rule_row.get_attribute("data-active") == "true"
+                assert (rule_row.locator("[data-field=state]").text_content() or "").strip() == "active"
+                assert rule_row.locator("[data-field=fired]").inner_text() == "1"
+                assert rule_row.locator("[data-field=last_fired]").inner_text() == fired
+                if not reload:
+                    assert page.evaluate("() => window.__sameDocument === true")
             page.screenshot(path=str(SCREENSHOTS / "alerts-me.png"), full_page=True)
         finally:
             browser.close()

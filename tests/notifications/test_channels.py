@@ -310,7 +310,12 @@ def test_in_app_stores_one_notification_and_pushes_a_toast() -> None:
     in_app.send(delivery, Deadline.after(5))
     in_app.send(delivery, Deadline.after(5))  # a repeated attempt lists nothing twice
     event = async_to_sync(layer.receive)(channel)
-    assert event["payload"]["toast"] == {"key": delivery.key, "subject": delivery.subject, "body": delivery.body}
+    assert event["payload"]["toast"] == {
+        "key": delivery.key,
+        "subject": delivery.subject,
+        "body": delivery.body,
+        "data": delivery.payload,  # the alert's fields, for a page that lists alerts (My dashboard)
+    }
     assert list(Notification.objects.values_list("key", flat=True)) == [delivery.key]
 
 

@@ -41,7 +41,11 @@ function connect() {
   ws.onmessage = (event) => {
     try {
       const payload = JSON.parse(event.data);
-      if (payload && payload.toast) show(payload.toast);
+      if (payload && payload.toast) {
+        show(payload.toast);
+        // Pages that list what the message is about (My dashboard's recent alerts) add it without a reload.
+        document.dispatchEvent(new CustomEvent("notification", { detail: payload.toast }));
+      }
     } catch (err) {
       console.warn("ignoring a non-JSON frame", err);
     }
