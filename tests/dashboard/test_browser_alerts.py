@@ -1,7 +1,8 @@
 """Issue 22 end to end, in headless Chromium, through the pages only: a user signs in, adds a market to the
 watchlist, an SMS destination and a price alert (in-app and SMS); the exchange simulator replays the bundled real
 recording, the market crosses the level, the toast appears in the open page, the Twilio stand-in holds the SMS, and
-"My dashboard" lists the alert and the rule's state.
+"My dashboard" lists the alert and the rule's state (live, then after a reload). Another user signed in meanwhile is
+told nothing.
 
 Real servers and processes: simulator (replay) -> ingest -> Kafka -> consume_trades (rules evaluated in its store
 transaction, alert and outbox rows in it) -> Celery worker (the ``notify`` queue's sender, configured for the Twilio
@@ -185,6 +186,16 @@ def start_replay(spawn: Callable[..., ChildProcess]) -> list[ChildProcess]:
     return [simulator, ingest]
 
 
+def sign_in(page: Any, site: str, username: str) -> None:
+    """Sign in through the login page: My dashboard sends us there, and it sends us back."""
+    page.goto(f"{site}/me/")
+    assert "/accounts/login/" in page.url
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form[action='/accounts/login/'] button[type=submit]")
+    page.wait_for_url(re.compile(r".*/me/$"))
+
+
 def submit(page: Any, form: str) -> None:
     """Submit ``form`` and wait for the page it leads to."""
     with page.expect_navigation():
@@ -203,6 +214,7 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
     trades = recorded_head()
     level = level_below_start(trades)
     user = get_user_model().objects.create_user("dana", email="dana@example.com", password=PASSWORD)
+    get_user_model().objects.create_user("eve", email="eve@example.com", password=PASSWORD)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     worker = start_worker(spawn, twilio_url)
@@ -219,13 +231,7 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
             page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
 
-            # Sign in: My dashboard sends us to the login page, which sends us back.
-            page.goto(f"{site}/me/")
-            assert "/accounts/login/" in page.url
-            page.fill("input[name=username]", "dana")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("form[action='/accounts/login/'] button[type=submit]")
-            page.wait_for_url(re.compile(r".*/me/$"))
+            sign_in(page, site, "dana")
 
             # The watchlist: one market.
             page.goto(f"{site}/accounts/watchlist/")
@@ -267,6 +273,11 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
             page.wait_for_selector('#tiles .tile[data-symbol="BTCUSDT"]')
             page.wait_for_selector("#toasts[data-state=live]", state="attached", timeout=30_000)
             page.evaluate("() => { window.__sameDocument = true; }")
+            # Another user, signed in on their own dashboard meanwhile: not told of dana's alert.
+            other = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            other.on("pageerror", lambda exc: errors.append(str(exc)))
+            sign_in(other, site, "eve")
+            other.wait_for_selector("#toasts[data-state=live]", state="attached", timeout=30_000)
             children += start_replay(spawn)
             try:
                 toast = page.wait_for_selector("#toasts .toast", timeout=180_000)
@@ -309,6 +320,19 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
             seen = sum(1 for t in trades if first_seen.trade_id <= t.trade_id <= crossing.trade_id)
             count = '[data-symbol="BTCUSDT"] [data-field=trade_count]'
             page.wait_for_function(f"Number(document.querySelector('{count}').dataset.value) > {seen}", timeout=60_000)
+
+            # Pushed to its owner only: eve's open page (socket live all along) got no toast, and lists no alert.
+            assert other.get_attribute("#toasts", "data-state") == "live"
+            assert other.locator("#toasts .toast").count() == 0
+            other.reload()
+            assert other.locator("#recent-alert-table tbody tr").count() == 0
+            assert other.is_visible("#recent-alerts-empty")
+
+            # The in-app notifications list holds it too.
+            notes = page.context.new_page()
+            notes.goto(f"{site}/notifications/")
+            assert alert.message in notes.inner_text("main")
+            notes.close()
 
             # My dashboard shows the alert and the rule's state: pushed with the toast (no reload), then as the server
             # renders it after a reload, the same.
