@@ -358,3 +358,84 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
         finally:
             browser.close()
     assert errors == []
+
+
+def crosses(previous: TradeRecord, trade: TradeRecord, level: Decimal) -> bool:
+    """Whether ``trade`` crosses ``level`` after ``previous`` (price_cross ``both``: up or down)."""
+    before, now = Decimal(previous.price), Decimal(trade.price)
+    return before < level <= now or before > level >= now
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rule_saved_while_the_market_runs_fires_on_a_later_crossing(
+    kafka_topics: KafkaTopics,
+    spawn: Callable[..., ChildProcess],
+    twilio_standin: tuple[str, Path],
+) -> None:
+    # The demo's situation: the market is already flowing (the consumer holds its rule book, with no rule) when the
+    # user saves a rule in the page. The rule sees only later trades, and fires on the first crossing among them.
+    from playwright.sync_api import sync_playwright
+
+    twilio_url, _ = twilio_standin
+    user = get_user_model().objects.create_user("fay", email="fay@example.com", password=PASSWORD)
+    trades = list(itertools.islice(read_trades(RECORDING), 4 * HEAD))
+    worker = start_worker(spawn, twilio_url)
+    port = free_port()
+    server = start_daphne(spawn, port)
+    site = f"http://127.0.0.1:{port}"
+    children = [worker, server, start_consumer(spawn), *start_replay(spawn)]
+    errors: list[str] = []
+    wait_for(
+        lambda: orm(Trade.objects.filter(exchange=EXCHANGE, symbol=SYMBOL).exists),
+        timeout=120,
+        what="the replay's first stored trades",
+    )
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 1000})
+            watching = context.new_page()
+            watching.on("pageerror", lambda exc: errors.append(str(exc)))
+            sign_in(watching, site, "fay")
+            watching.wait_for_selector("#toasts[data-state=live]", state="attached", timeout=30_000)
+
+            # The level: the median of the next 300 recorded trades after the newest stored one (both directions):
+            # the coming trades lie on both sides of it.
+            newest = orm(Trade.objects.filter(exchange=EXCHANGE, symbol=SYMBOL).order_by("-trade_id").first)
+            assert newest is not None
+            ahead = sorted(Decimal(t.price) for t in trades if newest.trade_id < t.trade_id <= newest.trade_id + 300)
+            assert len(ahead) == 300
+            level = ahead[len(ahead) // 2].normalize()
+
+            form = context.new_page()
+            form.on("pageerror", lambda exc: errors.append(str(exc)))
+            form.goto(f"{site}/alerts/")
+            form.select_option("#rule-form select[name=kind]", "price_cross")
+            form.select_option("#rule-form select[name=exchange]", EXCHANGE)
+            form.fill("#rule-form input[name=symbol]", SYMBOL)
+            form.fill("#rule-form input[name=level]", str(level))
+            form.select_option("#rule-form select[name=direction]", "both")
+            form.check("#rule-form input[name=channels][value=in_app]")
+            form.fill("#rule-form input[name=cooldown_s]", "3600")
+            submit(form, "#rule-form")
+            form.wait_for_selector("#rule-table")
+            rule = orm(lambda: AlertRule.objects.get(owner=user))
+
+            try:
+                watching.wait_for_selector("#toasts .toast", timeout=180_000)
+            except Exception:
+                for child in children:
+                    print(child.log.name, child.output()[-3000:])
+                print("rule:", orm(lambda: list(AlertRule.objects.values())))
+                raise
+            alert = orm(lambda: Alert.objects.get(rule=rule))
+            assert alert.trade_id is not None
+            index = next(i for i, t in enumerate(trades) if t.trade_id == alert.trade_id)
+            # A real crossing of the recording, by a trade stored after the rule was saved (ids increase).
+            assert crosses(trades[index - 1], trades[index], level)
+            assert alert.trade_id > newest.trade_id
+            assert f"{SYMBOL} crossed {level}" in watching.inner_text("#toasts")
+        finally:
+            browser.close()
+    assert errors == []
