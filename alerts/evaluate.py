@@ -218,6 +218,10 @@ class RuleState:
         )
 
 
+#: the state of a rule that saw nothing yet (shared: states are immutable)
+FRESH = RuleState()
+
+
 @dataclass(frozen=True)
 class Firing:
     """A rule fired on a trade (before the cooldown decided whether it is stored)."""
@@ -573,7 +577,7 @@ def evaluate(
     """Evaluate ``market``'s rules on ``trades`` (new trades, trade-id order) from ``states`` (every rule's, missing:
     fresh; ``suppressed`` counts on from the given value); ``window``: the earlier trades pct_move rules look back
     on. Inputs are left unchanged; the outcome holds the new state of every rule of the market."""
-    new_states = {r.id: states.get(r.id, RuleState()) for r in (*market.cross, *market.moves, *market.whales)}
+    new_states = {r.id: states.get(r.id, FRESH) for r in (*market.cross, *market.moves, *market.whales)}
     if not len(trades):
         return Outcome([], new_states, window)
     found: list[Firing] = []

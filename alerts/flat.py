@@ -19,6 +19,7 @@ import numpy as np
 
 from alerts.evaluate import (
     F64,
+    FRESH,
     I64,
     UNSEEN,
     Bools,
@@ -155,28 +156,44 @@ def _cross(
     new_states: dict[int, RuleState],
     found: list[tuple[int, int, str, str | None]],
 ) -> None:
+    """price_cross. A rule whose level lies outside its market's batch range (every trade strictly on one side, as
+    floats, so exactly too) needs no pair: its position becomes that side and it fires at most on the first trade.
+    The others go through their (rule, trade) pairs."""
     rules, segs = _instances(flat, lambda m: m.cross)
     if not rules:
         return
-    pairs = _Pairs(flat, segs)
-    level = np.array([float(r.level or 0) for r in rules], np.float64)
-    p, lv = flat.price[pairs.pair_trade], level[pairs.pair_inst]
-    sign = (p > lv).astype(np.int8) - (p < lv).astype(np.int8)
-    for k in np.flatnonzero(p == lv):  # float ties: decide in decimal
-        d = Decimal(flat.texts[int(pairs.pair_trade[k])]) - (rules[int(pairs.pair_inst[k])].level or Decimal(0))
-        sign[k] = 1 if d > 0 else (-1 if d < 0 else 0)
-    old = np.array([states.get(r.id, RuleState()).pos for r in rules], np.int8)
-    prev = pairs.previous(sign, old)
-    ups = np.array([r.direction in ("up", "both") for r in rules], np.bool_)[pairs.pair_inst]
-    downs = np.array([r.direction in ("down", "both") for r in rules], np.bool_)[pairs.pair_inst]
-    up = (sign >= 0) & (prev == -1) & ups
-    down = (sign <= 0) & (prev == 1) & downs
-    for k in np.flatnonzero(up | down):
-        found.append((rules[int(pairs.pair_inst[k])].id, int(pairs.pair_trade[k]), "up" if up[k] else "down", None))
-    last = sign[pairs.last]
+    present = sorted(set(segs.tolist()))
+    level = np.concatenate([flat.items[s].rules.cross_level for s in present])
+    up_ok = np.concatenate([flat.items[s].rules.cross_up for s in present])
+    down_ok = np.concatenate([flat.items[s].rules.cross_down for s in present])
+    old = np.array([states.get(r.id, FRESH).pos for r in rules], np.int8)
+    top = np.maximum.reduceat(flat.price, flat.start)[segs]
+    bottom = np.minimum.reduceat(flat.price, flat.start)[segs]
+    below, above = top < level, bottom > level
+    first = flat.start[segs]
+    for i in np.flatnonzero(below & (old == 1) & down_ok):
+        found.append((rules[int(i)].id, int(first[i]), "down", None))
+    for i in np.flatnonzero(above & (old == -1) & up_ok):
+        found.append((rules[int(i)].id, int(first[i]), "up", None))
+    last = np.where(below, -1, np.where(above, 1, old)).astype(np.int8)
+    straddle = np.flatnonzero(~(below | above))
+    if len(straddle):
+        sub = [rules[int(i)] for i in straddle]
+        pairs = _Pairs(flat, segs[straddle])
+        p, lv = flat.price[pairs.pair_trade], level[straddle][pairs.pair_inst]
+        sign = (p > lv).astype(np.int8) - (p < lv).astype(np.int8)
+        for k in np.flatnonzero(p == lv):  # float ties: decide in decimal
+            d = Decimal(flat.texts[int(pairs.pair_trade[k])]) - (sub[int(pairs.pair_inst[k])].level or Decimal(0))
+            sign[k] = 1 if d > 0 else (-1 if d < 0 else 0)
+        prev = pairs.previous(sign, old[straddle])
+        up = (sign >= 0) & (prev == -1) & up_ok[straddle][pairs.pair_inst]
+        down = (sign <= 0) & (prev == 1) & down_ok[straddle][pairs.pair_inst]
+        for k in np.flatnonzero(up | down):
+            found.append((sub[int(pairs.pair_inst[k])].id, int(pairs.pair_trade[k]), "up" if up[k] else "down", None))
+        last[straddle] = sign[pairs.last]
     for i in np.flatnonzero(last != old):
         rule = rules[int(i)]
-        new_states[rule.id] = replace(states.get(rule.id, RuleState()), pos=int(last[i]))
+        new_states[rule.id] = replace(states.get(rule.id, FRESH), pos=int(last[i]))
 
 
 def _whales(flat: _Flat, found: list[tuple[int, int, str, str | None]]) -> None:
@@ -231,8 +248,71 @@ def _moves(
     shifted = np.maximum(flat.time, last[flat.seg]) - t0 + flat.seg * _BIG + _HALF
     key = np.maximum.accumulate(shifted)
     times = key - flat.seg * _BIG - _HALF + t0
+    rules, segs, arrays = _screen(flat, rules, segs, moving, olds, states, new_states)
+    if rules:
+        _evaluate_moves(flat, rules, segs, arrays, olds, key, t0, states, new_states, found)
+    for s in moving:
+        item = flat.items[s]
+        a, b = int(flat.start[s]), int(flat.start[s] + flat.length[s])
+        windows[s] = olds[s].then(
+            item.trades.trade_id, times[a:b], item.trades.price, item.trades.price_text, item.rules.window_ms
+        )
+    return windows
+
+
+def _screen(
+    flat: _Flat,
+    rules: list[Rule],
+    segs: I64,
+    moving: list[int],
+    olds: dict[int, Window],
+    states: dict[int, RuleState],
+    new_states: dict[int, RuleState],
+) -> tuple[list[Rule], I64, dict[str, Any]]:
+    """The pct_move instances to evaluate: those whose move can hold on some trade of the batch (the batch's highest
+    price against the lowest of the market's window and batch, with a margin over float rounding), and fresh rules.
+    The others fire nothing and hold nothing: a move that held before stops (its state says so)."""
+
+    def cat(name: str) -> Any:
+        return np.concatenate([getattr(flat.items[s].rules, name) for s in moving])
+
+    arrays = {name: cat(name) for name in ("move_window", "move_up", "move_down", "move_factor_up", "move_factor_down")}
+    top = np.maximum.reduceat(flat.price, flat.start)
+    bottom = np.minimum.reduceat(flat.price, flat.start)
+    lowest, highest = bottom.copy(), top.copy()
+    for s in moving:
+        lows, highs = olds[s].lows, olds[s].highs
+        if len(lows):
+            lowest[s] = min(lowest[s], lows.price[0])  # the first record is the lowest of them all
+        if len(highs):
+            highest[s] = max(highest[s], highs.price[0])
+    can_up = arrays["move_up"] & (top[segs] >= arrays["move_factor_up"] * lowest[segs] * (1 - 1e-9))
+    can_down = arrays["move_down"] & (bottom[segs] <= arrays["move_factor_down"] * highest[segs] * (1 + 1e-9))
+    current = [states.get(r.id, FRESH) for r in rules]
+    fresh = np.array([c.since_id is None for c in current], np.bool_)
+    keep = can_up | can_down | fresh
+    for i in np.flatnonzero(~keep):
+        state = current[int(i)]
+        if state.up_on or state.down_on:
+            new_states[rules[int(i)].id] = replace(state, up_on=False, down_on=False)
+    kept = np.flatnonzero(keep)
+    return [rules[int(i)] for i in kept], segs[kept], {name: value[kept] for name, value in arrays.items()}
+
+
+def _evaluate_moves(
+    flat: _Flat,
+    rules: list[Rule],
+    segs: I64,
+    arrays: dict[str, Any],
+    olds: dict[int, Window],
+    key: I64,
+    t0: np.int64,
+    states: dict[int, RuleState],
+    new_states: dict[int, RuleState],
+    found: list[tuple[int, int, str, str | None]],
+) -> None:
     pairs = _Pairs(flat, segs)
-    span = np.concatenate([flat.items[s].rules.move_window for s in moving])
+    span = arrays["move_window"]
     target = key[pairs.pair_trade] - span[pairs.pair_inst]
     lo = np.searchsorted(key, target, side="left").astype(np.int64)  # first trade of the batch in the window
     pair_seg = segs[pairs.pair_inst]
@@ -242,7 +322,7 @@ def _moves(
     first_new = np.array([int(flat.items[int(s)].trades.trade_id[0]) for s in segs], np.int64)
     since = np.array(
         [
-            states.get(r.id, RuleState()).since_id if states.get(r.id, RuleState()).since_id is not None else f
+            states.get(r.id, FRESH).since_id if states.get(r.id, FRESH).since_id is not None else f
             for r, f in zip(rules, first_new.tolist(), strict=True)
         ],
         np.int64,
@@ -250,15 +330,13 @@ def _moves(
     held: dict[bool, Bools] = {}
     refs: dict[bool, Callable[[int], str]] = {}
     for up in (True, False):
-        wants = np.concatenate([getattr(flat.items[s].rules, "move_up" if up else "move_down") for s in moving])
-        factor = np.concatenate(
-            [getattr(flat.items[s].rules, "move_factor_up" if up else "move_factor_down") for s in moving]
-        )
+        wants = arrays["move_up" if up else "move_down"]
+        factor = arrays["move_factor_up" if up else "move_factor_down"]
         held[up], refs[up] = _move_condition(
             flat, rules, segs, pairs, olds, up, target, lo, starts_before, position, since, t0, wants, factor
         )
-    was_up = np.array([states.get(r.id, RuleState()).up_on for r in rules], np.bool_)
-    was_down = np.array([states.get(r.id, RuleState()).down_on for r in rules], np.bool_)
+    was_up = np.array([states.get(r.id, FRESH).up_on for r in rules], np.bool_)
+    was_down = np.array([states.get(r.id, FRESH).down_on for r in rules], np.bool_)
     fire_up = held[True] & ~pairs.previous(held[True], was_up)
     fire_down = held[False] & ~pairs.previous(held[False], was_down)
     for k in np.flatnonzero(fire_up):
@@ -267,22 +345,15 @@ def _moves(
         found.append((rules[int(pairs.pair_inst[k])].id, int(pairs.pair_trade[k]), "down", refs[False](int(k))))
     up_last, down_last = held[True][pairs.last], held[False][pairs.last]
     changed = (up_last != was_up) | (down_last != was_down)
-    changed |= np.array([states.get(r.id, RuleState()).since_id is None for r in rules], np.bool_)
+    changed |= np.array([states.get(r.id, FRESH).since_id is None for r in rules], np.bool_)
     for i in np.flatnonzero(changed):
         rule = rules[int(i)]
         new_states[rule.id] = replace(
-            states.get(rule.id, RuleState()),
+            states.get(rule.id, FRESH),
             since_id=int(since[i]),
             up_on=bool(up_last[i]),
             down_on=bool(down_last[i]),
         )
-    for s in moving:
-        item = flat.items[s]
-        a, b = int(flat.start[s]), int(flat.start[s] + flat.length[s])
-        windows[s] = olds[s].then(
-            item.trades.trade_id, times[a:b], item.trades.price, item.trades.price_text, item.rules.window_ms
-        )
-    return windows
 
 
 def _move_condition(

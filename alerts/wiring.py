@@ -35,6 +35,7 @@ from django.db import connections, transaction
 from django.db.backends.utils import CursorWrapper
 
 from alerts.evaluate import (
+    FRESH,
     MarketRules,
     Outcome,
     Rule,
@@ -371,7 +372,7 @@ def _record(
         for rule_id in item.outcome.states:
             new = running[rule_id]
             # States in the book have no suppressed count: any difference (a count included) is a change.
-            if new != book.states.get(rule_id, RuleState()):
+            if new != book.states.get(rule_id, FRESH):
                 changed[rule_id] = new
     fingerprints = book.fingerprints
     update_rules(
