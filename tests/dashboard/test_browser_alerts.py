@@ -66,9 +66,15 @@ def recorded_head() -> list[TradeRecord]:
     return list(itertools.islice(read_trades(RECORDING), HEAD))
 
 
+def plain(value: Decimal) -> Decimal:
+    """``value`` without trailing zeros, positional: its str() is what a user types (``61840``, never ``6.184E+4``,
+    which the form rightly refuses)."""
+    return Decimal(format(value.normalize(), "f"))
+
+
 def level_below_start(trades: list[TradeRecord]) -> Decimal:
     """A level one dollar under the recording's first price: a `down` rule crosses it within the first trades."""
-    return Decimal(trades[0].price).normalize() - 1
+    return plain(Decimal(trades[0].price) - 1)
 
 
 def first_down_cross(trades: list[TradeRecord], after_id: int, level: Decimal) -> TradeRecord:
@@ -197,9 +203,13 @@ def sign_in(page: Any, site: str, username: str) -> None:
 
 
 def submit(page: Any, form: str) -> None:
-    """Submit ``form`` and wait for the page it leads to."""
-    with page.expect_navigation():
+    """Submit ``form``, wait for the page it leads to, and fail with the form's errors when it shows any."""
+    with page.expect_navigation() as navigation:
         page.click(f"{form} button[type=submit]")
+    response = navigation.value
+    shown = page.locator(".field-error").all_inner_texts()
+    assert response is not None, page.url
+    assert (response.status, shown) == (200, []), page.url
 
 
 @pytest.mark.django_db(transaction=True)
@@ -406,7 +416,7 @@ def test_a_rule_saved_while_the_market_runs_fires_on_a_later_crossing(
             assert newest is not None
             ahead = sorted(Decimal(t.price) for t in trades if newest.trade_id < t.trade_id <= newest.trade_id + 300)
             assert len(ahead) == 300
-            level = ahead[len(ahead) // 2].normalize()
+            level = plain(ahead[len(ahead) // 2])
 
             form = context.new_page()
             form.on("pageerror", lambda exc: errors.append(str(exc)))
