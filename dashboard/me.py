@@ -20,7 +20,7 @@ from alerts.models import Alert, AlertRule
 from analytics.models import SymbolStats
 from dashboard.views import _page
 
-#: how many of the user's newest alerts the page lists (all of them: /alerts/recent/ and the API)
+#: how many of the user's newest alerts the page lists (older ones: /alerts/recent/ and the API)
 RECENT_ALERTS = 20
 
 
