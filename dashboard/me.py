@@ -1,20 +1,27 @@
 """My dashboard (``/me/``): the signed-in user's watchlist as live tiles, and their alerts and alert rules.
 
 The tiles are the overview's (same template markup, same script over ``ws/overview/``), limited to the watchlist
-and kept in its order. ``recent_alerts`` and ``rules`` are empty until the alert rules exist: the template already
-loops over them.
+and kept in its order. Below them the user's newest alerts (:data:`RECENT_ALERTS`) and every rule of theirs with its
+state: active or paused, its last firing (trade time) and the firings its cooldown suppressed. An alert pushed while
+the page is open (the in-app toast) joins the list without a reload (``dashboard/js/me_alerts.js``).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 
 from accounts import watchlist
+from alerts.models import Alert, AlertRule
 from analytics.models import SymbolStats
 from dashboard.views import _page
+
+#: how many of the user's newest alerts the page lists (older ones: /alerts/recent/ and the API)
+RECENT_ALERTS = 20
 
 
 def tiles(markets: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -33,6 +40,27 @@ def tiles(markets: list[tuple[str, str]]) -> list[dict[str, Any]]:
     return [{"exchange": e, "symbol": s, "stats": found.get((e, s))} for e, s in markets]
 
 
+def recent_alerts(user_id: int, limit: int = RECENT_ALERTS) -> list[Alert]:
+    """The user's newest alerts (of their rules), newest first."""
+    return list(Alert.objects.filter(rule__owner=user_id).order_by("-fired_at", "-id")[:limit])
+
+
+def rules(user_id: int) -> list[dict[str, Any]]:
+    """Every rule of the user, newest first, with its state: active, last firing (trade time), suppressed firings
+    and how many alerts it stored."""
+    rows = AlertRule.objects.filter(owner=user_id).annotate(fired=Count("alerts")).order_by("-id")
+    return [
+        {
+            "rule": rule,
+            "fired": rule.fired,
+            "last_fired": (
+                None if rule.last_fired_ms is None else datetime.fromtimestamp(rule.last_fired_ms / 1000, UTC)
+            ),
+        }
+        for rule in rows
+    ]
+
+
 @login_required
 def me(request: HttpRequest) -> HttpResponse:
     """The user's watchlist tiles, recent alerts and alert rules."""
@@ -44,6 +72,7 @@ def me(request: HttpRequest) -> HttpResponse:
         "me",
         config,
         tiles=tiles(markets),
-        recent_alerts=[],
-        rules=[],
+        recent_alerts=recent_alerts(int(request.user.pk or 0)),
+        recent_limit=RECENT_ALERTS,
+        rules=rules(int(request.user.pk or 0)),
     )

@@ -62,3 +62,13 @@ class Deadline:
         if left <= 0:
             raise DeadlineExceededError("the attempt's deadline passed")
         return left
+
+
+def one_text(subject: str, body: str) -> str:
+    """Subject and body as one text (SMS, Telegram). Just the body when it already starts with the subject, as
+    every alert's does: a message never says the same thing twice (an SMS would pay a segment for it)."""
+    if not body:
+        return subject
+    if body.startswith(subject):
+        return body
+    return f"{subject}\n{body}"

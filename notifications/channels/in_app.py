@@ -6,6 +6,7 @@ repeated attempt never lists a message twice; the toast is best effort (a page t
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -27,11 +28,12 @@ def target(delivery: Delivery) -> str:
 
 def send(delivery: Delivery, deadline: Deadline) -> None:
     """Store the notification (once per key) and push a toast to the owner's open pages."""
-    notify(delivery.destination.owner_id, delivery.key, delivery.subject, delivery.body)
+    notify(delivery.destination.owner_id, delivery.key, delivery.subject, delivery.body, delivery.payload)
 
 
-def notify(owner_id: int, key: str, subject: str, body: str) -> bool:
-    """Store one notification (nothing when ``key`` exists) and push its toast; True when it is new."""
+def notify(owner_id: int, key: str, subject: str, body: str, data: dict[str, Any] | None = None) -> bool:
+    """Store one notification (nothing when ``key`` exists) and push its toast; True when it is new. ``data``: the
+    message's structured fields (an alert's id, market, price, ...), pushed along so an open page can show them."""
     _row, created = Notification.objects.get_or_create(
         key=key, defaults={"owner_id": owner_id, "subject": subject[:200], "body": body}
     )
@@ -40,7 +42,8 @@ def notify(owner_id: int, key: str, subject: str, body: str) -> bool:
     layer = get_channel_layer()
     if layer is None:
         return True
-    event = {"type": "push", "payload": {"toast": {"key": key, "subject": subject[:200], "body": body[:1000]}}}
+    toast = {"key": key, "subject": subject[:200], "body": body[:1000], "data": data or {}}
+    event = {"type": "push", "payload": {"toast": toast}}
     try:
         async_to_sync(layer.group_send)(user_group(owner_id), event)
     except Exception:

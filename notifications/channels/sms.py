@@ -17,7 +17,7 @@ import phonenumbers
 from django.conf import settings
 
 from cryptoproject.security import url_host
-from notifications.channels.base import Deadline, PermanentError
+from notifications.channels.base import Deadline, PermanentError, one_text
 from notifications.channels.httperrors import status_error, transport_error
 from notifications.http import request
 from notifications.models import Delivery
@@ -42,7 +42,7 @@ def target(delivery: Delivery) -> str:
 
 
 def send(delivery: Delivery, deadline: Deadline) -> None:
-    """Send the subject (and body, up to Twilio's limit) as one SMS."""
+    """Send the subject and body as one SMS (:func:`one_text`, up to Twilio's limit)."""
     sid, token, sender = settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_FROM
     if not (sid and token and sender):
         raise PermanentError("SMS not configured (TWILIO_ACCOUNT_SID/TOKEN/FROM)", "failed: SMS is not configured")
@@ -52,7 +52,7 @@ def send(delivery: Delivery, deadline: Deadline) -> None:
         raise PermanentError(f"invalid number: {exc}", f"failed: {exc}") from exc
     where = url_host(settings.TWILIO_API_URL)
     url = f"{settings.TWILIO_API_URL}/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json"
-    text = delivery.subject if not delivery.body else f"{delivery.subject}\n{delivery.body}"
+    text = one_text(delivery.subject, delivery.body)
     body = urlencode({"To": to, "From": sender, "Body": text[:MAX_BODY]}).encode()
     auth = base64.b64encode(f"{sid}:{token}".encode()).decode()
     headers = {

@@ -13,7 +13,7 @@ import json
 from django.conf import settings
 
 from cryptoproject.security import url_host
-from notifications.channels.base import Deadline, PermanentError, TransientError
+from notifications.channels.base import Deadline, PermanentError, TransientError, one_text
 from notifications.channels.httperrors import status_error, transport_error
 from notifications.http import request
 from notifications.models import Delivery
@@ -27,12 +27,12 @@ def target(delivery: Delivery) -> str:
 
 
 def send(delivery: Delivery, deadline: Deadline) -> None:
-    """Send the subject and body as one message to the destination's chat."""
+    """Send the subject and body (:func:`one_text`) as one message to the destination's chat."""
     token = settings.TELEGRAM_BOT_TOKEN
     if not token:
         raise PermanentError("Telegram not configured (TELEGRAM_BOT_TOKEN)", "failed: Telegram is not configured")
     where = url_host(settings.TELEGRAM_API_URL)
-    text = delivery.subject if not delivery.body else f"{delivery.subject}\n{delivery.body}"
+    text = one_text(delivery.subject, delivery.body)
     body = json.dumps({"chat_id": delivery.destination.target, "text": text[:MAX_TEXT]}).encode()
     headers = {"Content-Type": "application/json"}
     try:

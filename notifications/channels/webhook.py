@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from cryptoproject.security import url_host
-from notifications.channels.base import Deadline, PermanentError
+from notifications.channels.base import Deadline, PermanentError, one_text
 from notifications.channels.httperrors import status_error, transport_error
 from notifications.http import request
 from notifications.models import Delivery, WebhookFormat
@@ -33,7 +33,7 @@ KEY_HEADER = "X-Idempotency-Key"
 
 def body_of(delivery: Delivery) -> dict[str, Any]:
     """The JSON body for the destination's format."""
-    text = f"{delivery.subject}\n{delivery.body}" if delivery.body else delivery.subject
+    text = one_text(delivery.subject, delivery.body)
     fmt = delivery.destination.format
     if fmt == WebhookFormat.SLACK:
         return {"text": text}

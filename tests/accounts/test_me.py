@@ -1,14 +1,16 @@
-"""My dashboard (/me/): the watchlist's live tiles in its order, and the alert sections it renders from context."""
+"""My dashboard (/me/): the watchlist's live tiles in its order, the user's newest alerts and their rules' state."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from accounts import watchlist
+from alerts.models import Alert, AlertRule
+from dashboard import me
 from tests.accounts.conftest import client_for
 from tests.dashboard.api_factories import make_stats
 
@@ -43,26 +45,91 @@ def test_my_dashboard_shows_the_watchlist_tiles_in_order(alice: Any) -> None:
     assert 'href="/me/"' in html  # the nav links it for signed-in users
 
 
-def test_my_dashboard_renders_alerts_and_rules_it_is_given(alice: Any) -> None:
-    # The alert rules' helper passes data in these two variables: the template already shows each item.
-    from django.template.loader import render_to_string
-    from django.test import RequestFactory
-
-    request = RequestFactory().get("/me/")
-    request.user = alice
-    html = render_to_string(
-        "dashboard/me.html",
-        {"tiles": [], "recent_alerts": [{"id": 7, "created_at": T}], "rules": [{"id": 3}], "page": "me"},
-        request=request,
+def fire(rule: AlertRule, n: int, at: datetime, price: str = "61836.010000000000") -> Alert:
+    """One stored alert of ``rule`` (trade ``n``) fired at ``at``, as the evaluator stores it (numeric(30,12))."""
+    return Alert.objects.create(
+        rule=rule,
+        kind=rule.kind,
+        exchange=rule.exchange,
+        symbol=rule.symbol,
+        trigger=f"trade:{n}",
+        trade_id=n,
+        price=Decimal(price),
+        traded_at=at,
+        fired_at=at,
+        message=f"{rule.symbol} crossed 61836.63 downward: 61836.01 on binance (#{n})",
     )
-    assert 'data-alert="7"' in html
-    assert 'data-rule="3"' in html
-    assert "Your watchlist is empty" in html
 
 
-def test_my_dashboard_needs_a_user(settings: Any) -> None:
-    settings.DASHBOARD_LOGIN_REQUIRED = False
-    response = Client().get("/me/")
-    assert response.status_code == 302
-    assert response["Location"].startswith("/accounts/login/")
-    assert 'href="/me/"' not in Client().get("/").content.decode()
+def cross(owner: Any, **fields: Any) -> AlertRule:
+    """A price_cross rule of ``owner`` on binance:BTCUSDT."""
+    return AlertRule.objects.create(
+        owner=owner,
+        kind="price_cross",
+        exchange="binance",
+        symbol="BTCUSDT",
+        params={"level": "61836.63", "direction": "down"},
+        channels=["in_app", "sms"],
+        **fields,
+    )
+
+
+def test_my_dashboard_lists_the_users_newest_alerts_and_their_rules_state(
+    alice: Any, bob: Any, django_assert_max_num_queries: Any
+) -> None:
+    fired_ms = int(T.timestamp() * 1000) + 90_000
+    firing = cross(alice, last_fired_ms=fired_ms, suppressed=3, cooldown_s=3600)
+    paused = cross(alice, active=False)
+    alerts = [fire(firing, n, T + timedelta(seconds=n)) for n in range(1, me.RECENT_ALERTS + 6)]
+    others = fire(cross(bob), 999, T + timedelta(days=1))  # bob's: newer than all of alice's, never shown to her
+    client = client_for(alice)
+    with django_assert_max_num_queries(12):  # a constant number of queries, whatever the rules and alerts
+        response = client.get("/me/")
+    assert response.status_code == 200
+    html = response.content.decode()
+
+    shown = response.context["recent_alerts"]
+    assert [a.pk for a in shown] == [a.pk for a in reversed(alerts)][: me.RECENT_ALERTS]
+    assert others.pk not in [a.pk for a in shown]
+    assert f'data-alert="{alerts[-1].pk}"' in html
+    assert f'data-alert="{alerts[0].pk}"' not in html  # older than the newest 20
+    assert alerts[-1].message in html
+    assert 'id="recent-alerts-empty" hidden' in html
+    assert 'data-limit="20"' in html  # how many rows the page script keeps when alerts are pushed
+    assert others.message not in html
+
+    rows = {row["rule"].pk: row for row in response.context["rules"]}
+    assert list(rows) == [paused.pk, firing.pk]  # newest first; bob's rule is not there
+    assert rows[firing.pk]["fired"] == len(alerts)
+    assert rows[firing.pk]["last_fired"] == T + timedelta(seconds=90)
+    assert rows[paused.pk]["fired"] == 0
+    assert rows[paused.pk]["last_fired"] is None
+    assert f'<tr data-rule="{firing.pk}" data-active="true">' in html
+    assert f'<tr data-rule="{paused.pk}" data-active="false">' in html
+    assert "2024-01-01 00:01:30 UTC" in html  # the last firing, in trade time
+    assert '<td class="num" data-field="suppressed">3</td>' in html
+    assert f'<td class="num" data-field="fired">{len(alerts)}</td>' in html
+    assert "never" in html  # the paused rule
+
+
+def test_my_dashboard_without_alerts_says_so(alice: Any) -> None:
+    html = client_for(alice).get("/me/").content.decode()
+    assert "No alerts yet" in html
+    assert "No alert rules yet" in html
+
+
+@pytest.mark.parametrize("path", ["/me/", "/alerts/recent/"])
+def test_alert_prices_are_shown_as_the_trade_had_them(alice: Any, path: str) -> None:
+    # Found by the browser test: the stored numeric(30,12) was printed with its padding ("61836.010000000000").
+    fire(cross(alice), 1, T)
+    html = client_for(alice).get(path).content.decode()
+    assert ">61836.01<" in html
+    assert "61836.010000000000" not in html
+
+
+def test_plain_keeps_large_round_prices_positional() -> None:
+    from dashboard.templatetags.number_tags import plain
+
+    assert plain(Decimal("62000.000000000000")) == "62000"
+    assert plain(Decimal("0.000012340000")) == "0.00001234"
+    assert plain(None) == "—"

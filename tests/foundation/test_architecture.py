@@ -240,7 +240,7 @@ MODEL_USERS: dict[str, set[str]] = {
     "dashboard.api.predictions": {"Prediction", "PredictionModel"},
     "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
     "dashboard.health": {"SymbolStats", "Trade"},
-    "dashboard.me": {"SymbolStats"},
+    "dashboard.me": {"Alert", "AlertRule", "SymbolStats"},
     "dashboard.management.commands.seed_demo_alerts": {"AlertRule", "Destination"},
     "dashboard.views": {"BacktestRun", "Candle", "PredictionModel", "SymbolStats", "WhaleAlert"},
     "history.importer": {"table analytics_candle"},

@@ -50,6 +50,14 @@ def one(kind: str, target: str = "", **kwargs: Any) -> Any:
     return deliveries(owner, destination(owner, kind, target, **kwargs))[0]
 
 
+def alert_like(delivery: Any) -> Any:
+    """The delivery with an alert's texts: the body starts with the subject (alerts.wiring.describe)."""
+    delivery.subject = "BTCUSDT crossed 61836.63 downward"
+    delivery.body = "BTCUSDT crossed 61836.63 downward: 61836.01 on binance"
+    delivery.save(update_fields=["subject", "body"])
+    return delivery
+
+
 # --------------------------------------------------------------------------------------------- webhooks
 def test_generic_webhook_is_signed_and_carries_the_idempotency_key(receiver: Receiver, allow_private: None) -> None:
     delivery = one(ChannelKind.WEBHOOK, receiver.url(), format=WebhookFormat.GENERIC, secret="s3cret")
@@ -70,6 +78,14 @@ def test_slack_and_discord_bodies(receiver: Receiver, allow_private: None, fmt: 
     delivery = one(ChannelKind.WEBHOOK, receiver.url(), format=fmt)
     webhook.send(delivery, Deadline.after(5))
     assert receiver.received[0].json() == {field: f"{delivery.subject}\n{delivery.body}"}
+
+
+@pytest.mark.parametrize(("fmt", "field"), [(WebhookFormat.SLACK, "text"), (WebhookFormat.DISCORD, "content")])
+def test_an_alert_chat_webhook_does_not_repeat_its_subject(
+    receiver: Receiver, allow_private: None, fmt: str, field: str
+) -> None:
+    webhook.send(alert_like(one(ChannelKind.WEBHOOK, receiver.url(), format=fmt)), Deadline.after(5))
+    assert receiver.received[0].json() == {field: "BTCUSDT crossed 61836.63 downward: 61836.01 on binance"}
 
 
 def test_the_ssrf_guard_refuses_a_private_address(receiver: Receiver, settings: Any) -> None:
@@ -201,6 +217,15 @@ def test_sms_reaches_the_twilio_stand_in(twilio_api: StandinServer) -> None:
     assert message["body"] == f"{delivery.subject}\n{delivery.body}"
 
 
+def test_an_alert_sms_does_not_repeat_its_subject(twilio_api: StandinServer) -> None:
+    # Found by the browser test: every alert's body starts with its subject, and the SMS carried both (one segment
+    # of 160 characters spent on the repeat).
+    delivery = alert_like(one(ChannelKind.SMS, "+14155550100"))
+    sms.send(delivery, Deadline.after(5))
+    [message] = twilio_api.store.all()
+    assert message["body"] == "BTCUSDT crossed 61836.63 downward: 61836.01 on binance"
+
+
 def test_twilio_invalid_number_21211_is_permanent(twilio_api: StandinServer) -> None:
     with pytest.raises(PermanentError, match="21211") as caught:
         sms.send(one(ChannelKind.SMS, twilio_standin.INVALID_TO), Deadline.after(5))
@@ -247,6 +272,12 @@ def test_telegram_reaches_the_bot_api_stand_in(telegram_api: StandinServer) -> N
     assert (message["chat_id"], message["text"]) == ("424242", f"{delivery.subject}\n{delivery.body}")
 
 
+def test_an_alert_telegram_message_does_not_repeat_its_subject(telegram_api: StandinServer) -> None:
+    telegram.send(alert_like(one(ChannelKind.TELEGRAM, "424242")), Deadline.after(5))
+    [message] = telegram_api.store.all()
+    assert message["text"] == "BTCUSDT crossed 61836.63 downward: 61836.01 on binance"
+
+
 def test_telegram_429_retry_after_is_honoured(telegram_api: StandinServer) -> None:
     telegram_api.faults.push([429])
     with pytest.raises(TransientError) as caught:
@@ -279,7 +310,12 @@ def test_in_app_stores_one_notification_and_pushes_a_toast() -> None:
     in_app.send(delivery, Deadline.after(5))
     in_app.send(delivery, Deadline.after(5))  # a repeated attempt lists nothing twice
     event = async_to_sync(layer.receive)(channel)
-    assert event["payload"]["toast"] == {"key": delivery.key, "subject": delivery.subject, "body": delivery.body}
+    assert event["payload"]["toast"] == {
+        "key": delivery.key,
+        "subject": delivery.subject,
+        "body": delivery.body,
+        "data": delivery.payload,  # the alert's fields, for a page that lists alerts (My dashboard)
+    }
     assert list(Notification.objects.values_list("key", flat=True)) == [delivery.key]
 
 

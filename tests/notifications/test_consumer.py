@@ -52,7 +52,9 @@ async def test_each_user_gets_their_own_toasts_and_bad_frames_are_ignored() -> N
 
         delivery = await sync_to_async(fire)()
         toast = await lena_socket.receive_json_from(timeout=5)
-        assert toast == {"toast": {"key": delivery.key, "subject": delivery.subject, "body": delivery.body}}
+        assert toast == {
+            "toast": {"key": delivery.key, "subject": delivery.subject, "body": delivery.body, "data": delivery.payload}
+        }
         assert await mo_socket.receive_nothing(timeout=1)
     finally:
         await lena_socket.disconnect()

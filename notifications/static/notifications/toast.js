@@ -1,11 +1,13 @@
 // In-app notifications: a toast for each message the in-app channel pushes to this user (ws/notifications/).
 // Loaded by the base template for signed-in users. Text only (textContent): a message can never inject markup.
-// Reconnects with exponential backoff and jitter; a 4401 close (signed out) stops it.
+// Reconnects with exponential backoff and jitter; a 4401 close (signed out) stops it. The box's data-state says
+// whether the socket is open ("live"), so a test can wait for it before making something fire.
 
 const box = document.createElement("div");
 box.id = "toasts";
 box.setAttribute("role", "status");
 box.setAttribute("aria-live", "polite");
+box.dataset.state = "connecting";
 document.body.appendChild(box);
 
 function show({ subject = "", body = "" }) {
@@ -15,7 +17,8 @@ function show({ subject = "", body = "" }) {
   title.textContent = subject;
   const text = document.createElement("div");
   text.className = "toast-body";
-  text.textContent = body;
+  // An alert's body starts with its subject, the toast's title: show the rest under it, not the title twice.
+  text.textContent = subject && body.startsWith(subject) ? body.slice(subject.length).replace(/^[\s:]+/, "") : body;
   const close = document.createElement("button");
   close.type = "button";
   close.className = "toast-close";
@@ -33,16 +36,22 @@ function connect() {
   const ws = new WebSocket(`${scheme}//${window.location.host}/ws/notifications/`);
   ws.onopen = () => {
     attempt = 0;
+    box.dataset.state = "live";
   };
   ws.onmessage = (event) => {
     try {
       const payload = JSON.parse(event.data);
-      if (payload && payload.toast) show(payload.toast);
+      if (payload && payload.toast) {
+        show(payload.toast);
+        // Pages that list what the message is about (My dashboard's recent alerts) add it without a reload.
+        document.dispatchEvent(new CustomEvent("notification", { detail: payload.toast }));
+      }
     } catch (err) {
       console.warn("ignoring a non-JSON frame", err);
     }
   };
   ws.onclose = (event) => {
+    box.dataset.state = event.code === 4401 ? "closed" : "reconnecting";
     if (event.code === 4401) return;
     const base = Math.min(30000, 1000 * 2 ** attempt);
     attempt += 1;
