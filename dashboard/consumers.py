@@ -10,7 +10,6 @@ there (:mod:`dashboard.signals`), and every socket of that session closes with `
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from typing import Any
@@ -19,18 +18,12 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from analytics.groups import OVERVIEW_GROUP, WHALES_GROUP, InvalidMarketError, market_group, parse_market
+from cryptoproject.sockets import CLOSE_UNAUTHENTICATED, session_group
 
 logger = logging.getLogger(__name__)
 
 # Application close codes (4000-4999): the browser's reconnect logic stops retrying on these.
-CLOSE_UNAUTHENTICATED = 4401
 CLOSE_BAD_MARKET = 4404
-LOGOUT_EVENT = "session.logout"
-
-
-def session_group(session_key: str) -> str:
-    """The channel group of one login session's sockets (a hash: session keys never appear in Redis key names)."""
-    return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:32]
 
 
 def _frame_error(message: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
-from dashboard.consumers import LOGOUT_EVENT, session_group
+from cryptoproject.sockets import LOGOUT_EVENT, session_group
 
 logger = logging.getLogger(__name__)
 

@@ -66,3 +66,26 @@ def test_pages_load_the_toasts_for_signed_in_users_only(client: Client, settings
     assert b"notifications/toast.js" not in client.get("/").content
     client.force_login(user("nina"))
     assert b"notifications/toast.js" in client.get("/").content
+
+
+async def test_logging_out_closes_the_sessions_notifications_socket() -> None:
+    """As the dashboard's sockets do: the logged-out session's toasts stop, another session of the user keeps its."""
+    nina = await sync_to_async(user)("nina")
+    browser, other_browser = Client(), Client()
+    await sync_to_async(browser.force_login)(nina)
+    await sync_to_async(other_browser.force_login)(nina)
+    comms = []
+    for client in (browser, other_browser):
+        cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+        comm = WebsocketCommunicator(application, "/ws/notifications/", headers=[ORIGIN, (b"cookie", cookie)])
+        assert (await comm.connect())[0]
+        comms.append(comm)
+    logged_out, elsewhere = comms
+    try:
+        response = await sync_to_async(browser.post)("/accounts/logout/")
+        assert response.status_code == 302
+        assert await logged_out.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED}
+        assert await elsewhere.receive_nothing(timeout=0.5)
+    finally:
+        for comm in comms:
+            await comm.disconnect()
