@@ -3,29 +3,13 @@ they are validated); staff who are not superusers see only their own."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.db.models import Model, QuerySet
+from django.db.models import Model
 from django.http import HttpRequest
 
 from alerts.models import Alert, AlertRule
 from analytics.paginators import EstimatedCountPaginator
-
-
-class OwnRowsAdmin(admin.ModelAdmin):
-    """Every row for a superuser, only the requesting user's own for other staff; nothing added here."""
-
-    owner_path = "owner"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        """Every row for a superuser; only the requesting user's own for other staff."""
-        queryset = super().get_queryset(request)
-        return queryset if request.user.is_superuser else queryset.filter(**{self.owner_path: request.user.pk})
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """Always False: rows are created by the pages, the API or the evaluator, which validate them."""
-        return False
+from cryptoproject.owned_admin import OwnRowsAdmin
 
 
 @admin.register(AlertRule)

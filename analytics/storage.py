@@ -51,15 +51,17 @@ _COPY = (
 
 # quote_quantity is a generated column and stored_at has a database default: neither is inserted.
 # Epoch milliseconds become timestamps exactly (interval arithmetic, no float rounding).
-_INSERT_FROM = """
-WITH inserted AS (
+_INSERT = """
     INSERT INTO analytics_trade
         (exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at)
     SELECT exchange, symbol, trade_id, price, quantity, is_buyer_maker,
            timestamptz 'epoch' + trade_ms * interval '1 millisecond',
            timestamptz 'epoch' + received_ms * interval '1 millisecond'
     FROM {source}
-    ON CONFLICT (exchange, symbol, trade_id, traded_at) DO NOTHING
+    ON CONFLICT (exchange, symbol, trade_id, traded_at) DO NOTHING"""
+
+_INSERT_FROM = f"""
+WITH inserted AS ({_INSERT}
     RETURNING 1
 )
 SELECT count(*) FROM inserted
@@ -67,15 +69,8 @@ SELECT count(*) FROM inserted
 
 # The same insert, returning what it inserted, per market, as arrays (a handful of rows, not one per trade): the
 # alert rules are evaluated on exactly these rows, in the same transaction (analytics.signals.trades_stored).
-_INSERT_RETURNING_ROWS = """
-WITH inserted AS (
-    INSERT INTO analytics_trade
-        (exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at)
-    SELECT exchange, symbol, trade_id, price, quantity, is_buyer_maker,
-           timestamptz 'epoch' + trade_ms * interval '1 millisecond',
-           timestamptz 'epoch' + received_ms * interval '1 millisecond'
-    FROM {source}
-    ON CONFLICT (exchange, symbol, trade_id, traded_at) DO NOTHING
+_INSERT_RETURNING_ROWS = f"""
+WITH inserted AS ({_INSERT}
     RETURNING exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at
 )
 SELECT exchange, symbol, array_agg(trade_id), array_agg(price::text), array_agg(quantity::text),

@@ -3,31 +3,17 @@ see only their own."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.db.models import Model, QuerySet
+from django.db.models import Model
 from django.http import HttpRequest
 
 from analytics.paginators import EstimatedCountPaginator
+from cryptoproject.owned_admin import OwnRowsAdmin
 from notifications.models import CircuitBreaker, Delivery, Destination, Notification
 
 
-class _Own(admin.ModelAdmin):
-    owner_path = "owner"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        """Every row for a superuser; only the requesting user's own for other staff."""
-        queryset = super().get_queryset(request)
-        return queryset if request.user.is_superuser else queryset.filter(**{self.owner_path: request.user.pk})
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """Always False: destinations are added (validated) in the pages and the API; the rest is written by code."""
-        return False
-
-
 @admin.register(Destination)
-class DestinationAdmin(_Own):
+class DestinationAdmin(OwnRowsAdmin):
     """Destinations: only ``active`` can be changed here; the secret is never shown."""
 
     list_display = ("id", "owner", "kind", "target", "format", "active", "created_at")
@@ -40,7 +26,7 @@ class DestinationAdmin(_Own):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(_Own):
+class DeliveryAdmin(OwnRowsAdmin):
     """The outbox: what is sent to whom, attempts, the last error (written by the senders only)."""
 
     owner_path = "destination__owner"
@@ -59,7 +45,7 @@ class DeliveryAdmin(_Own):
 
 
 @admin.register(Notification)
-class NotificationAdmin(_Own):
+class NotificationAdmin(OwnRowsAdmin):
     """In-app notifications (read-only)."""
 
     list_display = ("created_at", "owner", "subject", "read_at")
