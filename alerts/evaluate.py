@@ -24,6 +24,8 @@ import numpy.typing as npt
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
+#: decimal texts in an object array: masks and slices copy references in C, not in a Python loop
+Texts = npt.NDArray[np.object_]
 
 #: relative distance under which two float results are treated as a possible tie and decided exactly
 _NEAR = 1e-9
@@ -81,12 +83,12 @@ class Marks:
     trade_id: I64
     time_ms: I64
     price: F64
-    text: list[str]
+    text: Texts
 
     @classmethod
     def empty(cls) -> Marks:
         """No trade yet."""
-        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), [])
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.object_))
 
     def __len__(self) -> int:
         return len(self.trade_id)
@@ -103,7 +105,7 @@ class Marks:
                 np.concatenate([self.trade_id[old], ids[new]]),
                 np.concatenate([self.time_ms[old], times[new]]),
                 np.concatenate([self.price[old], prices[new]]),
-                [t for t, k in zip(self.text, old.tolist(), strict=True) if k] + [texts[i] for i in new.tolist()],
+                np.concatenate([self.text[old], np.array([texts[i] for i in new.tolist()], np.object_)]),
             )
         else:
             merged = self
@@ -342,6 +344,21 @@ class MarketRules:
             move_factor_up=np.array([1 + float(r.pct or 0) / 100 for r in moves], np.float64),
             move_factor_down=np.array([1 - float(r.pct or 0) / 100 for r in moves], np.float64),
         )
+
+    @functools.cached_property
+    def whale_limit(self) -> F64:
+        """Each whale rule's own minimum notional as a float (NaN: the market's threshold)."""
+        return np.array([float(r.min_notional) if r.min_notional else np.nan for r in self.whales], np.float64)
+
+    @functools.cached_property
+    def cooldowns(self) -> dict[int, int]:
+        """Each rule's cooldown (ms), by rule id."""
+        return {r.id: r.cooldown_ms for r in (*self.cross, *self.moves, *self.whales)}
+
+    @functools.cached_property
+    def ids(self) -> frozenset[int]:
+        """The ids of the market's rules."""
+        return frozenset(self.cooldowns)
 
     @functools.cached_property
     def window_ms(self) -> int:

@@ -121,22 +121,19 @@ def evaluate_batch(items: Sequence[Item], states: dict[int, RuleState]) -> list[
     once: dict[tuple[int, int], tuple[int, int, str, str | None]] = {}
     for f in found:
         once.setdefault((f[0], f[1]), f)
-    cooldowns = {
-        r.id: r.cooldown_ms for item in items for r in (*item.rules.cross, *item.rules.moves, *item.rules.whales)
-    }
     for rule_id, k, what, ref in sorted(once.values(), key=lambda f: (f[0], f[1])):
         state = new_states.get(rule_id) or states.get(rule_id) or RuleState()
         t = int(flat.time[k])
-        cooldown = cooldowns[rule_id]
         seg = int(flat.seg[k])
+        cooldown = items[seg].rules.cooldowns[rule_id]
         if state.last_fired_ms is not None and cooldown and t < state.last_fired_ms + cooldown:
             new_states[rule_id] = replace(state, suppressed=state.suppressed + 1)
             continue
         new_states[rule_id] = replace(state, last_fired_ms=t)
         outcomes[seg].firings.append(Firing(rule_id, k - int(flat.start[seg]), what, ref))
+    changed = new_states.keys()
     for s, item in enumerate(items):
-        mine = (*item.rules.cross, *item.rules.moves, *item.rules.whales)
-        outcomes[s].states = {r.id: new_states[r.id] for r in mine if r.id in new_states}
+        outcomes[s].states = {i: new_states[i] for i in sorted(changed & item.rules.ids)}
     return outcomes
 
 
@@ -200,10 +197,21 @@ def _whales(flat: _Flat, found: list[tuple[int, int, str, str | None]]) -> None:
     rules, segs = _instances(flat, lambda m: m.whales)
     if not rules:
         return
+    notional_all = flat.price * flat.quantity
+    # Screen: a rule whose limit exceeds its market's largest notional of the batch (with a margin over float
+    # rounding) fires nothing; only the others get (rule, trade) pairs.
+    own = np.concatenate([flat.items[s].rules.whale_limit for s in sorted(set(segs.tolist()))])
+    thresholds = np.array([float(item.threshold) for item in flat.items], np.float64)
+    limit_all = np.where(np.isnan(own), thresholds[segs], own)
+    largest = np.maximum.reduceat(notional_all, flat.start)[segs]
+    kept = np.flatnonzero(limit_all <= largest * (1 + 1e-9))
+    if not len(kept):
+        return
+    rules, segs = [rules[int(i)] for i in kept], segs[kept]
     limits = [r.min_notional or flat.items[int(s)].threshold for r, s in zip(rules, segs.tolist(), strict=True)]
     pairs = _Pairs(flat, segs)
-    notional = (flat.price * flat.quantity)[pairs.pair_trade]
-    limit_f = np.array([float(x) for x in limits], np.float64)[pairs.pair_inst]
+    notional = notional_all[pairs.pair_trade]
+    limit_f = limit_all[kept][pairs.pair_inst]
 
     def exact(k: int) -> bool:
         j, i = int(pairs.pair_trade[k]), int(pairs.pair_inst[k])
@@ -397,7 +405,7 @@ def _move_condition(
         np.concatenate([m.trade_id for m in marks_of]),
         np.concatenate([m.time_ms for m in marks_of]),
         np.concatenate([m.price for m in marks_of]),
-        [t for m in marks_of for t in m.text],
+        np.concatenate([m.text for m in marks_of]),
     )
     m_key = all_marks.time_ms - t0 + m_seg * _BIG + _HALF
     i_old = np.searchsorted(m_key, target, side="left").astype(np.int64)

@@ -85,3 +85,14 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.exchange}:{self.symbol} {self.trigger}"
+
+
+class RuleBookVersion(models.Model):
+    """One row whose ``version`` PostgreSQL triggers raise with every change to the rules or their destinations
+    (migration 0002): the consumer reads it once per batch to know whether its rule book is still current, instead
+    of counting the rules table. The evaluator's own writes (state, last firing, suppressed) do not raise it."""
+
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"rule book version {self.version}"

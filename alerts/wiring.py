@@ -4,8 +4,8 @@
 the rows the transaction actually inserted. It evaluates the rules held in memory by :class:`RuleBook` and writes,
 in that same transaction and in a bounded number of statements per batch (not per rule, not per trade):
 
-1. one version query (``count``/``max(updated_at)`` of the rules and their destinations): the book reloads only
-   when it changed; and, when a whale rule uses them, one read of the per-symbol whale thresholds;
+1. one version query (the row triggers raise on every change to the rules and their destinations): the book
+   reloads only when it changed; and, when a whale rule uses them, one read of the per-symbol whale thresholds;
 2. per market with ``pct_move`` rules whose window is not in memory (after a start, a reassignment or a rolled-back
    batch): one query for the stored trades of that window;
 3. one ``INSERT ... ON CONFLICT (rule, trigger) DO NOTHING RETURNING`` of the alerts; ``notifications.outbox.enqueue``
@@ -56,10 +56,9 @@ logger = logging.getLogger(__name__)
 
 Market = tuple[str, str]
 
-_VERSION = """
-SELECT (SELECT count(*) FROM alerts_alertrule), (SELECT max(updated_at) FROM alerts_alertrule),
-       (SELECT count(*) FROM alerts_alertrule_destinations), (SELECT max(id) FROM alerts_alertrule_destinations)
-"""
+# Raised by triggers on every change to the rules or their destinations (alerts.models.RuleBookVersion): one row
+# read, where counting the rules cost a scan of them per batch. No row yet: no rule was ever written.
+_VERSION = "SELECT coalesce(max(version), 0) FROM alerts_rulebookversion"
 
 INSERT_ALERTS = """
 INSERT INTO alerts_alert (rule_id, kind, exchange, symbol, trigger, trade_id, price, traded_at, message, details)
@@ -368,7 +367,7 @@ def _record(
                 message = Message(f"alert:{alert_id}", subject, body, {"id": alert_id, **payload})
                 outgoing.append(Outgoing(rule.owner_id, rule.channels, message, rule.destination_ids))
     if outgoing:
-        enqueue(outgoing)
+        enqueue(outgoing, cur.db.alias)
     changed: dict[int, RuleState] = {}
     for item in done:
         for rule_id in item.outcome.states:

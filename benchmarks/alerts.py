@@ -18,6 +18,12 @@ The groups are interleaved batch by batch (the order rotating), so all three mee
 rules/none (target >= 90 %), statements per batch, alerts and deliveries, and a check that the firings of
 ``--check-markets`` markets (every rule of them) equal a brute-force evaluation written here (integers and
 Decimal, loops). Results: ``bench-results/alerts.json`` and a table on stdout. The machine is shared: noisy.
+
+``--chain-rounds N`` (N > 0) also measures the consumer chain itself, Kafka -> ``consume_trades`` -> PostgreSQL:
+N rounds, each with fresh trades (the markets' streams continued) of the ``rules`` and the ``none`` markets put on
+topics of their own, then one ``consume_trades`` process per group and round (the order rotating), stopped once it
+stored them all. Its rate is the round's rows over the span of their ``stored_at`` (the consumer's pace while it ran,
+start-up left out; the rule book's load and the windows' rebuild in its first batch are counted).
 """
 
 from __future__ import annotations
@@ -70,6 +76,10 @@ class Result:
     firings_match: bool = False
     mismatches: list[str] = field(default_factory=list)
     load_avg: list[float] = field(default_factory=list)
+    chain_rounds: int = 0
+    chain_rows: dict[str, int] = field(default_factory=dict)
+    chain_rows_per_s: dict[str, list[float]] = field(default_factory=dict)
+    chain_ratio_rules_vs_none: float = 0.0
 
 
 # --------------------------------------------------------------------------------------------- workload
@@ -78,7 +88,12 @@ def market_streams(base: list[TradeRecord], markets: int, per_market: int, now_m
     moved to the present; symbols are set per group later."""
     id_span = base[-1].trade_id - base[0].trade_id + 1
     time_span = base[-1].trade_time - base[0].trade_time + 1
-    shift = now_ms - base[0].trade_time - per_market * time_span // len(base) - 60_000
+    # Every market's last trade (each starts at its own offset) ends a minute before now: none lies in the future.
+    latest = 0
+    for k in range(markets):
+        loop, r = divmod((k * len(base)) // markets + per_market - 1, len(base))
+        latest = max(latest, base[r].received_at + loop * time_span)
+    shift = now_ms - latest - 60_000
     streams = []
     for k in range(markets):
         offset = (k * len(base)) // markets
@@ -211,7 +226,8 @@ def run(opts: argparse.Namespace) -> Result:
     partitions.ensure_partitions(now - timedelta(days=1), now + timedelta(days=1))
     base = replay_trades(Path(opts.replay))
     per_market = opts.batch_size // opts.markets * opts.batches
-    streams = market_streams(base, opts.markets, per_market, now_ms)
+    chained = opts.chain_rounds * (opts.chain_round_size // opts.markets)
+    streams = market_streams(base, opts.markets, per_market + chained, now_ms)
     work = {g: batches(streams, g, opts.batches, opts.batch_size) for g in GROUPS}
 
     users = get_user_model()
@@ -266,6 +282,8 @@ def run(opts: argparse.Namespace) -> Result:
     result.statements_per_batch = {g: statements[g][0] / measured for g in GROUPS}
     result.ratio_rules_vs_none = result.rows_per_s["rules"] / result.rows_per_s["none"]
     result.ratio_none_vs_plain = result.rows_per_s["none"] / result.rows_per_s["plain"]
+    if opts.chain_rounds:
+        chain_rounds(opts, result, streams, per_market)
     result.alerts = Alert.objects.count()
     result.deliveries = Delivery.objects.count()
     result.suppressed = sum(AlertRule.objects.values_list("suppressed", flat=True))
@@ -293,6 +311,85 @@ def run(opts: argparse.Namespace) -> Result:
     return result
 
 
+# --------------------------------------------------------------------------------------------- the consumer chain
+def chain_rounds(opts: argparse.Namespace, result: Result, streams: list[list[TradeRecord]], offset: int) -> None:
+    """``--chain-rounds`` rounds of the consumer chain per group (see the module's docstring); fills ``result``."""
+    import subprocess
+
+    from django.conf import settings
+    from django.db import connection
+    from kafka import KafkaProducer
+
+    from benchmarks.harness import delete_topics, manage
+    from benchmarks.pipeline import Chain
+    from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
+
+    per = opts.chain_round_size // opts.markets
+    run = f"{os.getpid()}-{int(time.time())}"
+    topics = {(g, r): f"bench.alerts.{run}.{g}.{r}" for g in ("rules", "none") for r in range(opts.chain_rounds)}
+    ensure_topics([TopicSpec(t, settings.KAFKA_TRADES_PARTITIONS, {}) for t in topics.values()])
+    producer = KafkaProducer(**client_config(), acks="all", linger_ms=20, batch_size=512 * 1024)
+    try:
+        for (group, r), topic in topics.items():
+            part = [s[offset + r * per : offset + (r + 1) * per] for s in streams]
+            for i in range(per):  # markets interleaved, each market's trades in order
+                for k, stream in enumerate(part):
+                    t = stream[i]._replace(symbol=f"{PREFIX[group]}{k:03d}USDT")
+                    producer.send(topic, key=t.key, value=t.encode())
+        producer.flush(300)
+    finally:
+        producer.close()
+    logs = ROOT / "bench-results" / "alerts-chain-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    rates: dict[str, list[float]] = {"rules": [], "none": []}
+    rows: dict[str, int] = {"rules": 0, "none": 0}
+    try:
+        for r in range(opts.chain_rounds):
+            for group in ("rules", "none") if r % 2 == 0 else ("none", "rules"):
+                like = f"{PREFIX[group]}%"
+                with connection.cursor() as cur:
+                    cur.execute("SELECT coalesce(max(id), 0) FROM analytics_trade")
+                    (after,) = cur.fetchone() or (0,)
+                env = dict(
+                    os.environ,
+                    KAFKA_TRADES_TOPIC=topics[(group, r)],
+                    KAFKA_DLQ_TOPIC=f"{topics[(group, r)]}.dlq",
+                    KAFKA_CONSUMER_GROUP=f"bench-alerts-{run}-{group}-{r}",
+                )
+                chain = Chain(env, logs)
+                name = f"consume_trades-{group}-{r}"
+                chain.start(name, manage("consume_trades", "--batch-size", str(opts.batch_size)))
+                try:
+                    deadline = time.monotonic() + opts.chain_timeout
+                    while True:
+                        time.sleep(0.5)
+                        chain.check_alive([name])
+                        with connection.cursor() as cur:
+                            cur.execute(
+                                "SELECT count(*), extract(epoch FROM max(stored_at) - min(stored_at)) "
+                                "FROM analytics_trade WHERE id > %s AND symbol LIKE %s",
+                                [after, like],
+                            )
+                            count, span = cur.fetchone() or (0, None)
+                        if count >= per * opts.markets:
+                            break
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"{name}: {count} of {per * opts.markets} rows after the timeout")
+                finally:
+                    chain.stop()
+                rows[group] += int(count)
+                rates[group].append(round(int(count) / max(float(span or 0), 1e-6), 1))
+                print(f"chain round {r} {group}: {rates[group][-1]:,.0f} rows/s", file=sys.stderr)
+    finally:
+        delete_topics(admin_client, [*topics.values(), *(f"{t}.dlq" for t in topics.values())])
+        subprocess.run(manage("shell", "-c", "from cryptoproject.celery import app; app.control.purge()"), check=False)
+    result.chain_rounds = opts.chain_rounds
+    result.chain_rows = rows
+    result.chain_rows_per_s = rates
+    mean = {g: sum(v) / len(v) for g, v in rates.items()}
+    result.chain_ratio_rules_vs_none = mean["rules"] / mean["none"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run, write ``--output`` and print the table; 0 when the firings match the brute force."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -307,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--channel", default="in_app", help="every rule's channel (none: no delivery rows, the evaluation alone)"
     )
+    parser.add_argument("--chain-rounds", type=int, default=2, help="rounds of the consumer chain per group (0: none)")
+    parser.add_argument("--chain-round-size", type=int, default=150_000, help="trades per group and round")
+    parser.add_argument("--chain-timeout", type=float, default=600.0, help="seconds allowed per consumer run")
     parser.add_argument("--replay", default=str(DEFAULT_REPLAY))
     parser.add_argument("--redis-db", type=int, default=11)
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "alerts.json")
@@ -330,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
         f"rules / none: {result.ratio_rules_vs_none:.1%} (target >= 90 %); "
         f"none / plain: {result.ratio_none_vs_plain:.1%}"
     )
+    if result.chain_rounds:
+        means = {g: sum(v) / len(v) for g, v in result.chain_rows_per_s.items()}
+        print(
+            f"consumer chain (Kafka -> consume_trades -> PostgreSQL), {result.chain_rounds} rounds: "
+            f"{result.rules:,} rules {means['rules']:,.0f} rows/s, no rule {means['none']:,.0f} rows/s; "
+            f"rules / none: {result.chain_ratio_rules_vs_none:.1%} (target >= 90 %)"
+        )
     print(f"alerts {result.alerts:,}, deliveries {result.deliveries:,}, suppressed {result.suppressed:,}")
     print(
         f"brute force: {result.checked_rules} rules of {result.checked_markets} markets "
