@@ -63,6 +63,7 @@ class _Flat:
     quantity_texts: list[str] = field(init=False)
     quantity: F64 = field(init=False)
     time: I64 = field(init=False)
+    trade_id: I64 = field(init=False)
     seg: I64 = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +73,7 @@ class _Flat:
         self.price = np.concatenate([i.trades.price for i in self.items])
         self.quantity = np.concatenate([i.trades.quantity for i in self.items])
         self.time = np.concatenate([i.trades.time_ms for i in self.items])
+        self.trade_id = np.concatenate([i.trades.trade_id for i in self.items])
         self.texts = [t for i in self.items for t in i.trades.price_text]
         self.quantity_texts = [t for i in self.items for t in i.trades.quantity_text]
         self.seg = np.repeat(np.arange(len(self.items), dtype=np.int64), self.length)
@@ -259,13 +261,49 @@ def _moves(
     rules, segs, arrays = _screen(flat, rules, segs, moving, olds, states, new_states)
     if rules:
         _evaluate_moves(flat, rules, segs, arrays, olds, key, t0, states, new_states, found)
-    for s in moving:
-        item = flat.items[s]
-        a, b = int(flat.start[s]), int(flat.start[s] + flat.length[s])
-        windows[s] = olds[s].then(
-            item.trades.trade_id, times[a:b], item.trades.price, item.trades.price_text, item.rules.window_ms
-        )
+    ends = flat.start + flat.length - 1
+    span = np.zeros(len(flat.items), np.int64)
+    span[moving] = [flat.items[s].rules.window_ms for s in moving]
+    keep_from = times[ends] - span  # as Window.then: no later window reaches before it
+    lows = _next_marks(flat, moving, [olds[s].lows for s in moving], times, keep_from, True)
+    highs = _next_marks(flat, moving, [olds[s].highs for s in moving], times, keep_from, False)
+    for s, low, high in zip(moving, lows, highs, strict=True):
+        windows[s] = Window(low, high, int(times[ends[s]]))
     return windows
+
+
+def _next_marks(
+    flat: _Flat, moving: list[int], marks: list[Marks], times: I64, keep_from: I64, lowest: bool
+) -> list[Marks]:
+    """:meth:`Marks.then` for every market of ``moving`` at once: the old records no new trade undercuts (for lows),
+    then the batch's suffix extremes of each market, without those traded before the market's ``keep_from``."""
+    o_seg = np.repeat(np.array(moving, np.int64), [len(m) for m in marks])
+    bound = (np.minimum if lowest else np.maximum).reduceat(flat.price, flat.start)
+    o_price = np.concatenate([m.price for m in marks])
+    keep_old = o_price <= bound[o_seg] if lowest else o_price >= bound[o_seg]
+    # Segmented suffix extremes: price ranks offset per market so that later markets never win (as in
+    # _segmented_prefix_arg, read backwards).
+    _, rank = np.unique(flat.price, return_inverse=True)
+    width = np.int64(len(flat.price) + 1)
+    seg_key = flat.seg if lowest else np.int64(len(flat.items)) - flat.seg
+    key = rank.astype(np.int64) + seg_key * width
+    extreme = (np.minimum if lowest else np.maximum).accumulate(key[::-1])[::-1]
+    is_moving = np.zeros(len(flat.items), np.bool_)
+    is_moving[moving] = True
+    new = np.flatnonzero((key == extreme) & is_moving[flat.seg])
+    seg = np.concatenate([o_seg[keep_old], flat.seg[new]])
+    order = np.argsort(seg, kind="stable")  # per market: its old records first, then its new ones
+    seg = seg[order]
+    trade_id = np.concatenate([np.concatenate([m.trade_id for m in marks])[keep_old], flat.trade_id[new]])[order]
+    time_ms = np.concatenate([np.concatenate([m.time_ms for m in marks])[keep_old], times[new]])[order]
+    price = np.concatenate([o_price[keep_old], flat.price[new]])[order]
+    texts = np.array([flat.texts[i] for i in new.tolist()], np.object_)
+    text = np.concatenate([np.concatenate([m.text for m in marks])[keep_old], texts])[order]
+    kept = time_ms >= keep_from[seg]  # times rise within a market: this drops a prefix, as Marks.then does
+    seg, trade_id, time_ms, price, text = seg[kept], trade_id[kept], time_ms[kept], price[kept], text[kept]
+    starts = np.searchsorted(seg, moving, side="left").tolist()
+    stops = np.searchsorted(seg, moving, side="right").tolist()
+    return [Marks(trade_id[a:b], time_ms[a:b], price[a:b], text[a:b]) for a, b in zip(starts, stops, strict=True)]
 
 
 def _screen(

@@ -240,14 +240,9 @@ def _evaluate_batch(book: RuleBook, markets: Sequence[StoredTrades], using: str)
             book.thresholds = threshold_overrides(using)
         done: list[Evaluated] = []
         items: list[Item] = []
-        for stored in markets:
+        watched = [(stored, rules) for stored in markets if (rules := book.market((stored.exchange, stored.symbol)))]
+        for (stored, rules), trades in zip(watched, _trades_of([s for s, _ in watched]), strict=True):
             key = (stored.exchange, stored.symbol)
-            rules = book.market(key)
-            if not rules:
-                continue
-            trades = Trades.from_lists(
-                stored.trade_ids, stored.prices, stored.quantities, stored.times_ms, stored.is_buyer_maker
-            )
             window = None
             if rules.moves:
                 window = book.windows.get(key)
@@ -266,6 +261,35 @@ def _evaluate_batch(book: RuleBook, markets: Sequence[StoredTrades], using: str)
         changed = _record(cur, book, done, running)
     book.pending = True
     transaction.on_commit(_committer(book, done, changed), using=using)
+
+
+def _trades_of(markets: Sequence[StoredTrades]) -> list[Trades]:
+    """Each market's :class:`Trades`, as slices of arrays built once for the whole batch (converting a few thousand
+    texts in one call, not market by market); a market not in trade-id order is sorted on its own."""
+    if not markets:
+        return []
+    lengths = [len(m.trade_ids) for m in markets]
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    ids = np.fromiter((i for m in markets for i in m.trade_ids), np.int64, bounds[-1])
+    price_text = [p for m in markets for p in m.prices]
+    quantity_text = [q for m in markets for q in m.quantities]
+    price = np.array(price_text, np.float64)
+    quantity = np.array(quantity_text, np.float64)
+    times = np.fromiter((t for m in markets for t in m.times_ms), np.int64, bounds[-1])
+    sides = np.fromiter((b for m in markets for b in m.is_buyer_maker), np.bool_, bounds[-1])
+    out = []
+    for stored, a, b in zip(markets, bounds[:-1], bounds[1:], strict=True):
+        if b - a > 1 and not bool(np.all(ids[a + 1 : b] > ids[a : b - 1])):
+            out.append(
+                Trades.from_lists(
+                    stored.trade_ids, stored.prices, stored.quantities, stored.times_ms, stored.is_buyer_maker
+                )
+            )
+            continue
+        out.append(
+            Trades(ids[a:b], price_text[a:b], price[a:b], quantity_text[a:b], quantity[a:b], times[a:b], sides[a:b])
+        )
+    return out
 
 
 def _committer(book: RuleBook, done: list[Evaluated], changed: dict[int, RuleState]) -> Callable[[], None]:

@@ -73,8 +73,9 @@ _INSERT_RETURNING_ROWS = f"""
 WITH inserted AS ({_INSERT}
     RETURNING exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at
 )
-SELECT exchange, symbol, array_agg(trade_id), array_agg(price::text), array_agg(quantity::text),
-       array_agg(is_buyer_maker), array_agg((extract(epoch FROM traded_at) * 1000)::bigint)
+SELECT exchange, symbol, array_agg(trade_id ORDER BY trade_id), array_agg(price::text ORDER BY trade_id),
+       array_agg(quantity::text ORDER BY trade_id), array_agg(is_buyer_maker ORDER BY trade_id),
+       array_agg((extract(epoch FROM traded_at) * 1000)::bigint ORDER BY trade_id)
 FROM inserted
 GROUP BY exchange, symbol
 """
@@ -94,7 +95,7 @@ _INSERT_ROWS = _INSERT_RETURNING_ROWS.format(source=STAGING_TABLE)
 @dataclass(frozen=True)
 class StoredTrades:
     """The trades of one market one store transaction inserted (as stored: prices and quantities as decimal text,
-    times in epoch ms), in no particular order; what :data:`analytics.signals.trades_stored` carries."""
+    times in epoch ms), in trade-id order; what :data:`analytics.signals.trades_stored` carries."""
 
     exchange: str
     symbol: str

@@ -76,6 +76,13 @@ def test_evaluation_matches_the_brute_force_market_by_market(whole_batch):
         ]
         if whole_batch:
             outcomes = evaluate_batch(items, states)
+            for it, outcome in zip(items, outcomes, strict=True):  # every market's window as Window.then makes it
+                if it.rules.moves:
+                    assert outcome.window is not None
+                    alone = (it.window or Window.empty()).then(
+                        it.trades.trade_id, it.trades.time_ms, it.trades.price, it.trades.price_text, it.rules.window_ms
+                    )
+                    assert_same_window(outcome.window, alone)
         else:
             outcomes = [evaluate(it.rules, it.trades, states, it.window, it.threshold) for it in items]
         for m, outcome in zip(live, outcomes, strict=True):
@@ -100,3 +107,35 @@ def test_evaluation_matches_the_brute_force_market_by_market(whole_batch):
     # Not vacuous: every kind fired in at least two markets.
     for kind in ("price_cross", "pct_move", "whale"):
         assert len({rules[i][0] for i in rules if rules[i][1] == kind and fired[i]}) >= 2, kind
+
+
+def assert_same_window(got: Window, want: Window) -> None:
+    assert got.last_ms == want.last_ms
+    for mine, theirs in ((got.lows, want.lows), (got.highs, want.highs)):
+        assert mine.trade_id.tolist() == theirs.trade_id.tolist()
+        assert mine.time_ms.tolist() == theirs.time_ms.tolist()
+        assert mine.price.tolist() == theirs.price.tolist()
+        assert list(mine.text) == list(theirs.text)
+
+
+def test_batch_trades_are_sliced_in_trade_id_order_whatever_order_a_market_arrives_in() -> None:
+    from alerts.wiring import _trades_of
+    from analytics.storage import StoredTrades
+
+    ordered = StoredTrades(
+        "binance", "AUSDT", [1, 2, 3], ["1.5", "2.5", "3.5"], ["1", "2", "3"], [True, False, True], [10, 20, 30]
+    )
+    shuffled = StoredTrades(
+        "binance", "BUSDT", [9, 7, 8], ["9.5", "7.5", "8.5"], ["9", "7", "8"], [False, True, True], [90, 70, 80]
+    )
+    for stored, trades in zip((ordered, shuffled), _trades_of([ordered, shuffled]), strict=True):
+        want = Trades.from_lists(
+            stored.trade_ids, stored.prices, stored.quantities, stored.times_ms, stored.is_buyer_maker
+        )
+        assert trades.trade_id.tolist() == want.trade_id.tolist()
+        assert trades.price_text == want.price_text
+        assert trades.price.tolist() == want.price.tolist()
+        assert trades.quantity_text == want.quantity_text
+        assert trades.time_ms.tolist() == want.time_ms.tolist()
+        assert trades.is_buyer_maker.tolist() == want.is_buyer_maker.tolist()
+    assert _trades_of([shuffled])[0].trade_id.tolist() == [7, 8, 9]
