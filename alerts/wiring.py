@@ -273,8 +273,12 @@ def _trades_of(markets: Sequence[StoredTrades]) -> list[Trades]:
     ids = np.fromiter((i for m in markets for i in m.trade_ids), np.int64, bounds[-1])
     price_text = [p for m in markets for p in m.prices]
     quantity_text = [q for m in markets for q in m.quantities]
-    price = np.array(price_text, np.float64)
-    quantity = np.array(quantity_text, np.float64)
+    if all(len(m.price_floats) == len(m.trade_ids) == len(m.quantity_floats) for m in markets):
+        price = np.fromiter((p for m in markets for p in m.price_floats), np.float64, bounds[-1])
+        quantity = np.fromiter((q for m in markets for q in m.quantity_floats), np.float64, bounds[-1])
+    else:  # a sender without the doubles: the same values, parsed here
+        price = np.fromiter(map(float, price_text), np.float64, bounds[-1])
+        quantity = np.fromiter(map(float, quantity_text), np.float64, bounds[-1])
     times = np.fromiter((t for m in markets for t in m.times_ms), np.int64, bounds[-1])
     sides = np.fromiter((b for m in markets for b in m.is_buyer_maker), np.bool_, bounds[-1])
     out = []

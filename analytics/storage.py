@@ -75,7 +75,8 @@ WITH inserted AS ({_INSERT}
 )
 SELECT exchange, symbol, array_agg(trade_id ORDER BY trade_id), array_agg(price::text ORDER BY trade_id),
        array_agg(quantity::text ORDER BY trade_id), array_agg(is_buyer_maker ORDER BY trade_id),
-       array_agg((extract(epoch FROM traded_at) * 1000)::bigint ORDER BY trade_id)
+       array_agg((extract(epoch FROM traded_at) * 1000)::bigint ORDER BY trade_id),
+       array_agg(price::float8 ORDER BY trade_id), array_agg(quantity::float8 ORDER BY trade_id)
 FROM inserted
 GROUP BY exchange, symbol
 """
@@ -95,7 +96,11 @@ _INSERT_ROWS = _INSERT_RETURNING_ROWS.format(source=STAGING_TABLE)
 @dataclass(frozen=True)
 class StoredTrades:
     """The trades of one market one store transaction inserted (as stored: prices and quantities as decimal text,
-    times in epoch ms), in trade-id order; what :data:`analytics.signals.trades_stored` carries."""
+    times in epoch ms), in trade-id order; what :data:`analytics.signals.trades_stored` carries.
+
+    ``price_floats`` and ``quantity_floats``: the same values as the nearest doubles (PostgreSQL's numeric -> float8
+    rounds the decimal text correctly, as Python's ``float()`` does), which psycopg parses in C: parsing thousands
+    of decimal texts with ``float()`` cost about 3 ms a batch. Empty when the sender did not give them."""
 
     exchange: str
     symbol: str
@@ -104,6 +109,8 @@ class StoredTrades:
     quantities: list[str]
     is_buyer_maker: list[bool]
     times_ms: list[int]
+    price_floats: list[float] = field(default_factory=list)
+    quantity_floats: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
