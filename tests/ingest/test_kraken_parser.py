@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from ingest.exchanges.base import ACK, ERROR, HEARTBEAT, STATUS
-from ingest.exchanges.kraken import KrakenExchange, parse_frame
+from ingest.exchanges.kraken.adapter import KrakenExchange, parse_frame
 
 pytestmark = pytest.mark.unit
 

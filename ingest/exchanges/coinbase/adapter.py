@@ -29,6 +29,7 @@ from ingest.exchanges.base import (
     rfc3339_ms,
     to_text,
 )
+from ingest.exchanges.descriptor import SymbolSpelling
 from ingest.records import InvalidRecordError, TradeRecord, make_trade
 
 EXCHANGE = "coinbase"
@@ -193,8 +194,7 @@ class CoinbaseExchange(Exchange):
     name = EXCHANGE
     consecutive_ids = True
     supports_backfill = True
-    symbol_pattern = _PRODUCT
-    symbol_hint = "product id: {symbol!r} (e.g. BTC-USD)"
+    spelling = SymbolSpelling(_PRODUCT, "product id: {symbol!r} (e.g. BTC-USD)", separator="-")
 
     def plans(self, symbols: list[str]) -> list[ConnectionPlan]:
         """Subscribe after every (re)connect: market_trades for the products, then heartbeats."""
