@@ -4,7 +4,7 @@ the Coinbase Exchange REST trade rows gap backfill reads.
 ``side`` is the taker's side, so ``is_buyer_maker = side == "SELL"``. ``sequence_num`` counts frames per
 connection: a jump means frames were missed (counted and logged). Trade ids are consecutive per product (the
 bundled recording shows no hole in either product's ids, snapshot and updates alike), so the id check finds the
-trades a drop or a missed frame lost and REST backfill fetches them (:mod:`ingest.backfill_coinbase`).
+trades a drop or a missed frame lost and REST backfill fetches them (:mod:`ingest.exchanges.coinbase.backfill`).
 """
 
 from __future__ import annotations

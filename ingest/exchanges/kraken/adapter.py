@@ -2,7 +2,7 @@
 
 Price and quantity are JSON numbers: they are parsed with the standard library's ``json`` keeping the number's
 exact text (``orjson`` would turn them into floats). ``side`` is the taker's; trade ids are consecutive per pair.
-The REST ``/0/public/Trades`` rows gap backfill reads (:mod:`ingest.backfill_kraken`) are parsed here too.
+The REST ``/0/public/Trades`` rows gap backfill reads (:mod:`ingest.exchanges.kraken.backfill`) are parsed here too.
 """
 
 from __future__ import annotations
