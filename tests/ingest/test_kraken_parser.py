@@ -116,7 +116,7 @@ def test_subscribe_plan() -> None:
     with pytest.raises(ValueError, match="not a Kraken pair"):
         adapter.normalise_symbols(["BTCUSD"])
     assert adapter.consecutive_ids
-    assert adapter.supports_backfill  # REST /0/public/Trades, by time (ingest.backfill_kraken)
+    assert adapter.supports_backfill  # REST /0/public/Trades, by time (ingest.exchanges.kraken.backfill)
 
 
 def test_trades_come_out_oldest_first() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.exchanges import UnknownExchangeError
+from ingest.exchanges import UnknownExchangeError, names
 from ingest.records import TradeRecord, make_trade
 from simulator.base import rfc3339, text_frames
 from simulator.binance import encode_trade as binance_trade
@@ -341,13 +341,13 @@ def test_config_refuses_bad_settings(changes: dict, message: str) -> None:
 def test_an_unknown_exchange_is_an_error_naming_the_known_ones_not_binance() -> None:
     # protocol_class used to serve Binance's protocol for any name it did not know, and exchange_symbol to spell
     # it as Binance does.
-    known = "choose one of binance, coinbase, kraken"
-    with pytest.raises(UnknownExchangeError, match=f"^unknown exchange 'okx': {known}$"):
-        protocol_class("okx")
+    known = f"choose one of {', '.join(names())}"
+    with pytest.raises(UnknownExchangeError, match=f"^unknown exchange 'bitmex': {known}$"):
+        protocol_class("bitmex")
     with pytest.raises(UnknownExchangeError, match=known):
-        exchange_symbol("okx", "BTCUSDT")
-    with pytest.raises(ConfigError, match="--exchange must be one of binance, coinbase, kraken, got 'okx'"):
-        SimulatorConfig(exchange="okx")
+        exchange_symbol("bitmex", "BTCUSDT")
+    with pytest.raises(ConfigError, match=f"--exchange must be one of {', '.join(names())}, got 'bitmex'"):
+        SimulatorConfig(exchange="bitmex")
     assert protocol_class("kraken").__name__ == "KrakenProtocol"
 
 
