@@ -58,7 +58,7 @@ def frames(path: Path) -> Iterator[bytes]:
 def receive(url: str, count: int) -> dict[str, Any]:
     """``count`` data frames read by the ingest's own client (websocket-client, read-ahead), and dropped."""
     from ingest.client import WsClient
-    from ingest.exchanges.binance import BinanceExchange
+    from ingest.exchanges.binance.adapter import BinanceExchange
 
     plan = BinanceExchange(url).plans(["btcusdt"])[0]
     stop = threading.Event()
@@ -83,7 +83,7 @@ def receive(url: str, count: int) -> dict[str, Any]:
 
 def parse(path: Path) -> dict[str, Any]:
     """The frames of ``path`` through the Binance adapter's parser (JSON, validation, the trade record)."""
-    from ingest.exchanges.binance import BinanceExchange
+    from ingest.exchanges.binance.adapter import BinanceExchange
 
     parser = BinanceExchange("ws://unused").parser()
     raw = list(frames(path))
@@ -102,7 +102,7 @@ def parse(path: Path) -> dict[str, Any]:
 def publish(path: Path, topic: str, dlq: str) -> dict[str, Any]:
     """The parsed trades of ``path`` published one call per trade (as ingest does per frame) by the ingest's
     producer (acks=all, idempotent, zstd, its batch appender), until Kafka has acknowledged every one."""
-    from ingest.exchanges.binance import BinanceExchange
+    from ingest.exchanges.binance.adapter import BinanceExchange
     from ingest.metrics import IngestMetrics
     from ingest.producer import TradeProducer
 

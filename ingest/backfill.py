@@ -1,7 +1,6 @@
 """Gap backfill over REST: the :class:`Backfiller` protocol every exchange's client follows, the shared polite
-HTTP client (:class:`RestClient`), Binance's ``historicalTrades`` client, and the :class:`BackfillWorker` thread
-that fills gaps page by page. Coinbase's and Kraken's clients live in :mod:`ingest.backfill_coinbase` and
-:mod:`ingest.backfill_kraken`."""
+HTTP client (:class:`RestClient`) and the :class:`BackfillWorker` thread that fills gaps page by page. Each
+exchange's client lives in its package (``ingest/exchanges/<name>/backfill.py``)."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from typing import Any, Protocol
 import orjson
 
 from ingest.exchanges.base import BadInput
-from ingest.exchanges.binance import trade_from_rest
 from ingest.gaps import Gap
 from ingest.metrics import IngestMetrics
 from ingest.records import InvalidRecordError, TradeRecord
@@ -29,9 +27,6 @@ from ingest.records import InvalidRecordError, TradeRecord
 logger = logging.getLogger(__name__)
 
 PAGE = 1000  # every exchange's maximum page
-REQUEST_WEIGHT = 25  # historicalTrades costs 25 of the 6,000 per minute
-WEIGHT_LIMIT = 6000
-WEIGHT_MARGIN = 500  # pause before the limit, not at it
 
 
 class BackfillError(RuntimeError):
@@ -221,66 +216,6 @@ class RestClient:
         self.rate_limited += 1
         logger.warning("backfill rate limited", extra={"status": status, "retry_after": wait, "request": what})
         self.sleep(min(wait, self.max_wait))
-
-
-def _binance_row_id(row: Any) -> int | None:
-    value = row.get("id") if isinstance(row, dict) else None
-    return value if type(value) is int else None
-
-
-class BinanceBackfiller(RestClient):
-    """Fetches ``first..last`` of a symbol from ``<rest_url>/api/v3/historicalTrades``, paged by ``fromId``.
-
-    The used weight reported in ``X-MBX-USED-WEIGHT-1M`` is kept under the limit by pausing until the next minute.
-    """
-
-    def __init__(self, rest_url: str, **options: Any) -> None:
-        super().__init__(rest_url, **options)
-        self.used_weight = 0
-
-    def _pace(self) -> None:
-        if self.used_weight + REQUEST_WEIGHT > WEIGHT_LIMIT - WEIGHT_MARGIN:
-            # The weight window is the calendar minute: wait for the next one.
-            self.sleep(60 - time.time() % 60 + 0.5)
-            self.used_weight = 0
-        super()._pace()
-
-    def _note(self, headers: Message) -> None:
-        header = headers.get("X-MBX-USED-WEIGHT-1M")
-        if header and header.isdigit():
-            self.used_weight = int(header)
-        else:
-            self.used_weight += REQUEST_WEIGHT
-
-    def _get(self, symbol: str, from_id: int, limit: int) -> list[Any]:
-        what = f"historicalTrades {symbol} fromId={from_id}"
-        rows, _headers = self.get_json(
-            "/api/v3/historicalTrades", {"symbol": symbol, "fromId": from_id, "limit": limit}, what
-        )
-        if not isinstance(rows, list):
-            raise BackfillError(f"historicalTrades answered {str(rows)[:200]}")
-        return rows
-
-    def pages(
-        self, symbol: str, first: int, last: int, after_time: int | None = None
-    ) -> Iterator[tuple[BackfillResult, int]]:
-        """Trades ``first..last`` of ``symbol`` one request (at most 1,000 trades) at a time, in id order.
-
-        Yields each page with the next id still wanted; stops early when the exchange has nothing more. A page
-        that cannot be fetched raises :class:`BackfillError`. Only one page is in memory at a time.
-        """
-        next_id = first
-        while next_id <= last:
-            rows = self._get(symbol.upper(), next_id, min(PAGE, last - next_id + 1))
-            if not rows:
-                return  # the exchange has nothing (yet) at this id
-            page = BackfillResult(complete=False)
-            before = next_id
-            next_id = collect(page, rows, symbol, trade_from_rest, _binance_row_id, next_id, last)
-            page.complete = next_id > last
-            yield page, next_id
-            if next_id == before:
-                return  # no progress: asking again would get the same answer
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,11 @@ import orjson
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from ingest.exchanges import names
+
 SCHEMA_VERSION = 1
-EXCHANGES = frozenset({"binance", "coinbase", "kraken"})
+#: The exchanges a record may name: the registry's (``ingest.exchanges.EXCHANGE_MAP``).
+EXCHANGES = frozenset(names())
 # Trade times outside [2009-01-01, 2100-01-01) are not plausible epoch milliseconds.
 _MIN_MS = 1_230_768_000_000
 _MAX_MS = 4_102_444_800_000

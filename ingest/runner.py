@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from ingest.backfill import Backfiller, BackfillWorker, BinanceBackfiller, Probe
-from ingest.backfill_coinbase import CoinbaseBackfiller
-from ingest.backfill_kraken import KrakenBackfiller
+from ingest.backfill import Backfiller, BackfillWorker, Probe
 from ingest.client import WsClient, connection_attempts_limiter
-from ingest.exchanges import ADAPTERS
+from ingest.exchanges import UnknownExchangeError, get
 from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, Exchange, FrameParser, to_text
 from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, TradeIdContinuity
 from ingest.metrics import IngestMetrics
@@ -27,15 +25,6 @@ from ingest.records import DeadLetter, TradeRecord
 from ingest.resume import ResumePoint
 
 logger = logging.getLogger(__name__)
-
-WS_SETTINGS = {"binance": "BINANCE_WS_URL", "coinbase": "COINBASE_WS_URL", "kraken": "KRAKEN_WS_URL"}
-# The REST base of each exchange whose adapter says it can backfill missing ids (``supports_backfill``).
-REST_SETTINGS = {"binance": "BINANCE_REST_URL", "coinbase": "COINBASE_REST_URL", "kraken": "KRAKEN_REST_URL"}
-BACKFILLERS: dict[str, type[BinanceBackfiller | CoinbaseBackfiller | KrakenBackfiller]] = {
-    "binance": BinanceBackfiller,
-    "coinbase": CoinbaseBackfiller,
-    "kraken": KrakenBackfiller,
-}
 
 
 #: After this many duplicates with not one trade accepted, ingest says once (WARNING) why it publishes nothing.
@@ -75,13 +64,16 @@ class ExchangeEndpoints:
 
 def load_config(exchange: str) -> ExchangeEndpoints:
     """Read and check the URLs ``exchange`` needs; :class:`SettingsError` names a bad setting."""
-    if exchange not in ADAPTERS:
-        raise SettingsError(f"unknown exchange {exchange!r}: choose one of {', '.join(sorted(ADAPTERS))}")
-    name = WS_SETTINGS[exchange]
+    try:
+        descriptor = get(exchange)
+    except UnknownExchangeError as exc:
+        raise SettingsError(str(exc)) from None
+    name = descriptor.ws_url_setting
     ws_url = check_url(name, getattr(settings, name), ("ws", "wss"))
     rest_url = None
-    if ADAPTERS[exchange].supports_backfill:
-        rest_name = REST_SETTINGS[exchange]
+    # The REST base only of an exchange that can backfill missing ids over it.
+    if descriptor.backfiller is not None and descriptor.rest_url_setting is not None:
+        rest_name = descriptor.rest_url_setting
         rest_url = check_url(rest_name, getattr(settings, rest_name), ("http", "https"))
     return ExchangeEndpoints(exchange, ws_url, rest_url)
 
@@ -89,9 +81,10 @@ def load_config(exchange: str) -> ExchangeEndpoints:
 def make_backfiller(config: ExchangeEndpoints) -> Backfiller | None:
     """The REST backfill client of ``config.exchange`` (None without a REST URL), paced as
     ``INGEST_BACKFILL_MIN_INTERVAL_S`` says, else as the exchange's published public limit asks."""
-    if config.rest_url is None:
+    backfiller = get(config.exchange).backfiller
+    if config.rest_url is None or backfiller is None:
         return None
-    return BACKFILLERS[config.exchange](config.rest_url, min_interval=settings.INGEST_BACKFILL_MIN_INTERVAL_S)
+    return backfiller(config.rest_url, min_interval=settings.INGEST_BACKFILL_MIN_INTERVAL_S)
 
 
 class FrameProcessor:
@@ -377,7 +370,7 @@ class IngestRunner:
     def record_symbols(self) -> list[str]:
         """The symbols as trade records (and Kafka keys) spell them: the exchange's own, upper case (the
         subscription spelling may differ: Binance streams are lower case)."""
-        return [s.upper() for s in self.symbols]
+        return [self.adapter.spelling.record(s) for s in self.symbols]
 
     def resume(self, points: Mapping[str, ResumePoint]) -> None:
         """Continue after the trades Kafka already holds (see :meth:`FrameProcessor.resume`)."""

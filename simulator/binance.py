@@ -419,3 +419,7 @@ class BinanceProtocol(Protocol):
                 "symbols": [symbol_info(name, store.latest(name, 1000)) for name in wanted],
             },
         )
+
+
+#: what :func:`simulator.server.protocol_class` finds in this module by the exchange's name
+PROTOCOL: type[Protocol] = BinanceProtocol

@@ -202,3 +202,7 @@ class CoinbaseProtocol(Protocol):
 
     # A static function, not a method: the feed calls it once per trade.
     encode = staticmethod(encode_trade)
+
+
+#: what :func:`simulator.server.protocol_class` finds in this module by the exchange's name
+PROTOCOL: type[Protocol] = CoinbaseProtocol

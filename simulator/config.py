@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-EXCHANGES = ("binance", "coinbase", "kraken")
+from ingest.exchanges import names
+
+#: the exchanges the simulator serves: every registered one (``simulator/<name>.py`` each)
+EXCHANGES = names()
 
 
 class ConfigError(ValueError):

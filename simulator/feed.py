@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ingest.exchanges import get
 from ingest.records import TradeRecord
 from simulator.replay import read_many, read_trades
 
@@ -46,14 +47,9 @@ def split_symbol(symbol: str) -> tuple[str, str]:
 
 def exchange_symbol(exchange: str, symbol: str) -> str:
     """The symbol in ``exchange``'s own spelling: ``BTCUSDT`` (Binance), ``BTC-USDT`` (Coinbase), ``BTC/USDT``."""
+    spelling = get(exchange).symbols  # an unknown exchange raises, naming the known ones
     base, quote = split_symbol(symbol)
-    if not quote:
-        return base
-    if exchange == "coinbase":
-        return f"{base}-{quote}"
-    if exchange == "kraken":
-        return f"{base}/{quote}"
-    return base + quote
+    return spelling.join(base, quote) if quote else base
 
 
 def for_exchange(records: Iterable[TradeRecord], exchange: str) -> Iterator[TradeRecord]:

@@ -16,7 +16,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from ingest.exchanges.kraken import REST_ASSETS, rest_pair
+from ingest.exchanges.kraken.adapter import REST_ASSETS, rest_pair
 from ingest.records import TradeRecord
 from simulator.base import Protocol, Session, is_upgrade, json_response, now_ms, rfc3339
 from simulator.faults import FrameFields
@@ -275,3 +275,7 @@ class KrakenProtocol(Protocol):
 
     # A static function, not a method: the feed calls it once per trade.
     encode = staticmethod(encode_trade)
+
+
+#: what :func:`simulator.server.protocol_class` finds in this module by the exchange's name
+PROTOCOL: type[Protocol] = KrakenProtocol

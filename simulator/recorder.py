@@ -29,7 +29,7 @@ from typing import IO
 import zstandard
 
 from ingest.client import WsClient
-from ingest.exchanges import ADAPTERS
+from ingest.exchanges import get
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def record(
 ) -> None:
     """Record ``exchange``'s trade streams for ``symbols`` (the connections ingest would open) until ``stop`` is
     set or ``max_frames`` data frames were written; the recorder is closed on return."""
-    adapter = ADAPTERS[exchange](ws_url)
+    adapter = get(exchange).adapter(ws_url)
     plans = adapter.plans(adapter.normalise_symbols(symbols))
 
     def on_frame(raw: bytes, _received_ms: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import itertools
 import logging
 import threading
@@ -15,6 +16,7 @@ from typing import TypeVar
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from ingest.exchanges import get
 from ingest.records import TradeRecord
 from simulator.base import Protocol
 from simulator.config import SimulatorConfig
@@ -25,18 +27,16 @@ T = TypeVar("T")
 
 
 def protocol_class(exchange: str) -> type[Protocol]:
-    """The protocol implementation of ``exchange``."""
-    if exchange == "coinbase":
-        from simulator.coinbase import CoinbaseProtocol
+    """The protocol of ``exchange``: ``PROTOCOL`` of ``simulator/<name>.py``, found by the registered name.
 
-        return CoinbaseProtocol
-    if exchange == "kraken":
-        from simulator.kraken import KrakenProtocol
-
-        return KrakenProtocol
-    from simulator.binance import BinanceProtocol
-
-    return BinanceProtocol
+    An exchange the registry does not hold raises :class:`ingest.exchanges.UnknownExchangeError` (naming the
+    known ones); a registered one without its module here raises :class:`ModuleNotFoundError`.
+    """
+    name = get(exchange).name
+    protocol = importlib.import_module(f"simulator.{name}").PROTOCOL
+    if not (isinstance(protocol, type) and issubclass(protocol, Protocol)):
+        raise TypeError(f"simulator.{name}.PROTOCOL is not a simulator.base.Protocol")
+    return protocol
 
 
 class Simulator:

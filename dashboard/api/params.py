@@ -12,8 +12,11 @@ from django.utils.dateparse import parse_date, parse_datetime
 from analytics.models import INTERVAL_SECONDS
 from cryptoproject.timeutil import ms_to_datetime
 from dashboard.api.errors import ParamError
+from ingest.exchanges import choices_text
 from ingest.records import EXCHANGES
 
+#: the ``exchange`` parameter's values as the API docs say them ("binance, coinbase or kraken")
+EXCHANGE_CHOICES = choices_text()
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 # Plausible epoch milliseconds: 2009-01-01 .. 2100-01-01.

@@ -17,7 +17,7 @@ from prediction.models import Prediction, PredictionModel
 from prediction.summary import model_item, prediction_item
 
 _MARKET = [
-    _p("exchange", "binance, coinbase or kraken"),
+    _p("exchange", params.EXCHANGE_CHOICES),
     _p("symbol", "the exchange's symbol, e.g. BTCUSDT"),
 ]
 

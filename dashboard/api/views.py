@@ -39,7 +39,7 @@ def _p(name: str, description: str, required: bool = False, type_: Any = str) ->
     return OpenApiParameter(name, type_, OpenApiParameter.QUERY, required=required, description=description)
 
 
-EXCHANGE = _p("exchange", "binance, coinbase or kraken")
+EXCHANGE = _p("exchange", params.EXCHANGE_CHOICES)
 SYMBOL = _p("symbol", "the exchange's symbol, e.g. BTCUSDT or BTC-USD")
 INTERVAL = _p("interval", "1m, 5m, 15m, 1h, 4h or 1d (default 1m)")
 START = _p("start", "ISO 8601 (2024-08-09T00:00:00Z) or epoch milliseconds, inclusive")
@@ -77,7 +77,7 @@ class TradesView(ApiView):
 
     @extend_schema(
         parameters=[
-            _p("exchange", "binance, coinbase or kraken", required=True),
+            _p("exchange", params.EXCHANGE_CHOICES, required=True),
             _p("symbol", "the exchange's symbol", required=True),
             _p("limit", f"1..{params.MAX_LIMIT} (default {params.DEFAULT_LIMIT})", type_=int),
             CURSOR,
@@ -116,7 +116,7 @@ def _series_queryset(request: Request, model: type[Candle] | type[IndicatorPoint
 
 
 SERIES_PARAMETERS = [
-    _p("exchange", "binance, coinbase or kraken", required=True),
+    _p("exchange", params.EXCHANGE_CHOICES, required=True),
     _p("symbol", "the exchange's symbol", required=True),
     INTERVAL,
     START,

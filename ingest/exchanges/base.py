@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingest.exchanges.descriptor import SymbolSpelling
 from ingest.records import TradeRecord
 
 # Control event kinds the runner acts on.
@@ -89,21 +90,12 @@ class Exchange(ABC):
     def __init__(self, ws_url: str) -> None:
         self.ws_url = ws_url.rstrip("/")
 
-    #: how this exchange spells a symbol once normalised, what to say about a bad one, and its case
-    symbol_pattern: re.Pattern[str]
-    symbol_hint: str
-    lower_case_symbols: bool = False
+    #: how this exchange spells a symbol (also its descriptor's ``symbols``)
+    spelling: SymbolSpelling
 
     def normalise_symbols(self, symbols: list[str]) -> list[str]:
         """The symbols as this exchange spells them, without repeats; ``ValueError`` names a bad one."""
-        out: list[str] = []
-        for symbol in symbols:
-            name = symbol.strip().lower() if self.lower_case_symbols else symbol.strip().upper()
-            if not self.symbol_pattern.fullmatch(name):
-                raise ValueError(f"not a {self.name.capitalize()} {self.symbol_hint.format(symbol=symbol)}")
-            if name not in out:
-                out.append(name)
-        return out
+        return self.spelling.normalise(self.name, symbols)
 
     @abstractmethod
     def plans(self, symbols: list[str]) -> list[ConnectionPlan]:

@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
+from ingest.exchanges import names
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -114,7 +115,7 @@ def test_scale_profile_app_processes_use_the_cluster_and_the_replica() -> None:
     assert consumer["deploy"]["replicas"] <= int(consumer["environment"]["KAFKA_TRADES_PARTITIONS"])
     # One ingest process per exchange.
     exchanges = [arg.split("=", 1)[1] for s in apps.values() for arg in s["command"] if arg.startswith("--exchange=")]
-    assert sorted(exchanges) == ["binance", "coinbase", "kraken"]
+    assert sorted(exchanges) == sorted(names())
 
 
 def _flag(command: list[str], name: str) -> str | None:

@@ -15,10 +15,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ingest.backfill import BackfillError, BackfillResult, BackfillWorker, BinanceBackfiller, RestClient, collect
-from ingest.backfill_coinbase import CoinbaseBackfiller
-from ingest.backfill_kraken import KrakenBackfiller
-from ingest.exchanges import coinbase, kraken
+from ingest.backfill import BackfillError, BackfillResult, BackfillWorker, RestClient, collect
+from ingest.exchanges.binance.backfill import BinanceBackfiller
+from ingest.exchanges.coinbase import adapter as coinbase
+from ingest.exchanges.coinbase.backfill import CoinbaseBackfiller
+from ingest.exchanges.kraken import adapter as kraken
+from ingest.exchanges.kraken.backfill import KrakenBackfiller
 from ingest.gaps import Gap
 from ingest.metrics import IngestMetrics
 from ingest.records import InvalidRecordError, TradeRecord

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from ingest.exchanges.base import ACK, ERROR, SHUTDOWN
-from ingest.exchanges.binance import BinanceExchange, parse_frame, trade_from_rest
+from ingest.exchanges.binance.adapter import BinanceExchange, parse_frame, trade_from_rest
 from ingest.records import InvalidRecordError
 from tests.conftest import DATA
 

@@ -11,7 +11,7 @@ import pytest
 
 from ingest.client import Backoff, RateLimiter, WsClient
 from ingest.exchanges.base import ConnectionPlan
-from ingest.exchanges.binance import BinanceExchange
+from ingest.exchanges.binance.adapter import BinanceExchange
 from ingest.records import TradeRecord
 from simulator.config import SimulatorConfig
 from simulator.feed import looped

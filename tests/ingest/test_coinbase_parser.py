@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from ingest.exchanges.base import ERROR, HEARTBEAT, SEQUENCE_GAP, SUBSCRIPTIONS, rfc3339_ms
-from ingest.exchanges.coinbase import CoinbaseExchange, CoinbaseParser
+from ingest.exchanges.coinbase.adapter import CoinbaseExchange, CoinbaseParser
 from tests.ingest.recordings import coinbase_frames
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from ingest.backfill import REQUEST_WEIGHT, BackfillWorker, BinanceBackfiller, _retry_after
+from ingest.backfill import BackfillWorker, _retry_after
+from ingest.exchanges.binance.backfill import REQUEST_WEIGHT, BinanceBackfiller
 from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, TradeIdContinuity
 from ingest.metrics import IngestMetrics
 

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from ingest.exchanges.base import ACK, ERROR, HEARTBEAT, STATUS
-from ingest.exchanges.kraken import KrakenExchange, parse_frame
+from ingest.exchanges.kraken.adapter import KrakenExchange, parse_frame
 
 pytestmark = pytest.mark.unit
 
@@ -116,7 +116,7 @@ def test_subscribe_plan() -> None:
     with pytest.raises(ValueError, match="not a Kraken pair"):
         adapter.normalise_symbols(["BTCUSD"])
     assert adapter.consecutive_ids
-    assert adapter.supports_backfill  # REST /0/public/Trades, by time (ingest.backfill_kraken)
+    assert adapter.supports_backfill  # REST /0/public/Trades, by time (ingest.exchanges.kraken.backfill)
 
 
 def test_trades_come_out_oldest_first() -> None:

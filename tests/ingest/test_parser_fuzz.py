@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.exchanges.base import ParseResult
-from ingest.exchanges.binance import parse_frame as binance_parse
-from ingest.exchanges.coinbase import CoinbaseParser
-from ingest.exchanges.kraken import parse_frame as kraken_parse
+from ingest.exchanges.binance.adapter import parse_frame as binance_parse
+from ingest.exchanges.coinbase.adapter import CoinbaseParser
+from ingest.exchanges.kraken.adapter import parse_frame as kraken_parse
 from ingest.records import TradeRecord
 
 pytestmark = pytest.mark.unit

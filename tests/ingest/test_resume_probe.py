@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from ingest.backfill import BinanceBackfiller, Probe
-from ingest.exchanges.binance import BinanceExchange
-from ingest.exchanges.coinbase import CoinbaseExchange
+from ingest.backfill import Probe
+from ingest.exchanges.binance.adapter import BinanceExchange
+from ingest.exchanges.binance.backfill import BinanceBackfiller
+from ingest.exchanges.coinbase.adapter import CoinbaseExchange
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
 from ingest.records import decode

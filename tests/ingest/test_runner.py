@@ -7,12 +7,12 @@ import threading
 import orjson
 import pytest
 
-from ingest.backfill import BinanceBackfiller
 from ingest.client import WsClient
 from ingest.exchanges.base import FrameParser, ParseResult
-from ingest.exchanges.binance import BinanceExchange, parse_frame
-from ingest.exchanges.coinbase import CoinbaseExchange
-from ingest.exchanges.kraken import KrakenExchange
+from ingest.exchanges.binance.adapter import BinanceExchange, parse_frame
+from ingest.exchanges.binance.backfill import BinanceBackfiller
+from ingest.exchanges.coinbase.adapter import CoinbaseExchange
+from ingest.exchanges.kraken.adapter import KrakenExchange
 from ingest.gaps import Gap
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
@@ -185,13 +185,6 @@ def test_load_config(settings: pytest.FixtureRequest) -> None:
         load_config("coinbase")
     with pytest.raises(SettingsError, match="unknown exchange"):
         load_config("bitmex")
-
-
-def test_every_adapter_that_can_backfill_has_a_rest_setting_and_no_other() -> None:
-    from ingest.exchanges import ADAPTERS
-    from ingest.runner import REST_SETTINGS
-
-    assert {name for name, adapter in ADAPTERS.items() if adapter.supports_backfill} == set(REST_SETTINGS)
 
 
 class ExplodingParser(FrameParser):

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ingest.exchanges import UnknownExchangeError, names
 from ingest.records import TradeRecord, make_trade
 from simulator.base import rfc3339, text_frames
 from simulator.binance import encode_trade as binance_trade
@@ -31,6 +32,7 @@ from simulator.feed import (
 from simulator.kraken import encode_trade as kraken_trade
 from simulator.kraken import json_number
 from simulator.replay import read_trades
+from simulator.server import protocol_class
 from simulator.synthetic import synthetic_trades, tick_decimals
 from tests.conftest import DATA
 
@@ -334,6 +336,19 @@ def test_text_frames_headers() -> None:
 def test_config_refuses_bad_settings(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SimulatorConfig(**changes)
+
+
+def test_an_unknown_exchange_is_an_error_naming_the_known_ones_not_binance() -> None:
+    # protocol_class used to serve Binance's protocol for any name it did not know, and exchange_symbol to spell
+    # it as Binance does.
+    known = f"choose one of {', '.join(names())}"
+    with pytest.raises(UnknownExchangeError, match=f"^unknown exchange 'bitmex': {known}$"):
+        protocol_class("bitmex")
+    with pytest.raises(UnknownExchangeError, match=known):
+        exchange_symbol("bitmex", "BTCUSDT")
+    with pytest.raises(ConfigError, match=f"--exchange must be one of {', '.join(names())}, got 'bitmex'"):
+        SimulatorConfig(exchange="bitmex")
+    assert protocol_class("kraken").__name__ == "KrakenProtocol"
 
 
 @pytest.mark.parametrize(("max_rate", "paced"), [(0.0, False), (4000.0, True)])

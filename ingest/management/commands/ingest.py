@@ -13,7 +13,7 @@ from kafka.errors import KafkaError
 from cryptoproject.kafka import BrokerUnavailableError, ensure_topics
 from cryptoproject.preflight import require_kafka
 from cryptoproject.redis_clients import redis_client
-from ingest.exchanges import ADAPTERS
+from ingest.exchanges import get, names
 from ingest.metrics import IngestMetrics, MetricsReporter, serve_prometheus
 from ingest.producer import TradeProducer
 from ingest.resume import resume_points
@@ -29,7 +29,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Declare ``--exchange``, ``--symbols``, ``--max-trades`` and the metrics options."""
-        parser.add_argument("--exchange", required=True, choices=sorted(ADAPTERS))
+        parser.add_argument("--exchange", required=True, choices=names())
         parser.add_argument("--symbols", required=True, help="comma-separated, e.g. btcusdt,ethusdt or BTC-USD")
         parser.add_argument("--max-trades", type=int, default=None, help="stop after publishing N trades")
         parser.add_argument("--metrics-port", type=int, default=9101, help="Prometheus port (0 = off)")
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         if not 0 <= options["metrics_port"] <= 65535:
             raise CommandError("--metrics-port must be 0..65535")
         symbols = [s for s in options["symbols"].split(",") if s.strip()]
-        adapter = ADAPTERS[exchange](config.ws_url)
+        adapter = get(exchange).adapter(config.ws_url)
         try:
             adapter.normalise_symbols(symbols)
         except ValueError as exc:

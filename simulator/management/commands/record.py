@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ingest.exchanges import ADAPTERS
+from ingest.exchanges import get, names
 from simulator.recorder import FrameRecorder, RecorderError, record
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Declare ``--exchange``, ``--symbols``, ``--out``, ``--url``, ``--max-frames`` and ``--flush-interval``."""
-        parser.add_argument("--exchange", required=True, choices=sorted(ADAPTERS))
+        parser.add_argument("--exchange", required=True, choices=names())
         parser.add_argument("--symbols", required=True, help="comma-separated, e.g. btcusdt,ethusdt or BTC-USD")
         parser.add_argument("--out", required=True, help="directory of the recordings (created if missing)")
         parser.add_argument("--url", help="WebSocket URL (default: the exchange's <EXCHANGE>_WS_URL setting)")
@@ -36,7 +36,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         """Validate the options (CommandError naming the bad one), record, then print the frame count and files."""
         exchange: str = options["exchange"]
-        url: str = options["url"] or getattr(settings, f"{exchange.upper()}_WS_URL")
+        url: str = options["url"] or getattr(settings, get(exchange).ws_url_setting)
         if not url.startswith(("ws://", "wss://")):
             raise CommandError(f"--url must be a ws:// or wss:// URL, got {url!r}")
         if options["max_frames"] < 0:
@@ -45,7 +45,7 @@ class Command(BaseCommand):
             raise CommandError("--flush-interval must be > 0")
         symbols = [s for s in options["symbols"].split(",") if s.strip()]
         try:
-            ADAPTERS[exchange](url).normalise_symbols(symbols)
+            get(exchange).adapter(url).normalise_symbols(symbols)
         except ValueError as exc:
             raise CommandError(f"--symbols: {exc}") from exc
         try:

@@ -1,4 +1,4 @@
-"""``manage.py simulate_exchange``: a local exchange (Binance, Coinbase or Kraken protocol) replaying recorded
+"""``manage.py simulate_exchange``: a local exchange (any registered exchange's protocol) replaying recorded
 trades or generating synthetic ones, with fault injection, for the demo, the tests and the benchmarks."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ingest.backfill import PAGE, BackfillError, BackfillResult, RestClient, collect
-from ingest.exchanges.kraken import JsonNumber, loads, rest_pair, rest_row_id, trade_from_rest
+from ingest.exchanges.kraken.adapter import JsonNumber, loads, rest_pair, rest_row_id, trade_from_rest
 
 #: the errors that mean "slow down", not "wrong request"
 RATE_LIMIT_ERRORS = ("EGeneral:Too many requests", "EAPI:Rate limit exceeded")

@@ -4,7 +4,7 @@ the Coinbase Exchange REST trade rows gap backfill reads.
 ``side`` is the taker's side, so ``is_buyer_maker = side == "SELL"``. ``sequence_num`` counts frames per
 connection: a jump means frames were missed (counted and logged). Trade ids are consecutive per product (the
 bundled recording shows no hole in either product's ids, snapshot and updates alike), so the id check finds the
-trades a drop or a missed frame lost and REST backfill fetches them (:mod:`ingest.backfill_coinbase`).
+trades a drop or a missed frame lost and REST backfill fetches them (:mod:`ingest.exchanges.coinbase.backfill`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ingest.exchanges.base import (
     rfc3339_ms,
     to_text,
 )
+from ingest.exchanges.descriptor import SymbolSpelling
 from ingest.records import InvalidRecordError, TradeRecord, make_trade
 
 EXCHANGE = "coinbase"
@@ -193,8 +194,7 @@ class CoinbaseExchange(Exchange):
     name = EXCHANGE
     consecutive_ids = True
     supports_backfill = True
-    symbol_pattern = _PRODUCT
-    symbol_hint = "product id: {symbol!r} (e.g. BTC-USD)"
+    spelling = SymbolSpelling(_PRODUCT, "product id: {symbol!r} (e.g. BTC-USD)", separator="-")
 
     def plans(self, symbols: list[str]) -> list[ConnectionPlan]:
         """Subscribe after every (re)connect: market_trades for the products, then heartbeats."""

@@ -24,6 +24,7 @@ from ingest.exchanges.base import (
     StatelessParser,
     to_text,
 )
+from ingest.exchanges.descriptor import SymbolSpelling
 from ingest.records import InvalidRecordError, TradeRecord, make_trade
 
 EXCHANGE = "binance"
@@ -112,9 +113,7 @@ class BinanceExchange(Exchange):
     """Combined ``@trade`` streams, at most 1024 per connection; ids are consecutive, gaps are backfilled."""
 
     name = EXCHANGE
-    symbol_pattern = _SYMBOL
-    symbol_hint = "symbol: {symbol!r} (letters and digits, e.g. btcusdt)"
-    lower_case_symbols = True
+    spelling = SymbolSpelling(_SYMBOL, "symbol: {symbol!r} (letters and digits, e.g. btcusdt)", lower_case=True)
     consecutive_ids = True
     supports_backfill = True
 

@@ -2,7 +2,7 @@
 
 Price and quantity are JSON numbers: they are parsed with the standard library's ``json`` keeping the number's
 exact text (``orjson`` would turn them into floats). ``side`` is the taker's; trade ids are consecutive per pair.
-The REST ``/0/public/Trades`` rows gap backfill reads (:mod:`ingest.backfill_kraken`) are parsed here too.
+The REST ``/0/public/Trades`` rows gap backfill reads (:mod:`ingest.exchanges.kraken.backfill`) are parsed here too.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ingest.exchanges.base import (
     rfc3339_ms,
     to_text,
 )
+from ingest.exchanges.descriptor import SymbolSpelling
 from ingest.records import InvalidRecordError, TradeRecord, make_trade
 
 EXCHANGE = "kraken"
@@ -202,8 +203,7 @@ class KrakenExchange(Exchange):
     backfilled over REST ``/0/public/Trades``."""
 
     name = EXCHANGE
-    symbol_pattern = _PAIR
-    symbol_hint = "pair: {symbol!r} (e.g. BTC/USD)"
+    spelling = SymbolSpelling(_PAIR, "pair: {symbol!r} (e.g. BTC/USD)", separator="/")
     consecutive_ids = True
     supports_backfill = True
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ingest.backfill import PAGE, BackfillError, BackfillResult, RestClient, collect
-from ingest.exchanges.coinbase import trade_from_rest
+from ingest.exchanges.coinbase.adapter import trade_from_rest
 
 
 def _row_id(row: Any) -> int | None:
