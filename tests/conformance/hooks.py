@@ -97,6 +97,16 @@ def protocol_class(name: str) -> type[Protocol]:
     return _protocol_class(name)
 
 
+#: Exchanges whose recorder files (``<receive ns> <frame>``) ``simulate_exchange --replay`` reads back; today the
+#: replay knows Binance frames only. With the registry: every exchange (issue 23, part 5).
+REPLAYS_RECORDINGS = frozenset({"binance"})
+
+
+def replays_recordings(name: str) -> bool:
+    """Whether the simulator's replay reads the recorder's files of the exchange."""
+    return name in REPLAYS_RECORDINGS
+
+
 # --------------------------------------------------------------------------------------------- recordings
 
 #: The bundled recording of each exchange's real WebSocket frames; ``None``: none is bundled (data/README.md).
