@@ -86,6 +86,12 @@ class Options:
     # is spelled as the exchange's trade records spell it (BTCUSDT, BTC-USDT, BTC/USDT).
     exchange: str = EXCHANGE
     symbol: str = SYMBOL
+    # How to ask the simulator's REST for the market's latest trade: the path (``{symbol}`` URL-quoted) and how to
+    # read the trade id from the JSON answer (None: no trade yet). The default is Binance's ``/api/v3/trades``.
+    latest_trade: tuple[str, Callable[[Any], int | None]] = (
+        "/api/v3/trades?symbol={symbol}&limit=1",
+        lambda rows: int(rows[-1]["id"]) if rows else None,
+    )
     extra_simulator_args: list[str] = field(default_factory=list)
 
 
@@ -331,7 +337,7 @@ class Run:
     # -- observations ------------------------------------------------------------------------------------------
     def produced(self) -> int:
         """Trades the market produced so far (the latest id on the simulator's REST, minus the first)."""
-        path, latest_id = LATEST_TRADE[self.opts.exchange]
+        path, latest_id = self.opts.latest_trade
         url = f"http://127.0.0.1:{self.port}" + path.format(symbol=quote(self.opts.symbol, safe=""))
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # our own simulator, on loopback
@@ -427,20 +433,6 @@ class Scenario:
 
 
 FIRST_ID = 3735683259  # the first trade id of btcusdt_20240808.gz
-
-
-def _kraken_latest(body: dict[str, Any]) -> int | None:
-    rows = next(v for k, v in body["result"].items() if k != "last")
-    return int(rows[-1][-1]) if rows else None
-
-
-#: How to ask the simulator's REST for an exchange's latest trade: the path (``{symbol}`` URL-quoted) and how to
-#: read its id from the JSON answer (None: no trade yet).
-LATEST_TRADE: dict[str, tuple[str, Callable[[Any], int | None]]] = {
-    "binance": ("/api/v3/trades?symbol={symbol}&limit=1", lambda rows: int(rows[-1]["id"]) if rows else None),
-    "coinbase": ("/products/{symbol}/trades?limit=1", lambda rows: int(rows[0]["trade_id"]) if rows else None),
-    "kraken": ("/0/public/Trades?pair={symbol}&count=1", _kraken_latest),
-}
 
 
 def setup_database(stack: Stack) -> None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import itertools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -33,7 +34,8 @@ from ingest.exchanges.base import Exchange, FrameParser
 from ingest.records import TradeRecord
 from ingest.runner import BACKFILLERS
 from simulator.base import Protocol
-from simulator.feed import exchange_symbol
+from simulator.feed import exchange_symbol, for_exchange
+from simulator.replay import read_trades
 from simulator.server import protocol_class as _protocol_class
 from tests.ingest.pipeline import BTC_0808
 from tests.ingest.recordings import COINBASE_RECORDING, coinbase_frames
@@ -97,6 +99,25 @@ def protocol_class(name: str) -> type[Protocol]:
     return _protocol_class(name)
 
 
+def _kraken_latest(body: dict[str, Any]) -> int | None:
+    rows = next(v for k, v in body["result"].items() if k != "last")
+    return int(rows[-1][-1]) if rows else None
+
+
+#: The REST request that answers an exchange's latest trade, and how to read its id (None: no trade yet); the
+#: chaos harness follows the market with it (``chaos.harness.Options.latest_trade``).
+LATEST_TRADE: dict[str, tuple[str, Callable[[Any], int | None]]] = {
+    "binance": ("/api/v3/trades?symbol={symbol}&limit=1", lambda rows: int(rows[-1]["id"]) if rows else None),
+    "coinbase": ("/products/{symbol}/trades?limit=1", lambda rows: int(rows[0]["trade_id"]) if rows else None),
+    "kraken": ("/0/public/Trades?pair={symbol}&count=1", _kraken_latest),
+}
+
+
+def latest_trade(name: str) -> tuple[str, Callable[[Any], int | None]]:
+    """The path (``{symbol}`` URL-quoted) of the exchange's REST answering its latest trade, and the id reader."""
+    return LATEST_TRADE[name]
+
+
 #: Exchanges whose recorder files (``<receive ns> <frame>``) ``simulate_exchange --replay`` reads back; today the
 #: replay knows Binance frames only. With the registry: every exchange (issue 23, part 5).
 REPLAYS_RECORDINGS = frozenset({"binance"})
@@ -127,6 +148,12 @@ def _binance_frames(path: Path = BTC_0808) -> list[str]:
             if frame.startswith('{"stream"'):
                 frames.append(frame)
     return frames
+
+
+def bundled_trades(name: str, count: int) -> list[TradeRecord]:
+    """The first ``count`` real trades of the bundled Binance recording, relabelled as ``name``'s (its name and
+    symbol spelling, as the simulator serves them): the trades every exchange's simulated feed carries."""
+    return list(itertools.islice(for_exchange(read_trades(BTC_0808), name), count))
 
 
 def real_frames(name: str) -> list[str]:

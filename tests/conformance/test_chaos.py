@@ -67,6 +67,7 @@ def test_ws_drops(exchange: str, stack: Stack, expected: list[truth.Trade], tmp_
         extra_env={"CELERY_VISIBILITY_TIMEOUT": "20"},
         exchange=exchange,
         symbol=hooks.symbol(exchange),
+        latest_trade=hooks.latest_trade(exchange),
         # The harness follows the market on the simulator's REST twice a second: with the exchange's public REST
         # limit (Kraken: one call a second) those calls would starve the backfill this scenario is about.
         extra_simulator_args=["--rest-rate", "0"],

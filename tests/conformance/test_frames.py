@@ -18,8 +18,6 @@ from hypothesis import strategies as st
 from ingest.exchanges.base import BadInput, ControlEvent, ParseResult
 from ingest.records import TradeRecord, make_trade
 from simulator.base import Protocol
-from simulator.feed import for_exchange
-from simulator.replay import read_trades
 from tests.conformance import hooks
 
 pytestmark = pytest.mark.unit
@@ -77,7 +75,7 @@ def test_documented_example_frames_parse_to_the_documented_values(exchange: str)
 def test_simulated_frames_of_real_trades_parse_exactly(exchange: str) -> None:
     """The simulator's frames of the bundled real trades (relabelled) parse to those trades: for an exchange without
     a real recording this is what the backfill and chaos runs feed it, so it must be exact too."""
-    trades = list(for_exchange(read_trades(hooks.RECORDINGS["binance"] or ""), exchange))[:500]
+    trades = hooks.bundled_trades(exchange, 500)
     frames = hooks.simulated_frames(exchange, trades, per_frame=7)
     parser = hooks.parser(exchange)
     got = []
@@ -148,7 +146,7 @@ def seed_frames(exchange: str) -> list[str]:
     if hooks.recording(exchange) is not None:
         frames = [f for f in hooks.real_frames(exchange) if hooks.expected_trades(exchange, f)][:100]
     else:
-        trades = list(for_exchange(read_trades(hooks.RECORDINGS["binance"] or ""), exchange))[:300]
+        trades = hooks.bundled_trades(exchange, 300)
         frames = [f.decode() for f in hooks.simulated_frames(exchange, trades, per_frame=3)]
     return frames + [frame for frame, _ in hooks.documented_frames(exchange)]
 

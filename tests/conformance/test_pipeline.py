@@ -25,7 +25,6 @@ from ingest.producer import TradeProducer
 from ingest.records import TradeRecord, decode
 from ingest.runner import FrameProcessor, IngestRunner
 from simulator.config import SimulatorConfig
-from simulator.feed import for_exchange
 from simulator.recorder import FrameRecorder, record
 from simulator.replay import open_binary, read_trades
 from simulator.server import BackgroundSimulator
@@ -45,13 +44,8 @@ def frames_with_trades(exchange: str) -> list[str]:
     """The exchange's real recorded frames, or (none bundled) the simulator's frames of the real Binance trades."""
     if hooks.recording(exchange) is not None:
         return hooks.real_frames(exchange)
-    trades = list(for_exchange(read_trades(hooks.RECORDINGS["binance"] or ""), exchange))[:600]
+    trades = hooks.bundled_trades(exchange, 600)
     return [f.decode() for f in hooks.simulated_frames(exchange, trades, per_frame=5)]
-
-
-def real_trades(exchange: str, count: int) -> list[TradeRecord]:
-    """The first ``count`` bundled real trades, as ``exchange`` spells them."""
-    return list(itertools.islice(for_exchange(read_trades(hooks.RECORDINGS["binance"] or ""), exchange), count))
 
 
 # --------------------------------------------------------------------------------------------- gaps
@@ -139,7 +133,7 @@ def test_drops_and_gaps_end_with_each_trade_once_on_the_topic(
     if not hooks.supports_backfill(exchange):
         pytest.skip(f"{exchange} cannot fetch missing trades back over REST")
     settings.INGEST_QUIET_PROBE_S = 0.5  # a gap at the very end shows through the quiet-symbol probe
-    source = real_trades("binance", TRADES)
+    source = hooks.bundled_trades(exchange, TRADES)
     config = SimulatorConfig(
         exchange=exchange,
         speed=0,
@@ -175,7 +169,7 @@ def test_drops_and_gaps_end_with_each_trade_once_on_the_topic(
     counts = Counter(r.trade_id for r in records)
     assert [i for i, n in counts.items() if n > 1] == [], "a trade twice"
     assert sorted(counts) == [t.trade_id for t in source]
-    want = {t.trade_id: t for t in for_exchange(source, exchange)}
+    want = {t.trade_id: t for t in source}
     for (key, _value), got in zip(messages, records, strict=True):
         sent = want[got.trade_id]
         assert key == f"{exchange}:{got.symbol}".encode()
@@ -260,7 +254,7 @@ def record_from_simulator(exchange: str, trades: list[TradeRecord], out: Path) -
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
 def test_recorded_frames_parse_to_the_trades_sent(exchange: str, tmp_path: Path) -> None:
-    trades = real_trades(exchange, 500)
+    trades = hooks.bundled_trades(exchange, 500)
     files = record_from_simulator(exchange, trades, tmp_path)
     assert files
     parser = hooks.parser(exchange)
@@ -298,7 +292,7 @@ def test_recorder_files_replay_to_the_trades_sent(
                 "(issue 23, part 5)",
             )
         )
-    trades = real_trades(exchange, 500)
+    trades = hooks.bundled_trades(exchange, 500)
     files = record_from_simulator(exchange, trades, tmp_path)
     replayed = [r for path in files for r in read_trades(path)]
     assert [(r.exchange, r.symbol, r.trade_id, r.trade_time, r.is_buyer_maker) for r in replayed] == [
