@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import redis
@@ -82,6 +82,17 @@ class Options:
     drain_timeout_s: float = 300.0
     logs: Path = ROOT / "artifacts/chaos"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The market: the simulator serves the recordings as this exchange's (relabelled), ingest reads it. ``symbol``
+    # is spelled as the exchange's trade records spell it (BTCUSDT, BTC-USDT, BTC/USDT).
+    exchange: str = EXCHANGE
+    symbol: str = SYMBOL
+    # How to ask the simulator's REST for the market's latest trade: the path (``{symbol}`` URL-quoted) and how to
+    # read the trade id from the JSON answer (None: no trade yet). The default is Binance's ``/api/v3/trades``.
+    latest_trade: tuple[str, Callable[[Any], int | None]] = (
+        "/api/v3/trades?symbol={symbol}&limit=1",
+        lambda rows: int(rows[-1]["id"]) if rows else None,
+    )
+    extra_simulator_args: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -301,8 +312,8 @@ class Run:
                 "KAFKA_TRADES_TOPIC": self.topic,
                 "KAFKA_DLQ_TOPIC": self.dlq,
                 "KAFKA_CONSUMER_GROUP": self.group,
-                "BINANCE_WS_URL": f"ws://127.0.0.1:{self.port}",
-                "BINANCE_REST_URL": f"http://127.0.0.1:{self.port}",
+                f"{opts.exchange.upper()}_WS_URL": f"ws://127.0.0.1:{self.port}",
+                f"{opts.exchange.upper()}_REST_URL": f"http://127.0.0.1:{self.port}",
                 # Production-like settings: no debug, a real secret.
                 "DJANGO_DEBUG": "false",
                 "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
@@ -326,15 +337,16 @@ class Run:
     # -- observations ------------------------------------------------------------------------------------------
     def produced(self) -> int:
         """Trades the market produced so far (the latest id on the simulator's REST, minus the first)."""
-        url = f"http://127.0.0.1:{self.port}/api/v3/trades?symbol={SYMBOL}&limit=1"
+        path, latest_id = self.opts.latest_trade
+        url = f"http://127.0.0.1:{self.port}" + path.format(symbol=quote(self.opts.symbol, safe=""))
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # our own simulator, on loopback
-                latest = json.loads(response.read())
-        except (OSError, ValueError):
+                latest = latest_id(json.loads(response.read()))
+        except (OSError, ValueError, LookupError, TypeError):
             return -1
-        if not latest:
+        if latest is None:
             return 0
-        return int(latest[-1]["id"]) - FIRST_ID + 1
+        return latest - FIRST_ID + 1
 
     def stored(self) -> tuple[int, int, int, int]:
         """(trades stored, trades covered by 1m candles, whale alerts, alerts of the chaos user's whale rules) for
@@ -347,7 +359,7 @@ class Run:
                     "   WHERE exchange = %(e)s AND symbol = %(s)s AND interval = '1m'),"
                     " (SELECT count(*) FROM analytics_whalealert WHERE exchange = %(e)s AND symbol = %(s)s),"
                     " (SELECT count(*) FROM alerts_alert WHERE kind = 'whale')",
-                    {"e": EXCHANGE, "s": SYMBOL},
+                    {"e": self.opts.exchange, "s": self.opts.symbol},
                 ).fetchone()
         except psycopg.Error:
             return -1, -1, -1, -1
@@ -375,10 +387,11 @@ class Run:
         """Simulator first (its port), then the worker, the consumer and ingest."""
         sc, o = self.scenario, self.opts
         sim = [
-            *manage("simulate_exchange", "--exchange", EXCHANGE, "--port", str(self.port)),
+            *manage("simulate_exchange", "--exchange", o.exchange, "--port", str(self.port)),
             *["--replay", *map(str, RECORDINGS), "--loop", "--max-trades", str(o.trades)],
             *["--speed", "0", "--max-rate", str(o.rate), "--seed", "7"],
             *sc.simulator_args(o),
+            *o.extra_simulator_args,
         ]
         self.supervisor.start("simulator", sim)
         deadline = time.monotonic() + 60
@@ -389,7 +402,7 @@ class Run:
         self.supervisor.start("worker", self.worker_argv("worker"))
         self.supervisor.start("consume_trades-1", manage("consume_trades"))
         self.supervisor.start(
-            "ingest", manage("ingest", "--exchange", EXCHANGE, "--symbols", SYMBOL.lower(), "--metrics-port", "0")
+            "ingest", manage("ingest", "--exchange", o.exchange, "--symbols", o.symbol, "--metrics-port", "0")
         )
 
     def worker_argv(self, name: str) -> list[str]:
@@ -473,9 +486,9 @@ def delete_topics(run: Run) -> None:
     )
 
 
-def trade_partition() -> int:
+def trade_partition(exchange: str = EXCHANGE, symbol: str = SYMBOL) -> int:
     """The partition of ``binance:BTCUSDT`` (Kafka's default partitioner)."""
-    return (murmur2(f"{EXCHANGE}:{SYMBOL}".encode()) & 0x7FFFFFFF) % PARTITIONS
+    return (murmur2(f"{exchange}:{symbol}".encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
 def send_hostile(run: Run) -> None:
@@ -483,7 +496,7 @@ def send_hostile(run: Run) -> None:
     producer = KafkaProducer(bootstrap_servers=run.stack.bootstrap.split(","), acks="all", max_request_size=1 << 20)
     try:
         for i, value in enumerate(hostile_records(run.opts.hostile, seed=3)):
-            key = f"{EXCHANGE}:{SYMBOL}".encode() if i % 2 == 0 else f"hostile:{i}".encode()
+            key = f"{run.opts.exchange}:{run.opts.symbol}".encode() if i % 2 == 0 else f"hostile:{i}".encode()
             producer.send(run.topic, key=key, value=value)
         producer.flush(60)
     finally:
@@ -495,7 +508,7 @@ def send_hostile(run: Run) -> None:
 CHAOS_USER = "chaos"
 
 
-def alert_rules(expected: list[truth.Trade]) -> list[dict[str, Any]]:
+def alert_rules(expected: list[truth.Trade], exchange: str = EXCHANGE, symbol: str = SYMBOL) -> list[dict[str, Any]]:
     """The chaos user's rules (``POST /api/v1/alert-rules`` bodies), all delivered in-app: ``price_cross`` at five
     quantiles of the workload's prices (traded prices, so ties with the level happen; up, down and both), the median
     again under a 30 s cooldown, ``pct_move`` up, down and both over 5 s to 120 s, a ``whale`` rule at about the
@@ -506,7 +519,7 @@ def alert_rules(expected: list[truth.Trade]) -> list[dict[str, Any]]:
     n = len(prices)
 
     def rule(kind: str, params: dict[str, str | int], cooldown_s: int = 0, market: bool = True) -> dict[str, Any]:
-        where = {"exchange": EXCHANGE, "symbol": SYMBOL} if market else {"exchange": "", "symbol": ""}
+        where = {"exchange": exchange, "symbol": symbol} if market else {"exchange": "", "symbol": ""}
         return {"kind": kind, **where, "params": params, "channels": ["in_app"], "cooldown_s": cooldown_s}
 
     def plain(value: Decimal) -> str:
@@ -546,7 +559,7 @@ def create_rules(run: Run, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**body, "id": int(answer["id"])} for body, answer in zip(rules, created, strict=True)]
 
 
-def store_batches(conn: psycopg.Connection[Any]) -> list[list[int]]:
+def store_batches(conn: psycopg.Connection[Any], exchange: str = EXCHANGE, symbol: str = SYMBOL) -> list[list[int]]:
     """The workload's trade ids per store transaction, in the order stored.
 
     A rule sees the trades in that order (docs/ALERTS.md): normally trade-id order, but a backfilled gap is stored
@@ -556,7 +569,7 @@ def store_batches(conn: psycopg.Connection[Any]) -> list[list[int]]:
     """
     rows = conn.execute(
         "SELECT xmin::text::bigint, id, trade_id FROM analytics_trade WHERE exchange = %s AND symbol = %s",
-        (EXCHANGE, SYMBOL),
+        (exchange, symbol),
     ).fetchall()
     batches: dict[int, tuple[int, list[int]]] = {}
     for tx, row_id, trade_id in rows:
@@ -571,7 +584,7 @@ def compare_alerts(run: Run, expected: list[truth.Trade], rules: list[dict[str, 
     """Fill ``row``'s alert figures: the chaos user's alerts and their outbox rows against :mod:`chaos.truth`."""
     want_trades = {t.trade_id: t for t in expected}
     with psycopg.connect(run.stack.database_url) as conn:
-        batches = store_batches(conn)
+        batches = store_batches(conn, run.opts.exchange, run.opts.symbol)
         alerts = conn.execute(
             "SELECT id, rule_id, kind, trigger, trade_id, price, (extract(epoch FROM traded_at) * 1000)::bigint,"
             " details->>'what', details->>'reference' FROM alerts_alert"
@@ -641,22 +654,23 @@ def compare_alerts(run: Run, expected: list[truth.Trade], rules: list[dict[str, 
 def compare(run: Run, expected: list[truth.Trade], row: Row) -> None:
     """Fill ``row`` from the database against the truth."""
     want = {t.trade_id: t for t in expected}
+    market = (run.opts.exchange, run.opts.symbol)
     with psycopg.connect(run.stack.database_url) as conn:
         rows = conn.execute(
             "SELECT trade_id, price, quantity, is_buyer_maker, (extract(epoch FROM traded_at) * 1000)::bigint"
             " FROM analytics_trade WHERE exchange = %s AND symbol = %s",
-            (EXCHANGE, SYMBOL),
+            market,
         ).fetchall()
         others = conn.execute(
-            "SELECT count(*) FROM analytics_trade WHERE NOT (exchange = %s AND symbol = %s)", (EXCHANGE, SYMBOL)
+            "SELECT count(*) FROM analytics_trade WHERE NOT (exchange = %s AND symbol = %s)", market
         ).fetchone()
         candles = conn.execute(
             "SELECT (extract(epoch FROM open_time) * 1000)::bigint, open, high, low, close, volume, trade_count"
             " FROM analytics_candle WHERE exchange = %s AND symbol = %s AND interval = '1m'",
-            (EXCHANGE, SYMBOL),
+            market,
         ).fetchall()
         whales = conn.execute(
-            "SELECT trade_id FROM analytics_whalealert WHERE exchange = %s AND symbol = %s", (EXCHANGE, SYMBOL)
+            "SELECT trade_id FROM analytics_whalealert WHERE exchange = %s AND symbol = %s", market
         ).fetchall()
     seen: dict[int, int] = {}
     wrong = 0
@@ -696,7 +710,7 @@ def run_scenario(scenario: Scenario, opts: Options, stack: Stack, expected: list
     reset(stack)
     run = Run(scenario, opts, stack)
     # The rules are saved before the first trade is stored: each sees every trade of the market.
-    rules = create_rules(run, alert_rules(expected))
+    rules = create_rules(run, alert_rules(expected, opts.exchange, opts.symbol))
     row.alert_rules = len(rules)
     whale_firings_expected = sum(
         len(truth.whale_ids(expected, Decimal(r["params"].get("min_notional", WHALE_THRESHOLD))))
@@ -819,7 +833,7 @@ def kill_partition_leader(run: Run) -> None:
         (topic,) = admin.describe_topics([run.topic])
     finally:
         admin.close()
-    wanted = trade_partition()
+    wanted = trade_partition(run.opts.exchange, run.opts.symbol)
     leader = next(p["leader_id"] for p in topic["partitions"] if p["partition_index"] == wanted)
     run.notes.append(f"killed broker {leader}, leader of partition {wanted}")
     run.stack.run("kill", f"kafka-{leader}")

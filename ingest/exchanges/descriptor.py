@@ -33,6 +33,8 @@ class Capabilities:
     trades: bool = True
     #: trade ids are consecutive per symbol, so a jump in them is a gap
     consecutive_ids: bool = False
+    #: frames carry a per-connection sequence number, so missed frames are seen even without trade ids
+    sequenced: bool = False
     #: how missing ids are fetched over REST
     backfill: BackfillBy = BackfillBy.NONE
     #: how far back REST reaches: None for the exchange's whole history, N for only the newest N trades per symbol

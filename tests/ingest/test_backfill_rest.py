@@ -265,37 +265,7 @@ def test_kraken_rest_answers_like_the_exchange() -> None:
 
 
 # --------------------------------------------------------------------------------------------- all three
-@pytest.mark.parametrize("exchange", ["binance", "coinbase", "kraken"])
-def test_ids_older_than_the_rest_history_are_counted_unrecoverable(
-    exchange: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    records = trades(exchange, 3000)
-    reach = FIRST_ID + 2000  # REST serves the newest 1,000 trades only
-    published: list[int] = []
-
-    def publish(page: list[TradeRecord]) -> int:
-        published.extend(t.trade_id for t in page)
-        return len(page)
-
-    with rest(exchange, records, rest_history=1000, rest_rate=0) as sim:
-        metrics = IngestMetrics(exchange)
-        worker = BackfillWorker(client(exchange, sim), publish, lambda *_a: None, metrics, exchange, 100_000, 10)
-        with caplog.at_level("WARNING", logger="ingest.backfill"):
-            # Partly out of reach, then wholly out of reach.
-            worker.fill(Gap(SYMBOLS[exchange], FIRST_ID + 500, reach + 100, records[499].trade_time))
-            worker.fill(Gap(SYMBOLS[exchange], FIRST_ID + 10, FIRST_ID + 20, records[9].trade_time))
-    assert published == list(range(reach, reach + 101))
-    assert (metrics.backfill_unrecoverable, metrics.backfill_unrecoverable_trades) == (2, 1500 + 11)
-    assert (metrics.backfill_abandoned, metrics.backfilled) == (0, 101)
-    lost = [r for r in caplog.records if "not recoverable" in r.message]
-    assert [(r.first, r.last, r.missing) for r in lost] == [  # type: ignore[attr-defined]
-        (FIRST_ID + 500, reach - 1, 1500),
-        (FIRST_ID + 10, FIRST_ID + 20, 11),
-    ]
-    partly = [r for r in caplog.records if r.message == "gap only partly backfilled"]
-    assert [r.unrecoverable for r in partly] == [1500, 11]  # type: ignore[attr-defined]
-
-
+# (that ids older than REST reaches are counted unrecoverable is the conformance suite's, tests/conformance)
 def test_the_token_bucket_allows_a_burst_then_the_rate() -> None:
     now = [0.0]
     bucket = TokenBucket(2.0, 3.0, clock=lambda: now[0])

@@ -1,8 +1,8 @@
-"""Property tests: no input raises out of a parser; valid generated trades round-trip exactly."""
+"""Property tests: valid generated trades round-trip exactly (that no input raises out of a parser is the
+conformance suite's, tests/conformance/test_frames.py)."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 import orjson
@@ -10,75 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.exchanges.base import ParseResult
 from ingest.exchanges.binance.adapter import parse_frame as binance_parse
 from ingest.exchanges.coinbase.adapter import CoinbaseParser
 from ingest.exchanges.kraken.adapter import parse_frame as kraken_parse
-from ingest.records import TradeRecord
 
 pytestmark = pytest.mark.unit
 
 # The ingest clock: after every generated trade time (a trade later than received_at + 60 s is refused).
 NOW = 4_100_000_000_000
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=5),
-    max_leaves=20,
-)
-keys = st.sampled_from(["e", "s", "t", "p", "q", "T", "E", "m", "stream", "data", "channel", "events", "trades"])
-nearly_valid = st.dictionaries(keys, json_values, max_size=10)
-
-
-def _frames() -> st.SearchStrategy[str | bytes]:
-    return st.one_of(
-        st.binary(max_size=200),
-        st.text(max_size=200),
-        json_values.map(lambda v: json.dumps(v)),
-        nearly_valid.map(lambda v: json.dumps(v)),
-        nearly_valid.map(lambda v: json.dumps({"stream": "x@trade", "data": v})),
-        nearly_valid.map(lambda v: json.dumps({"channel": "market_trades", "events": [{"trades": [v]}]})),
-        nearly_valid.map(lambda v: json.dumps({"channel": "trade", "data": [v]})),
-    )
-
-
-def _accounted(result: ParseResult, raw: str | bytes) -> None:
-    assert all(isinstance(trade, TradeRecord) for trade in result.trades)
-    for item in result.bad:
-        assert isinstance(item.reason, str)
-        assert item.reason
-        assert isinstance(item.raw, str)
-    try:
-        json.loads(raw)
-    except (ValueError, RecursionError):
-        # not JSON: exactly one dead letter, nothing else
-        assert result.trades == []
-        assert len(result.bad) == 1
-        assert result.bad[0].reason.startswith("malformed JSON")
-
-
-@FUZZ
-@given(_frames())
-def test_binance_never_raises(raw: str | bytes) -> None:
-    _accounted(binance_parse(raw, NOW), raw)
-
-
-@FUZZ
-@given(_frames())
-def test_coinbase_never_raises(raw: str | bytes) -> None:
-    _accounted(CoinbaseParser().parse(raw, NOW), raw)
-
-
-@FUZZ
-@given(_frames())
-def test_kraken_never_raises(raw: str | bytes) -> None:
-    _accounted(kraken_parse(raw, NOW), raw)
-
 
 decimals = st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("10000000"), places=8).map(
     lambda d: format(d, "f")

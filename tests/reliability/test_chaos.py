@@ -16,7 +16,17 @@ from pathlib import Path
 import pytest
 
 from chaos import truth
-from chaos.harness import RECORDINGS, Options, Scenario, Stack, by_name, run_scenario, setup_database, stack_environment
+from chaos.harness import (
+    RECORDINGS,
+    Options,
+    Row,
+    Scenario,
+    Stack,
+    by_name,
+    run_scenario,
+    setup_database,
+    stack_environment,
+)
 from chaos.hostile import SEEN, hostile_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -75,25 +85,33 @@ def small(tmp: Path) -> Options:
     )
 
 
-@pytest.mark.parametrize("scenario", by_name(None), ids=lambda s: s.name)
-def test_scenario(scenario: Scenario, stacks: dict[int, Stack], expected: list[truth.Trade], tmp_path: Path) -> None:
-    row = run_scenario(scenario, small(tmp_path), _stack(stacks, scenario.brokers), expected)
-    print(row)  # the figures, shown with -s or -rP
-    logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(tmp_path.rglob("*.log")))
-    assert row.completed, f"{row}\n{logs}"
-    assert (row.missing, row.duplicated, row.unexpected, row.wrong_values) == (0, 0, 0, 0), f"{row}\n{logs}"
-    assert row.stored == TRADES
+def assert_scenario_ok(row: Row, trades: int, logs: Path) -> None:
+    """Every check of a scenario's row (shared with tests/conformance/test_chaos.py): every trade stored once with
+    its values, candles, whales, dead letters, alerts, suppressions and deliveries as the truth says; a failure
+    shows the row and the tail of every process's log under ``logs``."""
+    tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.rglob("*.log")))
+    assert row.completed, f"{row}\n{tails}"
+    assert (row.missing, row.duplicated, row.unexpected, row.wrong_values) == (0, 0, 0, 0), f"{row}\n{tails}"
+    assert row.stored == trades
     assert row.candles_wrong == 0, row
     assert (row.whales, row.whales_wrong) == (row.whales_expected, 0), row
-    assert row.dead_letters == row.dead_letters_expected, f"{row}\n{logs}"
+    assert row.dead_letters == row.dead_letters_expected, f"{row}\n{tails}"
     alerts = (row.alerts_missing, row.alerts_duplicated, row.alerts_unexpected, row.alerts_wrong)
     assert alerts == (0, 0, 0, 0), row
     assert (row.alerts, row.suppressed) == (row.alerts_expected, row.suppressed_expected), row
     assert row.alerts_expected > 0, row
     assert row.deliveries_wrong == 0, row
+    assert row.ok
+
+
+# ws-drops runs per exchange in the conformance suite (tests/conformance/test_chaos.py), Binance among them.
+@pytest.mark.parametrize("scenario", [s for s in by_name(None) if s.name != "ws-drops"], ids=lambda s: s.name)
+def test_scenario(scenario: Scenario, stacks: dict[int, Stack], expected: list[truth.Trade], tmp_path: Path) -> None:
+    row = run_scenario(scenario, small(tmp_path), _stack(stacks, scenario.brokers), expected)
+    print(row)  # the figures, shown with -s or -rP
+    assert_scenario_ok(row, TRADES, tmp_path)
     if scenario.hostile:
         assert row.dead_letters_expected >= 100  # the hostile records, plus the malformed frames sent
-    assert row.ok
 
 
 def test_truth_is_independent_of_the_project(expected: list[truth.Trade]) -> None:

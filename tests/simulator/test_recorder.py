@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from django.core.management import CommandError, call_command
 
 from ingest.records import decode
 from simulator.config import SimulatorConfig
-from simulator.recorder import FrameRecorder, RecorderError, record
+from simulator.recorder import FrameRecorder, RecorderError
 from simulator.replay import open_binary, read_trades
 from simulator.server import BackgroundSimulator
 from tests.conftest import ChildProcess, KafkaTopics, manage
@@ -126,28 +125,6 @@ def test_one_recorder_per_exchange_and_directory(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(RecorderError, match="--out"):
         FrameRecorder(tmp_path / "file" / "sub", "binance")
-
-
-def test_record_captures_every_frame_of_the_simulator(tmp_path: Path) -> None:
-    trades = list(read_trades(BTC_0808))[:2000]
-    with BackgroundSimulator(SimulatorConfig(speed=0, ping_interval=None), iter(trades)) as sim:
-        recorder = FrameRecorder(tmp_path, "binance")
-        stop = threading.Event()
-        thread = threading.Thread(target=record, args=("binance", ["BTCUSDT"], sim.url, recorder, stop, 2000))
-        thread.start()
-        thread.join(120)
-    assert not thread.is_alive()
-    assert stop.is_set()
-    assert recorder.frames == 2000
-    (path,) = recorder.finished
-    assert list(read_trades(path)) != []
-    stamps = [int(line.split(b" ", 1)[0]) for line in lines(path)]
-    assert stamps == sorted(stamps)
-    assert all(len(str(stamp)) == 19 for stamp in stamps)  # nanoseconds
-    got = list(read_trades(path))
-    assert [(r.trade_id, r.price, r.quantity, r.trade_time) for r in got] == [
-        (r.trade_id, r.price, r.quantity, r.trade_time) for r in trades
-    ]
 
 
 def test_command_in_process_records_and_reports_its_files(tmp_path: Path) -> None:

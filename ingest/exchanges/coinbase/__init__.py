@@ -16,6 +16,8 @@ DESCRIPTOR = ExchangeDescriptor(
     adapter=CoinbaseExchange,
     backfiller=CoinbaseBackfiller,
     symbols=CoinbaseExchange.spelling,
-    capabilities=Capabilities(trades=True, consecutive_ids=True, backfill=BackfillBy.ID, rest_reach=None),
+    capabilities=Capabilities(
+        trades=True, consecutive_ids=True, sequenced=True, backfill=BackfillBy.ID, rest_reach=None
+    ),
     demo_symbols=("BTC-USD", "ETH-USD"),
 )

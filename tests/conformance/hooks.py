@@ -1,0 +1,345 @@
+"""Every per-exchange fact the conformance suite uses, in one place.
+
+The suite (``tests/conformance/``) is parametrised over :func:`names` and reaches an exchange only through the
+functions here: which adapter parses its frames, how its backfiller is built, which bundled recording holds its
+real frames, how its documented frame layout maps to a trade, and so on. Wiring the suite to the exchange registry
+(``ingest.exchanges.get(name)``): the project's wiring below reads each exchange's descriptor.
+
+Two kinds of hook:
+
+- *the project's wiring* (:func:`names`, :func:`adapter`, :func:`backfiller`, :func:`protocol_class`, ...): what
+  the code under test says about an exchange;
+- *the suite's own knowledge* (:func:`expected_trades`, :func:`documented_frames`, :data:`RECORDINGS`): each
+  exchange's documented frame layout, written here from the exchange's documentation and read with the standard
+  library's ``json``, never with the project's parsers, so the parsers are checked against something independent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ingest import exchanges
+from ingest.backfill import RestClient
+from ingest.exchanges.base import Exchange, FrameParser
+from ingest.exchanges.descriptor import BackfillBy
+from ingest.records import TradeRecord
+from simulator.base import Protocol
+from simulator.feed import exchange_symbol, for_exchange
+from simulator.replay import read_trades
+from simulator.server import protocol_class as _protocol_class
+from tests.ingest.pipeline import BTC_0808
+from tests.ingest.recordings import COINBASE_RECORDING, coinbase_frames
+
+# --------------------------------------------------------------------------------------------- the project's wiring
+
+
+def names() -> list[str]:
+    """The registered exchanges (``ingest.exchanges.names()``)."""
+    return list(exchanges.names())
+
+
+def adapter(name: str, ws_url: str = "ws://127.0.0.1:9") -> Exchange:
+    """The exchange's ingest adapter, connecting to ``ws_url``."""
+    return exchanges.get(name).adapter(ws_url)
+
+
+def parser(name: str) -> FrameParser:
+    """A fresh frame parser of the exchange (its state, if any, is new)."""
+    return adapter(name).parser()
+
+
+def consecutive_ids(name: str) -> bool:
+    """Whether the exchange's trade ids are consecutive per symbol (so an id jump is a gap ingest detects)."""
+    assert adapter(name).consecutive_ids == exchanges.get(name).capabilities.consecutive_ids
+    return exchanges.get(name).capabilities.consecutive_ids
+
+
+def supports_backfill(name: str) -> bool:
+    """Whether missing ids can be fetched back over the exchange's REST."""
+    assert adapter(name).supports_backfill == (exchanges.get(name).capabilities.backfill != BackfillBy.NONE)
+    return exchanges.get(name).capabilities.backfill != BackfillBy.NONE
+
+
+def sequenced(name: str) -> bool:
+    """Whether the exchange numbers its frames per connection (missed frames are detected without trade ids)."""
+    return exchanges.get(name).capabilities.sequenced
+
+
+def backfiller(name: str, rest_url: str, **options: Any) -> RestClient:
+    """The exchange's REST backfill client against ``rest_url`` (``options``: pacing, retries, sleep)."""
+    made = exchanges.get(name).backfiller
+    assert made is not None, f"{name} has no REST backfill"
+    client: RestClient = made(rest_url, **options)
+    return client
+
+
+def symbol(name: str) -> str:
+    """BTC/USDT as the exchange's trade records spell it (the bundled Binance trades relabelled carry it)."""
+    return exchange_symbol(name, "BTCUSDT").upper()
+
+
+def simulator_module(name: str) -> str:
+    """The simulator module that speaks the exchange's protocol (one module per exchange, found by name)."""
+    return f"simulator.{name}"
+
+
+def protocol_class(name: str) -> type[Protocol]:
+    """The protocol class the simulator's server serves for the exchange."""
+    return _protocol_class(name)
+
+
+def _kraken_latest(body: dict[str, Any]) -> int | None:
+    rows = next(v for k, v in body["result"].items() if k != "last")
+    return int(rows[-1][-1]) if rows else None
+
+
+#: The REST request that answers an exchange's latest trade, and how to read its id (None: no trade yet); the
+#: chaos harness follows the market with it (``chaos.harness.Options.latest_trade``).
+LATEST_TRADE: dict[str, tuple[str, Callable[[Any], int | None]]] = {
+    "binance": ("/api/v3/trades?symbol={symbol}&limit=1", lambda rows: int(rows[-1]["id"]) if rows else None),
+    "coinbase": ("/products/{symbol}/trades?limit=1", lambda rows: int(rows[0]["trade_id"]) if rows else None),
+    "kraken": ("/0/public/Trades?pair={symbol}&count=1", _kraken_latest),
+}
+
+
+def latest_trade(name: str) -> tuple[str, Callable[[Any], int | None]]:
+    """The path (``{symbol}`` URL-quoted) of the exchange's REST answering its latest trade, and the id reader."""
+    return LATEST_TRADE[name]
+
+
+#: Exchanges whose recorder files (``<receive ns> <frame>``) ``simulate_exchange --replay`` reads back; today the
+#: replay knows Binance frames only. With the registry: every exchange (issue 23, part 5).
+REPLAYS_RECORDINGS = frozenset({"binance"})
+
+
+def replays_recordings(name: str) -> bool:
+    """Whether the simulator's replay reads the recorder's files of the exchange."""
+    return name in REPLAYS_RECORDINGS
+
+
+# --------------------------------------------------------------------------------------------- recordings
+
+#: The bundled recording of each exchange's real WebSocket frames; ``None``: none is bundled (data/README.md).
+RECORDINGS: dict[str, Path | None] = {"binance": BTC_0808, "coinbase": COINBASE_RECORDING, "kraken": None}
+
+
+def recording(name: str) -> Path | None:
+    """The bundled recording of real frames of the exchange, or None when data/ holds none."""
+    return RECORDINGS.get(name)
+
+
+def _binance_frames(path: Path = BTC_0808) -> list[str]:
+    # hftbacktest's layout: "<receive ns> <frame>" per line; the depth snapshot line is REST, not a frame.
+    frames = []
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            frame = line.rstrip("\n").split(" ", 1)[1]
+            if frame.startswith('{"stream"'):
+                frames.append(frame)
+    return frames
+
+
+def bundled_trades(name: str, count: int) -> list[TradeRecord]:
+    """The first ``count`` real trades of the bundled Binance recording, relabelled as ``name``'s (its name and
+    symbol spelling, as the simulator serves them): the trades every exchange's simulated feed carries."""
+    return list(itertools.islice(for_exchange(read_trades(BTC_0808), name), count))
+
+
+def real_frames(name: str) -> list[str]:
+    """The real frames of the exchange's bundled recording, in the order received (every channel)."""
+    path = recording(name)
+    if path is None:
+        raise LookupError(f"no real {name} recording is bundled in data/")
+    return {"binance": _binance_frames, "coinbase": coinbase_frames}[name](path)
+
+
+# --------------------------------------------------------------------------------------------- documented layouts
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One trade as the exchange's documentation defines it, worked out from the raw JSON."""
+
+    symbol: str
+    trade_id: int
+    price: str  # the exact decimal text sent
+    quantity: str
+    is_buyer_maker: bool  # the buyer was the maker: the taker sold
+    trade_time: int  # epoch ms
+    event_time: int
+
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def iso_ms(text: str) -> int:
+    """Epoch ms of an RFC 3339 time (the fraction truncated to ms), with the standard library's ``datetime``."""
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text.replace("Z", "+00:00"), count=1)
+    moment = datetime.fromisoformat(text).astimezone(UTC)
+    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
+
+
+def _number_text(value: Any) -> str:
+    # Kraken sends JSON numbers: json.loads(parse_float=str, parse_int=str) keeps the text sent.
+    return str(value)
+
+
+def _binance(message: dict[str, Any]) -> list[Expected]:
+    # web-socket-streams.md, "Trade Streams": e, E, s, t, p, q, T, m (buyer is maker), M; combined streams wrap it
+    # as {"stream": ..., "data": ...}.
+    data = message.get("data", message)
+    if data.get("e") != "trade":
+        return []
+    return [
+        Expected(data["s"], int(data["t"]), data["p"], data["q"], data["m"] is True, int(data["T"]), int(data["E"]))
+    ]
+
+
+def _coinbase(message: dict[str, Any]) -> list[Expected]:
+    # Advanced Trade WebSocket, "Market Trades Channel": events[].trades[] with trade_id (a string), product_id,
+    # price, size, side (the taker's), time; the frame's timestamp is the event time.
+    if message.get("channel") != "market_trades":
+        return []
+    event_time = iso_ms(message["timestamp"])
+    return [
+        Expected(
+            t["product_id"],
+            int(t["trade_id"]),
+            t["price"],
+            t["size"],
+            t["side"] == "SELL",
+            iso_ms(t["time"]),
+            event_time,
+        )
+        for event in message["events"]
+        for t in event["trades"]
+    ]
+
+
+def _kraken(message: dict[str, Any]) -> list[Expected]:
+    # WebSocket v2, "Trade": data[] with symbol, side (the taker's), price and qty (JSON numbers), ord_type,
+    # trade_id, timestamp (RFC 3339); no event time of its own, so the trade's time stands in.
+    if message.get("channel") != "trade":
+        return []
+    out = []
+    for t in message["data"]:
+        when = iso_ms(t["timestamp"])
+        out.append(
+            Expected(
+                t["symbol"],
+                int(t["trade_id"]),
+                _number_text(t["price"]),
+                _number_text(t["qty"]),
+                t["side"] == "sell",
+                when,
+                when,
+            )
+        )
+    return out
+
+
+_LAYOUTS = {"binance": _binance, "coinbase": _coinbase, "kraken": _kraken}
+
+
+def expected_trades(name: str, frame: str | bytes) -> list[Expected]:
+    """The trades ``frame`` carries by the exchange's documented layout, in the frame's order, repeats kept."""
+    message = json.loads(frame, parse_float=_number_text, parse_int=_number_text)
+    if not isinstance(message, dict):
+        return []
+    return _LAYOUTS[name](message)
+
+
+def from_record(record: TradeRecord) -> Expected:
+    """The fields of a parsed record the suite compares."""
+    return Expected(
+        record.symbol,
+        record.trade_id,
+        record.price,
+        record.quantity,
+        record.is_buyer_maker,
+        record.trade_time,
+        record.event_time,
+    )
+
+
+def simulated_frames(name: str, records: Iterable[TradeRecord], per_frame: int = 1) -> list[bytes]:
+    """Frames carrying ``records`` (already in the exchange's spelling) as the simulator encodes them, ``per_frame``
+    trades each (Binance: always one, its layout has one trade a frame); Coinbase frames carry a ``sequence_num``
+    counted from 0."""
+    encode = importlib.import_module(simulator_module(name)).encode_trade
+    items = [encode(r) for r in records]
+    if name == "binance":
+        return [b'{"stream":"x@trade","data":%s}' % item for item in items]
+    chunks = [items[i : i + per_frame] for i in range(0, len(items), per_frame)]
+    if name == "coinbase":
+        return [
+            b'{"channel":"market_trades","client_id":"","timestamp":"2024-08-08T23:59:59.000Z","sequence_num":%d,'
+            b'"events":[{"type":"update","trades":[%s]}]}' % (n, b",".join(reversed(c)))
+            for n, c in enumerate(chunks)
+        ]
+    return [b'{"channel":"trade","type":"update","data":[%s]}' % b",".join(c) for c in chunks]
+
+
+def documented_frames(name: str) -> list[tuple[str, list[Expected]]]:
+    """Frames copied from the exchange's public API documentation, with the values the documentation gives.
+
+    /work/shared/guide/EXCHANGES.md describes the layouts but holds no complete example, so these are the
+    documentation's own examples as written there (Binance ``web-socket-streams.md`` "Trade Streams", Coinbase
+    Advanced Trade "Market Trades Channel", Kraken WebSocket v2 "Trade"), written from the docs as known, not
+    fetched. The expected values are read off the documentation's text by hand, not computed.
+    """
+    return DOCUMENTED[name]
+
+
+DOCUMENTED: dict[str, list[tuple[str, list[Expected]]]] = {
+    "binance": [
+        (
+            '{"e":"trade","E":1672515782136,"s":"BNBBTC","t":12345,"p":"0.001","q":"100","T":1672515782136,'
+            '"m":true,"M":true}',
+            # 1672515782136 ms = 2022-12-31T19:43:02.136Z; m=true: the buyer was the maker
+            [Expected("BNBBTC", 12345, "0.001", "100", True, 1672515782136, 1672515782136)],
+        )
+    ],
+    "coinbase": [
+        (
+            '{"channel":"market_trades","client_id":"","timestamp":"2023-02-09T20:19:35.39625135Z","sequence_num":0,'
+            '"events":[{"type":"snapshot","trades":[{"trade_id":"000000000","product_id":"ETH-USD",'
+            '"price":"1260.01","size":"0.3","side":"BUY","time":"2019-08-14T20:42:27.265Z"}]}]}',
+            # 2019-08-14T20:42:27.265Z = 1565815347265 ms; 2023-02-09T20:19:35.396Z = 1675973975396 ms; BUY taker
+            [Expected("ETH-USD", 0, "1260.01", "0.3", False, 1565815347265, 1675973975396)],
+        )
+    ],
+    "kraken": [
+        (
+            '{"channel":"trade","type":"update","data":[{"symbol":"MATIC/USD","side":"sell","price":0.5117,'
+            '"qty":40.0,"ord_type":"market","trade_id":4665906,"timestamp":"2023-09-25T07:49:37.708706Z"}]}',
+            # 2023-09-25T07:49:37.708Z = 1695628177708 ms; a sell taker: the buyer was the maker
+            [Expected("MATIC/USD", 4665906, "0.5117", "40.0", True, 1695628177708, 1695628177708)],
+        ),
+        (
+            '{"channel":"trade","type":"snapshot","data":[{"symbol":"MATIC/USD","side":"buy","price":0.5147,'
+            '"qty":6423.46326,"ord_type":"limit","trade_id":4665846,"timestamp":"2023-09-25T07:48:36.925533Z"},'
+            '{"symbol":"MATIC/USD","side":"buy","price":0.5147,"qty":1136.19677815,"ord_type":"limit",'
+            '"trade_id":4665847,"timestamp":"2023-09-25T07:49:36.925603Z"}]}',
+            [
+                Expected("MATIC/USD", 4665846, "0.5147", "6423.46326", False, 1695628116925, 1695628116925),
+                Expected("MATIC/USD", 4665847, "0.5147", "1136.19677815", False, 1695628176925, 1695628176925),
+            ],
+        ),
+    ],
+}
+
+
+def decimal_equal(text: str, other: str) -> bool:
+    """Same decimal value (for layouts that send numbers, where a re-encoding may drop trailing zeros)."""
+    return Decimal(text) == Decimal(other)
