@@ -13,6 +13,10 @@ structure of its first 20 non-empty lines (:func:`detect_format`):
   The symbol comes from the file name (``BTCUSDT-trades-2024-08-08.csv``) or an explicit override.
 - ``binance-trade-csv``: the flattened trade-stream CSV (``TimestampOfReceive,Stream,EventType,...``).
 - ``coinbase-jsonl``: cryptofeed's Coinbase Advanced Trade recordings (``{"t":"recv","data":"<frame>"}`` lines).
+- any registered exchange's WebSocket frames, one per line, with the recorder's ``<receive ns> <frame>`` prefix or
+  bare: when the first :data:`EXCHANGE_SAMPLE_LINES` lines are JSON frames, the registered exchange whose own
+  parser (``ingest.exchanges``) reads the most trades from them reads the file (Binance, with the reader above, when
+  none reads more); ``exchange`` names it outright. Bare frames' trades take their event time as receive time.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import heapq
 import io
 import logging
 import re
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
@@ -31,6 +36,7 @@ from typing import IO, Any
 import orjson
 import zstandard
 
+from ingest import exchanges
 from ingest.exchanges.base import rfc3339_ms
 from ingest.records import InvalidRecordError, TradeRecord, make_trade
 
@@ -361,12 +367,69 @@ def _coinbase_jsonl(path: str | Path) -> Iterator[TradeRecord]:
     yield from sorted(seen.values(), key=lambda r: (r.trade_time, r.symbol, r.trade_id))
 
 
-def read_trades(path: str | Path, symbol: str | None = None) -> Iterator[TradeRecord]:
-    """The trades of one recorded file, in file order. ``symbol`` overrides a vision CSV's file-name symbol."""
+#: how many non-empty lines of a frames file each registered exchange's parser is tried on
+EXCHANGE_SAMPLE_LINES = 200
+
+
+def _now_ms() -> int:
+    """The receive time bare frames are parsed with: now, after any recorded trade (their trades then take their
+    event time as receive time)."""
+    return int(time.time() * 1000)
+
+
+def _split_received(line: bytes) -> tuple[int | None, bytes]:
+    """(receive time in ms or None, frame) of a ``[<receive time> ]<frame>`` line."""
+    if line[:1].isdigit():
+        head, _, rest = line.partition(b" ")
+        rest = rest.lstrip()
+        if head.isdigit() and rest.startswith((b"{", b"[")):
+            return to_millis(int(head)), rest
+    return None, line
+
+
+def frames_exchange(path: str | Path) -> str:
+    """The registered exchange whose own parser reads the most trades from the file's first lines; Binance when none
+    reads more (its reader also skips the frames of its other streams, which a sample may hold only)."""
+    lines = _head(path, EXCHANGE_SAMPLE_LINES)
+    best, most = "binance", 0
+    for name in exchanges.names():
+        parser = exchanges.get(name).adapter("ws://replay.invalid").parser()
+        count = 0
+        for line in lines:
+            received, frame = _split_received(line)
+            count += len(parser.parse(frame, _now_ms() if received is None else received).trades)
+        if count > most:
+            best, most = name, count
+    return best
+
+
+def _exchange_frames(path: str | Path, exchange: str) -> Iterator[TradeRecord]:
+    """The trades ``exchange``'s own parser reads from a file of its frames (one connection's, in order)."""
+    parser = exchanges.get(exchange).adapter("ws://replay.invalid").parser()
+    with open_binary(path) as handle:
+        for lineno, raw in enumerate(handle, 1):
+            line = raw.strip()
+            if not line:
+                continue
+            received, frame = _split_received(line)
+            result = parser.parse(frame, _now_ms() if received is None else received)
+            for bad in result.bad:
+                _skip(path, lineno, bad.reason)
+            for trade in result.trades:
+                yield trade if received is not None else trade._replace(received_at=trade.event_time)
+
+
+def read_trades(path: str | Path, symbol: str | None = None, exchange: str | None = None) -> Iterator[TradeRecord]:
+    """The trades of one recorded file, in file order. ``symbol`` overrides a vision CSV's file-name symbol;
+    ``exchange`` says whose frames a frames file holds (else the registered parsers judge, see
+    :func:`frames_exchange`)."""
     if not Path(path).is_file():
         raise ReplayError(f"{path}: no such file")
     kind = detect_format(path)
     if kind is ReplayFormat.BINANCE_WS:
+        whose = exchanges.get(exchange).name if exchange else frames_exchange(path)
+        if whose != "binance":
+            return _guarded(path, _exchange_frames(path, whose))
         return _guarded(path, _binance_ws(path))
     if kind is ReplayFormat.VISION_CSV:
         return _guarded(path, _vision_csv(path, symbol))

@@ -117,14 +117,10 @@ def latest_trade(name: str) -> tuple[str, Callable[[Any], int | None]]:
     return LATEST_TRADE[name]
 
 
-#: Exchanges whose recorder files (``<receive ns> <frame>``) ``simulate_exchange --replay`` reads back; today the
-#: replay knows Binance frames only. With the registry: every exchange (issue 23, part 5).
-REPLAYS_RECORDINGS = frozenset({"binance"})
-
-
 def replays_recordings(name: str) -> bool:
-    """Whether the simulator's replay reads the recorder's files of the exchange."""
-    return name in REPLAYS_RECORDINGS
+    """Whether the simulator's replay reads the recorder's files of the exchange: every registered one, with its
+    own parser (simulator.replay.frames_exchange)."""
+    return name in exchanges.names()
 
 
 # --------------------------------------------------------------------------------------------- recordings

@@ -280,18 +280,10 @@ def test_recorded_frames_parse_to_the_trades_sent(exchange: str, tmp_path: Path)
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
-def test_recorder_files_replay_to_the_trades_sent(
-    exchange: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    """Record, then replay the files as ``simulate_exchange --replay`` reads them: the same trades."""
-    if not hooks.replays_recordings(exchange):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=f"simulate_exchange --replay does not read {exchange} frames in the recorder's layout yet "
-                "(issue 23, part 5)",
-            )
-        )
+def test_recorder_files_replay_to_the_trades_sent(exchange: str, tmp_path: Path) -> None:
+    """Record, then replay the files as ``simulate_exchange --replay`` reads them (the exchange judged from the
+    frames by the registered parsers): the same trades. Then the same frames bare, without receive times."""
+    assert hooks.replays_recordings(exchange)
     trades = hooks.bundled_trades(exchange, 500)
     files = record_from_simulator(exchange, trades, tmp_path)
     replayed = [r for path in files for r in read_trades(path)]
@@ -302,3 +294,14 @@ def test_recorder_files_replay_to_the_trades_sent(
         hooks.decimal_equal(r.price, t.price) and hooks.decimal_equal(r.quantity, t.quantity)
         for r, t in zip(replayed, trades, strict=True)
     )
+    bare = tmp_path / "bare.jsonl"
+    with bare.open("wb") as out:
+        for path in files:
+            for line in open_binary(path):
+                _, _, frame = line.strip().partition(b" ")
+                out.write(frame + b"\n")
+    again = list(read_trades(bare))
+    assert [(r.exchange, r.symbol, r.trade_id, r.trade_time) for r in again] == [
+        (t.exchange, t.symbol, t.trade_id, t.trade_time) for t in trades
+    ]
+    assert all(r.received_at == r.event_time for r in again)
