@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 import pytest
 import websocket
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ingest.backfill import BackfillWorker
 from ingest.exchanges.okx.backfill import OkxBackfiller
@@ -202,3 +204,32 @@ def test_ids_beyond_its_history_are_counted_unrecoverable() -> None:
         worker.fill(Gap("BTC-USDT", FIRST_ID + 10, FIRST_ID + 20))
     assert published == list(range(FIRST_ID + 400, FIRST_ID + 451))
     assert (metrics.backfill_unrecoverable, metrics.backfill_unrecoverable_trades) == (2, 100 + 11)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=10,
+)
+ARG = st.fixed_dictionaries({}, optional={"channel": st.sampled_from(["trades", "books"]) | JSON, "instId": JSON})
+REQUESTS = JSON | st.fixed_dictionaries(
+    {"op": st.sampled_from(["subscribe", "unsubscribe", "login"]) | JSON},
+    optional={"args": st.lists(ARG, max_size=3) | JSON, "id": JSON},
+)
+
+
+def test_fuzzed_requests_never_break_the_connection() -> None:
+    with running(iter(SPOT[:5]), exchange="okx", symbols=("BTC-USDT",), max_incoming_per_s=0) as sim:
+        ws = connect(sim.url + "/ws/v5/public")
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(request=REQUESTS)
+        def check(request: Any) -> None:
+            ws.send(orjson.dumps(request).decode())
+            ws.send("ping")  # its pong proves the connection survived, after every reply to the request
+            replies = []
+            while (reply := ws.recv()) != "pong":
+                replies.append(orjson.loads(reply))
+            assert all(r.get("event") in ("subscribe", "unsubscribe", "error") or "data" in r for r in replies)
+
+        check()
