@@ -337,6 +337,9 @@ COINBASE_WS_URL: str = env.str("COINBASE_WS_URL", default="wss://advanced-trade-
 COINBASE_REST_URL: str = env.str("COINBASE_REST_URL", default="https://api.exchange.coinbase.com")
 KRAKEN_WS_URL: str = env.str("KRAKEN_WS_URL", default="wss://ws.kraken.com/v2")
 KRAKEN_REST_URL: str = env.str("KRAKEN_REST_URL", default="https://api.kraken.com")
+# The base URL: ingest connects to <OKX_WS_URL>/ws/v5/public.
+OKX_WS_URL: str = env.str("OKX_WS_URL", default="wss://ws.okx.com:8443")
+OKX_REST_URL: str = env.str("OKX_REST_URL", default="https://www.okx.com")
 
 # --------------------------------------------------------------------------------------------- history import
 # Binance's public data archive (manage.py import_history); the demo and the tests use a local mirror instead.

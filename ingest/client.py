@@ -204,7 +204,7 @@ class WsClient:
 
     def _receive(self, ws: websocket.WebSocket) -> str:
         """Receive until the connection ends; returns why it ended."""
-        opened = last_frame = time.monotonic()
+        opened = last_frame = last_keepalive = time.monotonic()
         recv_data, on_frame, stop = ws.recv_data, self.on_frame, self.stop
         healthy = False
         while not stop.is_set():
@@ -214,6 +214,14 @@ class WsClient:
                 now = time.monotonic()
                 if now - last_frame > self.idle_timeout:
                     return "idle timeout"
+                keepalive = self.plan.keepalive
+                if keepalive is not None and now - max(last_frame, last_keepalive) > self.plan.keepalive_s:
+                    # An application-level ping (OKX closes a connection quiet for 30 s); its answer is a frame.
+                    last_keepalive = now
+                    try:
+                        ws.send(keepalive)
+                    except (websocket.WebSocketException, OSError) as exc:
+                        return f"connection lost: {exc or type(exc).__name__}"
                 if now - opened > self.max_age:
                     return "max age"
                 continue

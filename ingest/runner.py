@@ -106,7 +106,7 @@ class FrameProcessor:
         self.parser = parser
         self.producer = producer
         self.metrics = metrics
-        self.tracker = tracker if tracker is not None else (TradeIdContinuity() if adapter.consecutive_ids else None)
+        self.tracker = tracker if tracker is not None else adapter.continuity()
         self.backfiller = backfiller
         self.backfill = (
             BackfillWorker(

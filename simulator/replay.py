@@ -17,6 +17,9 @@ structure of its first 20 non-empty lines (:func:`detect_format`):
   bare: when the first :data:`EXCHANGE_SAMPLE_LINES` lines are JSON frames, the registered exchange whose own
   parser (``ingest.exchanges``) reads the most trades from them reads the file (Binance, with the reader above, when
   none reads more); ``exchange`` names it outright. Bare frames' trades take their event time as receive time.
+- ``cryptofeed-raw``: cryptofeed's raw WebSocket recordings (``<url> <-> <time>`` connects, ``<url> <- <time>: <sent>``,
+  ``<time>: <received frame>``, times in epoch seconds). Received frames are read by the parser of the registered
+  exchange whose parser finds trades in them (OKX's ``OKX.ws.1.0``), so any registered exchange's recording replays.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class ReplayFormat(StrEnum):
     VISION_CSV = "binance-vision-csv"
     TRADE_STREAM_CSV = "binance-trade-csv"
     COINBASE_JSONL = "coinbase-jsonl"
+    CRYPTOFEED_RAW = "cryptofeed-raw"
 
 
 def to_millis(value: int | float) -> int:
@@ -93,6 +97,8 @@ SAMPLE_LINES = 20
 _DECIMAL = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _BOOLEAN = _TRUE | _FALSE
 _COINBASE_KINDS = frozenset({"header", "http", "connect", "send", "recv"})
+# A cryptofeed raw recording line: ``[<url> <-|->|<-> ]<epoch s with a fraction>[: <frame>]``.
+_CRYPTOFEED_LINE = re.compile(rb"(?:\S+ (?:<->|<-|->) )?([0-9]{9,11}\.[0-9]+)(?:: (.*))?", re.DOTALL)
 
 
 def _head(path: str | Path, count: int = SAMPLE_LINES) -> list[bytes]:
@@ -142,6 +148,8 @@ _NOT_JSON = object()  # a line that starts like JSON and does not parse
 def _line_kind(line: bytes, first: bool) -> str:
     if first and line.startswith(b"id,price,qty"):
         return "vision"
+    if _CRYPTOFEED_LINE.fullmatch(line):
+        return "cryptofeed"
     if _is_vision_row(line):
         return "vision"
     value = _json_frame(line)
@@ -184,6 +192,8 @@ def detect_format(path: str | Path) -> ReplayFormat:
         return ReplayFormat.COINBASE_JSONL if counts.get("coinbase", 0) * 2 > frames else ReplayFormat.BINANCE_WS
     if vision * 2 >= len(lines) and vision > frames:
         return ReplayFormat.VISION_CSV
+    if counts.get("cryptofeed", 0) * 2 >= len(lines):
+        return ReplayFormat.CRYPTOFEED_RAW
     if lines[0].startswith(b"TimestampOfReceive,"):
         missing = b", ".join(sorted(_TRADE_STREAM_COLUMNS - header)).decode()
         raise ReplayError(f"{path}: a trade-stream CSV header with a missing column: {missing}")
@@ -197,6 +207,7 @@ _KIND_NAMES = {
     "vision": "data.binance.vision CSV",
     "json": "JSON frames",
     "coinbase": "Coinbase recording entries",
+    "cryptofeed": "cryptofeed raw recording lines",
     "broken-json": "not JSON though they start like it",
     "other": "neither",
 }
@@ -419,6 +430,29 @@ def _exchange_frames(path: str | Path, exchange: str) -> Iterator[TradeRecord]:
                 yield trade if received is not None else trade._replace(received_at=trade.event_time)
 
 
+def _cryptofeed_raw(path: str | Path) -> Iterator[TradeRecord]:
+    # The received frames (no URL prefix) parsed by the registered exchange whose parser finds trades in them;
+    # de-duplicated and put in trade order like the Coinbase recordings (small: a session of frames).
+    from ingest.exchanges import descriptors  # here: the registry imports every adapter
+
+    parsers = [descriptor.adapter("ws://replay").parser() for descriptor in descriptors()]
+    seen: dict[tuple[str, int], TradeRecord] = {}
+    with open_binary(path) as handle:
+        for line in handle:
+            match = _CRYPTOFEED_LINE.fullmatch(line.strip())
+            if match is None or match.group(2) is None or not line[:1].isdigit():
+                continue  # not a received frame: a connect, a sent message, an HTTP answer
+            received = to_millis(float(match.group(1)))
+            for parser in parsers:
+                result = parser.parse(match.group(2), received)
+                if result.trades:
+                    parsers = [parser]  # the recording's exchange: found, kept
+                    for record in result.trades:
+                        seen.setdefault((record.symbol, record.trade_id), record)
+                    break
+    yield from sorted(seen.values(), key=lambda r: (r.trade_time, r.symbol, r.trade_id))
+
+
 def read_trades(path: str | Path, symbol: str | None = None, exchange: str | None = None) -> Iterator[TradeRecord]:
     """The trades of one recorded file, in file order. ``symbol`` overrides a vision CSV's file-name symbol;
     ``exchange`` says whose frames a frames file holds (else the registered parsers judge, see
@@ -435,6 +469,8 @@ def read_trades(path: str | Path, symbol: str | None = None, exchange: str | Non
         return _guarded(path, _vision_csv(path, symbol))
     if kind is ReplayFormat.TRADE_STREAM_CSV:
         return _guarded(path, _trade_stream_csv(path))
+    if kind is ReplayFormat.CRYPTOFEED_RAW:
+        return _guarded(path, _cryptofeed_raw(path))
     return _guarded(path, _coinbase_jsonl(path))
 
 

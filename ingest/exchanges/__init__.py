@@ -21,6 +21,7 @@ EXCHANGE_MAP: dict[str, str] = {
     "binance": "ingest.exchanges.binance",
     "coinbase": "ingest.exchanges.coinbase",
     "kraken": "ingest.exchanges.kraken",
+    "okx": "ingest.exchanges.okx",
 }
 
 _loaded: dict[str, ExchangeDescriptor] = {}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.exchanges.descriptor import SymbolSpelling
+from ingest.gaps import TradeIdContinuity
 from ingest.records import TradeRecord
 
 # Control event kinds the runner acts on.
@@ -54,6 +55,9 @@ class ConnectionPlan:
     url: str
     symbols: tuple[str, ...]
     subscribe: tuple[str, ...] = ()
+    #: a text message the exchange wants after ``keepalive_s`` seconds without a frame (OKX: ``ping``), or None
+    keepalive: str | None = None
+    keepalive_s: float = 25.0
 
 
 class FrameParser(ABC):
@@ -104,6 +108,12 @@ class Exchange(ABC):
     @abstractmethod
     def parser(self) -> FrameParser:
         """A parser; its state (if any) lives as long as the ingest process, across reconnects."""
+
+    def continuity(self) -> TradeIdContinuity | None:
+        """The per-symbol id check ingest runs beside :meth:`parser` (None without consecutive ids: no gap
+        detection). An exchange whose trades can stand for a run of ids (OKX's aggregated trades) returns one that
+        knows it."""
+        return TradeIdContinuity() if self.consecutive_ids else None
 
 
 def to_text(raw: str | bytes) -> str:

@@ -7,11 +7,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from kafka import KafkaConsumer
 
 from cryptoproject.kafka import client_config
+from ingest.exchanges import get
 from ingest.records import decode
 from tests.conftest import DATA, ChildProcess, manage, subprocess_env, wait_for
 
@@ -43,12 +45,12 @@ def start_simulator(spawn: Callable[..., ChildProcess], *args: str) -> tuple[Chi
 
 
 def ingest_env(exchange: str, port: int, **overrides: str) -> dict[str, str]:
-    """A child environment pointing ``exchange``'s URLs at the simulator."""
-    urls = {
-        "binance": {"BINANCE_WS_URL": f"ws://127.0.0.1:{port}", "BINANCE_REST_URL": f"http://127.0.0.1:{port}"},
-        "coinbase": {"COINBASE_WS_URL": f"ws://127.0.0.1:{port}", "COINBASE_REST_URL": f"http://127.0.0.1:{port}"},
-        "kraken": {"KRAKEN_WS_URL": f"ws://127.0.0.1:{port}/v2", "KRAKEN_REST_URL": f"http://127.0.0.1:{port}"},
-    }[exchange]
+    """A child environment pointing ``exchange``'s URLs (its descriptor's settings) at the simulator; the WebSocket
+    URL keeps the real one's path (Kraken's ``/v2``)."""
+    descriptor = get(exchange)
+    urls = {descriptor.ws_url_setting: f"ws://127.0.0.1:{port}{urlsplit(descriptor.ws_url_default).path}"}
+    if descriptor.rest_url_setting is not None:
+        urls[descriptor.rest_url_setting] = f"http://127.0.0.1:{port}"
     return subprocess_env(**{**urls, **overrides})
 
 

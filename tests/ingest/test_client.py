@@ -222,3 +222,23 @@ def test_unreachable_server_backs_off_until_stopped(stop: threading.Event) -> No
     thread.join(10)
     assert not thread.is_alive()
     assert client.connections == 0
+
+
+def test_a_keepalive_plan_pings_a_quiet_link_and_keeps_it() -> None:
+    # OKX closes a connection quiet for 30 s unless the client sends the text "ping" (answered "pong"): a plan's
+    # keepalive is sent after keepalive_s without a frame, so a quiet link is kept, not recycled as idle.
+    config = SimulatorConfig(exchange="okx", speed=0, ping_interval=None, ping_timeout=None, symbols=("BTC-USDT",))
+    stop = threading.Event()
+    with BackgroundSimulator(config, iter(())) as sim:
+        plan = ConnectionPlan(url=f"{sim.url}/ws/v5/public", symbols=("BTC-USDT",), keepalive="ping", keepalive_s=0.1)
+        collector = Collector()
+        client = WsClient(
+            plan, collector, stop, on_disconnect=collector.reasons.append, poll_interval=0.05, idle_timeout=0.5
+        )
+        thread = run_client(client)
+        try:
+            wait_for(lambda: collector.frames.count(b"pong") >= 10, timeout=30, what="10 pongs")
+        finally:
+            stop.set()
+            thread.join(10)
+    assert (client.connections, collector.reasons) == (1, [])
