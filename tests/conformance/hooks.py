@@ -39,6 +39,7 @@ from simulator.replay import read_trades
 from simulator.server import protocol_class as _protocol_class
 from tests.ingest.pipeline import BTC_0808
 from tests.ingest.recordings import COINBASE_RECORDING, coinbase_frames
+from tests.ingest.test_okx_parser import OKX_RECORDING
 
 # --------------------------------------------------------------------------------------------- the project's wiring
 
@@ -109,6 +110,11 @@ LATEST_TRADE: dict[str, tuple[str, Callable[[Any], int | None]]] = {
     "binance": ("/api/v3/trades?symbol={symbol}&limit=1", lambda rows: int(rows[-1]["id"]) if rows else None),
     "coinbase": ("/products/{symbol}/trades?limit=1", lambda rows: int(rows[0]["trade_id"]) if rows else None),
     "kraken": ("/0/public/Trades?pair={symbol}&count=1", _kraken_latest),
+    # history-trades answers newest first
+    "okx": (
+        "/api/v5/market/history-trades?instId={symbol}&type=1&limit=1",
+        lambda body: int(body["data"][0]["tradeId"]) if body["data"] else None,
+    ),
 }
 
 
@@ -126,7 +132,12 @@ def replays_recordings(name: str) -> bool:
 # --------------------------------------------------------------------------------------------- recordings
 
 #: The bundled recording of each exchange's real WebSocket frames; ``None``: none is bundled (data/README.md).
-RECORDINGS: dict[str, Path | None] = {"binance": BTC_0808, "coinbase": COINBASE_RECORDING, "kraken": None}
+RECORDINGS: dict[str, Path | None] = {
+    "binance": BTC_0808,
+    "coinbase": COINBASE_RECORDING,
+    "kraken": None,
+    "okx": OKX_RECORDING,
+}
 
 
 def recording(name: str) -> Path | None:
@@ -145,6 +156,17 @@ def _binance_frames(path: Path = BTC_0808) -> list[str]:
     return frames
 
 
+def _okx_frames(path: Path = OKX_RECORDING) -> list[str]:
+    # cryptofeed's raw layout: "<epoch s>: <frame>" for what the connection received; connects and sent messages
+    # start with the URL.
+    frames = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        head, sep, frame = line.partition(": ")
+        if sep and head.replace(".", "", 1).isdigit():
+            frames.append(frame)
+    return frames
+
+
 def bundled_trades(name: str, count: int) -> list[TradeRecord]:
     """The first ``count`` real trades of the bundled Binance recording, relabelled as ``name``'s (its name and
     symbol spelling, as the simulator serves them): the trades every exchange's simulated feed carries."""
@@ -156,7 +178,7 @@ def real_frames(name: str) -> list[str]:
     path = recording(name)
     if path is None:
         raise LookupError(f"no real {name} recording is bundled in data/")
-    return {"binance": _binance_frames, "coinbase": coinbase_frames}[name](path)
+    return {"binance": _binance_frames, "coinbase": coinbase_frames, "okx": _okx_frames}[name](path)
 
 
 # --------------------------------------------------------------------------------------------- documented layouts
@@ -244,7 +266,19 @@ def _kraken(message: dict[str, Any]) -> list[Expected]:
     return out
 
 
-_LAYOUTS = {"binance": _binance, "coinbase": _coinbase, "kraken": _kraken}
+def _okx(message: dict[str, Any]) -> list[Expected]:
+    # v5 public WebSocket, "Trades channel": {"arg": {"channel": "trades", "instId"}, "data": [{instId, tradeId,
+    # px, sz, side (the taker's), ts (ms, a string), count}]}; no event time of its own: the trade's time stands in.
+    # A trade with count n stands for n fills and carries the last fill's id and their total size.
+    if (message.get("arg") or {}).get("channel") != "trades" or "data" not in message:
+        return []
+    return [
+        Expected(t["instId"], int(t["tradeId"]), t["px"], t["sz"], t["side"] == "sell", int(t["ts"]), int(t["ts"]))
+        for t in message["data"]
+    ]
+
+
+_LAYOUTS = {"binance": _binance, "coinbase": _coinbase, "kraken": _kraken, "okx": _okx}
 
 
 def expected_trades(name: str, frame: str | bytes) -> list[Expected]:
@@ -282,6 +316,11 @@ def simulated_frames(name: str, records: Iterable[TradeRecord], per_frame: int =
             b'{"channel":"market_trades","client_id":"","timestamp":"2024-08-08T23:59:59.000Z","sequence_num":%d,'
             b'"events":[{"type":"update","trades":[%s]}]}' % (n, b",".join(reversed(c)))
             for n, c in enumerate(chunks)
+        ]
+    if name == "okx":
+        return [
+            b'{"arg":{"channel":"trades","instId":"%s"},"data":[%s]}' % (symbol(name).encode(), b",".join(c))
+            for c in chunks
         ]
     return [b'{"channel":"trade","type":"update","data":[%s]}' % b",".join(c) for c in chunks]
 
@@ -332,6 +371,16 @@ DOCUMENTED: dict[str, list[tuple[str, list[Expected]]]] = {
                 Expected("MATIC/USD", 4665847, "0.5147", "1136.19677815", False, 1695628176925, 1695628176925),
             ],
         ),
+    ],
+    "okx": [
+        (
+            # docs-v5, "WS / Trades channel", push data example (seqId and source as the docs show them)
+            '{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"130639474",'
+            '"px":"42219.9","sz":"0.12060306","side":"buy","ts":"1630048897897","count":"3","source":"0",'
+            '"seqId":1234}]}',
+            # 1630048897897 ms = 2021-08-27T07:21:37.897Z; a buy taker: the buyer was the taker, not the maker
+            [Expected("BTC-USDT", 130639474, "42219.9", "0.12060306", False, 1630048897897, 1630048897897)],
+        )
     ],
 }
 
