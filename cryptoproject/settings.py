@@ -556,6 +556,8 @@ NOTIFY_SEND_THREADS: int = _setting("NOTIFY_SEND_THREADS", int, 8)
 NOTIFY_RUN_SECONDS: float = _setting("NOTIFY_RUN_SECONDS", float, 50.0)
 NOTIFY_BREAKER_FAILURES: int = _setting("NOTIFY_BREAKER_FAILURES", int, 5)
 NOTIFY_BREAKER_COOLDOWN_SECONDS: float = _setting("NOTIFY_BREAKER_COOLDOWN_SECONDS", float, 30.0)
+# Sent and dead deliveries older than this are deleted by the hourly beat task (alerts are kept).
+NOTIFICATIONS_DELIVERY_RETENTION_DAYS: int = _setting("NOTIFICATIONS_DELIVERY_RETENTION_DAYS", int, 30)
 for _name, _value, _least in (
     ("NOTIFY_ATTEMPT_DEADLINE_SECONDS", NOTIFY_ATTEMPT_DEADLINE_SECONDS, 0.5),
     ("NOTIFY_MAX_ATTEMPTS", NOTIFY_MAX_ATTEMPTS, 1),
@@ -565,6 +567,7 @@ for _name, _value, _least in (
     ("NOTIFY_SEND_THREADS", NOTIFY_SEND_THREADS, 1),
     ("NOTIFY_BREAKER_FAILURES", NOTIFY_BREAKER_FAILURES, 1),
     ("NOTIFY_BREAKER_COOLDOWN_SECONDS", NOTIFY_BREAKER_COOLDOWN_SECONDS, 1.0),
+    ("NOTIFICATIONS_DELIVERY_RETENTION_DAYS", NOTIFICATIONS_DELIVERY_RETENTION_DAYS, 1),
 ):
     if _value < _least:
         raise ImproperlyConfigured(f"{_name}: must be at least {_least}, got {_value}")
