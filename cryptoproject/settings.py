@@ -499,7 +499,7 @@ if not 0 <= TRUSTED_PROXY_COUNT <= 5:
 # name (cryptoproject/lockout.py). An IPv6 client counts by its /64 (cryptoproject.security.lockout_address).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.CaseInsensitiveModelBackend",  # usernames (e-mail addresses) in any case
 ]
 AXES_FAILURE_LIMIT: int = _setting("AXES_FAILURE_LIMIT", int, 5)
 AXES_COOLOFF_MINUTES: int = _setting("AXES_COOLOFF_MINUTES", int, 15)
@@ -517,6 +517,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "cryptoproject.security.lockout_address"
+AXES_USERNAME_CALLABLE = "cryptoproject.lockout.lockout_username"  # case variants: one count
 AXES_HANDLER = "cryptoproject.lockout.AddressLockoutHandler"
 AXES_VERBOSE = False
 
