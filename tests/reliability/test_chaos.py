@@ -1,6 +1,6 @@
 """The ``make chaos`` scenarios, small, in ``make test``: every fault on the real stack, every trade checked.
 
-Each scenario runs the whole pipeline (simulator, ingest, consume_trades, a Celery worker) as real processes on a
+Each scenario runs the whole pipeline (simulator, ingest, consume_trades, a Celery worker, beat) as real processes on a
 stack of its own (``scripts/stack_env.sh 11``; the broker loss on stack 12 with three brokers), injects its fault and
 compares the database with the ground truth computed from the recordings by :mod:`chaos.truth`. The full-size run
 (200,000 trades, a 120 s Kafka outage, ...) is ``make chaos``; its table is in docs/RELIABILITY.md.
@@ -91,6 +91,8 @@ def test_scenario(scenario: Scenario, stacks: dict[int, Stack], expected: list[t
     assert (row.alerts, row.suppressed) == (row.alerts_expected, row.suppressed_expected), row
     assert row.alerts_expected > 0, row
     assert row.deliveries_wrong == 0, row
+    # Every alert's in-app delivery sent by the worker's sender, and listed exactly once.
+    assert (row.deliveries_unsent, row.notifications_wrong) == (0, 0), f"{row}\n{logs}"
     if scenario.hostile:
         assert row.dead_letters_expected >= 100  # the hostile records, plus the malformed frames sent
     assert row.ok
