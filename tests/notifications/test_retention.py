@@ -35,6 +35,7 @@ def test_finished_deliveries_older_than_the_retention_are_deleted_in_bounded_bat
     every = [DeliveryStatus.SENT, DeliveryStatus.DEAD, DeliveryStatus.PENDING, DeliveryStatus.SENDING]
     old = outbox(31, [*every, DeliveryStatus.SENT, DeliveryStatus.DEAD], "old")
     young = outbox(29, every, "young")
+    # An alert older than the retention: alerts are kept, only their deliveries go.
     rule = AlertRule.objects.create(owner=user("ruth"), kind="whale", exchange="", symbol="", channels=["in_app"])
     alert = Alert.objects.create(
         rule=rule,
@@ -46,7 +47,6 @@ def test_finished_deliveries_older_than_the_retention_are_deleted_in_bounded_bat
         message="whale",
     )
     Alert.objects.filter(pk=alert.pk).update(fired_at=timezone.now() - timedelta(days=90))
-    # (an alert older than the retention: alerts are kept)
 
     # One batch of two: two of the four expired finished rows go, the statement is bounded.
     assert retention.purge_deliveries(batch_size=2, max_batches=1) == 2
