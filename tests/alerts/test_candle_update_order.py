@@ -1,11 +1,10 @@
 """Candle updates of one market that run out of order (two worker processes, or a task re-delivered after a worker
 was killed) must not evaluate a closed candle before all its stored trades are in it.
 
-A known bug, kept as a strict xfail: ``alerts.candle_kinds`` evaluates the candles an update *closes*, as stored at
-that moment. When the update of a later batch (a trade of minute 2) runs before the update of an earlier batch (the
-last trades of minute 1), minute 1 is closed and evaluated without those trades, and never again (``state.seen``
-has passed it). Found while adding the candle kinds to the chaos check (issue 22): their firings there depend on
-the order the worker ran the updates in, so they cannot be compared with a truth computed from the files.
+Found while adding the candle kinds to the chaos check (issue 22): ``alerts.candle_kinds`` evaluated the candles an
+update *closes* as stored at that moment. When the update of a later batch (a trade of minute 2) ran before the
+update of an earlier batch (the last trades of minute 1), minute 1 was closed and evaluated without those trades,
+and never again (``state.seen`` had passed it). Now such candles are recomputed from the stored trades first.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ def stored(trade_id: int, ms: int, quantity: str) -> int:
     return ms
 
 
-@pytest.mark.xfail(strict=True, reason="candle kinds evaluate a closed candle as stored when an update closes it")
 def test_a_candle_closed_by_a_later_batchs_update_is_evaluated_with_all_its_trades() -> None:
     owner = get_user_model().objects.create_user("olga", password="pw-olga-12345")
     AlertRule.objects.create(
