@@ -222,7 +222,12 @@ def on_series_updated(sender: Any, exchange: str, symbol: str, touched: dict[str
                     payload |= {"trade_id": None, "price": str(bar.close), "t": close_ms, "message": body}
                     texts[(c.id, trigger)] = (subject, body, payload)
             seen = max(newest_closed, int(state.get("seen", newest_closed))) if not fresh else newest_closed
-            new_state = {"for": params_fingerprint(c.params), "seen": seen}
+            new_state: dict[str, Any] = {"for": params_fingerprint(c.params), "seen": seen}
+            # ``since``: the newest candle closed when the rule started (its first update), which it never
+            # evaluates; only the candles after it. Kept for the record (the chaos check reads it).
+            since = newest_closed if fresh else state.get("since")
+            if since is not None:
+                new_state["since"] = since
             if new_state != state or last_fired != rule.last_fired_ms or suppressed:
                 updates[c.id] = (new_state, last_fired, suppressed)
     with connection.cursor() as cur:

@@ -50,3 +50,5 @@ def test_a_candle_closed_by_a_later_batchs_update_is_evaluated_with_all_its_trad
     update_series("binance", "BTCUSDT", late, late)
     # Minute 1 holds 1.5 >= 1 x minute 0's volume: docs/ALERTS.md says it fires.
     assert list(Alert.objects.values_list("trigger", flat=True)) == [f"candle:1m:{T0 + 60_000}"]
+    # It started at its first update with a closed candle (minute 0's), never evaluated: the record of that.
+    assert AlertRule.objects.get().state["since"] == T0

@@ -155,6 +155,16 @@ def test_alert_truth_follows_the_documented_semantics() -> None:
     # A down move, then an up move measured from the new low.
     both = _trades((1, "100", 0), (2, "90", 1), (3, "110", 2))
     assert truth.pct_move_fires(both, Decimal(5), 60, "both") == {2: ("down", Decimal(100)), 3: ("up", Decimal(90))}
+    # volume_spike: after the start, the newest candle still open, a missing bar breaks the window.
+    m = 60_000
+    bars = {
+        k * m: truth.Bar(Decimal(1), Decimal(1), Decimal(1), Decimal(1), Decimal(v), 1)
+        for k, v in enumerate(["2", "1", "3", "1.5", "9"])
+    } | {6 * m: truth.Bar(Decimal(1), Decimal(1), Decimal(1), Decimal(1), Decimal(5), 1)}  # minute 5 missing
+    assert truth.volume_spike_fires(bars, m, Decimal("1.5"), 1, since_ms=0) == {2 * m, 4 * m}
+    assert truth.volume_spike_fires(bars, m, Decimal("1.5"), 1, since_ms=2 * m) == {4 * m}
+    assert truth.volume_spike_fires(bars, m, Decimal(1), 2, since_ms=0) == {2 * m, 4 * m}  # 3 x 2 >= 3; 9 x 2 >= 4.5
+    assert truth.volume_spike_fires(bars, m, Decimal(1), 1, since_ms=None) == set()
     fires = {1: "a", 3: "b", 5: "c"}
     times = {1: 0, 3: 10_000, 5: 20_000}
     assert truth.cooldown(fires, times, [1, 3, 5], 15) == ({1: "a", 5: "c"}, 1)
