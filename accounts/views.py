@@ -21,8 +21,8 @@ from accounts.forms import EmailForm, TokenForm, WatchlistAddForm
 from accounts.models import Invitation
 from accounts.quotas import QuotaExceeded
 
-# Django's ModelBackend, named for login() after an account is created (there is no password check to name it).
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+# The model backend (accounts.backends), named for login() after an account is created (no password check names it).
+MODEL_BACKEND = "accounts.backends.CaseInsensitiveModelBackend"
 INVITATION_LIST_SIZE = 50
 
 

@@ -5,8 +5,9 @@ A candle is closed once a later candle of its interval is stored. Each rule keep
 newest closed candle it evaluated: the first update it sees only sets it, later ones evaluate the closed candles
 after it, once each (a candle recomputed later, by late trades, is not evaluated again). Exact semantics:
 docs/ALERTS.md ("Kinds"). Statements per update: the rules (locked ``FOR UPDATE``: two workers updating the same
-market evaluate one after the other), one series query per interval with rules, the alerts, their deliveries and
-the rules' state; never one per rule or per candle.
+market evaluate one after the other), the recompute of the candles the update closed without touching (usually
+none), one series query per interval with rules, the alerts, their deliveries and the rules' state; never one per
+rule or per candle.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from django.db import connection
 
 from alerts.models import AlertKind, AlertRule
 from alerts.wiring import INSERT_ALERTS, params_fingerprint, update_rules
+from analytics.candles import recompute_candles
+from analytics.indicators import update_indicators
 from analytics.models import INTERVAL_SECONDS
 from analytics.queries import SeriesBar, series_since
+from cryptoproject.timeutil import ms_to_datetime
 from notifications.outbox import Message, Outgoing, enqueue
 
 logger = logging.getLogger(__name__)
@@ -190,13 +194,14 @@ def on_series_updated(sender: Any, exchange: str, symbol: str, touched: dict[str
         mine = [(r, c) for r, c in parsed if c.interval == interval]
         first = min(int(t.timestamp() * 1000) for t in touched[interval])
         back = max((c.n for _, c in mine), default=0) + 2
+        _complete_closed(exchange, symbol, interval, [r.state for r, c in mine if not _fresh(r, c)], first, back)
         bars = series_since(exchange, symbol, interval, first - back * step)
         if len(bars) < 2:
             continue
         newest_closed = bars[-2].open_ms
         for rule, c in mine:
             state = dict(rule.state or {})
-            fresh = state.get("for") != params_fingerprint(c.params) or "seen" not in state
+            fresh = _fresh(rule, c)
             last_fired, suppressed = rule.last_fired_ms, 0
             if not fresh:
                 for i, what in evaluate_candles(c, bars, step, int(state["seen"])):
@@ -217,7 +222,12 @@ def on_series_updated(sender: Any, exchange: str, symbol: str, touched: dict[str
                     payload |= {"trade_id": None, "price": str(bar.close), "t": close_ms, "message": body}
                     texts[(c.id, trigger)] = (subject, body, payload)
             seen = max(newest_closed, int(state.get("seen", newest_closed))) if not fresh else newest_closed
-            new_state = {"for": params_fingerprint(c.params), "seen": seen}
+            new_state: dict[str, Any] = {"for": params_fingerprint(c.params), "seen": seen}
+            # ``since``: the newest candle closed when the rule started (its first update), which it never
+            # evaluates; only the candles after it. Kept for the record (the chaos check reads it).
+            since = newest_closed if fresh else state.get("since")
+            if since is not None:
+                new_state["since"] = since
             if new_state != state or last_fired != rule.last_fired_ms or suppressed:
                 updates[c.id] = (new_state, last_fired, suppressed)
     with connection.cursor() as cur:
@@ -232,6 +242,35 @@ def on_series_updated(sender: Any, exchange: str, symbol: str, touched: dict[str
         if outgoing:
             enqueue(outgoing)
         update_rules(cur, ((i, st, fired, n) for i, (st, fired, n) in updates.items()))
+
+
+def _fresh(rule: AlertRule, parsed: CandleRule) -> bool:
+    """Whether the rule is new or edited (no ``seen`` for these parameters): this update only sets its state."""
+    state = rule.state or {}
+    return state.get("for") != params_fingerprint(parsed.params) or "seen" not in state
+
+
+def _complete_closed(
+    exchange: str, symbol: str, interval: str, states: list[dict[str, Any]], first_ms: int, back: int
+) -> None:
+    """Recompute, from every stored trade, the candles this update closed without touching (before ``first_ms``,
+    after the newest candle the rules saw closed), with their indicators, before the rules evaluate them.
+
+    The market's candle updates run in any order (two worker processes; a task re-delivered after a worker died):
+    the update of a later batch can close a minute before the update of an earlier batch has added that minute's
+    last trades. Those trades are stored already (a batch commits before its update is sent), so a recompute here
+    sees them, and each closed candle is evaluated whole. Usually nothing or one candle; a 1d rule recomputes the
+    day's minutes once a day. At most the ``back`` candles the evaluation reads.
+    """
+    seen = [int(state["seen"]) for state in states]
+    if not seen:
+        return
+    step = INTERVAL_SECONDS[interval] * 1000
+    since = max(max(seen) + step, first_ms - back * step)
+    if since >= first_ms:
+        return
+    recompute_candles(exchange, symbol, since, first_ms - 1, intervals=[interval])
+    update_indicators(exchange, symbol, interval, ms_to_datetime(since), locked=True)
 
 
 def _subject(rule: CandleRule, symbol: str, what: str) -> str:

@@ -28,9 +28,12 @@ class BacktestRunAdmin(admin.ModelAdmin):
         "total_return",
         "sharpe",
         "bars",
+        "owner_name",
         "created_at",
     )
-    list_filter = ("status", "strategy", "exchange", "interval")
+    # Only the users who own runs (not every account) are offered; "-" is the shared runs (no owner).
+    list_filter = ("status", "strategy", "exchange", "interval", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("owner",)
     search_fields = ("strategy", "symbol", "bars_hash")
     ordering = ("-created_at", "-id")
     exclude = ("equity", "trades")  # tens of thousands of points: the run page draws them
@@ -47,6 +50,11 @@ class BacktestRunAdmin(admin.ModelAdmin):
         """The run's Sharpe ratio to two decimals; an em dash until it has metrics."""
         value = run.metrics.get("sharpe")
         return "—" if value is None else f"{value:.2f}"
+
+    @admin.display(description="owner", ordering="owner__username", empty_value="shared")
+    def owner_name(self, run: BacktestRun) -> str | None:
+        """The run's owner; "shared" when it has none (the demo's, a command's, an anonymous visitor's)."""
+        return None if run.owner is None else run.owner.get_username()
 
     @admin.display(description="run page")
     def page(self, run: BacktestRun) -> str:

@@ -195,3 +195,24 @@ def cooldown(
         kept[i] = fires[i]
         last = times[i]
     return kept, suppressed
+
+
+# --------------------------------------------------------------------------------------------- candle kinds
+def volume_spike_fires(bars: dict[int, Bar], step_ms: int, factor: Decimal, n: int, since_ms: int | None) -> set[int]:
+    """Open times (ms) of the candles a ``volume_spike`` rule fires on: each closed candle (a later one exists: the
+    newest is still open) opened after ``since_ms`` (the newest closed candle when the rule started: None, it never
+    started) whose ``n`` predecessors are exactly the candles 1..n intervals before it (no missing bar), when
+    volume x n >= factor x their total volume."""
+    if since_ms is None or not bars:
+        return set()
+    newest = max(bars)
+    fires: set[int] = set()
+    for open_ms, bar in bars.items():
+        if open_ms <= since_ms or open_ms == newest:
+            continue
+        window = [open_ms - k * step_ms for k in range(1, n + 1)]
+        if any(w not in bars for w in window):
+            continue
+        if bar.volume * n >= factor * sum((bars[w].volume for w in window), Decimal(0)):
+            fires.add(open_ms)
+    return fires

@@ -37,6 +37,12 @@ app.conf.beat_schedule = {
         "schedule": 5.0,
         "options": {"expires": 5},
     },
+    # Sent and dead deliveries older than NOTIFICATIONS_DELIVERY_RETENTION_DAYS (docs/ALERTS.md).
+    "notifications-purge-deliveries": {
+        "task": "notifications.tasks.purge_deliveries",
+        "schedule": crontab(minute="17"),
+        "options": {"expires": 3000},
+    },
     "analytics-refresh-all-stats": {
         "task": "analytics.tasks.refresh_all_stats",
         "schedule": 30.0,

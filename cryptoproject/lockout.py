@@ -4,6 +4,8 @@ django-axes counts one ``AXES_FAILURE_LIMIT`` against each of its lockout parame
 the address alone needs this handler: after ``AXES_ADDRESS_FAILURE_LIMIT`` failures from one address within
 ``AXES_COOLOFF_MINUTES``, whatever the usernames, that address is locked out for every name. The address is
 :func:`cryptoproject.security.lockout_address`: an IPv6 client counts by its /64, which one subscriber holds whole.
+The username is counted lower-cased (:func:`lockout_username`): sign-in accepts any case
+(``accounts.backends``), so ``Erin``, ``erin`` and ``ERIN`` are one name to the lockout too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from axes.helpers import get_failure_limit
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.db.models import Sum
+
+
+def lockout_username(request: Any, credentials: dict[str, Any] | None = None) -> str | None:
+    """The name django-axes counts failures against (``AXES_USERNAME_CALLABLE``): the submitted username, stripped
+    and lower-cased, from the credentials or else the posted form (axes' own order)."""
+    field = getattr(settings, "AXES_USERNAME_FORM_FIELD", "username")
+    name = credentials.get(field) if credentials else getattr(request, "data", request.POST).get(field)
+    return name.strip().lower() if isinstance(name, str) else name
 
 
 class AddressLockoutHandler(AxesDatabaseHandler):

@@ -502,7 +502,7 @@ if not 0 <= TRUSTED_PROXY_COUNT <= 5:
 # name (cryptoproject/lockout.py). An IPv6 client counts by its /64 (cryptoproject.security.lockout_address).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.CaseInsensitiveModelBackend",  # usernames (e-mail addresses) in any case
 ]
 AXES_FAILURE_LIMIT: int = _setting("AXES_FAILURE_LIMIT", int, 5)
 AXES_COOLOFF_MINUTES: int = _setting("AXES_COOLOFF_MINUTES", int, 15)
@@ -520,6 +520,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "cryptoproject.security.lockout_address"
+AXES_USERNAME_CALLABLE = "cryptoproject.lockout.lockout_username"  # case variants: one count
 AXES_HANDLER = "cryptoproject.lockout.AddressLockoutHandler"
 AXES_VERBOSE = False
 
@@ -559,6 +560,8 @@ NOTIFY_SEND_THREADS: int = _setting("NOTIFY_SEND_THREADS", int, 8)
 NOTIFY_RUN_SECONDS: float = _setting("NOTIFY_RUN_SECONDS", float, 50.0)
 NOTIFY_BREAKER_FAILURES: int = _setting("NOTIFY_BREAKER_FAILURES", int, 5)
 NOTIFY_BREAKER_COOLDOWN_SECONDS: float = _setting("NOTIFY_BREAKER_COOLDOWN_SECONDS", float, 30.0)
+# Sent and dead deliveries older than this are deleted by the hourly beat task (alerts are kept).
+NOTIFICATIONS_DELIVERY_RETENTION_DAYS: int = _setting("NOTIFICATIONS_DELIVERY_RETENTION_DAYS", int, 30)
 for _name, _value, _least in (
     ("NOTIFY_ATTEMPT_DEADLINE_SECONDS", NOTIFY_ATTEMPT_DEADLINE_SECONDS, 0.5),
     ("NOTIFY_MAX_ATTEMPTS", NOTIFY_MAX_ATTEMPTS, 1),
@@ -568,6 +571,7 @@ for _name, _value, _least in (
     ("NOTIFY_SEND_THREADS", NOTIFY_SEND_THREADS, 1),
     ("NOTIFY_BREAKER_FAILURES", NOTIFY_BREAKER_FAILURES, 1),
     ("NOTIFY_BREAKER_COOLDOWN_SECONDS", NOTIFY_BREAKER_COOLDOWN_SECONDS, 1.0),
+    ("NOTIFICATIONS_DELIVERY_RETENTION_DAYS", NOTIFICATIONS_DELIVERY_RETENTION_DAYS, 1),
 ):
     if _value < _least:
         raise ImproperlyConfigured(f"{_name}: must be at least {_least}, got {_value}")

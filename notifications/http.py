@@ -3,7 +3,8 @@
 A socket timeout alone restarts with every byte received: a receiver that trickles one byte every few seconds keeps
 ``http.client`` reading forever (the review finding: an alerts worker held up to Celery's 120 s soft limit). Here the
 socket's timeout is set to the time left before every connect, send, handshake and ``recv``, and reading stops with
-:class:`~notifications.channels.base.DeadlineExceededError` once none is left, however the bytes arrive.
+:class:`~notifications.channels.base.DeadlineExceededError` once none is left, however the bytes arrive. The host
+name's DNS lookup counts too (:mod:`notifications.resolver`).
 
 Plain ``http.client`` and sockets: no proxy from the environment, no redirect followed, the answer's body capped.
 """
@@ -17,6 +18,7 @@ import ssl
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
+from notifications import resolver
 from notifications.channels.base import Deadline, DeadlineExceededError
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -72,7 +74,8 @@ def request(
     """Send one request and read its answer, all before ``deadline``.
 
     ``address``: connect there instead of resolving the URL's host (the address the SSRF guard checked); the Host
-    header, SNI and certificate check still use the host name. Raises ``OSError`` (``DeadlineExceededError``
+    header, SNI and certificate check still use the host name; without it the host is resolved within the deadline.
+    Raises ``OSError`` (``DeadlineExceededError``
     included) or ``http.client.HTTPException``; the caller classifies them.
     """
     parts = urlsplit(url)
@@ -87,6 +90,22 @@ def request(
         raise DeadlineExceededError("the attempt's deadline passed") from exc
 
 
+def _connect(host: str, port: int, deadline: Deadline, address: str) -> socket.socket:
+    """A connection to ``address``, else to the first of ``host``'s addresses that accepts, all before ``deadline``:
+    the name's lookup included (:mod:`notifications.resolver`), which ``socket.create_connection`` would do
+    outside any timeout."""
+    candidates = [address] if address else resolver.addresses(host, port, deadline)
+    refused: OSError | None = None
+    for candidate in candidates:
+        try:
+            return socket.create_connection((candidate, port), timeout=deadline.remaining())
+        except TimeoutError:
+            raise  # the time left is spent: no other address can be tried
+        except OSError as exc:
+            refused = exc
+    raise refused or OSError(f"{host} resolves to no address")
+
+
 def _exchange(
     method: str,
     scheme: str,
@@ -98,7 +117,7 @@ def _exchange(
     headers: dict[str, str],
     address: str,
 ) -> Response:
-    sock = socket.create_connection((address or host, port), timeout=deadline.remaining())
+    sock = _connect(host, port, deadline, address)
     try:
         if scheme == "https":
             context = ssl.create_default_context()

@@ -88,7 +88,15 @@ class Delivery(models.Model):
 
     class Meta:
         verbose_name_plural = "deliveries"
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            # Retention (notifications.retention) reads only the finished rows, oldest first.
+            models.Index(
+                fields=["created_at"],
+                name="delivery_finished_created",
+                condition=models.Q(status__in=["sent", "dead"]),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.key} -> {self.kind}: {self.status}"

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from notifications import resolver
+from notifications.deadline import Deadline, DeadlineExceededError
+
 
 class UnsafeTargetError(ValueError):
     """A webhook URL that must not be called: bad scheme or port, unresolvable, or not a public address."""
@@ -58,12 +61,16 @@ class WebhookTarget:
     addresses: list[str]
 
 
-def resolve_webhook_target(url: str, allow_private: bool | None = None) -> WebhookTarget:
+def resolve_webhook_target(
+    url: str, allow_private: bool | None = None, deadline: Deadline | None = None
+) -> WebhookTarget:
     """Check ``url`` once: http(s), an allowed port, and every address its host resolves to public.
 
     ``allow_private`` defaults to ``settings.ALERT_WEBHOOK_ALLOW_PRIVATE`` (development and tests only, refused in
     production): it allows private addresses and any port, for a local receiver. The caller connects to one of the
     returned addresses (:mod:`notifications.http`), so a second DNS answer can never differ from the checked one.
+    ``deadline`` (a send's): the lookup must answer before it, else ``DeadlineExceededError`` (transient: the name
+    may resolve on the next attempt), not ``UnsafeTargetError``.
     """
     allow = settings.ALERT_WEBHOOK_ALLOW_PRIVATE if allow_private is None else allow_private
     parts = urlsplit(url)
@@ -77,7 +84,12 @@ def resolve_webhook_target(url: str, allow_private: bool | None = None) -> Webho
     except ValueError as exc:
         raise UnsafeTargetError(f"webhook URL has an invalid port: {exc}") from exc
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        if deadline is None:  # saving a destination: the request's own time
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        else:
+            infos = resolver.getaddrinfo(host, port, deadline)
+    except DeadlineExceededError:
+        raise
     except (socket.gaierror, UnicodeError, OSError) as exc:
         raise UnsafeTargetError(f"webhook host {host!r} does not resolve: {exc}") from exc
     addresses = sorted({str(info[4][0]).split("%", 1)[0] for info in infos})

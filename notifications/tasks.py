@@ -6,11 +6,12 @@ import logging
 
 from celery import shared_task
 
-from notifications import sender
+from notifications import retention, sender
 
 logger = logging.getLogger(__name__)
 
 SEND_DUE = "notifications.tasks.send_due"
+PURGE_DELIVERIES = "notifications.tasks.purge_deliveries"
 
 
 @shared_task(name=SEND_DUE, ignore_result=True)
@@ -21,3 +22,10 @@ def send_due() -> dict[str, int]:
     if any(totals.values()):
         logger.info("outbox sender run", extra=totals)
     return totals
+
+
+@shared_task(name=PURGE_DELIVERIES, ignore_result=True)
+def purge_deliveries() -> dict[str, int]:
+    """Beat: delete the ``sent`` and ``dead`` deliveries older than ``NOTIFICATIONS_DELIVERY_RETENTION_DAYS``, in
+    bounded batches (:mod:`notifications.retention`); the alerts are kept."""
+    return {"deleted": retention.purge_deliveries()}

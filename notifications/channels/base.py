@@ -8,8 +8,9 @@ guards (a webhook's host, the SMS API, the SMTP server).
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from notifications.deadline import Deadline, DeadlineExceededError
+
+__all__ = ["Deadline", "DeadlineExceededError", "DeliveryError", "PermanentError", "TransientError", "one_text"]
 
 
 class DeliveryError(RuntimeError):
@@ -39,29 +40,6 @@ class PermanentError(DeliveryError):
     def __init__(self, detail: str, public: str = "", answered: bool = False) -> None:
         super().__init__(detail, public)
         self.answered = answered
-
-
-class DeadlineExceededError(TimeoutError):
-    """The attempt's total deadline passed (connect + send + read together)."""
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """An absolute point on the monotonic clock by which an attempt must be over."""
-
-    at: float
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        """The deadline ``seconds`` from now."""
-        return cls(time.monotonic() + seconds)
-
-    def remaining(self) -> float:
-        """Seconds left; raises :class:`DeadlineExceededError` when none are."""
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise DeadlineExceededError("the attempt's deadline passed")
-        return left
 
 
 def one_text(subject: str, body: str) -> str:

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from cryptoproject.security import url_host
-from notifications.channels.base import Deadline, PermanentError, one_text
+from notifications.channels.base import Deadline, DeadlineExceededError, PermanentError, one_text
 from notifications.channels.httperrors import status_error, transport_error
 from notifications.http import request
 from notifications.models import Delivery, WebhookFormat
@@ -68,9 +68,11 @@ def send(delivery: Delivery, deadline: Deadline) -> None:
     url = delivery.destination.target
     where = url_host(url)
     try:
-        checked = resolve_webhook_target(url)
+        checked = resolve_webhook_target(url, deadline=deadline)  # the lookup counts inside the deadline
     except UnsafeTargetError as exc:
         raise PermanentError(str(exc), f"refused: {exc}") from exc
+    except DeadlineExceededError as exc:
+        raise transport_error(exc, where) from exc
     raw = json.dumps(body_of(delivery), separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",

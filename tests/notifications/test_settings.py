@@ -21,7 +21,11 @@ PRODUCTION = {
 
 
 def start(**env: str) -> subprocess.CompletedProcess[str]:
-    child = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALERT_", "NOTIFY_", "TWILIO_"))}
+    child = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "ALERT_", "NOTIFY_", "NOTIFICATIONS_", "TWILIO_"))
+    }
     child.update({"DOTENV_FILE": "", **env})
     code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'cryptoproject.settings'; django.setup()"
     return subprocess.run(
@@ -43,3 +47,9 @@ def test_a_sender_run_that_could_reach_the_soft_limit_is_refused() -> None:
     refused = start(DJANGO_DEBUG="true", NOTIFY_RUN_SECONDS="110", NOTIFY_ATTEMPT_DEADLINE_SECONDS="10")
     assert refused.returncode != 0
     assert "NOTIFY_RUN_SECONDS" in refused.stderr
+
+
+def test_a_delivery_retention_under_a_day_is_refused() -> None:
+    refused = start(DJANGO_DEBUG="true", NOTIFICATIONS_DELIVERY_RETENTION_DAYS="0")
+    assert refused.returncode != 0
+    assert "NOTIFICATIONS_DELIVERY_RETENTION_DAYS" in refused.stderr

@@ -1,6 +1,6 @@
 """The ``make chaos`` scenarios, small, in ``make test``: every fault on the real stack, every trade checked.
 
-Each scenario runs the whole pipeline (simulator, ingest, consume_trades, a Celery worker) as real processes on a
+Each scenario runs the whole pipeline (simulator, ingest, consume_trades, a Celery worker, beat) as real processes on a
 stack of its own (``scripts/stack_env.sh 11``; the broker loss on stack 12 with three brokers), injects its fault and
 compares the database with the ground truth computed from the recordings by :mod:`chaos.truth`. The full-size run
 (200,000 trades, a 120 s Kafka outage, ...) is ``make chaos``; its table is in docs/RELIABILITY.md.
@@ -101,6 +101,8 @@ def assert_scenario_ok(row: Row, trades: int, logs: Path) -> None:
     assert (row.alerts, row.suppressed) == (row.alerts_expected, row.suppressed_expected), row
     assert row.alerts_expected > 0, row
     assert row.deliveries_wrong == 0, row
+    # Every alert's in-app delivery sent by the worker's sender, and listed exactly once.
+    assert (row.deliveries_unsent, row.notifications_wrong) == (0, 0), f"{row}\n{tails}"
     assert row.ok
 
 
@@ -171,6 +173,16 @@ def test_alert_truth_follows_the_documented_semantics() -> None:
     # A down move, then an up move measured from the new low.
     both = _trades((1, "100", 0), (2, "90", 1), (3, "110", 2))
     assert truth.pct_move_fires(both, Decimal(5), 60, "both") == {2: ("down", Decimal(100)), 3: ("up", Decimal(90))}
+    # volume_spike: after the start, the newest candle still open, a missing bar breaks the window.
+    m = 60_000
+    bars = {
+        k * m: truth.Bar(Decimal(1), Decimal(1), Decimal(1), Decimal(1), Decimal(v), 1)
+        for k, v in enumerate(["2", "1", "3", "1.5", "9"])
+    } | {6 * m: truth.Bar(Decimal(1), Decimal(1), Decimal(1), Decimal(1), Decimal(5), 1)}  # minute 5 missing
+    assert truth.volume_spike_fires(bars, m, Decimal("1.5"), 1, since_ms=0) == {2 * m, 4 * m}
+    assert truth.volume_spike_fires(bars, m, Decimal("1.5"), 1, since_ms=2 * m) == {4 * m}
+    assert truth.volume_spike_fires(bars, m, Decimal(1), 2, since_ms=0) == {2 * m, 4 * m}  # 3 x 2 >= 3; 9 x 2 >= 4.5
+    assert truth.volume_spike_fires(bars, m, Decimal(1), 1, since_ms=None) == set()
     fires = {1: "a", 3: "b", 5: "c"}
     times = {1: 0, 3: 10_000, 5: 20_000}
     assert truth.cooldown(fires, times, [1, 3, 5], 15) == ({1: "a", 5: "c"}, 1)
