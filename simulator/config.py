@@ -45,6 +45,9 @@ class SimulatorConfig:
     rest_history: int = 0
     rest_rate: float | None = None
     chunk_size: int = 512
+    # Send every fill as its own trade, where the exchange aggregates a taker order's fills (OKX since 2023; its
+    # feed before that, and what a check counting trades one by one needs).
+    single_fills: bool = False
     symbols: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:

@@ -101,7 +101,7 @@ class OkxSession(Session):
         runs: dict[str, list[tuple[list[TradeRecord], bytes]]] = {}
         for record, encoded in chunk:
             trades = runs.setdefault(record.symbol, [])
-            if trades and _continues(trades[-1][0], record):
+            if trades and not self.config.single_fills and _continues(trades[-1][0], record):
                 trades[-1][0].append(record)
             else:
                 trades.append(([record], encoded))

@@ -70,7 +70,7 @@ def test_ws_drops(exchange: str, stack: Stack, expected: list[truth.Trade], tmp_
         latest_trade=hooks.latest_trade(exchange),
         # The harness follows the market on the simulator's REST twice a second: with the exchange's public REST
         # limit (Kraken: one call a second) those calls would starve the backfill this scenario is about.
-        extra_simulator_args=["--rest-rate", "0"],
+        extra_simulator_args=["--rest-rate", "0", *hooks.simulator_args(exchange)],
     )
     row = run_scenario(WS_DROPS, options, stack, expected)
     assert_scenario_ok(row, TRADES, tmp_path)

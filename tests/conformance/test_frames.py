@@ -56,7 +56,7 @@ def test_real_recorded_frames_parse_exactly(exchange: str) -> None:
         if want:
             assert result.bad == [], frame[:300]
         compared += len(want)
-    assert compared >= 200, "the recording holds trades"
+    assert compared >= 50, "the recording holds trades"  # OKX's, the smallest, holds 74
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)

@@ -143,6 +143,7 @@ def test_drops_and_gaps_end_with_each_trade_once_on_the_topic(
         batch_size=10,
         rest_rate=0,
         ping_interval=None,
+        **hooks.simulator_options(exchange),
     )
     metrics = IngestMetrics(exchange)
     producer = TradeProducer(metrics)
@@ -230,7 +231,8 @@ def record_from_simulator(exchange: str, trades: list[TradeRecord], out: Path) -
     """``manage.py record``'s loop against the simulator serving ``trades``, until the recorded frames hold every
     one of them; returns the finished files."""
     wanted = {t.trade_id for t in trades}
-    with BackgroundSimulator(SimulatorConfig(exchange=exchange, speed=0, ping_interval=None), iter(trades)) as sim:
+    config = SimulatorConfig(exchange=exchange, speed=0, ping_interval=None, **hooks.simulator_options(exchange))
+    with BackgroundSimulator(config, iter(trades)) as sim:
         recorder = FrameRecorder(out, exchange, flush_interval=0.0)
         stop = threading.Event()
         thread = threading.Thread(target=record, args=(exchange, [hooks.symbol(exchange)], sim.url, recorder, stop))

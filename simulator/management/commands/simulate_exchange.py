@@ -139,6 +139,11 @@ class Command(BaseCommand):
             default=None,
             help="REST requests per second (default: the exchange's public limit; 0: no limit)",
         )
+        parser.add_argument(
+            "--single-fills",
+            action="store_true",
+            help="send every fill as its own trade where the exchange aggregates a taker order's fills (OKX)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Build the source and config (bad options are CommandErrors), continue ``--state``'s ids, and serve."""
@@ -170,6 +175,7 @@ class Command(BaseCommand):
                 lifetime=options["lifetime"],
                 rest_history=options["rest_history"],
                 rest_rate=options["rest_rate"],
+                single_fills=options["single_fills"],
                 symbols=symbols,
             )
         except ConfigError as exc:
