@@ -4,7 +4,13 @@ Reports sustained trades/s from WebSocket receipt to broker acknowledgement (ing
 received -> last ack), the ingest process's CPU time (user + system, from ``wait4``) and its peak RSS (VmHWM).
 The simulator and the broker share the machine, so the figure is a floor for ingest alone.
 
-    python -m benchmarks.ingest [--trades 500000] [--replay FILE] [--profile out.txt] [--py-spy stacks.txt]
+    python -m benchmarks.ingest [--trades 500000] [--replay FILE] [--exchanges binance,okx] [--profile out.txt]
+                                [--py-spy stacks.txt]
+
+``--exchanges``: one run per registered exchange, one right after the other (the first is the same run's reference):
+the simulator serves the recording relabelled into that exchange's protocol (its spelling, frames and REST), ingest
+reads it with that exchange's adapter. OKX's simulator aggregates a taker order's fills into one trade as OKX does,
+so its runs publish fewer, larger trades from the same recording.
 """
 
 from __future__ import annotations
@@ -48,10 +54,17 @@ def _final_metrics(output: str) -> dict[str, Any]:
     raise SystemExit(f"ingest printed no final metrics:\n{output[-3000:]}")
 
 
-def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = None) -> dict[str, Any]:
-    """Run one measurement and return the figures."""
+def run(
+    trades: int, replay: Path, profile: str | None, py_spy: str | None = None, exchange: str = "binance"
+) -> dict[str, Any]:
+    """Run one measurement of ``exchange``'s ingest and return the figures."""
     setup_django()
     from cryptoproject.kafka import TopicSpec, admin_client, ensure_topics
+    from ingest.exchanges import get
+    from simulator.feed import exchange_symbol
+
+    descriptor = get(exchange)
+    symbol = exchange_symbol(exchange, "BTCUSDT")
 
     suffix = uuid.uuid4().hex[:10]
     topic, dlq = f"bench.trades.{suffix}", f"bench.dlq.{suffix}"
@@ -66,7 +79,7 @@ def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = Non
             "manage.py",
             "simulate_exchange",
             "--exchange",
-            "binance",
+            exchange,
             "--port",
             "0",
             "--replay",
@@ -89,8 +102,8 @@ def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = Non
             LOG_LEVEL="INFO",
             KAFKA_TRADES_TOPIC=topic,
             KAFKA_DLQ_TOPIC=dlq,
-            BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
-            BINANCE_REST_URL=f"http://127.0.0.1:{port}",
+            **{descriptor.ws_url_setting: f"ws://127.0.0.1:{port}"},
+            **({descriptor.rest_url_setting: f"http://127.0.0.1:{port}"} if descriptor.rest_url_setting else {}),
         )
         argv = [python]
         if py_spy:
@@ -100,7 +113,7 @@ def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = Non
             argv += ["--output", py_spy, "--", python]
         if profile:
             argv += ["-m", "cProfile", "-o", profile]
-        argv += ["manage.py", "ingest", "--exchange", "binance", "--symbols", "btcusdt"]
+        argv += ["manage.py", "ingest", "--exchange", exchange, "--symbols", symbol]
         argv += ["--max-trades", str(trades), "--metrics-port", "0", "--metrics-interval", "5"]
         started = time.monotonic()
         ingest = subprocess.Popen(
@@ -129,6 +142,7 @@ def run(trades: int, replay: Path, profile: str | None, py_spy: str | None = Non
         delete_topics(admin_client, [topic, dlq])
     published = metrics["trades_published"]
     return {
+        "exchange": exchange,
         "trades": published,
         "records_on_topic": on_topic,
         "trades_per_s": metrics.get("throughput_trades_per_s"),
@@ -155,12 +169,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replay", type=Path, default=DEFAULT_REPLAY, help="recorded file, looped")
     parser.add_argument("--profile", help="write a cProfile of the ingest process to this file")
     parser.add_argument("--py-spy", help="record the ingest process with py-spy (all threads) to this file")
+    parser.add_argument(
+        "--exchanges", default="binance", help="registered exchanges, run one after the other (the first: reference)"
+    )
     args = parser.parse_args(argv)
-    result = run(args.trades, args.replay, args.profile, args.py_spy)
-    width = max(len(k) for k in result)
+    names = [n.strip() for n in args.exchanges.split(",") if n.strip()]
+    results = [run(args.trades, args.replay, args.profile, args.py_spy, name) for name in names]
+    width = max(len(k) for k in results[0])
     print("ingest benchmark: simulator --speed 0 --loop -> manage.py ingest -> Kafka (acks=all)")
-    for key, value in result.items():
-        print(f"  {key:<{width}}  {value}")
+    for key in results[0]:
+        print(f"  {key:<{width}}  " + "  ".join(f"{r[key]!s:>14}" for r in results))
+    if len(results) > 1:
+        reference = results[0]["trades_per_s"] or 0
+        for r in results[1:]:
+            ratio = (r["trades_per_s"] or 0) / reference if reference else 0
+            print(f"  {r['exchange']} / {results[0]['exchange']}: {ratio:.2f}x trades/s")
     print("  (target >= 30,000 trades/s; the machine is shared, so figures are noisy)")
 
 
