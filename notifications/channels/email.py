@@ -1,4 +1,5 @@
-"""E-mail over SMTP (Django's SMTP backend on ``EMAIL_HOST``:``EMAIL_PORT``), under the attempt's total deadline.
+"""E-mail over SMTP (Django's SMTP backend on ``EMAIL_HOST``:``EMAIL_PORT``), under the attempt's total deadline
+(the mail server's name lookup included: :mod:`notifications.resolver`).
 
 ``EMAIL_TIMEOUT`` bounds each socket operation only; a server that trickles its replies would restart it with every
 byte. A watchdog timer therefore shuts the connection's socket down when the deadline passes, which ends whatever
@@ -18,7 +19,9 @@ from django.core.mail import BadHeaderError, EmailMessage
 from django.core.mail.backends.smtp import EmailBackend
 
 from cryptoproject.security import redact_text
+from notifications import resolver
 from notifications.channels.base import Deadline, PermanentError, TransientError
+from notifications.deadline import DeadlineExceededError
 from notifications.models import Delivery
 
 
@@ -34,25 +37,36 @@ class _WatchedBackend(EmailBackend):
     """Django's SMTP backend whose connections are remembered as soon as they have a socket (smtplib's constructor
     already reads the server's banner, before the backend could hand the connection over)."""
 
-    def __init__(self, fired: threading.Event, opened: list[smtplib.SMTP], **kwargs: Any) -> None:
+    def __init__(self, fired: threading.Event, opened: list[smtplib.SMTP], deadline: Deadline, **kwargs: Any) -> None:
         super().__init__(fail_silently=False, **kwargs)
         self._fired = fired
         self._opened = opened
+        self._deadline = deadline
 
     @property
     def connection_class(self) -> type[smtplib.SMTP]:
-        """smtplib's class, remembering each instance in ``opened`` (refusing to connect once ``fired``)."""
+        """smtplib's class, remembering each instance in ``opened`` (refusing to connect once ``fired``), whose
+        name lookup runs inside the attempt's deadline (smtplib's own ``getaddrinfo`` has no timeout)."""
         base = smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
-        fired, opened = self._fired, self._opened
+        fired, opened, deadline = self._fired, self._opened, self._deadline
 
         class Watched(base):  # type: ignore[valid-type,misc]
             def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
                 if fired.is_set():
                     raise TimeoutError("the attempt's deadline passed")
-                sock = super()._get_socket(host, port, timeout)
-                self.sock = sock
-                opened.append(self)
-                return sock
+                # Connect to the addresses resolved within the deadline; smtplib keeps the name in ``_host``, so
+                # SMTP_SSL and STARTTLS still verify the certificate against the name.
+                failure: OSError = OSError(f"{host} resolves to no address")
+                for address in resolver.addresses(host, port, deadline):
+                    try:
+                        sock = super()._get_socket(address, port, min(timeout, deadline.remaining()))
+                    except OSError as exc:
+                        failure = exc
+                        continue
+                    self.sock = sock
+                    opened.append(self)
+                    return sock
+                raise failure
 
         return Watched
 
@@ -75,7 +89,7 @@ def send(delivery: Delivery, deadline: Deadline) -> None:
         return
     fired = threading.Event()
     opened: list[smtplib.SMTP] = []
-    backend = _WatchedBackend(fired, opened, timeout=min(settings.EMAIL_TIMEOUT, deadline.remaining()))
+    backend = _WatchedBackend(fired, opened, deadline, timeout=min(settings.EMAIL_TIMEOUT, deadline.remaining()))
 
     def expire() -> None:
         fired.set()
@@ -99,7 +113,7 @@ def send(delivery: Delivery, deadline: Deadline) -> None:
             f"{where} refused the recipient", "failed: the address was refused", answered=True
         ) from exc
     except (smtplib.SMTPException, OSError) as exc:
-        if fired.is_set():
+        if fired.is_set() or isinstance(exc, DeadlineExceededError):
             raise TransientError(f"{where}: no answer before the deadline", f"failed: {where} timed out") from exc
         code = getattr(exc, "smtp_code", 0)
         if isinstance(code, int) and 500 <= code < 600 and not isinstance(exc, smtplib.SMTPServerDisconnected):

@@ -1,5 +1,5 @@
 """The host name's DNS lookup counts inside the attempt's total deadline, for webhooks (the SSRF guard resolves the
-name), SMS (Twilio's API host) and Telegram (the Bot API's host).
+name), SMS (Twilio's API host), Telegram (the Bot API's host) and e-mail (the SMTP server).
 
 A name whose lookup stalls (a DNS server that does not answer) is made through the project's own resolver hook
 (``notifications.resolver.LOOKUP``): its lookup blocks until the test releases it, then answers 127.0.0.1, where
@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from notifications import resolver, sender
-from notifications.channels import sms, telegram, webhook
+from notifications.channels import email, sms, telegram, webhook
 from notifications.channels.base import Deadline, TransientError
 from notifications.models import ChannelKind, Delivery, DeliveryStatus
 from simulator.standins import telegram as telegram_standin
 from simulator.standins import twilio as twilio_standin
 from simulator.standins.base import Store
 from tests.notifications.factories import deliveries, destination, user
-from tests.notifications.receivers import Receiver
+from tests.notifications.receivers import Receiver, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -120,6 +120,31 @@ def test_a_telegram_message_whose_api_name_does_not_resolve_in_time_ends_at_the_
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_email_whose_mail_server_name_does_not_resolve_in_time_ends_at_the_deadline(
+    stall: Stall, settings: Any
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Inbox:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = STALLED, port
+        delivery = one(ChannelKind.EMAIL, "dana@example.com")
+        stalled_then_released(stall, lambda deadline: email.send(delivery, deadline), lambda: len(received))
+        assert received[0].rcpt_tos == ["dana@example.com"]
+    finally:
+        controller.stop()
 
 
 def test_the_sender_counts_a_stalled_lookup_as_a_timed_out_attempt_and_retries_it(
