@@ -10,6 +10,7 @@ searches by offsetting their keys (``segment x BIG``), and in running extremes b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
@@ -77,6 +78,12 @@ class _Flat:
         self.texts = [t for i in self.items for t in i.trades.price_text]
         self.quantity_texts = [t for i in self.items for t in i.trades.quantity_text]
         self.seg = np.repeat(np.arange(len(self.items), dtype=np.int64), self.length)
+
+    @functools.cached_property
+    def rank(self) -> I64:
+        """Each trade's price rank among the batch's prices (equal prices, equal ranks): sorted once per batch for
+        the running extremes and the windows' records."""
+        return np.unique(self.price, return_inverse=True)[1].astype(np.int64)
 
 
 class _Pairs:
@@ -228,8 +235,7 @@ def _whales(flat: _Flat, found: list[tuple[int, int, str, str | None]]) -> None:
 
 def _segmented_prefix_arg(flat: _Flat, lowest: bool) -> I64:
     """For every trade, the flat index of the earliest extreme of its segment's trades up to it (included)."""
-    _, rank = np.unique(flat.price, return_inverse=True)
-    rank = rank.astype(np.int64)
+    rank = flat.rank
     span = np.int64(len(flat.price) + 1)
     count = np.int64(len(flat.items))
     # Earlier segments never win: larger keys for lows, smaller for highs.
@@ -283,10 +289,10 @@ def _next_marks(
     keep_old = o_price <= bound[o_seg] if lowest else o_price >= bound[o_seg]
     # Segmented suffix extremes: price ranks offset per market so that later markets never win (as in
     # _segmented_prefix_arg, read backwards).
-    _, rank = np.unique(flat.price, return_inverse=True)
+    rank = flat.rank
     width = np.int64(len(flat.price) + 1)
     seg_key = flat.seg if lowest else np.int64(len(flat.items)) - flat.seg
-    key = rank.astype(np.int64) + seg_key * width
+    key = rank + seg_key * width
     extreme = (np.minimum if lowest else np.maximum).accumulate(key[::-1])[::-1]
     is_moving = np.zeros(len(flat.items), np.bool_)
     is_moving[moving] = True
