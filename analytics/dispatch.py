@@ -26,15 +26,18 @@ logger = logging.getLogger(__name__)
 def dispatch_batch(windows: list[SymbolWindow]) -> int:
     """Queue the analytics tasks for a committed batch; returns how many tasks were sent."""
     sent = 0
-    for w in windows:
-        if w.count <= 0:
-            continue
-        tasks.update_candles.apply_async((w.exchange, w.symbol, w.start_ms, w.end_ms))
-        tasks.detect_whales.apply_async((w.exchange, w.symbol, w.start_ms, w.end_ms))
-        sent += 2
-        delay = claim_stats_refresh(w.exchange, w.symbol)
-        if delay is not None:
-            tasks.refresh_stats.apply_async((w.exchange, w.symbol), countdown=delay or None)
-            sent += 1
+    # One producer (and broker connection) for the whole batch: taking one from the pool for each task cost about a
+    # third of every publish, and a batch of many markets sends two or three tasks per market.
+    with tasks.update_candles.app.producer_or_acquire() as producer:
+        for w in windows:
+            if w.count <= 0:
+                continue
+            tasks.update_candles.apply_async((w.exchange, w.symbol, w.start_ms, w.end_ms), producer=producer)
+            tasks.detect_whales.apply_async((w.exchange, w.symbol, w.start_ms, w.end_ms), producer=producer)
+            sent += 2
+            delay = claim_stats_refresh(w.exchange, w.symbol)
+            if delay is not None:
+                tasks.refresh_stats.apply_async((w.exchange, w.symbol), countdown=delay or None, producer=producer)
+                sent += 1
     logger.debug("batch dispatched", extra={"windows": len(windows), "tasks": sent})
     return sent
