@@ -28,6 +28,8 @@ PAGES = [
     "/alerts/",
     "/alerts/destinations/",
     "/notifications/",
+    "/accounts/tokens/",
+    "/accounts/watchlist/",
     "/accounts/login/",
     "/api/v1/docs",
 ]
