@@ -16,7 +16,14 @@ COPY . .
 RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(48))')" \
     python manage.py collectstatic --noinput -v 0
 
-RUN useradd --system --uid 1000 app && chown -R app /app
+# The code stays root's and read-only to the app user (a compromised process cannot rewrite it; go-w in case the build
+# context had group- or world-writable files). The app user owns only what it writes: the history and model caches
+# (HISTORY_CACHE_DIR, PREDICTION_ARTIFACT_DIR) and /state, the simulators' volume (a named volume takes the owner of
+# the image's directory). Celery beat writes its schedule to /tmp.
+RUN useradd --system --uid 1000 app \
+    && chmod -R go-w /app \
+    && mkdir -p /app/.cache/history /app/.cache/prediction /state \
+    && chown -R app:app /app/.cache /state
 USER app
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "cryptoproject.asgi:application"]

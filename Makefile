@@ -13,6 +13,8 @@ STAMP := $(VENV)/.requirements.sha1
 # explicitly; a production-like local run: `make migrate DJANGO_DEBUG=false DJANGO_SECRET_KEY=...`.
 DJANGO_DEBUG ?= true
 export DJANGO_DEBUG
+# pip itself, pinned (not in requirements/*.txt, which pip installs): the version the development venv was set up with.
+PIP_VERSION := 26.3
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
@@ -29,7 +31,7 @@ setup: ## virtualenv, pinned requirements, apt packages when missing, Kafka jars
 	  $(PYTHON) -m venv $(VENV); \
 	fi
 	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(REQ_SHA)" ]; then \
-	  $(PY) -m pip install -q --upgrade pip && \
+	  $(PY) -m pip install -q "pip==$(PIP_VERSION)" && \
 	  $(PY) -m pip install -q --require-hashes -r requirements/dev.txt && \
 	  echo "$(REQ_SHA)" > $(STAMP); \
 	fi

@@ -115,6 +115,8 @@ MIDDLEWARE = [
     # First: a body over REQUEST_BODY_MAX_BYTES is refused (413) before anything reads it (DRF's parsers included).
     "cryptoproject.body_limit.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response: cryptoproject/csp.py.
+    "cryptoproject.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

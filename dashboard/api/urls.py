@@ -1,7 +1,7 @@
 """REST API v1 URLs (mounted at ``/api/v1/``), the OpenAPI schema and its browsable docs."""
 
 from django.urls import URLPattern, URLResolver, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from dashboard.api import accounts, alerts, backtests, predictions, views
 from dashboard.auth import LoginRequiredIfConfigured
@@ -38,7 +38,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("schema", SpectacularAPIView.as_view(permission_classes=_docs_permissions), name="schema"),
     path(
         "docs",
-        SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=_docs_permissions),
+        # The split view: its start-up script is a URL of its own (?script), not inline, for the CSP.
+        SpectacularSwaggerSplitView.as_view(url_name="api:schema", permission_classes=_docs_permissions),
         name="docs",
     ),
     path(

@@ -7,6 +7,10 @@ compose-spec project as shipped in docker-compose 1.29.2, Apache-2.0), since no 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -152,3 +156,35 @@ def test_default_services_run_the_demos_exchanges_each_ingest_reading_its_own_si
             assert url.scheme == scheme, (exchange, kind)
             assert simulators[(url.hostname, str(url.port))] == exchange, (exchange, kind)
             assert url.hostname in service["depends_on"], exchange
+
+
+def test_scale_profile_runs_production_settings_with_the_secret_key_from_the_environment() -> None:
+    """The production topology runs as production: no debug pages, no development secret key."""
+    apps = {n: s for n, s in scale_services().items() if s.get("build") == "."}
+    assert apps
+    for name, service in apps.items():
+        env = service["environment"]
+        assert env["DJANGO_DEBUG"] == "false", name
+        # From the environment, with no default: unset, it is empty and production settings refuse to start.
+        assert env["DJANGO_SECRET_KEY"] == "${DJANGO_SECRET_KEY:-}", name
+    # The default profile stays the local demo.
+    assert load_compose()["services"]["web"]["environment"]["DJANGO_DEBUG"] == "true"
+    # No ${VAR:?...}: Compose interpolates every service before it applies profiles, so one would stop a plain
+    # `docker compose up` of the default services too.
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert not re.search(r"\$\{\w+:?\?", text)
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    env.update(
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="",
+        DJANGO_ALLOWED_HOSTS="web",
+        DJANGO_SETTINGS_MODULE="cryptoproject.settings",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
