@@ -197,7 +197,11 @@ def replica_config(url: str) -> dict[str, Any]:
     return db
 
 
-DATABASE_URL: str = env.str("DATABASE_URL", default="postgres://crypto:crypto@127.0.0.1:15432/crypto")
+# The development stack's database is the default in debug mode only: production names its own (fail closed), never
+# the well-known crypto:crypto credentials.
+DATABASE_URL: str = env.str("DATABASE_URL", default="postgres://crypto:crypto@127.0.0.1:15432/crypto" if DEBUG else "")
+if not DATABASE_URL:
+    raise ImproperlyConfigured("DATABASE_URL must be set when DJANGO_DEBUG is false (production).")
 _db = database_config("DATABASE_URL", DATABASE_URL)
 # Parallel test runs (several developers or CI jobs on one server) need distinct test databases.
 _db["TEST"] = {"NAME": env.str("DJANGO_TEST_DB_NAME", default=f"test_{_db.get('NAME', 'crypto')}")}
