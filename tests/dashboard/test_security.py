@@ -61,6 +61,37 @@ def test_redaction_helpers() -> None:
     assert "redis://h:1/0" in redact_text(text)
 
 
+@pytest.mark.parametrize(
+    ("url", "bare"),
+    [
+        ("postgres://crypto:p@ss{}@db:5432/crypto", "postgres://db:5432/crypto"),
+        ("postgres://crypto:p@ss{}@db/crypto?sslmode=require", "postgres://db/crypto?sslmode=require"),
+        ("redis://:p@ss{}@cache.internal:6379/0", "redis://cache.internal:6379/0"),
+        ("rediss://default:a@b@c{}@cache:6380/1", "rediss://cache:6380/1"),
+        ("amqp://u@ser:p@ss{}@mq:5672/", "amqp://mq:5672/"),
+        ("sasl://alice:pa@ss:w{}@broker-1:9093", "sasl://broker-1:9093"),  # a Kafka SASL login quoted as a URL
+    ],
+)
+def test_redaction_hides_every_part_of_a_password_with_an_unencoded_at(url: str, bare: str) -> None:
+    """A password with ``@`` (unencoded, as people paste them) leaks nothing: not the part after its first ``@``."""
+    secret_url = url.format(REDIS_SECRET)
+    assert redact_url(secret_url) == bare
+    text = redact_text(f"Error connecting to {secret_url}: refused; also '{secret_url}' and \"{secret_url}\"")
+    assert REDIS_SECRET not in text
+    assert "ss" + REDIS_SECRET not in text and "@" not in text.replace(bare, "")
+    assert text.count(bare) == 3
+    safe = SensitiveSettingsFilter().cleanse_setting("SOME_NOTE", f"see {secret_url}")
+    assert safe == f"see {bare}"
+
+
+def test_kafka_sasl_credentials_are_hidden_whole(settings: Any) -> None:
+    settings.KAFKA_SASL_USERNAME = "alice"
+    settings.KAFKA_SASL_PASSWORD = f"p@ss{REDIS_SECRET}"
+    safe = SensitiveSettingsFilter().get_safe_settings()
+    assert safe["KAFKA_SASL_PASSWORD"] == SensitiveSettingsFilter.cleansed_substitute
+    assert REDIS_SECRET not in repr(safe)
+
+
 # --------------------------------------------------------------------------------------------- finding 1 (debug page)
 def test_debug_error_page_hides_every_url_and_credential(client: Client, settings: Any) -> None:
     settings.DEBUG = True
