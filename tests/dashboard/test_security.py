@@ -78,7 +78,7 @@ def test_redaction_hides_every_part_of_a_password_with_an_unencoded_at(url: str,
     assert redact_url(secret_url) == bare
     text = redact_text(f"Error connecting to {secret_url}: refused; also '{secret_url}' and \"{secret_url}\"")
     assert REDIS_SECRET not in text
-    assert "ss" + REDIS_SECRET not in text and "@" not in text.replace(bare, "")
+    assert "@" not in text  # no part of the userinfo is left
     assert text.count(bare) == 3
     safe = SensitiveSettingsFilter().cleanse_setting("SOME_NOTE", f"see {secret_url}")
     assert safe == f"see {bare}"
