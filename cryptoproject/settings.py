@@ -647,6 +647,10 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
+        # JSON, not Django's pickle: whoever can write to Redis must not run code in the web processes by it
+        # (throttle histories and claims are JSON). The prefix keeps pickled entries of earlier releases unread.
+        "OPTIONS": {"serializer": "cryptoproject.cache_serializer.JSONSerializer"},
+        "KEY_PREFIX": "json",
     }
 }
 
