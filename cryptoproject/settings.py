@@ -121,7 +121,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Staff sessions idle longer than STAFF_SESSION_IDLE_SECONDS are logged out (everyone else keeps two weeks).
-    "cryptoproject.staff_sessions.StaffIdleTimeoutMiddleware",
+    "accounts.staff_sessions.StaffIdleTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A bounded statement time for queries run while serving a request (not the consumer or Celery).
@@ -493,7 +493,7 @@ for _name, _value, _least, _most in (
     if not _least <= _value <= _most:
         raise ImproperlyConfigured(f"{_name}: must be between {_least} and {_most}, got {_value}")
 # Seconds a staff or superuser session may stay idle before its next request is logged out (the admin asks for the
-# password again); other users keep SESSION_COOKIE_AGE (two weeks). cryptoproject/staff_sessions.py.
+# password again); other users keep SESSION_COOKIE_AGE (two weeks). accounts/staff_sessions.py.
 STAFF_SESSION_IDLE_SECONDS: int = _setting("STAFF_SESSION_IDLE_SECONDS", int, 1800)
 if not 60 <= STAFF_SESSION_IDLE_SECONDS <= 86400:
     raise ImproperlyConfigured(

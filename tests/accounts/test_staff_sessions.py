@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from cryptoproject.staff_sessions import LAST_SEEN_KEY
+from accounts.staff_sessions import LAST_SEEN_KEY
 from tests.accounts.conftest import PASSWORD
 from tests.conftest import manage
 from tests.foundation.test_fail_closed import run
@@ -47,6 +47,9 @@ def test_an_idle_staff_session_is_signed_out(staff: Any, settings: Any) -> None:
 def test_an_active_staff_session_stays_and_its_clock_moves(staff: Any, settings: Any) -> None:
     settings.STAFF_SESSION_IDLE_SECONDS = 1800
     client = signed_in(staff.username)
+    signed_in_at = client.session[LAST_SEEN_KEY]  # stamped with the sign-in
+    assert client.get("/admin/").status_code == 200
+    assert client.session[LAST_SEEN_KEY] == signed_in_at  # within a minute: the session is not written again
     idle_for(client, 1700)
     assert client.get("/admin/").status_code == 200
     assert client.session[LAST_SEEN_KEY] > time.time() - 60
