@@ -12,8 +12,10 @@ COPY requirements/ requirements/
 RUN pip install --require-hashes -r requirements/base.txt
 
 COPY . .
-# A throwaway key that is never stored: collectstatic needs production settings, not a secret.
+# A throwaway key that is never stored: collectstatic needs production settings, not a secret (nor a database: the
+# URL only has to be set, it is never connected to).
 RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(48))')" \
+    DATABASE_URL=postgres://build@localhost/build \
     python manage.py collectstatic --noinput -v 0
 
 # The code stays root's and read-only to the app user (a compromised process cannot rewrite it; go-w in case the build

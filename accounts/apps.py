@@ -11,5 +11,5 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the OpenAPI description of the API tokens."""
-        from accounts import schema  # noqa: F401
+        """Register the OpenAPI description of the API tokens and the staff sessions' sign-in receiver."""
+        from accounts import schema, staff_sessions  # noqa: F401

@@ -12,10 +12,16 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.db import connections  # noqa: E402
 
 from cryptoproject.body_limit import BodyLimitASGIMiddleware  # noqa: E402
+from dashboard.checks import refuse_known_passwords  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from notifications.routing import websocket_urlpatterns as notification_urlpatterns  # noqa: E402
+
+# Production never serves a sign-in page while the demo account's published password works (DEBUG: no query).
+refuse_known_passwords()
+connections.close_all()  # the guard's connection belongs to this start-up thread, never to a request
 
 # The dashboard's list ends with a catch-all (4404): the other apps' routes come first.
 routes = [*notification_urlpatterns, *websocket_urlpatterns]

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 from django.views.debug import SafeExceptionReporterFilter
 
 REDACTED = "********"
-# "scheme://user:password@host" anywhere in a text (error messages quote URLs): the userinfo part is dropped.
-_USERINFO_IN_TEXT = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]*@")
+# "scheme://user:password@host" anywhere in a text (error messages quote URLs): the userinfo part is dropped, up to
+# the authority's LAST "@" (greedy), so a password with an unencoded "@" ("p@ss") leaves no part of itself behind.
+_USERINFO_IN_TEXT = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]*@")
 # The local development key: production refuses it even when set explicitly.
 DEV_SECRET_PREFIX = "django-insecure-"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})

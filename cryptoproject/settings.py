@@ -122,6 +122,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Staff sessions idle longer than STAFF_SESSION_IDLE_SECONDS are logged out (everyone else keeps two weeks).
+    "accounts.staff_sessions.StaffIdleTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A bounded statement time for queries run while serving a request (not the consumer or Celery).
@@ -199,7 +201,11 @@ def replica_config(url: str) -> dict[str, Any]:
     return db
 
 
-DATABASE_URL: str = env.str("DATABASE_URL", default="postgres://crypto:crypto@127.0.0.1:15432/crypto")
+# The development stack's database is the default in debug mode only: production names its own (fail closed), never
+# the well-known crypto:crypto credentials.
+DATABASE_URL: str = env.str("DATABASE_URL", default="postgres://crypto:crypto@127.0.0.1:15432/crypto" if DEBUG else "")
+if not DATABASE_URL:
+    raise ImproperlyConfigured("DATABASE_URL must be set when DJANGO_DEBUG is false (production).")
 _db = database_config("DATABASE_URL", DATABASE_URL)
 # Parallel test runs (several developers or CI jobs on one server) need distinct test databases.
 _db["TEST"] = {"NAME": env.str("DJANGO_TEST_DB_NAME", default=f"test_{_db.get('NAME', 'crypto')}")}
@@ -488,6 +494,13 @@ for _name, _value, _least, _most in (
 ):
     if not _least <= _value <= _most:
         raise ImproperlyConfigured(f"{_name}: must be between {_least} and {_most}, got {_value}")
+# Seconds a staff or superuser session may stay idle before its next request is logged out (the admin asks for the
+# password again); other users keep SESSION_COOKIE_AGE (two weeks). accounts/staff_sessions.py.
+STAFF_SESSION_IDLE_SECONDS: int = _setting("STAFF_SESSION_IDLE_SECONDS", int, 1800)
+if not 60 <= STAFF_SESSION_IDLE_SECONDS <= 86400:
+    raise ImproperlyConfigured(
+        f"STAFF_SESSION_IDLE_SECONDS: must be between 60 and 86400, got {STAFF_SESSION_IDLE_SECONDS}"
+    )
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -636,6 +649,10 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
+        # JSON, not Django's pickle: whoever can write to Redis must not run code in the web processes by it
+        # (throttle histories and claims are JSON). The prefix keeps pickled entries of earlier releases unread.
+        "OPTIONS": {"serializer": "cryptoproject.cache_serializer.JSONSerializer"},
+        "KEY_PREFIX": "json",
     }
 }
 

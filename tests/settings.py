@@ -21,7 +21,11 @@ os.environ["DOTENV_FILE"] = ""
 use_worker_stack()
 
 from cryptoproject.settings import *  # noqa: E402, F403
-from cryptoproject.settings import DATABASES, replica_config  # noqa: E402
+from cryptoproject.settings import DATABASE_URL, DATABASES, replica_config  # noqa: E402
+
+# Production requires DATABASE_URL (no development fallback): the children that check production settings with
+# DJANGO_DEBUG unset inherit the database this suite resolved (CI sets none and uses the default stack's).
+os.environ.setdefault("DATABASE_URL", DATABASE_URL)
 
 # django-axes refuses authenticate() calls without a request, which Django's test client.login() makes; the
 # lockout tests switch it on (AXES_ENABLED is read per request).

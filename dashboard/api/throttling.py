@@ -15,6 +15,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework import throttling
 
+from cryptoproject.cache_serializer import UnreadableCacheValueError
+
 if TYPE_CHECKING:  # rest_framework.views imports the throttle classes: a runtime import would be circular
     from rest_framework.request import Request
     from rest_framework.views import APIView
@@ -40,7 +42,7 @@ class _FailOpen(throttling.SimpleRateThrottle):
     def allow_request(self, request: Request, view: APIView) -> bool:
         try:
             return bool(super().allow_request(request, view))
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, UnreadableCacheValueError) as exc:  # the last: a counter that is not JSON
             _log_fail_open(str(self.scope), exc)
             self.history = []
             return True

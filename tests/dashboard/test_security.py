@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import OperationalError, connection
@@ -25,8 +27,8 @@ from rest_framework.throttling import SimpleRateThrottle
 from cryptoproject.middleware import StatementTimeoutMiddleware
 from cryptoproject.security import SensitiveSettingsFilter, client_ip, redact_text, redact_url
 from dashboard import health
-from dashboard.checks import demo_user_absent
-from tests.conftest import ROOT, wait_for
+from dashboard.checks import demo_user_absent, refuse_known_passwords
+from tests.conftest import ROOT, subprocess_env, wait_for
 from tests.dashboard.api_factories import locmem_cache, make_whale
 
 pytestmark = pytest.mark.django_db
@@ -57,6 +59,37 @@ def test_redaction_helpers() -> None:
     text = f"Error connecting to redis://user:{REDIS_SECRET}@h:1/0 and 'amqp://u:p@q/'"
     assert REDIS_SECRET not in redact_text(text)
     assert "redis://h:1/0" in redact_text(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "bare"),
+    [
+        ("postgres://crypto:p@ss{}@db:5432/crypto", "postgres://db:5432/crypto"),
+        ("postgres://crypto:p@ss{}@db/crypto?sslmode=require", "postgres://db/crypto?sslmode=require"),
+        ("redis://:p@ss{}@cache.internal:6379/0", "redis://cache.internal:6379/0"),
+        ("rediss://default:a@b@c{}@cache:6380/1", "rediss://cache:6380/1"),
+        ("amqp://u@ser:p@ss{}@mq:5672/", "amqp://mq:5672/"),
+        ("sasl://alice:pa@ss:w{}@broker-1:9093", "sasl://broker-1:9093"),  # a Kafka SASL login quoted as a URL
+    ],
+)
+def test_redaction_hides_every_part_of_a_password_with_an_unencoded_at(url: str, bare: str) -> None:
+    """A password with ``@`` (unencoded, as people paste them) leaks nothing: not the part after its first ``@``."""
+    secret_url = url.format(REDIS_SECRET)
+    assert redact_url(secret_url) == bare
+    text = redact_text(f"Error connecting to {secret_url}: refused; also '{secret_url}' and \"{secret_url}\"")
+    assert REDIS_SECRET not in text
+    assert "@" not in text  # no part of the userinfo is left
+    assert text.count(bare) == 3
+    safe = SensitiveSettingsFilter().cleanse_setting("SOME_NOTE", f"see {secret_url}")
+    assert safe == f"see {bare}"
+
+
+def test_kafka_sasl_credentials_are_hidden_whole(settings: Any) -> None:
+    settings.KAFKA_SASL_USERNAME = "alice"
+    settings.KAFKA_SASL_PASSWORD = f"p@ss{REDIS_SECRET}"
+    safe = SensitiveSettingsFilter().get_safe_settings()
+    assert safe["KAFKA_SASL_PASSWORD"] == SensitiveSettingsFilter.cleansed_substitute
+    assert REDIS_SECRET not in repr(safe)
 
 
 # --------------------------------------------------------------------------------------------- finding 1 (debug page)
@@ -287,6 +320,36 @@ def test_deploy_check_fails_while_the_demo_user_exists() -> None:
     assert [e.id for e in errors] == ["dashboard.E001"]
     with pytest.raises(SystemCheckError, match=r"dashboard\.E001"):
         call_command("check", "--deploy", "--fail-level", "ERROR")
+
+
+def test_production_start_up_refuses_the_demo_password(settings: Any) -> None:
+    settings.DEBUG = False
+    refuse_known_passwords()  # no demo account: starts
+    demo = get_user_model().objects.create_superuser("demo", "demo@localhost", "demo")
+    with pytest.raises(ImproperlyConfigured, match=r"refusing to start: .*demo.*changepassword"):
+        refuse_known_passwords()
+    settings.DEBUG = True
+    refuse_known_passwords()  # make demo itself
+    settings.DEBUG = False
+    demo.set_password("a-new-long-private-passphrase")
+    demo.save()
+    refuse_known_passwords()  # its password changed: check --deploy still reports the name (dashboard.E001)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_production_web_server_does_not_start_with_the_demo_password() -> None:
+    """The ASGI application daphne loads, in a production child on this test's database."""
+    from tests.foundation.test_fail_closed import PRODUCTION, run
+
+    get_user_model().objects.create_superuser("demo", "demo@localhost", "demo")
+    code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'cryptoproject.settings'; import cryptoproject.%s"
+    for entry in ("asgi", "wsgi"):
+        result = run([sys.executable, "-c", code % entry], **PRODUCTION, DATABASE_URL=subprocess_env()["DATABASE_URL"])
+        assert result.returncode != 0, entry
+        assert "refusing to start: the account(s) demo still have the password" in result.stderr, result.stderr
+    get_user_model().objects.filter(username="demo").delete()
+    result = run([sys.executable, "-c", code % "asgi"], **PRODUCTION, DATABASE_URL=subprocess_env()["DATABASE_URL"])
+    assert result.returncode == 0, result.stderr
 
 
 def test_metrics_listen_on_loopback_only_by_default() -> None:

@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"dashboard"},
 ]
 # The project's composition root wires the apps' URLs and sockets together: it may import any app.
-COMPOSITION_ROOT = {"cryptoproject.urls", "cryptoproject.asgi"}
+COMPOSITION_ROOT = {"cryptoproject.urls", "cryptoproject.asgi", "cryptoproject.wsgi"}
 Graph = dict[str, set[str]]
 
 

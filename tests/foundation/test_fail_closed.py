@@ -20,7 +20,14 @@ SECRET = "Sup3r-s3cret-pw"
 
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     """A child with no DJANGO_* variable at all (DJANGO_DEBUG unset) unless ``env`` sets one."""
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALERT_", "API_"))}
+    return run_without((), args, **env)
+
+
+def run_without(unset: tuple[str, ...], args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """:func:`run`, with the variables in ``unset`` removed from the child's environment as well."""
+    child_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALERT_", "API_")) and k not in unset
+    }
     child_env.update(env)
     return subprocess.run(args, cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=120, check=False)
 
@@ -63,6 +70,16 @@ def test_without_django_debug_a_secret_key_is_required() -> None:
     result = run(manage("check"), DJANGO_ALLOWED_HOSTS="dash.example.com")
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_without_django_debug_a_database_url_is_required() -> None:
+    """Production never falls back to the development stack's database and its well-known credentials."""
+    result = run_without(("DATABASE_URL",), manage("check"), **PRODUCTION)
+    assert result.returncode != 0
+    assert "DATABASE_URL must be set" in result.stderr
+    # Debug mode (make demo, the Procfiles) keeps the development stack's default.
+    result = run_without(("DATABASE_URL",), manage("check"), DJANGO_DEBUG="true")
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(
