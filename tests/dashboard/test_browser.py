@@ -186,7 +186,9 @@ def test_symbol_page_updates_live_from_the_real_pipeline(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            # bypass_csp: wait_for_function evaluates its expression with eval, which the pages' CSP refuses; the
+            # pages under the policy are tests/dashboard/test_csp.py's.
+            context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
             page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
 

@@ -238,7 +238,9 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+            # bypass_csp: wait_for_function evaluates its expression with eval, which the pages' CSP refuses; the
+            # pages under the policy are tests/dashboard/test_csp.py's.
+            page = browser.new_context(viewport={"width": 1440, "height": 1000}, bypass_csp=True).new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
 
             sign_in(page, site, "dana")
@@ -284,7 +286,7 @@ def test_a_price_alert_set_in_the_pages_fires_a_toast_and_an_sms(
             page.wait_for_selector("#toasts[data-state=live]", state="attached", timeout=30_000)
             page.evaluate("() => { window.__sameDocument = true; }")
             # Another user, signed in on their own dashboard meanwhile: not told of dana's alert.
-            other = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            other = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True).new_page()
             other.on("pageerror", lambda exc: errors.append(str(exc)))
             sign_in(other, site, "eve")
             other.wait_for_selector("#toasts[data-state=live]", state="attached", timeout=30_000)
@@ -404,7 +406,7 @@ def test_a_rule_saved_while_the_market_runs_fires_on_a_later_crossing(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1440, "height": 1000})
+            context = browser.new_context(viewport={"width": 1440, "height": 1000}, bypass_csp=True)
             watching = context.new_page()
             watching.on("pageerror", lambda exc: errors.append(str(exc)))
             sign_in(watching, site, "fay")
