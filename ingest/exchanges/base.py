@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ingest.exchanges.descriptor import SymbolSpelling
 from ingest.gaps import TradeIdContinuity
 from ingest.records import TradeRecord
@@ -114,6 +116,22 @@ class Exchange(ABC):
         detection). An exchange whose trades can stand for a run of ids (OKX's aggregated trades) returns one that
         knows it."""
         return TradeIdContinuity() if self.consecutive_ids else None
+
+
+def json_object(
+    raw: str | bytes, result: ParseResult, loads: Callable[[str | bytes], Any] = orjson.loads
+) -> dict[str, Any] | None:
+    """The frame's JSON object; None, with the reason added to ``result.bad``, when it is malformed JSON or not an
+    object (every exchange's parser starts this way)."""
+    try:
+        message = loads(raw)
+    except (ValueError, RecursionError) as exc:  # orjson's and json's decode errors are ValueErrors
+        result.bad.append(BadInput(f"malformed JSON: {str(exc)[:200]}", to_text(raw)))
+        return None
+    if not isinstance(message, dict):
+        result.bad.append(BadInput("message is not a JSON object", to_text(raw)))
+        return None
+    return message
 
 
 def to_text(raw: str | bytes) -> str:

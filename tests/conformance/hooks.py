@@ -347,10 +347,10 @@ def simulated_frames(name: str, records: Iterable[TradeRecord], per_frame: int =
 def documented_frames(name: str) -> list[tuple[str, list[Expected]]]:
     """Frames copied from the exchange's public API documentation, with the values the documentation gives.
 
-    /work/shared/guide/EXCHANGES.md describes the layouts but holds no complete example, so these are the
-    documentation's own examples as written there (Binance ``web-socket-streams.md`` "Trade Streams", Coinbase
-    Advanced Trade "Market Trades Channel", Kraken WebSocket v2 "Trade"), written from the docs as known, not
-    fetched. The expected values are read off the documentation's text by hand, not computed.
+    These are the documentation's own examples (Binance ``web-socket-streams.md`` "Trade Streams", Coinbase Advanced
+    Trade "Market Trades Channel", Kraken WebSocket v2 "Trade", OKX v5 "Trades channel"), written here from the docs
+    as known, not fetched (no offline copy of those pages holds a complete example). The expected values are read
+    off the documentation's text by hand, not computed.
     """
     return DOCUMENTED[name]
 

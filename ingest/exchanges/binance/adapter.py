@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
-
 from ingest.exchanges.base import (
     ACK,
     ERROR,
@@ -22,6 +20,7 @@ from ingest.exchanges.base import (
     FrameParser,
     ParseResult,
     StatelessParser,
+    json_object,
     to_text,
 )
 from ingest.exchanges.descriptor import SymbolSpelling
@@ -67,25 +66,20 @@ def parse_event(data: Any, raw: str | bytes, received_at: int, result: ParseResu
 def parse_frame(raw: str | bytes, received_at: int) -> ParseResult:
     """Parse one Binance frame (never raises)."""
     result = ParseResult()
-    try:
-        message = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        result.bad.append(BadInput(f"malformed JSON: {exc}", to_text(raw)))
+    message = json_object(raw, result)
+    if message is None:
         return result
-    if isinstance(message, dict):
-        data = message.get("data")
-        if "stream" in message and data is not None:
-            parse_event(data, raw, received_at, result)
-        elif "e" in message:
-            parse_event(message, raw, received_at, result)
-        elif "error" in message:
-            result.events.append(ControlEvent(ERROR, {"error": message["error"], "id": message.get("id")}))
-        elif "result" in message and "id" in message:
-            result.events.append(ControlEvent(ACK, {"result": message["result"], "id": message["id"]}))
-        else:
-            result.bad.append(BadInput("unknown message: no event type", to_text(raw)))
+    data = message.get("data")
+    if "stream" in message and data is not None:
+        parse_event(data, raw, received_at, result)
+    elif "e" in message:
+        parse_event(message, raw, received_at, result)
+    elif "error" in message:
+        result.events.append(ControlEvent(ERROR, {"error": message["error"], "id": message.get("id")}))
+    elif "result" in message and "id" in message:
+        result.events.append(ControlEvent(ACK, {"result": message["result"], "id": message["id"]}))
     else:
-        result.bad.append(BadInput("message is not a JSON object", to_text(raw)))
+        result.bad.append(BadInput("unknown message: no event type", to_text(raw)))
     return result
 
 

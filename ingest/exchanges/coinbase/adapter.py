@@ -26,6 +26,7 @@ from ingest.exchanges.base import (
     Exchange,
     FrameParser,
     ParseResult,
+    json_object,
     rfc3339_ms,
     to_text,
 )
@@ -77,13 +78,8 @@ class CoinbaseParser(FrameParser):
     def parse(self, raw: str | bytes, received_at: int) -> ParseResult:
         """Parse one frame (never raises)."""
         result = ParseResult()
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            result.bad.append(BadInput(f"malformed JSON: {exc}", to_text(raw)))
-            return result
-        if not isinstance(message, dict):
-            result.bad.append(BadInput("message is not a JSON object", to_text(raw)))
+        message = json_object(raw, result)
+        if message is None:
             return result
         self._check_sequence(message, result)
         channel = message.get("channel")

@@ -26,6 +26,7 @@ from ingest.exchanges.base import (
     FrameParser,
     ParseResult,
     StatelessParser,
+    json_object,
     rfc3339_ms,
     to_text,
 )
@@ -59,13 +60,8 @@ def _int_or_text(text: str) -> int:
 def parse_frame(raw: str | bytes, received_at: int) -> ParseResult:
     """Parse one Kraken v2 frame (never raises)."""
     result = ParseResult()
-    try:
-        message = loads(raw)
-    except (ValueError, RecursionError) as exc:
-        result.bad.append(BadInput(f"malformed JSON: {str(exc)[:200]}", to_text(raw)))
-        return result
-    if not isinstance(message, dict):
-        result.bad.append(BadInput("message is not a JSON object", to_text(raw)))
+    message = json_object(raw, result, loads)
+    if message is None:
         return result
     channel = message.get("channel")
     if channel == "trade":

@@ -28,6 +28,7 @@ from ingest.exchanges.base import (
     Exchange,
     FrameParser,
     ParseResult,
+    json_object,
     to_text,
 )
 from ingest.exchanges.descriptor import SymbolSpelling
@@ -103,13 +104,8 @@ def parse_frame(raw: str | bytes, received_at: int, runs: Runs | None = None) ->
     if raw in (PONG, PONG.encode()):
         result.events.append(ControlEvent(HEARTBEAT, {}))
         return result
-    try:
-        message = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        result.bad.append(BadInput(f"malformed JSON: {exc}", to_text(raw)))
-        return result
-    if not isinstance(message, dict):
-        result.bad.append(BadInput("message is not a JSON object", to_text(raw)))
+    message = json_object(raw, result)
+    if message is None:
         return result
     event = message.get("event")
     if event is not None:
