@@ -55,7 +55,17 @@ class Trade(models.Model):
 
     exchange = models.CharField(max_length=16)
     symbol = models.CharField(max_length=32, help_text="The exchange's own symbol, upper case (BTCUSDT, BTC-USD).")
-    trade_id = models.BigIntegerField()
+    trade_id = models.BigIntegerField(
+        help_text="The exchange's trade id; for a string id that is not an integer (Bybit), its 63-bit key."
+    )
+    # NULL, not "": the column is absent for every exchange but Bybit, and a nullable column without a default is
+    # added to the partitioned table without touching a row.
+    trade_ref = models.CharField(  # noqa: DJ001
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="The exchange's own trade id when it is a string that is not an integer (trade_id is its key).",
+    )
     price = price_field()
     quantity = price_field()
     quote_quantity = models.GeneratedField(

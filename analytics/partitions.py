@@ -34,8 +34,13 @@ logger = logging.getLogger(__name__)
 
 PARENT = "analytics_trade"
 DEFAULT = "analytics_trade_default"
-# Every column but the generated quote_quantity, in table order: what moving rows between partitions copies.
-COLUMNS = "id, exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at, stored_at"
+# Every column of the parent but generated ones (quote_quantity), in table order: what moving rows between partitions
+# copies. Read from the catalog, not written out: a migration that runs this code (0004) sees the table of its own
+# day, and a column added later (trade_ref) is moved too.
+_COLUMNS = f"""
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+    WHERE attrelid = '{PARENT}'::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+"""
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 # DDL on the parent waits for the consumer's open transaction; past this it gives up and tries again next run
 # rather than queueing every insert behind its lock.
@@ -123,11 +128,13 @@ def _create(start: datetime, end: datetime, using: str) -> bool:
         cur.execute("SELECT to_regclass(%s)", [name])
         if cur.fetchone()[0] is not None:
             return False  # another process made it while this one waited for the lock
+        cur.execute(_COLUMNS)
+        (columns,) = cur.fetchone()
         cur.execute(
             f"""
             CREATE TEMP TABLE analytics_trade_moving ON COMMIT DROP AS
             WITH moved AS (
-                DELETE FROM {DEFAULT} WHERE traded_at >= %s AND traded_at < %s RETURNING {COLUMNS}
+                DELETE FROM {DEFAULT} WHERE traded_at >= %s AND traded_at < %s RETURNING {columns}
             )
             SELECT * FROM moved
             """,
@@ -136,7 +143,7 @@ def _create(start: datetime, end: datetime, using: str) -> bool:
         moved = cur.rowcount
         cur.execute(f"CREATE TABLE {name} PARTITION OF {PARENT} FOR VALUES FROM ('{lo}') TO ('{hi}')")
         if moved:
-            cur.execute(f"INSERT INTO {PARENT} ({COLUMNS}) SELECT {COLUMNS} FROM analytics_trade_moving")
+            cur.execute(f"INSERT INTO {PARENT} ({columns}) SELECT {columns} FROM analytics_trade_moving")
         # Dropped now, not at commit: inside an outer transaction (a migration) the next partition makes another.
         cur.execute("DROP TABLE analytics_trade_moving")
     logger.info("trade partition created", extra={"partition": name, "start": lo, "end": hi, "moved": moved})

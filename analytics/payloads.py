@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Literal, TypedDict, cast, overload
+from typing import Literal, NotRequired, TypedDict, cast, overload
 
 from analytics import indicator_units
 from analytics.indicators import IndicatorRow
@@ -52,6 +52,8 @@ class TradeItem(TypedDict):
     is_buyer_maker: bool
     traded_at: str
     t: int
+    #: the exchange's own trade id, only where it is a string that is not an integer (``trade_id`` is its key)
+    trade_ref: NotRequired[str]
 
 
 class TradesPush(TypedDict):
@@ -72,8 +74,9 @@ def _trade_item(
     quote_quantity: Decimal,
     is_buyer_maker: bool,
     traded_at: datetime,
+    trade_ref: str | None,
 ) -> TradeItem:
-    return {
+    item: TradeItem = {
         "exchange": exchange,
         "symbol": symbol,
         "trade_id": trade_id,
@@ -85,6 +88,9 @@ def _trade_item(
         "traded_at": traded_at.isoformat(),
         "t": datetime_to_ms(traded_at),
     }
+    if trade_ref is not None:
+        item["trade_ref"] = trade_ref
+    return item
 
 
 def trade_item(trade: Trade) -> TradeItem:
@@ -98,6 +104,7 @@ def trade_item(trade: Trade) -> TradeItem:
         trade.quote_quantity,
         trade.is_buyer_maker,
         trade.traded_at,
+        trade.trade_ref,
     )
 
 
@@ -130,6 +137,7 @@ def trade_item_from_record(record: TradeRecord) -> TradeItem:
         quote,
         record.is_buyer_maker,
         ms_to_datetime(record.trade_time),
+        record.trade_ref,
     )
 
 

@@ -40,23 +40,25 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} (
     quantity numeric(30, 12) NOT NULL,
     is_buyer_maker boolean NOT NULL,
     trade_ms bigint NOT NULL,
-    received_ms bigint NOT NULL
+    received_ms bigint NOT NULL,
+    trade_ref varchar(64)
 ) ON COMMIT DELETE ROWS
 """
 
 _COPY = (
-    f"COPY {STAGING_TABLE} (exchange, symbol, trade_id, price, quantity, is_buyer_maker, trade_ms, received_ms) "
-    "FROM STDIN"
+    f"COPY {STAGING_TABLE} (exchange, symbol, trade_id, price, quantity, is_buyer_maker, trade_ms, received_ms, "
+    "trade_ref) FROM STDIN"
 )
 
 # quote_quantity is a generated column and stored_at has a database default: neither is inserted.
 # Epoch milliseconds become timestamps exactly (interval arithmetic, no float rounding).
 _INSERT = """
     INSERT INTO analytics_trade
-        (exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at)
+        (exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at, received_at, trade_ref)
     SELECT exchange, symbol, trade_id, price, quantity, is_buyer_maker,
            timestamptz 'epoch' + trade_ms * interval '1 millisecond',
-           timestamptz 'epoch' + received_ms * interval '1 millisecond'
+           timestamptz 'epoch' + received_ms * interval '1 millisecond',
+           trade_ref
     FROM {source}
     ON CONFLICT (exchange, symbol, trade_id, traded_at) DO NOTHING"""
 
@@ -201,6 +203,7 @@ def store_trades(
                         r.is_buyer_maker,
                         r.trade_time,
                         r.received_at,
+                        r.trade_ref,
                     )
                 )
         if announce and _wanted(records, using):

@@ -176,7 +176,8 @@ _TRADE_MS = f"CASE WHEN time_raw >= {_MICROSECONDS_FROM} THEN time_raw / 1000 EL
 _INSERT_TRADES = insert_trades_sql(
     f"""(
     SELECT %(exchange)s::varchar AS exchange, %(symbol)s::varchar AS symbol, trade_id, price, quantity,
-           is_buyer_maker, {_TRADE_MS} AS trade_ms, {_TRADE_MS} AS received_ms
+           is_buyer_maker, {_TRADE_MS} AS trade_ms, {_TRADE_MS} AS received_ms,
+           NULL::varchar AS trade_ref
     FROM {TRADE_RAW}
 ) s"""
 )

@@ -25,6 +25,11 @@ class TradeSerializer(serializers.Serializer):
     is_buyer_maker = serializers.BooleanField()
     traded_at = serializers.DateTimeField()
     t = serializers.IntegerField(help_text="traded_at in epoch milliseconds")
+    trade_ref = serializers.CharField(
+        required=False,
+        help_text="the exchange's own trade id, only where it is a string that is not an integer (Bybit's UUID-like "
+        "ids); trade_id is then its 63-bit key",
+    )
 
 
 class CandleSerializer(serializers.Serializer):

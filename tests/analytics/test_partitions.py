@@ -17,8 +17,9 @@ from django.utils import timezone
 from analytics import partitions
 from analytics.models import Trade
 from analytics.storage import store_trades
+from analytics.timeutil import ms_to_datetime
 from dashboard.health import trade_storage
-from ingest.records import TradeRecord
+from ingest.records import TradeRecord, trade_key
 
 NOW = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
 
@@ -82,6 +83,22 @@ def test_a_trade_outside_every_partition_is_kept_counted_and_moved_when_its_part
     )
 
 
+def _store_before_0006(records: list[TradeRecord]) -> int:
+    """``store_trades`` as it was before migration 0006 (no ``trade_ref``): the schema these tests migrate back to."""
+    inserted = 0
+    with connection.cursor() as cur:
+        for r in records:
+            times = [ms_to_datetime(r.trade_time), ms_to_datetime(r.received_at)]
+            cur.execute(
+                "INSERT INTO analytics_trade (exchange, symbol, trade_id, price, quantity, is_buyer_maker, traded_at,"
+                " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (exchange, symbol, trade_id, traded_at) DO NOTHING",
+                [r.exchange, r.symbol, r.trade_id, r.price, r.quantity, r.is_buyer_maker, *times],
+            )
+            inserted += cur.rowcount
+    return inserted
+
+
 @pytest.mark.django_db(transaction=True)
 def test_migration_moves_an_existing_table_into_partitions_and_back():
     """An install with the unpartitioned table (migration 0003) and trades in it: 0004 keeps every row, its id and
@@ -110,8 +127,8 @@ def test_migration_moves_an_existing_table_into_partitions_and_back():
         ]
         assert (_where(1), _where(2)) == ("analytics_trade_p20250501", "analytics_trade_p20250503")
         assert partitions.default_rows() == 0
-        store_trades([_record(3, times[1])])
-        assert Trade.objects.get(trade_id=3).id > 502
+        _store_before_0006([_record(3, times[1])])
+        assert Trade.objects.values_list("id", flat=True).get(trade_id=3) > 502
         # Backwards: one plain table again, every row kept.
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
@@ -199,7 +216,7 @@ def test_migration_0005_keys_trades_by_time_and_drops_the_second_btree():
         assert "trade_symbol_time" in _trade_indexes()
         assert "(exchange, symbol, trade_id, traded_at)" in _trade_indexes()["trade_natural_key"]
         partitions.ensure_partitions(at, at)
-        assert store_trades([_record(1, at), _record(2, at)]).inserted == 2
+        assert _store_before_0006([_record(1, at), _record(2, at)]) == 2
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(after)
@@ -207,7 +224,7 @@ def test_migration_0005_keys_trades_by_time_and_drops_the_second_btree():
         assert "trade_symbol_time" not in indexes
         assert "UNIQUE" in indexes["trade_natural_key"]
         assert "(exchange, symbol, traded_at, trade_id)" in indexes["trade_natural_key"]
-        assert store_trades([_record(1, at), _record(2, at), _record(3, at)]).inserted == 1
+        assert _store_before_0006([_record(1, at), _record(2, at), _record(3, at)]) == 1
         assert sorted(Trade.objects.values_list("trade_id", flat=True)) == [1, 2, 3]
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
@@ -215,10 +232,22 @@ def test_migration_0005_keys_trades_by_time_and_drops_the_second_btree():
         indexes = _trade_indexes()
         assert "(exchange, symbol, traded_at)" in indexes["trade_symbol_time"]
         assert "(exchange, symbol, trade_id, traded_at)" in indexes["trade_natural_key"]
-        assert store_trades([_record(3, at)]).inserted == 0
+        assert _store_before_0006([_record(3, at)]) == 0
     finally:
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
         with connection.cursor() as cur:  # a transactional test's DDL stays: leave no partition to the next tests
             cur.execute("DROP TABLE IF EXISTS analytics_trade_p20240229")
+
+
+@pytest.mark.django_db
+def test_a_trade_moved_out_of_the_default_partition_keeps_its_trade_ref(settings):
+    settings.TRADE_PARTITION_DAYS = 1
+    far = datetime(2031, 8, 1, 12, tzinfo=UTC)  # no partition yet: the row lands in the default one
+    ref = "d9cd8295-40dc-5dce-8deb-42882580a7ab"
+    key = trade_key(ref)
+    assert store_trades([_record(key, far)._replace(exchange="bybit", trade_ref=ref)]).inserted == 1
+    assert partitions.ensure_partitions(far, far) == ["analytics_trade_p20310801"]
+    assert _where(key) == "analytics_trade_p20310801"
+    assert Trade.objects.get(trade_id=key).trade_ref == ref

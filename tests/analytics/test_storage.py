@@ -9,9 +9,10 @@ import pytest
 from django.db import DataError, connection
 
 from analytics.models import Trade
+from analytics.payloads import trade_item, trade_item_from_record
 from analytics.storage import batch_windows, store_isolating, store_trades
 from analytics.windows import SymbolWindow
-from ingest.records import TradeRecord, make_trade
+from ingest.records import TradeRecord, make_trade, trade_key
 
 BASE_MS = 1_723_161_255_342
 
@@ -159,3 +160,16 @@ def test_store_isolating_leaves_out_exactly_the_refused_records_and_stores_the_r
     stored = set(Trade.objects.values_list("trade_id", flat=True))
     assert stored == set(range(20)) - {3, 4, 17}
     assert store_isolating(records[:3]) == (store_trades(records[:3]), [])  # nothing refused: one transaction
+
+
+def test_a_string_trade_id_is_stored_with_its_key_and_a_replay_is_refused_by_the_key():
+    ref = "20f43950-d8dd-5b31-9112-a178eb6023af"
+    record = trade(trade_key(ref), exchange="bybit")._replace(trade_ref=ref)
+    plain = trade(2, exchange="bybit")
+    assert store_trades([record, plain]).inserted == 2
+    assert store_trades([record]).inserted == 0  # the same trade again (a REST overlap): refused by the natural key
+    stored = dict(Trade.objects.filter(exchange="bybit").values_list("trade_id", "trade_ref"))
+    assert stored == {trade_key(ref): ref, 2: None}
+    assert trade_item(Trade.objects.get(trade_id=trade_key(ref)))["trade_ref"] == ref
+    assert "trade_ref" not in trade_item(Trade.objects.get(exchange="bybit", trade_id=2))
+    assert trade_item_from_record(record) == trade_item(Trade.objects.get(trade_id=trade_key(ref)))
