@@ -348,6 +348,9 @@ KRAKEN_REST_URL: str = env.str("KRAKEN_REST_URL", default="https://api.kraken.co
 # The base URL: ingest connects to <OKX_WS_URL>/ws/v5/public.
 OKX_WS_URL: str = env.str("OKX_WS_URL", default="wss://ws.okx.com:8443")
 OKX_REST_URL: str = env.str("OKX_REST_URL", default="https://www.okx.com")
+# The base URL: ingest connects to <BYBIT_WS_URL>/v5/public/spot.
+BYBIT_WS_URL: str = env.str("BYBIT_WS_URL", default="wss://stream.bybit.com")
+BYBIT_REST_URL: str = env.str("BYBIT_REST_URL", default="https://api.bybit.com")
 
 # --------------------------------------------------------------------------------------------- history import
 # Binance's public data archive (manage.py import_history); the demo and the tests use a local mirror instead.

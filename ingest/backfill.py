@@ -42,6 +42,9 @@ class BackfillResult:
     bad: list[BadInput] = field(default_factory=list)
     complete: bool = True
     unrecoverable: list[tuple[int, int]] = field(default_factory=list)
+    #: for REST serving only the newest trades (Bybit): the trade times (after, before), epoch ms, between which
+    #: trades may be lost because the answer did not reach back to the last trade seen; their number is unknown
+    lost_window: tuple[int | None, int] | None = None
 
 
 class Backfiller(Protocol):
@@ -226,6 +229,8 @@ class Probe:
     symbol: str
     after_id: int
     after_time: int | None = None  # the trade time of ``after_id`` (epoch ms), when known
+    #: the time of the first trade a new connection delivered (a reconnect's catch-up): trades from then on came live
+    before_time: int | None = None
 
 
 class BackfillWorker:
@@ -401,6 +406,11 @@ class BackfillWorker:
         except BackfillError as exc:
             logger.warning("tail probe failed", extra={"symbol": probe.symbol, "error": str(exc)})
             return 0
+        if page is not None and page.lost_window is not None:
+            after, before = page.lost_window
+            if probe.before_time is not None:
+                before = min(before, probe.before_time)  # later trades came over the new connection
+            self._lost_window(probe.symbol, after, before)
         if page is None or not page.trades:
             return 0
         now = now_ms()
@@ -427,6 +437,14 @@ class BackfillWorker:
                 "last": last,
                 "missing": last - first + 1,
             },
+        )
+
+    def _lost_window(self, symbol: str, after: int | None, before: int) -> None:
+        # Counted as one unrecoverable range: how many trades it held is unknown (the ids say nothing).
+        self.metrics.backfill_unrecoverable += 1
+        logger.error(
+            "trades between these times may be lost: older than the newest trades the exchange's REST serves",
+            extra={"exchange": self.exchange, "symbol": symbol, "after_time": after, "before_time": before},
         )
 
     def _abandon(self, gap: Gap, missing: int, reason: str) -> None:

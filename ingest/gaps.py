@@ -74,3 +74,53 @@ class TradeIdContinuity:
         self.last[symbol] = trade_id
         if trade_time is not None:
             self.times[symbol] = trade_time
+
+
+class RecentIdContinuity(TradeIdContinuity):
+    """The id check of an exchange whose ids reveal no gap (Bybit: string ids, not consecutive per symbol).
+
+    A trade is a repeat when its id is among the last ``memory`` ids of its symbol, or when it is older than every
+    trade still remembered (its id may have been forgotten); anything else is ``NEXT``. It never reports a
+    ``GAP``: what a drop missed is fetched back by the reconnect catch-up (:meth:`ingest.runner.FrameProcessor.
+    catch_up`). ``last`` and ``times`` hold the newest id and trade time seen per symbol, as the base's do.
+    """
+
+    __slots__ = ("floor", "memory", "recent")
+
+    def __init__(self, memory: int = 20_000) -> None:
+        super().__init__()
+        self.memory = memory
+        self.recent: dict[str, dict[int, int | None]] = {}  # per symbol: id -> trade time, oldest first
+        self.floor: dict[str, int] = {}  # per symbol: the newest trade time forgotten (older ones are repeats)
+
+    def _remember(self, symbol: str, trade_id: int, trade_time: int | None) -> None:
+        ids = self.recent.setdefault(symbol, {})
+        ids[trade_id] = trade_time
+        if len(ids) > self.memory:
+            forgotten = ids.pop(next(iter(ids)))
+            if forgotten is not None and forgotten > self.floor.get(symbol, -1):
+                self.floor[symbol] = forgotten
+        self.last[symbol] = trade_id
+        if trade_time is not None and trade_time >= self.times.get(symbol, -1):
+            self.times[symbol] = trade_time
+
+    def check(self, symbol: str, trade_id: int, trade_time: int | None = None) -> int:
+        """``NEXT`` (remembered) or ``DUPLICATE``; never ``GAP``."""
+        ids = self.recent.get(symbol)
+        if ids is not None and trade_id in ids:
+            return DUPLICATE
+        floor = self.floor.get(symbol)
+        if floor is not None and trade_time is not None and trade_time < floor:
+            return DUPLICATE
+        self._remember(symbol, trade_id, trade_time)
+        return NEXT
+
+    def advance(self, symbol: str, trade_id: int, trade_time: int | None = None) -> bool:
+        """Record a backfilled trade; False when it is a repeat."""
+        return self.check(symbol, trade_id, trade_time) == NEXT
+
+    def seed(self, symbol: str, trade_id: int, trade_time: int | None) -> None:
+        """Start ``symbol`` after ``trade_id`` (a resume from what Kafka holds): trades older than it are repeats."""
+        self._remember(symbol, trade_id, trade_time)
+        if trade_time is not None:
+            self.floor[symbol] = trade_time

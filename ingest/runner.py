@@ -135,6 +135,8 @@ class FrameProcessor:
         self._lock = threading.Lock()  # connections of one exchange share the tracker and the limit
         self._last_parser_log = 0.0
         self._warned_all_duplicates = False
+        # The last trade seen per symbol when a connection (re)opened, until its first trades ask REST after it.
+        self._catch_up_from: dict[str, tuple[int, int | None]] | None = None
 
     def __call__(self, raw: bytes | str, received_at: int) -> bool:
         """Process one frame; True when the server announced a shutdown (reconnect now)."""
@@ -155,6 +157,8 @@ class FrameProcessor:
                 metrics.first_received_at = received_at / 1000
             with self._lock:
                 self._publish(result.trades)
+            if self._catch_up_from is not None:
+                self._catch_up(result.trades)
         return recycle
 
     def _parser_failed(self, exc: Exception, raw: bytes | str, received_at: int) -> None:
@@ -252,6 +256,8 @@ class FrameProcessor:
                 if symbol not in tracker.last:
                     tracker.seed(symbol, point.last_id, point.times.get(point.last_id))
                     self._seen_at.setdefault(symbol, 0.0)  # quiet until a trade says otherwise: probe soon
+                if not self.adapter.consecutive_ids:
+                    continue  # ids that are not consecutive have no holes: the catch-up on connect fetches back
                 for first, last in point.holes:
                     self.metrics.resumed_holes += 1
                     self.metrics.gaps += 1
@@ -263,6 +269,29 @@ class FrameProcessor:
                             "trade ids missing on Kafka (no backfill by id for this exchange)",
                             extra={"exchange": self.adapter.name, "symbol": symbol, "first": first, "last": last},
                         )
+
+    def connected(self) -> None:
+        """A connection (re)opened. For an exchange whose ids reveal no gap (Bybit), note the last trade seen of
+        every symbol: the first trades of the new connection then ask REST for what came after them (see
+        :meth:`_catch_up`), since the drop may have missed some and no later id would say so."""
+        if self.adapter.consecutive_ids or self.backfill is None or self.tracker is None:
+            return
+        with self._lock:
+            times = self.tracker.times
+            self._catch_up_from = {s: (last_id, times.get(s)) for s, last_id in self.tracker.last.items()}
+
+    def _catch_up(self, first: list[TradeRecord]) -> int:
+        """Queue the probes :meth:`connected` noted, once the new connection delivers trades (``first``): REST is
+        asked only when the subscription is live, so nothing falls between its answer and the stream. Returns the
+        probes queued."""
+        with self._lock:
+            points, self._catch_up_from = self._catch_up_from, None
+        if not points or self.backfill is None:
+            return 0
+        live: dict[str, int] = {}
+        for trade in first:
+            live.setdefault(trade.symbol, trade.trade_time)
+        return sum(self.backfill.probe(Probe(s, last_id, at, live.get(s))) for s, (last_id, at) in points.items())
 
     def probe_quiet(self, now: float | None = None) -> int:
         """Ask REST for trades after the last id of every symbol quiet for ``INGEST_QUIET_PROBE_S`` (then twice as
@@ -380,6 +409,7 @@ class IngestRunner:
     def _on_connect(self) -> None:
         self.processor.parser.connection_reset()
         self.metrics.reconnects = sum(max(client.connections - 1, 0) for client in self.clients)
+        self.processor.connected()
 
     def _failed(self, exc: BaseException, name: str | None = None) -> None:
         """A thread died: record it and stop everything (``run`` then raises :class:`IngestThreadError`)."""

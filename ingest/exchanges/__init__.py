@@ -22,6 +22,7 @@ EXCHANGE_MAP: dict[str, str] = {
     "coinbase": "ingest.exchanges.coinbase",
     "kraken": "ingest.exchanges.kraken",
     "okx": "ingest.exchanges.okx",
+    "bybit": "ingest.exchanges.bybit",
 }
 
 _loaded: dict[str, ExchangeDescriptor] = {}

@@ -22,6 +22,7 @@ class BackfillBy(StrEnum):
 
     ID = "id"  # pages addressed by trade id (Binance fromId, Coinbase after)
     TIME = "time"  # pages addressed by time, rows filtered by id (Kraken since)
+    RECENT = "recent"  # only the newest trades (Bybit recent-trade): each reconnect catches up from them
     NONE = "none"  # no REST backfill: gaps are counted, never filled
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ingest.backfill import BackfillWorker
+from ingest.backfill import BackfillWorker, Probe
 from ingest.exchanges.base import SEQUENCE_GAP
 from ingest.gaps import Gap
 from ingest.metrics import IngestMetrics
@@ -132,6 +132,10 @@ def test_drops_and_gaps_end_with_each_trade_once_on_the_topic(
     but for the backfilled gaps (each in order)."""
     if not hooks.supports_backfill(exchange):
         pytest.skip(f"{exchange} cannot fetch missing trades back over REST")
+    if hooks.catches_up(exchange):
+        pytest.skip(
+            f"{exchange} serves only its newest trades over REST: test_catch_up_after_drops_loses_nothing_unreported"
+        )
     settings.INGEST_QUIET_PROBE_S = 0.5  # a gap at the very end shows through the quiet-symbol probe
     source = hooks.bundled_trades(exchange, TRADES)
     config = SimulatorConfig(
@@ -182,8 +186,100 @@ def test_drops_and_gaps_end_with_each_trade_once_on_the_topic(
     # The faults happened and were healed over REST, none beyond its reach.
     assert metrics.reconnects >= 1
     assert metrics.gaps >= 1
-    assert metrics.backfilled > 0
+    assert metrics.backfilled > 0, {
+        k: v for k, v in vars(metrics).items() if "back" in k or "probe" in k or "reco" in k or "dup" in k
+    }
     assert (metrics.backfill_unrecoverable_trades, metrics.backfill_abandoned_trades) == (0, 0)
+
+
+CATCH_UP_TRADES = 1200
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_catch_up_after_drops_loses_nothing_unreported(
+    exchange: str, kafka_topics: KafkaTopics, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exchange whose REST serves only its newest trades (Bybit): the simulator drops the connection every 30
+    frames; each new connection's first trades ask REST for what came after the last trade seen. Kafka holds no
+    trade twice, and every trade it lacks lies in a window ingest reported as possibly lost (counted in
+    ``backfill_unrecoverable``). Trades skipped silently within a connection cannot be seen by such an exchange
+    (its ids are not consecutive): the simulator skips none here."""
+    if not hooks.catches_up(exchange):
+        pytest.skip(f"{exchange} backfills id ranges: test_drops_and_gaps_end_with_each_trade_once_on_the_topic")
+    settings.INGEST_QUIET_PROBE_S = 0.5  # the tail after the last drop shows through the quiet-symbol probe
+    source = hooks.bundled_trades(exchange, CATCH_UP_TRADES)
+    config = SimulatorConfig(
+        exchange=exchange,
+        # Paced (speed 0 would hold the feed while nobody is connected): trades go on while ingest reconnects, and
+        # at 200 a second a reconnect misses about as many as REST serves, so some drops heal and some do not.
+        speed=50,
+        max_rate=200,
+        drop_every=30,
+        batch_size=10,
+        rest_rate=0,
+        ping_interval=None,
+        **hooks.simulator_options(exchange),
+    )
+    metrics = IngestMetrics(exchange)
+    producer = TradeProducer(metrics)
+    caplog.set_level("INFO", logger="ingest.backfill")
+    with BackgroundSimulator(config, iter(source)) as sim:
+        runner = IngestRunner(
+            hooks.adapter(exchange, sim.url),
+            [hooks.symbol(exchange)],
+            producer,
+            metrics,
+            backfiller=hooks.backfiller(exchange, sim.http_url, min_interval=0, sleep=lambda _s: None),
+            max_trades=CATCH_UP_TRADES,
+        )
+        thread = threading.Thread(target=runner.run, name="conformance-ingest")
+        thread.start()
+        last_seen = source[-1].trade_id
+        try:
+            # Until the last trade is in (live or through the quiet probe) and the probes after it are done.
+            wait_for(
+                lambda: (
+                    not thread.is_alive()
+                    or (
+                        metrics.trades_accepted
+                        and runner.processor.tracker.last.get(hooks.symbol(exchange)) == last_seen
+                    )
+                ),
+                timeout=120,
+                interval=0.2,
+                what="ingest to see the last trade",
+            )
+            runner.processor.wait_backfill(30)
+        finally:
+            runner.stop.set()
+            thread.join(30)
+            producer.close(timeout=10)
+    messages = read_topic(kafka_topics.trades, metrics.trades_accepted)
+    records = [decode(value) for _key, value in messages]
+    counts = Counter(r.trade_id for r in records)
+    assert [i for i, n in counts.items() if n > 1] == [], "a trade twice"
+    want = {t.trade_id: t for t in source}
+    assert set(counts) <= set(want)
+    for got in records:
+        sent = want[got.trade_id]
+        assert (got.symbol, got.is_buyer_maker, got.trade_time) == (sent.symbol, sent.is_buyer_maker, sent.trade_time)
+        assert hooks.decimal_equal(got.price, sent.price)
+        assert hooks.decimal_equal(got.quantity, sent.quantity)
+    windows = [
+        (r.after_time, r.before_time)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.message.startswith("trades between these times may be lost")
+    ]
+    missing = [t for t in source if t.trade_id not in counts]
+    unreported = [t.trade_id for t in missing if not any(lo <= t.trade_time <= hi for lo, hi in windows)]
+    assert unreported == [], f"{len(unreported)} trades lost without a report"
+    assert metrics.backfill_unrecoverable == len(windows)
+    # The faults happened, and the catch-up brought trades back over REST.
+    assert metrics.reconnects >= 1
+    assert metrics.tail_probes >= metrics.reconnects
+    assert metrics.backfilled > 0, {
+        k: v for k, v in vars(metrics).items() if "back" in k or "probe" in k or "reco" in k or "dup" in k
+    }
 
 
 FIRST_ID = 1_000_000
@@ -196,6 +292,8 @@ def test_ids_older_than_the_rest_history_are_counted_unrecoverable(
 ) -> None:
     if not hooks.supports_backfill(exchange):
         pytest.skip(f"{exchange} cannot fetch missing trades back over REST: nothing to count as out of reach")
+    if hooks.catches_up(exchange):
+        pytest.skip(f"{exchange} fetches no id ranges: test_a_catch_up_beyond_the_rest_reach_reports_its_window")
     source = synthetic_trades([hooks.symbol(exchange)], 1000.0, exchange=exchange, start_ms=START, seed=3)
     records = list(itertools.islice(source, 3000))
     assert records[0].trade_id == FIRST_ID
@@ -224,6 +322,43 @@ def test_ids_older_than_the_rest_history_are_counted_unrecoverable(
     ]
     partly = [r for r in caplog.records if r.message == "gap only partly backfilled"]
     assert [r.unrecoverable for r in partly] == [1500, 11]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_a_catch_up_beyond_the_rest_reach_reports_its_window(exchange: str, caplog: pytest.LogCaptureFixture) -> None:
+    """REST serving only the newest trades: a catch-up after a trade it still serves brings every trade since, and
+    one after a trade older than that reports the window between as possibly lost, counted once."""
+    if not hooks.catches_up(exchange):
+        pytest.skip(f"{exchange} backfills id ranges: test_ids_older_than_the_rest_history_are_counted_unrecoverable")
+    reach = hooks.rest_reach(exchange)
+    assert reach is not None
+    records = list(itertools.islice(synthetic_trades([hooks.symbol(exchange)], 1000.0, exchange=exchange, seed=5), 500))
+    published: list[TradeRecord] = []
+
+    def publish(page: list[TradeRecord]) -> int:
+        published.extend(page)
+        return len(page)
+
+    with rest(exchange, records, rest_rate=0) as sim:
+        metrics = IngestMetrics(exchange)
+        client = hooks.backfiller(exchange, sim.http_url, min_interval=0, sleep=lambda _s: None, attempts=3)
+        worker = BackfillWorker(client, publish, lambda *_a: None, metrics, exchange, 100_000, 10)
+        seen = records[-reach + 10]  # still served: everything after it comes back
+        with caplog.at_level("WARNING", logger="ingest.backfill"):
+            worker.fill_tail(Probe(hooks.symbol(exchange), seen.trade_id, seen.trade_time))
+        assert [t.trade_id for t in published if t.trade_id > seen.trade_id] == [
+            t.trade_id for t in records if t.trade_id > seen.trade_id
+        ]
+        assert all(t.trade_time >= seen.trade_time for t in published)
+        assert metrics.backfill_unrecoverable == 0
+        published.clear()
+        old = records[100]  # far older than the newest ``reach``: the trades between are out of reach
+        with caplog.at_level("WARNING", logger="ingest.backfill"):
+            worker.fill_tail(Probe(hooks.symbol(exchange), old.trade_id, old.trade_time))
+    assert [t.trade_id for t in published] == [t.trade_id for t in records[-reach:]]
+    assert metrics.backfill_unrecoverable == 1
+    (lost,) = [r for r in caplog.records if r.message.startswith("trades between these times may be lost")]
+    assert (lost.after_time, lost.before_time) == (old.trade_time, records[-reach].trade_time)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------------------------- recorder

@@ -12,7 +12,15 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from ingest.records import DeadLetter, InvalidRecordError, TradeRecord, bounded_raw, decode, make_trade
+from ingest.records import (
+    DeadLetter,
+    InvalidRecordError,
+    TradeRecord,
+    bounded_raw,
+    decode,
+    make_trade,
+    trade_key,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -234,3 +242,51 @@ def test_any_json_values_in_any_field_raise_only_invalid_record_error(
     else:
         assert isinstance(decoded, TradeRecord)
     assert reason
+
+
+# --------------------------------------------------------------------------------------------- string trade ids
+UUID_ID = "20f43950-d8dd-5b31-9112-a178eb6023af"  # Bybit's documented example of a publicTrade id
+
+
+def test_trade_key_is_the_integer_of_a_numeric_id_and_a_63_bit_digest_of_any_other() -> None:
+    import hashlib
+
+    assert trade_key("2290000000036455162") == 2290000000036455162  # Bybit's spot ids are numeric strings
+    expected = int.from_bytes(hashlib.blake2b(UUID_ID.encode(), digest_size=8).digest(), "big") >> 1
+    assert trade_key(UUID_ID) == expected
+    assert 0 <= trade_key(UUID_ID) < 2**63
+    assert trade_key("9" * 19) != 10**19 - 1  # past 2**63: not an integer id, digested like any string
+    assert trade_key(UUID_ID) != trade_key(UUID_ID.upper())
+
+
+def test_a_string_id_rides_as_trade_ref_and_round_trips_through_the_wire() -> None:
+    record = make_trade(**fields(exchange="bybit", trade_id=trade_key(UUID_ID), trade_ref=UUID_ID))
+    assert (record.trade_id, record.trade_ref) == (trade_key(UUID_ID), UUID_ID)
+    wire = orjson.loads(record.encode())
+    assert wire["trade_ref"] == UUID_ID
+    assert wire["v"] == 1
+    assert decode(record.encode()) == record
+    # An integer id is its own key: no trade_ref kept, and the wire has none (as for every integer-id exchange).
+    numeric = make_trade(**fields(exchange="bybit", trade_id=2290000000036455162, trade_ref="2290000000036455162"))
+    assert numeric.trade_ref is None
+    assert "trade_ref" not in orjson.loads(numeric.encode())
+    assert "trade_ref" not in orjson.loads(make_trade(**fields()).encode())
+
+
+@pytest.mark.parametrize(
+    ("trade_ref", "trade_id", "reason"),
+    [
+        (UUID_ID, 1, "is not the key of trade_ref"),
+        ("x" * 65, None, "trade_ref must be up to 64 printable ASCII"),
+        ("has blank", None, "trade_ref must be up to 64 printable ASCII"),
+        (12, None, "trade_ref must be up to 64 printable ASCII"),
+        ("caf\u00e9", None, "trade_ref must be up to 64 printable ASCII"),
+    ],
+)
+def test_a_bad_trade_ref_is_refused_with_a_reason(trade_ref: Any, trade_id: int | None, reason: str) -> None:
+    key = trade_id if trade_id is not None else 7
+    with pytest.raises(InvalidRecordError, match=reason):
+        make_trade(**fields(exchange="bybit", trade_id=key, trade_ref=trade_ref))
+    value = orjson.dumps({"v": 1, **fields(exchange="bybit", trade_id=key), "trade_ref": trade_ref})
+    with pytest.raises(InvalidRecordError, match=reason):
+        decode(value)
