@@ -62,6 +62,8 @@ def test_the_recording_buffers_three_events_then_syncs_on_its_own_snapshot() -> 
     assert (sync.valid, sync.snapshot_needed, sync.buffered) == (True, False, 0)
     assert sync.last_update_id == 50093239224
     assert sync.book.event_ms == 1723161255408
+    # The snapshot's 1,000 levels a side reach this far; beyond, the book has only what events touched since.
+    assert sync.snapshot_bounds == (Decimal("61631.55000000"), Decimal("62053.18000000"))
 
 
 def test_replaying_the_whole_recording_ends_equal_to_an_independent_rebuild() -> None:
