@@ -61,7 +61,12 @@ class BinanceBookSync(BookSync):
             self._apply_event(event)
 
     def on_snapshot(self, snapshot: Mapping[str, Any]) -> None:
-        """Feed a REST snapshot ``{"lastUpdateId", "bids", "asks"}``: the book is valid if the buffer bridges it."""
+        """Feed a REST snapshot ``{"lastUpdateId", "bids", "asks"}``: the book is valid if the buffer bridges it.
+
+        A snapshot nobody asked for (the book is in sync) is ignored: it may be older than the events applied.
+        """
+        if not self.snapshot_needed:
+            return
         try:
             last_id = _int_field(snapshot, "lastUpdateId")
             bids = parse_levels(snapshot.get("bids") or (), "snapshot bids")

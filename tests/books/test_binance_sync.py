@@ -174,6 +174,16 @@ def test_events_that_end_before_the_snapshot_are_dropped_even_after_it() -> None
     assert_equals_reference(sync)
 
 
+def test_a_snapshot_nobody_asked_for_is_ignored() -> None:
+    sync, rest = synced_after(100)
+    sync.on_snapshot(binance_snapshot())  # a late answer to an old request: 100 events older than the book
+    assert (sync.valid, sync.resyncs, sync.syncs) == (True, 0, 1)
+    for event in rest[:50]:
+        sync.on_delta(event)
+    assert (sync.valid, sync.resyncs) == (True, 0)
+    assert_equals_reference(sync)
+
+
 def test_a_first_event_that_does_not_straddle_the_snapshot_breaks() -> None:
     deltas = [event for event in binance_deltas() if event["u"] > BINANCE_SNAPSHOT_ID]
     sync = BinanceBookSync("BTCUSDT")
