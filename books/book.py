@@ -4,9 +4,10 @@ Each side is a dict ``price -> qty`` (both :class:`~decimal.Decimal`) plus a lis
 :mod:`bisect`. Why this shape (docs/BOOKS.md, "The data structure"):
 
 - A quantity change at an existing price, by far the most frequent update, is one dict store: O(1).
-- Inserting or deleting a price is a binary search plus one ``memmove`` of the list's pointers, done in C: O(n) in
-  theory, but a few hundred nanoseconds for the 1,000 to 5,000 levels a side holds, cheaper in practice than a
-  balanced tree in pure Python; no dependency (``sortedcontainers`` is only a transitive dev dependency here).
+- Inserting or deleting a price is a binary search plus one ``memmove`` of the list's pointers, both in C: O(n),
+  over the few thousand pointers a side holds, where a pure-Python tree would interpret each O(log n) step (not
+  raced here; ``benchmarks/books.py`` measures this one). No dependency: ``sortedcontainers`` is only a transitive
+  dev dependency here.
 - Best price, top N and the price bands of the metrics are slices of the sorted list: no sorting at read time.
 - :class:`~decimal.Decimal` keeps the exchange's exact digits, trailing zeros included (``Decimal("0.10000000")``
   formats back to ``"0.10000000"``), which Kraken's checksum needs; floats would not, and they would also make two
