@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import ROOT, peak_rss_mb, setup_django
+from benchmarks.harness import ROOT, peak_rss_mb, print_report, setup_django
 
 # The bundled archive zips (data/binance-klines, provenance in its README): 55 months of BTCUSDT 1h spot.
 KLINE_DIRS = [ROOT / "data/binance-klines/data/spot/monthly/klines/BTCUSDT/1h"]
@@ -153,13 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = klines_dir(args.klines)
     report = run(folder)
     print(f"backtest benchmark: {report['bars']:,} hourly bars from {folder}")
-    for key, value in report.items():
-        if isinstance(value, dict):
-            print(f"  {key}")
-            for k, v in value.items():
-                print(f"    {k:<28} {v}")
-        else:
-            print(f"  {key:<30} {value}")
+    print_report(report)
     single = report["single_backtest_s"]["sma_cross"]["seconds"]
     sweep_s = report["sweep"]["sma_cross"]["seconds"]
     print(f"  targets: one backtest < 1 s ({single:.3f} s), 1,000-combination sweep < 60 s ({sweep_s:.1f} s)")

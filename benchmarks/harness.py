@@ -98,6 +98,17 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def print_report(report: dict[str, object], key_width: int = 30) -> None:
+    """Print a benchmark's figures, one per line, a nested dict's under its key (indented)."""
+    for key, value in report.items():
+        if isinstance(value, dict):
+            print(f"  {key}")
+            for k, v in value.items():
+                print(f"    {k:<28} {v}")
+        else:
+            print(f"  {key:<{key_width}} {value}")
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of one process in MB; 0 when it is gone."""
     with contextlib.suppress(OSError):

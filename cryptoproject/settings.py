@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "ingest",
+    "books",
     "simulator",
     "analytics",
     "history",

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.unit
 LAYERS: list[set[str]] = [
     {"cryptoproject"},
     {"ingest"},
+    {"books"},  # L2 order books and their sync machines (docs/BOOKS.md): over ingest's parsing helpers
     {"analytics", "simulator"},  # the simulator is test tooling over ingest: nothing below it may import it
     {"history", "backtest", "notifications"},
     {"prediction"},

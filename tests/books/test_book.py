@@ -1,0 +1,121 @@
+"""The L2 book: levels set and deleted in price order, best and top N, crossed, truncation, and the 1 s metrics
+worked out by hand."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from books.book import BookDataError, L2Book, levels_of, parse_levels, to_decimal
+
+pytestmark = pytest.mark.unit
+
+D = Decimal
+
+
+def book_of(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> L2Book:
+    book = L2Book()
+    book.apply_snapshot([(D(p), D(q)) for p, q in bids], [(D(p), D(q)) for p, q in asks], event_ms=7)
+    return book
+
+
+def test_levels_are_kept_in_price_order_and_zero_deletes() -> None:
+    book = book_of([("99.5", "1"), ("100.0", "2"), ("98", "3")], [("101", "1"), ("100.5", "4")])
+    assert book.best_bid() == (D("100.0"), D("2"))
+    assert book.best_ask() == (D("100.5"), D("4"))
+    book.apply([(D("100.0"), D("0")), (D("99.9"), D("5")), (D("50"), D("0"))], [(D("100.5"), D("0.5"))], event_ms=9)
+    assert book.top(10) == (
+        [(D("99.9"), D("5")), (D("99.5"), D("1")), (D("98"), D("3"))],
+        [(D("100.5"), D("0.5")), (D("101"), D("1"))],
+    )
+    assert book.top(1) == ([(D("99.9"), D("5"))], [(D("100.5"), D("0.5"))])
+    assert book.top(0) == ([], [])
+    assert book.event_ms == 9
+    # A price written differently is the same level; its first spelling stays (Kraken's checksum reads it).
+    book.apply([(D("99.90"), D("6"))], [])
+    assert book.as_lists(1)["bids"] == [["99.9", "6"]]
+
+
+def test_exact_strings_survive_including_trailing_zeros() -> None:
+    book = book_of([("61837.63000000", "0.10000000")], [("0.00000050", "1E+2")])
+    assert book.as_lists(5) == {"bids": [["61837.63000000", "0.10000000"]], "asks": [["0.00000050", "100"]]}
+
+
+def test_crossed_and_locked_books_are_detected() -> None:
+    assert not book_of([("99", "1")], [("100", "1")]).crossed()
+    assert book_of([("100", "1")], [("100", "1")]).crossed()  # locked: the matching engine would have traded
+    assert book_of([("101", "1")], [("100", "1")]).crossed()
+    assert not book_of([("101", "1")], []).crossed()
+
+
+def test_truncate_keeps_the_best_levels() -> None:
+    book = book_of([(str(p), "1") for p in range(1, 8)], [(str(p), "1") for p in range(10, 17)])
+    book.bids.truncate(3)
+    book.asks.truncate(2)
+    assert [p for p, _ in book.bids.top(10)] == [D(7), D(6), D(5)]
+    assert [p for p, _ in book.asks.top(10)] == [D(10), D(11)]
+    assert set(book.bids.levels) == {D(7), D(6), D(5)}
+    assert set(book.asks.levels) == {D(10), D(11)}
+    book.bids.truncate(5)
+    assert len(book.bids) == 3
+
+
+def test_metrics_worked_out_by_hand() -> None:
+    # mid 100; 10 bps band: bids >= 99.9, asks <= 100.1; 1 % band: bids >= 99, asks <= 101.
+    book = book_of(
+        [("99.95", "2"), ("99.9", "1"), ("99.5", "4"), ("99", "8"), ("98.9", "100")],
+        [("100.05", "1"), ("100.1", "0.5"), ("100.5", "3"), ("101", "2"), ("101.01", "100")],
+    )
+    metrics = book.metrics()
+    assert metrics is not None
+    assert (metrics.best_bid, metrics.best_ask, metrics.spread, metrics.mid) == (
+        D("99.95"),
+        D("100.05"),
+        D("0.1"),
+        D(100),
+    )
+    assert (metrics.bid_depth_10bps, metrics.ask_depth_10bps) == (D(3), D("1.5"))
+    assert (metrics.bid_depth_1pct, metrics.ask_depth_1pct) == (D(15), D("6.5"))
+    assert metrics.imbalance == (D(3) - D("1.5")) / D("4.5")
+
+
+def test_metrics_need_both_sides() -> None:
+    assert book_of([("1", "1")], []).metrics() is None
+    assert L2Book().metrics() is None
+
+
+@pytest.mark.parametrize("value", ["abc", "NaN", "Infinity", "-1", 1.5, None, True])
+def test_bad_decimals_are_refused(value: object) -> None:
+    with pytest.raises(BookDataError):
+        to_decimal(value, "qty")
+
+
+def test_parse_levels_refuses_a_zero_price_and_a_short_row() -> None:
+    assert parse_levels([["1.5", "0"]], "b") == [(D("1.5"), D(0))]
+    with pytest.raises(BookDataError, match="price must be positive"):
+        parse_levels([["0", "1"]], "b")
+    with pytest.raises(BookDataError, match=r"\[price, qty\]"):
+        parse_levels([["1"]], "b")
+
+
+prices = st.integers(min_value=1, max_value=60).map(lambda n: D(n) / 4)
+quantities = st.sampled_from([D(0), D("0.5"), D(1), D("2.25")])
+
+
+@given(st.lists(st.tuples(st.booleans(), prices, quantities), max_size=80))
+def test_the_book_matches_a_plain_dict_after_any_updates(updates: list[tuple[bool, Decimal, Decimal]]) -> None:
+    book = L2Book()
+    reference: tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]] = ({}, {})
+    for is_bid, price, qty in updates:
+        book.apply([(price, qty)] if is_bid else [], [] if is_bid else [(price, qty)])
+        side = reference[0] if is_bid else reference[1]
+        if qty:
+            side[price] = qty
+        else:
+            side.pop(price, None)
+    bids, asks = levels_of(book)
+    assert list(bids) == sorted(reference[0].items(), reverse=True)
+    assert list(asks) == sorted(reference[1].items())
