@@ -129,13 +129,13 @@ def test_drops_and_gaps_end_with_each_trade_once_on_the_topic(
 ) -> None:
     """The simulator drops the connection every 60 frames and skips a trade every 97 (both kept in its REST); ingest
     (in this process) heals them over the simulator's REST, and Kafka holds every trade exactly once, in id order
-    but for the backfilled gaps (each in order)."""
+    but for the backfilled gaps (each in order). An exchange whose REST serves only its newest trades takes
+    :func:`catch_up_after_drops_loses_nothing_unreported` instead."""
     if not hooks.supports_backfill(exchange):
         pytest.skip(f"{exchange} cannot fetch missing trades back over REST")
     if hooks.catches_up(exchange):
-        pytest.skip(
-            f"{exchange} serves only its newest trades over REST: test_catch_up_after_drops_loses_nothing_unreported"
-        )
+        catch_up_after_drops_loses_nothing_unreported(exchange, kafka_topics, settings, caplog)
+        return
     settings.INGEST_QUIET_PROBE_S = 0.5  # a gap at the very end shows through the quiet-symbol probe
     source = hooks.bundled_trades(exchange, TRADES)
     config = SimulatorConfig(
@@ -195,17 +195,15 @@ def test_drops_and_gaps_end_with_each_trade_once_on_the_topic(
 CATCH_UP_TRADES = 1200
 
 
-@pytest.mark.parametrize("exchange", EXCHANGES)
-def test_catch_up_after_drops_loses_nothing_unreported(
+def catch_up_after_drops_loses_nothing_unreported(
     exchange: str, kafka_topics: KafkaTopics, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An exchange whose REST serves only its newest trades (Bybit): the simulator drops the connection every 30
-    frames; each new connection's first trades ask REST for what came after the last trade seen. Kafka holds no
+    """The drops test of an exchange whose REST serves only its newest trades (Bybit): the simulator drops the
+    connection every 30 frames; each new connection's first trades ask REST for what came after the last trade
+    seen. Kafka holds no
     trade twice, and every trade it lacks lies in a window ingest reported as possibly lost (counted in
     ``backfill_unrecoverable``). Trades skipped silently within a connection cannot be seen by such an exchange
     (its ids are not consecutive): the simulator skips none here."""
-    if not hooks.catches_up(exchange):
-        pytest.skip(f"{exchange} backfills id ranges: test_drops_and_gaps_end_with_each_trade_once_on_the_topic")
     settings.INGEST_QUIET_PROBE_S = 0.5  # the tail after the last drop shows through the quiet-symbol probe
     source = hooks.bundled_trades(exchange, CATCH_UP_TRADES)
     config = SimulatorConfig(
@@ -242,7 +240,7 @@ def test_catch_up_after_drops_loses_nothing_unreported(
                     not thread.is_alive()
                     or (
                         metrics.trades_accepted
-                        and runner.processor.tracker.last.get(hooks.symbol(exchange)) == last_seen
+                        and getattr(runner.processor.tracker, "last", {}).get(hooks.symbol(exchange)) == last_seen
                     )
                 ),
                 timeout=120,
@@ -290,10 +288,13 @@ START = 1_700_000_000_000
 def test_ids_older_than_the_rest_history_are_counted_unrecoverable(
     exchange: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Ranges partly and wholly older than REST's history are counted unrecoverable, with their ranges logged (an
+    exchange whose REST serves only its newest trades: :func:`a_catch_up_beyond_the_rest_reach_reports_its_window`)."""
     if not hooks.supports_backfill(exchange):
         pytest.skip(f"{exchange} cannot fetch missing trades back over REST: nothing to count as out of reach")
     if hooks.catches_up(exchange):
-        pytest.skip(f"{exchange} fetches no id ranges: test_a_catch_up_beyond_the_rest_reach_reports_its_window")
+        a_catch_up_beyond_the_rest_reach_reports_its_window(exchange, caplog)
+        return
     source = synthetic_trades([hooks.symbol(exchange)], 1000.0, exchange=exchange, start_ms=START, seed=3)
     records = list(itertools.islice(source, 3000))
     assert records[0].trade_id == FIRST_ID
@@ -324,12 +325,10 @@ def test_ids_older_than_the_rest_history_are_counted_unrecoverable(
     assert [r.unrecoverable for r in partly] == [1500, 11]  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("exchange", EXCHANGES)
-def test_a_catch_up_beyond_the_rest_reach_reports_its_window(exchange: str, caplog: pytest.LogCaptureFixture) -> None:
-    """REST serving only the newest trades: a catch-up after a trade it still serves brings every trade since, and
-    one after a trade older than that reports the window between as possibly lost, counted once."""
-    if not hooks.catches_up(exchange):
-        pytest.skip(f"{exchange} backfills id ranges: test_ids_older_than_the_rest_history_are_counted_unrecoverable")
+def a_catch_up_beyond_the_rest_reach_reports_its_window(exchange: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The reach test of an exchange whose REST serves only the newest trades: a catch-up after a trade it still
+    serves brings every trade since, and one after a trade older than that reports the window between as possibly
+    lost, counted once."""
     reach = hooks.rest_reach(exchange)
     assert reach is not None
     records = list(itertools.islice(synthetic_trades([hooks.symbol(exchange)], 1000.0, exchange=exchange, seed=5), 500))

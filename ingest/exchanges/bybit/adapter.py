@@ -64,7 +64,7 @@ def _millis(value: Any, name: str) -> int:
 def _record(
     symbol: Any, trade_ref: Any, price: Any, size: Any, side: Any, when: Any, received_at: int, event_time: int | None
 ) -> TradeRecord:
-    if side not in _SIDES:
+    if type(side) is not str or side not in _SIDES:  # type() first: a list or dict is not hashable
         raise InvalidRecordError(f"side must be Buy or Sell, got {str(side)[:20]!r}")
     if not isinstance(trade_ref, str) or not trade_ref:
         raise InvalidRecordError(f"trade id must be a non-empty string, got {str(trade_ref)[:40]!r}")
