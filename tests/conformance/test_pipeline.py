@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,37 @@ def test_a_missed_frame_without_trades_is_a_sequence_gap(exchange: str) -> None:
     assert [e for e in parser.parse(frames[0], NOW).events if e.kind == SEQUENCE_GAP] == []
 
 
+def ingest_from_simulator(
+    exchange: str,
+    config: SimulatorConfig,
+    source: list[TradeRecord],
+    done: Callable[[IngestRunner], bool],
+    what: str,
+) -> IngestMetrics:
+    """Run ingest (in this process, backfilling over the simulator's REST) against a simulator serving ``source``
+    until it has published ``len(source)`` trades or ``done(runner)``; returns its metrics once flushed."""
+    metrics = IngestMetrics(exchange)
+    producer = TradeProducer(metrics)
+    with BackgroundSimulator(config, iter(source)) as sim:
+        runner = IngestRunner(
+            hooks.adapter(exchange, sim.url),
+            [hooks.symbol(exchange)],
+            producer,
+            metrics,
+            backfiller=hooks.backfiller(exchange, sim.http_url, min_interval=0, sleep=lambda _s: None),
+            max_trades=len(source),
+        )
+        thread = threading.Thread(target=runner.run, name="conformance-ingest")
+        thread.start()
+        try:
+            wait_for(lambda: not thread.is_alive() or done(runner), timeout=120, interval=0.2, what=what)
+        finally:
+            runner.stop.set()
+            thread.join(30)
+            producer.close(timeout=10)
+    return metrics
+
+
 # --------------------------------------------------------------------------------------------- backfill
 TRADES = 3000
 
@@ -149,26 +181,8 @@ def test_drops_and_gaps_end_with_each_trade_once_on_the_topic(
         ping_interval=None,
         **hooks.simulator_options(exchange),
     )
-    metrics = IngestMetrics(exchange)
-    producer = TradeProducer(metrics)
-    with BackgroundSimulator(config, iter(source)) as sim:
-        runner = IngestRunner(
-            hooks.adapter(exchange, sim.url),
-            [hooks.symbol(exchange)],
-            producer,
-            metrics,
-            backfiller=hooks.backfiller(exchange, sim.http_url, min_interval=0, sleep=lambda _s: None),
-            max_trades=TRADES,
-        )
-        thread = threading.Thread(target=runner.run, name="conformance-ingest")
-        caplog.set_level("INFO", logger="ingest.backfill")
-        thread.start()
-        try:
-            wait_for(lambda: not thread.is_alive(), timeout=120, interval=0.2, what="ingest to publish every trade")
-        finally:
-            runner.stop.set()
-            thread.join(30)
-            producer.close(timeout=10)
+    caplog.set_level("INFO", logger="ingest.backfill")
+    metrics = ingest_from_simulator(exchange, config, source, lambda _runner: False, "ingest to publish every trade")
     messages = read_topic(kafka_topics.trades, TRADES)
     records = [decode(value) for _key, value in messages]
     counts = Counter(r.trade_id for r in records)
@@ -218,40 +232,16 @@ def catch_up_after_drops_loses_nothing_unreported(
         ping_interval=None,
         **hooks.simulator_options(exchange),
     )
-    metrics = IngestMetrics(exchange)
-    producer = TradeProducer(metrics)
     caplog.set_level("INFO", logger="ingest.backfill")
-    with BackgroundSimulator(config, iter(source)) as sim:
-        runner = IngestRunner(
-            hooks.adapter(exchange, sim.url),
-            [hooks.symbol(exchange)],
-            producer,
-            metrics,
-            backfiller=hooks.backfiller(exchange, sim.http_url, min_interval=0, sleep=lambda _s: None),
-            max_trades=CATCH_UP_TRADES,
-        )
-        thread = threading.Thread(target=runner.run, name="conformance-ingest")
-        thread.start()
-        last_seen = source[-1].trade_id
-        try:
-            # Until the last trade is in (live or through the quiet probe) and the probes after it are done.
-            wait_for(
-                lambda: (
-                    not thread.is_alive()
-                    or (
-                        metrics.trades_accepted
-                        and getattr(runner.processor.tracker, "last", {}).get(hooks.symbol(exchange)) == last_seen
-                    )
-                ),
-                timeout=120,
-                interval=0.2,
-                what="ingest to see the last trade",
-            )
-            runner.processor.wait_backfill(30)
-        finally:
-            runner.stop.set()
-            thread.join(30)
-            producer.close(timeout=10)
+    symbol, last_seen = hooks.symbol(exchange), source[-1].trade_id
+
+    def saw_the_last_trade(runner: IngestRunner) -> bool:
+        # The last trade is in (live or through the quiet probe): then the probes after it are waited for.
+        tracker = runner.processor.tracker
+        done = bool(runner.metrics.trades_accepted and tracker is not None and tracker.last.get(symbol) == last_seen)
+        return done and runner.processor.wait_backfill(30)
+
+    metrics = ingest_from_simulator(exchange, config, source, saw_the_last_trade, "ingest to see the last trade")
     messages = read_topic(kafka_topics.trades, metrics.trades_accepted)
     records = [decode(value) for _key, value in messages]
     counts = Counter(r.trade_id for r in records)
