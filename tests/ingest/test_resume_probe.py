@@ -3,6 +3,7 @@ probed over REST (a real producer on per-test topics, a real HTTP server for RES
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -10,14 +11,19 @@ import pytest
 from ingest.backfill import Probe
 from ingest.exchanges.binance.adapter import BinanceExchange
 from ingest.exchanges.binance.backfill import BinanceBackfiller
+from ingest.exchanges.bybit.adapter import BybitExchange
+from ingest.exchanges.bybit.backfill import BybitBackfiller
 from ingest.exchanges.coinbase.adapter import CoinbaseExchange
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
 from ingest.records import decode
 from ingest.resume import ResumePoint, holes
 from ingest.runner import FrameProcessor, IngestRunner
+from simulator.bybit import encode_trade
+from simulator.synthetic import synthetic_trades
 from tests.conftest import KafkaTopics
 from tests.ingest.pipeline import read_topic
+from tests.ingest.test_backfill_rest import rest as rest_simulator
 from tests.ingest.test_gaps_backfill import rest  # noqa: F401 - fixture
 from tests.ingest.test_runner import NOW, binance_trade
 
@@ -147,3 +153,32 @@ def test_the_runner_resumes_the_symbols_it_serves_in_their_record_spelling(
     tracker = runner.processor.tracker
     assert tracker is not None
     assert tracker.last == {"BTCUSDT": 5}
+
+
+def test_bybit_resumes_without_holes_and_catches_up_once_a_new_connection_delivers(
+    kafka_topics: KafkaTopics, producer: TradeProducer, metrics: IngestMetrics
+) -> None:
+    """Bybit's ids are not consecutive: a resume point's holes are no evidence (not counted, not fetched). A new
+    connection notes the last trade seen; its first trades ask recent-trade for what came after, and the id check
+    drops what was already published."""
+    records = list(
+        itertools.islice(synthetic_trades(["BTCUSDT"], 1000.0, exchange="bybit", seed=9, start_ms=NOW - 60_000), 100)
+    )
+    with rest_simulator("bybit", records, rest_rate=0) as sim:
+        adapter = BybitExchange("ws://unused")
+        client = BybitBackfiller(sim.http_url, min_interval=0, sleep=lambda _s: None)
+        processor = FrameProcessor(adapter, adapter.parser(), producer, metrics, backfiller=client)
+        resumed = records[69]
+        processor.resume({"BTCUSDT": ResumePoint(resumed.trade_id, [(1, 5)], {resumed.trade_id: resumed.trade_time})})
+        assert (metrics.resumed_holes, metrics.gaps, metrics.missing_trades) == (0, 0, 0)
+        processor.connected()
+        live = records[95]  # the new connection's first trade: 70..94 were missed while ingest was away
+        frame = f'{{"topic":"publicTrade.BTCUSDT","ts":{live.trade_time},"data":[{encode_trade(live).decode()}]}}'
+        processor(frame, NOW)
+        assert processor.wait_backfill(10)
+        assert producer.flush(10)
+    ids = [decode(value).trade_id for _key, value in read_topic(kafka_topics.trades, 30)]
+    assert ids[0] == live.trade_id
+    assert sorted(ids) == [r.trade_id for r in records[70:]]
+    assert (metrics.tail_probes, metrics.backfill_unrecoverable) == (1, 0)
+    assert metrics.duplicates >= 1  # the catch-up's rows at and before the resumed trade, and the live one
