@@ -280,13 +280,15 @@ def test_the_whole_pipeline_runs_over_tls(tls_stack: TlsStack, tmp_path: Path) -
         )
         assert {"trades", "candles"} <= kinds, kinds
 
-        # The health page's reads (Kafka lag and DLQ, ingest and consumer snapshots, Celery queues) over TLS.
+        # The health page's reads (Kafka lag and DLQ, ingest and consumer snapshots, Celery queues) and the web
+        # nodes' cache, over TLS.
         health = subprocess.run(
             [
                 sys.executable,
                 "-c",
-                "import django, json; django.setup(); from dashboard.health import pipeline_health; "
-                "print(json.dumps(pipeline_health(), default=str))",
+                "import django, json; django.setup(); from django.core.cache import cache; "
+                "from dashboard.health import pipeline_health; cache.set('tls-check', {'ok': 1}, 60); "
+                "print(json.dumps({**pipeline_health(), 'cache': cache.get('tls-check')}, default=str))",
             ],
             cwd=ROOT,
             env=env,
@@ -302,6 +304,7 @@ def test_the_whole_pipeline_runs_over_tls(tls_stack: TlsStack, tmp_path: Path) -
         assert "binance" in body["ingest"]["exchanges"], body["ingest"]
         assert body["consumers"], body
         assert body["queues"] is not None
+        assert body["cache"] == {"ok": 1}  # Django's cache (the web nodes' throttles) over rediss:// too
     finally:
         for child in children:
             child.terminate()
