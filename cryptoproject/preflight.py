@@ -97,7 +97,7 @@ def redis_urls(names: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
-def require_redis(names: Iterable[str], *, timeout: float = 5.0, outage_is_fatal: bool = False) -> None:
+def require_redis(names: Iterable[str], *, timeout: float = 2.0, outage_is_fatal: bool = False) -> None:
     """Ping the Redis of each named setting; raise ``CommandError`` naming the setting when Redis refuses its TLS or
     password (and, with ``outage_is_fatal``, when it does not answer; otherwise that is logged and ridden out)."""
     for name, url in redis_urls(names):
