@@ -193,13 +193,17 @@ class Stack:
         return f"redis://127.0.0.1:{self.env.get('STACK_REDIS_PORT', '16379')}/0"
 
 
-def stack_environment(number: int, brokers: int = 1) -> dict[str, str]:
-    """The environment of local stack ``number`` (``scripts/stack_env.sh``), with ``brokers`` Kafka nodes."""
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts/stack_env.sh"), str(number)], capture_output=True, text=True, check=True
-    ).stdout
+def stack_environment(number: int, brokers: int = 1, tls: bool = False) -> dict[str, str]:
+    """The environment of local stack ``number`` (``scripts/stack_env.sh``, ``--tls`` with ``tls``), with ``brokers``
+    Kafka nodes."""
+    argv = ["bash", str(ROOT / "scripts/stack_env.sh"), str(number), *(["--tls"] if tls else [])]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     env = dict(os.environ)
     for line in out.splitlines():
+        if line.startswith("unset "):  # a plain stack: no TLS client settings left over from the caller's shell
+            for name in line.split()[1:]:
+                env.pop(name, None)
+            continue
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = value.strip("'")
     env["STACK_KAFKA_LIBS"] = os.environ.get("STACK_KAFKA_LIBS", str(ROOT / ".stack/kafka/libs"))

@@ -1,9 +1,11 @@
 """The Celery application: configured from Django settings under the ``CELERY_`` namespace."""
 
 import os
+import sys
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_init
 from kombu import Queue
 
 from cryptoproject.queues import CeleryQueue
@@ -81,3 +83,16 @@ def _add_retraining(sender: Celery, **_kwargs: object) -> None:
 def ping(token: str) -> dict[str, object]:
     """Answer with the token and the worker's pid: proves a real worker process ran it (health checks, tests)."""
     return {"token": token, "pid": os.getpid()}
+
+
+@worker_init.connect
+def _refuse_misconfiguration(**_kwargs: object) -> None:
+    # A worker whose broker refuses its TLS or password would retry for ever, logging the same error; a setting to
+    # fix stops it at start with one line naming the setting (an outage is still waited out).
+    from cryptoproject.preflight import worker_misconfiguration
+
+    problem = worker_misconfiguration()
+    if problem:
+        sys.stderr.write(f"celery worker: {problem}\n")
+        sys.stderr.flush()
+        raise SystemExit(1)

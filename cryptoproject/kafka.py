@@ -11,9 +11,18 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from cryptoproject.connection_problems import kafka_sasl_problem, kafka_tls_problem
+
 
 class BrokerUnavailableError(RuntimeError):
     """The Kafka bootstrap servers did not answer in time; the message names the address."""
+
+
+class KafkaMisconfiguredError(BrokerUnavailableError):
+    """The broker answers but refuses the connection's TLS or SASL settings; the message names the setting.
+
+    Retrying cannot help, so :func:`wait_for_broker` raises it at once rather than at its timeout.
+    """
 
 
 def bootstrap_servers() -> list[str]:
@@ -38,8 +47,36 @@ def client_config() -> dict[str, Any]:
     return config
 
 
+def tls_misconfiguration() -> str | None:
+    """With ``SSL``/``SASL_SSL``, the setting the first bootstrap server's certificate check fails on
+    (``KAFKA_SSL_CAFILE``, ``KAFKA_BOOTSTRAP_SERVERS``' host name, ...); None when it verifies or does not answer."""
+    if not settings.KAFKA_SECURITY_PROTOCOL.endswith("SSL"):
+        return None
+    servers = bootstrap_servers()
+    return kafka_tls_problem(servers[0], settings.KAFKA_SSL_CAFILE) if servers else None
+
+
+def misconfiguration() -> str | None:
+    """The Kafka setting the first bootstrap server refuses: its certificate check (:func:`tls_misconfiguration`),
+    then, with SASL, one login (``KAFKA_SASL_PASSWORD``, ``KAFKA_SASL_MECHANISM``); None when all is accepted or
+    the broker does not answer (an outage)."""
+    problem = tls_misconfiguration()
+    servers = bootstrap_servers()
+    if problem or not servers or not settings.KAFKA_SECURITY_PROTOCOL.startswith("SASL"):
+        return problem
+    return kafka_sasl_problem(
+        servers[0],
+        tls=settings.KAFKA_SECURITY_PROTOCOL == "SASL_SSL",
+        cafile=settings.KAFKA_SSL_CAFILE,
+        mechanism=settings.KAFKA_SASL_MECHANISM or "PLAIN",
+        username=settings.KAFKA_SASL_USERNAME,
+        password=settings.KAFKA_SASL_PASSWORD,
+    )
+
+
 def admin_client(timeout: float = 10.0) -> KafkaAdminClient:
-    """An admin client that fails within ``timeout`` seconds with the address named."""
+    """An admin client that fails within ``timeout`` seconds with the address named, or with the setting named
+    (:class:`KafkaMisconfiguredError`) when the broker refuses the client's TLS or SASL settings."""
     try:
         return KafkaAdminClient(
             **client_config(),
@@ -47,11 +84,20 @@ def admin_client(timeout: float = 10.0) -> KafkaAdminClient:
             request_timeout_ms=int(timeout * 1000),
         )
     except (KafkaError, OSError) as exc:
+        problem = misconfiguration()
+        if problem:
+            raise KafkaMisconfiguredError(problem) from exc
         raise BrokerUnavailableError(_unreachable(timeout, exc)) from exc
 
 
 def wait_for_broker(timeout: float = 10.0) -> None:
-    """Block until the cluster answers a metadata request, or raise :class:`BrokerUnavailableError`."""
+    """Block until the cluster answers a metadata request, or raise :class:`BrokerUnavailableError`
+    (:class:`KafkaMisconfiguredError` at once when the broker refuses the client's TLS or SASL settings)."""
+    # One handshake and one login first: a wrong CA, host name or password is known before any retry (kafka-python
+    # would retry a refused login until its timeout, and say only that it could not bootstrap).
+    problem = misconfiguration()
+    if problem:
+        raise KafkaMisconfiguredError(problem)
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while time.monotonic() < deadline:
@@ -63,6 +109,8 @@ def wait_for_broker(timeout: float = 10.0) -> None:
                     return
             finally:
                 admin.close()
+        except KafkaMisconfiguredError:
+            raise
         except BrokerUnavailableError as exc:
             last = exc.__cause__ or exc
         except (KafkaError, OSError) as exc:

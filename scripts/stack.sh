@@ -16,6 +16,12 @@
 #   PostgreSQL 127.0.0.1:15432 (STACK_PG_PORT; its replica on STACK_PG_REPLICA_PORT, default + 1),
 #   Redis 127.0.0.1:16379 (STACK_REDIS_PORT); data under STACK_DIR (default .stack/); Kafka's jars under
 #   STACK_KAFKA_LIBS (default STACK_DIR/kafka/libs).
+#
+# A TLS stack (eval "$(bash scripts/stack_env.sh N --tls)": STACK_TLS=1, its STACK_DIR holding tls/secrets.env) serves
+# TLS only: a CA and a server certificate for 127.0.0.1 and localhost are made with openssl in STACK_DIR/tls/; Kafka's
+# one client listener is SASL_SSL with SCRAM-SHA-512 users (the KRaft controller listener stays PLAINTEXT, on
+# loopback, for the node's own quorum traffic only), PostgreSQL runs with ssl=on and hostssl lines only, Redis on a
+# TLS port (plain port 0) with a password. One Kafka node and no replica there (docs/DEPLOYMENT.md).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +41,11 @@ PG_REPLICA="${STACK_PG_REPLICA:-0}"
 REPL_USER="${STACK_PG_REPLICATION_USER:-replicator}"
 REPL_PASSWORD="${STACK_PG_REPLICATION_PASSWORD:-replicator}"
 
+TLS_DIR="$STACK/tls"
+TLS_SECRETS="$TLS_DIR/secrets.env"
+TLS=0
+if [ "${STACK_TLS:-0}" = 1 ] || [ -f "$TLS_SECRETS" ]; then TLS=1; fi
+
 KAFKA_DIR="$STACK/kafka"
 KAFKA_LIBS="${STACK_KAFKA_LIBS:-$KAFKA_DIR/libs}"
 KAFKA_PID="$KAFKA_DIR/kafka.pid"
@@ -44,6 +55,52 @@ REDIS_DIR="$STACK/redis"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --------------------------------------------------------------------------- TLS stack
+if [ "$TLS" = 1 ]; then
+  [ -s "$TLS_SECRETS" ] ||
+    die "STACK_TLS=1 but $TLS_SECRETS is missing: eval \"\$(bash scripts/stack_env.sh N --tls)\" makes it"
+  # shellcheck source=/dev/null
+  . "$TLS_SECRETS"  # DB_PASSWORD, REDIS_PASSWORD, KAFKA_PASSWORD, KAFKA_BROKER_PASSWORD (stack_env.sh made them)
+  [ "$KAFKA_BROKERS" -eq 1 ] || die "a TLS stack runs one Kafka node (STACK_KAFKA_BROKERS=$KAFKA_BROKERS)"
+fi
+
+# The stack's CA and the servers' certificate (SAN: localhost, 127.0.0.1), made once: ca.pem is what clients trust
+# (KAFKA_SSL_CAFILE, sslrootcert, ssl_ca_certs); server-keystore.pem is key + certificate for Kafka's PEM keystore.
+tls_certs() {
+  [ -s "$TLS_DIR/server-keystore.pem" ] && return 0
+  command -v openssl >/dev/null || die "openssl is not installed (apt-get install openssl)"
+  log "making a CA and a server certificate in $TLS_DIR"
+  mkdir -p "$TLS_DIR"
+  chmod 700 "$TLS_DIR"
+  (
+    umask 077
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=cryptoproject local stack CA" \
+      -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
+      -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 -extfile server.ext \
+      -out server.pem 2>/dev/null
+    openssl pkcs8 -topk8 -nocrypt -in server.key -out server.pk8
+    cat server.pk8 server.pem >server-keystore.pem.new
+    rm -f server.csr server.ext server.pk8
+    mv server-keystore.pem.new server-keystore.pem
+  ) || die "could not make the TLS certificates in $TLS_DIR"
+  chmod 644 "$TLS_DIR/ca.pem"  # public; the keys stay 0600
+}
+
+# Exports what scripts/wait_kafka.py reads to reach this stack's broker (the application's variables); call it in a
+# subshell. The password goes through the environment, never a command line (ps shows those).
+kafka_client_exports() {
+  if [ "$TLS" = 1 ]; then
+    export KAFKA_SECURITY_PROTOCOL=SASL_SSL KAFKA_SASL_MECHANISM=SCRAM-SHA-512 KAFKA_SASL_USERNAME=crypto \
+      KAFKA_SASL_PASSWORD="$KAFKA_PASSWORD" KAFKA_SSL_CAFILE="$TLS_DIR/ca.pem"
+  else
+    unset KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_SASL_USERNAME KAFKA_SASL_PASSWORD KAFKA_SSL_CAFILE
+  fi
+}
 
 # --------------------------------------------------------------------------- helpers
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -171,6 +228,7 @@ max_wal_size = 2GB
 wal_level = replica
 max_wal_senders = 10
 EOF
+    if [ "$TLS" = 1 ]; then pg_tls "$data"; fi
   fi
   mkdir -p "$sock"
   [ "$(id -u)" -eq 0 ] && chown postgres: "$sock"
@@ -196,6 +254,29 @@ EOF
     pg_run "${psql[@]}" -c "CREATE DATABASE $DB_NAME OWNER $DB_USER"
   fi
   log "PostgreSQL up on 127.0.0.1:$PG_PORT (data $data)"
+}
+
+# pg_tls DATA: ssl=on with the stack's certificate (a copy in the data dir: the server wants its key owned by itself,
+# 0600), and a pg_hba.conf whose TCP lines are all hostssl: a connection without TLS finds no line and is refused.
+pg_tls() {
+  tls_certs
+  cp "$TLS_DIR/server.pem" "$1/server.crt"
+  cp "$TLS_DIR/server.key" "$1/server.key"
+  chmod 600 "$1/server.key"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$1/server.crt" "$1/server.key"
+  pg_run sh -c "cat >>'$1/postgresql.conf'" <<EOF
+# TLS only (scripts/stack_env.sh N --tls): pg_hba.conf has hostssl lines only
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+EOF
+  pg_run sh -c "cat >'$1/pg_hba.conf'" <<EOF
+# cryptoproject TLS stack: the Unix socket for the stack script itself, TLS with a password for everyone else
+local     all  all                 trust
+hostssl   all  all  127.0.0.1/32   scram-sha-256
+hostssl   all  all  ::1/128        scram-sha-256
+EOF
 }
 
 # pg_stop DIR NAME: stop the cluster in DIR if it runs (fast shutdown), saying NAME stopped.
@@ -230,6 +311,7 @@ pg_replica_streaming() {  # bin sock
 }
 
 pg_replica_up() {
+  [ "$TLS" = 0 ] || die "a TLS stack has no PostgreSQL replica (its pg_hba.conf admits hostssl clients only)"
   need_runuser
   pg_up
   local bin data dir sock
@@ -309,11 +391,46 @@ redis_up() {
   fi
   port_free "$REDIS_PORT" Redis STACK_REDIS_PORT
   rm -f "$REDIS_DIR/redis.pid"
+  if [ "$TLS" = 1 ]; then
+    redis_tls_up
+    return 0
+  fi
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_DIR" --daemonize yes \
     --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
     --appendonly yes --appendfsync everysec --save "" --protected-mode yes
   wait_port "$REDIS_PORT" 20 Redis
   log "Redis up on 127.0.0.1:$REDIS_PORT"
+}
+
+# TLS on STACK_REDIS_PORT, no plain port, a password: all in a config file of mode 0600 (a --requirepass argument
+# would show in ps). Clients are not asked for certificates (tls-auth-clients no): the password authenticates them.
+redis_tls_up() {
+  tls_certs
+  (
+    umask 077
+    cat >"$REDIS_DIR/redis-tls.conf" <<EOF
+bind 127.0.0.1
+port 0
+tls-port $REDIS_PORT
+tls-cert-file $TLS_DIR/server.pem
+tls-key-file $TLS_DIR/server.key
+tls-ca-cert-file $TLS_DIR/ca.pem
+tls-auth-clients no
+requirepass $REDIS_PASSWORD
+dir $REDIS_DIR
+daemonize yes
+pidfile $REDIS_DIR/redis.pid
+logfile $REDIS_DIR/redis.log
+appendonly yes
+appendfsync everysec
+save ""
+protected-mode yes
+EOF
+  )
+  redis-server "$REDIS_DIR/redis-tls.conf" ||
+    die "Redis did not start with TLS (a redis-server built without TLS support?); see $REDIS_DIR/redis.log"
+  wait_port "$REDIS_PORT" 20 Redis
+  log "Redis up on 127.0.0.1:$REDIS_PORT (TLS only, password)"
 }
 
 redis_down() {
@@ -349,6 +466,7 @@ kafka_props() {  # node: server.properties from the repo with node id, data dir 
   mkdir -p "$dir"
   sed -e "s#@KAFKA_DATA@#$dir/data#" -e "s#@KAFKA_PORT@#$port#g" -e "s#@KAFKA_CONTROLLER_PORT@#$cport#g" \
     -e "s#^node.id=.*#node.id=$node#" "$KAFKA_CONF/server.properties" >"$dir/server.properties"
+  if [ "$TLS" = 1 ]; then kafka_tls_props "$dir"; fi
   if [ "$KAFKA_BROKERS" -gt 1 ]; then
     local voters="" i
     for ((i = 1; i <= KAFKA_BROKERS; i++)); do voters+="${voters:+,}$i@127.0.0.1:$(node_controller_port "$i")"; done
@@ -366,6 +484,31 @@ default.replication.factor=3
 min.insync.replicas=2
 EOP
   fi
+}
+
+# kafka_tls_props DIR: the client listener becomes SASL_SSL (SCRAM-SHA-512), the only one clients can reach; the broker
+# talks to itself over it as user "broker". The controller listener stays PLAINTEXT on 127.0.0.1: only this node's
+# quorum traffic uses it (no client is ever given its port). The file holds the broker's password: mode 0600.
+kafka_tls_props() {
+  local f="$1/server.properties"
+  tls_certs
+  sed -i -e 's#PLAINTEXT://127#SASL_SSL://127#g' -e '/^inter.broker.listener.name=/d' \
+    -e '/^listener.security.protocol.map=/d' "$f"
+  chmod 600 "$f"
+  cat >>"$f" <<EOP
+# TLS only (scripts/stack_env.sh N --tls)
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\
+  username="broker" password="$KAFKA_BROKER_PASSWORD";
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/server-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+ssl.client.auth=none
+EOP
 }
 
 cluster_id() {  # one id for every node of this stack, kept beside them
@@ -406,7 +549,15 @@ node_start() {  # node: start it when not running (formats its storage the first
     cid=$(cluster_id)
     [ "$KAFKA_BROKERS" -eq 1 ] && standalone=(--standalone)
     log "formatting Kafka storage of node $node (cluster id $cid)"
-    java_args "$node" kafka.tools.StorageTool format "${standalone[@]}" -g -t "$cid" -c "$dir/server.properties"
+    # A TLS stack's SCRAM users are written into the metadata log at format time (KRaft has no ZooKeeper to hold
+    # them before the broker runs): the broker's own and the application's (KAFKA_SASL_USERNAME=crypto).
+    local scram=()
+    if [ "$TLS" = 1 ]; then
+      scram=(--add-scram "SCRAM-SHA-512=[name=broker,password=$KAFKA_BROKER_PASSWORD]"
+        --add-scram "SCRAM-SHA-512=[name=crypto,password=$KAFKA_PASSWORD]")
+    fi
+    java_args "$node" kafka.tools.StorageTool format "${standalone[@]}" -g -t "$cid" -c "$dir/server.properties" \
+      "${scram[@]}"
     java "${JAVA_ARGS[@]}" >"$dir/format.log" 2>&1 || { rm -rf "$dir/data"; die "Kafka format failed; see $dir/format.log"; }
   fi
   mkdir -p "$dir/logs"
@@ -419,7 +570,8 @@ node_start() {  # node: start it when not running (formats its storage the first
 node_wait() {  # node timeout
   local dir port
   dir=$(node_dir "$1"); port=$(node_port "$1")
-  if ! "$PY" "$ROOT/scripts/wait_kafka.py" "127.0.0.1:$port" --timeout "$2" --brokers "${3:-1}" >&2; then
+  if ! (kafka_client_exports && "$PY" "$ROOT/scripts/wait_kafka.py" "127.0.0.1:$port" --timeout "$2" \
+    --brokers "${3:-1}" >&2); then
     tail -n 30 "$dir/kafka.out" >&2 || true
     die "Kafka node $1 did not become ready on 127.0.0.1:$port; see $dir/kafka.out and $dir/logs"
   fi

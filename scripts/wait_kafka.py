@@ -1,16 +1,37 @@
 """Wait until a Kafka broker answers a metadata request, or fail with the address named.
 
 Usage: wait_kafka.py HOST:PORT [--timeout SECONDS]
+
+A TLS stack's broker (``scripts/stack_env.sh N --tls``) is reached with the application's variables from the
+environment: ``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_MECHANISM``, ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD``
+and ``KAFKA_SSL_CAFILE`` (``scripts/stack.sh`` sets them).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
+
+
+def security_options() -> dict[str, Any]:
+    """kafka-python's security options from the environment (none for PLAINTEXT)."""
+    protocol = os.environ.get("KAFKA_SECURITY_PROTOCOL", "") or "PLAINTEXT"
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL"):
+        options.update(
+            sasl_mechanism=os.environ.get("KAFKA_SASL_MECHANISM") or "PLAIN",
+            sasl_plain_username=os.environ.get("KAFKA_SASL_USERNAME", ""),
+            sasl_plain_password=os.environ.get("KAFKA_SASL_PASSWORD", ""),
+        )
+    if os.environ.get("KAFKA_SSL_CAFILE"):
+        options["ssl_cafile"] = os.environ["KAFKA_SSL_CAFILE"]
+    return options
 
 
 def main() -> int:
@@ -27,6 +48,7 @@ def main() -> int:
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=args.bootstrap,
+                **security_options(),
                 bootstrap_timeout_ms=2000,
                 request_timeout_ms=3000,
             )

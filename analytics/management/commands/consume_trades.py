@@ -17,7 +17,7 @@ from analytics import partitions
 from analytics.consumer import ConsumerConfig, TradeConsumer
 from analytics.dlq import InvalidMessageLimitError
 from analytics.watchdog import StalledError
-from cryptoproject.preflight import require_database, require_kafka
+from cryptoproject.preflight import require_database, require_kafka, require_redis
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class Command(BaseCommand):
         """Check PostgreSQL and Kafka, create today's partitions, then consume; SIGTERM/SIGINT commit and exit 0."""
         require_database()
         require_kafka()
+        # Tasks, live pushes and metrics: a refused TLS or password stops it here, an outage is ridden out.
+        require_redis(["CELERY_BROKER_URL", "CHANNEL_LAYER_URL", "REDIS_URL"])
         try:
             partitions.maintain()  # today's partitions even where no beat runs (trades would be in the default one)
         except DatabaseError as exc:

@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import redis
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cryptoproject.preflight import require_database, require_kafka
-from cryptoproject.redis_clients import redis_client
-from cryptoproject.security import redact_text, redact_url
+from cryptoproject.preflight import require_database, require_kafka, require_redis
 
 
 class Command(BaseCommand):
     """Check PostgreSQL, Kafka and Redis in turn; the first that does not answer is a CommandError, redacted."""
 
-    help = "Check that PostgreSQL (DATABASE_URL), Kafka (KAFKA_BOOTSTRAP_SERVERS) and Redis (REDIS_URL) answer."
+    help = (
+        "Check that PostgreSQL (DATABASE_URL), Kafka (KAFKA_BOOTSTRAP_SERVERS) and Redis (REDIS_URL and the other "
+        "Redis settings) answer and accept this process's TLS settings and credentials."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Declare ``--timeout``, the seconds to wait for each server."""
@@ -48,8 +47,9 @@ class Command(BaseCommand):
 
 
 def _require_redis(timeout: float) -> None:
-    try:
-        redis_client(timeout=timeout).ping()
-    except redis.RedisError as exc:
-        url = redact_url(settings.REDIS_URL)
-        raise CommandError(f"Redis is unreachable at REDIS_URL={url}: {redact_text(str(exc))}") from exc
+    # Every Redis setting that names another server or database (Celery's broker, the channel layer, the cache).
+    require_redis(
+        ["REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CHANNEL_LAYER_URL", "CACHE_URL"],
+        timeout=timeout,
+        outage_is_fatal=True,
+    )

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from kafka.errors import KafkaError
 
 from cryptoproject.kafka import BrokerUnavailableError, ensure_topics
-from cryptoproject.preflight import require_kafka
+from cryptoproject.preflight import require_kafka, require_redis
 from cryptoproject.redis_clients import redis_client
 from ingest.exchanges import get, names
 from ingest.metrics import IngestMetrics, MetricsReporter, serve_prometheus
@@ -54,6 +54,7 @@ class Command(BaseCommand):
             raise CommandError(f"--symbols: {exc}") from exc
 
         require_kafka()
+        require_redis(["REDIS_URL"])  # its metrics: a refused TLS or password stops it, an outage does not
         try:
             ensure_topics()
         except BrokerUnavailableError as exc:
