@@ -366,8 +366,8 @@ INGEST_BUFFER_TRADES: int = _setting("INGEST_BUFFER_TRADES", int, 200_000)
 # What one ingest process holds in memory until Kafka acknowledges it, in bytes of serialised records (+64 each):
 # the bound on its memory during a Kafka outage (docs/RELIABILITY.md). Beyond it, records spill to the journal.
 INGEST_BUFFER_BYTES: int = _setting("INGEST_BUFFER_BYTES", int, 64 * 1024 * 1024)
-# Where ingest spills records past INGEST_BUFFER_BYTES (a folder per exchange, replayed in order when Kafka is back
-# and at the next start after a crash), and how many bytes it may hold there; 0 turns the journal off (back-pressure).
+# Where ingest spills records past INGEST_BUFFER_BYTES (a folder per exchange and symbol set, replayed in order when
+# Kafka is back and at the next start after a crash), and the bytes it may hold there; 0: no journal (back-pressure).
 INGEST_JOURNAL_DIR: Path = Path(_setting("INGEST_JOURNAL_DIR", str, str(BASE_DIR / "var" / "ingest-journal")))
 INGEST_JOURNAL_BYTES: int = _setting("INGEST_JOURNAL_BYTES", int, 2 * 1024 * 1024 * 1024)
 if INGEST_JOURNAL_BYTES < 0:

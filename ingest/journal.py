@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
+import re
 import struct
 import threading
 import zlib
@@ -291,14 +293,34 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def open_journal(exchange: str) -> Journal | None:
-    """The journal of ``exchange``'s ingest process (``INGEST_JOURNAL_DIR/<exchange>``), or None when
-    ``INGEST_JOURNAL_BYTES`` is 0; :class:`JournalError` names the setting when it cannot be used."""
+def journal_name(exchange: str, symbols: list[str]) -> str:
+    """The folder of one ingest process's journal: its exchange and symbol set (processes that split an exchange's
+    symbols each have their own; a restart with the same symbols finds its journal)."""
+    joined = "_".join(sorted(re.sub(r"[^a-z0-9]+", "-", s.lower()) for s in symbols))
+    if len(joined) > 80:
+        joined = hashlib.sha256(joined.encode()).hexdigest()[:16]
+    return f"{exchange}-{joined}"
+
+
+def open_journal(exchange: str, symbols: list[str]) -> Journal | None:
+    """The journal of the ingest process of ``exchange`` and ``symbols`` (``INGEST_JOURNAL_DIR/<exchange>-<symbols>``),
+    or None when ``INGEST_JOURNAL_BYTES`` is 0; :class:`JournalError` names the setting when it cannot be used."""
     from django.conf import settings
 
     if not settings.INGEST_JOURNAL_BYTES:
         return None
+    root = Path(settings.INGEST_JOURNAL_DIR)
+    name = journal_name(exchange, symbols)
     try:
-        return Journal(Path(settings.INGEST_JOURNAL_DIR) / exchange, settings.INGEST_JOURNAL_BYTES)
+        journal = Journal(root / name, settings.INGEST_JOURNAL_BYTES)
     except JournalError as exc:
         raise JournalError(f"INGEST_JOURNAL_DIR: {exc}") from None
+    # A journal of another symbol set of this exchange is replayed only by a process started with those symbols.
+    for other in sorted(root.glob(f"{exchange}-*/*.seg")):
+        if other.parent.name != name:
+            logger.warning(
+                "journal of another symbol set not replayed: start ingest with its symbols to replay it",
+                extra={"journal": str(other.parent)},
+            )
+            break
+    return journal

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ingest import journal as journals
-from ingest.journal import Journal, JournalError, JournalRecord, open_journal
+from ingest.journal import Journal, JournalError, JournalRecord, journal_name, open_journal
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer, held_bytes
 from ingest.records import decode
@@ -141,9 +141,23 @@ def test_a_bad_journal_dir_names_the_setting(settings: object, tmp_path: Path) -
     blocker.write_text("")
     settings.INGEST_JOURNAL_DIR = blocker  # type: ignore[attr-defined]
     with pytest.raises(JournalError, match="INGEST_JOURNAL_DIR"):
-        open_journal("binance")
+        open_journal("binance", ["btcusdt"])
     settings.INGEST_JOURNAL_BYTES = 0  # type: ignore[attr-defined]
-    assert open_journal("binance") is None
+    assert open_journal("binance", ["btcusdt"]) is None
+
+
+def test_each_symbol_set_of_an_exchange_has_its_own_journal(settings: object, tmp_path: Path) -> None:
+    settings.INGEST_JOURNAL_DIR = tmp_path  # type: ignore[attr-defined]
+    one = open_journal("kraken", ["BTC/USD", "ETH/USD"])
+    other = open_journal("kraken", ["SOL/USD"])  # a second process of the exchange, its other symbols: no conflict
+    assert one is not None
+    assert other is not None
+    assert one.directory.name == "kraken-btc-usd_eth-usd"
+    assert one.directory != other.directory
+    assert journal_name("kraken", ["ETH/USD", "BTC/USD"]) == one.directory.name  # the order given does not matter
+    assert len(journal_name("binance", [f"sym{i}usdt" for i in range(50)])) == len("binance-") + 16
+    one.close()
+    other.close()
 
 
 CRASHING_WRITER = """

@@ -112,7 +112,7 @@ def test_past_the_byte_bound_ingest_spills_to_its_journal_and_kafka_gets_every_t
                 what="trades spilled to the journal",
             )
             assert ingest.proc.poll() is None, ingest.output()[-3000:]
-            assert list((ingest_journal_dir / "binance").glob("*.seg"))
+            assert list((ingest_journal_dir / "binance-btcusdt").glob("*.seg"))
         published = read_topic(kafka_topics.trades, SPILL_TRADES, timeout=240)
         wait_for(lambda: latest_metrics(ingest).get("journal_bytes") == 0, timeout=60, what="the journal emptied")
         ingest.stop()
@@ -126,7 +126,7 @@ def test_past_the_byte_bound_ingest_spills_to_its_journal_and_kafka_gets_every_t
     assert 0 < metrics["buffered_bytes_max"] <= SPILL_BUFFER_BYTES  # memory never held more than the bound
     assert metrics["backpressure_waits"] == metrics["journal_full_waits"] == 0  # reading never stopped
     assert (metrics["publish_errors"], metrics["trades_not_delivered"], metrics["buffered_bytes"]) == (0, 0, 0)
-    assert not list((ingest_journal_dir / "binance").glob("*.seg"))  # removed once Kafka acknowledged it
+    assert not list((ingest_journal_dir / "binance-btcusdt").glob("*.seg"))  # removed once Kafka acknowledged it
     logged = ingest.output()
     assert '"memory bound reached: spilling to the journal"' in logged
     assert '"journal replay done"' in logged

@@ -67,7 +67,7 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"--metrics-port {options['metrics_port']}: {exc.strerror or exc}") from exc
         try:
-            journal = open_journal(exchange)
+            journal = open_journal(exchange, adapter.normalise_symbols(symbols))
         except JournalError as exc:
             raise CommandError(str(exc)) from exc
         producer = TradeProducer(metrics, journal=journal)
