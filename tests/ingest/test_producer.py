@@ -155,8 +155,13 @@ def test_a_full_buffer_blocks_publish_until_kafka_acknowledges(frozen_kafka: Fro
     metrics = IngestMetrics("binance")
     # Either bound alone: 100 records, or the bytes of these 100 (no journal: a full buffer means back-pressure).
     size = held_bytes([t.encode() for t in trades(100)], 100)
-    limits = {"buffer_trades": 100} if bound == "records" else {"buffer_bytes": size}
-    producer = TradeProducer(metrics, trades_topic=trades_topic, dlq_topic=dlq_topic, **limits)
+    producer = TradeProducer(
+        metrics,
+        trades_topic=trades_topic,
+        dlq_topic=dlq_topic,
+        buffer_trades=100 if bound == "records" else None,
+        buffer_bytes=size if bound == "bytes" else None,
+    )
     producer.prepare()
     frozen_kafka.freeze()
     assert producer.publish(trades(100)) == 100
