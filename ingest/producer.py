@@ -373,7 +373,7 @@ class TradeProducer:
                     "records not accepted: the journal is full and ingest is stopping", extra={"records": count}
                 )
                 return False
-            self._pump_wake.wait(0.5)
+            self._released.wait(0.5)  # the pump frees room as Kafka acknowledges its replay; shutdown ends it
 
     def _pump(self) -> None:
         """The pump thread: fsyncs spilled records, replays them when Kafka takes records, removes what is acked."""

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -233,3 +234,31 @@ def test_past_the_memory_bound_records_spill_and_are_replayed_in_order_once(
     assert metrics.journal_replayed == metrics.journal_spilled
     assert metrics.buffered_bytes_max <= bound  # replay stayed under the bound too
     assert (metrics.buffered, metrics.buffered_bytes, metrics.journal_bytes) == (0, 0, 0)
+
+
+def test_a_full_journal_stops_reading_says_so_and_loses_nothing(
+    tmp_path: Path, frozen: FrozenKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    trades_topic, dlq_topic = topic_pair(partitions=1)
+    metrics = IngestMetrics("binance")
+    journal = Journal(tmp_path, max_bytes=20_000, segment_bytes=4_000)  # ~70 trades on disk
+    producer = TradeProducer(metrics, trades_topic=trades_topic, dlq_topic=dlq_topic, buffer_trades=50, journal=journal)
+    producer.prepare()
+    sent = trades(300)
+    frozen.freeze()
+    for i in range(0, 100, 10):  # 50 in memory, the rest spilled
+        assert producer.publish(sent[i : i + 10]) == 10
+    results: list[int] = []
+    with caplog.at_level("ERROR", logger="ingest.producer"):
+        blocked = threading.Thread(target=lambda: results.append(sum(producer.publish([t]) for t in sent[100:])))
+        blocked.start()
+        wait_for(lambda: metrics.journal_full_waits == 1, timeout=30, what="the journal to fill up")
+        assert blocked.is_alive()  # back-pressure: the reader waits instead of dropping
+        assert journal.bytes <= 20_000
+        frozen.thaw()
+        blocked.join(120)
+    assert results == [200]
+    assert any("journal full" in r.message for r in caplog.records)
+    wait_for(lambda: metrics.trades_published == 300, timeout=60, what="every trade acknowledged")
+    assert producer.close(timeout=30) == 0
+    assert [decode(v).trade_id for _k, v in read_topic(trades_topic, 300)] == list(range(1, 301))
