@@ -454,13 +454,16 @@ class TradeProducer:
         resume point is read); False on timeout."""
         if self.journal is None:
             return True
-        deadline = None if timeout is None else time.monotonic() + timeout
         if self._spilling:
             logger.warning(
                 "journal left by an earlier process: replaying it first",
                 extra={"journal_bytes": self.journal.bytes, "segments": self.journal.leftover_segments},
             )
-        while self._spilling or self._replayed_segments:
+        return self._drain_journal(None if timeout is None else time.monotonic() + timeout)
+
+    def _drain_journal(self, deadline: float | None) -> bool:
+        """Wait until the journal is replayed and every replayed segment removed; False at ``deadline``."""
+        while self.journal is not None and (self._spilling or self._replayed_segments):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             self._pump_wake.set()
@@ -587,8 +590,11 @@ class TradeProducer:
     def close(self, timeout: float = 30.0) -> int:
         """Flush (up to ``timeout`` seconds) and close; returns how many records were not delivered (logged).
 
-        What the journal holds stays on disk for the next start (replayed and acknowledged records removed)."""
-        self.flush(timeout)
+        The journal is replayed first while Kafka answers (within ``timeout``); what it still holds then stays on
+        disk for the next start."""
+        deadline = time.monotonic() + timeout
+        self._drain_journal(deadline)
+        self.flush(max(deadline - time.monotonic(), 0.0))
         self.release()
         self._closed.set()
         self._wake.set()

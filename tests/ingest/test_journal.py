@@ -221,9 +221,10 @@ def test_past_the_memory_bound_records_spill_and_are_replayed_in_order_once(
     assert metrics.buffered_bytes_max <= bound
     assert metrics.buffered_bytes == held_bytes((t.encode() for t in interleaved[: metrics.buffered]), metrics.buffered)
     frozen.thaw()
-    wait_for(lambda: metrics.trades_published == 3000, timeout=60, what="every trade acknowledged")
-    wait_for(lambda: not list(tmp_path.glob("*.seg")), timeout=30, what="the replayed segments removed")
-    assert producer.close(timeout=30) == 0
+    # A clean stop while Kafka answers replays the journal first: nothing is left for the next start.
+    assert producer.close(timeout=60) == 0
+    assert metrics.trades_published == 3000
+    assert not list(tmp_path.glob("*.seg"))
 
     messages = read_topic(trades_topic, 3000)
     by_symbol: dict[str, list[int]] = {}
