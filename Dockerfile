@@ -21,11 +21,13 @@ RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY="$(python -c 'import secrets; print(sec
 # The code stays root's and read-only to the app user (a compromised process cannot rewrite it; go-w in case the build
 # context had group- or world-writable files). The app user owns only what it writes: the history and model caches
 # (HISTORY_CACHE_DIR, PREDICTION_ARTIFACT_DIR) and /state, the simulators' volume (a named volume takes the owner of
-# the image's directory). Celery beat writes its schedule to /tmp.
+# the image's directory), where ingest's spill journal lives too (INGEST_JOURNAL_DIR: it must outlive the container,
+# so docker-compose mounts a volume there). Celery beat writes its schedule to /tmp.
 RUN useradd --system --uid 1000 app \
     && chmod -R go-w /app \
-    && mkdir -p /app/.cache/history /app/.cache/prediction /state \
+    && mkdir -p /app/.cache/history /app/.cache/prediction /state/ingest-journal \
     && chown -R app:app /app/.cache /state
+ENV INGEST_JOURNAL_DIR=/state/ingest-journal
 USER app
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "cryptoproject.asgi:application"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=4000.0, help="trades/s offered by the simulator")
     parser.add_argument("--kafka-outage", type=float, default=120.0)
+    parser.add_argument(
+        "--kafka-down-long",
+        type=float,
+        default=float(os.environ.get("KAFKA_DOWN_LONG_S") or 600.0),
+        help="s the broker is away in kafka-down-long (default: KAFKA_DOWN_LONG_S, else 600)",
+    )
     parser.add_argument("--postgres-outage", type=float, default=60.0)
     parser.add_argument("--redis-outage", type=float, default=30.0)
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="s to wait for the rest after the market")
@@ -87,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         trades=args.trades,
         rate=args.rate,
         kafka_outage_s=args.kafka_outage,
+        kafka_down_long_s=args.kafka_down_long,
         postgres_outage_s=args.postgres_outage,
         redis_outage_s=args.redis_outage,
         drain_timeout_s=args.drain_timeout,
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     scenarios = by_name(args.scenarios)
     expected = truth.workload(RECORDINGS, opts.trades)
+    workloads = {opts.trades: expected}  # a scenario with a workload of its own (kafka-down-long) gets its truth
     print(
         f"[chaos] {len(expected):,} trades, {len(truth.minute_bars(expected)):,} minutes, "
         f"{len(truth.whale_ids(expected, truth.Decimal('100000')))} whales; {len(scenarios)} scenario(s)",
@@ -111,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                 setup_database(stack)
             t0 = time.monotonic()
             print(f"[chaos] {scenario.name}: {scenario.description} ...", flush=True)
-            row = run_one(scenario, opts, stack, expected)
+            sized = scenario.sized(opts)
+            if sized.trades not in workloads:
+                workloads[sized.trades] = truth.workload(RECORDINGS, sized.trades)
+            row = run_one(scenario, sized, stack, workloads[sized.trades])
             rows.append(row)
             print(
                 f"[chaos] {scenario.name}: {'ok' if row.ok else 'FAILED'} in {time.monotonic() - t0:.0f} s "

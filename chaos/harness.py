@@ -26,9 +26,11 @@ Used by ``python -m chaos`` (``make chaos``) and, with small figures, by ``tests
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,6 +73,8 @@ class Options:
     trades: int = 200_000
     rate: float = 4000.0
     kafka_outage_s: float = 120.0
+    # kafka-down-long: the broker away this long while the market goes on at ``rate`` (ingest spills to its journal)
+    kafka_down_long_s: float = 600.0
     postgres_outage_s: float = 60.0
     redis_outage_s: float = 30.0
     rebalance_every_s: float = 20.0
@@ -308,6 +312,9 @@ class Run:
         self.port = free_port()
         self.logs = opts.logs / scenario.name
         self.logs.mkdir(parents=True, exist_ok=True)
+        # Ingest's spill journal, fresh per run: one a failed run left must not be replayed into this run's topics.
+        self.journal = self.logs / "journal"
+        shutil.rmtree(self.journal, ignore_errors=True)
         self.env = dict(
             stack.env,
             **{
@@ -331,6 +338,7 @@ class Run:
                 "LOG_LEVEL": "INFO",
                 "PYTHONPATH": str(ROOT),
                 "DJANGO_SETTINGS_MODULE": "cryptoproject.settings",
+                "INGEST_JOURNAL_DIR": str(self.journal),
                 **opts.extra_env,
                 **scenario.env(opts),
             },
@@ -461,6 +469,12 @@ class Scenario:
     env: Callable[[Options], dict[str, str]] = lambda _o: {}
     brokers: int = 1
     hostile: bool = False
+    # the scenario's own workload (a longer market, say), from the suite's options
+    options: Callable[[Options], Options] | None = None
+
+    def sized(self, opts: Options) -> Options:
+        """The options this scenario runs with."""
+        return opts if self.options is None else self.options(opts)
 
 
 FIRST_ID = 3735683259  # the first trade id of btcusdt_20240808.gz
@@ -768,6 +782,37 @@ def compare(run: Run, expected: list[truth.Trade], row: Row) -> None:
     row.whales_wrong = len(set(whale_got) ^ whale_want) + (len(whale_got) - len(set(whale_got)))
 
 
+def ingest_memory_notes(log: Path) -> list[str]:
+    """What ingest's last metrics line says of its memory bound and spill journal (nothing when it never spilled)."""
+    if not log.exists():
+        return []
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if '"ingest metrics"' in line or '"ingest stopped"' in line:
+            try:
+                metrics = json.loads(line)["metrics"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if not metrics.get("journal_spilled"):
+                return []
+            mb = 1024 * 1024
+            return [
+                f"ingest spilled {metrics['journal_spilled']:,} records to its journal (at most "
+                f"{metrics.get('journal_bytes_max', 0) / mb:.0f} MB), replayed {metrics.get('journal_replayed', 0):,}; "
+                f"memory held at most {metrics.get('buffered_bytes_max', 0) / mb:.1f} MB of records"
+            ]
+    return []
+
+
+def long_outage(opts: Options) -> Options:
+    """kafka-down-long's workload: the market goes on at ``rate`` through the whole outage and a while after."""
+    return dataclasses.replace(
+        opts,
+        trades=opts.trades + int(opts.rate * opts.kafka_down_long_s * 1.2),
+        kafka_outage_s=opts.kafka_down_long_s,  # the overall deadline allows for it
+        drain_timeout_s=max(opts.drain_timeout_s, opts.kafka_down_long_s),  # the backlog is stored afterwards
+    )
+
+
 def _malformed_sent(log: Path) -> int | None:
     for line in reversed(log.read_text(errors="replace").splitlines()):
         if "malformed frames sent" in line:
@@ -861,6 +906,7 @@ def run_scenario(scenario: Scenario, opts: Options, stack: Stack, expected: list
     row.seconds = round(time.monotonic() - started, 1)
     row.restarts = {k: v for k, v in run.supervisor.restarts.items() if v}
     row.peak_rss_mb = dict(run.supervisor.peak)
+    row.notes.extend(ingest_memory_notes(run.logs / "ingest.log"))
     compare(run, expected, row)
     compare_alerts(run, expected, rules, row)
     row.notes.extend(run.notes)
@@ -934,6 +980,13 @@ SCENARIOS: list[Scenario] = [
     Scenario("kill-worker", "SIGKILL the Celery worker (and its pool) mid-run, restarted", kill("worker")),
     Scenario(
         "kafka-down", "the Kafka broker stopped, started again", outage("kafka", lambda o: o.kafka_outage_s), at=0.3
+    ),
+    Scenario(
+        "kafka-down-long",
+        "the Kafka broker stopped for KAFKA_DOWN_LONG_S while the market goes on (ingest spills to its journal)",
+        outage("kafka", lambda o: o.kafka_down_long_s),
+        at=0.05,
+        options=long_outage,
     ),
     Scenario("postgres-down", "PostgreSQL stopped, started again", outage("postgres", lambda o: o.postgres_outage_s)),
     Scenario("redis-down", "Redis stopped, started again", outage("redis", lambda o: o.redis_outage_s)),

@@ -70,14 +70,16 @@ Held = tuple[bytes, bytes, int]
 
 
 class OpenBatch:
-    """A batch of one partition: the records it holds (kept until acknowledged), its produce future."""
+    """A batch of one partition: the records it holds (kept until acknowledged), its produce future, and ``seq``:
+    the lowest append sequence number of its records (a caller's count; 0 when it keeps none)."""
 
-    __slots__ = ("future", "records", "tp")
+    __slots__ = ("future", "records", "seq", "tp")
 
-    def __init__(self, future: Any, tp: TopicPartition, records: list[Held]) -> None:
+    def __init__(self, future: Any, tp: TopicPartition, records: list[Held], seq: int = 0) -> None:
         self.future = future  # the batch's FutureProduceResult: one callback per batch, not per record
         self.tp = tp
         self.records = records
+        self.seq = seq
 
     @property
     def first_received_at(self) -> int:
@@ -101,7 +103,14 @@ class BatchAppender:
     over its records.
     """
 
-    def __init__(self, producer: KafkaProducer, on_done: Callable[[OpenBatch, BaseException | None], None]) -> None:
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        on_done: Callable[[OpenBatch, BaseException | None], None],
+        on_open: Callable[[OpenBatch, OpenBatch | None], None] | None = None,
+    ) -> None:
+        # told of every batch it starts tracking, and for a split's half, of the batch it replaces
+        self._on_open = on_open
         self._accumulator = producer._accumulator
         self._sender = producer._sender
         self._batches = self._accumulator._batches
@@ -117,8 +126,9 @@ class BatchAppender:
         """True when ``producer`` has the internals this appender uses (the pinned kafka-python does)."""
         return not missing_internals(producer=producer)
 
-    def append(self, tp: TopicPartition, key: bytes, value: bytes, received_at: int) -> None:
-        """Add one record (timestamped with its receipt time) to ``tp``'s open batch, or start a new batch."""
+    def append(self, tp: TopicPartition, key: bytes, value: bytes, received_at: int, seq: int = 0) -> None:
+        """Add one record (timestamped with its receipt time, ``seq`` its caller's sequence number) to ``tp``'s
+        open batch, or start a new batch."""
         lock = self._locks.get(tp)
         if lock is None:
             lock = self._locks[tp] = self._accumulator._tp_lock(tp)
@@ -133,16 +143,23 @@ class BatchAppender:
                     and queue[-1].records.append(received_at, key, value, _NO_HEADERS) is not None
                 ):
                     batch.records.append((key, value, received_at))
+                    if seq < batch.seq:  # a re-sent record joins a batch of newer ones
+                        batch.seq = seq
                     return
         record_future, _full, new_batch, _abort = self._accumulator.append(tp, received_at, key, value, [])
         produce_future = record_future._produce_future
         if new_batch:
-            batch = OpenBatch(produce_future, tp, [(key, value, received_at)])
+            batch = OpenBatch(produce_future, tp, [(key, value, received_at)], seq)
             self._open[tp] = self._tracked[produce_future] = batch
+            if self._on_open is not None:
+                self._on_open(batch, None)
             produce_future.add_both(self._done, batch)
             self._sender.wakeup()
         else:  # pragma: no cover - the open batch is one we do not track (a split's half)
-            record_future.add_both(self._done, OpenBatch(record_future, tp, [(key, value, received_at)]))
+            single = OpenBatch(record_future, tp, [(key, value, received_at)], seq)
+            if self._on_open is not None:
+                self._on_open(single, None)
+            record_future.add_both(self._done, single)
 
     def _split_and_reenqueue(self, batch: Any, now: float | None = None) -> int:
         """kafka-python's split of an oversized batch; the new batches take over its records, in order."""
@@ -156,8 +173,10 @@ class BatchAppender:
             for half in halves:
                 end = start + half.record_count
                 replacement = self._tracked[half.produce_future] = OpenBatch(
-                    half.produce_future, tp, tracked.records[start:end]
+                    half.produce_future, tp, tracked.records[start:end], tracked.seq
                 )
+                if self._on_open is not None:
+                    self._on_open(replacement, tracked)
                 start = end
                 half.produce_future.add_both(self._done, replacement)
         return created

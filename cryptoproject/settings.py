@@ -367,6 +367,15 @@ if HISTORY_DOWNLOAD_CONCURRENCY < 1:
 # Trades accepted but not yet acknowledged by Kafka that one ingest process holds (for re-sending after a
 # broker outage). When full, ingest stops reading the WebSocket (back-pressure); REST backfill covers the rest.
 INGEST_BUFFER_TRADES: int = _setting("INGEST_BUFFER_TRADES", int, 200_000)
+# What one ingest process holds in memory until Kafka acknowledges it, in bytes of serialised records (+64 each):
+# the bound on its memory during a Kafka outage (docs/RELIABILITY.md). Beyond it, records spill to the journal.
+INGEST_BUFFER_BYTES: int = _setting("INGEST_BUFFER_BYTES", int, 64 * 1024 * 1024)
+# Where ingest spills records past INGEST_BUFFER_BYTES (a folder per exchange and symbol set, replayed in order when
+# Kafka is back and at the next start after a crash), and the bytes it may hold there; 0: no journal (back-pressure).
+INGEST_JOURNAL_DIR: Path = Path(_setting("INGEST_JOURNAL_DIR", str, str(BASE_DIR / "var" / "ingest-journal")))
+INGEST_JOURNAL_BYTES: int = _setting("INGEST_JOURNAL_BYTES", int, 2 * 1024 * 1024 * 1024)
+if INGEST_JOURNAL_BYTES < 0:
+    raise ImproperlyConfigured("INGEST_JOURNAL_BYTES: must not be negative (0 turns the journal off)")
 # kafka-python's delivery timeout: a batch not acknowledged within it is re-sent by a fresh producer.
 INGEST_DELIVERY_TIMEOUT_MS: int = _setting("INGEST_DELIVERY_TIMEOUT_MS", int, 120_000)
 # On SIGTERM, seconds to wait for Kafka to acknowledge what was accepted; then exit 1 naming how many were not.
@@ -388,7 +397,12 @@ INGEST_BACKFILL_MIN_INTERVAL_S: float | None = (
 )
 if INGEST_BACKFILL_MIN_INTERVAL_S is not None and not 0 <= INGEST_BACKFILL_MIN_INTERVAL_S <= 60:
     raise ImproperlyConfigured("INGEST_BACKFILL_MIN_INTERVAL_S: must be between 0 and 60")
-for _name in ("INGEST_BUFFER_TRADES", "INGEST_DELIVERY_TIMEOUT_MS", "INGEST_BACKFILL_MAX_TRADES"):
+for _name in (
+    "INGEST_BUFFER_TRADES",
+    "INGEST_BUFFER_BYTES",
+    "INGEST_DELIVERY_TIMEOUT_MS",
+    "INGEST_BACKFILL_MAX_TRADES",
+):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name}: must be at least 1")
 if INGEST_BACKFILL_QUEUE < 1:

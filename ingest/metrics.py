@@ -46,9 +46,20 @@ COUNTERS = (
     "resumed_holes",
     "tail_probes",
     "tail_backfilled",
+    "journal_spilled",
+    "journal_replayed",
+    "journal_full_waits",
 )
 #: figures that go up and down (Prometheus gauges)
-GAUGES = ("buffered", "buffered_max", "backfill_queued")
+GAUGES = (
+    "buffered",
+    "buffered_max",
+    "buffered_bytes",
+    "buffered_bytes_max",
+    "journal_bytes",
+    "journal_bytes_max",
+    "backfill_queued",
+)
 
 
 class IngestMetrics:
@@ -88,6 +99,13 @@ class IngestMetrics:
         self.tail_backfilled = 0
         self.buffered = 0  # records held until Kafka acknowledges them
         self.buffered_max = 0
+        self.buffered_bytes = 0  # their size as INGEST_BUFFER_BYTES counts it (serialised, plus a per-record overhead)
+        self.buffered_bytes_max = 0
+        self.journal_spilled = 0  # records written to the disk journal (the memory bound was reached)
+        self.journal_replayed = 0  # records read back from it and handed to Kafka
+        self.journal_full_waits = 0  # times the journal was full too and reading waited (back-pressure)
+        self.journal_bytes = 0  # what the journal holds on disk
+        self.journal_bytes_max = 0
         self.backfill_queued = 0  # gaps waiting for the backfill worker
         self.first_received_at: float | None = None  # wall clock of the first trade seen
         self.last_acked_at: float | None = None

@@ -9,8 +9,13 @@ re-sent by a fresh ``KafkaProducer`` (kafka-python's idempotent sequence state i
 batches; consumers de-duplicate on (exchange, symbol, trade_id), so a re-sent record is harmless). Only
 refusals that can never pass (a record larger than the topic allows) are dropped, counted and logged.
 
-What is held is bounded (``INGEST_BUFFER_TRADES`` records): when the bound is reached, :meth:`publish` blocks
-the calling thread (the WebSocket reader: back-pressure) until acknowledgements make room.
+What is held in memory is bounded in bytes (``INGEST_BUFFER_BYTES``, each record counted at its serialised size
+plus :data:`RECORD_OVERHEAD`; kafka-python 3 has no ``buffer_memory`` of its own, and its batches, in flight or
+failed, are records held here until acknowledged) and in records (``INGEST_BUFFER_TRADES``). When the bound is
+reached with a journal (:mod:`ingest.journal`, ``INGEST_JOURNAL_DIR``), records spill to it on disk and, once
+Kafka takes records again, the pump thread replays them in order before any newer record, removing a segment only
+when Kafka acknowledged all of it. Without a journal, or when the journal is full (``INGEST_JOURNAL_BYTES``),
+:meth:`publish` blocks the calling thread (the WebSocket reader: back-pressure) until there is room.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +34,8 @@ from kafka.structs import TopicPartition
 
 from cryptoproject.kafka import client_config
 from cryptoproject.kafka_internals import BatchAppender, OpenBatch, force_close, register_topics
+from ingest import journal as journals
+from ingest.journal import Journal, JournalRecord
 from ingest.metrics import IngestMetrics
 from ingest.records import DeadLetter, TradeRecord
 
@@ -55,6 +62,17 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: how often the keeper thread looks for failed batches to re-send when nothing wakes it
 KEEPER_INTERVAL = 1.0
+#: bytes counted per held record beside its value: key, Kafka framing, the held tuple (see docs/RELIABILITY.md)
+RECORD_OVERHEAD = 64
+#: the pump's period when idle: spilled records are fsynced at least this often (seconds)
+PUMP_INTERVAL = 0.05
+#: journal bytes read per replay step at most
+REPLAY_CHUNK = 1024 * 1024
+
+
+def held_bytes(values: Iterable[bytes], count: int) -> int:
+    """What ``count`` records with these values count for against ``INGEST_BUFFER_BYTES``."""
+    return sum(map(len, values)) + RECORD_OVERHEAD * count
 
 
 class TradeProducer:
@@ -74,12 +92,16 @@ class TradeProducer:
         dlq_topic: str | None = None,
         fast: bool = True,
         buffer_trades: int | None = None,
+        buffer_bytes: int | None = None,
+        journal: Journal | None = None,
         **options: Any,
     ) -> None:
         self.metrics = metrics
         self.trades_topic = trades_topic or settings.KAFKA_TRADES_TOPIC
         self.dlq_topic = dlq_topic or settings.KAFKA_DLQ_TOPIC
         self.buffer_trades = buffer_trades or settings.INGEST_BUFFER_TRADES
+        self.buffer_bytes = buffer_bytes or settings.INGEST_BUFFER_BYTES
+        self.journal = journal
         self.options = {**PRODUCER_OPTIONS, "delivery_timeout_ms": settings.INGEST_DELIVERY_TIMEOUT_MS, **options}
         # kafka-python wants delivery_timeout >= request_timeout + linger: a short delivery timeout shortens both.
         self.options.setdefault(
@@ -95,20 +117,37 @@ class TradeProducer:
         # waiting to be re-sent included. ``_cond`` guards the count and the re-send list.
         self._cond = threading.Condition()
         self._held = 0
+        self._held_bytes = 0
         self._retry: list[OpenBatch] = []
+        # Batches not done for good (open, in flight, failed): their lowest ``seq`` says up to where every record
+        # appended is acknowledged (:meth:`acknowledged_below`). ``_seq`` numbers records in append order.
+        self._outstanding: set[OpenBatch] = set()
+        self._seq = 0
         self._publish_lock = threading.RLock()  # one appender user at a time; the keeper swaps producers under it
         self._released = threading.Event()  # stop waiting for room (shutdown)
         self._closed = threading.Event()
         self._wake = threading.Event()
         self._keeper = threading.Thread(target=self._keep, name="ingest-producer-keeper", daemon=True)
         self._keeper.start()
+        # Spilling: while True every record goes to the journal (so none overtakes one in it). ``_route_lock``
+        # makes "memory or journal" and the pump's switch back one step each.
+        self._route_lock = threading.Lock()
+        self._spilling = journal is not None and journal.unread  # a journal left by a crash is replayed first
+        self._replayed_segments: list[tuple[int, int]] = []  # (segment, seq every record of it is below)
+        self._spill_started = 0.0
+        self._pump_wake = threading.Event()
+        self._pump_thread: threading.Thread | None = None
+        if journal is not None:
+            metrics.journal_bytes = journal.bytes
+            self._pump_thread = threading.Thread(target=self._pump, name="ingest-journal-pump", daemon=True)
+            self._pump_thread.start()
 
     # ------------------------------------------------------------------------------------------- set-up
     def _make_appender(self, producer: KafkaProducer) -> BatchAppender | None:
         if not self.fast:
             return None
         if BatchAppender.supported(producer):
-            return BatchAppender(producer, self._on_batch_done)
+            return BatchAppender(producer, self._on_batch_done, self._on_batch_open)
         logger.warning(  # pragma: no cover - another kafka-python than the pinned one
             "kafka-python internals changed: publishing with send(), one future per record"
         )
@@ -148,43 +187,70 @@ class TradeProducer:
         :meth:`release` was called meanwhile (shutdown).
         """
         batch = trades if isinstance(trades, list) else list(trades)
-        if not batch or not self._reserve(len(batch)):
+        if not batch:
+            return 0
+        values = [trade.encode() for trade in batch]
+        nbytes = held_bytes(values, len(values))
+        if self.journal is not None:
+            spilled = self._spill_or_reserve(
+                len(batch),
+                nbytes,
+                lambda: [(journals.TRADE, t.key, v, t.received_at) for t, v in zip(batch, values, strict=True)],
+            )
+            if spilled is not None:
+                if spilled:
+                    self.metrics.trades_accepted += len(batch)
+                return len(batch) if spilled else 0
+        elif not self._reserve(len(batch), nbytes):
             return 0
         appended = 0
         try:
             with self._publish_lock:
                 route, append = self._route, self._append_record
                 routes = self._routes
-                for trade in batch:
+                for trade, value in zip(batch, values, strict=True):
                     key, tp = routes.get((trade.exchange, trade.symbol)) or route(trade)
-                    append(tp, key, trade.encode(), trade.received_at)
+                    append(tp, key, value, trade.received_at)
                     appended += 1
         finally:
             if appended < len(batch):  # an exception (no metadata for a new symbol): only what was appended is held
-                self._unreserve(len(batch) - appended)
+                self._unreserve(len(batch) - appended, held_bytes(values[appended:], len(batch) - appended))
             self.metrics.trades_accepted += appended
         return appended
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Send a refused input (raw payload and reason) to the dead-letter topic (held like a trade)."""
-        if not self._reserve(1):
+        key, value = letter.source.encode(), letter.encode()
+        nbytes = held_bytes((value,), 1)
+        if self.journal is not None:
+            routed = self._spill_or_reserve(1, nbytes, lambda: [(journals.DEAD_LETTER, key, value, letter.received_at)])
+            if routed is not None:  # in the journal, or refused (counted)
+                return
+        elif not self._reserve(1, nbytes):
             return
-        key = letter.source.encode()
         try:
             with self._publish_lock:
-                partition = (murmur2(key) & 0x7FFFFFFF) % self._partition_count(self.dlq_topic)
-                self._append_record(TopicPartition(self.dlq_topic, partition), key, letter.encode(), letter.received_at)
+                self._append_record(self._tp_for(self.dlq_topic, key), key, value, letter.received_at)
         except BaseException:
-            self._unreserve(1)
+            self._unreserve(1, nbytes)
             raise
 
-    def _append_record(self, tp: TopicPartition, key: bytes, value: bytes, received_at: int) -> None:
-        """One record to the current producer (caller holds ``_publish_lock``)."""
+    def _tp_for(self, topic: str, key: bytes) -> TopicPartition:
+        return TopicPartition(topic, (murmur2(key) & 0x7FFFFFFF) % self._partition_count(topic))
+
+    def _append_record(
+        self, tp: TopicPartition, key: bytes, value: bytes, received_at: int, seq: int | None = None
+    ) -> None:
+        """One record to the current producer (caller holds ``_publish_lock``); ``seq`` only for a re-sent one."""
+        if seq is None:
+            seq = self._seq
+            self._seq += 1
         appender = self._appender
         if appender is not None:
-            appender.append(tp, key, value, received_at)
+            appender.append(tp, key, value, received_at, seq)
             return
-        batch = OpenBatch(None, tp, [(key, value, received_at)])
+        batch = OpenBatch(None, tp, [(key, value, received_at)], seq)
+        self._on_batch_open(batch, None)
         try:
             future = self.producer.send(
                 tp.topic, value=value, key=key, partition=tp.partition, timestamp_ms=received_at
@@ -198,11 +264,41 @@ class TradeProducer:
     def _on_record_done(self, batch: OpenBatch, result: Any) -> None:
         self._on_batch_done(batch, result if isinstance(result, BaseException) else None)
 
-    def _reserve(self, count: int) -> bool:
+    def _on_batch_open(self, batch: OpenBatch, replaces: OpenBatch | None) -> None:
+        with self._cond:
+            self._outstanding.add(batch)
+            if replaces is not None:  # a split's half: the split batch never completes itself
+                self._outstanding.discard(replaces)
+
+    def acknowledged_below(self) -> int:
+        """Every record appended with a sequence number below this is done (acknowledged or refused for good)."""
+        with self._publish_lock, self._cond:
+            return min((b.seq for b in self._outstanding), default=self._seq)
+
+    def _room(self, count: int, nbytes: int) -> bool:
+        """Whether ``count`` records of ``nbytes`` fit under both bounds (caller holds ``_cond``); a record larger
+        than the bound fits an empty buffer."""
+        return self._held == 0 or (
+            self._held + count <= self.buffer_trades and self._held_bytes + nbytes <= self.buffer_bytes
+        )
+
+    def _add_held(self, count: int, nbytes: int) -> None:
+        """Count records as held (caller holds ``_cond``)."""
+        self._held += count
+        self._held_bytes += nbytes
+        metrics = self.metrics
+        metrics.buffered = self._held
+        metrics.buffered_bytes = self._held_bytes
+        if self._held > metrics.buffered_max:
+            metrics.buffered_max = self._held
+        if self._held_bytes > metrics.buffered_bytes_max:
+            metrics.buffered_bytes_max = self._held_bytes
+
+    def _reserve(self, count: int, nbytes: int) -> bool:
         """Count ``count`` records as held, waiting while that would exceed the bound; False once released."""
         waited = False
         with self._cond:
-            while self._held > 0 and self._held + count > self.buffer_trades:
+            while not self._room(count, nbytes):
                 if self._released.is_set():
                     self.metrics.trades_not_delivered += count
                     logger.error(
@@ -215,18 +311,164 @@ class TradeProducer:
                     self.metrics.backpressure_waits += 1
                     self._log("warning", "buffer full: ingest waits for Kafka (back-pressure)", held=self._held)
                 self._cond.wait(0.5)
-            self._held += count
-            metrics = self.metrics
-            metrics.buffered = self._held
-            if self._held > metrics.buffered_max:
-                metrics.buffered_max = self._held
+            self._add_held(count, nbytes)
         return True
 
-    def _unreserve(self, count: int) -> None:
+    def _unreserve(self, count: int, nbytes: int) -> None:
         with self._cond:
             self._held -= count
+            self._held_bytes -= nbytes
             self.metrics.buffered = self._held
+            self.metrics.buffered_bytes = self._held_bytes
             self._cond.notify_all()
+
+    # ------------------------------------------------------------------------------------------- the journal
+    def _spill_or_reserve(self, count: int, nbytes: int, records: Callable[[], list[JournalRecord]]) -> bool | None:
+        """Route ``count`` records: None when they are reserved in memory (the caller appends them), True when
+        they went to the journal, False when not accepted (the journal full and ingest stopping)."""
+        journal = self.journal
+        assert journal is not None
+        full_since: float | None = None
+        while True:
+            with self._route_lock:
+                if not self._spilling:
+                    with self._cond:
+                        if self._room(count, nbytes):
+                            self._add_held(count, nbytes)
+                            return None
+                    self._spilling = True
+                    self._spill_started = time.monotonic()
+                    logger.warning(
+                        "memory bound reached: spilling to the journal",
+                        extra={
+                            "held": self._held,
+                            "held_bytes": self._held_bytes,
+                            "buffer_bytes": self.buffer_bytes,
+                            "journal": str(journal.directory),
+                        },
+                    )
+                batch = records()
+                if journal.append(batch):
+                    metrics = self.metrics
+                    metrics.journal_spilled += len(batch)
+                    metrics.journal_bytes = journal.bytes
+                    if metrics.journal_bytes > metrics.journal_bytes_max:
+                        metrics.journal_bytes_max = metrics.journal_bytes
+                    if full_since is not None:
+                        logger.warning(
+                            "journal has room again: reading resumes",
+                            extra={"waited_s": round(time.monotonic() - full_since, 3)},
+                        )
+                    return True
+            if full_since is None:
+                full_since = time.monotonic()
+                self.metrics.journal_full_waits += 1
+                logger.error(
+                    "journal full: ingest waits for Kafka (back-pressure); REST backfill recovers what is missed",
+                    extra={"journal_bytes": journal.bytes, "journal_max_bytes": journal.max_bytes},
+                )
+            if self._released.is_set():
+                self.metrics.trades_not_delivered += count
+                logger.error(
+                    "records not accepted: the journal is full and ingest is stopping", extra={"records": count}
+                )
+                return False
+            self._released.wait(0.5)  # the pump frees room as Kafka acknowledges its replay; shutdown ends it
+
+    def _pump(self) -> None:
+        """The pump thread: fsyncs spilled records, replays them when Kafka takes records, removes what is acked."""
+        while not self._closed.is_set():
+            try:
+                moved = self.pump_once()
+            except Exception:  # pragma: no cover - keep the pump alive; the next round tries again
+                logger.exception("journal pump step failed")
+                moved = 0
+            if not moved:
+                self._pump_wake.wait(PUMP_INTERVAL)
+                self._pump_wake.clear()
+
+    def pump_once(self) -> int:
+        """One step of the pump; returns the records replayed (0: nothing to do now)."""
+        journal = self.journal
+        assert journal is not None
+        journal.sync()
+        self._remove_acknowledged()
+        if not self._spilling:
+            return 0
+        with self._cond:
+            # Replay only while Kafka takes records: no failed batch waiting, and the buffer half empty.
+            if self._retry or self._held_bytes * 2 > self.buffer_bytes or self._held * 2 > self.buffer_trades:
+                return 0
+            room_bytes = self.buffer_bytes - self._held_bytes
+            room_records = self.buffer_trades - self._held
+        limit = min(REPLAY_CHUNK, room_bytes // 2)
+        replayed = self._replay(journal.read(limit, max(room_records // 2, 1)))
+        if not journal.unread:
+            with self._route_lock:  # publishers wait: what they write now must follow the journal's tail
+                journal.sync()
+                replayed += self._replay(journal.read(limit, max(room_records // 2, 1)))
+                if not journal.unread:
+                    journal.rotate()
+                    self._spilling = False
+                    logger.info(
+                        "journal replay done",
+                        extra={
+                            "spilled_s": round(time.monotonic() - self._spill_started, 3),
+                            "replayed": self.metrics.journal_replayed,
+                            "journal_bytes": journal.bytes,
+                        },
+                    )
+        with self._publish_lock:
+            barrier = self._seq
+        self._replayed_segments.extend((number, barrier) for number in journal.take_finished())
+        self.metrics.journal_bytes = journal.bytes
+        return replayed
+
+    def _replay(self, records: list[JournalRecord]) -> int:
+        """Append journal records to Kafka's batches (room was checked by the caller)."""
+        if not records:
+            return 0
+        with self._cond:
+            self._add_held(len(records), held_bytes((r[2] for r in records), len(records)))
+        with self._publish_lock:
+            for kind, key, value, received_at in records:
+                topic = self.trades_topic if kind == journals.TRADE else self.dlq_topic
+                self._append_record(self._tp_for(topic, key), key, value, received_at)
+        self.metrics.journal_replayed += len(records)
+        return len(records)
+
+    def _remove_acknowledged(self) -> None:
+        """Delete the replayed segments whose every record Kafka acknowledged."""
+        journal = self.journal
+        if journal is None or not self._replayed_segments:
+            return
+        below = self.acknowledged_below()
+        done = [number for number, barrier in self._replayed_segments if barrier <= below]
+        if done:
+            journal.remove(done)
+            self._replayed_segments = [(n, b) for n, b in self._replayed_segments if n not in done]
+            self.metrics.journal_bytes = journal.bytes
+
+    def replay_journal(self, timeout: float | None = None) -> bool:
+        """Block until a journal left by an earlier process is replayed and acknowledged (start-up, before the
+        resume point is read); False on timeout."""
+        if self.journal is None:
+            return True
+        if self._spilling:
+            logger.warning(
+                "journal left by an earlier process: replaying it first",
+                extra={"journal_bytes": self.journal.bytes, "segments": self.journal.leftover_segments},
+            )
+        return self._drain_journal(None if timeout is None else time.monotonic() + timeout)
+
+    def _drain_journal(self, deadline: float | None) -> bool:
+        """Wait until the journal is replayed and every replayed segment removed; False at ``deadline``."""
+        while self.journal is not None and (self._spilling or self._replayed_segments):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            self._pump_wake.set()
+            time.sleep(0.05)  # the pump thread does the work; this only waits for it
+        return True
 
     def release(self) -> None:
         """Shutdown: a publish waiting for room gives up instead of blocking its thread."""
@@ -246,9 +488,13 @@ class TradeProducer:
             self._wake.set()
             self._log("warning", "Kafka did not acknowledge a batch: it will be re-sent", error=repr(error))
             return
+        nbytes = held_bytes((r[1] for r in batch.records), count)
         with self._cond:
+            self._outstanding.discard(batch)
             self._held -= count
+            self._held_bytes -= nbytes
             metrics.buffered = self._held
+            metrics.buffered_bytes = self._held_bytes
             self._cond.notify_all()
         if error is not None:
             metrics.publish_errors += count
@@ -315,7 +561,9 @@ class TradeProducer:
             resent = 0
             for batch in batches:
                 for key, value, received_at in batch.records:
-                    self._append_record(batch.tp, key, value, received_at)
+                    self._append_record(batch.tp, key, value, received_at, batch.seq)
+                with self._cond:  # its records are in new batches now (which keep its seq)
+                    self._outstanding.discard(batch)
                 resent += len(batch.records)
                 if batch.tp.topic != self.dlq_topic:
                     self.metrics.trades_resent += len(batch.records)
@@ -340,13 +588,21 @@ class TradeProducer:
         return True
 
     def close(self, timeout: float = 30.0) -> int:
-        """Flush (up to ``timeout`` seconds) and close; returns how many records were not delivered (logged)."""
-        self.flush(timeout)
+        """Flush (up to ``timeout`` seconds) and close; returns how many records were not delivered (logged).
+
+        The journal is replayed first while Kafka answers (within ``timeout``); what it still holds then stays on
+        disk for the next start."""
+        deadline = time.monotonic() + timeout
+        self._drain_journal(deadline)
+        self.flush(max(deadline - time.monotonic(), 0.0))
         self.release()
         self._closed.set()
         self._wake.set()
+        self._pump_wake.set()
         if self._keeper is not threading.current_thread():
             self._keeper.join(timeout=30)
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout=30)
         with self._publish_lock:
             producer = self.producer
             if self._held == 0:
@@ -357,6 +613,14 @@ class TradeProducer:
                     force_close(producer)
             else:
                 force_close(producer)
+        if self.journal is not None:
+            self._remove_acknowledged()
+            self.journal.close()
+            if self.journal.bytes:
+                logger.warning(
+                    "records left in the journal: replayed at the next start",
+                    extra={"journal_bytes": self.journal.bytes, "journal": str(self.journal.directory)},
+                )
         undelivered = self._held
         if undelivered:
             self.metrics.trades_not_delivered += undelivered

@@ -30,6 +30,7 @@ import zstandard
 
 from ingest.client import WsClient
 from ingest.exchanges import get
+from ingest.journal import fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +64,6 @@ def free_name(directory: Path, stem: str) -> Path:
         number += 1
 
 
-def _fsync_dir(directory: Path) -> None:
-    # A rename or unlink is durable only once the directory entry is.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def compress_part(part: Path, target: Path, level: int = 3) -> int:
     """Compress the complete lines of ``part`` into ``target`` (via a fsynced ``.tmp`` and a rename), then remove
     ``part``. Returns the number of lines kept (a line cut by a crash is not a frame and is dropped)."""
@@ -89,7 +81,7 @@ def compress_part(part: Path, target: Path, level: int = 3) -> int:
         os.fsync(out.fileno())
     os.replace(tmp, target)
     part.unlink()
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)  # a rename or unlink is durable only once the directory entry is
     return kept
 
 

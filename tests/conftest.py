@@ -84,6 +84,16 @@ class KafkaTopics:
 
 
 @pytest.fixture(autouse=True)
+def ingest_journal_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A spill journal directory per test (``INGEST_JOURNAL_DIR``, passed on to children by :func:`subprocess_env`):
+    what one test's ingest leaves on disk is never replayed into the next test's topics."""
+    previous = settings.INGEST_JOURNAL_DIR
+    settings.INGEST_JOURNAL_DIR = path = tmp_path_factory.mktemp("journal")
+    yield path
+    settings.INGEST_JOURNAL_DIR = previous
+
+
+@pytest.fixture(autouse=True)
 def fresh_channel_layer() -> Iterator[None]:
     """Each test gets channel layer instances of its own.
 
@@ -128,6 +138,7 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     env["KAFKA_TRADES_TOPIC"] = settings.KAFKA_TRADES_TOPIC
     env["KAFKA_DLQ_TOPIC"] = settings.KAFKA_DLQ_TOPIC
     env["KAFKA_CONSUMER_GROUP"] = settings.KAFKA_CONSUMER_GROUP
+    env["INGEST_JOURNAL_DIR"] = str(settings.INGEST_JOURNAL_DIR)
     env["PYTHONPATH"] = str(ROOT)
     env.update(overrides)
     return env

@@ -63,6 +63,9 @@ def test_production_settings_pass_check_deploy_without_warnings() -> None:
         ({"INDICATOR_MAX_GAP_BARS": "0"}, "INDICATOR_MAX_GAP_BARS"),
         ({"INDICATOR_MAX_GAP_BARS": "a day"}, "INDICATOR_MAX_GAP_BARS"),
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG"),
+        ({"INGEST_BUFFER_BYTES": "64MB"}, "INGEST_BUFFER_BYTES"),
+        ({"INGEST_BUFFER_BYTES": "0"}, "INGEST_BUFFER_BYTES"),
+        ({"INGEST_JOURNAL_BYTES": "-1"}, "INGEST_JOURNAL_BYTES"),
     ],
 )
 def test_bad_setting_stops_with_its_name(env: dict[str, str], named: str) -> None:

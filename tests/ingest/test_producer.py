@@ -11,7 +11,7 @@ from kafka.structs import TopicPartition
 
 from cryptoproject.kafka import TopicSpec, ensure_topics
 from ingest.metrics import IngestMetrics
-from ingest.producer import BatchAppender, TradeProducer
+from ingest.producer import BatchAppender, TradeProducer, held_bytes
 from ingest.records import DeadLetter, TradeRecord, decode, make_trade
 from tests.conftest import unique, wait_for
 from tests.faults import FrozenKafka
@@ -149,10 +149,19 @@ def test_recover_resends_what_a_broken_producer_held_through_a_fresh_one(
     assert {decode(v).trade_id for _k, v in read_ids(trades_topic, ids)} == ids
 
 
-def test_a_full_buffer_blocks_publish_until_kafka_acknowledges(frozen_kafka: FrozenKafka) -> None:
+@pytest.mark.parametrize("bound", ["records", "bytes"])
+def test_a_full_buffer_blocks_publish_until_kafka_acknowledges(frozen_kafka: FrozenKafka, bound: str) -> None:
     trades_topic, dlq_topic = topic_pair()
     metrics = IngestMetrics("binance")
-    producer = TradeProducer(metrics, trades_topic=trades_topic, dlq_topic=dlq_topic, buffer_trades=100)
+    # Either bound alone: 100 records, or the bytes of these 100 (no journal: a full buffer means back-pressure).
+    size = held_bytes([t.encode() for t in trades(100)], 100)
+    producer = TradeProducer(
+        metrics,
+        trades_topic=trades_topic,
+        dlq_topic=dlq_topic,
+        buffer_trades=100 if bound == "records" else None,
+        buffer_bytes=size if bound == "bytes" else None,
+    )
     producer.prepare()
     frozen_kafka.freeze()
     assert producer.publish(trades(100)) == 100
@@ -168,6 +177,7 @@ def test_a_full_buffer_blocks_publish_until_kafka_acknowledges(frozen_kafka: Fro
     assert results == [50]
     assert producer.flush(timeout=120) is True
     assert metrics.buffered_max == 100  # never above the bound
+    assert metrics.buffered_bytes_max == size
     assert producer.close(timeout=30) == 0
     assert {decode(v).trade_id for _k, v in read_ids(trades_topic, set(range(1, 151)))} == set(range(1, 151))
 

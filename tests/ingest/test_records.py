@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from decimal import Decimal
 from typing import Any
 
@@ -290,3 +291,20 @@ def test_a_bad_trade_ref_is_refused_with_a_reason(trade_ref: Any, trade_id: int 
     value = orjson.dumps({"v": 1, **fields(exchange="bybit", trade_id=key), "trade_ref": trade_ref})
     with pytest.raises(InvalidRecordError, match=reason):
         decode(value)
+
+
+def test_an_encoded_record_occupies_its_length_not_a_serialiser_buffer() -> None:
+    # Ingest holds encoded values until Kafka acknowledges them; orjson's own bytes kept a 4 KB buffer each, which
+    # made 200,000 held trades take ~1 GB (docs/RELIABILITY.md, kafka-down).
+    trade = make_trade(**fields())
+    letter = DeadLetter(source="ingest:binance", reason="bad", raw="{", received_at=1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        values = [trade.encode() for _ in range(1000)] + [letter.encode() for _ in range(1000)]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    payload = sum(map(len, values))
+    # CPython's bytes header (33 bytes), the list's pointers and allocator rounding: not a buffer per value
+    assert used < payload + 100 * len(values), (used, payload)

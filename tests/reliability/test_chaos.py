@@ -106,8 +106,11 @@ def assert_scenario_ok(row: Row, trades: int, logs: Path) -> None:
     assert row.ok
 
 
-# ws-drops runs per exchange in the conformance suite (tests/conformance/test_chaos.py), Binance among them.
-@pytest.mark.parametrize("scenario", [s for s in by_name(None) if s.name != "ws-drops"], ids=lambda s: s.name)
+# ws-drops runs per exchange in the conformance suite (tests/conformance/test_chaos.py), Binance among them;
+# kafka-down-long is make chaos's only (its spill and replay are tests/ingest/test_kafka_outage.py's, in seconds).
+@pytest.mark.parametrize(
+    "scenario", [s for s in by_name(None) if s.name not in {"ws-drops", "kafka-down-long"}], ids=lambda s: s.name
+)
 def test_scenario(scenario: Scenario, stacks: dict[int, Stack], expected: list[truth.Trade], tmp_path: Path) -> None:
     row = run_scenario(scenario, small(tmp_path), _stack(stacks, scenario.brokers), expected)
     print(row)  # the figures, shown with -s or -rP

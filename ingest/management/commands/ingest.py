@@ -14,6 +14,7 @@ from cryptoproject.kafka import BrokerUnavailableError, ensure_topics
 from cryptoproject.preflight import require_kafka, require_redis
 from cryptoproject.redis_clients import redis_client
 from ingest.exchanges import get, names
+from ingest.journal import JournalError, open_journal
 from ingest.metrics import IngestMetrics, MetricsReporter, serve_prometheus
 from ingest.producer import TradeProducer
 from ingest.resume import resume_points
@@ -66,7 +67,11 @@ class Command(BaseCommand):
                 serve_prometheus(metrics, options["metrics_port"])
             except OSError as exc:
                 raise CommandError(f"--metrics-port {options['metrics_port']}: {exc.strerror or exc}") from exc
-        producer = TradeProducer(metrics)
+        try:
+            journal = open_journal(exchange, adapter.normalise_symbols(symbols))
+        except JournalError as exc:
+            raise CommandError(str(exc)) from exc
+        producer = TradeProducer(metrics, journal=journal)
         try:
             producer.prepare()
         except KafkaError as exc:
@@ -74,6 +79,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Kafka topics {settings.KAFKA_TRADES_TOPIC}, {settings.KAFKA_DLQ_TOPIC}: {exc}"
             ) from exc
+        # A journal a crashed process left is older than anything read now, and the resume point must see it.
+        producer.replay_journal()
         backfiller = make_backfiller(config)
         try:
             runner = IngestRunner(
