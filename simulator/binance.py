@@ -83,6 +83,15 @@ def _error(code: int, msg: str) -> Response:
     return json_response(400, {"code": code, "msg": msg})
 
 
+def _too_many_requests() -> Response:
+    """Binance's answer past its REST limit."""
+    return json_response(
+        429,
+        {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
+        [("Retry-After", "1")],
+    )
+
+
 def _int_param(query: dict[str, list[str]], name: str) -> int | Response | None:
     values = query.get(name)
     if not values or values[-1] == "":
@@ -397,11 +406,7 @@ class BinanceProtocol(Protocol):
             return json_response(200, {"serverTime": int(time.time() * 1000)})
         if path in ("/api/v3/historicalTrades", "/api/v3/trades"):
             if not self.rest_bucket.allow():  # only with --rest-rate: Binance's limit is by request weight
-                return json_response(
-                    429,
-                    {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
-                    [("Retry-After", "1")],
-                )
+                return _too_many_requests()
             return self.trades(query, historical=path.endswith("historicalTrades"))
         if path == "/api/v3/depth":
             return self.depth(query)
@@ -448,11 +453,7 @@ class BinanceProtocol(Protocol):
         if snapshot is None:
             return _error(-1121, "Invalid symbol.")
         if not self.rest_bucket.allow(depth_weight(limit) / TRADES_WEIGHT):
-            return json_response(
-                429,
-                {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
-                [("Retry-After", "1")],
-            )
+            return _too_many_requests()
         return json_response(200, snapshot)
 
     def exchange_info(self, query: dict[str, list[str]]) -> Response:
