@@ -429,7 +429,10 @@ class Run:
         )
         self.supervisor.start("consume_trades-1", manage("consume_trades"))
         self.supervisor.start(
-            "ingest", manage("ingest", "--exchange", o.exchange, "--symbols", o.symbol, "--metrics-port", "0")
+            "ingest",
+            manage(
+                "ingest", "--exchange", o.exchange, "--symbols", o.symbol, "--channels", "trades", "--metrics-port", "0"
+            ),
         )
 
     def worker_argv(self, name: str) -> list[str]:

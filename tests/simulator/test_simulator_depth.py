@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import websocket
+from django.core.management import CommandError
 
 from simulator.depth import DepthTape, depth_weight, read_depth
+from simulator.management.commands.simulate_exchange import build_depth
 from simulator.replay import read_trades
 from tests.books.frames import BINANCE_SNAPSHOT_ID, RefSide, apply_rows, binance_reference, binance_snapshot
 from tests.conftest import DATA
@@ -179,3 +182,16 @@ def test_depth_rest_errors_and_weight_against_the_rest_limit() -> None:
         assert (status, body) == (200, {"lastUpdateId": 7, "bids": [["1.50", "2"]], "asks": [["2.00", "1"]]})
         status, body = http_get(base + "?symbol=BTCUSDT&limit=1000")
         assert (status, body["code"]) == (429, -1003)
+
+
+def test_the_command_reads_depth_only_for_binance_replays_and_refuses_bad_fault_options() -> None:
+    options = {"replay": [str(BTC_0808)], "synthetic": False, "present": False}
+    tape = build_depth({**options, "depth_drop_every": 5, "depth_swap_every": 0}, "binance")
+    assert tape is not None
+    assert (len(tape), tape.drop_every) == (3451, 5)
+    assert build_depth(options, "coinbase") is None
+    assert build_depth({**options, "present": True}, "binance") is None
+    with pytest.raises(CommandError, match=re.escape("--depth-swap-every must be 0 (off) or at least 2, got 1")):
+        build_depth({**options, "depth_swap_every": 1}, "binance")
+    with pytest.raises(CommandError, match=re.escape("--depth-drop-every must be 0 (off) or at least 2, got -3")):
+        build_depth({**options, "depth_drop_every": -3}, "binance")
