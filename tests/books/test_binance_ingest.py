@@ -170,10 +170,11 @@ def test_ingest_books_end_to_end_the_last_snapshot_equals_the_independent_rebuil
     assert read_topic(kafka_topics.trades, 0, timeout=3) == []  # --channels books: no trade
 
 
-def test_a_dropped_delta_breaks_the_book_which_resyncs_and_is_valid_and_right_again(
-    spawn: Spawn, kafka_topics: KafkaTopics, books_topic: str
+@pytest.mark.parametrize("fault", ["--depth-drop-every", "--depth-swap-every"])
+def test_a_dropped_or_reordered_delta_breaks_the_book_which_resyncs_and_is_valid_and_right_again(
+    spawn: Spawn, kafka_topics: KafkaTopics, books_topic: str, fault: str
 ) -> None:
-    ingest, messages = run_books(spawn, books_topic, "--depth-drop-every", "1000")
+    ingest, messages = run_books(spawn, books_topic, fault, "1000")
     check_chain(messages)
     broken = [m for m in messages if m["kind"] == "snapshot" and not m["valid"]]
     assert broken, "no break was published"
