@@ -113,7 +113,7 @@ def run(
             argv += ["--output", py_spy, "--", python]
         if profile:
             argv += ["-m", "cProfile", "-o", profile]
-        argv += ["manage.py", "ingest", "--exchange", exchange, "--symbols", symbol]
+        argv += ["manage.py", "ingest", "--exchange", exchange, "--symbols", symbol, "--channels", "trades"]
         argv += ["--max-trades", str(trades), "--metrics-port", "0", "--metrics-interval", "5"]
         started = time.monotonic()
         ingest = subprocess.Popen(

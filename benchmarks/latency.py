@@ -233,6 +233,8 @@ def run(opts: argparse.Namespace, env: dict[str, str], logs: Path) -> dict[str, 
                 "ingest",
                 [
                     *manage("ingest", "--exchange", "binance", "--symbols", ",".join(opts.symbol_list).lower()),
+                    "--channels",
+                    "trades",
                     "--metrics-port",
                     "0",
                 ],

@@ -335,7 +335,9 @@ def ingest_ours(
         port = run.simulator(files, opts)
         run.start(
             "ingest",
-            manage("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0"),
+            manage(
+                "ingest", "--exchange", "binance", "--symbols", "btcusdt", "--channels", "trades", "--metrics-port", "0"
+            ),
             BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
             BINANCE_REST_URL=f"http://127.0.0.1:{port}",
         )
@@ -423,7 +425,9 @@ def storage_ours(
         port = run.simulator(files, opts)
         run.start(
             "ingest",
-            manage("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0"),
+            manage(
+                "ingest", "--exchange", "binance", "--symbols", "btcusdt", "--channels", "trades", "--metrics-port", "0"
+            ),
             BINANCE_WS_URL=f"ws://127.0.0.1:{port}",
             BINANCE_REST_URL=f"http://127.0.0.1:{port}",
         )

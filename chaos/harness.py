@@ -336,6 +336,9 @@ class Run:
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
                 "WHALE_THRESHOLD_USD": str(WHALE_THRESHOLD),
                 "LOG_LEVEL": "INFO",
+                # The replayed recordings are from 2024: the default retention (30 days) would delete every trade
+                # when beat first runs it, which only a long scenario (kafka-down-long) lives to see.
+                "TRADE_RETENTION_DAYS": "36500",
                 "PYTHONPATH": str(ROOT),
                 "DJANGO_SETTINGS_MODULE": "cryptoproject.settings",
                 "INGEST_JOURNAL_DIR": str(self.journal),
@@ -441,7 +444,10 @@ class Run:
         )
         self.supervisor.start("consume_trades-1", manage("consume_trades"))
         self.supervisor.start(
-            "ingest", manage("ingest", "--exchange", o.exchange, "--symbols", o.symbol, "--metrics-port", "0")
+            "ingest",
+            manage(
+                "ingest", "--exchange", o.exchange, "--symbols", o.symbol, "--channels", "trades", "--metrics-port", "0"
+            ),
         )
 
     def worker_argv(self, name: str) -> list[str]:

@@ -134,9 +134,11 @@ class TopicSpec:
 
 
 def project_topics() -> list[TopicSpec]:
-    """``market.trades`` (keyed by exchange:symbol, several partitions) and its dead-letter topic."""
+    """``market.trades`` (keyed by exchange:symbol, several partitions), its dead-letter topic and ``market.books``
+    (book deltas and snapshots, keyed like trades)."""
     return [
         TopicSpec(settings.KAFKA_TRADES_TOPIC, settings.KAFKA_TRADES_PARTITIONS, {"compression.type": "producer"}),
+        TopicSpec(settings.KAFKA_BOOKS_TOPIC, settings.KAFKA_TRADES_PARTITIONS, {"compression.type": "producer"}),
         TopicSpec(settings.KAFKA_DLQ_TOPIC, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     ]
 

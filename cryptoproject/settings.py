@@ -300,6 +300,16 @@ KAFKA_SSL_CAFILE: str = env.str("KAFKA_SSL_CAFILE", default="")
 KAFKA_TRADES_TOPIC: str = env.str("KAFKA_TRADES_TOPIC", default="market.trades")
 KAFKA_DLQ_TOPIC: str = env.str("KAFKA_DLQ_TOPIC", default="market.trades.dlq")
 KAFKA_TRADES_PARTITIONS: int = _setting("KAFKA_TRADES_PARTITIONS", int, 6)
+# Order books (docs/BOOKS.md): the topic of normalised deltas and periodic full snapshots, keyed exchange:symbol.
+KAFKA_BOOKS_TOPIC: str = env.str("KAFKA_BOOKS_TOPIC", default="market.books")
+# Levels per side of the REST snapshot a Binance book syncs from (1..5000; 5000 costs 250 of the 6000 weight/min).
+BOOK_SNAPSHOT_LIMIT: int = _setting("BOOK_SNAPSHOT_LIMIT", int, 1000)
+if not 1 <= BOOK_SNAPSHOT_LIMIT <= 5000:
+    raise ImproperlyConfigured(f"BOOK_SNAPSHOT_LIMIT: must be 1..5000, got {BOOK_SNAPSHOT_LIMIT}")
+# Seconds between the full snapshots published on KAFKA_BOOKS_TOPIC (a consumer can start at any of them).
+BOOK_SNAPSHOT_EVERY_S: float = _setting("BOOK_SNAPSHOT_EVERY_S", float, 10.0)
+if not 0 < BOOK_SNAPSHOT_EVERY_S <= 3600:
+    raise ImproperlyConfigured(f"BOOK_SNAPSHOT_EVERY_S: must be within (0, 3600], got {BOOK_SNAPSHOT_EVERY_S}")
 # Replicas of the project's topics: 1 on a single broker; 3 on a production cluster (with min.insync.replicas=2 on
 # the brokers, an acknowledged trade survives the loss of any one broker).
 KAFKA_REPLICATION_FACTOR: int = _setting("KAFKA_REPLICATION_FACTOR", int, 1)
@@ -369,7 +379,7 @@ if HISTORY_DOWNLOAD_CONCURRENCY < 1:
 INGEST_BUFFER_TRADES: int = _setting("INGEST_BUFFER_TRADES", int, 200_000)
 # What one ingest process holds in memory until Kafka acknowledges it, in bytes of serialised records (+64 each):
 # the bound on its memory during a Kafka outage (docs/RELIABILITY.md). Beyond it, records spill to the journal.
-INGEST_BUFFER_BYTES: int = _setting("INGEST_BUFFER_BYTES", int, 64 * 1024 * 1024)
+INGEST_BUFFER_BYTES: int = _setting("INGEST_BUFFER_BYTES", int, 32 * 1024 * 1024)
 # Where ingest spills records past INGEST_BUFFER_BYTES (a folder per exchange and symbol set, replayed in order when
 # Kafka is back and at the next start after a crash), and the bytes it may hold there; 0: no journal (back-pressure).
 INGEST_JOURNAL_DIR: Path = Path(_setting("INGEST_JOURNAL_DIR", str, str(BASE_DIR / "var" / "ingest-journal")))

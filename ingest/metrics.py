@@ -49,6 +49,16 @@ COUNTERS = (
     "journal_spilled",
     "journal_replayed",
     "journal_full_waits",
+    # Order books (docs/BOOKS.md, "Ingest"); all 0 with --channels trades.
+    "book_events",
+    "book_deltas",
+    "book_snapshots",
+    "book_messages_published",
+    "book_syncs",
+    "book_resyncs",
+    "book_snapshot_requests",
+    "book_snapshot_errors",
+    "book_malformed",
 )
 #: figures that go up and down (Prometheus gauges)
 GAUGES = (
@@ -97,6 +107,15 @@ class IngestMetrics:
         self.resumed_holes = 0  # ranges missing on Kafka found at start (ingest.resume), sent to backfill
         self.tail_probes = 0  # REST probes of quiet symbols for trades no live trade has revealed yet
         self.tail_backfilled = 0
+        self.book_events = 0  # valid depth events handed to the sync machines
+        self.book_deltas = 0  # delta messages for market.books (events applied while in sync)
+        self.book_snapshots = 0  # snapshot messages for market.books (syncs, periodic, breaks)
+        self.book_messages_published = 0  # book messages acknowledged by the broker
+        self.book_syncs = 0  # REST snapshots that brought a book in sync
+        self.book_resyncs = 0  # breaks (a gap, a crossed book, bad data) that asked for a new snapshot
+        self.book_snapshot_requests = 0
+        self.book_snapshot_errors = 0  # REST snapshot requests that failed (asked again a second later)
+        self.book_malformed = 0  # refused depth frames (also counted in ``malformed``, dead-lettered)
         self.buffered = 0  # records held until Kafka acknowledges them
         self.buffered_max = 0
         self.buffered_bytes = 0  # their size as INGEST_BUFFER_BYTES counts it (serialised, plus a per-record overhead)

@@ -1,4 +1,5 @@
-"""The one Kafka producer of an ingest process: trades to ``market.trades``, dead letters to the DLQ.
+"""The one Kafka producer of an ingest process: trades to ``market.trades``, dead letters to the DLQ, and book
+messages to ``market.books`` (:meth:`TradeProducer.publish_books`, only with the books channel).
 
 acks=all with idempotence, batching (linger + large batches) and compression. Records are appended to
 kafka-python's batches directly (:class:`BatchAppender`) and counted by one callback per batch.
@@ -91,6 +92,7 @@ class TradeProducer:
         trades_topic: str | None = None,
         dlq_topic: str | None = None,
         fast: bool = True,
+        books_topic: str | None = None,
         buffer_trades: int | None = None,
         buffer_bytes: int | None = None,
         journal: Journal | None = None,
@@ -99,6 +101,8 @@ class TradeProducer:
         self.metrics = metrics
         self.trades_topic = trades_topic or settings.KAFKA_TRADES_TOPIC
         self.dlq_topic = dlq_topic or settings.KAFKA_DLQ_TOPIC
+        self.books_topic = books_topic or settings.KAFKA_BOOKS_TOPIC
+        self.books = False  # set by publish_books' first call: the books topic is then registered on recovery
         self.buffer_trades = buffer_trades or settings.INGEST_BUFFER_TRADES
         self.buffer_bytes = buffer_bytes or settings.INGEST_BUFFER_BYTES
         self.journal = journal
@@ -153,9 +157,11 @@ class TradeProducer:
         )
         return None  # pragma: no cover
 
-    def prepare(self) -> None:
-        """Learn the partition counts of both topics now (the broker is up at start; later it may not be)."""
-        for topic in (self.trades_topic, self.dlq_topic):
+    def prepare(self, books: bool = False) -> None:
+        """Learn the partition counts of the topics now (the broker is up at start; later it may not be); ``books``:
+        the books topic's too."""
+        self.books = self.books or books
+        for topic in (self.trades_topic, self.dlq_topic, *((self.books_topic,) if self.books else ())):
             self._partition_count(topic)
 
     def _partition_count(self, topic: str) -> int:
@@ -216,6 +222,30 @@ class TradeProducer:
             if appended < len(batch):  # an exception (no metadata for a new symbol): only what was appended is held
                 self._unreserve(len(batch) - appended, held_bytes(values[appended:], len(batch) - appended))
             self.metrics.trades_accepted += appended
+        return appended
+
+    def publish_books(self, key: bytes, values: list[bytes], received_at: int) -> int:
+        """Hand one book's messages (``key`` ``exchange:symbol``, in order) to the books topic, held like trades;
+        returns how many were accepted (0 once :meth:`release` was called while the buffer was full).
+
+        Book messages are never spilled to the journal: while Kafka is away they wait for room in the buffer (the
+        books connection stalls, and its book resyncs from a new snapshot afterwards), so trades keep the journal.
+        """
+        nbytes = held_bytes(values, len(values))
+        if not values or not self._reserve(len(values), nbytes):
+            return 0
+        appended = 0
+        try:
+            with self._publish_lock:
+                self.books = True
+                partition = (murmur2(key) & 0x7FFFFFFF) % self._partition_count(self.books_topic)
+                tp = TopicPartition(self.books_topic, partition)
+                for value in values:
+                    self._append_record(tp, key, value, received_at)
+                    appended += 1
+        finally:
+            if appended < len(values):
+                self._unreserve(len(values) - appended, held_bytes(values[appended:], len(values) - appended))
         return appended
 
     def dead_letter(self, letter: DeadLetter) -> None:
@@ -481,7 +511,8 @@ class TradeProducer:
         """A batch was acknowledged (``error`` None), refused for good, or failed for now (kept to re-send)."""
         metrics = self.metrics
         count = len(batch.records)
-        is_trade = batch.tp.topic != self.dlq_topic
+        topic = batch.tp.topic
+        is_trade = topic != self.dlq_topic and topic != self.books_topic
         if error is not None and not isinstance(error, PERMANENT_ERRORS):
             with self._cond:
                 self._retry.append(batch)
@@ -500,11 +531,16 @@ class TradeProducer:
             metrics.publish_errors += count
             if is_trade:
                 self._log("error", "trades not delivered to Kafka", error=repr(error), topic=self.trades_topic)
+            elif topic == self.books_topic:
+                self._log("error", "book messages not delivered to Kafka", error=repr(error), topic=topic)
             else:
                 self._log("error", "dead letter not delivered to Kafka", error=repr(error), topic=self.dlq_topic)
             return
         if not is_trade:
-            metrics.dlq_published += count
+            if topic == self.books_topic:
+                metrics.book_messages_published += count
+            else:
+                metrics.dlq_published += count
             return
         now = time.time()
         metrics.trades_published += count
@@ -554,7 +590,8 @@ class TradeProducer:
             self.producer = KafkaProducer(**client_config(), **{**self.options, "api_version": api_version})
             self._appender = self._make_appender(self.producer)
             if self._appender is not None:
-                register_topics(self.producer, (self.trades_topic, self.dlq_topic))
+                topics = (self.trades_topic, self.dlq_topic, *((self.books_topic,) if self.books else ()))
+                register_topics(self.producer, topics)
             force_close(old)
             with self._cond:
                 batches, self._retry = self._retry, []
@@ -565,7 +602,7 @@ class TradeProducer:
                 with self._cond:  # its records are in new batches now (which keep its seq)
                     self._outstanding.discard(batch)
                 resent += len(batch.records)
-                if batch.tp.topic != self.dlq_topic:
+                if batch.tp.topic not in (self.dlq_topic, self.books_topic):
                     self.metrics.trades_resent += len(batch.records)
             self.metrics.producer_restarts += 1
         logger.warning("Kafka producer recreated; re-sending what was not acknowledged", extra={"records": resent})

@@ -9,15 +9,15 @@ import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
 
 from ingest.backfill import Backfiller, BackfillWorker, Probe
-from ingest.client import WsClient, connection_attempts_limiter
+from ingest.client import FrameHandler, WsClient, connection_attempts_limiter
 from ingest.exchanges import UnknownExchangeError, get
-from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, Exchange, FrameParser, to_text
+from ingest.exchanges.base import ERROR, SEQUENCE_GAP, SHUTDOWN, ConnectionPlan, Exchange, FrameParser, to_text
 from ingest.gaps import DUPLICATE, GAP, NEXT, Gap, TradeIdContinuity
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
@@ -370,7 +370,12 @@ class IngestRunner:
         max_trades: int | None = None,
         stop: threading.Event | None = None,
         client_factory: Callable[..., WsClient] = WsClient,
+        trades: bool = True,
+        extra: Sequence[tuple[ConnectionPlan, FrameHandler]] = (),
+        tick: Callable[[], None] | None = None,
     ) -> None:
+        """Connections for ``symbols``: the trade streams (unless ``trades`` is False) and the ``extra`` ones (other
+        channels: the books' depth streams, each with its own frame handler); ``tick`` runs every half second."""
         self.adapter = adapter
         self.symbols = adapter.normalise_symbols(symbols)
         if not self.symbols:
@@ -392,8 +397,10 @@ class IngestRunner:
         attempts = connection_attempts_limiter()  # the exchange counts attempts per IP, not per connection
         self.clients = [
             client_factory(plan, self.processor, self.stop, on_connect=self._on_connect, attempts=attempts)
-            for plan in adapter.plans(self.symbols)
+            for plan in (adapter.plans(self.symbols) if trades else ())
         ]
+        self.clients += [client_factory(plan, handler, self.stop, attempts=attempts) for plan, handler in extra]
+        self.tick = tick
 
     @property
     def record_symbols(self) -> list[str]:
@@ -441,6 +448,8 @@ class IngestRunner:
         try:
             while not self.stop.wait(0.5):
                 self.processor.probe_quiet()
+                if self.tick is not None:
+                    self.tick()
         finally:
             self.stop.set()
             self.producer.release()  # a thread waiting for buffer room gives up now

@@ -94,15 +94,17 @@ class TokenBucket:
         self.at = clock()
         self.refused = 0
 
-    def allow(self) -> bool:
-        """Take a token for one request; False (and counted) when there is none: answer "too many requests"."""
+    def allow(self, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens for one request (at most the burst, so a heavy request can pass a full bucket);
+        False (and counted) when there are not enough: answer "too many requests"."""
         if not self.rate:
             return True
         now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        cost = min(cost, self.burst)
+        if self.tokens >= cost:
+            self.tokens -= cost
             return True
         self.refused += 1
         return False

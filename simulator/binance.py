@@ -1,7 +1,8 @@
-"""Binance spot market streams (raw ``/ws/<stream>`` and combined ``/stream?streams=``; ``@trade`` and
-``@aggTrade``), the control methods (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY), its
-limits, and the REST ``/api/v3/historicalTrades`` (gap backfill) and ``/api/v3/exchangeInfo`` (what third-party
-clients such as cryptofeed read before subscribing)."""
+"""Binance spot market streams (raw ``/ws/<stream>`` and combined ``/stream?streams=``; ``@trade``, ``@aggTrade``
+and, from a recording's depth events, ``@depth@100ms`` and ``@depth``), the control methods (SUBSCRIBE, UNSUBSCRIBE,
+LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY), its limits, and the REST ``/api/v3/historicalTrades`` (gap
+backfill), ``/api/v3/depth`` (book snapshots, :mod:`simulator.depth`) and ``/api/v3/exchangeInfo`` (what
+third-party clients such as cryptofeed read before subscribing)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from websockets.http11 import Request, Response
 
 from ingest.records import TradeRecord
 from simulator.base import Protocol, Session, json_response
+from simulator.depth import TRADES_WEIGHT, DepthEvent, depth_weight
 from simulator.faults import FrameFields
 from simulator.feed import split_symbol
 
@@ -81,6 +83,15 @@ def _error(code: int, msg: str) -> Response:
     return json_response(400, {"code": code, "msg": msg})
 
 
+def _too_many_requests() -> Response:
+    """Binance's answer past its REST limit."""
+    return json_response(
+        429,
+        {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
+        [("Retry-After", "1")],
+    )
+
+
 def _int_param(query: dict[str, list[str]], name: str) -> int | Response | None:
     values = query.get(name)
     if not values or values[-1] == "":
@@ -92,6 +103,8 @@ def _int_param(query: dict[str, list[str]], name: str) -> int | Response | None:
 
 
 TRADE_STREAMS = ("trade", "aggTrade")
+#: both carry the recorded 100 ms events here (Binance's ``@depth`` sends the same diffs once a second)
+DEPTH_STREAMS = ("depth@100ms", "depth")
 
 
 def stream_symbol(stream: str) -> str | None:
@@ -209,6 +222,8 @@ class BinanceSession(Session):
         # symbol -> {stream kind: combined-envelope prefix}; one trade goes out once per subscribed kind.
         self._kinds: dict[str, dict[str, bytes]] = {}
         self._agg = False  # any @aggTrade stream: off the @trade-only fast path
+        # symbol -> combined-envelope prefix of its depth stream (any: off the trade-only fast path)
+        self._depth: dict[str, bytes] = {}
         self._recent: deque[float] = deque()
         self.add_streams([name for name in names if name])
 
@@ -217,6 +232,12 @@ class BinanceSession(Session):
         symbols = []
         for name in names:
             self.streams[name] = None
+            head, _, kind = name.partition("@")
+            if kind in DEPTH_STREAMS:
+                self._depth[head.upper()] = b'{"stream":"' + name.encode() + b'","data":'
+                self.subscriber.depth = True
+                symbols.append(head.upper())
+                continue
             symbol = stream_symbol(name)
             if symbol:
                 symbols.append(symbol)
@@ -229,6 +250,13 @@ class BinanceSession(Session):
         """Unsubscribe from ``names``; a symbol leaves the feed when none of its streams is left."""
         symbols = []
         for name in names:
+            head, _, kind = name.partition("@")
+            if kind in DEPTH_STREAMS and self.streams.pop(name, False) is None:
+                self._depth.pop(head.upper(), None)
+                self.subscriber.depth = bool(self._depth)
+                if head.upper() not in self._kinds:
+                    symbols.append(head.upper())
+                continue
             if self.streams.pop(name, False) is None:
                 symbol = stream_symbol(name)
                 kinds = self._kinds.get(symbol or "")
@@ -236,12 +264,15 @@ class BinanceSession(Session):
                     kinds.pop(name.partition("@")[2], None)
                     if not kinds:
                         del self._kinds[symbol]
-                        symbols.append(symbol)
+                        if symbol not in self._depth:
+                            symbols.append(symbol)
         self._agg = any("aggTrade" in kinds for kinds in self._kinds.values())
         self.subscriber.unsubscribe(symbols)
 
     def frames(self, chunk: list[tuple[TradeRecord, Any]]) -> list[bytes]:
         """Bare events (``/ws``) or ``{"stream":..,"data":..}`` envelopes (``/stream`` or ``combined``)."""
+        if self._depth:
+            return self._with_depth(chunk)
         if self._agg:
             return self._all_kinds(chunk)
         if self.scale == 1:
@@ -252,6 +283,20 @@ class BinanceSession(Session):
             return events
         kinds = self._kinds
         return [kinds[record.symbol]["trade"] + event + b"}" for (record, _), event in zip(chunk, events, strict=True)]
+
+    def _with_depth(self, chunk: list[tuple[Any, Any]]) -> list[bytes]:
+        # Depth events of the symbols with a depth stream, and trades of those with a trade stream, in feed order.
+        out: list[bytes] = []
+        depth, kinds, combined = self._depth, self._kinds, self.combined
+        for item in chunk:
+            record = item[0]
+            if record.__class__ is DepthEvent:
+                prefix = depth.get(record.symbol)
+                if prefix is not None:
+                    out.append(prefix + record.data + b"}" if combined else record.data)
+            elif record.symbol in kinds:
+                out.extend(self._all_kinds([item]))
+        return out
 
     def _all_kinds(self, chunk: list[tuple[TradeRecord, Any]]) -> list[bytes]:
         # A trade goes out once per stream of its symbol (@trade and/or @aggTrade), in subscription order.
@@ -361,12 +406,10 @@ class BinanceProtocol(Protocol):
             return json_response(200, {"serverTime": int(time.time() * 1000)})
         if path in ("/api/v3/historicalTrades", "/api/v3/trades"):
             if not self.rest_bucket.allow():  # only with --rest-rate: Binance's limit is by request weight
-                return json_response(
-                    429,
-                    {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
-                    [("Retry-After", "1")],
-                )
+                return _too_many_requests()
             return self.trades(query, historical=path.endswith("historicalTrades"))
+        if path == "/api/v3/depth":
+            return self.depth(query)
         if path == "/api/v3/exchangeInfo":
             return self.exchange_info(query)
         return json_response(404, {"code": -1, "msg": f"Unknown path {url.path}"})
@@ -390,6 +433,28 @@ class BinanceProtocol(Protocol):
             return from_id
         records = self.simulator.store.since(symbol, from_id, limit, self.simulator.config.rest_history)
         return json_response(200, [historical_trade(record) for record in records])
+
+    def depth(self, query: dict[str, list[str]]) -> Response:
+        """``/api/v3/depth?symbol=&limit=`` (default 100, at most 5000): the book the depth events sent so far make
+        (:meth:`simulator.depth.DepthTape.snapshot`). With ``--rest-rate`` it costs its Binance weight over
+        ``historicalTrades``' 25 of the REST bucket (limit 1000: weight 50, two requests' worth)."""
+        symbol = (query.get("symbol") or [""])[-1].upper()
+        if not symbol:
+            return _error(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        limit = _int_param(query, "limit")
+        if isinstance(limit, Response):
+            return limit
+        if limit is None:
+            limit = 100
+        if not 1 <= limit <= 5000:
+            return _error(-1130, "Data sent for parameter 'limit' is not valid.")
+        tape = self.simulator.depth
+        snapshot = tape.snapshot(symbol, limit) if tape is not None else None
+        if snapshot is None:
+            return _error(-1121, "Invalid symbol.")
+        if not self.rest_bucket.allow(depth_weight(limit) / TRADES_WEIGHT):
+            return _too_many_requests()
+        return json_response(200, snapshot)
 
     def exchange_info(self, query: dict[str, list[str]]) -> Response:
         """``/api/v3/exchangeInfo`` for the symbols this market replays (``symbol=`` or ``symbols=[..]`` filter)."""

@@ -16,10 +16,11 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ingest.exchanges import get
 from ingest.records import TradeRecord
+from simulator.depth import DepthEvent, DepthTape
 from simulator.replay import read_many, read_trades
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ _QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "DAI", "USD", "EUR", "GBP", 
 _SEPARATOR = re.compile(r"[-/_]")
 
 Item = tuple[TradeRecord, Any]
-"""A trade and its protocol's pre-encoded form (encoded once, shared by every connection)."""
+"""A trade and its protocol's pre-encoded form (encoded once, shared by every connection); or, from a depth tape,
+a :class:`~simulator.depth.DepthEvent` and its event bytes (only to connections that asked for depth)."""
 Chunk = list[Item]
 
 
@@ -290,6 +292,8 @@ class Subscriber:
         self.symbols: set[str] = set()
         self.queue: asyncio.Queue[Chunk] = asyncio.Queue(max_chunks)
         self.closed = False
+        #: whether this connection subscribed a depth stream (else depth events are filtered out of its chunks)
+        self.depth = False
 
     def subscribe(self, symbols: Iterable[str]) -> None:
         """Add symbols; the feed starts delivering with its next chunk."""
@@ -312,6 +316,8 @@ class Subscriber:
         """The next chunk, filtered to this connection's symbols (possibly empty)."""
         chunk = await self.queue.get()
         wanted = self.symbols
+        if self.feed.depth_sent and not self.depth:
+            return [item for item in chunk if item[0].symbol in wanted and item[0].__class__ is not DepthEvent]
         return [item for item in chunk if item[0].symbol in wanted]
 
     def close(self) -> None:
@@ -338,8 +344,12 @@ class Feed:
         store: TradeStore | None = None,
         symbols: Iterable[str] = (),
         pace: PaceKey = trade_time,
+        depth: DepthTape | None = None,
     ) -> None:
         self.source = source
+        #: recorded depth events, sent in receive order between the trades (Binance replays), or None
+        self.depth = depth
+        self.depth_sent = False  # a depth event went out: trade-only connections filter their chunks from now on
         self.pace = pace
         self.encode = encode
         self.speed = speed
@@ -370,6 +380,16 @@ class Feed:
     def symbols(self) -> set[str]:
         """Symbols this market trades (announced ones and those the feed produced so far)."""
         return self.known_symbols | self.store.symbols()
+
+    def _depth_due(self, until: int, append: Callable[[Item], None]) -> None:
+        # The depth events received up to ``until`` (ms): out to the connections that asked for depth, if any.
+        assert self.depth is not None
+        events = self.depth.due(until)
+        if events and any(subscriber.depth for subscriber in self.subscribers):
+            self.depth_sent = True
+            for event in events:
+                # Typed as a trade item: only Binance sessions that asked for depth ever see one (Subscriber.get).
+                append(cast(Item, (event, event.data)))
 
     def _skip(self, record: TradeRecord) -> bool:
         # --gap-every N: every N-th trade of a symbol never goes out on the WebSocket (REST still has it).
@@ -407,6 +427,7 @@ class Feed:
         interval = 1.0 / self.max_rate if self.max_rate else 0.0
         rate_start = 0.0
         pace = self.pace
+        depth = self.depth
         for record in self.source:
             if interval:
                 # --max-rate: trade n goes out no earlier than n / max_rate seconds after the first.
@@ -429,6 +450,8 @@ class Feed:
                     delay = anchor_wall + (pace(record) - anchor_time) * scale - loop.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
+            if depth is not None and depth.next_at <= record.received_at:
+                self._depth_due(record.received_at, append)
             store_add(record)
             self.produced += 1
             if skip is not None and skip(record):
@@ -441,6 +464,8 @@ class Feed:
                 append = chunk.append
                 if not scale:
                     await asyncio.sleep(0)  # let connections and REST run between chunks
+        if depth is not None:
+            self._depth_due(1 << 62, append)  # the events received after the last trade
         await self._publish(chunk)
         self.finished.set()
         logger.info("simulator: feed finished", extra={"produced": self.produced, "skipped": self.skipped})

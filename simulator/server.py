@@ -20,6 +20,7 @@ from ingest.exchanges import get
 from ingest.records import TradeRecord
 from simulator.base import Protocol
 from simulator.config import SimulatorConfig
+from simulator.depth import DepthTape
 from simulator.feed import Feed, PaceKey, TradeStore, for_exchange, trade_time
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,16 @@ def protocol_class(exchange: str) -> type[Protocol]:
 class Simulator:
     """A simulated exchange: config, market feed, REST store and the protocol serving connections."""
 
-    def __init__(self, config: SimulatorConfig, source: Iterable[TradeRecord], pace: PaceKey = trade_time) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        source: Iterable[TradeRecord],
+        pace: PaceKey = trade_time,
+        depth: DepthTape | None = None,
+    ) -> None:
+        """A market replaying ``source`` (and ``depth``'s recorded book events, Binance only) as ``config`` says."""
         self.config = config
+        self.depth = depth
         self.protocol = protocol_class(config.exchange)(self)
         self.store = TradeStore(config.store_size)
         self.feed = Feed(
@@ -57,6 +66,7 @@ class Simulator:
             store=self.store,
             symbols=config.symbols,
             pace=pace,
+            depth=depth,
         )
         self.connections = 0
         self.active = 0
@@ -119,8 +129,15 @@ class BackgroundSimulator:
         websocket.create_connection(sim.url + "/ws/btcusdt@trade")
     """
 
-    def __init__(self, config: SimulatorConfig, source: Iterable[TradeRecord], pace: PaceKey = trade_time) -> None:
-        self.simulator = Simulator(config, source, pace)
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        source: Iterable[TradeRecord],
+        pace: PaceKey = trade_time,
+        depth: DepthTape | None = None,
+    ) -> None:
+        """A simulator of ``config`` over ``source`` (and ``depth``), not started yet."""
+        self.simulator = Simulator(config, source, pace, depth)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

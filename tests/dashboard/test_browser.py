@@ -119,6 +119,8 @@ def start_live_feed(spawn: Callable[..., ChildProcess], rate: int) -> list[Child
             "binance",
             "--symbols",
             f"{SYMBOL},{OTHER}".lower(),
+            "--channels",
+            "trades",
             "--metrics-port",
             "0",
             "--metrics-interval",

@@ -185,7 +185,9 @@ def start_replay(spawn: Callable[..., ChildProcess]) -> list[ChildProcess]:
     assert simulator.proc.poll() is None, simulator.output()
     port = found.group(1)
     ingest = spawn(
-        manage("ingest", "--exchange", EXCHANGE, "--symbols", SYMBOL.lower(), "--metrics-port", "0"),
+        manage(
+            "ingest", "--exchange", EXCHANGE, "--symbols", SYMBOL.lower(), "--channels", "trades", "--metrics-port", "0"
+        ),
         env=subprocess_env(BINANCE_WS_URL=f"ws://127.0.0.1:{port}", BINANCE_REST_URL=f"http://127.0.0.1:{port}"),
         name="ingest",
     )

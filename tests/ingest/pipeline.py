@@ -57,9 +57,21 @@ def ingest_env(exchange: str, port: int, **overrides: str) -> dict[str, str]:
 def start_ingest(
     spawn: Callable[..., ChildProcess], exchange: str, port: int, symbols: str, *args: str, **env: str
 ) -> ChildProcess:
-    """``manage.py ingest`` against the simulator on ``port`` (Prometheus off, metrics logged every second)."""
+    """``manage.py ingest`` against the simulator on ``port`` (Prometheus off, metrics logged every second); the
+    trades channel only unless ``args`` name ``--channels``."""
+    channels = () if "--channels" in args else ("--channels", "trades")
     argv = manage(
-        "ingest", "--exchange", exchange, "--symbols", symbols, "--metrics-port", "0", "--metrics-interval", "1", *args
+        "ingest",
+        "--exchange",
+        exchange,
+        "--symbols",
+        symbols,
+        "--metrics-port",
+        "0",
+        "--metrics-interval",
+        "1",
+        *channels,
+        *args,
     )
     return spawn(argv, env=ingest_env(exchange, port, **env), name="ingest")
 

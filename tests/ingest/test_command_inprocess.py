@@ -57,6 +57,8 @@ def test_command_publishes_up_to_the_limit_and_serves_metrics(settings: Any, kaf
             "binance",
             "--symbols",
             "btcusdt",
+            "--channels",
+            "trades",
             "--max-trades",
             "1500",
             "--metrics-port",
@@ -82,7 +84,9 @@ def test_sigterm_stops_the_command_cleanly(settings: Any, kafka_topics: KafkaTop
 
         killer = threading.Thread(target=terminate_when_flowing)
         killer.start()
-        call_command("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0")
+        call_command(
+            "ingest", "--exchange", "binance", "--symbols", "btcusdt", "--channels", "trades", "--metrics-port", "0"
+        )
         killer.join(60)
     published = [decode(v) for _k, v in read_topic(kafka_topics.trades, 100)]
     ids = sorted(r.trade_id for r in published)
@@ -101,7 +105,9 @@ def test_a_dead_thread_makes_the_command_fail(
     settings.BINANCE_WS_URL = "ws://127.0.0.1:9"
     settings.BINANCE_REST_URL = "http://127.0.0.1:9"
     with pytest.raises(CommandError, match=r"a thread died .*RuntimeError: injected connection failure"):
-        call_command("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0")
+        call_command(
+            "ingest", "--exchange", "binance", "--symbols", "btcusdt", "--channels", "trades", "--metrics-port", "0"
+        )
 
 
 def test_sigterm_with_kafka_away_exits_non_zero_and_says_how_many(settings: Any, kafka_topics: KafkaTopics) -> None:
@@ -136,6 +142,8 @@ def test_sigterm_with_kafka_away_exits_non_zero_and_says_how_many(settings: Any,
                     "binance",
                     "--symbols",
                     "btcusdt",
+                    "--channels",
+                    "trades",
                     "--metrics-port",
                     "0",
                     "--metrics-interval",

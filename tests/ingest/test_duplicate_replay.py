@@ -32,7 +32,10 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 def _ingest(*extra: str) -> None:
-    call_command("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0", *extra)
+    # Trades only: a depth connection that subscribed first would start the market before the trade connection.
+    call_command(
+        "ingest", "--exchange", "binance", "--symbols", "btcusdt", "--channels", "trades", "--metrics-port", "0", *extra
+    )
 
 
 def test_a_second_replay_of_the_same_ids_warns_once_naming_the_cause_and_the_way_out(

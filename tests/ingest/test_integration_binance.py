@@ -164,7 +164,12 @@ def test_sigterm_flushes_everything_accepted(kafka_topics: KafkaTopics, spawn: S
 
 def test_unreachable_broker_is_a_clear_error(kafka_topics: KafkaTopics, spawn: Spawn) -> None:
     env = subprocess_env(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", BINANCE_WS_URL="ws://127.0.0.1:9")
-    child = spawn(manage("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--metrics-port", "0"), env=env)
+    child = spawn(
+        manage(
+            "ingest", "--exchange", "binance", "--symbols", "btcusdt", "--channels", "trades", "--metrics-port", "0"
+        ),
+        env=env,
+    )
     code = wait_exit(child, timeout=60)
     assert code != 0
     assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1" in child.output()

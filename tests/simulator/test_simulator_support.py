@@ -14,6 +14,7 @@ import websocket
 
 from ingest.records import TradeRecord
 from simulator.config import SimulatorConfig
+from simulator.depth import DepthTape
 from simulator.feed import PaceKey, trade_time
 from simulator.server import BackgroundSimulator
 from tests.conftest import DATA
@@ -26,10 +27,12 @@ COINBASE = DATA / "coinbase-ws" / "COINBASE.jsonl.zst"
 
 
 @contextmanager
-def running(source: Iterable[TradeRecord], pace: PaceKey = trade_time, **config: Any) -> Iterator[BackgroundSimulator]:
-    """A simulator at speed 0 without server pings (unless asked), stopped on exit."""
+def running(
+    source: Iterable[TradeRecord], pace: PaceKey = trade_time, depth: DepthTape | None = None, **config: Any
+) -> Iterator[BackgroundSimulator]:
+    """A simulator at speed 0 without server pings (unless asked), stopped on exit; ``depth``: recorded book events."""
     settings: dict[str, Any] = {"speed": 0.0, "ping_interval": None, **config}
-    with BackgroundSimulator(SimulatorConfig(**settings), source, pace) as sim:
+    with BackgroundSimulator(SimulatorConfig(**settings), source, pace, depth) as sim:
         yield sim
 
 

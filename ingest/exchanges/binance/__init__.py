@@ -1,4 +1,5 @@
-"""Binance spot: ``@trade`` streams over combined-stream WebSockets, backfill over ``historicalTrades`` by id."""
+"""Binance spot: ``@trade`` streams over combined-stream WebSockets, backfill over ``historicalTrades`` by id, and
+order books from ``@depth@100ms`` plus ``/api/v3/depth`` (:mod:`books.stream`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,6 @@ DESCRIPTOR = ExchangeDescriptor(
     adapter=BinanceExchange,
     backfiller=BinanceBackfiller,
     symbols=BinanceExchange.spelling,
-    capabilities=Capabilities(trades=True, consecutive_ids=True, backfill=BackfillBy.ID, rest_reach=None),
+    capabilities=Capabilities(trades=True, consecutive_ids=True, backfill=BackfillBy.ID, rest_reach=None, books=True),
     demo_symbols=("btcusdt", "trxusdt"),
 )

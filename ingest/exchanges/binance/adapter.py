@@ -103,6 +103,17 @@ def trade_from_rest(symbol: str, row: Any, received_at: int) -> TradeRecord:
         raise InvalidRecordError(f"missing field {exc.args[0]!r}") from None
 
 
+def combined_plans(ws_url: str, symbols: list[str], stream: str) -> list[ConnectionPlan]:
+    """Combined-stream URLs of ``<symbol>@<stream>`` (``trade``; the books' ``depth@100ms``), 1024 a connection."""
+    base = ws_url.rstrip("/")
+    plans = []
+    for start in range(0, len(symbols), MAX_STREAMS_PER_CONNECTION):
+        chunk = tuple(symbols[start : start + MAX_STREAMS_PER_CONNECTION])
+        streams = "/".join(f"{s}@{stream}" for s in chunk)
+        plans.append(ConnectionPlan(url=f"{base}/stream?streams={streams}", symbols=chunk))
+    return plans
+
+
 class BinanceExchange(Exchange):
     """Combined ``@trade`` streams, at most 1024 per connection; ids are consecutive, gaps are backfilled."""
 
@@ -113,12 +124,7 @@ class BinanceExchange(Exchange):
 
     def plans(self, symbols: list[str]) -> list[ConnectionPlan]:
         """One combined-stream URL per 1024 symbols; the streams are in the URL, so nothing to send."""
-        plans = []
-        for start in range(0, len(symbols), MAX_STREAMS_PER_CONNECTION):
-            chunk = tuple(symbols[start : start + MAX_STREAMS_PER_CONNECTION])
-            streams = "/".join(f"{s}@trade" for s in chunk)
-            plans.append(ConnectionPlan(url=f"{self.ws_url}/stream?streams={streams}", symbols=chunk))
-        return plans
+        return combined_plans(self.ws_url, symbols, "trade")
 
     def parser(self) -> FrameParser:
         """A stateless parser: every Binance frame stands alone."""

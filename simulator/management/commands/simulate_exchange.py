@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.records import TradeRecord
 from simulator.config import EXCHANGES, ConfigError, SimulatorConfig
+from simulator.depth import DepthTape, read_depth
 from simulator.feed import PaceKey, exchange_symbol, on_present_clock, replay_source, trade_time
 from simulator.ids import StateError, continue_ids, load_last_ids, save_last_ids
 from simulator.replay import ReplayError
@@ -64,6 +65,28 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
     if options.get("present"):
         records, pace = on_present_clock(records, pace, lambda: time.time_ns() // 1_000_000)
     return records, pace, tuple(sorted(names))
+
+
+def build_depth(options: dict[str, Any], exchange: str) -> DepthTape | None:
+    """The recorded depth events of a Binance replay (None for other sources, or files without depth), with the
+    depth fault plan. They play once and keep their recorded times: not with ``--present``."""
+    drop, swap = options.get("depth_drop_every") or 0, options.get("depth_swap_every") or 0
+    for name, value in (("--depth-drop-every", drop), ("--depth-swap-every", swap)):
+        if value < 0 or value == 1:
+            raise CommandError(f"{name} must be 0 (off) or at least 2, got {value}")
+    if exchange != "binance" or not options.get("replay") or options.get("synthetic"):
+        return None
+    if options.get("present"):
+        logger.info("simulator: --present: the recorded depth events are not replayed (they keep recorded times)")
+        return None
+    try:
+        tape = read_depth(options["replay"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"--replay: depth events: {exc}") from None
+    if tape is not None:
+        tape.drop_every, tape.swap_every = drop, swap
+        logger.info("simulator: replaying recorded depth events", extra={"events": len(tape)})
+    return tape
 
 
 def ended_after(records: Iterable[TradeRecord], max_trades: int) -> Iterator[TradeRecord]:
@@ -115,6 +138,12 @@ class Command(BaseCommand):
         parser.add_argument("--drop-every", type=int, default=0, help="close each connection after N frames")
         parser.add_argument("--gap-every", type=int, default=0, help="skip one trade id every N trades")
         parser.add_argument("--malformed-rate", type=float, default=0.0, help="probability of a malformed frame")
+        parser.add_argument(
+            "--depth-drop-every", type=int, default=0, help="Binance: never send every N-th depth event (REST has it)"
+        )
+        parser.add_argument(
+            "--depth-swap-every", type=int, default=0, help="Binance: send every N-th depth event after the next one"
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--start-delay", type=float, default=0.0, help="seconds between first subscribe and feed")
         parser.add_argument("--ping-interval", type=float, default=20.0, help="Binance pings every 20 s (0: off)")
@@ -149,6 +178,7 @@ class Command(BaseCommand):
         """Build the source and config (bad options are CommandErrors), continue ``--state``'s ids, and serve."""
         exchange = options["exchange"]
         source, pace, symbols = build_source(options, exchange)
+        depth = build_depth(options, exchange)
         state: Path | None = options.get("state")
         self._known_ids: dict[str, int] = {}
         if state is not None:
@@ -180,7 +210,7 @@ class Command(BaseCommand):
             )
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        asyncio.run(self._serve(Simulator(config, source, pace), state))
+        asyncio.run(self._serve(Simulator(config, source, pace, depth), state))
 
     async def _serve(self, simulator: Simulator, state: Path | None = None) -> None:
         stop = asyncio.Event()
