@@ -27,7 +27,7 @@ RUN useradd --system --uid 1000 app \
     && chmod -R go-w /app \
     && mkdir -p /app/.cache/history /app/.cache/prediction /state/ingest-journal \
     && chown -R app:app /app/.cache /state
-ENV INGEST_JOURNAL_DIR=/state/ingest-journal
 USER app
+ENV INGEST_JOURNAL_DIR=/state/ingest-journal
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "cryptoproject.asgi:application"]

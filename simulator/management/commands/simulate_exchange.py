@@ -169,6 +169,12 @@ class Command(BaseCommand):
             help="REST requests per second (default: the exchange's public limit; 0: no limit)",
         )
         parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=100,
+            help="at most N trades a frame where the exchange batches them (Coinbase, Kraken, OKX, Bybit; 0: no bound)",
+        )
+        parser.add_argument(
             "--single-fills",
             action="store_true",
             help="send every fill as its own trade where the exchange aggregates a taker order's fills (OKX)",
@@ -206,6 +212,7 @@ class Command(BaseCommand):
                 rest_history=options["rest_history"],
                 rest_rate=options["rest_rate"],
                 single_fills=options["single_fills"],
+                batch_size=options["batch_size"],
                 symbols=symbols,
             )
         except ConfigError as exc:
