@@ -69,11 +69,13 @@ def _record(
     if not isinstance(trade_ref, str) or not trade_ref:
         raise InvalidRecordError(f"trade id must be a non-empty string, got {str(trade_ref)[:40]!r}")
     trade_time = _millis(when, "trade time")
+    key = trade_key(trade_ref)
     return make_trade(
         exchange=EXCHANGE,
         symbol=symbol,
-        trade_id=trade_key(trade_ref),
-        trade_ref=trade_ref,
+        trade_id=key,
+        # A numeric id (spot) is its own key: without a trade_ref the trade takes make_trade's fast path.
+        trade_ref=None if str(key) == trade_ref else trade_ref,
         price=price,
         quantity=size,
         is_buyer_maker=_SIDES[side],
