@@ -22,7 +22,9 @@ from chaos.harness import (
     Row,
     Scenario,
     Stack,
+    accounted_trades,
     by_name,
+    reported_loss_windows,
     run_scenario,
     setup_database,
     stack_environment,
@@ -190,3 +192,32 @@ def test_alert_truth_follows_the_documented_semantics() -> None:
     times = {1: 0, 3: 10_000, 5: 20_000}
     assert truth.cooldown(fires, times, [1, 3, 5], 15) == ({1: "a", 5: "c"}, 1)
     assert truth.cooldown(fires, times, [1, 3, 5], 0) == (fires, 0)
+
+
+def test_reported_loss_windows_account_only_the_missing_trades_inside_them(tmp_path: Path) -> None:
+    """A window is read from ingest's JSON log (its symbol's only, every life of the process); an expected trade is
+    left out only when it is missing from the database and lies in a window, bounds included."""
+    log = tmp_path / "ingest.log"
+    message = "trades between these times may be lost: older than the newest trades the exchange's REST serves"
+    log.write_text(
+        "\n".join(
+            [
+                '{"message": "ingest started"}',
+                f'{{"message": "{message}", "symbol": "BTCUSDT", "after_time": 1000000, "before_time": 2000000}}',
+                f'{{"message": "{message}", "symbol": "ETHUSDT", "after_time": 5000000, "before_time": 6000000}}',
+                "not json, a traceback line mentioning trades between these times may be lost",
+                f'{{"message": "{message}", "symbol": "BTCUSDT", "after_time": null, "before_time": 300000}}',
+            ]
+        )
+    )
+    windows = reported_loss_windows(log, "BTCUSDT")
+    assert windows == [(1_000_000, 2_000_000), (None, 300_000)]
+    assert reported_loss_windows(tmp_path / "absent.log", "BTCUSDT") == []
+    expected = _trades((1, "1", 100), (2, "1", 999), (3, "1", 1000), (4, "1", 2000), (5, "1", 2001), (6, "1", 5500))
+    # (times in s) 1 (before 300) and 3, 4 (the bounds) are missing inside a window: accounted; 2, 5 and 6 are
+    # missing outside every BTCUSDT window: they stay expected (and so count as missing)
+    kept = accounted_trades(expected, stored_ids=set(), windows=windows)
+    assert [t.trade_id for t in kept] == [2, 5, 6]
+    # a stored trade is always expected, window or not
+    assert [t.trade_id for t in accounted_trades(expected, {3}, windows)] == [2, 3, 5, 6]
+    assert accounted_trades(expected, set(), []) == expected
