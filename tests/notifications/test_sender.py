@@ -231,3 +231,52 @@ def test_a_half_open_probe_answered_with_a_permanent_error_closes_the_breaker(re
     assert sender.send_batch(first.rows, _pool()) == {"dead": 1}
     breaker = CircuitBreaker.objects.get(target=target)
     assert (breaker.failures, breaker.open_until, breaker.probe_until) == (0, None, None)
+
+
+def test_in_app_deliveries_are_sent_as_a_batch_each_listed_once(settings: Any) -> None:
+    """A claimed batch of in-app deliveries: their notifications stored in one statement and recorded sent in one,
+    a key already listed (an attempt before a crash) not listed twice, and a toast pushed for each new one."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+    from django.test.utils import CaptureQueriesContext
+
+    from notifications.channels import in_app
+    from notifications.groups import user_group
+
+    owner = user("quinn")
+    rows = deliveries(owner, destination(owner, ChannelKind.IN_APP), 40)
+    settings.NOTIFY_BATCH_SIZE = 40
+    # The first delivery's notification was written by an attempt whose sender died before recording it.
+    in_app.notify(owner.pk, rows[0].key, rows[0].subject, rows[0].body)
+    layer = get_channel_layer()
+    assert layer is not None
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(owner.pk), channel)
+    with CaptureQueriesContext(connection) as queries:
+        assert sender.run(seconds=30) == {"sent": 40, "deferred": 0, "dead": 0}
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1, inserts  # one statement for the batch, not one per delivery
+    assert Delivery.objects.filter(status=DeliveryStatus.SENT).count() == 40
+    assert sorted(Notification.objects.values_list("key", flat=True)) == sorted(r.key for r in rows)
+
+    async def receive(count: int) -> list[str]:
+        # In one event loop: channels-redis keeps what it read ahead per loop (a receive per async_to_sync call
+        # would see the first message again and again).
+        return [(await layer.receive(channel))["payload"]["toast"]["key"] for _ in range(count)]
+
+    toasts = async_to_sync(receive)(39)
+    assert toasts == [r.key for r in rows[1:]]  # the new ones, in order; none for the one already listed
+
+
+def test_a_failing_in_app_batch_is_tried_one_by_one(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """When the batched write raises, each row is attempted on its own: every delivery still goes out once."""
+    from notifications.channels import in_app
+
+    def broken(rows: Any, deadline: Any) -> None:
+        raise RuntimeError("a bug in the batch")
+
+    monkeypatch.setattr(in_app, "send_many", broken)
+    owner = user("rosa")
+    rows = deliveries(owner, destination(owner, ChannelKind.IN_APP), 5)
+    assert sender.run(seconds=30) == {"sent": 5, "deferred": 0, "dead": 0}
+    assert sorted(Notification.objects.values_list("key", flat=True)) == sorted(r.key for r in rows)
