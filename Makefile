@@ -18,7 +18,7 @@ PIP_VERSION := 26.3
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
-        typecheck pytest services-down-workers check bench bench-alerts bench-ingest bench-backtest bench-latency bench-history bench-scale bench-peer history-demo prediction-demo chaos lock clean-stack
+        typecheck pytest services-down-workers check bench bench-alerts bench-notify bench-ingest bench-backtest bench-latency bench-history bench-scale bench-peer history-demo prediction-demo chaos lock clean-stack
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -157,6 +157,9 @@ bench-scale: migrate topics ## insert cost at 0/10M/50M stored trades, retention
 
 bench-alerts: migrate ## store chain with 10,000 alert rules over 100 markets vs none, same run (bench-results/alerts.json)
 	@$(PY) -m benchmarks.alerts $(BENCH_ARGS)
+
+bench-notify: migrate ## outbox sender's in-app deliveries/s, batched vs one at a time, same run (bench-results/notify.json)
+	@$(PY) -m benchmarks.notify $(BENCH_ARGS)
 
 bench-history: migrate ## history import (candles/s, trade rows/s next to a plain COPY) and backtests (one run, 1,000-run sweeps)
 	@$(PY) -m benchmarks.history $(BENCH_ARGS)
