@@ -11,6 +11,7 @@ OpenAPI schema; ``tests/dashboard/test_api_schema.py`` proves the two agree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Literal, NotRequired, TypedDict, cast, overload
@@ -356,5 +357,74 @@ def whales_push(alerts: list[WhaleAlert]) -> WhalesPush:
     return {"kind": "whales", "alerts": [whale_item(a) for a in alerts]}
 
 
+# --------------------------------------------------------------------------------------------- order books
+class BookItem(TypedDict):
+    """One market's L2 book: the best levels of each side as ``[price, qty]`` plain decimal strings, best first.
+
+    ``t`` is the exchange event time (epoch ms) of the last update applied (None before any), ``valid`` whether
+    the book is in sync (docs/BOOKS.md); a book that is not valid carries no level.
+    """
+
+    exchange: str
+    symbol: str
+    t: int | None
+    valid: bool
+    bids: list[list[str]]
+    asks: list[list[str]]
+
+
+class BookMetricsItem(TypedDict):
+    """A book's metrics (``books.book.BookMetrics``) as plain decimal strings; depths in base quantity."""
+
+    best_bid: str
+    best_ask: str
+    spread: str
+    mid: str
+    bid_depth_10bps: str
+    ask_depth_10bps: str
+    bid_depth_1pct: str
+    ask_depth_1pct: str
+    imbalance: str
+
+
+class BookPush(BookItem):
+    """The ``book`` push: one market's :class:`BookItem` and its metrics (None while a side is empty)."""
+
+    kind: Literal["book"]
+    metrics: BookMetricsItem | None
+
+
+#: a level as a book returns it: (price, qty)
+BookLevel = tuple[Decimal, Decimal]
+
+
+def book_item(
+    exchange: str,
+    symbol: str,
+    t: int | None,
+    valid: bool,
+    bids: Iterable[BookLevel],
+    asks: Iterable[BookLevel],
+) -> BookItem:
+    """A book's levels (best first) as its item; a book that is not valid shows none, never stale ones."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "t": t,
+        "valid": valid,
+        "bids": [[plain_decimal(p), plain_decimal(q)] for p, q in bids] if valid else [],
+        "asks": [[plain_decimal(p), plain_decimal(q)] for p, q in asks] if valid else [],
+    }
+
+
+def book_push(item: BookItem, metrics: Mapping[str, Decimal] | None) -> BookPush:
+    """The ``book`` push of ``item`` with ``metrics`` (the fields of :class:`BookMetricsItem`; dropped when the
+    book is not valid)."""
+    shown = None
+    if metrics is not None and item["valid"]:
+        shown = cast(BookMetricsItem, {name: plain_decimal(metrics[name]) for name in BookMetricsItem.__annotations__})
+    return {"kind": "book", **item, "metrics": shown}
+
+
 #: what :func:`analytics.live.publish_many` may carry
-Push = TradesPush | CandlesPush | StatsPush | WhalesPush
+Push = TradesPush | CandlesPush | StatsPush | WhalesPush | BookPush

@@ -310,6 +310,13 @@ if not 1 <= BOOK_SNAPSHOT_LIMIT <= 5000:
 BOOK_SNAPSHOT_EVERY_S: float = _setting("BOOK_SNAPSHOT_EVERY_S", float, 10.0)
 if not 0 < BOOK_SNAPSHOT_EVERY_S <= 3600:
     raise ImproperlyConfigured(f"BOOK_SNAPSHOT_EVERY_S: must be within (0, 3600], got {BOOK_SNAPSHOT_EVERY_S}")
+# The market page's live book (books/live.py): pushes per second per market (at most 5) and levels a side per push.
+BOOK_PUSH_MAX_HZ: float = _setting("BOOK_PUSH_MAX_HZ", float, 5.0)
+if not 0 < BOOK_PUSH_MAX_HZ <= 5:
+    raise ImproperlyConfigured(f"BOOK_PUSH_MAX_HZ: must be within (0, 5], got {BOOK_PUSH_MAX_HZ}")
+BOOK_PUSH_LEVELS: int = _setting("BOOK_PUSH_LEVELS", int, 50)
+if not 1 <= BOOK_PUSH_LEVELS <= 500:
+    raise ImproperlyConfigured(f"BOOK_PUSH_LEVELS: must be 1..500, got {BOOK_PUSH_LEVELS}")
 # Replicas of the project's topics: 1 on a single broker; 3 on a production cluster (with min.insync.replicas=2 on
 # the brokers, an acknowledged trade survives the loss of any one broker).
 KAFKA_REPLICATION_FACTOR: int = _setting("KAFKA_REPLICATION_FACTOR", int, 1)

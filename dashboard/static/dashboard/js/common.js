@@ -100,13 +100,15 @@ function showStatus(state, label) {
 /**
  * A WebSocket to one of the dashboard's live paths. Reconnects with exponential backoff (with jitter, capped)
  * and shows "Live" / "Reconnecting in N s" / "Disconnected" in the top bar. `onMessage` gets each decoded
- * payload; `onReconnect` runs after a connection comes back so the page can refetch what it missed.
+ * payload; `onReconnect` runs after a connection comes back so the page can refetch what it missed; `onDown` runs
+ * each time the connection closes (what the page shows live may go stale meanwhile).
  */
 export class LiveSocket {
-  constructor(path, { onMessage, onReconnect = null, minDelay = 500, maxDelay = 15000 } = {}) {
+  constructor(path, { onMessage, onReconnect = null, onDown = null, minDelay = 500, maxDelay = 15000 } = {}) {
     this.path = path;
     this.onMessage = onMessage;
     this.onReconnect = onReconnect;
+    this.onDown = onDown;
     this.minDelay = minDelay;
     this.maxDelay = maxDelay;
     this.attempt = 0;
@@ -145,6 +147,7 @@ export class LiveSocket {
     };
     ws.onclose = () => {
       if (this.closedByUser) return;
+      if (this.onDown) this.onDown();
       this.scheduleReconnect();
     };
   }

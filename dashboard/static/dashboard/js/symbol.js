@@ -1,8 +1,9 @@
-// Symbol page: candles with SMA/EMA/VWAP overlays and volume, an RSI/MACD panel, the live trade tape and the
-// symbol's whale trades. History comes from the REST API; live updates from ws/market/<exchange>/<symbol>/.
+// Symbol page: candles with SMA/EMA/VWAP overlays and volume, an RSI/MACD panel, the live trade tape, the
+// symbol's whale trades and the live order book (book.js). History comes from the REST API; live updates from ws/market/<exchange>/<symbol>/.
 import {
   COLORS, LiveSocket, api, chartDefaults, config, el, fmtCompact, fmtPct, fmtPrice, fmtQty, fmtTime, items, num,
 } from "./common.js";
+import { BookPanel } from "./book.js";
 
 const MAX_CANDLES = 400;
 const MAX_TAPE = 50;
@@ -23,6 +24,7 @@ const state = {
 };
 
 const Chart = chartDefaults();
+const book = new BookPanel(Chart);
 const TIME_FORMATS = { millisecond: "HH:mm:ss", second: "HH:mm:ss", minute: "HH:mm", hour: "HH:mm", day: "MMM d" };
 const $ = (id) => document.getElementById(id);
 
@@ -360,6 +362,9 @@ function onPush(msg) {
     case "whales":
       addWhales(msg.alerts || [], true);
       break;
+    case "book":
+      book.onPush(msg);
+      break;
     default:
       break;
   }
@@ -406,4 +411,5 @@ Promise.all([loadHistory(), loadTrades(), loadWhales(), stats]).finally(() => {
 new LiveSocket(config.ws, {
   onMessage: onPush,
   onReconnect: () => Promise.all([loadHistory(), loadTrades(), loadWhales()]),
+  onDown: () => book.onDisconnect(),
 });
