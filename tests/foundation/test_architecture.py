@@ -22,8 +22,10 @@ pytestmark = pytest.mark.unit
 LAYERS: list[set[str]] = [
     {"cryptoproject"},
     {"ingest"},
-    {"books"},  # L2 order books and their sync machines (docs/BOOKS.md): over ingest's parsing helpers
-    {"analytics", "simulator"},  # the simulator is test tooling over ingest: nothing below it may import it
+    {"analytics"},
+    # L2 order books (docs/BOOKS.md): sync machines over ingest's helpers; their storage over analytics' partitions
+    {"books"},
+    {"simulator"},  # test tooling over ingest and books: nothing below it may import it
     {"history", "backtest", "notifications"},
     {"prediction"},
     # Each user's alert rules and firings; users' tokens, watchlists, quotas and ownership: the dashboard uses both.
