@@ -250,6 +250,7 @@ CELERY_TASK_ROUTES = {
     # Alert detection on its own queue, so a candle backlog never delays an alert.
     "analytics.tasks.detect_whales": {"queue": CeleryQueue.ALERTS.value},
     "analytics.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
+    "books.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
     # Backtests users start: a worker of their own, so a queue of long runs never delays a candle update.
     "backtest.tasks.*": {"queue": CeleryQueue.BACKTEST.value},
     # Training and inference on their own queue: a retraining never delays a candle update.
