@@ -6,6 +6,7 @@ messages go to the dead-letter topic; breaks store a not-valid row and drop the 
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -320,3 +321,40 @@ def test_a_row_only_moves_forward_in_the_topic() -> None:
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM books_replaycheckpoint")
         assert cur.fetchone()[0] == 2
+
+
+def test_a_lost_database_connection_pauses_retries_and_stores_the_batch_and_a_failing_hook_changes_nothing(
+    kafka_topics: KafkaTopics, books_topic: str
+) -> None:
+    calls: list[int] = []
+    pids: list[int] = []
+
+    def on_books(changed: list[tuple[str, str, L2Book, bool]]) -> None:
+        calls.append(len(changed))
+        pids.append(connection.connection.info.backend_pid)  # the consumer thread's own PostgreSQL session
+        raise RuntimeError("a live push failed")  # logged: storage goes on
+
+    consumer = BooksConsumer(BooksConsumerConfig.from_settings(batch_size=100, batch_ms=100), on_books=on_books)
+    thread = threading.Thread(target=consumer.run)
+    thread.start()
+    try:
+        produce(
+            books_topic,
+            [
+                book_message("snapshot", 10, 10, T0 + 100, bids=SNAP["bids"], asks=SNAP["asks"]),
+                book_message("delta", 11, 11, T0 + 500, bids=[["100.00", "4.0"]]),
+            ],
+        )
+        wait_for(lambda: pids, timeout=60, what="the first batch")
+        with connection.cursor() as cur:  # PostgreSQL ends the consumer's session: its next store fails
+            cur.execute("SELECT pg_terminate_backend(%s)", [pids[0]])
+        produce(books_topic, [book_message("delta", 12, 12, T0 + 2500, bids=[["100.00", "5.0"]])])
+        wait_for(lambda: BookMetric.objects.filter(last_id=12).exists(), timeout=60, what="the retried batch")
+    finally:
+        consumer.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert consumer.metrics.failures == 1
+    assert consumer.metrics.batches == 2
+    assert calls == [1, 1]
+    assert sorted(BookMetric.objects.values_list("last_id", flat=True)) == [11, 12]
