@@ -240,6 +240,7 @@ MODEL_USERS: dict[str, set[str]] = {
     "dashboard.api.alerts": {"Alert", "AlertRule", "Destination", "Notification"},
     "dashboard.destinations": {"Destination"},
     "dashboard.api.backtests": {"BacktestRun"},
+    "dashboard.api.books": {"BookMetric", "BookSnapshot"},
     "dashboard.api.predictions": {"Prediction", "PredictionModel"},
     "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
     "dashboard.health": {"SymbolStats", "Trade"},
