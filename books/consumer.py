@@ -152,6 +152,7 @@ class BooksConsumer:
         #: per partition, the committed offset found at assignment: messages below it are a replay
         self.floor: dict[int, int] = {}
         self.reassigned = False
+        self._assigned_once = False
         self._stop = threading.Event()
         self._batch = _Batch()
         self._retry_at = 0.0
@@ -262,8 +263,10 @@ class BooksConsumer:
     def _limits_reached(self) -> bool:
         if self.config.max_records is not None and self.metrics.consumed >= self.config.max_records:
             return True
+        # Idle counts only once partitions were assigned: a restarted member may wait for the group to drop its
+        # killed predecessor (the session timeout) before it gets any.
         idle = self.config.idle_exit_s
-        return idle is not None and time.monotonic() - self._last_record_at >= idle
+        return idle is not None and self._assigned_once and time.monotonic() - self._last_record_at >= idle
 
     # ------------------------------------------------------------------------------------------------ delivery
     def _deliver(self) -> bool:
@@ -352,6 +355,7 @@ class BooksConsumer:
         self._batch, self.keepers, self.floor = _Batch(), {}, {}
         self._retry_at, self._backoff = 0.0, self.config.backoff_initial_s
         assigned = set(self._consumer.assignment())
+        self._assigned_once = self._assigned_once or bool(assigned)
         self._consumer.resume(*assigned)
         for tp in sorted(assigned, key=lambda p: p.partition):
             committed = self._consumer.committed(tp)

@@ -56,9 +56,13 @@ def test_the_health_page_shows_book_resyncs_and_the_books_consumer(spawn: Callab
                     [c.inner_text() for c in r.query_selector_all("td")]
                     for r in page.query_selector_all("#ingest-table tbody tr")
                 ]
-                assert {row[0]: row[3] for row in rows} == {"binance": "4 / 3", "okx": "—"}
-                cells = [c.inner_text() for c in page.query_selector_all("#books-table tbody tr td")]
-                assert cells == ["host-7", "6,493", "1 / 2", "3", "5", "12"]
+                books = {row[0]: row[3] for row in rows}  # other tests' snapshots may still be in Redis
+                assert (books["binance"], books["okx"]) == ("4 / 3", "—")
+                members = [
+                    [c.inner_text() for c in r.query_selector_all("td")]
+                    for r in page.query_selector_all("#books-table tbody tr")
+                ]
+                assert ["host-7", "6,493", "1 / 2", "3", "5", "12"] in members
                 assert errors == []
             finally:
                 browser.close()

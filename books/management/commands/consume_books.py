@@ -42,7 +42,12 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=_positive_int, default=2000, help="messages per batch (2000)")
         parser.add_argument("--batch-ms", type=_positive_int, default=500, help="max batch age in ms (500)")
         parser.add_argument("--max-records", type=_positive_int, default=None, help="exit after N messages")
-        parser.add_argument("--idle-exit", type=_positive_float, default=None, help="exit after S idle seconds")
+        parser.add_argument(
+            "--idle-exit",
+            type=_positive_float,
+            default=None,
+            help="exit after S seconds without messages, once partitions are assigned",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Check PostgreSQL, Kafka and Redis, make today's partitions, then consume."""
