@@ -37,10 +37,28 @@ DEFAULT = "analytics_trade_default"
 # Every column of the parent but generated ones (quote_quantity), in table order: what moving rows between partitions
 # copies. Read from the catalog, not written out: a migration that runs this code (0004) sees the table of its own
 # day, and a column added later (trade_ref) is moved too.
-_COLUMNS = f"""
+_COLUMNS = """
     SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
-    WHERE attrelid = '{PARENT}'::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+    WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
 """
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table range-partitioned on ``column`` the way the trades table is (other apps' tables reuse this module:
+    the order books' series, ``books/partitions.py``). Names are code constants, never input."""
+
+    parent: str
+    column: str
+
+    @property
+    def default(self) -> str:
+        """The default partition's name."""
+        return f"{self.parent}_default"
+
+
+#: the trades table, every function's default
+TRADES = Table(PARENT, "traded_at")
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 # DDL on the parent waits for the consumer's open transaction; past this it gives up and tries again next run
 # rather than queueing every insert behind its lock.
@@ -59,9 +77,9 @@ def period_start(moment: datetime, days: int | None = None) -> datetime:
     return EPOCH + timedelta(days=day - day % days)
 
 
-def partition_name(start: datetime) -> str:
-    """``analytics_trade_pYYYYMMDD``: the partition starting at ``start``."""
-    return f"{PARENT}_p{start:%Y%m%d}"
+def partition_name(start: datetime, table: Table = TRADES) -> str:
+    """``analytics_trade_pYYYYMMDD``: the partition of ``table`` starting at ``start``."""
+    return f"{table.parent}_p{start:%Y%m%d}"
 
 
 @dataclass(frozen=True)
@@ -73,9 +91,9 @@ class Partition:
     end: datetime
 
 
-def partitions(using: str = DEFAULT_DB_ALIAS) -> list[Partition]:
-    """The range partitions of the trades table of database ``using``, oldest first (the default partition is not
-    among them)."""
+def partitions(using: str = DEFAULT_DB_ALIAS, table: Table = TRADES) -> list[Partition]:
+    """The range partitions of ``table`` (the trades) in database ``using``, oldest first (the default partition is
+    not among them)."""
     with connections[using].cursor() as cur:
         cur.execute(
             """
@@ -83,7 +101,7 @@ def partitions(using: str = DEFAULT_DB_ALIAS) -> list[Partition]:
             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
             WHERE i.inhparent = %s::regclass
             """,
-            [PARENT],
+            [table.parent],
         )
         rows = cur.fetchall()
     found = []
@@ -96,7 +114,9 @@ def partitions(using: str = DEFAULT_DB_ALIAS) -> list[Partition]:
     return sorted(found, key=lambda p: p.start)
 
 
-def ensure_partitions(first: datetime, last: datetime, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+def ensure_partitions(
+    first: datetime, last: datetime, using: str = DEFAULT_DB_ALIAS, table: Table = TRADES
+) -> list[str]:
     """Create the missing partitions of every period touching ``first..last`` in database ``using``; return the
     names created.
 
@@ -107,46 +127,47 @@ def ensure_partitions(first: datetime, last: datetime, using: str = DEFAULT_DB_A
     if last < first:
         raise ValueError(f"last {last} is before first {first}")
     days = period_days()
-    existing = {p.start for p in partitions(using)}
+    existing = {p.start for p in partitions(using, table)}
     created = []
     start = period_start(first, days)
     while start <= last:
-        if start not in existing and _create(start, start + timedelta(days=days), using):
-            created.append(partition_name(start))
+        if start not in existing and _create(start, start + timedelta(days=days), using, table):
+            created.append(partition_name(start, table))
         start += timedelta(days=days)
     return created
 
 
-def _create(start: datetime, end: datetime, using: str) -> bool:
-    name = partition_name(start)
+def _create(start: datetime, end: datetime, using: str, table: Table) -> bool:
+    name = partition_name(start, table)
+    parent, default, column = table.parent, table.default, table.column
     # The bounds are datetimes this module computed, never input: safe to write into the DDL (which takes no
     # parameters).
     lo, hi = start.isoformat(), end.isoformat()
     with transaction.atomic(using=using), connections[using].cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('analytics_trade partitions', 0))")
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{parent} partitions"])
         cur.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
         cur.execute("SELECT to_regclass(%s)", [name])
         if cur.fetchone()[0] is not None:
             return False  # another process made it while this one waited for the lock
-        cur.execute(_COLUMNS)
+        cur.execute(_COLUMNS, [parent])
         (columns,) = cur.fetchone()
         cur.execute(
             f"""
-            CREATE TEMP TABLE analytics_trade_moving ON COMMIT DROP AS
+            CREATE TEMP TABLE {parent}_moving ON COMMIT DROP AS
             WITH moved AS (
-                DELETE FROM {DEFAULT} WHERE traded_at >= %s AND traded_at < %s RETURNING {columns}
+                DELETE FROM {default} WHERE {column} >= %s AND {column} < %s RETURNING {columns}
             )
             SELECT * FROM moved
             """,
             [start, end],
         )
         moved = cur.rowcount
-        cur.execute(f"CREATE TABLE {name} PARTITION OF {PARENT} FOR VALUES FROM ('{lo}') TO ('{hi}')")
+        cur.execute(f"CREATE TABLE {name} PARTITION OF {parent} FOR VALUES FROM ('{lo}') TO ('{hi}')")
         if moved:
-            cur.execute(f"INSERT INTO {PARENT} ({columns}) SELECT {columns} FROM analytics_trade_moving")
+            cur.execute(f"INSERT INTO {parent} ({columns}) SELECT {columns} FROM {parent}_moving")
         # Dropped now, not at commit: inside an outer transaction (a migration) the next partition makes another.
-        cur.execute("DROP TABLE analytics_trade_moving")
-    logger.info("trade partition created", extra={"partition": name, "start": lo, "end": hi, "moved": moved})
+        cur.execute(f"DROP TABLE {parent}_moving")
+    logger.info("partition created", extra={"partition": name, "start": lo, "end": hi, "moved": moved})
     return True
 
 
@@ -158,38 +179,39 @@ class Maintenance:
     default_rows: int
 
 
-def maintain(now: datetime | None = None, using: str = DEFAULT_DB_ALIAS) -> Maintenance:
-    """Create the partitions from yesterday to ``TRADE_PARTITIONS_AHEAD`` days ahead in database ``using``; count
-    its default rows. A migration passes its ``schema_editor.connection.alias``: the database it migrates."""
+def maintain(now: datetime | None = None, using: str = DEFAULT_DB_ALIAS, table: Table = TRADES) -> Maintenance:
+    """Create the partitions of ``table`` from yesterday to ``TRADE_PARTITIONS_AHEAD`` days ahead in database
+    ``using``; count its default rows. A migration passes its ``schema_editor.connection.alias``: the database it
+    migrates."""
     now = now or timezone.now()
     ahead = now + timedelta(days=int(settings.TRADE_PARTITIONS_AHEAD))
-    created = ensure_partitions(now - timedelta(days=1), ahead, using)
-    rows = default_rows(using)
+    created = ensure_partitions(now - timedelta(days=1), ahead, using, table)
+    rows = default_rows(using, table)
     if rows:
-        logger.warning("trades outside every partition", extra={"partition": DEFAULT, "rows": rows})
+        logger.warning("rows outside every partition", extra={"partition": table.default, "rows": rows})
     return Maintenance(created, rows)
 
 
-def default_rows(using: str = DEFAULT_DB_ALIAS) -> int:
-    """Trades in the default partition of database ``using``: outside every range partition (stored, but worth
-    knowing about)."""
+def default_rows(using: str = DEFAULT_DB_ALIAS, table: Table = TRADES) -> int:
+    """Rows in the default partition of ``table`` in database ``using``: outside every range partition (stored, but
+    worth knowing about)."""
     with connections[using].cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM {DEFAULT}")
+        cur.execute(f"SELECT count(*) FROM {table.default}")
         return int(cur.fetchone()[0])
 
 
-def drop_before(cutoff: datetime, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+def drop_before(cutoff: datetime, using: str = DEFAULT_DB_ALIAS, table: Table = TRADES) -> list[str]:
     """Detach and drop every partition of database ``using`` that ends at or before ``cutoff`` (whole periods: no
     row-by-row DELETE); return the names dropped. A partition its lock cannot be had for within the timeout waits
     for the next run."""
     dropped = []
-    for part in partitions(using):
+    for part in partitions(using, table):
         if part.end > cutoff:
             break
         with transaction.atomic(using=using), connections[using].cursor() as cur:
             cur.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
-            cur.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {part.name}")
+            cur.execute(f"ALTER TABLE {table.parent} DETACH PARTITION {part.name}")
             cur.execute(f"DROP TABLE {part.name}")
         dropped.append(part.name)
-        logger.info("trade partition dropped", extra={"partition": part.name, "end": part.end.isoformat()})
+        logger.info("partition dropped", extra={"partition": part.name, "end": part.end.isoformat()})
     return dropped

@@ -26,9 +26,10 @@ logger = logging.getLogger(__name__)
 
 # The default partition is small (trades outside every range): its own BRIN-less scan is cheap, and the
 # primary key makes the DELETE itself an index lookup.
-_DELETE_BATCH = f"""
-DELETE FROM {partitions.DEFAULT}
-WHERE id IN (SELECT id FROM {partitions.DEFAULT} WHERE traded_at < %(cutoff)s LIMIT %(limit)s)
+# Every partitioned table here (partitions.Table) has an ``id`` primary key column.
+_DELETE_BATCH = """
+DELETE FROM {default}
+WHERE id IN (SELECT id FROM {default} WHERE {column} < %(cutoff)s LIMIT %(limit)s)
 """
 
 
@@ -52,18 +53,22 @@ def apply_retention(
     batch_size: int | None = None,
     max_batches: int | None = None,
     using: str = DEFAULT_DB_ALIAS,
+    table: partitions.Table = partitions.TRADES,
+    days: int | None = None,
 ) -> RetentionResult:
-    """Drop the expired partitions of database ``using``, then delete its default partition's expired rows in
-    bounded batches (until none is left or ``max_batches`` ran)."""
+    """Drop the expired partitions of ``table`` (the trades; kept ``days``, default ``TRADE_RETENTION_DAYS``) in
+    database ``using``, then delete its default partition's expired rows in bounded batches (until none is left or
+    ``max_batches`` ran)."""
     size = settings.RETENTION_BATCH_SIZE if batch_size is None else batch_size
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {size}")
-    cutoff = retention_cutoff(now)
-    dropped = partitions.drop_before(cutoff, using)
+    cutoff = retention_cutoff(now, days)
+    dropped = partitions.drop_before(cutoff, using, table)
     deleted = batches = 0
+    delete = _DELETE_BATCH.format(default=table.default, column=table.column)
     while max_batches is None or batches < max_batches:
         with connections[using].cursor() as cur:
-            cur.execute(_DELETE_BATCH, {"cutoff": cutoff, "limit": size})
+            cur.execute(delete, {"cutoff": cutoff, "limit": size})
             count = cur.rowcount
         deleted += count
         batches += 1
@@ -71,6 +76,11 @@ def apply_retention(
             break
     logger.info(
         "retention applied",
-        extra={"cutoff": cutoff.isoformat(), "partitions_dropped": dropped, "default_deleted": deleted},
+        extra={
+            "table": table.parent,
+            "cutoff": cutoff.isoformat(),
+            "partitions_dropped": dropped,
+            "default_deleted": deleted,
+        },
     )
     return RetentionResult(cutoff, dropped, deleted)

@@ -33,6 +33,17 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="3"),
         "options": {"expires": 3000},
     },
+    # The order books' series (docs/BOOKS.md, "Storage"): partitioned and retained like the trades.
+    "books-maintain-partitions": {
+        "task": "books.tasks.maintain_partitions",
+        "schedule": crontab(minute="4"),
+        "options": {"expires": 3000},
+    },
+    "books-apply-retention": {
+        "task": "books.tasks.apply_retention",
+        "schedule": crontab(minute="8"),
+        "options": {"expires": 3000},
+    },
     # The outbox sender (docs/ALERTS.md): retries, expired leases and any firing whose kick was lost.
     "notifications-send-due": {
         "task": "notifications.tasks.send_due",

@@ -250,6 +250,7 @@ CELERY_TASK_ROUTES = {
     # Alert detection on its own queue, so a candle backlog never delays an alert.
     "analytics.tasks.detect_whales": {"queue": CeleryQueue.ALERTS.value},
     "analytics.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
+    "books.tasks.*": {"queue": CeleryQueue.ANALYTICS.value},
     # Backtests users start: a worker of their own, so a queue of long runs never delays a candle update.
     "backtest.tasks.*": {"queue": CeleryQueue.BACKTEST.value},
     # Training and inference on their own queue: a retraining never delays a candle update.
@@ -317,6 +318,21 @@ if not 0 < BOOK_PUSH_MAX_HZ <= 5:
 BOOK_PUSH_LEVELS: int = _setting("BOOK_PUSH_LEVELS", int, 50)
 if not 1 <= BOOK_PUSH_LEVELS <= 500:
     raise ImproperlyConfigured(f"BOOK_PUSH_LEVELS: must be 1..500, got {BOOK_PUSH_LEVELS}")
+# Storage of the books (consume_books, docs/BOOKS.md "Storage"): levels a side of each stored top-N snapshot,
+# seconds of exchange event time between stored snapshots, days both series are kept (whole daily partitions),
+# and the consumer group of consume_books (its own: it reads market.books, never market.trades).
+BOOK_DEPTH_LEVELS: int = _setting("BOOK_DEPTH_LEVELS", int, 50)
+if not 1 <= BOOK_DEPTH_LEVELS <= 5000:
+    raise ImproperlyConfigured(f"BOOK_DEPTH_LEVELS: must be 1..5000, got {BOOK_DEPTH_LEVELS}")
+BOOK_STORE_EVERY_S: int = _setting("BOOK_STORE_EVERY_S", int, 10)
+if not 1 <= BOOK_STORE_EVERY_S <= 86400 or 86400 % BOOK_STORE_EVERY_S:
+    raise ImproperlyConfigured(f"BOOK_STORE_EVERY_S: must divide a day (1..86400), got {BOOK_STORE_EVERY_S}")
+BOOK_RETENTION_DAYS: int = _setting("BOOK_RETENTION_DAYS", int, 7)
+if BOOK_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(f"BOOK_RETENTION_DAYS: must be at least 1, got {BOOK_RETENTION_DAYS}")
+KAFKA_BOOKS_CONSUMER_GROUP: str = env.str("KAFKA_BOOKS_CONSUMER_GROUP", default="books")
+if not KAFKA_BOOKS_CONSUMER_GROUP:
+    raise ImproperlyConfigured("KAFKA_BOOKS_CONSUMER_GROUP: must not be empty")
 # Replicas of the project's topics: 1 on a single broker; 3 on a production cluster (with min.insync.replicas=2 on
 # the brokers, an acknowledged trade survives the loss of any one broker).
 KAFKA_REPLICATION_FACTOR: int = _setting("KAFKA_REPLICATION_FACTOR", int, 1)

@@ -35,6 +35,7 @@ from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from analytics import partitions as partition_logic
 from analytics.models import SymbolStats, Trade
 from analytics.queries import known_pairs
+from books.consumer import METRICS_PREFIX as BOOKS_METRICS_PREFIX
 from cryptoproject.db_router import REPLICA
 from cryptoproject.kafka import BrokerUnavailableError, admin_client, client_config
 from cryptoproject.kafka_offsets import (
@@ -219,6 +220,12 @@ def not_recovered(snapshot: dict[str, Any]) -> dict[str, int]:
     return {"abandoned": abandoned, "unrecoverable": unrecoverable, "total": abandoned + unrecoverable}
 
 
+def book_syncs(snapshot: dict[str, Any]) -> dict[str, int]:
+    """An ingest process's order books (docs/BOOKS.md): snapshots synced and resyncs (breaks that asked for a new
+    snapshot); both 0 without the books channel."""
+    return {"syncs": _count(snapshot, "book_syncs"), "resyncs": _count(snapshot, "book_resyncs")}
+
+
 def ingest_health(client: redis.Redis) -> dict[str, Any]:
     """``metrics:ingest:<exchange>`` snapshots with a rate each and the total, and the trades each process
     could not backfill (``not_recovered``; summed over the exchanges at the top)."""
@@ -234,7 +241,12 @@ def ingest_health(client: redis.Redis) -> dict[str, Any]:
         total += rate or 0.0
         missed = not_recovered(snapshot)
         lost += missed["total"]
-        exchanges[exchange] = {"rate": rate, "snapshot": snapshot, "not_recovered": missed}
+        exchanges[exchange] = {
+            "rate": rate,
+            "snapshot": snapshot,
+            "not_recovered": missed,
+            "books": book_syncs(snapshot),
+        }
     return {
         "rate": round(total, 1) if exchanges else None,
         "not_recovered": lost if exchanges else None,
@@ -395,17 +407,21 @@ def pipeline_health() -> dict[str, Any]:
     """The whole health picture as a JSON-ready dict (the ``/api/v1/health`` body)."""
     group, topic, dlq = settings.KAFKA_CONSUMER_GROUP, settings.KAFKA_TRADES_TOPIC, settings.KAFKA_DLQ_TOPIC
     ingest, ingest_error = _redis_section(settings.REDIS_URL, ingest_health)
-    consumers, consumers_error = _redis_section(
-        settings.REDIS_URL, lambda client: read_snapshots(client, CONSUMER_METRICS_PREFIX)
+    # The trades consumers and the books consumers (consume_books) report to the same Redis: one section, one error.
+    members, consumers_error = _redis_section(
+        settings.REDIS_URL,
+        lambda client: (read_snapshots(client, CONSUMER_METRICS_PREFIX), read_snapshots(client, BOOKS_METRICS_PREFIX)),
     )
+    consumers, book_consumers = members or ({}, {})
     queues, queues_error = _redis_section(settings.CELERY_BROKER_URL, queue_depths)
     lag = _cached(("lag", group, topic), lambda: consumer_lag(group, topic))
     replica = replica_status()
     return {
         "generated_at": timezone.now().isoformat(),
         "ingest": ingest or {"rate": None, "not_recovered": None, "exchanges": {}},
-        "consumers": consumers or {},
-        "liveness": consumer_liveness(consumers or {}, lag, settings.CONSUMER_STALL_TIMEOUT_S),
+        "consumers": consumers,
+        "book_consumers": book_consumers,
+        "liveness": consumer_liveness(consumers, lag, settings.CONSUMER_STALL_TIMEOUT_S),
         "kafka": lag,
         "dlq": _cached(("dlq", dlq), lambda: dlq_count(dlq)),
         "symbols": last_trades(),

@@ -3,7 +3,7 @@
 from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from dashboard.api import accounts, alerts, backtests, predictions, views
+from dashboard.api import accounts, alerts, backtests, books, predictions, views
 from dashboard.auth import LoginRequiredIfConfigured
 
 app_name = "api"
@@ -18,6 +18,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("stats", views.StatsView.as_view(), name="stats"),
     path("symbols", views.SymbolsView.as_view(), name="symbols"),
     path("health", views.HealthView.as_view(), name="health"),
+    path("book", books.BookView.as_view(), name="book"),
+    path("book/metrics", books.BookMetricsView.as_view(), name="book-metrics"),
     path("backtests", backtests.BacktestsView.as_view(), name="backtests"),
     path("backtests/strategies", backtests.StrategiesView.as_view(), name="backtest-strategies"),
     path("backtests/<int:run_id>", backtests.BacktestView.as_view(), name="backtest"),

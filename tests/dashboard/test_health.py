@@ -289,3 +289,25 @@ def test_healthz_is_503_while_records_wait_without_commit_progress(
     commit(kafka_topics.group, kafka_topics.trades, {0: 3, 4: 2})
     wait_for(lambda: client.get("/healthz").status_code == 200, what="healthz 200 once the group catches up")
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "consumers": "ok"}
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("locmem_cache")
+def test_book_syncs_and_resyncs_per_exchange_and_the_books_consumers_are_shown(
+    redis_client: redis.Redis, client: Client
+) -> None:
+    base = {"at": 1_000_000, "trades_published": 10, "throughput_trades_per_s": 1.0}
+    redis_client.set("metrics:ingest:binance", json.dumps({**base, "book_syncs": 3, "book_resyncs": 2}))
+    redis_client.set("metrics:ingest:kraken", json.dumps(base))  # --channels trades (or an older release)
+    member = {"consumed": 120, "applied": 118, "breaks": 1, "invalid_snapshots": 1, "dead_lettered": 1,
+              "markets": 2, "valid_markets": 1, "batches": 4}  # fmt: skip
+    redis_client.set("metrics:books:host-42", json.dumps(member), ex=30)
+    section = health.ingest_health(redis_client)
+    assert section["exchanges"]["binance"]["books"] == {"syncs": 3, "resyncs": 2}
+    assert section["exchanges"]["kraken"]["books"] == {"syncs": 0, "resyncs": 0}
+    body = client.get("/api/v1/health").json()
+    assert body["ingest"]["exchanges"]["binance"]["books"]["resyncs"] == 2
+    assert body["book_consumers"]["host-42"] == member
+    html = client.get("/health/").content.decode()
+    assert "Book syncs / resyncs</th>" in html
+    assert 'id="books-table"' in html

@@ -23,8 +23,8 @@ LAYERS: list[set[str]] = [
     {"cryptoproject"},
     {"ingest"},
     {"analytics"},
-    # L2 order books, their sync machines and their live push (docs/BOOKS.md): over ingest's parsing helpers and
-    # analytics' push path and group names.
+    # L2 order books (docs/BOOKS.md): sync machines over ingest's helpers; their storage over analytics' partitions,
+    # retention and dead letters; their live push over analytics' push path and group names.
     {"books"},
     {"simulator"},  # test tooling over ingest and books: nothing below it may import it
     {"history", "backtest", "notifications"},
@@ -241,6 +241,7 @@ MODEL_USERS: dict[str, set[str]] = {
     "dashboard.api.alerts": {"Alert", "AlertRule", "Destination", "Notification"},
     "dashboard.destinations": {"Destination"},
     "dashboard.api.backtests": {"BacktestRun"},
+    "dashboard.api.books": {"BookMetric", "BookSnapshot"},
     "dashboard.api.predictions": {"Prediction", "PredictionModel"},
     "dashboard.api.views": {"Candle", "IndicatorPoint", "SymbolStats", "Trade", "WhaleAlert"},
     "dashboard.health": {"SymbolStats", "Trade"},

@@ -1,1 +1,1 @@
-"""``replay_books``."""
+"""``consume_books`` and ``replay_books``."""

@@ -37,6 +37,12 @@ function lostCell(missed) {
   return node;
 }
 
+// An exchange's order books in ingest: syncs and resyncs (breaks), "—" for a process without the books channel.
+function booksCell(books) {
+  if (!books || !(num(books.syncs) > 0 || num(books.resyncs) > 0)) return cell("—", "num mono muted");
+  return cell(`${num(books.syncs)} / ${num(books.resyncs)}`, `num mono ${num(books.resyncs) > 0 ? "down" : ""}`);
+}
+
 function render(h) {
   const now = Date.now();
   // Ingest
@@ -49,7 +55,17 @@ function render(h) {
     cell(s.exchange ?? s.name ?? "?"),
     cell(num(s.rate ?? s.trades_per_second ?? s.value).toLocaleString("en-US", { maximumFractionDigits: 1 }), "num mono"),
     lostCell(s.not_recovered),
+    booksCell(s.books),
     cell(detail(s.snapshot), "num muted"))));
+  // The books consumers (consume_books): one row per member.
+  const bookMembers = asList(h.book_consumers);
+  fill("books-table", "books-empty", bookMembers.map((m) => el("tr", {},
+    cell(m.name, "mono"),
+    cell(num(m.consumed).toLocaleString("en-US"), "num mono"),
+    cell(`${num(m.valid_markets)} / ${num(m.markets)}`, "num mono"),
+    cell(num(m.breaks) + num(m.invalid_snapshots), `num mono ${num(m.breaks) + num(m.invalid_snapshots) > 0 ? "down" : ""}`),
+    cell(num(m.dead_lettered).toLocaleString("en-US"), "num mono"),
+    cell(num(m.batches).toLocaleString("en-US"), "num mono"))));
   // Trades missed for good: gaps given up on and ids older than the exchanges' REST history.
   const lost = num(ingest.not_recovered);
   kpi("kpi-lost", Number.isFinite(lost) ? lost.toLocaleString("en-US") : "—",
