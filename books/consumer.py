@@ -41,6 +41,7 @@ from analytics.consumer.errors import REBALANCE_ERRORS, TRANSIENT_ERRORS
 from books import storage
 from books.book import L2Book
 from books.keeper import BookKeeper, Output, decode
+from books.live import BookPusher
 from cryptoproject.kafka import client_config
 from cryptoproject.kafka_offsets import METRICS_TTL_SECONDS
 from cryptoproject.redis_clients import redis_client
@@ -139,9 +140,13 @@ class BooksConsumer:
         on_books: OnBooks | None = None,
         consumer: KafkaConsumer | None = None,
         producer: KafkaProducer | None = None,
+        pusher: BookPusher | None = None,
     ) -> None:
         self.config = config = config or BooksConsumerConfig.from_settings()
-        self.on_books = on_books
+        # The live push to the market pages: fed the changed books after each stored batch (unless another hook
+        # is given), and flushed on every pass of the loop so a throttled market's last state goes out.
+        self.pusher = pusher
+        self.on_books = on_books if on_books is not None or pusher is None else pusher
         self.topic: str = settings.KAFKA_BOOKS_TOPIC
         self.group: str = settings.KAFKA_BOOKS_CONSUMER_GROUP
         self.source = f"consumer:{self.group}"
@@ -215,6 +220,9 @@ class BooksConsumer:
             return
         batch = self._batch
         timeout = max(0, int((batch.started + self.config.batch_ms / 1000 - now) * 1000)) if batch.consumed else 500
+        wait = self.pusher.wait_s() if self.pusher is not None else None
+        if wait is not None:
+            timeout = min(timeout, int(wait * 1000))  # a held book's slot frees before the poll would return
         room = max(1, self.config.batch_size - batch.consumed)
         polled = self._consumer.poll(timeout_ms=timeout, max_records=room)
         if self.reassigned:
@@ -374,6 +382,11 @@ class BooksConsumer:
 
     # ------------------------------------------------------------------------------------------------ metrics
     def _periodic(self) -> None:
+        if self.pusher is not None:
+            try:
+                self.pusher.flush()
+            except Exception:  # a live push must never stop storage
+                logger.exception("book push flush failed")
         now = time.monotonic()
         if now - self._last_metrics >= self.config.metrics_interval_s:
             self._last_metrics = now

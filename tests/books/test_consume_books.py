@@ -358,3 +358,37 @@ def test_a_lost_database_connection_pauses_retries_and_stores_the_batch_and_a_fa
     assert consumer.metrics.batches == 2
     assert calls == [1, 1]
     assert list(BookMetric.objects.order_by("second").values_list("last_id", flat=True)) == [11, 12]
+
+
+def test_the_consumer_pushes_each_changed_book_to_its_market_page_the_last_state_included(
+    kafka_topics: KafkaTopics, books_topic: str
+) -> None:
+    """With a pusher (as ``manage.py consume_books`` runs by default), the stored books reach the market page's
+    group: throttled, but the last state of the burst arrives, flushed by the loop once its slot frees."""
+    from analytics.groups import market_group
+    from books.live import BookPusher
+    from tests.analytics.test_tasks import Listener
+
+    produce(
+        books_topic,
+        [
+            book_message("snapshot", 10, 10, T0 + 100, bids=SNAP["bids"], asks=SNAP["asks"]),
+            *(book_message("delta", 10 + i, 10 + i, T0 + 100 + i, bids=[["100.00", f"{i}.5"]]) for i in range(1, 30)),
+        ],
+    )
+    listener = Listener(market_group("binance", "BTCUSDT"))
+    try:
+        # one message a batch: the burst's books change faster than the five pushes a second allowed
+        consumer = BooksConsumer(
+            BooksConsumerConfig.from_settings(idle_exit_s=3.0, batch_size=1, batch_ms=50), pusher=BookPusher()
+        )
+        consumer.run()
+        received = []
+        while (payload := listener.receive(timeout=1.0)) is not None:
+            received.append(payload)
+    finally:
+        listener.close()
+    books = [p for p in received if p.get("kind") == "book"]
+    assert 1 <= len(books) < 30  # throttled: not one push per message
+    assert books[-1]["bids"][0] == ["100", "29.5"]  # the last state of the burst
+    assert (books[-1]["t"], books[-1]["valid"]) == (T0 + 129, True)

@@ -13,6 +13,7 @@ from django.db import DatabaseError
 
 from books import partitions
 from books.consumer import BooksConsumer, BooksConsumerConfig
+from books.live import BookPusher
 from cryptoproject.preflight import require_database, require_kafka, require_redis
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ class Command(BaseCommand):
             default=None,
             help="exit after S seconds without messages, once partitions are assigned",
         )
+        parser.add_argument(
+            "--no-push",
+            action="store_true",
+            help="store only: no live push of the books to the market pages (BOOK_PUSH_MAX_HZ a second otherwise)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Check PostgreSQL, Kafka and Redis, make today's partitions, then consume."""
@@ -64,7 +70,7 @@ class Command(BaseCommand):
             max_records=options["max_records"],
             idle_exit_s=options["idle_exit"],
         )
-        consumer = BooksConsumer(config)
+        consumer = BooksConsumer(config, pusher=None if options["no_push"] else BookPusher())
 
         def _stop(signum: int, frame: FrameType | None) -> None:
             consumer.stop()
