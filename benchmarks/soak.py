@@ -8,7 +8,8 @@ and beat, the stand-ins of the notify worker, and daphne. A user signs in to the
 Chromium and keeps it open; the API is polled with the user's token.
 
 Every ``--sample`` seconds the harness records each process's RSS (its whole tree: Celery's pool children
-included; Chromium as ``chromium``), the consumer group's Kafka lag, and the push latencies the page saw (a
+included; Chromium as ``chromium``; the stack's servers as ``server-*``, by PSS, reported but not judged), its CPU
+seconds, the machine's load, the consumer group's Kafka lag, and the push latencies the page saw (a
 wrapper of the page's ``WebSocket`` stamps each ``trades`` push on arrival: ``Date.now()`` minus each trade's
 exchange event time ``t``). A thread polls the API once a second. At the end every log is scanned for error lines
 and :mod:`benchmarks.soak_analysis` computes the figures and a verdict per target.
@@ -48,9 +49,11 @@ from chaos.harness import Stack, Supervisor, stack_environment
 
 DEFAULT_STACK = 15
 PARTITIONS = 6
-# trades per symbol the simulators' REST keeps; the simulators stand in for the exchanges: reported, not judged
+# trades per symbol the simulators' REST keeps
 REST_HISTORY = 50_000
-NOT_JUDGED_PREFIX = "sim-"
+# the simulators stand in for the exchanges and the servers are not the project's code (their memory is the JVM's
+# heap, PostgreSQL's buffers and caches filling up): reported, not judged
+NOT_JUDGED_PREFIXES = ("sim-", "server-")
 REDIS_VARIABLES = ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CHANNEL_LAYER_URL", "CACHE_URL")
 # (exchange, the symbols its simulator and ingest use): the Procfile's three, two markets each.
 EXCHANGES = (
@@ -224,6 +227,31 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of ``pid`` and its descendants, in MB: PostgreSQL's backends share its buffers, which
+    RSS would count once per backend."""
+    total = 0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def server_pids(stack_dir: Path) -> dict[str, int]:
+    """The stack's servers (``scripts/stack.sh``'s pid files): kafka, postgres, redis; those not found left out."""
+    found = {}
+    for name, pid_file in (
+        ("kafka", stack_dir / "kafka/kafka.pid"),
+        ("postgres", stack_dir / "postgres/postmaster.pid"),
+        ("redis", stack_dir / "redis/redis.pid"),
+    ):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            found[f"server-{name}"] = int(pid_file.read_text().split()[0])
+    return found
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its live descendants."""
     return sum(cpu_seconds(p) or 0.0 for p in process_tree(pid))
@@ -376,6 +404,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         with sync_playwright() as pw:
             browser, page = open_page(pw, base, password)
             browser_pid = chromium_pid()
+            servers = server_pids(Path(stack.env["STACK_DIR"]))
 
             def pids() -> dict[str, int]:
                 live = {n: supervisor.procs[n].pid for n in names if supervisor.procs[n].poll() is None}
@@ -398,7 +427,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                         rss.setdefault(name, []).append((t, tree_rss_mb(proc.pid)))
                 if browser_pid is not None:
                     rss.setdefault("chromium", []).append((t, tree_rss_mb(browser_pid)))
-                for name, pid in pids().items():
+                for name, pid in servers.items():
+                    rss.setdefault(name, []).append((t, tree_pss_mb(pid)))
+                for name, pid in {**pids(), **servers}.items():
                     cpu.setdefault(name, []).append((t, tree_cpu_seconds(pid)))
                 load_points.append((t, os.getloadavg()[0]))
                 value = lag.sample()
@@ -454,7 +485,7 @@ def analyse(raw: dict[str, Any], opts: argparse.Namespace) -> dict[str, Any]:
     lag = analysis.window_lag(raw["lag"], window, duration)
     count, first = analysis.error_lines(raw["logs"])
     verdicts = [
-        analysis.rss_verdict(rss, exempt=[n for n in rss if n.startswith(NOT_JUDGED_PREFIX)]),
+        analysis.rss_verdict(rss, exempt=[n for n in rss if n.startswith(NOT_JUDGED_PREFIXES)]),
         analysis.lag_verdict(lag, window, opts.rate),
         analysis.p99_verdict(latency, window),
         analysis.errors_verdict(count),
@@ -518,7 +549,7 @@ def format_table(report: dict[str, Any]) -> str:
 
     for name, s in report["rss"].items():
         growth = s.get("growth_after_warmup_pct")
-        label = f"{name} (not judged)" if name.startswith(NOT_JUDGED_PREFIX) else name
+        label = f"{name} (not judged)" if name.startswith(NOT_JUDGED_PREFIXES) else name
         lines.append(
             f"| {label} | {f(s.get('start_mb'))} | {f(s.get('peak_mb'))} | {f(s.get('end_mb'))} | "
             f"{f(s.get('slope_mb_per_h'), '+,.1f')} | {f(s.get('slope_after_warmup_mb_per_h'), '+,.1f')} | "
@@ -556,26 +587,33 @@ PLOT_PAGE = """<!doctype html><html><body style="margin:0;background:#fff">
 <script>
 const data = %(data)s;
 const colours = ['#1f77b4','#ff7f0e','#2ca02c','#d62728','#9467bd','#8c564b','#e377c2','#7f7f7f','#bcbd22',
-                 '#17becf','#393b79','#637939','#8c6d31','#843c39','#7b4173','#3182bd'];
-function chart(id, title, yLabel, y) {
+                 '#17becf','#393b79','#637939','#8c6d31','#843c39','#7b4173','#3182bd','#e6550d','#31a354',
+                 '#756bb1','#636363'];
+const names = Object.keys(data.series).sort();
+function chart(id, title, yLabel, y, shown) {
   new Chart(document.getElementById(id), {
     type: 'line',
-    data: {datasets: Object.entries(data.series).map(([name, points], i) => ({
-      label: name, data: points.map(([t, mb]) => ({x: t / 60, y: y(mb, points)})),
-      borderColor: colours[i %% colours.length], backgroundColor: colours[i %% colours.length],
-      pointRadius: 0, borderWidth: 1.5}))},
+    data: {datasets: names.filter(shown).map((name) => {
+      const points = data.series[name], colour = colours[names.indexOf(name) %% colours.length];
+      // dashed: reported, not judged (the exchanges' stand-ins, the stack's servers)
+      return {label: name, data: points.map(([t, mb]) => ({x: t / 60, y: y(mb, points)})),
+              borderColor: colour, backgroundColor: colour, pointRadius: 0, borderWidth: 1.5,
+              borderDash: data.judged.includes(name) ? [] : [6, 3]};
+    })},
     options: {animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
       plugins: {title: {display: true, text: title}, legend: {position: 'right'}},
-      scales: {x: {type: 'linear', title: {display: true, text: 'minutes since the start'}},
+      scales: {x: {type: 'linear', min: 0, max: data.minutes,
+                   title: {display: true, text: 'minutes since the start'}},
                y: {title: {display: true, text: yLabel}}}}
   });
 }
-chart('mb', data.title, 'RSS MB (process tree)', (mb) => mb);
-chart('pct', 'RSS relative to the end of the warm-up (' + data.warmup_min.toFixed(1) + ' min), %%',
+chart('mb', data.title + ' (dashed: not judged)', 'MB: RSS of the process tree (servers: PSS)', (mb) => mb,
+      () => true);
+chart('pct', 'The judged processes relative to the end of the warm-up (' + data.warmup_min.toFixed(1) + ' min), %%',
       '%% of the warm-up level', (mb, points) => {
         const base = (points.find(([t]) => t >= data.warmup_min * 60) || points[points.length - 1])[1];
         return 100 * mb / base;
-      });
+      }, (name) => data.judged.includes(name));
 window.__drawn = true;
 </script></body></html>"""
 
@@ -589,7 +627,12 @@ def render_png(report: dict[str, Any], path: Path) -> None:
         f"make soak: RSS per process, {report['run'].get('duration_s', 0) / 60:.1f} min at "
         f"{report['workload']['rate']:,.0f} trades/s ({report['run'].get('started_at', '')})"
     )
-    data = json.dumps({"series": report["series"]["rss"], "title": title, "warmup_min": report["warmup_s"] / 60})
+    series = report["series"]["rss"]
+    judged = [n for n in series if not n.startswith(NOT_JUDGED_PREFIXES)]
+    minutes = round(report["run"].get("duration_s", 0) / 60, 2)
+    data = json.dumps(
+        {"series": series, "judged": judged, "title": title, "warmup_min": report["warmup_s"] / 60, "minutes": minutes}
+    )
     html = PLOT_PAGE % {"chartjs": chartjs, "data": data.replace("</", "<\\/")}
     path.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
