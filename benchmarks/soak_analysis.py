@@ -82,6 +82,12 @@ def slope_per_hour(points: Sequence[Point]) -> float | None:
     return cov / var * 3600.0
 
 
+def after_warmup(rows: list[dict[str, Any]], warmup_s: float) -> list[dict[str, Any]]:
+    """The window rows after the warm-up. The rows' starts are rounded to 0.1 s, so they are compared with the
+    warm-up rounded the same way (the first window after it starts exactly at its end)."""
+    return [w for w in rows if w["start_s"] >= round(warmup_s, 1)]
+
+
 def _r(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -233,7 +239,7 @@ def lag_verdict(lag_windows: list[dict[str, Any]], warmup_s: float, rate: float)
     post-warm-up window."""
     floor = rate * LAG_FLOOR_S
     target = f"lag bounded (ends <= {LAG_GROWTH_FACTOR:g} x its first peak, drops below {floor:,.0f} every window)"
-    after = [w for w in lag_windows if w["start_s"] >= warmup_s and w["samples"]]
+    after = [w for w in after_warmup(lag_windows, warmup_s) if w["samples"]]
     if len(after) < 2:
         return Verdict(target, None, "fewer than two windows with lag samples after the warm-up")
     bound = max(floor, LAG_GROWTH_FACTOR * after[0]["max"])
@@ -253,8 +259,8 @@ def p99_verdict(latency_windows: list[dict[str, Any]], warmup_s: float) -> Verdi
     """p99 flat: no post-warm-up window's p99 above ``P99_FLAT_FACTOR`` x the first post-warm-up window's and
     ``P99_FLAT_SLACK_MS`` above it."""
     target = f"push p99 flat (no window above {P99_FLAT_FACTOR:g} x the first and +{P99_FLAT_SLACK_MS:g} ms)"
-    after = [w for w in latency_windows if w["start_s"] >= warmup_s and w["p99_ms"] is not None]
-    empty = [w for w in latency_windows if w["start_s"] >= warmup_s and not w["count"]]
+    after = [w for w in after_warmup(latency_windows, warmup_s) if w["p99_ms"] is not None]
+    empty = [w for w in after_warmup(latency_windows, warmup_s) if not w["count"]]
     if len(after) < 2:
         return Verdict(target, None, "fewer than two windows with pushes after the warm-up")
     first = after[0]["p99_ms"]

@@ -177,3 +177,15 @@ def test_restarts_and_api_verdicts() -> None:
     assert failed.detail == "4 polls; 0 x1, 500 x2"
     assert sa.api_verdict([]).ok is None
     assert sa.Verdict("x", None, "").word == "no data"
+
+
+def test_the_verdicts_count_every_window_after_the_warm_up_whatever_the_rounding() -> None:
+    # A 46.3 s run: windows of 7.7167 s, whose starts the rows round to 7.7, 15.4, ...: the first window after the
+    # warm-up must still count (it was dropped when the rounded start was compared with the exact warm-up).
+    duration = 46.3
+    window = sa.window_seconds(duration)
+    lag = sa.window_lag([(t / 2, 100.0 * (1 + (t % 7))) for t in range(0, 93)], window, duration)
+    assert "window peaks" in sa.lag_verdict(lag, window, rate=600).detail
+    assert len(sa.lag_verdict(lag, window, rate=600).detail.split(":")[-1].split(",")) == 5
+    latency = sa.window_percentiles([(t / 2, 100.0) for t in range(0, 93)], window, duration)
+    assert sa.p99_verdict(latency, window).detail == "p99 ms per window: 100, 100, 100, 100, 100"
