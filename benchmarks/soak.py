@@ -1,8 +1,9 @@
 """``make soak``: the whole pipeline for ``SOAK_MINUTES`` (default 60) at 2,000 trades/s, watched for slow leaks.
 
 The processes of the Procfile, for three exchanges (Binance, Coinbase, Kraken), on a stack of their own
-(``SOAK_STACK``, default 15: not the suite's 0, 6, 9, 11-14 and 20 up, nor chaos's 7-8, nor the demo's ports):
-a synthetic simulator per exchange (``--rate`` a third of the total each, trades stamped with the sending clock),
+(``SOAK_STACK``, default 15: not the suite's 0, 6, 9, 11-14, 16 and 20 up, nor chaos's 7-8, nor the demo's
+ports): a synthetic simulator per exchange (``--rate`` a third of the total each, trades stamped with the sending
+clock),
 ``ingest --channels trades`` per exchange, ``consume_trades``, the Celery workers (pipeline, notify, ml, backtest)
 and beat, the stand-ins of the notify worker, and daphne. A user signs in to the Binance BTCUSDT page in headless
 Chromium and keeps it open; the API is polled with the user's token.
