@@ -50,8 +50,6 @@ from chaos.harness import Stack, Supervisor, stack_environment
 
 DEFAULT_STACK = 15
 PARTITIONS = 6
-# trades per symbol the simulators' REST keeps
-REST_HISTORY = 50_000
 # the simulators stand in for the exchanges and the servers are not the project's code (their memory is the JVM's
 # heap, PostgreSQL's buffers and caches filling up): reported, not judged
 NOT_JUDGED_PREFIXES = ("sim-", "server-")
@@ -177,9 +175,6 @@ def processes(opts: argparse.Namespace, tag: str, logs: Path) -> dict[str, tuple
             manage(
                 *("simulate_exchange", "--exchange", exchange, "--port", str(port), "--synthetic"),
                 *("--rate", f"{per_exchange:g}", "--symbols", symbols, "--seed", "7"),
-                # REST keeps the newest trades only (gap backfill needs seconds of them): a whole hour's would
-                # grow the stand-in by gigabytes.
-                *("--rest-history", str(REST_HISTORY)),
             ),
             {},
         )
