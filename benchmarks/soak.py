@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -333,11 +334,20 @@ def open_page(pw: Any, base: str, password: str) -> tuple[Any, Any]:
 
 # --------------------------------------------------------------------------------------------- the run
 def run(opts: argparse.Namespace) -> dict[str, Any]:
-    """Start the stack and the pipeline, watch it for ``--minutes``, stop it; the raw samples and run facts."""
-    from playwright.sync_api import sync_playwright
-
+    """Start the stack, run the pipeline on it, stop it (unless ``--keep``); the raw samples and run facts."""
     stack = Stack(stack_environment(opts.stack))
     stack.run("up")
+    try:
+        return run_pipeline(opts, stack)
+    finally:
+        if not opts.keep:
+            stack.run("down")
+
+
+def run_pipeline(opts: argparse.Namespace, stack: Stack) -> dict[str, Any]:
+    """Start the pipeline, watch it for ``--minutes``, stop it; the raw samples and run facts."""
+    from playwright.sync_api import sync_playwright
+
     url = database_url(stack)
     setup_database(stack, url)
     tag = uuid.uuid4().hex[:8]
@@ -345,6 +355,8 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("*.log"):
         old.unlink()
+    # Ingest's spill journal, fresh: one a failed run left must not be replayed into this run's topics.
+    shutil.rmtree(logs / "journal", ignore_errors=True)
     topic, dlq, group = f"soak.trades.{tag}", f"soak.dlq.{tag}", f"soak-{tag}"
     web_port = free_port()
     env = dict(
@@ -383,7 +395,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     poller: ApiPoller | None = None
     facts: dict[str, Any] = {"stack": opts.stack, "topic": topic, "group": group}
     try:
-        # The web first (the page needs it), then the workers and the consumer, then the markets and ingest.
+        # The web first (the page waits for it), then the markets, ingest, the consumer, the workers and beat.
         daphne = [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(web_port)]
         supervisor.start("web", [*daphne, "cryptoproject.asgi:application"])
         names.append("web")
@@ -448,8 +460,6 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             poller.stopping.set()
         lag.close()
         supervisor.stop_all()
-        if not opts.keep:
-            stack.run("down")
     facts["restarts"] = {n: supervisor.restarts.get(n, 0) for n in names}
     return {
         "facts": facts,
