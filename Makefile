@@ -18,7 +18,7 @@ PIP_VERSION := 26.3
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
-        typecheck pytest services-down-workers check bench bench-alerts bench-notify bench-ingest bench-backtest bench-latency bench-history bench-scale bench-peer history-demo prediction-demo chaos lock clean-stack
+        typecheck pytest services-down-workers check bench bench-alerts bench-notify bench-ingest bench-backtest bench-latency bench-history bench-scale bench-peer history-demo prediction-demo chaos soak lock clean-stack
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -179,6 +179,10 @@ bench-peer: migrate topics ## this project against cryptofeed on the same simula
 # --------------------------------------------------------------------------------------------- reliability
 chaos: setup ## fault-injection suite on stacks of its own (>= 200k real trades per scenario; docs/RELIABILITY.md)
 	@$(PY) -m chaos $(CHAOS_ARGS)
+
+# SOAK_MINUTES (60) and SOAK_STACK (15) come from the environment or the command line: make soak SOAK_MINUTES=4
+soak: setup ## the whole pipeline for SOAK_MINUTES (60) at 2,000 trades/s: RSS, lag, push p99, errors (docs/RELIABILITY.md)
+	@$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 # --------------------------------------------------------------------------------------------- maintenance
 lock: ## re-pin requirements/*.txt (with hashes) from requirements/*.in
