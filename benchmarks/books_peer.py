@@ -53,6 +53,10 @@ SIDES = ("ours", "cryptofeed")
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
 #: how many differences a failed comparison lists
 SHOWN_DIFFERENCES = 5
+#: the function under which each side handles a depth frame (its profile counts only the samples below it)
+PROFILE_ROOTS = {"ours": "on_frame", "cryptofeed": "message_handler"}
+#: how many functions a profile summary lists
+PROFILE_TOP = 15
 
 #: one side of a reference book: price -> qty, exact
 RefSide = dict[Decimal, Decimal]
@@ -181,6 +185,27 @@ def memory_figures(result: dict[str, Any], levels_a_side: int) -> dict[str, Any]
     }
 
 
+def profile_shares(collapsed: str, root: str, top: int = PROFILE_TOP) -> dict[str, float]:
+    """From py-spy's raw output (``frame;frame;... count`` lines, root first), the share of the samples taken
+    under a frame whose function is ``root`` that each function appears in (inclusive), the ``top`` largest."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        functions = [frame.split(" (")[0] for frame in stack.split(";")]
+        if not any(function.endswith(root) for function in functions):
+            continue
+        total += int(number)
+        for function in set(functions):
+            counts[function] = counts.get(function, 0) + int(number)
+    if not total:
+        return {}
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return {function: round(count / total, 3) for function, count in ranked}
+
+
 def write_result(path: Path, report: dict[str, Any]) -> None:
     """Write the report as indented JSON (its directory created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,8 +235,10 @@ def run_round(side: str, last_id: int, work: Path, tag: str, py_spy: Path | None
             argv = [
                 str(ROOT / ".venv/bin/py-spy"),
                 "record",
+                "--format",
+                "raw",
                 "-o",
-                str(py_spy / f"{tag}.svg"),
+                str(py_spy / f"{tag}.txt"),
                 "-r",
                 "250",
                 "--",
@@ -276,12 +303,13 @@ def run(rounds: int, py_spy: Path | None = None, books: int = 10, levels_a_side:
                     f"load {result['load_1m']}",
                     flush=True,
                 )
-        profiles = {}
+        profiles: dict[str, Any] = {}
         if py_spy is not None:
             py_spy.mkdir(parents=True, exist_ok=True)
             for side in SIDES:
                 run_round(side, last_id, work, f"profile-{side}", py_spy)
-                profiles[side] = str(py_spy / f"profile-{side}.svg")
+                raw = py_spy / f"profile-{side}.txt"
+                profiles[side] = {"file": str(raw), "shares": profile_shares(raw.read_text(), PROFILE_ROOTS[side])}
         memory = {side: run_memory(side, work, books, levels_a_side) for side in SIDES}
     sides = {side: aggregate(results[side], len(events), levels_per_round) for side in SIDES}
     return {

@@ -137,6 +137,21 @@ def test_memory_per_book_and_level_and_the_result_file(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"memory": figures, "when": "1.5"}
 
 
+def test_a_profile_counts_the_samples_under_the_frame_handler_only() -> None:
+    collapsed = "\n".join(
+        [
+            "<module> (x.py:1);run (c.py:9);on_frame (b.py:3);parse_levels (book.py:70) 6",
+            "<module> (x.py:1);run (c.py:9);on_frame (b.py:3);apply (book.py:200) 3",
+            "<module> (x.py:1);run (c.py:9);on_frame (b.py:3) 1",
+            "<module> (x.py:1);setup (django.py:1) 90",  # start-up: not under on_frame
+            "garbage",
+        ]
+    )
+    shares = bench.profile_shares(collapsed, "on_frame", top=4)
+    assert shares == {"<module>": 1.0, "on_frame": 1.0, "run": 1.0, "parse_levels": 0.6}
+    assert bench.profile_shares(collapsed, "message_handler") == {}
+
+
 def test_rounds_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         bench.main(["--rounds", "0"])
