@@ -187,7 +187,8 @@ def memory_figures(result: dict[str, Any], levels_a_side: int) -> dict[str, Any]
 
 def profile_shares(collapsed: str, root: str, top: int = PROFILE_TOP) -> dict[str, float]:
     """From py-spy's raw output (``frame;frame;... count`` lines, root first), the share of the samples taken
-    under a frame whose function is ``root`` that each function appears in (inclusive), the ``top`` largest."""
+    under a frame whose function is ``root`` that each function at or below it appears in (inclusive), the ``top``
+    largest."""
     counts: dict[str, int] = {}
     total = 0
     for line in collapsed.splitlines():
@@ -195,8 +196,10 @@ def profile_shares(collapsed: str, root: str, top: int = PROFILE_TOP) -> dict[st
         if not stack or not number.isdigit():
             continue
         functions = [frame.split(" (")[0] for frame in stack.split(";")]
-        if not any(function.endswith(root) for function in functions):
+        below = next((index for index, function in enumerate(functions) if function.endswith(root)), None)
+        if below is None:
             continue
+        functions = functions[below:]  # the callers above the handler are in every sample: not listed
         total += int(number)
         for function in set(functions):
             counts[function] = counts.get(function, 0) + int(number)
