@@ -51,6 +51,8 @@ from benchmarks.harness import ROOT, manage, wait_listening
 
 SIDES = ("ours", "cryptofeed")
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+#: a round takes seconds: a side still running after this never applied the recording's last event
+ROUND_TIMEOUT_S = 90
 #: how many differences a failed comparison lists
 SHOWN_DIFFERENCES = 5
 #: the function under which each side handles a depth frame (its profile counts only the samples below it)
@@ -129,8 +131,11 @@ def _show(level: Level | None) -> list[str] | None:
 def aggregate(rounds: list[dict[str, Any]], frames_per_round: int, levels_per_round: int) -> dict[str, Any]:
     """Sum one side's rounds: total frames / total wall and total CPU / total frames, each round's rate beside.
 
-    ``rounds`` are a side's round results (``wall_s``, ``cpu_s``, ``book_equal``, ``load_1m``).
+    ``rounds`` are a side's round results (``wall_s``, ``cpu_s``, ``book_equal``, ``load_1m``); a round with
+    ``failed`` (no result: the side never applied the last event) is counted in ``failed_rounds`` only.
     """
+    failed = [r for r in rounds if "failed" in r]
+    rounds = [r for r in rounds if "failed" not in r]
     if not rounds:
         raise ValueError("no round to aggregate")
     wall = sum(r["wall_s"] for r in rounds)
@@ -155,16 +160,17 @@ def aggregate(rounds: list[dict[str, Any]], frames_per_round: int, levels_per_ro
             "max": round(rates[-1]),
         },
         "books_equal": sum(1 for r in rounds if r["book_equal"]),
+        "failed_rounds": len(failed),
         "load_1m": [r["load_1m"] for r in rounds],
     }
 
 
 def ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     """Ours against cryptofeed, and whether the issue's target holds (rate at least cryptofeed's, CPU per update at
-    most cryptofeed's, every book of both sides equal to the reference)."""
+    most cryptofeed's, every round of both sides completed with its book equal to the reference)."""
     rate = ours["events_per_s"] / peer["events_per_s"]
     cpu = ours["cpu_us_per_event"] / peer["cpu_us_per_event"]
-    equal = ours["books_equal"] == ours["rounds"] and peer["books_equal"] == peer["rounds"]
+    equal = all(side["books_equal"] == side["rounds"] and not side["failed_rounds"] for side in (ours, peer))
     return {
         "rate_ours_over_cryptofeed": round(rate, 3),
         "cpu_per_event_ours_over_cryptofeed": round(cpu, 3),
@@ -250,9 +256,15 @@ def run_round(side: str, last_id: int, work: Path, tag: str, py_spy: Path | None
         load = os.getloadavg()[0]
         side_log = work / f"{tag}.log"
         with side_log.open("wb") as log:
-            rc = subprocess.run(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=180).returncode
+            try:
+                rc = subprocess.run(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=ROUND_TIMEOUT_S)
+                exit_code: int | str = rc.returncode
+            except subprocess.TimeoutExpired:  # run() has killed it
+                exit_code = f"killed after {ROUND_TIMEOUT_S} s"
         if not out.exists():
-            raise SystemExit(f"{side} wrote no result (exit {rc}):\n{side_log.read_text(errors='replace')[-2000:]}")
+            # A side that never applies the recording's last event (stuck or crashed) fails the round, not the run.
+            tail = side_log.read_text(errors="replace")[-1500:]
+            return {"side": side, "failed": f"no result ({exit_code})", "log_tail": tail, "load_1m": round(load, 2)}
         result: dict[str, Any] = json.loads(out.read_text())
         result["load_1m"] = round(load, 2)
         return result
@@ -291,6 +303,10 @@ def run(rounds: int, py_spy: Path | None = None, books: int = 10, levels_a_side:
             order = SIDES if number % 2 == 0 else SIDES[::-1]
             for side in order:
                 result = run_round(side, last_id, work, f"{side}-{number}")
+                if "failed" in result:
+                    results[side].append(result)
+                    print(f"  round {number + 1}/{rounds} {side:<10} FAILED: {result['failed']}", flush=True)
+                    continue
                 began = time.process_time()
                 reference = reference_book(
                     snapshot, events, (result["snapshot_ids"] or [None])[-1], result["snapshot_limit"]

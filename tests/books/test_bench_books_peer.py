@@ -96,8 +96,12 @@ def test_rounds_are_summed_and_each_round_rate_kept() -> None:
         "cpu_share": 0.514,
         "round_events_per_s": {"min": 500, "median": 1000, "max": 2000},
         "books_equal": 2,
+        "failed_rounds": 0,
         "load_1m": [1.0, 2.5, 1.0],
     }
+    stuck = {"side": "cryptofeed", "failed": "no result (killed after 90 s)", "log_tail": "", "load_1m": 3.0}
+    with_failure = bench.aggregate([*rounds, stuck], frames_per_round=1000, levels_per_round=50_000)
+    assert with_failure == {**figures, "failed_rounds": 1}  # rates from the completed rounds only
     with pytest.raises(ValueError, match="no round"):
         bench.aggregate([], 1000, 1)
 
@@ -121,6 +125,8 @@ def test_the_target_needs_the_rate_the_cpu_and_every_book() -> None:
         "all_books_equal": False,
         "target_met": False,
     }
+    stuck_peer = bench.aggregate([a_round(1.0, 0.5), {"failed": "no result (1)", "load_1m": 1.0}], 1000, 1000)
+    assert bench.ratios(faster, stuck_peer)["target_met"] is False
 
 
 def test_memory_per_book_and_level_and_the_result_file(tmp_path: Path) -> None:
