@@ -143,6 +143,7 @@ def aggregate(rounds: list[dict[str, Any]], frames_per_round: int, levels_per_ro
     frames = frames_per_round * len(rounds)
     levels = levels_per_round * len(rounds)
     rates = sorted(frames_per_round / r["wall_s"] for r in rounds)
+    applied = sum(r.get("events_applied", 0) for r in rounds)
     return {
         "rounds": len(rounds),
         "events": frames,
@@ -154,6 +155,10 @@ def aggregate(rounds: list[dict[str, Any]], frames_per_round: int, levels_per_ro
         "cpu_us_per_event": round(cpu / frames * 1e6, 2),
         "cpu_us_per_level_update": round(cpu / levels * 1e6, 3),
         "cpu_share": round(cpu / wall, 3),
+        # The events after the side's snapshot; the others were handled and dropped (the snapshot held them). A
+        # side whose snapshot came later applies fewer, so CPU per applied event is shown beside CPU per event.
+        "events_applied": applied,
+        "cpu_us_per_applied_event": round(cpu / applied * 1e6, 2) if applied else None,
         "round_events_per_s": {
             "min": round(rates[0]),
             "median": round(statistics.median(rates)),
@@ -171,9 +176,11 @@ def ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     rate = ours["events_per_s"] / peer["events_per_s"]
     cpu = ours["cpu_us_per_event"] / peer["cpu_us_per_event"]
     equal = all(side["books_equal"] == side["rounds"] and not side["failed_rounds"] for side in (ours, peer))
+    mine, theirs = ours["cpu_us_per_applied_event"], peer["cpu_us_per_applied_event"]
     return {
         "rate_ours_over_cryptofeed": round(rate, 3),
         "cpu_per_event_ours_over_cryptofeed": round(cpu, 3),
+        "cpu_per_applied_event_ours_over_cryptofeed": round(mine / theirs, 3) if mine and theirs else None,
         "all_books_equal": equal,
         "target_met": rate >= 1 and cpu <= 1 and equal,
     }

@@ -76,8 +76,8 @@ def test_the_comparison_passes_an_equal_book_and_fails_on_any_difference() -> No
     assert len(bench.compare_books(many, reference)["differences"]) == bench.SHOWN_DIFFERENCES
 
 
-def a_round(wall: float, cpu: float, equal: bool = True, load: float = 1.0) -> dict[str, Any]:
-    return {"wall_s": wall, "cpu_s": cpu, "book_equal": equal, "load_1m": load}
+def a_round(wall: float, cpu: float, equal: bool = True, load: float = 1.0, applied: int = 900) -> dict[str, Any]:
+    return {"wall_s": wall, "cpu_s": cpu, "book_equal": equal, "load_1m": load, "events_applied": applied}
 
 
 def test_rounds_are_summed_and_each_round_rate_kept() -> None:
@@ -94,6 +94,8 @@ def test_rounds_are_summed_and_each_round_rate_kept() -> None:
         "cpu_us_per_event": 600.0,
         "cpu_us_per_level_update": 12.0,
         "cpu_share": 0.514,
+        "events_applied": 2700,
+        "cpu_us_per_applied_event": 666.67,
         "round_events_per_s": {"min": 500, "median": 1000, "max": 2000},
         "books_equal": 2,
         "failed_rounds": 0,
@@ -112,6 +114,7 @@ def test_the_target_needs_the_rate_the_cpu_and_every_book() -> None:
     assert bench.ratios(faster, peer) == {
         "rate_ours_over_cryptofeed": 2.0,
         "cpu_per_event_ours_over_cryptofeed": 0.5,
+        "cpu_per_applied_event_ours_over_cryptofeed": 0.5,
         "all_books_equal": True,
         "target_met": True,
     }
