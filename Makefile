@@ -18,7 +18,7 @@ PIP_VERSION := 26.3
 REQ_SHA := $(shell cat requirements/base.txt requirements/dev.txt | sha1sum | cut -c1-40)
 
 .PHONY: help setup services services-down services-status services-check migrate topics demo demo-run live test lint format \
-        typecheck pytest services-down-workers check bench bench-alerts bench-notify bench-ingest bench-backtest bench-latency bench-history bench-scale bench-peer history-demo prediction-demo chaos soak lock clean-stack
+        typecheck pytest services-down-workers check bench bench-alerts bench-notify bench-ingest bench-backtest bench-latency bench-history bench-scale bench-peer bench-books peer-venv history-demo prediction-demo chaos soak lock clean-stack
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -169,12 +169,17 @@ PEER_VENV := .venv-peer
 PEER_STAMP := $(PEER_VENV)/.requirements.sha1
 PEER_SHA := $(shell sha1sum requirements/peer.txt | cut -c1-40)
 
-bench-peer: migrate topics ## this project against cryptofeed on the same simulator stream (bench-results/peer.json)
+peer-venv: ## cryptofeed in .venv-peer from requirements/peer.txt (for bench-peer and bench-books)
 	@if [ ! -x $(PEER_VENV)/bin/python ]; then $(PYTHON) -m venv $(PEER_VENV); fi
 	@if [ "$$(cat $(PEER_STAMP) 2>/dev/null)" != "$(PEER_SHA)" ]; then \
 	  $(PEER_VENV)/bin/python -m pip install -q -r requirements/peer.txt && echo "$(PEER_SHA)" > $(PEER_STAMP); \
 	fi
+
+bench-peer: migrate topics peer-venv ## this project against cryptofeed on the same simulator stream (bench-results/peer.json)
 	@$(PY) -m benchmarks.peer $(BENCH_ARGS)
+
+bench-books: setup peer-venv ## Binance books: ours against cryptofeed's on the same simulator depth stream (bench-results/books.json)
+	@$(PY) -m benchmarks.books_peer $(BENCH_ARGS)
 
 # --------------------------------------------------------------------------------------------- reliability
 chaos: setup ## fault-injection suite on stacks of its own (>= 200k real trades per scenario; docs/RELIABILITY.md)

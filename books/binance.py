@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from books.book import BookDataError, parse_levels
+from books.book import BookDataError, Level, parse_levels
 from books.sync import BAD_DATA, SEQUENCE_GAP, STALE_SNAPSHOT, BookSync
 
+#: an event's bids and asks, parsed
+Levels = tuple[list[Level], list[Level]]
 #: events kept while waiting for a snapshot; past it the oldest go (a snapshot older than what is left is refused)
 MAX_BUFFER = 10_000
 
@@ -39,7 +41,8 @@ class BinanceBookSync(BookSync):
     def __init__(self, symbol: str, max_buffer: int = MAX_BUFFER) -> None:
         """A book waiting for its snapshot, buffering up to ``max_buffer`` events meanwhile."""
         super().__init__(symbol)
-        self._buffer: deque[Mapping[str, Any]] = deque(maxlen=max_buffer)
+        # (event, its levels when the caller already parsed them): parsing is most of an event's cost, done once
+        self._buffer: deque[tuple[Mapping[str, Any], Levels | None]] = deque(maxlen=max_buffer)
         #: ``u`` of the last event applied (the snapshot's ``lastUpdateId`` before the first; -1 before any snapshot)
         self.last_update_id = -1
         # whether an event was applied since the snapshot: the first must straddle lastUpdateId + 1, later ones chain
@@ -53,12 +56,16 @@ class BinanceBookSync(BookSync):
         """How many events wait for the next snapshot."""
         return len(self._buffer)
 
-    def on_delta(self, event: Mapping[str, Any]) -> None:
-        """Feed one ``depthUpdate`` event (the combined stream's ``data``): buffered until synced, then applied."""
+    def on_delta(self, event: Mapping[str, Any], levels: Levels | None = None) -> None:
+        """Feed one ``depthUpdate`` event (the combined stream's ``data``): buffered until synced, then applied.
+
+        ``levels``: the event's ``b`` and ``a`` already parsed by :func:`~books.book.parse_levels` (a caller that
+        validated them, as the ingest feed does), so they are not parsed twice; None parses them here.
+        """
         if self.snapshot_needed:
-            self._buffer.append(event)
+            self._buffer.append((event, levels))
         else:
-            self._apply_event(event)
+            self._apply_event(event, levels)
 
     def on_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         """Feed a REST snapshot ``{"lastUpdateId", "bids", "asks"}``: the book is valid if the buffer bridges it.
@@ -75,15 +82,16 @@ class BinanceBookSync(BookSync):
             self._break(BAD_DATA, f"snapshot: {exc}")
             return
         pending = []
-        for event in self._buffer:
+        for entry in self._buffer:
             try:
-                final = _int_field(event, "u")
+                final = _int_field(entry[0], "u")
             except BookDataError:
                 final = None  # kept: applying it breaks the sync, which is what a malformed event must do
             if final is None or final > last_id:
-                pending.append(event)
-        if pending and isinstance(pending[0].get("U"), int) and pending[0]["U"] > last_id + 1:
-            self._break(STALE_SNAPSHOT, f"lastUpdateId {last_id} is older than the first buffered U {pending[0]['U']}")
+                pending.append(entry)
+        first = pending[0][0].get("U") if pending else None
+        if isinstance(first, int) and first > last_id + 1:
+            self._break(STALE_SNAPSHOT, f"lastUpdateId {last_id} is older than the first buffered U {first}")
             return
         self._buffer.clear()
         self.book.apply_snapshot(bids, asks)
@@ -92,17 +100,18 @@ class BinanceBookSync(BookSync):
         self._bridged = False
         if not self._check_crossed():
             return
-        for index, event in enumerate(pending):
-            if not self._apply_event(event):
+        for index, (event, levels) in enumerate(pending):
+            if not self._apply_event(event, levels):
                 self._buffer.extend(pending[index + 1 :])
                 return
         self._synced()
 
-    def _apply_event(self, event: Mapping[str, Any]) -> bool:
+    def _apply_event(self, event: Mapping[str, Any], levels: Levels | None = None) -> bool:
         """Check one event's ids against the last applied, apply it; False (and a break) when it does not fit."""
         try:
             first, final = _int_field(event, "U"), _int_field(event, "u")
-            bids, asks = parse_levels(event.get("b") or (), "b"), parse_levels(event.get("a") or (), "a")
+            if levels is None:
+                levels = parse_levels(event.get("b") or (), "b"), parse_levels(event.get("a") or (), "a")
         except BookDataError as exc:
             self._break(BAD_DATA, f"depthUpdate: {exc}")
             return False
@@ -114,13 +123,14 @@ class BinanceBookSync(BookSync):
                 self._break(
                     SEQUENCE_GAP, f"first event U={first} u={final} does not straddle lastUpdateId+1={last + 1}"
                 )
-                self._buffer.append(event)
+                self._buffer.append((event, levels))
                 return False
         elif first != last + 1:
             self._break(SEQUENCE_GAP, f"U={first} does not follow u={last}")
-            self._buffer.append(event)
+            self._buffer.append((event, levels))
             return False
         event_ms = event.get("E")
+        bids, asks = levels
         self.book.apply(bids, asks, event_ms if isinstance(event_ms, int) else None)
         self.last_update_id = final
         self._bridged = True

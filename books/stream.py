@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from books.binance import BinanceBookSync
+from books.binance import BinanceBookSync, Levels
 from books.book import BookDataError, parse_levels
 from ingest import channels
 from ingest.backfill import BackfillError
@@ -64,19 +64,23 @@ def rest_fetch(rest_url: str) -> SnapshotFetch:
     return fetch
 
 
-def _check_event(data: Mapping[str, Any]) -> None:
-    """Raise :class:`BookDataError` for a ``depthUpdate`` the sync machine must not see (it is dead-lettered)."""
+def _check_event(data: Mapping[str, Any]) -> Levels:
+    """The event's bids and asks, parsed (handed to the sync machine, which then does not parse them again).
+
+    Raises:
+        BookDataError: a ``depthUpdate`` the sync machine must not see (it is dead-lettered).
+    """
     for key in ("U", "u", "E"):
         value = data.get(key)
         if isinstance(value, bool) or not isinstance(value, int):
             raise BookDataError(f"{key} must be an integer, got {str(value)[:40]!r}")
     if data["U"] > data["u"]:
         raise BookDataError(f"U {data['U']} is after u {data['u']}")
-    for key in ("b", "a"):
-        rows = data.get(key)
+    bids, asks = data.get("b"), data.get("a")
+    for key, rows in (("b", bids), ("a", asks)):
         if not isinstance(rows, list):
             raise BookDataError(f"{key} must be a list of [price, qty]")
-        parse_levels(rows, key)
+    return parse_levels(bids, "b"), parse_levels(asks, "a")  # type: ignore[arg-type]
 
 
 class BinanceBookFeed:
@@ -139,20 +143,20 @@ class BinanceBookFeed:
             self.dead_letter(f"depthUpdate of a symbol not subscribed: {str(data.get('s'))[:40]!r}", raw, received_at)
             return False
         try:
-            _check_event(data)
+            levels = _check_event(data)
         except BookDataError as exc:
             # Not applied: the next event then does not chain, and the book resyncs (never silently wrong).
             self.dead_letter(f"depthUpdate: {exc}", raw, received_at)
             return False
         with self._lock:
-            self._on_event(sync, data, received_at)
+            self._on_event(sync, data, levels, received_at)
         return False
 
-    def _on_event(self, sync: BinanceBookSync, data: dict[str, Any], received_at: int) -> None:
+    def _on_event(self, sync: BinanceBookSync, data: dict[str, Any], levels: Levels, received_at: int) -> None:
         metrics = self.metrics
         metrics.book_events += 1
         was_valid, resyncs, before = sync.valid, sync.resyncs, sync.last_update_id
-        sync.on_delta(data)
+        sync.on_delta(data, levels)
         messages: list[bytes] = []
         if sync.resyncs != resyncs:
             metrics.book_resyncs += sync.resyncs - resyncs

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from books.binance import BinanceBookSync
-from books.book import levels_of
+from books.binance import BinanceBookSync, Levels
+from books.book import levels_of, parse_levels
 from books.sync import BAD_DATA, CROSSED, SEQUENCE_GAP, STALE_SNAPSHOT
 from tests.books.frames import (
     BINANCE_SNAPSHOT_ID,
@@ -221,3 +221,21 @@ def test_the_buffer_keeps_the_newest_events() -> None:
     assert sync.valid
     assert sync.last_update_id == deltas[49]["u"]
     assert Decimal(sync.book.as_lists(1)["asks"][0][0]) > 0
+
+
+def test_levels_parsed_by_the_caller_are_applied_as_given_buffered_or_not() -> None:
+    # The ingest feed validates an event's levels and hands them over: the sync uses them and parses nothing again.
+    # Here they differ from the event's own text, so the book shows which ones were applied.
+    after = [event for event in binance_deltas() if event["u"] > BINANCE_SNAPSHOT_ID]
+    sync = BinanceBookSync("BTCUSDT")
+    buffered: Levels = ([(Decimal("61000.5"), Decimal("1"))], [])
+    sync.on_delta(after[0], buffered)  # buffered: no snapshot yet
+    sync.on_snapshot(binance_snapshot())
+    assert sync.valid
+    assert sync.last_update_id == after[0]["u"]
+    assert sync.book.bids.levels[Decimal("61000.5")] == Decimal("1")
+    sync.on_delta(after[1], ([], [(Decimal("62500.25"), Decimal("2"))]))
+    assert sync.book.asks.levels[Decimal("62500.25")] == Decimal("2")
+    sync.on_delta(after[2])  # no levels given: parsed from the event
+    bids = parse_levels(after[2]["b"], "b")
+    assert all(sync.book.bids.levels.get(price) == qty for price, qty in bids if qty)

@@ -101,6 +101,35 @@ def test_parse_levels_refuses_a_zero_price_and_a_short_row() -> None:
         parse_levels([["1"]], "b")
 
 
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (["abc", "1"], "b price is not a decimal: 'abc'"),
+        (["1", "NaN"], "b qty must be finite and not negative: 'NaN'"),
+        (["Infinity", "1"], "b price must be finite and not negative: 'Infinity'"),
+        (["1", "-0.5"], "b qty must be finite and not negative: '-0.5'"),
+        (["0.00000000", "1"], "b: price must be positive, got '0.00000000'"),
+        ([1.5, "1"], "b price must be a decimal string, got float"),
+        (["1", None], "b qty must be a decimal string, got NoneType"),
+        (["1", True], "b qty must be a decimal string, got bool"),
+        ("1,2", "b: a level must be [price, qty], got '1,2'"),
+    ],
+)
+def test_parse_levels_names_the_first_bad_row_whichever_path_reads_it(row: object, reason: str) -> None:
+    # Two decimal strings take the inline path, anything else the checked one: a bad row fails with its reason
+    # either way, after good rows too.
+    with pytest.raises(BookDataError) as raised:
+        parse_levels([["61000.01", "0.5"], row], "b")
+    assert str(raised.value) == reason
+
+
+def test_parse_levels_reads_strings_decimals_ints_tuples_and_longer_rows_alike() -> None:
+    rows = [["0.10000000", "2"], (D("3.5"), 4), ["5", "0", "ignored"], ("7", "1.0")]
+    levels = parse_levels(rows, "a")
+    assert levels == [(D("0.1"), D(2)), (D("3.5"), D(4)), (D(5), D(0)), (D(7), D(1))]
+    assert str(levels[0][0]) == "0.10000000"  # the exchange's digits kept
+
+
 prices = st.integers(min_value=1, max_value=60).map(lambda n: D(n) / 4)
 quantities = st.sampled_from([D(0), D("0.5"), D(1), D("2.25")])
 
