@@ -294,8 +294,8 @@ def coinbase_levels(data: bytes) -> tuple[list[Level], list[Level]]:
 
 def read_coinbase_l2(paths: Iterable[str | Path]) -> DepthTape | None:
     """The Advanced Trade ``level2`` events of Coinbase recordings (cryptofeed's ``{"t": "recv", "ts", "data"}``
-    lines, as ``manage.py record`` writes them too); None when they hold none. Each product's first ``snapshot``
-    event is its recorded book (id 0); its ``update`` events follow, numbered 1, 2, ... per product, in received
+    lines, or ``manage.py record``'s ``<recv ns> <frame>`` lines); None when they hold none. Each product's first
+    ``snapshot`` event is its recorded book (id 0); its ``update`` events follow, numbered 1, 2, ... per product, in received
     order. A later snapshot of a product (a resubscription) adds nothing: the updates already make that book."""
     events: list[DepthEvent] = []
     snapshots: dict[str, dict[str, Any]] = {}
@@ -305,13 +305,16 @@ def read_coinbase_l2(paths: Iterable[str | Path]) -> DepthTape | None:
             for line in handle:
                 if b"l2_data" not in line:
                     continue
-                entry = orjson.loads(line)
-                if entry.get("t") != "recv":
-                    continue
-                frame = orjson.loads(entry["data"])
+                head, _, rest = line.partition(b" ")
+                if head.isdigit():  # manage.py record's ``<recv ns> <frame>`` layout
+                    received, frame = to_millis(int(head)), orjson.loads(rest)
+                else:  # cryptofeed's ``{"t": "recv", "ts", "data"}`` lines
+                    entry = orjson.loads(line)
+                    if entry.get("t") != "recv":
+                        continue
+                    received, frame = to_millis(entry["ts"]), orjson.loads(entry["data"])
                 if frame.get("channel") != "l2_data":
                     continue
-                received = to_millis(entry["ts"])
                 for event in frame["events"]:
                     product = str(event["product_id"])
                     if event["type"] == "snapshot":

@@ -154,7 +154,7 @@ def test_ingest_books_end_to_end_the_last_snapshot_equals_the_independent_rebuil
     assert read_topic(kafka_topics.trades, 0, timeout=3) == []  # --channels books: no trade
 
 
-@pytest.mark.parametrize("fault", ["--depth-drop-every", "--depth-swap-every"])
+@pytest.mark.parametrize("fault", ["--depth-drop-every", "--depth-swap-every", "--depth-cross-every"])
 def test_a_dropped_or_reordered_delta_breaks_the_book_which_resyncs_and_is_valid_and_right_again(
     spawn: Spawn, kafka_topics: KafkaTopics, books_topic: str, fault: str
 ) -> None:
