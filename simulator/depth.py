@@ -295,8 +295,9 @@ def coinbase_levels(data: bytes) -> tuple[list[Level], list[Level]]:
 def read_coinbase_l2(paths: Iterable[str | Path]) -> DepthTape | None:
     """The Advanced Trade ``level2`` events of Coinbase recordings (cryptofeed's ``{"t": "recv", "ts", "data"}``
     lines, or ``manage.py record``'s ``<recv ns> <frame>`` lines); None when they hold none. Each product's first
-    ``snapshot`` event is its recorded book (id 0); its ``update`` events follow, numbered 1, 2, ... per product, in received
-    order. A later snapshot of a product (a resubscription) adds nothing: the updates already make that book."""
+    ``snapshot`` event is its recorded book (id 0); its ``update`` events follow, numbered 1, 2, ... per product,
+    in received order. A later snapshot of a product (a resubscription) adds nothing: the updates already make that
+    book."""
     events: list[DepthEvent] = []
     snapshots: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}

@@ -35,7 +35,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--channels",
             default=None,
-            help="trades, books or trades,books (default: both where the exchange has books, as ingest)",
+            help="trades, books or trades,books (default: trades; books: binance, coinbase, kraken)",
         )
         parser.add_argument(
             "--flush-interval", type=float, default=1.0, help="seconds of frames a crash may lose at most"
@@ -56,7 +56,9 @@ class Command(BaseCommand):
             get(exchange).adapter(url).normalise_symbols(symbols)
         except ValueError as exc:
             raise CommandError(f"--symbols: {exc}") from exc
-        channels = tuple(sorted(parse_channels(options.get("channels"), exchange)))
+        # Trades only by default, as before: a recording of trades stays one (and the simulator's market starts with
+        # its first subscriber, which a book connection could be).
+        channels = tuple(sorted(parse_channels(options.get("channels") or "trades", exchange)))
         snapshot = None
         if "books" in channels and exchange == "binance":
             rest_url = getattr(settings, get(exchange).rest_url_setting or "", None)
