@@ -24,8 +24,9 @@ from ingest.exchanges.base import rfc3339_ms
 _SIDES = {"bid": 0, "offer": 1}
 
 
-def _updates(updates: Any) -> tuple[list[Level], list[Level], int | None]:
-    """An event's ``updates`` as (bids, asks, event time of the last one in ms)."""
+def parse_updates(updates: Any) -> tuple[list[Level], list[Level], int | None]:
+    """An event's ``updates`` as (bids, asks, event time of the last one in ms); :class:`BookDataError` when
+    malformed."""
     if not isinstance(updates, list):
         raise BookDataError("updates must be a list")
     sides: tuple[list[Level], list[Level]] = ([], [])
@@ -60,7 +61,7 @@ class CoinbaseBookSync(BookSync):
         if kind == "update" and self.snapshot_needed:
             return
         try:
-            bids, asks, event_ms = _updates(event.get("updates"))
+            bids, asks, event_ms = parse_updates(event.get("updates"))
         except BookDataError as exc:
             self._break(BAD_DATA, f"{kind}: {exc}")
             return
@@ -73,10 +74,6 @@ class CoinbaseBookSync(BookSync):
             self._check_crossed()
         else:
             self._break(BAD_DATA, f"unknown event type {str(kind)[:20]!r}")
-
-    def on_gap(self, reason: str, detail: str) -> None:
-        """The connection lost messages (or was lost): this book may have missed updates."""
-        self._break(reason, detail)
 
 
 class CoinbaseL2Connection:

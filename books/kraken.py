@@ -40,7 +40,8 @@ def kraken_checksum(book: L2Book) -> int:
     return zlib.crc32(text.encode("ascii"))
 
 
-def _levels(rows: Any, what: str) -> list[Level]:
+def parse_book_levels(rows: Any, what: str) -> list[Level]:
+    """A ``bids`` or ``asks`` list of ``{"price", "qty"}`` objects; :class:`BookDataError` when malformed."""
     if not isinstance(rows, list):
         raise BookDataError(f"{what} must be a list")
     out = []
@@ -82,7 +83,10 @@ class KrakenBookSync(BookSync):
             self._break(BAD_DATA, f"unknown message type {kind[:20]!r}")
             return
         try:
-            bids, asks = _levels(item.get("bids", []), "bids"), _levels(item.get("asks", []), "asks")
+            bids, asks = (
+                parse_book_levels(item.get("bids", []), "bids"),
+                parse_book_levels(item.get("asks", []), "asks"),
+            )
             expected = item.get("checksum")
             if isinstance(expected, bool) or not isinstance(expected, int) or not 0 <= expected < 1 << 32:
                 raise BookDataError(f"checksum must be an unsigned 32-bit integer, got {str(expected)[:20]!r}")

@@ -264,10 +264,17 @@ class BinanceBookFeed:
         )
 
 
+#: the exchanges with a books channel (their descriptors say ``Capabilities(books=True)``)
+BOOK_EXCHANGES = (EXCHANGE, "coinbase", "kraken")
+
+
 def book_channel(context: channels.ChannelContext) -> channels.ChannelRun:
-    """The ``books`` channel of ``manage.py ingest`` (Binance: its descriptor alone says ``books=True``)."""
+    """The ``books`` channel of ``manage.py ingest``: Binance's depth connection (REST snapshots), or Coinbase's and
+    Kraken's book connection (snapshots on the socket, :mod:`books.socket_stream`)."""
+    if context.exchange in ("coinbase", "kraken"):
+        return socket_channel(context)
     if context.exchange != EXCHANGE or context.rest_url is None:
-        raise ValueError(f"{context.exchange} has no books channel (only {EXCHANGE} has one so far)")
+        raise ValueError(f"{context.exchange} has no books channel (only {', '.join(BOOK_EXCHANGES)} have one)")
     feed = BinanceBookFeed(
         list(context.record_symbols),
         context.producer,
@@ -277,6 +284,26 @@ def book_channel(context: channels.ChannelContext) -> channels.ChannelRun:
         snapshot_every_s=settings.BOOK_SNAPSHOT_EVERY_S,
     )
     return channels.ChannelRun([(plan, feed) for plan in depth_plans(context.ws_url, list(context.symbols))], feed.tick)
+
+
+def socket_channel(context: channels.ChannelContext) -> channels.ChannelRun:
+    """Coinbase's ``level2`` or Kraken's ``book`` connection, on a connection of its own."""
+    from books.socket_stream import CoinbaseBookFeed, KrakenBookFeed, coinbase_plan, kraken_plan
+
+    symbols = list(context.record_symbols)
+    if context.exchange == "coinbase":
+        coinbase = CoinbaseBookFeed(
+            symbols, context.producer, context.metrics, snapshot_every_s=settings.BOOK_SNAPSHOT_EVERY_S
+        )
+        return channels.ChannelRun([(coinbase_plan(context.ws_url, symbols), coinbase)], coinbase.tick)
+    kraken = KrakenBookFeed(
+        symbols,
+        context.producer,
+        context.metrics,
+        depth=settings.BOOK_KRAKEN_DEPTH,
+        snapshot_every_s=settings.BOOK_SNAPSHOT_EVERY_S,
+    )
+    return channels.ChannelRun([(kraken_plan(context.ws_url, kraken), kraken)], kraken.tick)
 
 
 def register_channel() -> None:

@@ -55,6 +55,11 @@ class BookSync:
         self.syncs = 0
         self.last_break: Break | None = None
 
+    def on_gap(self, reason: str, detail: str) -> None:
+        """Something outside the machine says the book may have missed updates (a sequence gap on its connection,
+        the connection lost, a malformed message the caller refused): a break."""
+        self._break(reason, detail)
+
     def _synced(self) -> None:
         """A snapshot was applied and checked: the book is valid from here."""
         self.valid = True

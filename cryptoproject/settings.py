@@ -307,6 +307,11 @@ KAFKA_BOOKS_TOPIC: str = env.str("KAFKA_BOOKS_TOPIC", default="market.books")
 BOOK_SNAPSHOT_LIMIT: int = _setting("BOOK_SNAPSHOT_LIMIT", int, 1000)
 if not 1 <= BOOK_SNAPSHOT_LIMIT <= 5000:
     raise ImproperlyConfigured(f"BOOK_SNAPSHOT_LIMIT: must be 1..5000, got {BOOK_SNAPSHOT_LIMIT}")
+# Kraken's v2 book depth ingest subscribes (10, 25, 100, 500 or 1000; docs/BOOKS.md): its checksum covers the top 10.
+BOOK_KRAKEN_DEPTH: int = _setting("BOOK_KRAKEN_DEPTH", int, 100)
+if BOOK_KRAKEN_DEPTH not in (10, 25, 100, 500, 1000):
+    raise ImproperlyConfigured(f"BOOK_KRAKEN_DEPTH: must be 10, 25, 100, 500 or 1000, got {BOOK_KRAKEN_DEPTH}")
+
 # Seconds between the full snapshots published on KAFKA_BOOKS_TOPIC (a consumer can start at any of them).
 BOOK_SNAPSHOT_EVERY_S: float = _setting("BOOK_SNAPSHOT_EVERY_S", float, 10.0)
 if not 0 < BOOK_SNAPSHOT_EVERY_S <= 3600:

@@ -30,8 +30,9 @@ IDLE_TIMEOUT = 90.0  # no frame (not even a ping or heartbeat) for this long: th
 
 _CONTROL = (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG)
 
-#: on_frame(raw, received_at_ms) -> True when the connection should be recycled now
-FrameHandler = Callable[[bytes, int], bool]
+#: on_frame(raw, received_at_ms) -> True when the connection should be recycled now; or messages to send on it now
+#: (a books feed re-subscribing to get a new snapshot); False or an empty list for nothing
+FrameHandler = Callable[[bytes, int], bool | list[str]]
 
 
 class ReadAhead:
@@ -202,6 +203,13 @@ class WsClient:
             )
             self._wait(delay)
 
+    def _send(self, ws: websocket.WebSocket, messages: list[str] | bool) -> None:
+        """Send a frame handler's messages, within the control-message rate (its wait is short: 4 a second)."""
+        for message in messages if isinstance(messages, list) else ():
+            self._wait(self.control.delay())
+            self.control.record()
+            ws.send(message)
+
     def _receive(self, ws: websocket.WebSocket) -> str:
         """Receive until the connection ends; returns why it ended."""
         opened = last_frame = last_keepalive = time.monotonic()
@@ -236,8 +244,14 @@ class WsClient:
                 if not healthy:
                     healthy = True
                     self.backoff.reset()
-                if on_frame(data, time.time_ns() // 1_000_000):
-                    return "server shutdown"
+                answer = on_frame(data, time.time_ns() // 1_000_000)
+                if answer:
+                    if answer is True:
+                        return "server shutdown"
+                    try:
+                        self._send(ws, answer)
+                    except (websocket.WebSocketException, OSError) as exc:
+                        return f"connection lost: {exc or type(exc).__name__}"
             if last_frame - opened > self.max_age:
                 return "max age"
         return "stopped"

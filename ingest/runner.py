@@ -399,7 +399,14 @@ class IngestRunner:
             client_factory(plan, self.processor, self.stop, on_connect=self._on_connect, attempts=attempts)
             for plan in (adapter.plans(self.symbols) if trades else ())
         ]
-        self.clients += [client_factory(plan, handler, self.stop, attempts=attempts) for plan, handler in extra]
+        # A channel's handler may want to know each (re)connect (a books feed: the new connection's subscriptions
+        # bring new snapshots): its ``connection_started`` method, when it has one.
+        self.clients += [
+            client_factory(
+                plan, handler, self.stop, on_connect=getattr(handler, "connection_started", None), attempts=attempts
+            )
+            for plan, handler in extra
+        ]
         self.tick = tick
 
     @property

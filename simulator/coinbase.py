@@ -1,5 +1,7 @@
 """Coinbase Advanced Trade WebSocket: the ``market_trades`` channel (snapshot, then updates batched about every
-250 ms, ``sequence_num`` per connection), the ``heartbeats`` channel and the ``subscriptions`` replies; and the
+250 ms, ``sequence_num`` per connection), the ``level2`` channel (``l2_data``: a snapshot per product on each
+subscribe, consistent with the updates sent, then the recorded updates; :func:`simulator.depth.read_coinbase_l2`),
+the ``heartbeats`` channel and the ``subscriptions`` replies; and the
 Coinbase Exchange REST ``GET /products/{product_id}/trades`` (paged by trade id with ``after``/``before``, newest
 first, ``CB-BEFORE``/``CB-AFTER`` headers, HTTP 429 beyond the public limit of about 10 requests a second)."""
 
@@ -15,9 +17,10 @@ from websockets.http11 import Request, Response
 
 from ingest.records import TradeRecord
 from simulator.base import Protocol, Session, is_upgrade, json_response, now_ms, rfc3339
+from simulator.depth import CROSS, CROSSING_PRICE, DROP, SWAP, DepthEvent
 from simulator.faults import FrameFields
 
-CHANNELS = ("market_trades", "heartbeats")
+CHANNELS = ("market_trades", "heartbeats", "level2")
 
 
 def encode_trade(record: TradeRecord) -> bytes:
@@ -62,6 +65,9 @@ class CoinbaseSession(Session):
         super().__init__(simulator, connection, number)
         self.sequence = 0
         self.products: dict[str, None] = {}
+        #: level2 products -> the last update id their snapshot holds (later updates go out)
+        self.l2: dict[str, int] = {}
+        self._held: bytes | None = None  # an l2 frame sent after the next one (--depth-swap-every)
         self.heartbeats = False
 
     def _frame(self, channel: str, events: bytes) -> bytes:
@@ -81,6 +87,31 @@ class CoinbaseSession(Session):
 
     def frames(self, chunk: list[tuple[TradeRecord, Any]]) -> list[bytes]:
         """``update`` frames of at most ``batch_size`` trades, newest first like Coinbase."""
+        if self.l2:
+            return self._with_l2(chunk)
+        return self._trade_frames(chunk)
+
+    def _with_l2(self, chunk: list[tuple[Any, Any]]) -> list[bytes]:
+        # l2 updates of the level2 products and trades of the market_trades ones, in feed order.
+        out: list[bytes] = []
+        trades: list[tuple[TradeRecord, Any]] = []
+        for item in chunk:
+            record = item[0]
+            if record.__class__ is DepthEvent:
+                since = self.l2.get(record.symbol)
+                if since is None or record.last_id <= since:
+                    continue  # not subscribed, or already in the snapshot this connection got
+                if trades:
+                    out.extend(self._trade_frames(trades))
+                    trades = []
+                out.extend(self._l2_update(record))
+            elif record.symbol in self.products:
+                trades.append(item)
+        if trades:
+            out.extend(self._trade_frames(trades))
+        return out
+
+    def _trade_frames(self, chunk: list[tuple[TradeRecord, Any]]) -> list[bytes]:
         size = self.config.batch_size or len(chunk)
         out = []
         for start in range(0, len(chunk), size):
@@ -88,6 +119,49 @@ class CoinbaseSession(Session):
             trades.reverse()
             out.append(self._trades_frame(b"update", trades))
         return out
+
+    def _l2_update(self, event: DepthEvent) -> list[bytes]:
+        """The frames one recorded update makes, its fault applied: a dropped one still takes its ``sequence_num``
+        (the client sees the hole), a swapped one goes out after the next, a crossing one carries one more bid."""
+        if event.fault == DROP:
+            self.sequence += 1
+            return []
+        data = event.data
+        if event.fault == CROSS:
+            payload = orjson.loads(data)
+            stamp = payload["updates"][-1]["event_time"] if payload["updates"] else rfc3339(now_ms(), nanos=True)
+            payload["updates"].append(
+                {"side": "bid", "event_time": stamp, "price_level": CROSSING_PRICE, "new_quantity": "1"}
+            )
+            data = orjson.dumps(payload)
+        frame = self._frame("l2_data", b"[" + data + b"]")
+        if event.fault == SWAP and self._held is None:
+            self._held = frame
+            return []
+        if self._held is not None:
+            held, self._held = self._held, None
+            return [frame, held]
+        return [frame]
+
+    def _l2_snapshot(self, product: str) -> bytes:
+        """A ``snapshot`` event of the product's whole book as the market has sent it so far (the recorded snapshot
+        plus every update advanced over, dropped ones included: the exchange's book holds them)."""
+        tape = self.simulator.depth
+        found = tape.book(product) if tape is not None else None
+        if found is None:
+            self.l2[product] = 0
+            book_rows: dict[str, list[list[str]]] = {"bids": [], "asks": []}
+        else:
+            book, last_id = found
+            self.l2[product] = last_id or 0
+            book_rows = book.as_lists(max(len(book.bids), len(book.asks)))
+        stamp = rfc3339(now_ms(), nanos=True)
+        updates = [
+            {"side": side, "event_time": stamp, "price_level": price, "new_quantity": qty}
+            for side, rows in (("bid", book_rows["bids"]), ("offer", book_rows["asks"]))
+            for price, qty in rows
+        ]
+        return self._frame("l2_data", orjson.dumps([{"type": "snapshot", "product_id": product, "updates": updates}]))
 
     async def error(self, message: str) -> None:
         """Coinbase's error reply."""
@@ -97,6 +171,8 @@ class CoinbaseSession(Session):
         subscriptions: dict[str, list[str]] = {}
         if self.products:
             subscriptions["market_trades"] = list(self.products)
+        if self.l2:
+            subscriptions["level2"] = list(self.l2)
         if self.heartbeats:
             subscriptions["heartbeats"] = ["heartbeats"]
         return self._frame("subscriptions", orjson.dumps([{"subscriptions": subscriptions}]))
@@ -140,10 +216,13 @@ class CoinbaseSession(Session):
         if subscribe and unknown:
             await self.error(f"failure to subscribe: unknown product ids {', '.join(unknown)}")
             return
+        if channel == "level2":
+            await self._level2(products, subscribe)
+            return
         if not subscribe:
             for product in products:
                 self.products.pop(product, None)
-            self.subscriber.unsubscribe(products)
+            self.subscriber.unsubscribe([p for p in products if p not in self.l2])
             await self.send_control([self._subscriptions()])
             return
         new = [p for p in products if p not in self.products]
@@ -156,6 +235,24 @@ class CoinbaseSession(Session):
         # Like Coinbase: a snapshot of recent trades per product, then the subscriptions reply. The snapshots
         # are taken, the feed joined and the frames written without yielding: no trade falls in between.
         self.subscriber.subscribe(new)
+        frames.append(self._subscriptions())
+        await self.send_control(frames)
+
+    async def _level2(self, products: list[str], subscribe: bool) -> None:
+        """``level2``: each subscribe sends each product a fresh snapshot (a resubscription is how a client
+        resyncs), then the updates after it; unsubscribe stops them."""
+        if not subscribe:
+            for product in products:
+                self.l2.pop(product, None)
+            self.subscriber.unsubscribe([p for p in products if p not in self.products])
+            self.subscriber.depth = bool(self.l2)
+            await self.send_control([self._subscriptions()])
+            return
+        # The snapshots are taken, the feed joined and the frames written without yielding: every update after a
+        # snapshot's last id goes out, none before it.
+        frames = [self._l2_snapshot(product) for product in products]
+        self.subscriber.depth = True
+        self.subscriber.subscribe(products)
         frames.append(self._subscriptions())
         await self.send_control(frames)
 

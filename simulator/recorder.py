@@ -24,12 +24,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import orjson
 import zstandard
 
 from ingest.client import WsClient
 from ingest.exchanges import get
+from ingest.exchanges.base import ConnectionPlan
 from ingest.journal import fsync_dir
 
 logger = logging.getLogger(__name__)
@@ -211,6 +213,22 @@ class FrameRecorder:
         logger.info("recorder: finished a file", extra={"file": str(path), "lines": kept})
 
 
+def book_plans(exchange: str, ws_url: str, symbols: list[str], kraken_depth: int = 1000) -> list[ConnectionPlan]:
+    """The book connections ingest's books channel opens (:mod:`books.stream`, :mod:`books.socket_stream`):
+    Binance's ``@depth@100ms``, Coinbase's ``level2`` (with ``heartbeats``), Kraken's ``book`` at ``kraken_depth``."""
+    from books.socket_stream import coinbase_plan
+    from books.stream import depth_plans
+
+    if exchange == "binance":
+        return depth_plans(ws_url, symbols)
+    if exchange == "coinbase":
+        return [coinbase_plan(ws_url, symbols)]
+    if exchange == "kraken":
+        message = {"method": "subscribe", "params": {"channel": "book", "symbol": symbols, "depth": kraken_depth}}
+        return [ConnectionPlan(url=ws_url, symbols=tuple(symbols), subscribe=(orjson.dumps(message).decode(),))]
+    raise RecorderError(f"{exchange} has no book channel to record")
+
+
 def record(
     exchange: str,
     symbols: list[str],
@@ -219,20 +237,48 @@ def record(
     stop: threading.Event,
     max_frames: int = 0,
     clock_ns: Callable[[], int] = time.time_ns,
+    *,
+    channels: tuple[str, ...] = ("trades",),
+    snapshot: Callable[[str], Any] | None = None,
 ) -> None:
-    """Record ``exchange``'s trade streams for ``symbols`` (the connections ingest would open) until ``stop`` is
-    set or ``max_frames`` data frames were written; the recorder is closed on return."""
-    adapter = get(exchange).adapter(ws_url)
-    plans = adapter.plans(adapter.normalise_symbols(symbols))
+    """Record ``exchange``'s ``channels`` for ``symbols`` (the connections ingest would open: trades, and books)
+    until ``stop`` is set or ``max_frames`` data frames were written; the recorder is closed on return.
 
-    def on_frame(raw: bytes, _received_ms: int) -> bool:
+    Binance's depth needs a REST snapshot to be replayed from the start: ``snapshot(symbol)`` (``/api/v3/depth``)
+    is written as a ``<recv ns> {"lastUpdateId", ...}`` line after the first depth event of each symbol, the line
+    ``simulate_exchange --replay`` serves its REST book from (a recording without one is replayed from an empty
+    book, said in its log). Coinbase's and Kraken's snapshots come on the socket and are recorded with it."""
+    adapter = get(exchange).adapter(ws_url)
+    subscribed = adapter.normalise_symbols(symbols)
+    plans = [(plan, False) for plan in adapter.plans(subscribed)] if "trades" in channels else []
+    if "books" in channels:
+        book_symbols = [adapter.spelling.record(s) for s in subscribed] if exchange != "binance" else subscribed
+        plans += [(plan, True) for plan in book_plans(exchange, ws_url, book_symbols)]
+    snapshotted: set[str] = set()
+
+    def write(raw: bytes | str) -> None:
         # The client stamps milliseconds; the recording keeps nanoseconds, taken as close to the read as possible.
         recorder.write(raw if isinstance(raw, bytes) else raw.encode(), clock_ns())
         if max_frames and recorder.frames >= max_frames:
             stop.set()
+
+    def on_frame(raw: bytes, _received_ms: int) -> bool:
+        write(raw)
         return False
 
-    clients = [WsClient(plan, on_frame, stop) for plan in plans]
+    def on_depth_frame(raw: bytes, _received_ms: int) -> bool:
+        write(raw)
+        if snapshot is not None and exchange == "binance" and b'"depthUpdate"' in raw:
+            symbol = str(orjson.loads(raw).get("data", {}).get("s", ""))
+            if symbol and symbol not in snapshotted:
+                snapshotted.add(symbol)
+                try:
+                    write(orjson.dumps(snapshot(symbol)))
+                except Exception as exc:  # noqa: BLE001 - the stream goes on; the replay then starts from empty
+                    logger.warning("recorder: no depth snapshot", extra={"symbol": symbol, "error": str(exc)})
+        return False
+
+    clients = [WsClient(plan, on_depth_frame if books else on_frame, stop) for plan, books in plans]
     threads = [threading.Thread(target=c.run, name=f"record-{i}", daemon=True) for i, c in enumerate(clients)]
     try:
         for thread in threads:

@@ -40,7 +40,7 @@ class Capabilities:
     backfill: BackfillBy = BackfillBy.NONE
     #: how far back REST reaches: None for the exchange's whole history, N for only the newest N trades per symbol
     rest_reach: int | None = None
-    #: order books: ``manage.py ingest`` runs the books channel by default (Binance only so far, docs/BOOKS.md)
+    #: order books: ``manage.py ingest`` runs the books channel by default (Binance, Coinbase, Kraken; docs/BOOKS.md)
     books: bool = False
 
 

@@ -5,7 +5,7 @@ the recording (:mod:`tests.books.frames`); a dropped delta, a malformed frame, a
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -16,34 +16,18 @@ from django.core.management import CommandError, call_command
 from kafka import KafkaConsumer
 
 from books.stream import BinanceBookFeed
-from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
+from cryptoproject.kafka import client_config
 from ingest.management.commands.ingest import parse_channels
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
 from tests.books.frames import BINANCE_FILES, binance_deltas, binance_reference, binance_snapshot, sorted_levels
-from tests.conftest import ChildProcess, KafkaTopics, unique, wait_for
+from tests.conftest import ChildProcess, KafkaTopics, wait_for
 from tests.ingest.pipeline import BTC_0808, final_metrics, read_topic, start_ingest, start_simulator, wait_exit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 Spawn = Callable[..., ChildProcess]
 #: the last update id of the recording (``btcusdt_20240809.gz``'s last depth event)
 FINAL_ID = binance_deltas()[-1]["u"]
-
-
-@pytest.fixture
-def books_topic(kafka_topics: KafkaTopics, settings: Any) -> Iterator[str]:
-    """A fresh ``market.books`` stand-in (one partition: one symbol's messages in order), deleted afterwards."""
-    name = unique("test.books")
-    ensure_topics([TopicSpec(name, 1, {})])
-    settings.KAFKA_BOOKS_TOPIC = name
-    yield name
-    admin = admin_client()
-    try:
-        admin.delete_topics([name])
-    except Exception:  # noqa: BLE001 - cleanup is best effort; names are unique anyway
-        pass
-    finally:
-        admin.close()
 
 
 class TopicReader:
@@ -170,7 +154,7 @@ def test_ingest_books_end_to_end_the_last_snapshot_equals_the_independent_rebuil
     assert read_topic(kafka_topics.trades, 0, timeout=3) == []  # --channels books: no trade
 
 
-@pytest.mark.parametrize("fault", ["--depth-drop-every", "--depth-swap-every"])
+@pytest.mark.parametrize("fault", ["--depth-drop-every", "--depth-swap-every", "--depth-cross-every"])
 def test_a_dropped_or_reordered_delta_breaks_the_book_which_resyncs_and_is_valid_and_right_again(
     spawn: Spawn, kafka_topics: KafkaTopics, books_topic: str, fault: str
 ) -> None:
@@ -234,11 +218,13 @@ def test_malformed_depth_frames_are_dead_lettered_with_a_reason_and_counted(
 
 def test_channels_default_to_books_where_the_descriptor_has_them_and_bad_ones_are_refused() -> None:
     assert parse_channels(None, "binance") == {"trades", "books"}
-    assert parse_channels(None, "coinbase") == {"trades"}
+    assert parse_channels(None, "coinbase") == {"trades", "books"}
+    assert parse_channels(None, "kraken") == {"trades", "books"}
+    assert parse_channels(None, "okx") == {"trades"}
     assert parse_channels("trades", "binance") == {"trades"}
     assert parse_channels(" books ,trades", "binance") == {"trades", "books"}
-    with pytest.raises(CommandError, match="--channels: coinbase has no books channel"):
-        call_command("ingest", "--exchange", "coinbase", "--symbols", "BTC-USD", "--channels", "books")
+    with pytest.raises(CommandError, match="--channels: okx has no books channel"):
+        call_command("ingest", "--exchange", "okx", "--symbols", "BTC-USDT", "--channels", "books")
     with pytest.raises(CommandError, match="--channels: give a comma-separated subset of trades,books, got 'depth'"):
         call_command("ingest", "--exchange", "binance", "--symbols", "btcusdt", "--channels", "depth")
     with pytest.raises(CommandError, match="--max-trades counts trades: it needs the trades channel"):

@@ -242,3 +242,25 @@ def test_a_keepalive_plan_pings_a_quiet_link_and_keeps_it() -> None:
             stop.set()
             thread.join(10)
     assert (client.connections, collector.reasons) == (1, [])
+
+
+def test_messages_a_frame_handler_returns_are_sent_on_its_connection(
+    simulator: BackgroundSimulator, stop: threading.Event
+) -> None:
+    """A books feed resyncs by re-subscribing: the messages its handler returns go out on the same connection."""
+    frames: list[bytes] = []
+
+    def handler(raw: bytes, _received_at: int) -> bool | list[str]:
+        frames.append(raw)
+        if len(frames) == 1:  # the first trade: ask the server for its subscriptions, on this connection
+            return ['{"method":"LIST_SUBSCRIPTIONS","id":9}']
+        return []
+
+    plan = ConnectionPlan(url=f"{simulator.url}/ws/btcusdt@trade", symbols=("btcusdt",))
+    client = WsClient(plan, handler, stop, poll_interval=0.1)
+    thread = run_client(client)
+    wait_for(lambda: any(b'"id":9' in f for f in list(frames)), timeout=30)
+    stop.set()
+    thread.join(10)
+    assert {"result": ["btcusdt@trade"], "id": 9} in [orjson.loads(f) for f in frames if b'"id"' in f]
+    assert client.connections == 1  # sent, not reconnected

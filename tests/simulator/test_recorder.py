@@ -9,7 +9,9 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -223,3 +225,53 @@ def test_a_part_whose_file_was_already_renamed_is_removed_not_recompressed(tmp_p
     assert again.finished == []
     assert [p.name for p in tmp_path.glob("binance-*")] == [finished.name]
     assert [r.trade_id for r in read_trades(finished)] == [1]
+
+
+def test_record_captures_the_book_channels_in_a_layout_the_simulator_replays(tmp_path: Path, settings: Any) -> None:
+    """Coinbase ``level2`` and Binance depth (with its REST snapshot line) are recorded as ``<recv ns> <frame>``
+    lines that ``simulate_exchange --replay`` reads back: the same events, and the same book as the source."""
+    from simulator.depth import read_coinbase_l2, read_depth
+    from tests.books.frames import coinbase_messages, coinbase_reference
+    from tests.ingest.recordings import COINBASE_RECORDING
+
+    source = read_coinbase_l2([COINBASE_RECORDING])
+    assert source is not None
+    config = SimulatorConfig(exchange="coinbase", speed=0, ping_interval=None, heartbeat_interval=3600)
+    with BackgroundSimulator(config, read_trades(COINBASE_RECORDING), depth=source) as sim:
+        call_command(
+            "record",
+            *("--exchange", "coinbase", "--symbols", "BTC-USD,ETH-USD", "--out", str(tmp_path / "cb")),
+            *("--url", sim.url, "--channels", "books", "--max-frames", str(4 + len(source))),
+            stdout=io.StringIO(),
+        )
+    (path,) = sorted((tmp_path / "cb").glob("*.frames.zst"))
+    replayed = read_coinbase_l2([path])
+    assert replayed is not None
+    assert [e.data for e in replayed.events] == [e.data for e in source.events]
+    replayed.due()  # the whole tape played: its book is the recording's last one
+    for product, (bids, asks) in coinbase_reference(coinbase_messages()).items():
+        found = replayed.book(product)
+        assert found is not None
+        book, _ = found
+        assert dict(book.bids.levels) == bids
+        assert dict(book.asks.levels) == asks
+
+    depth = read_depth([BTC_0808])
+    assert depth is not None
+    binance = BackgroundSimulator(SimulatorConfig(speed=0, ping_interval=None), read_trades(BTC_0808), depth=depth)
+    with binance as sim:
+        settings.BINANCE_REST_URL = sim.url.replace("ws://", "http://")
+        call_command(
+            "record",
+            *("--exchange", "binance", "--symbols", "btcusdt", "--out", str(tmp_path / "bn")),
+            *("--url", sim.url, "--channels", "books", "--max-frames", "201"),
+            stdout=io.StringIO(),
+        )
+    (path,) = sorted((tmp_path / "bn").glob("*.frames.zst"))
+    recorded = read_depth([path])
+    assert recorded is not None
+    assert [e.data for e in recorded.events] == [e.data for e in depth.events[:200]]
+    # The REST snapshot line, taken right after the first event: the simulator serves its book from it.
+    (snapshot_line,) = [line for line in lines(path) if b'{"lastUpdateId"' in line]
+    assert orjson.loads(snapshot_line.split(b" ", 1)[1])["lastUpdateId"] >= depth.events[0].last_id
+    assert recorded.snapshot("BTCUSDT", 5) is not None

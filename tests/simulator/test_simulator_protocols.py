@@ -226,7 +226,9 @@ def test_kraken_ping_heartbeat_and_errors() -> None:
             "{nope",
             "[]",
             {"method": "dance"},
-            {"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USDT"]}},
+            {"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USDT"]}},
+            {"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USDT"], "depth": 7}},
+            {"method": "subscribe", "params": {"channel": "book", "symbol": "BTC/USDT"}},
             {"method": "subscribe", "params": "trade"},
             {"method": "subscribe", "params": {"channel": "trade", "symbol": "BTC/USDT"}},
         ):

@@ -1,4 +1,5 @@
-"""Coinbase: Advanced Trade ``market_trades`` over WebSocket, backfill over the Exchange REST's trades by id."""
+"""Coinbase: Advanced Trade ``market_trades`` over WebSocket, backfill over the Exchange REST's trades by id; order
+books from the Advanced Trade ``level2`` channel (:mod:`books.socket_stream`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ DESCRIPTOR = ExchangeDescriptor(
     backfiller=CoinbaseBackfiller,
     symbols=CoinbaseExchange.spelling,
     capabilities=Capabilities(
-        trades=True, consecutive_ids=True, sequenced=True, backfill=BackfillBy.ID, rest_reach=None
+        trades=True, consecutive_ids=True, sequenced=True, backfill=BackfillBy.ID, rest_reach=None, books=True
     ),
     demo_symbols=("BTC-USD", "ETH-USD"),
 )

@@ -15,6 +15,6 @@ DESCRIPTOR = ExchangeDescriptor(
     adapter=KrakenExchange,
     backfiller=KrakenBackfiller,
     symbols=KrakenExchange.spelling,
-    capabilities=Capabilities(trades=True, consecutive_ids=True, backfill=BackfillBy.TIME, rest_reach=None),
+    capabilities=Capabilities(trades=True, consecutive_ids=True, backfill=BackfillBy.TIME, rest_reach=None, books=True),
     demo_symbols=("BTC/USD", "ETH/USD"),
 )

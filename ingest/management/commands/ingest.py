@@ -1,5 +1,5 @@
 """``manage.py ingest --exchange binance --symbols btcusdt,ethusdt [--channels trades,books]``: exchange WebSocket
-trades -> Kafka, and order books (Binance) -> ``market.books``."""
+trades -> Kafka, and order books (Binance, Coinbase, Kraken) -> ``market.books``."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def parse_channels(value: str | None, exchange: str) -> set[str]:
     if unknown or not channels:
         raise CommandError(f"--channels: give a comma-separated subset of {','.join(CHANNELS)}, got {value!r}")
     if "books" in channels and not has_books:
-        raise CommandError(f"--channels: {exchange} has no books channel (only binance has one so far)")
+        raise CommandError(f"--channels: {exchange} has no books channel (see docs/BOOKS.md)")
     return channels
 
 
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--channels",
             default=None,
-            help="trades, books or trades,books (default: both where the exchange has books, binance; else trades)",
+            help="trades, books or trades,books (default: both where the exchange has books; else trades)",
         )
         parser.add_argument("--metrics-port", type=int, default=9101, help="Prometheus port (0 = off)")
         parser.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between metric logs")

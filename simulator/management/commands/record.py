@@ -1,5 +1,6 @@
-"""``manage.py record --exchange binance --symbols btcusdt,ethusdt --out DIR``: capture an exchange's raw frames
-(``<recv ns> <frame>`` lines, hourly zstd files) for ``simulate_exchange --replay`` later."""
+"""``manage.py record --exchange binance --symbols btcusdt,ethusdt --out DIR [--channels trades,books]``: capture an
+exchange's raw frames, trades and books (``<recv ns> <frame>`` lines, hourly zstd files) for ``simulate_exchange
+--replay`` later."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from books.stream import rest_fetch
 from ingest.exchanges import get, names
+from ingest.management.commands.ingest import parse_channels
 from simulator.recorder import FrameRecorder, RecorderError, record
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,11 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True, help="directory of the recordings (created if missing)")
         parser.add_argument("--url", help="WebSocket URL (default: the exchange's <EXCHANGE>_WS_URL setting)")
         parser.add_argument("--max-frames", type=int, default=0, help="stop after N data frames (0: no limit)")
+        parser.add_argument(
+            "--channels",
+            default=None,
+            help="trades, books or trades,books (default: trades; books: binance, coinbase, kraken)",
+        )
         parser.add_argument(
             "--flush-interval", type=float, default=1.0, help="seconds of frames a crash may lose at most"
         )
@@ -48,6 +56,18 @@ class Command(BaseCommand):
             get(exchange).adapter(url).normalise_symbols(symbols)
         except ValueError as exc:
             raise CommandError(f"--symbols: {exc}") from exc
+        # Trades only by default, as before: a recording of trades stays one (and the simulator's market starts with
+        # its first subscriber, which a book connection could be).
+        channels = tuple(sorted(parse_channels(options.get("channels") or "trades", exchange)))
+        snapshot = None
+        if "books" in channels and exchange == "binance":
+            rest_url = getattr(settings, get(exchange).rest_url_setting or "", None)
+            if rest_url:
+                fetch = rest_fetch(rest_url)
+
+                def snapshot(symbol: str) -> Any:
+                    return fetch(symbol, settings.BOOK_SNAPSHOT_LIMIT)
+
         try:
             recorder = FrameRecorder(options["out"], exchange, flush_interval=options["flush_interval"])
         except RecorderError as exc:
@@ -60,7 +80,16 @@ class Command(BaseCommand):
 
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            record(exchange, symbols, url, recorder, stop, max_frames=options["max_frames"])
+            record(
+                exchange,
+                symbols,
+                url,
+                recorder,
+                stop,
+                max_frames=options["max_frames"],
+                channels=channels,
+                snapshot=snapshot,
+            )
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

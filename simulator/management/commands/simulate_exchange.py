@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.records import TradeRecord
 from simulator.config import EXCHANGES, ConfigError, SimulatorConfig
-from simulator.depth import DepthTape, read_depth
+from simulator.depth import DepthTape, read_coinbase_l2, read_depth
 from simulator.feed import PaceKey, exchange_symbol, on_present_clock, replay_source, trade_time
 from simulator.ids import StateError, continue_ids, load_last_ids, save_last_ids
 from simulator.replay import ReplayError
@@ -67,24 +67,55 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
     return records, pace, tuple(sorted(names))
 
 
+#: the depth fault options and who takes them
+DEPTH_FAULTS = (
+    ("depth_drop_every", "--depth-drop-every", ("binance", "coinbase", "kraken")),
+    ("depth_swap_every", "--depth-swap-every", ("binance", "coinbase", "kraken")),
+    ("depth_cross_every", "--depth-cross-every", ("binance", "coinbase", "kraken")),
+    ("depth_checksum_every", "--depth-checksum-every", ("kraken",)),
+)
+
+
 def build_depth(options: dict[str, Any], exchange: str) -> DepthTape | None:
-    """The recorded depth events of a Binance replay (None for other sources, or files without depth), with the
-    depth fault plan. They play once and keep their recorded times: not with ``--present``."""
-    drop, swap = options.get("depth_drop_every") or 0, options.get("depth_swap_every") or 0
-    for name, value in (("--depth-drop-every", drop), ("--depth-swap-every", swap)):
+    """The recorded book events of a replay, with the depth fault plan (None for other sources, or files without
+    book events). Binance: the recordings' depth events; Coinbase: their ``level2`` events; Kraken: book frames
+    derived from a Binance depth recording (there is no Kraken book recording). They play once and keep their
+    recorded times: not with ``--present``."""
+    faults: dict[str, int] = {}
+    for key, name, exchanges in DEPTH_FAULTS:
+        value = options.get(key) or 0
         if value < 0 or value == 1:
             raise CommandError(f"{name} must be 0 (off) or at least 2, got {value}")
-    if exchange != "binance" or not options.get("replay") or options.get("synthetic"):
+        if value and exchange not in exchanges:
+            raise CommandError(f"{name}: only {', '.join(exchanges)} (not {exchange})")
+        faults[key] = value
+    if exchange not in ("binance", "coinbase", "kraken") or not options.get("replay") or options.get("synthetic"):
         return None
     if options.get("present"):
         logger.info("simulator: --present: the recorded depth events are not replayed (they keep recorded times)")
         return None
     try:
-        tape = read_depth(options["replay"])
+        if exchange == "coinbase":
+            tape = read_coinbase_l2(options["replay"])
+        elif exchange == "kraken":
+            tape = read_depth(options["replay"], rename=lambda symbol: exchange_symbol("kraken", symbol))
+        else:
+            tape = read_depth(options["replay"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"--replay: depth events: {exc}") from None
-    if tape is not None:
-        tape.drop_every, tape.swap_every = drop, swap
+    if tape is None:
+        return None
+    tape.drop_every, tape.swap_every = faults["depth_drop_every"], faults["depth_swap_every"]
+    tape.cross_every, tape.checksum_every = faults["depth_cross_every"], faults["depth_checksum_every"]
+    if exchange == "kraken":
+        # Kraken's book is per subscription (its depth and checksum): each connection applies the faults itself.
+        tape.apply_faults = False
+        logger.info(
+            "simulator: Kraken book frames are DERIVED from the Binance depth recording (the project holds no Kraken "
+            "book recording): the Binance book seen through each subscription's depth, with Kraken's checksum",
+            extra={"events": len(tape), "symbols": sorted(tape.symbols())},
+        )
+    else:
         logger.info("simulator: replaying recorded depth events", extra={"events": len(tape)})
     return tape
 
@@ -139,10 +170,22 @@ class Command(BaseCommand):
         parser.add_argument("--gap-every", type=int, default=0, help="skip one trade id every N trades")
         parser.add_argument("--malformed-rate", type=float, default=0.0, help="probability of a malformed frame")
         parser.add_argument(
-            "--depth-drop-every", type=int, default=0, help="Binance: never send every N-th depth event (REST has it)"
+            "--depth-drop-every", type=int, default=0, help="books: never send every N-th depth event (the book has it)"
         )
         parser.add_argument(
-            "--depth-swap-every", type=int, default=0, help="Binance: send every N-th depth event after the next one"
+            "--depth-swap-every", type=int, default=0, help="books: send every N-th depth event after the next one"
+        )
+        parser.add_argument(
+            "--depth-cross-every",
+            type=int,
+            default=0,
+            help="books: every N-th depth event also carries a bid above every ask (a crossed book)",
+        )
+        parser.add_argument(
+            "--depth-checksum-every",
+            type=int,
+            default=0,
+            help="Kraken books: every N-th book update carries a wrong checksum",
         )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--start-delay", type=float, default=0.0, help="seconds between first subscribe and feed")
