@@ -7,6 +7,7 @@ import re
 import pytest
 from django.conf import settings
 
+from books.stream import BOOK_EXCHANGES
 from ingest.backfill import RestClient
 from ingest.exchanges import (
     ADAPTERS,
@@ -98,7 +99,8 @@ def test_each_descriptor_agrees_with_its_adapter_and_backfiller(name: str) -> No
     assert isinstance(descriptor.symbols, SymbolSpelling)
     assert adapter.spelling is descriptor.symbols
     assert capabilities.trades
-    assert capabilities.books == (name == "binance")  # only Binance ingests order books so far (books/stream.py)
+    # books=True exactly for the exchanges whose book feed the books channel runs (books/stream.py)
+    assert capabilities.books == (name in BOOK_EXCHANGES)
     assert capabilities.consecutive_ids == adapter.consecutive_ids
     backfills = capabilities.backfill is not BackfillBy.NONE
     assert backfills == adapter.supports_backfill == (descriptor.backfiller is not None)
