@@ -16,7 +16,7 @@ from django.db import connection, transaction
 
 from books.keeper import MetricRow, SnapshotRow
 
-_METRIC_FIELDS = (
+METRIC_FIELDS = (
     "best_bid",
     "best_ask",
     "spread",
@@ -28,14 +28,14 @@ _METRIC_FIELDS = (
     "imbalance",
 )
 _UPSERT_METRICS = f"""
-INSERT INTO books_bookmetric (exchange, symbol, second, t, last_id, valid, {", ".join(_METRIC_FIELDS)}, source_offset)
+INSERT INTO books_bookmetric (exchange, symbol, second, t, last_id, valid, {", ".join(METRIC_FIELDS)}, source_offset)
 SELECT * FROM unnest(
     %s::varchar[], %s::varchar[], %s::timestamptz[], %s::bigint[], %s::bigint[], %s::boolean[],
-    {", ".join(["%s::numeric[]"] * len(_METRIC_FIELDS))}, %s::bigint[]
+    {", ".join(["%s::numeric[]"] * len(METRIC_FIELDS))}, %s::bigint[]
 )
 ON CONFLICT (exchange, symbol, second) DO UPDATE SET
     t = EXCLUDED.t, last_id = EXCLUDED.last_id, valid = EXCLUDED.valid,
-    {", ".join(f"{name} = EXCLUDED.{name}" for name in _METRIC_FIELDS)}, source_offset = EXCLUDED.source_offset
+    {", ".join(f"{name} = EXCLUDED.{name}" for name in METRIC_FIELDS)}, source_offset = EXCLUDED.source_offset
 WHERE books_bookmetric.source_offset < EXCLUDED.source_offset
 """
 _UPSERT_SNAPSHOTS = """
@@ -102,7 +102,7 @@ def store(
     written_metrics = written_snapshots = 0
     with transaction.atomic(), connection.cursor() as cur:
         if metrics:
-            values = [[getattr(r.metrics, name) if r.metrics else None for r in metrics] for name in _METRIC_FIELDS]
+            values = [[getattr(r.metrics, name) if r.metrics else None for r in metrics] for name in METRIC_FIELDS]
             cur.execute(
                 _UPSERT_METRICS,
                 [

@@ -14,23 +14,13 @@ from rest_framework.response import Response
 from analytics.payloads import plain_decimal
 from analytics.timeutil import datetime_to_ms
 from books.models import BookMetric, BookSnapshot
+from books.storage import METRIC_FIELDS
 from dashboard.api import params
 from dashboard.api.serializers import page_serializer
 from dashboard.api.views import _ERRORS, END, START, ApiView, _p
 
 METRICS_DEFAULT_LIMIT = 600
 METRICS_MAX_LIMIT = 86_400
-_METRIC_FIELDS = (
-    "best_bid",
-    "best_ask",
-    "spread",
-    "mid",
-    "bid_depth_10bps",
-    "ask_depth_10bps",
-    "bid_depth_1pct",
-    "ask_depth_1pct",
-    "imbalance",
-)
 
 
 class BookSerializer(serializers.Serializer):
@@ -134,5 +124,5 @@ class BookMetricsView(ApiView):
 
 def _metric_item(row: BookMetric) -> dict[str, Any]:
     item: dict[str, Any] = {"t": datetime_to_ms(row.second), "last_update_t": row.t, "valid": row.valid}
-    item.update({name: plain_decimal(getattr(row, name)) for name in _METRIC_FIELDS})
+    item.update({name: plain_decimal(getattr(row, name)) for name in METRIC_FIELDS})
     return item

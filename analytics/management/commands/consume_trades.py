@@ -17,23 +17,10 @@ from analytics import partitions
 from analytics.consumer import ConsumerConfig, TradeConsumer
 from analytics.dlq import InvalidMessageLimitError
 from analytics.watchdog import StalledError
+from cryptoproject.arguments import positive_float, positive_int
 from cryptoproject.preflight import require_database, require_kafka, require_redis
 
 logger = logging.getLogger(__name__)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(text)
-    return value
 
 
 class Command(BaseCommand):
@@ -43,13 +30,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Declare the batching options and the optional exit conditions (``--max-records``, ``--idle-exit``, stall)."""
-        parser.add_argument("--batch-size", type=_positive_int, default=5000, help="records per batch (5000)")
-        parser.add_argument("--batch-ms", type=_positive_int, default=200, help="max batch age in ms (200)")
-        parser.add_argument("--max-records", type=_positive_int, default=None, help="exit after N records")
-        parser.add_argument("--idle-exit", type=_positive_float, default=None, help="exit after S idle seconds")
+        parser.add_argument("--batch-size", type=positive_int, default=5000, help="records per batch (5000)")
+        parser.add_argument("--batch-ms", type=positive_int, default=200, help="max batch age in ms (200)")
+        parser.add_argument("--max-records", type=positive_int, default=None, help="exit after N records")
+        parser.add_argument("--idle-exit", type=positive_float, default=None, help="exit after S idle seconds")
         parser.add_argument(
             "--stall-timeout",
-            type=_positive_float,
+            type=positive_float,
             default=None,
             help="exit non-zero after S seconds without progress (default: CONSUMER_STALL_TIMEOUT_S)",
         )

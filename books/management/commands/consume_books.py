@@ -14,23 +14,10 @@ from django.db import DatabaseError
 from books import partitions
 from books.consumer import BooksConsumer, BooksConsumerConfig
 from books.live import BookPusher
+from cryptoproject.arguments import positive_float, positive_int
 from cryptoproject.preflight import require_database, require_kafka, require_redis
 
 logger = logging.getLogger(__name__)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(text)
-    return value
 
 
 class Command(BaseCommand):
@@ -40,12 +27,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Declare the batching options and the optional exit conditions."""
-        parser.add_argument("--batch-size", type=_positive_int, default=2000, help="messages per batch (2000)")
-        parser.add_argument("--batch-ms", type=_positive_int, default=500, help="max batch age in ms (500)")
-        parser.add_argument("--max-records", type=_positive_int, default=None, help="exit after N messages")
+        parser.add_argument("--batch-size", type=positive_int, default=2000, help="messages per batch (2000)")
+        parser.add_argument("--batch-ms", type=positive_int, default=500, help="max batch age in ms (500)")
+        parser.add_argument("--max-records", type=positive_int, default=None, help="exit after N messages")
         parser.add_argument(
             "--idle-exit",
-            type=_positive_float,
+            type=positive_float,
             default=None,
             help="exit after S seconds without messages, once partitions are assigned",
         )
