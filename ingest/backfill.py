@@ -288,15 +288,23 @@ class BackfillWorker:
         return True
 
     def probe(self, probe: Probe) -> bool:
-        """Queue a tail probe (never blocks); False when the queue is full or ingest is stopping (tried later)."""
+        """Queue a tail probe (never blocks); False when the queue is full or ingest is stopping. A quiet symbol's
+        probe is tried again later; a reconnect's catch-up (``before_time`` set) has no later turn, so the window it
+        was to fill is reported as possibly lost instead."""
         if self._stop.is_set():
+            self._catch_up_skipped(probe, "ingest is stopping")
             return False
         try:
             self._queue.put_nowait(probe)
         except queue.Full:
+            self._catch_up_skipped(probe, "the backfill queue is full (INGEST_BACKFILL_QUEUE)")
             return False
         self._ensure_started()
         return True
+
+    def _catch_up_skipped(self, probe: Probe, reason: str) -> None:
+        if probe.before_time is not None:
+            self._lost_window(probe.symbol, probe.after_time, probe.before_time, reason)
 
     def _ensure_started(self) -> None:
         with self._start_lock:
@@ -325,6 +333,8 @@ class BackfillWorker:
                 break
             if isinstance(gap, Gap):
                 self._abandon(gap, gap.size, "ingest is stopping")
+            elif isinstance(gap, Probe):
+                self._catch_up_skipped(gap, "ingest is stopping")
             self._queue.task_done()
         self.metrics.backfill_queued = 0
         if self._started:
@@ -340,6 +350,8 @@ class BackfillWorker:
                     if gap is None or self._stop.is_set():
                         if isinstance(gap, Gap):
                             self._abandon(gap, gap.size, "ingest is stopping")
+                        elif isinstance(gap, Probe):
+                            self._catch_up_skipped(gap, "ingest is stopping")
                         if gap is None:
                             return
                         continue
@@ -405,12 +417,21 @@ class BackfillWorker:
             page, _next_id = next(pages, (None, 0))
         except BackfillError as exc:
             logger.warning("tail probe failed", extra={"symbol": probe.symbol, "error": str(exc)})
+            # A quiet symbol is probed again later; a reconnect's catch-up is not, so what it was to fetch is lost.
+            self._catch_up_skipped(probe, f"the catch-up failed: {exc}")
             return 0
         if page is not None and page.lost_window is not None:
             after, before = page.lost_window
             if probe.before_time is not None:
                 before = min(before, probe.before_time)  # later trades came over the new connection
             self._lost_window(probe.symbol, after, before)
+        if page is not None and probe.before_time is not None:
+            # A catch-up fills the hole before the new connection's first trade, nothing later. Trades after it are
+            # the live stream's; when REST answers after that connection dropped too, they lie beyond the next hole,
+            # and publishing them would move the id check past it: the next catch-up would start after them and
+            # leave the hole's older trades lost and unreported.
+            before_time = probe.before_time
+            page.trades = [t for t in page.trades if t.trade_time <= before_time]
         if page is None or not page.trades:
             return 0
         now = now_ms()
@@ -439,11 +460,17 @@ class BackfillWorker:
             },
         )
 
-    def _lost_window(self, symbol: str, after: int | None, before: int) -> None:
+    def _lost_window(
+        self,
+        symbol: str,
+        after: int | None,
+        before: int,
+        reason: str = "older than the newest trades the exchange's REST serves",
+    ) -> None:
         # Counted as one unrecoverable range: how many trades it held is unknown (the ids say nothing).
         self.metrics.backfill_unrecoverable += 1
         logger.error(
-            "trades between these times may be lost: older than the newest trades the exchange's REST serves",
+            f"trades between these times may be lost: {reason}",
             extra={"exchange": self.exchange, "symbol": symbol, "after_time": after, "before_time": before},
         )
 

@@ -100,9 +100,12 @@ class RecentIdContinuity(TradeIdContinuity):
             forgotten = ids.pop(next(iter(ids)))
             if forgotten is not None and forgotten > self.floor.get(symbol, -1):
                 self.floor[symbol] = forgotten
-        self.last[symbol] = trade_id
-        if trade_time is not None and trade_time >= self.times.get(symbol, -1):
-            self.times[symbol] = trade_time
+        # The newest trade seen, not the last remembered: a catch-up's older trades must not move a later catch-up's
+        # starting point back.
+        if trade_time is None or trade_time >= self.times.get(symbol, -1):
+            self.last[symbol] = trade_id
+            if trade_time is not None:
+                self.times[symbol] = trade_time
 
     def check(self, symbol: str, trade_id: int, trade_time: int | None = None) -> int:
         """``NEXT`` (remembered) or ``DUPLICATE``; never ``GAP``."""

@@ -145,6 +145,16 @@ def test_recent_ids_are_repeats_and_nothing_is_ever_a_gap() -> None:
     assert check.gap is None
 
 
+def test_an_older_trade_does_not_move_the_last_trade_seen_back() -> None:
+    # A reconnect's catch-up publishes trades older than the live ones already seen: the next catch-up must still
+    # start after the newest trade seen, or its window would begin before it.
+    check = RecentIdContinuity()
+    assert [check.check("S", i, t) for i, t in [(10, 100), (30, 300), (20, 200)]] == [NEXT, NEXT, NEXT]
+    assert (check.last["S"], check.times["S"]) == (30, 300)
+    assert check.check("S", 31, 300) == NEXT  # the same millisecond, later: it is the newest
+    assert check.last["S"] == 31
+
+
 def test_a_resumed_symbol_takes_what_is_older_than_its_last_trade_as_repeats() -> None:
     check = RecentIdContinuity()
     check.seed("S", 40, 1000)

@@ -137,8 +137,72 @@ def test_the_backfiller_catches_up_and_reports_what_it_cannot_reach(caplog: pyte
         old, first_live = records[20], records[190]
         with caplog.at_level(logging.ERROR, logger="ingest.backfill"):
             worker.fill_tail(Probe("BTCUSDT", old.trade_id, old.trade_time, first_live.trade_time))
-    assert [t.trade_id for t in published] == [t.trade_id for t in records[140:]]
+    # From the oldest row served up to the first live trade: the later rows are the live stream's.
+    assert [t.trade_id for t in published] == [t.trade_id for t in records[140:191]]
     assert metrics.backfill_unrecoverable == 1
     (lost,) = [r for r in caplog.records if "may be lost" in r.message]
     # Bounded by the oldest row served (records[140]), not by the first live trade, which came later.
     assert (lost.after_time, lost.before_time) == (old.trade_time, records[140].trade_time)  # type: ignore[attr-defined]
+
+
+def test_a_catch_up_publishes_nothing_newer_than_its_connections_first_trade(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The connection that brought records[100] dropped too before REST answered, and the market went on to
+    # records[199]: the newest 60 rows (140..199) lie beyond the next hole (after the dropped connection's last
+    # trade). Publishing them would move the id check past that hole, whose own catch-up would then start after
+    # them, leaving its older trades lost outside every reported window (a chaos run lost 82 of 3,000 so).
+    records = bybit_trades(200)
+    published: list[TradeRecord] = []
+
+    def publish(page: list[TradeRecord]) -> int:
+        published.extend(page)
+        return len(page)
+
+    with rest_sim(records, rest_rate=0) as sim:
+        metrics = IngestMetrics("bybit")
+        client = BybitBackfiller(sim.http_url, min_interval=0, sleep=lambda _s: None, attempts=2)
+        worker = BackfillWorker(client, publish, lambda *_a: None, metrics, "bybit", 100_000, 10)
+        seen, first_live = records[20], records[100]
+        with caplog.at_level(logging.ERROR, logger="ingest.backfill"):
+            assert worker.fill_tail(Probe("BTCUSDT", seen.trade_id, seen.trade_time, first_live.trade_time)) == 0
+            # REST reaches back to records[140], after the first live trade: the window is the whole hole.
+            assert published == []
+            (lost,) = [r for r in caplog.records if "may be lost" in r.message]
+            assert (lost.after_time, lost.before_time) == (seen.trade_time, first_live.trade_time)  # type: ignore[attr-defined]
+            # Where REST does reach the last trade seen, the hole's trades come back and nothing after it.
+            seen, first_live = records[150], records[180]
+            worker.fill_tail(Probe("BTCUSDT", seen.trade_id, seen.trade_time, first_live.trade_time))
+    # From the last trade seen to the first live one, both included (the id check drops the repeats).
+    assert [t.trade_id for t in published] == [t.trade_id for t in records[150:181]]
+    assert metrics.backfill_unrecoverable == 1
+
+
+def test_a_catch_up_that_cannot_run_reports_its_window(caplog: pytest.LogCaptureFixture) -> None:
+    # A reconnect's catch-up has no later turn (a quiet symbol's probe has): failing, not queued, or dropped at stop,
+    # what it was to fetch is reported as possibly lost, never silently.
+    records = bybit_trades(10)
+    seen, first_live = records[2], records[8]
+    with rest_sim(records, rest_rate=0) as sim:
+        url = sim.http_url
+    metrics = IngestMetrics("bybit")
+    client = BybitBackfiller(url, min_interval=0, sleep=lambda _s: None, attempts=1)  # the simulator is gone
+    worker = BackfillWorker(client, lambda page: len(page), lambda *_a: None, metrics, "bybit", 100_000, 1)
+    catch_up = Probe("BTCUSDT", seen.trade_id, seen.trade_time, first_live.trade_time)
+    quiet = Probe("BTCUSDT", seen.trade_id, seen.trade_time)
+    with caplog.at_level(logging.ERROR, logger="ingest.backfill"):
+        assert worker.fill_tail(catch_up) == 0
+        assert worker.fill_tail(quiet) == 0  # tried again later: nothing reported
+        worker._queue.put_nowait(quiet)  # the queue (size 1) is full
+        assert worker.probe(catch_up) is False
+        assert worker.probe(quiet) is False
+        worker.stop()  # drops the queued quiet probe: nothing reported
+        assert worker.probe(catch_up) is False
+    windows = [r for r in caplog.records if "may be lost" in r.message]
+    assert [r.message.split(": ", 1)[1].split(":")[0] for r in windows] == [
+        "the catch-up failed",
+        "the backfill queue is full (INGEST_BACKFILL_QUEUE)",
+        "ingest is stopping",
+    ]
+    assert all((r.after_time, r.before_time) == (seen.trade_time, first_live.trade_time) for r in windows)  # type: ignore[attr-defined]
+    assert metrics.backfill_unrecoverable == 3
