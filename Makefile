@@ -182,7 +182,7 @@ bench-books: setup peer-venv ## Binance books: ours against cryptofeed's on the 
 	@$(PY) -m benchmarks.books_peer $(BENCH_ARGS)
 
 # --------------------------------------------------------------------------------------------- reliability
-chaos: setup ## fault-injection suite on stacks of its own (>= 200k real trades per scenario; docs/RELIABILITY.md)
+chaos: setup ## fault-injection suite on stacks of its own (>= 200k real trades per scenario, then the order books; docs/RELIABILITY.md)
 	@$(PY) -m chaos $(CHAOS_ARGS)
 
 # SOAK_MINUTES (60) and SOAK_STACK (15) come from the environment or the command line: make soak SOAK_MINUTES=4

@@ -291,10 +291,12 @@ class BooksConsumer:
         try:
             counts = storage.store(metric_rows, snapshot_rows, checkpoints, self.group, self.topic)
             self.dead_letters.send(batch.letters, batch.acked, batch.oversized)
+            # A commit the broker does not answer (Kafka down) is a transient failure too: the batch is retried
+            # (stored again, a no-op) and committed once Kafka is back, rather than the process exiting.
+            self._commit({tp: o for tp, o in batch.offsets.items() if o > self.floor.get(tp.partition, 0)})
         except TRANSIENT_ERRORS as exc:
             self._failed(exc)
             return False
-        self._commit({tp: o for tp, o in batch.offsets.items() if o > self.floor.get(tp.partition, 0)})
         if self._retry_at:
             self._retry_at, self._backoff = 0.0, self.config.backoff_initial_s
             self._consumer.resume(*self._consumer.assignment())

@@ -1,4 +1,5 @@
-"""``python -m chaos`` (``make chaos``): every fault scenario on a stack of its own, then the table.
+"""``python -m chaos`` (``make chaos``): every fault scenario on a stack of its own, then the tables (trades, and
+the order books of :mod:`chaos.books`).
 
 The scenarios run on local stack 7 (``scripts/stack_env.sh 7``) and, for the broker loss, on stack 8 with a 3-node
 Kafka cluster, so a running demo or test suite is never disturbed. Results go to ``bench-results/chaos.json``.
@@ -13,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from chaos import truth
+from chaos import booktruth, truth
+from chaos.books import BOOK_SCENARIOS, BookOptions, BookRow, book_scenarios, run_book_scenario
+from chaos.books import table as book_table
 from chaos.harness import RECORDINGS, ROOT, Options, Row, Stack, by_name, setup_database, stack_environment
 from chaos.harness import run_scenario as run_one
 
@@ -86,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-outage", type=float, default=60.0)
     parser.add_argument("--redis-outage", type=float, default=30.0)
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="s to wait for the rest after the market")
+    parser.add_argument("--book-speed", type=float, default=6.0, help="x the recorded pace of the book scenarios")
+    parser.add_argument(
+        "--book-kafka-outage", type=float, default=30.0, help="s the broker is away in books-kafka-down"
+    )
     parser.add_argument("--stack", type=int, default=7, help="local stack number (the cluster uses N+1)")
     parser.add_argument("--keep", action="store_true", help="leave the stacks running at the end")
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results/chaos.json")
@@ -100,16 +107,23 @@ def main(argv: list[str] | None = None) -> int:
         drain_timeout_s=args.drain_timeout,
         extra_env={"CELERY_VISIBILITY_TIMEOUT": "60"},
     )
-    scenarios = by_name(args.scenarios)
-    expected = truth.workload(RECORDINGS, opts.trades)
+    book_names = {s.name for s in BOOK_SCENARIOS}
+    named_books = [n for n in args.scenarios if n in book_names]
+    named_trades = [n for n in args.scenarios if n not in book_names]
+    scenarios = by_name(named_trades) if named_trades or not args.scenarios else []
+    books = book_scenarios(named_books if args.scenarios else None)
+    book_opts = BookOptions(speed=args.book_speed, kafka_outage_s=args.book_kafka_outage)
+    expected = truth.workload(RECORDINGS, opts.trades) if scenarios else []
     workloads = {opts.trades: expected}  # a scenario with a workload of its own (kafka-down-long) gets its truth
     print(
         f"[chaos] {len(expected):,} trades, {len(truth.minute_bars(expected)):,} minutes, "
-        f"{len(truth.whale_ids(expected, truth.Decimal('100000')))} whales; {len(scenarios)} scenario(s)",
+        f"{len(truth.whale_ids(expected, truth.Decimal('100000')))} whales; {len(scenarios)} scenario(s), "
+        f"{len(books)} book scenario(s)",
         flush=True,
     )
     stacks: dict[int, Stack] = {}
     rows: list[Row] = []
+    book_rows: list[BookRow] = []
     try:
         for scenario in scenarios:
             stack = stacks.get(scenario.brokers)
@@ -132,20 +146,45 @@ def main(argv: list[str] | None = None) -> int:
             )
             # A stopped server must be back before the next scenario.
             stack.run("up")
+        if books:
+            book_truth = booktruth.BookTruth(booktruth.read_recording(RECORDINGS))
+            stack = stacks.get(1)
+            if stack is None:
+                stack = stacks[1] = Stack(stack_environment(args.stack, 1))
+                stack.run("up")
+                setup_database(stack)
+            for book_scenario in books:
+                t0 = time.monotonic()
+                print(f"[chaos] {book_scenario.name}: {book_scenario.description} ...", flush=True)
+                book_row = run_book_scenario(book_scenario, book_opts, stack, book_truth)
+                book_rows.append(book_row)
+                print(
+                    f"[chaos] {book_scenario.name}: {'ok' if book_row.ok else 'FAILED'} in "
+                    f"{time.monotonic() - t0:.0f} s {'; '.join(book_row.notes)}",
+                    flush=True,
+                )
+                stack.run("up")
     finally:
         if not args.keep:
             for stack in stacks.values():
                 stack.run("down")
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    if book_rows:
+        print(book_table(book_rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
-            {"options": {"trades": opts.trades, "rate": opts.rate}, "rows": [r.as_dict() for r in rows]},
+            {
+                "options": {"trades": opts.trades, "rate": opts.rate, "book_speed": book_opts.speed},
+                "rows": [r.as_dict() for r in rows],
+                "books": [r.as_dict() for r in book_rows],
+            },
             indent=2,
             default=str,
         )
     )
-    return 0 if all(r.ok for r in rows) else 1
+    return 0 if all(r.ok for r in rows) and all(r.ok for r in book_rows) else 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from books import storage
@@ -25,6 +25,7 @@ from tests.books.frames import RefSide, binance_deltas, binance_snapshot, sorted
 from tests.books.frames import apply_rows as ref_apply
 from tests.books.test_binance_ingest import FINAL_ID, run_books
 from tests.conftest import ChildProcess, KafkaTopics, manage, subprocess_env, unique, wait_for
+from tests.faults import freeze_kafka, thaw_kafka
 from tests.ingest.pipeline import read_topic, wait_exit
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -357,6 +358,64 @@ def test_a_lost_database_connection_pauses_retries_and_stores_the_batch_and_a_fa
     assert consumer.metrics.failures == 1
     assert consumer.metrics.batches == 2
     assert calls == [1, 1]
+    assert list(BookMetric.objects.order_by("second").values_list("last_id", flat=True)) == [11, 12]
+
+
+def test_an_offset_commit_that_fails_while_kafka_hangs_pauses_and_retries_the_batch_instead_of_exiting(
+    kafka_topics: KafkaTopics, books_topic: str, settings: Any
+) -> None:
+    """Found by ``make chaos``'s books-kafka-down: the batch is stored, then its commit meets a broker that does not
+    answer (frozen here, between the store and the commit, by holding the store on a table lock). The commit's
+    ``KafkaTimeoutError`` is a transient failure like any other: the partitions pause, the same batch is stored
+    again (a no-op) and committed once the broker is back; the consumer never exits."""
+    pids: list[int] = []
+    errors: list[BaseException] = []
+    consumer = BooksConsumer(
+        BooksConsumerConfig.from_settings(batch_size=100, batch_ms=100),
+        on_books=lambda _changed: pids.append(connection.connection.info.backend_pid),
+    )
+
+    def run() -> None:
+        try:
+            consumer.run()
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        produce(
+            books_topic,
+            [
+                book_message("snapshot", 10, 10, T0 + 100, bids=SNAP["bids"], asks=SNAP["asks"]),
+                book_message("delta", 11, 11, T0 + 500, bids=[["100.00", "4.0"]]),
+            ],
+        )
+        wait_for(lambda: pids, timeout=60, what="the first batch")
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("LOCK TABLE books_bookmetric IN EXCLUSIVE MODE")  # the consumer's next store waits here
+            produce(books_topic, [book_message("delta", 12, 12, T0 + 2500, bids=[["100.00", "5.0"]])])
+
+            def store_waits() -> bool:
+                cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pids[0]])
+                return cur.fetchone() == ("Lock",)
+
+            wait_for(store_waits, timeout=60, what="the store waiting on the lock")
+            frozen = freeze_kafka()
+        try:
+            # The lock is released: the batch is stored and its commit meets the frozen broker (request timeout).
+            wait_for(lambda: consumer.metrics.failures or errors, timeout=90, what="the commit failing")
+        finally:
+            thaw_kafka(frozen)
+        group = settings.KAFKA_BOOKS_CONSUMER_GROUP
+        wait_for(lambda: committed(group, books_topic) == 3 or errors, timeout=120, what="the batch committed")
+    finally:
+        consumer.stop()
+        thread.join(60)
+    assert errors == []
+    assert consumer.metrics.failures >= 1
+    assert committed(settings.KAFKA_BOOKS_CONSUMER_GROUP, books_topic) == 3
     assert list(BookMetric.objects.order_by("second").values_list("last_id", flat=True)) == [11, 12]
 
 
