@@ -8,11 +8,17 @@ REST serves, per symbol, the recording's own REST snapshot plus every event afte
 when the recording holds none, the book built from every event so far, starting empty (said once in the log).
 Events the fault plan keeps off the WebSocket (``--depth-drop-every``) are in the REST book all the same, as a
 real exchange's book holds the updates a client missed.
+
+Binance tapes also follow the trades on the present clock (:meth:`DepthTape.align`, ``--present``) and loop with
+them (:meth:`DepthTape.next_pass`, ``--loop``): each pass restarts the recorded book (the REST snapshot too) and moves
+the update ids forward past a hole of :data:`LOOP_ID_GAP`, so every client resyncs instead of applying the
+recording's first events to the book its last ones made.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,6 +44,10 @@ SWAP = "swap"
 CROSS = "cross"
 CHECKSUM = "checksum"
 
+#: how many update ids a loop pass leaves out between the previous pass's last ``u`` and its first ``U``: the
+#: recording's first book does not follow from its last one, so the stream must break and every client resync
+LOOP_ID_GAP = 1
+
 #: an event's ``data`` -> (bids, asks) levels
 LevelsOf = Callable[[bytes], tuple[list[Level], list[Level]]]
 
@@ -51,6 +61,23 @@ def binance_levels(data: bytes) -> tuple[list[Level], list[Level]]:
 def depth_weight(limit: int) -> int:
     """Binance's request weight of a depth snapshot of ``limit`` levels (1..5000)."""
     return next(weight for bound, weight in DEPTH_WEIGHTS if limit <= bound)
+
+
+def binance_restamp(event: DepthEvent, id_shift: int, time_shift: int) -> DepthEvent:
+    """A Binance event moved forward: ``U`` and ``u`` by ``id_shift``, ``E`` and its receive time by ``time_shift``
+    (ms)."""
+    data = orjson.loads(event.data)
+    data["U"] += id_shift
+    data["u"] += id_shift
+    data["E"] += time_shift
+    return DepthEvent(
+        event.symbol,
+        event.first_id + id_shift,
+        event.last_id + id_shift,
+        event.received_at + time_shift,
+        orjson.dumps(data),
+        event.fault,
+    )
 
 
 class DepthEvent(NamedTuple):
@@ -78,6 +105,18 @@ class _Symbol:
         self.book = L2Book()
         self.last_id: int | None = None
         self.started = False
+        self.told = False  # the log said the recording holds no snapshot of it
+        #: what each loop pass adds to the recorded update ids (0 on the first pass)
+        self.id_shift = 0
+        #: the recorded update ids' range, ``u`` of the last event - ``U`` of the first + 1 (the snapshot's included)
+        self.id_span = 0
+
+    def restart(self) -> None:
+        """A loop pass: nothing of the recording emitted yet, the REST book back to the recorded snapshot."""
+        self.emitted = self.applied = 0
+        self.book = L2Book()
+        self.last_id = None
+        self.started = False
 
 
 class DepthTape:
@@ -89,6 +128,9 @@ class DepthTape:
     event's checksum is wrong (Kraken). All count events over the whole tape. With ``apply_faults`` (Binance: one
     encoding for every connection) the tape applies them; without (Coinbase's per-connection ``sequence_num``,
     Kraken's per-subscription checksum) it tags each event (:attr:`DepthEvent.fault`) and the session applies it.
+
+    ``restamp`` moves an event's ids and times (Binance: :func:`binance_restamp`); a tape with one can follow trades
+    on the present clock (:meth:`present`, :meth:`align`) and loop (:meth:`next_pass`).
     """
 
     def __init__(
@@ -102,10 +144,20 @@ class DepthTape:
         checksum_every: int = 0,
         levels: LevelsOf = binance_levels,
         apply_faults: bool = True,
+        restamp: Callable[[DepthEvent, int, int], DepthEvent] | None = binance_restamp,
     ) -> None:
         """A tape of ``events`` (receive order) and the recorded snapshot of each symbol that has one
         (``{"lastUpdateId", "bids", "asks"}``); ``levels`` reads an event's levels."""
         self.events = list(events)
+        self.restamp = restamp
+        #: ms added to every recorded time (``--present``); None until the first trade of a symbol of the tape
+        #: says by how much its trades moved (:meth:`align`): no event goes out before
+        self.offset: int | None = 0
+        #: the current loop pass's shift of the recorded times (ms), and the passes the trades began since
+        self.time_shift = 0
+        self.passes = 0
+        self._pending: deque[int] = deque()
+        self._following: frozenset[str] | None = None
         self.position = 0
         self.drop_every = drop_every
         self.swap_every = swap_every
@@ -123,6 +175,11 @@ class DepthTape:
             self._symbol(event.symbol).events.append(event)
         for symbol, snapshot in (snapshots or {}).items():
             self._symbol(symbol).snapshot = snapshot
+        for state in self._symbols.values():
+            ids = [event.first_id for event in state.events] + [event.last_id for event in state.events]
+            if state.snapshot is not None:
+                ids.append(state.snapshot["lastUpdateId"])
+            state.id_span = max(ids) - min(ids) + 1 if ids else 0
 
     def _symbol(self, symbol: str) -> _Symbol:
         state = self._symbols.get(symbol)
@@ -138,20 +195,83 @@ class DepthTape:
         """The symbols with depth events or a snapshot."""
         return set(self._symbols)
 
+    def present(self) -> None:
+        """Follow the trades on the present clock: no event goes out until :meth:`align` says how far they moved."""
+        if self.restamp is None:
+            raise ValueError("this tape's events cannot be moved to the present")
+        self.offset = None
+
+    def align(self, symbol: str, delta: int) -> None:
+        """The trades of ``symbol`` moved by ``delta`` ms (their first one drawn): the tape's events move as far,
+        if it holds ``symbol`` and has not moved yet (the tape's symbols come from one recording, one timeline)."""
+        if self.offset is None and symbol in self._symbols:
+            self.offset = delta
+
+    def next_pass(self, symbols: Iterable[str], time_shift: int) -> None:
+        """A looping trade stream of ``symbols`` began a pass, its recorded times moved by ``time_shift`` ms: once
+        the tape has played its events, it plays them again shifted as far (the first stream holding a symbol of
+        the tape is the one followed)."""
+        if self.restamp is None or not self.events:
+            return
+        names = frozenset(symbols)
+        if self._following is None and names & self._symbols.keys():
+            self._following = names
+        if names == self._following:
+            self._pending.append(time_shift)
+
     @property
     def next_at(self) -> int:
-        """The receive time (ms) of the next event the feed takes; a far future once the tape is played."""
-        return self.events[self.position].received_at if self.position < len(self.events) else _NEVER
+        """The time (ms, on the trades' clock) of the next event the feed takes; a far future once the tape is
+        played (until the trades loop)."""
+        offset = self.offset
+        if offset is None:
+            return _NEVER
+        if self.position < len(self.events):
+            return self.events[self.position].received_at + offset + self.time_shift
+        if self._pending:
+            return self.events[0].received_at + offset + self._pending[0]
+        return _NEVER
 
     def due(self, until: int = _NEVER) -> list[DepthEvent]:
-        """Advance over every event received at or before ``until`` (ms); returns those to send, in sending order
-        (the fault plan applied). The REST books include every event advanced over, sent or not."""
+        """Advance over every event received at or before ``until`` (ms, on the trades' clock), into the next loop
+        pass when one began; returns those to send, in sending order (the fault plan applied). The REST books
+        include every event advanced over, sent or not."""
         out: list[DepthEvent] = []
+        if self.offset is None:
+            return out
+        while True:
+            self._advance(until - self.offset - self.time_shift, out)
+            if self.position < len(self.events) or not self._pending:
+                return out
+            if self.events[0].received_at + self.offset + self._pending[0] > until:
+                return out
+            self._restart(self._pending.popleft())
+
+    def _restart(self, time_shift: int) -> None:
+        # A loop pass: the recording from its start, ids forward past a hole (clients resync), REST's book restarted.
+        self.position = 0
+        self.time_shift = time_shift
+        self.passes += 1
+        for state in self._symbols.values():
+            state.id_shift += state.id_span + LOOP_ID_GAP
+            state.restart()
+        logger.info(
+            "simulator: the depth recording loops: its book restarts and its update ids jump forward (clients resync)",
+            extra={"pass": self.passes + 1, "ids": {s: state.id_shift for s, state in self._symbols.items()}},
+        )
+
+    def _advance(self, until: int, out: list[DepthEvent]) -> None:
+        # Every event received at or before ``until`` (ms, recorded time), moved to the trades' clock.
         events, position = self.events, self.position
+        shift = (self.offset or 0) + self.time_shift
+        restamp = self.restamp if shift or self.passes else None
         while position < len(events) and events[position].received_at <= until:
             event = events[position]
             position += 1
-            self._symbols[event.symbol].emitted += 1
+            state = self._symbols[event.symbol]
+            state.emitted += 1
+            if restamp is not None:
+                event = restamp(event, state.id_shift, shift)
             if not self.apply_faults:
                 out.append(self._tagged(event, position))
                 continue
@@ -174,7 +294,6 @@ class DepthTape:
         if position >= len(events) and self._held is not None:  # nothing left to swap with: it goes out last
             out.append(self._held)
             self._held = None
-        return out
 
     def _tagged(self, event: DepthEvent, position: int) -> DepthEvent:
         # The first fault due at this position, for the session to apply (counted here, over the whole tape).
@@ -204,9 +323,9 @@ class DepthTape:
         return event._replace(data=orjson.dumps(data))
 
     def book(self, symbol: str) -> tuple[L2Book, int | None] | None:
-        """The true book of ``symbol`` now (the recorded snapshot plus every event the feed advanced over, sent or
-        not; faults never touch it) and the last id it holds; None for a symbol without depth. The book is the
-        tape's own: read it, do not change it."""
+        """The true book of ``symbol`` now (the recorded snapshot plus every event the feed advanced over in this
+        loop pass, sent or not; faults never touch it) and the last id it holds, as sent; None for a symbol without
+        depth. The book is the tape's own: read it, do not change it."""
         state = self._symbols.get(symbol)
         if state is None:
             return None
@@ -217,7 +336,8 @@ class DepthTape:
                 recorded = state.snapshot
                 book.apply_snapshot(parse_levels(recorded["bids"], "bids"), parse_levels(recorded["asks"], "asks"))
                 state.last_id = recorded["lastUpdateId"]
-            else:
+            elif not state.told:
+                state.told = True
                 logger.info(
                     f"simulator: the recording holds no REST snapshot of {symbol}: /api/v3/depth serves the book "
                     "built from every recorded delta so far, starting empty",
@@ -230,7 +350,7 @@ class DepthTape:
             book.apply(*levels(event.data))
             state.last_id = event.last_id
         state.applied = max(state.applied, state.emitted)
-        return book, state.last_id
+        return book, None if state.last_id is None else state.last_id + state.id_shift
 
     def snapshot(self, symbol: str, limit: int) -> dict[str, Any] | None:
         """``/api/v3/depth``'s answer for ``symbol`` now: ``{"lastUpdateId", "bids", "asks"}`` with the ``limit``
@@ -241,7 +361,7 @@ class DepthTape:
         book, last_id = found
         state = self._symbols[symbol]
         if last_id is None:  # nothing emitted and no snapshot: the empty book just before the first event
-            last_id = state.events[0].first_id - 1 if state.events else 0
+            last_id = state.events[0].first_id - 1 + state.id_shift if state.events else 0
         return {"lastUpdateId": last_id, **book.as_lists(limit)}
 
 
@@ -336,4 +456,4 @@ def read_coinbase_l2(paths: Iterable[str | Path]) -> DepthTape | None:
     if not events and not snapshots:
         return None
     events.sort(key=lambda event: event.received_at)
-    return DepthTape(events, snapshots, levels=coinbase_levels, apply_faults=False)
+    return DepthTape(events, snapshots, levels=coinbase_levels, apply_faults=False, restamp=None)

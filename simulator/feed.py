@@ -67,12 +67,17 @@ def for_exchange(records: Iterable[TradeRecord], exchange: str) -> Iterator[Trad
         yield record._replace(exchange=exchange, symbol=symbol)
 
 
-def looped(source: Callable[[], Iterable[TradeRecord]], cache_limit: int = 250_000) -> Iterator[TradeRecord]:
+def looped(
+    source: Callable[[], Iterable[TradeRecord]],
+    cache_limit: int = 250_000,
+    on_pass: Callable[[int], None] | None = None,
+) -> Iterator[TradeRecord]:
     """Repeat ``source`` forever; each pass shifts ids past the previous pass's last id (per symbol) and times
     by the first pass's span, so ids stay consecutive and times keep increasing.
 
     A source of at most ``cache_limit`` trades is kept in memory after the first pass (re-parsing a small file
-    on every pass would bound a benchmark); a larger one is read again each pass.
+    on every pass would bound a benchmark); a larger one is read again each pass. ``on_pass(time_shift)`` is called
+    as each pass after the first begins (the recorded depth loops with the trades: :meth:`DepthTape.next_pass`).
     """
     cache: list[TradeRecord] | None = []
     first_ids: dict[str, int] = {}
@@ -98,6 +103,8 @@ def looped(source: Callable[[], Iterable[TradeRecord]], cache_limit: int = 250_0
     while True:
         time_shift = span * passes
         shifts = {symbol: id_span * passes for symbol, id_span in id_spans.items()}
+        if on_pass is not None:
+            on_pass(time_shift)
         for record in source() if cache is None else cache:
             # The constructor, not _replace(): this is the hot path of a looping benchmark.
             yield TradeRecord(
@@ -124,19 +131,28 @@ def trade_time(record: TradeRecord) -> int:
 
 
 def on_present_clock(
-    records: Iterable[TradeRecord], pace: PaceKey, clock_ms: Callable[[], int]
+    records: Iterable[TradeRecord],
+    pace: PaceKey,
+    clock_ms: Callable[[], int],
+    on_symbol: Callable[[str, int], None] | None = None,
 ) -> tuple[Iterator[TradeRecord], PaceKey]:
     """Shift recorded times to the present: the first trade drawn gets ``clock_ms()`` at that moment (when the
     feed starts) and every later one keeps its pace offset from it, so a 2024 recording reads as live trades of
     today (trade ages, 24-hour figures). Trade, event and receive times move together; returns the shifted trades
-    and their pace key (plain trade time: every stream is on the one present timeline now)."""
+    and their pace key (plain trade time: every stream is on the one present timeline now). ``on_symbol(symbol,
+    delta)`` is told how far each symbol's times moved, at its first trade (the recorded depth moves as far:
+    :meth:`DepthTape.align`)."""
 
     def shifted() -> Iterator[TradeRecord]:
         base: int | None = None
+        seen: set[str] = set()
         for record in records:
             if base is None:
                 base = clock_ms() - pace(record)
             delta = base + pace(record) - record.trade_time
+            if on_symbol is not None and record.symbol not in seen:
+                seen.add(record.symbol)
+                on_symbol(record.symbol, delta)
             yield TradeRecord(
                 record.exchange,
                 record.symbol,
@@ -159,6 +175,7 @@ def replay_source(
     loop: bool = False,
     exchange: str | None = None,
     sample: int = 10_000,
+    on_pass: Callable[[set[str], int], None] | None = None,
 ) -> tuple[Iterator[TradeRecord], PaceKey, list[str]]:
     """Recorded files as one feed: ``(trades, pace key, symbols)``.
 
@@ -169,9 +186,11 @@ def replay_source(
     ``exchange`` relabels the trades as that exchange's (see :func:`for_exchange`); symbols are in its spelling.
     The symbols announced are those of the first ``sample`` trades of each file (a recording of several
     symbols, like Coinbase's, names them all early), so clients can subscribe before the market opens.
+    ``on_pass(symbols, time_shift)``: a looping stream of those symbols (in the files' spelling) began a pass.
     """
     groups: dict[str, list[str | Path]] = {}
     origins_by_group: dict[str, int] = {}
+    symbols_by_group: dict[str, set[str]] = {}
     seen: dict[str, None] = {}
     for path in paths:
         head = list(itertools.islice(read_trades(path, symbol), sample))
@@ -180,14 +199,19 @@ def replay_source(
         first = head[0]
         groups.setdefault(first.symbol, []).append(path)
         origins_by_group[first.symbol] = min(origins_by_group.get(first.symbol, first.trade_time), first.trade_time)
+        symbols_by_group.setdefault(first.symbol, set()).update(record.symbol for record in head)
         seen.update(dict.fromkeys(record.symbol for record in head))
     streams = []
-    for files in groups.values():
+    for name, files in groups.items():
 
         def read(files: list[str | Path] = files) -> Iterator[TradeRecord]:
             return read_many(files, symbol)
 
-        stream = looped(read) if loop else read()
+        def told(time_shift: int, names: set[str] = symbols_by_group[name]) -> None:
+            assert on_pass is not None
+            on_pass(names, time_shift)
+
+        stream = looped(read, on_pass=told if on_pass is not None else None) if loop else read()
         streams.append(for_exchange(stream, exchange) if exchange else stream)
     names = [exchange_symbol(exchange, name) if exchange else name for name in seen]
     if len(streams) <= 1:
@@ -428,6 +452,9 @@ class Feed:
         rate_start = 0.0
         pace = self.pace
         depth = self.depth
+        # Depth goes out before the trades of its own symbols only: another stream's receive times may be skewed
+        # differently against their trade times (the demo's BTCUSDT and TRXUSDT recordings are).
+        depth_symbols = depth.symbols() if depth is not None else set()
         for record in self.source:
             if interval:
                 # --max-rate: trade n goes out no earlier than n / max_rate seconds after the first.
@@ -450,7 +477,7 @@ class Feed:
                     delay = anchor_wall + (pace(record) - anchor_time) * scale - loop.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
-            if depth is not None and depth.next_at <= record.received_at:
+            if depth is not None and record.symbol in depth_symbols and depth.next_at <= record.received_at:
                 self._depth_due(record.received_at, append)
             store_add(record)
             self.produced += 1

@@ -5,6 +5,7 @@ the recording (:mod:`tests.books.frames`); a dropped delta, a malformed frame, a
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,8 @@ from cryptoproject.kafka import client_config
 from ingest.management.commands.ingest import parse_channels
 from ingest.metrics import IngestMetrics
 from ingest.producer import TradeProducer
+from simulator.depth import LOOP_ID_GAP
+from simulator.replay import read_trades
 from tests.books.frames import BINANCE_FILES, binance_deltas, binance_reference, binance_snapshot, sorted_levels
 from tests.conftest import ChildProcess, KafkaTopics, wait_for
 from tests.ingest.pipeline import BTC_0808, final_metrics, read_topic, start_ingest, start_simulator, wait_exit
@@ -169,6 +172,63 @@ def test_a_dropped_or_reordered_delta_breaks_the_book_which_resyncs_and_is_valid
     last = [m for m in messages if m["kind"] == "snapshot"][-1]
     assert last["valid"] is True
     assert_equals_reference(last)
+
+
+def test_a_present_looping_replay_breaks_the_book_at_each_loop_and_ingest_resyncs_onto_the_restarted_book(
+    spawn: Spawn, kafka_topics: KafkaTopics, books_topic: str
+) -> None:
+    # make demo's sim-binance (--loop --present), at full speed: every pass restarts the recorded book under ids
+    # moved past a hole, so ingest's book breaks there, resyncs from REST, and never publishes a delta out of sync.
+    deltas = binance_deltas()
+    first_u = deltas[0]["U"]
+    shift = FINAL_ID - first_u + 1 + LOOP_ID_GAP  # what each pass adds to the recorded ids
+    trades = [t for path in BINANCE_FILES for t in read_trades(path)]
+    span = trades[-1].trade_time - trades[0].trade_time + 1  # what each pass adds to the recorded times
+    started_ms = int(time.time() * 1000)
+    _sim, port = start_simulator(
+        spawn, "--exchange", "binance", "--replay", *map(str, BINANCE_FILES), "--speed", "0", "--loop", "--present"
+    )
+    ingest = start_ingest(
+        spawn,
+        "binance",
+        port,
+        "btcusdt",
+        "--channels",
+        "books",
+        KAFKA_BOOKS_TOPIC=books_topic,
+        BOOK_SNAPSHOT_EVERY_S="1",
+        BOOK_SNAPSHOT_LIMIT="5000",
+    )
+    reader = TopicReader(books_topic)
+    try:  # a delta applied in the second pass or later (after its valid snapshot)
+        reader.until(lambda m: m["kind"] == "delta" and m["last_id"] > FINAL_ID)
+    finally:
+        reader.close()
+    ingest.proc.send_signal(signal.SIGTERM)
+    assert wait_exit(ingest) == 0, ingest.output()[-3000:]
+    messages = [orjson.loads(value) for _, value in read_topic(books_topic, len(reader.messages))]
+    check_chain(messages)  # no delta while out of sync: the loop never chains onto the last pass's book
+    broken = [m for m in messages if m["kind"] == "snapshot" and not m["valid"]]
+    assert broken, "the loop did not break the book"
+    assert final_metrics(ingest)["book_resyncs"] == len(broken)
+    by_id = {d["u"]: d for d in deltas}
+    moved: dict[int, set[int]] = {}  # pass -> how far its events' times moved
+    for m in messages:
+        if m["kind"] != "delta":
+            continue
+        passes, recorded = divmod(m["last_id"] - first_u, shift)
+        event = by_id[first_u + recorded]
+        assert (m["first_id"] - passes * shift, m["bids"], m["asks"]) == (event["U"], event["b"], event["a"])
+        moved.setdefault(passes, set()).add(m["t"] - event["E"])
+    assert len(moved) >= 2
+    for passes, shifts in moved.items():
+        assert len(shifts) == 1  # one delta per pass: the present clock's, plus the loop's span
+        assert shifts == {min(moved[0]) + passes * span}
+    assert min(moved[0]) >= started_ms - trades[0].trade_time  # on the present clock: the first trade at its start
+    last = [m for m in messages if m["kind"] == "snapshot" and m["valid"]][-1]
+    assert last["last_id"] > FINAL_ID
+    passes = (last["last_id"] - first_u) // shift
+    assert_equals_reference({**last, "last_id": last["last_id"] - passes * shift})  # the restarted book, exactly
 
 
 def test_channels_trades_publishes_nothing_to_market_books(

@@ -27,8 +27,12 @@ from simulator.synthetic import synthetic_trades
 logger = logging.getLogger(__name__)
 
 
-def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[TradeRecord], PaceKey, tuple[str, ...]]:
-    """The trade source the options ask for, its pace key and the symbols known up front."""
+def build_source(
+    options: dict[str, Any], exchange: str, depth: DepthTape | None = None
+) -> tuple[Iterable[TradeRecord], PaceKey, tuple[str, ...]]:
+    """The trade source the options ask for, its pace key and the symbols known up front. A Binance replay's
+    recorded ``depth`` follows the trades: onto the present clock (``--present``) and round each loop (``--loop``)."""
+    follow = depth if exchange == "binance" else None
     if options["synthetic"]:
         if options["replay"]:
             raise CommandError("--synthetic and --replay exclude each other")
@@ -47,7 +51,11 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
     try:
         # Every file is opened now: a missing or unknown file stops the command at start, not mid-replay.
         records, pace, names = replay_source(
-            options["replay"], options["symbol"], loop=options["loop"], exchange=exchange
+            options["replay"],
+            options["symbol"],
+            loop=options["loop"],
+            exchange=exchange,
+            on_pass=follow.next_pass if follow is not None else None,
         )
     except ReplayError as exc:
         raise CommandError(f"--replay: {exc}") from None
@@ -63,7 +71,11 @@ def build_source(options: dict[str, Any], exchange: str) -> tuple[Iterable[Trade
         # clients, not how fast the simulator reads its files).
         records = iter(list(records))
     if options.get("present"):
-        records, pace = on_present_clock(records, pace, lambda: time.time_ns() // 1_000_000)
+        if follow is not None:
+            follow.present()
+        records, pace = on_present_clock(
+            records, pace, lambda: time.time_ns() // 1_000_000, follow.align if follow is not None else None
+        )
     return records, pace, tuple(sorted(names))
 
 
@@ -79,7 +91,8 @@ DEPTH_FAULTS = (
 def build_depth(options: dict[str, Any], exchange: str) -> DepthTape | None:
     """The recorded book events of a replay, with the depth fault plan (None for other sources, or files without
     book events). Binance: the recordings' depth events; Coinbase: their ``level2`` events; Kraken: book frames
-    derived from a Binance depth recording (there is no Kraken book recording). They play once and keep their
+    derived from a Binance depth recording (there is no Kraken book recording). Binance's follow the trades onto
+    the present clock and round each loop (:func:`build_source`); Coinbase's and Kraken's play once and keep their
     recorded times: not with ``--present``."""
     faults: dict[str, int] = {}
     for key, name, exchanges in DEPTH_FAULTS:
@@ -91,7 +104,7 @@ def build_depth(options: dict[str, Any], exchange: str) -> DepthTape | None:
         faults[key] = value
     if exchange not in ("binance", "coinbase", "kraken") or not options.get("replay") or options.get("synthetic"):
         return None
-    if options.get("present"):
+    if options.get("present") and exchange != "binance":
         logger.info("simulator: --present: the recorded depth events are not replayed (they keep recorded times)")
         return None
     try:
@@ -101,6 +114,8 @@ def build_depth(options: dict[str, Any], exchange: str) -> DepthTape | None:
             tape = read_depth(options["replay"], rename=lambda symbol: exchange_symbol("kraken", symbol))
         else:
             tape = read_depth(options["replay"])
+    except FileNotFoundError as exc:  # read before the trades are: the same words as theirs
+        raise CommandError(f"--replay: {exc.filename}: no such file") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"--replay: depth events: {exc}") from None
     if tape is None:
@@ -226,8 +241,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         """Build the source and config (bad options are CommandErrors), continue ``--state``'s ids, and serve."""
         exchange = options["exchange"]
-        source, pace, symbols = build_source(options, exchange)
         depth = build_depth(options, exchange)
+        source, pace, symbols = build_source(options, exchange, depth)
         state: Path | None = options.get("state")
         self._known_ids: dict[str, int] = {}
         if state is not None:
