@@ -91,6 +91,7 @@ class BooksConsumerMetrics:
     applied: int = 0
     breaks: int = 0
     invalid_snapshots: int = 0
+    incomplete_snapshots: int = 0
     dead_lettered: int = 0
     batches: int = 0
     failures: int = 0
@@ -317,6 +318,7 @@ class BooksConsumer:
             m.applied += out.applied
             m.breaks += out.breaks
             m.invalid_snapshots += out.invalid_snapshots
+            m.incomplete_snapshots += out.incomplete_snapshots
         markets = [market for keeper in self.keepers.values() for market in keeper.markets.values()]
         m.markets, m.valid_markets = len(markets), sum(market.book is not None for market in markets)
 

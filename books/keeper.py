@@ -13,21 +13,23 @@ to a later offset: the stored rows therefore do not depend on where batches ende
 replayed.
 
 A valid snapshot replaces the whole state of its market: after it, the state depends on that message alone. That is
-what the restart relies on (:class:`BookKeeper.replay_from`).
+what the restart relies on (:class:`BookKeeper.replay_from`). A snapshot too big for one Kafka message comes in
+consecutive parts (:mod:`books.messages`): it is applied when its last part arrives, as if it were the first part's
+message; parts that do not follow one another (a delta or another snapshot between them, one missing) are dropped
+and counted (``incomplete_snapshots``), and the market's book goes on as it was before the first part.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from books.book import BookMetrics, L2Book, Level, parse_levels
+from books.messages import MAX_PARTS, READABLE_VERSIONS
 
-#: the schema version of ``market.books`` this consumer reads
-SCHEMA_VERSION = 1
 _KINDS = ("delta", "snapshot")
 
 
@@ -48,6 +50,24 @@ class BookMessage:
     valid: bool
     bids: list[Level]
     asks: list[Level]
+    #: (index, count) of a snapshot sent in parts; (0, 1) for a whole one
+    part: tuple[int, int] = (0, 1)
+
+
+def _part(data: dict[str, Any], kind: str, valid: bool) -> tuple[int, int]:
+    value = data.get("part")
+    if value is None:
+        return (0, 1)
+    if data.get("v") == 1 or kind != "snapshot" or not valid:
+        raise BookMessageError("only a valid snapshot of schema 2 may come in parts")
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+        or not 0 <= value[0] < value[1] <= MAX_PARTS
+    ):
+        raise BookMessageError(f"part must be [index, count] with 0 <= index < count <= {MAX_PARTS}")
+    return (value[0], value[1])
 
 
 def _optional_int(data: dict[str, Any], name: str) -> int | None:
@@ -80,7 +100,7 @@ def decode(value: bytes | None) -> BookMessage:
         raise BookMessageError(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BookMessageError("message is not a JSON object")
-    if data.get("v") != SCHEMA_VERSION:
+    if data.get("v") not in READABLE_VERSIONS:
         raise BookMessageError(f"unknown schema version {str(data.get('v'))[:20]!r}")
     kind = data.get("kind")
     if kind not in _KINDS:
@@ -108,6 +128,7 @@ def decode(value: bytes | None) -> BookMessage:
         valid=valid,
         bids=parse_levels(bids, "bids"),
         asks=parse_levels(asks, "asks"),
+        part=_part(data, kind, valid),
     )
 
 
@@ -151,6 +172,21 @@ class SnapshotRow:
 
 
 @dataclass(slots=True)
+class Parts:
+    """A snapshot arriving in parts: what came so far."""
+
+    #: offset of its first part (where a restart re-reads it from)
+    offset: int
+    count: int
+    #: the index of the part expected next
+    next: int
+    last_id: int | None
+    t: int | None
+    bids: list[Level]
+    asks: list[Level]
+
+
+@dataclass(slots=True)
 class Market:
     """One market's state: its book (None while waiting for a valid snapshot) and where it came from."""
 
@@ -163,6 +199,8 @@ class Market:
     snapshot_offset: int | None = None
     #: offset of the last message applied
     offset: int = -1
+    #: a snapshot whose parts are still arriving
+    parts: Parts | None = None
 
 
 @dataclass
@@ -174,6 +212,8 @@ class Output:
     changed: dict[tuple[str, str], Market] = field(default_factory=dict)
     breaks: int = 0
     invalid_snapshots: int = 0
+    #: snapshots in parts that did not arrive whole and in order (dropped)
+    incomplete_snapshots: int = 0
     applied: int = 0
 
 
@@ -198,6 +238,16 @@ class BookKeeper:
     def apply(self, offset: int, message: BookMessage) -> None:
         """Apply one message read at ``offset``."""
         m = self.market(message.exchange, message.symbol)
+        snapshot_offset = offset
+        if m.parts is not None and message.part[0] == 0:
+            # Whatever comes now but the next part ends the snapshot in parts: it cannot be completed any more.
+            self.out.incomplete_snapshots += 1
+            m.parts = None
+        if message.part[1] > 1:
+            whole = self._assemble(m, offset, message)
+            if whole is None:
+                return
+            snapshot_offset, message = whole
         if message.kind == "snapshot":
             if not message.valid:
                 self.out.invalid_snapshots += 1
@@ -206,7 +256,7 @@ class BookKeeper:
             self._close_if_moved(m, message.t)
             book = L2Book()
             book.apply_snapshot(message.bids, message.asks, message.t)
-            m.book, m.last_id, m.straddle, m.snapshot_offset = book, message.last_id, True, offset
+            m.book, m.last_id, m.straddle, m.snapshot_offset = book, message.last_id, True, snapshot_offset
         else:
             if m.book is None or m.last_id is None:
                 return  # waiting for a valid snapshot
@@ -224,6 +274,28 @@ class BookKeeper:
         m.offset = offset
         self.out.applied += 1
         self.out.changed[(m.exchange, m.symbol)] = m
+
+    def _assemble(self, m: Market, offset: int, message: BookMessage) -> tuple[int, BookMessage] | None:
+        """Add one part of a snapshot in parts; the whole snapshot and its first part's offset after the last part,
+        else None."""
+        index, count = message.part
+        if index == 0:
+            m.parts = Parts(offset, count, 1, message.last_id, message.t, list(message.bids), list(message.asks))
+            return None
+        parts = m.parts
+        if parts is None:
+            return None  # a part without its beginning (the consumer started after it): wait for the next snapshot
+        if (index, count, message.last_id, message.t) != (parts.next, parts.count, parts.last_id, parts.t):
+            self.out.incomplete_snapshots += 1
+            m.parts = None
+            return None
+        parts.bids.extend(message.bids)
+        parts.asks.extend(message.asks)
+        parts.next += 1
+        if parts.next < count:
+            return None
+        m.parts = None
+        return parts.offset, replace(message, bids=parts.bids, asks=parts.asks, part=(0, 1))
 
     def _close_if_moved(self, m: Market, t: int | None) -> None:
         """Before an update at ``t``: write the open windows of the book as it stands if ``t`` leaves them."""
@@ -275,4 +347,6 @@ class BookKeeper:
     def replay_from(self, through: int) -> int:
         """The offset a restart must re-read from to rebuild every book held after the message before ``through``:
         the oldest valid snapshot a held book was built from (``through`` when no book is held)."""
-        return min((m.snapshot_offset for m in self.markets.values() if m.snapshot_offset is not None), default=through)
+        held = [m.snapshot_offset for m in self.markets.values() if m.snapshot_offset is not None]
+        arriving = [m.parts.offset for m in self.markets.values() if m.parts is not None]
+        return min(held + arriving, default=through)

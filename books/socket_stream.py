@@ -29,10 +29,12 @@ from functools import partial
 from typing import Any, ClassVar
 
 import orjson
+from django.conf import settings
 
 from books.book import BookDataError, Level
 from books.coinbase import CoinbaseL2Connection, parse_updates
 from books.kraken import KrakenBookSync, parse_book_levels
+from books.messages import SCHEMA_VERSION, snapshot_messages
 from books.sync import BAD_DATA, DISCONNECTED, BookSync
 from ingest.exchanges.base import ConnectionPlan, rfc3339_ms, to_text
 from ingest.metrics import IngestMetrics
@@ -41,7 +43,6 @@ from ingest.records import DeadLetter
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 #: the least time between two re-subscriptions of one book (its snapshot may still be on the way)
 RESUBSCRIBE_S = 5.0
 
@@ -63,6 +64,7 @@ class SocketBookFeed:
         metrics: IngestMetrics,
         *,
         snapshot_every_s: float,
+        snapshot_part_levels: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Books for ``symbols`` (the exchange's own spelling: ``BTC-USD``, ``BTC/USD``)."""
@@ -70,6 +72,10 @@ class SocketBookFeed:
         self.producer = producer
         self.metrics = metrics
         self.snapshot_every_s = snapshot_every_s
+        # A big book's snapshot goes out in parts, each under Kafka's message limit (books.messages).
+        self.snapshot_part_levels = (
+            settings.BOOK_SNAPSHOT_PART_LEVELS if snapshot_part_levels is None else snapshot_part_levels
+        )
         self.clock = clock
         self.source = f"ingest:{self.exchange}:books"
         self._keys = {symbol: f"{self.exchange}:{symbol}".encode() for symbol in symbols}
@@ -142,7 +148,7 @@ class SocketBookFeed:
             messages: list[bytes] = []
             if sync.resyncs != resyncs:
                 self.metrics.book_resyncs += sync.resyncs - resyncs
-                messages.append(self._snapshot_message(sync, received_at))  # valid: false, no levels
+                messages.extend(self._snapshot_messages(sync, received_at))  # valid: false, no levels
             elif was_valid and sync.valid and delta is not None:
                 message = delta(symbol)
                 if message is not None:
@@ -150,9 +156,9 @@ class SocketBookFeed:
             if sync.syncs != syncs and sync.valid:
                 self.metrics.book_syncs += sync.syncs - syncs
                 logger.info("book in sync", extra={"exchange": self.exchange, "symbol": symbol})
-                messages.append(self._snapshot_message(sync, received_at))
+                messages.extend(self._snapshot_messages(sync, received_at))
             elif sync.valid and self.clock() - self._published_at.get(symbol, 0.0) >= self.snapshot_every_s:
-                messages.append(self._snapshot_message(sync, received_at))
+                messages.extend(self._snapshot_messages(sync, received_at))
             self._publish(symbol, messages, received_at)
         return result
 
@@ -163,7 +169,7 @@ class SocketBookFeed:
             now = self.clock()
             for symbol, sync in self.syncs().items():
                 if sync.valid and now - self._published_at.get(symbol, 0.0) >= self.snapshot_every_s:
-                    self._publish(symbol, [self._snapshot_message(sync, at)], at)
+                    self._publish(symbol, self._snapshot_messages(sync, at), at)
 
     # ------------------------------------------------------------------------------------------- messages
     def _delta_message(
@@ -192,26 +198,14 @@ class SocketBookFeed:
             }
         )
 
-    def _snapshot_message(self, sync: BookSync, received_at: int) -> bytes:
+    def _snapshot_messages(self, sync: BookSync, received_at: int) -> list[bytes]:
         self.metrics.book_snapshots += 1
         self._published_at[sync.symbol] = self.clock()
         book = sync.book
         levels = book.as_lists(max(len(book.bids), len(book.asks))) if sync.valid else {"bids": [], "asks": []}
         last = self.last_id(sync.symbol) if sync.valid else None
-        return orjson.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "exchange": self.exchange,
-                "symbol": sync.symbol,
-                "kind": "snapshot",
-                "first_id": last,
-                "last_id": last,
-                "t": book.event_ms,
-                "valid": sync.valid,
-                "bids": levels["bids"],
-                "asks": levels["asks"],
-                "received_at": received_at,
-            }
+        return snapshot_messages(
+            self.exchange, sync.symbol, last, book.event_ms, sync.valid, levels, received_at, self.snapshot_part_levels
         )
 
     def _publish(self, symbol: str, messages: list[bytes], received_at: int) -> None:

@@ -28,6 +28,7 @@ from django.conf import settings
 
 from books.binance import BinanceBookSync, Levels
 from books.book import BookDataError, parse_levels
+from books.messages import SCHEMA_VERSION, snapshot_messages
 from ingest import channels
 from ingest.backfill import BackfillError
 from ingest.exchanges.base import ConnectionPlan, to_text
@@ -39,7 +40,6 @@ from ingest.records import DeadLetter
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 EXCHANGE = "binance"
 #: the least time between two snapshot requests of one symbol (a stale snapshot or a REST failure asks again)
 SNAPSHOT_RETRY_S = 1.0
@@ -96,6 +96,7 @@ class BinanceBookFeed:
         *,
         snapshot_limit: int,
         snapshot_every_s: float,
+        snapshot_part_levels: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Books for ``symbols`` (record spelling, ``BTCUSDT``), snapshots fetched with ``fetch``."""
@@ -104,6 +105,10 @@ class BinanceBookFeed:
         self.fetch = fetch
         self.snapshot_limit = snapshot_limit
         self.snapshot_every_s = snapshot_every_s
+        # A big book's snapshot goes out in parts, each under Kafka's message limit (books.messages).
+        self.snapshot_part_levels = (
+            settings.BOOK_SNAPSHOT_PART_LEVELS if snapshot_part_levels is None else snapshot_part_levels
+        )
         self.clock = clock
         self.syncs = {symbol: BinanceBookSync(symbol) for symbol in symbols}
         self.source = f"ingest:{EXCHANGE}:books"
@@ -160,14 +165,14 @@ class BinanceBookFeed:
         messages: list[bytes] = []
         if sync.resyncs != resyncs:
             metrics.book_resyncs += sync.resyncs - resyncs
-            messages.append(self._snapshot_message(sync, received_at))  # valid: false, no levels
+            messages.extend(self._snapshot_messages(sync, received_at))  # valid: false, no levels
         elif was_valid and sync.valid and sync.last_update_id != before:
             # Applied (an event the snapshot already holds, u <= lastUpdateId, is dropped and not published).
             messages.append(self._delta_message(sync.symbol, data, received_at))
         if sync.snapshot_needed:
             messages.extend(self._resync(sync, received_at))
         elif sync.valid and self.clock() - self._published_at.get(sync.symbol, 0.0) >= self.snapshot_every_s:
-            messages.append(self._snapshot_message(sync, received_at))
+            messages.extend(self._snapshot_messages(sync, received_at))
         self._publish(sync.symbol, messages, received_at)
 
     def _resync(self, sync: BinanceBookSync, received_at: int) -> list[bytes]:
@@ -195,7 +200,7 @@ class BinanceBookFeed:
             return []
         self.metrics.book_syncs += 1
         logger.info("book in sync", extra={"symbol": sync.symbol, "last_update_id": sync.last_update_id})
-        return [self._snapshot_message(sync, received_at)]
+        return self._snapshot_messages(sync, received_at)
 
     def tick(self, received_at: int | None = None) -> None:
         """Every half second (the runner's loop): publish the due periodic snapshots of valid books (a quiet book's
@@ -208,7 +213,7 @@ class BinanceBookFeed:
                 if sync.snapshot_needed and sync.buffered:
                     self._publish(symbol, self._resync(sync, at), at)
                 elif sync.valid and now - self._published_at.get(symbol, 0.0) >= self.snapshot_every_s:
-                    self._publish(symbol, [self._snapshot_message(sync, at)], at)
+                    self._publish(symbol, self._snapshot_messages(sync, at), at)
 
     # ------------------------------------------------------------------------------------------- messages
     def _delta_message(self, symbol: str, data: dict[str, Any], received_at: int) -> bytes:
@@ -229,26 +234,14 @@ class BinanceBookFeed:
             }
         )
 
-    def _snapshot_message(self, sync: BinanceBookSync, received_at: int) -> bytes:
+    def _snapshot_messages(self, sync: BinanceBookSync, received_at: int) -> list[bytes]:
         self.metrics.book_snapshots += 1
         self._published_at[sync.symbol] = self.clock()
         book = sync.book
         levels = book.as_lists(max(len(book.bids), len(book.asks))) if sync.valid else {"bids": [], "asks": []}
         last = sync.last_update_id if sync.last_update_id >= 0 else None
-        return orjson.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "exchange": EXCHANGE,
-                "symbol": sync.symbol,
-                "kind": "snapshot",
-                "first_id": last,
-                "last_id": last,
-                "t": book.event_ms,
-                "valid": sync.valid,
-                "bids": levels["bids"],
-                "asks": levels["asks"],
-                "received_at": received_at,
-            }
+        return snapshot_messages(
+            EXCHANGE, sync.symbol, last, book.event_ms, sync.valid, levels, received_at, self.snapshot_part_levels
         )
 
     def _publish(self, symbol: str, messages: list[bytes], received_at: int) -> None:

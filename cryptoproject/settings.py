@@ -316,6 +316,11 @@ if BOOK_KRAKEN_DEPTH not in (10, 25, 100, 500, 1000):
 BOOK_SNAPSHOT_EVERY_S: float = _setting("BOOK_SNAPSHOT_EVERY_S", float, 10.0)
 if not 0 < BOOK_SNAPSHOT_EVERY_S <= 3600:
     raise ImproperlyConfigured(f"BOOK_SNAPSHOT_EVERY_S: must be within (0, 3600], got {BOOK_SNAPSHOT_EVERY_S}")
+# Levels a side in one market.books snapshot message: a bigger book goes out in parts (a Coinbase BTC-USD book of
+# ~46,000 levels is over Kafka's default 1 MB message limit in one piece). 10,000 a side stays near 600 KB.
+BOOK_SNAPSHOT_PART_LEVELS: int = _setting("BOOK_SNAPSHOT_PART_LEVELS", int, 5000)
+if not 1 <= BOOK_SNAPSHOT_PART_LEVELS <= 10000:
+    raise ImproperlyConfigured(f"BOOK_SNAPSHOT_PART_LEVELS: must be 1..10000, got {BOOK_SNAPSHOT_PART_LEVELS}")
 # The market page's live book (books/live.py): pushes per second per market (at most 5) and levels a side per push.
 BOOK_PUSH_MAX_HZ: float = _setting("BOOK_PUSH_MAX_HZ", float, 5.0)
 if not 0 < BOOK_PUSH_MAX_HZ <= 5:

@@ -136,3 +136,36 @@ def coinbase_snapshot_message(product: str, bids: RefSide, asks: RefSide, time: 
 def numbered(messages: list[dict[str, Any]], start: int = 0) -> list[dict[str, Any]]:
     """The messages with consecutive ``sequence_num`` from ``start`` (as one connection would number them)."""
     return [{**message, "sequence_num": start + index} for index, message in enumerate(messages)]
+
+
+class PartJoiner:
+    """Joins the parts of a ``market.books`` snapshot sent in parts (``part: [index, count]``, consecutive per
+    market), as a consumer must: call it with each message in topic order."""
+
+    def __init__(self) -> None:
+        """No part pending."""
+        self.pending: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __call__(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The message itself when whole, the joined snapshot (without ``part``) at its last part, else None."""
+        part = message.get("part")
+        if part is None:
+            return message
+        key = (message["exchange"], message["symbol"])
+        index, count = part
+        if index == 0:
+            self.pending[key] = {k: v for k, v in message.items() if k != "part"}
+            self.pending[key]["bids"] = list(message["bids"])
+            self.pending[key]["asks"] = list(message["asks"])
+        else:
+            joined = self.pending[key]
+            assert (joined["last_id"], joined["t"]) == (message["last_id"], message["t"]), "parts of two snapshots"
+            joined["bids"] += message["bids"]
+            joined["asks"] += message["asks"]
+        return self.pending.pop(key) if index == count - 1 else None
+
+
+def join_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with each snapshot sent in parts joined into one message."""
+    joiner = PartJoiner()
+    return [whole for whole in map(joiner, messages) if whole is not None]

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from kafka import KafkaConsumer
 
+from books.messages import SCHEMA_VERSION
 from books.stream import BinanceBookFeed
 from cryptoproject.kafka import client_config
 from ingest.management.commands.ingest import parse_channels
@@ -43,12 +44,17 @@ class TopicReader:
         self.messages: list[tuple[bytes | None, dict[str, Any]]] = []
 
     def until(self, done: Callable[[dict[str, Any]], bool], timeout: float = 120) -> list[dict[str, Any]]:
-        """The values read once one satisfies ``done``."""
+        """The values read once one satisfies ``done``, which sees each message once, in topic order (it may keep
+        state: joining a snapshot's parts)."""
 
         def found() -> bool:
+            hit = False
             for batch in self.consumer.poll(timeout_ms=500, max_records=10_000).values():
-                self.messages.extend((m.key, orjson.loads(m.value)) for m in batch)
-            return any(done(value) for _, value in self.messages)
+                for record in batch:
+                    value = orjson.loads(record.value)
+                    self.messages.append((record.key, value))
+                    hit = done(value) or hit
+            return hit
 
         wait_for(found, timeout=timeout, interval=0, what="a book message")
         return [value for _, value in self.messages]
@@ -70,9 +76,12 @@ def assert_equals_reference(snapshot: dict[str, Any]) -> None:
     assert levels(snapshot["asks"]) == reference["asks"]
 
 
-def run_books(spawn: Spawn, books_topic: str, *simulator_args: str) -> tuple[ChildProcess, list[dict[str, Any]]]:
-    """Replay both recordings into ``ingest --channels books`` until a valid snapshot at the recording's last id is
-    on the topic; stop ingest (SIGTERM) and return it with every book message."""
+def run_books(
+    spawn: Spawn, books_topic: str, *simulator_args: str, **env: str
+) -> tuple[ChildProcess, list[dict[str, Any]]]:
+    """Replay both recordings into ``ingest --channels books`` (``env``: more settings for it) until a valid
+    snapshot at the recording's last id is on the topic, all its parts; stop ingest (SIGTERM) and return it with
+    every book message."""
     _sim, port = start_simulator(
         spawn, "--exchange", "binance", "--replay", *map(str, BINANCE_FILES), "--speed", "0", *simulator_args
     )
@@ -89,10 +98,18 @@ def run_books(spawn: Spawn, books_topic: str, *simulator_args: str) -> tuple[Chi
         KAFKA_BOOKS_TOPIC=books_topic,
         BOOK_SNAPSHOT_EVERY_S="1",
         BOOK_SNAPSHOT_LIMIT="5000",
+        **env,
     )
     reader = TopicReader(books_topic)
     try:
-        reader.until(lambda m: m["kind"] == "snapshot" and m["valid"] and m["last_id"] == FINAL_ID)
+        reader.until(
+            lambda m: (
+                m["kind"] == "snapshot"
+                and m["valid"]
+                and m["last_id"] == FINAL_ID
+                and m.get("part", [0, 1])[0] == m.get("part", [0, 1])[1] - 1
+            )
+        )
     finally:
         reader.close()
     ingest.proc.send_signal(signal.SIGTERM)
@@ -107,7 +124,7 @@ def check_chain(messages: list[dict[str, Any]]) -> None:
     last: int | None = None
     straddle = False
     for message in messages:
-        assert message["v"] == 1
+        assert message["v"] == SCHEMA_VERSION
         assert message["exchange"] == "binance"
         assert message["symbol"] == "BTCUSDT"
         if message["kind"] == "snapshot":

@@ -23,7 +23,7 @@ from books.models import BookMetric, BookSnapshot, ReplayCheckpoint
 from cryptoproject.kafka import TopicSpec, admin_client, client_config, ensure_topics
 from tests.books.frames import RefSide, binance_deltas, binance_snapshot, sorted_levels
 from tests.books.frames import apply_rows as ref_apply
-from tests.books.test_binance_ingest import FINAL_ID, run_books
+from tests.books.test_binance_ingest import FINAL_ID, assert_equals_reference, run_books
 from tests.conftest import ChildProcess, KafkaTopics, manage, subprocess_env, unique, wait_for
 from tests.faults import freeze_kafka, thaw_kafka
 from tests.ingest.pipeline import read_topic, wait_exit
@@ -204,6 +204,40 @@ def test_consume_books_end_to_end_stores_the_independent_books_and_a_killed_cons
     assert stored_rows() == uninterrupted
 
 
+def test_a_snapshot_in_parts_is_stored_as_the_whole_book(
+    spawn: Spawn, kafka_topics: KafkaTopics, books_topic: str, settings: Any
+) -> None:
+    # 300 levels a side a message: the recording's book (under 3,000 levels a side) goes out in up to 10 parts,
+    # as a Coinbase BTC-USD book of ~46,000 levels does at the default 5,000 (one message would pass Kafka's 1 MB).
+    _ingest, messages = run_books(spawn, books_topic, BOOK_SNAPSHOT_PART_LEVELS="300")
+    snapshots = [m for m in messages if m["kind"] == "snapshot"]
+    parted = [m for m in snapshots if "part" in m]
+    assert parted, "no snapshot went out in parts"
+    assert all(len(m["bids"]) <= 300 and len(m["asks"]) <= 300 for m in snapshots)
+    # The final snapshot's parts, in order, make the recording's book at its last id (rebuilt in the test).
+    final_parts = [m for m in snapshots if m["last_id"] == FINAL_ID and m["t"] == snapshots[-1]["t"]]
+    count = final_parts[-1]["part"][1]
+    assert [m["part"] for m in final_parts[-count:]] == [[i, count] for i in range(count)]
+    whole = {**final_parts[-1], "bids": [], "asks": []}
+    for part in final_parts[-count:]:
+        whole["bids"] += part["bids"]
+        whole["asks"] += part["asks"]
+    assert_equals_reference(whole)
+
+    consumer, _pushed = consume()
+    assert consumer.metrics.incomplete_snapshots == consumer.metrics.breaks == consumer.metrics.dead_lettered == 0
+    whole_snapshots = len(snapshots) - sum(1 for m in parted if m["part"][0] != m["part"][1] - 1)
+    assert consumer.metrics.applied == len(messages) - len(snapshots) + whole_snapshots
+    every, depth = settings.BOOK_STORE_EVERY_S, settings.BOOK_DEPTH_LEVELS
+    _seconds, windows = expected_from_recording(messages, every, depth)
+    stored = list(BookSnapshot.objects.order_by("window_start"))
+    assert [int(s.window_start.timestamp()) for s in stored] == sorted(windows)
+    for snap in stored:
+        last_id, expected = windows[int(snap.window_start.timestamp())]
+        assert (snap.valid, snap.last_id) == (True, last_id)
+        assert (decimal_levels(snap.bids), decimal_levels(snap.asks)) == (expected["bids"], expected["asks"])
+
+
 def produce(topic: str, values: list[bytes]) -> None:
     producer = KafkaProducer(**client_config(), acks="all")
     for value in values:
@@ -247,7 +281,7 @@ def test_malformed_messages_are_dead_lettered_and_breaks_drop_the_book_and_store
 ) -> None:
     malformed = [
         b"{not json",
-        orjson.dumps({"v": 2, "kind": "delta"}),
+        orjson.dumps({"v": 3, "kind": "delta"}),
         b'{"v": 1, "exchange": "binance", "symbol": "BTCUSDT", "kind": "delta", "first_id": 12, "last_id": 12,'
         b' "t": 1, "valid": true, "bids": [[100.5, "1"]], "asks": []}',  # a float price
         book_message("delta", 12, None, T0 + 1),  # no last_id
@@ -275,7 +309,7 @@ def test_malformed_messages_are_dead_lettered_and_breaks_drop_the_book_and_store
     assert [letter["offset"] for letter in letters] == list(range(3, 3 + len(malformed)))
     reasons = [letter["reason"] for letter in letters]
     assert reasons[0].startswith("BookMessageError: malformed JSON")
-    assert "unknown schema version '2'" in reasons[1]
+    assert "unknown schema version '3'" in reasons[1]
     assert reasons[2] == "BookDataError: bids price must be a decimal string, got float"
     assert "a delta needs first_id, last_id, t" in reasons[3]
     assert "price must be finite and not negative" in reasons[4]
