@@ -1,17 +1,21 @@
 """An L2 (price-level) order book with exact decimal prices and quantities, and its 1 s metrics.
 
-Each side is a dict ``price -> qty`` (both :class:`~decimal.Decimal`) plus a list of its prices kept sorted with
-:mod:`bisect`. Why this shape (docs/BOOKS.md, "The data structure"):
+Each side is a dict ``price -> qty`` (both :class:`~decimal.Decimal`); its order is kept only as far as its readers
+need it. Why this shape (docs/BOOKS.md, "The data structure"):
 
-- A quantity change at an existing price, by far the most frequent update, is one dict store: O(1).
-- Inserting or deleting a price is a binary search plus one ``memmove`` of the list's pointers, both in C: O(n),
-  over the few thousand pointers a side holds, where a pure-Python tree would interpret each O(log n) step (not
-  raced here; ``benchmarks/books.py`` measures this one). No dependency: ``sortedcontainers`` is only a transitive
-  dev dependency here.
-- Best price, top N and the price bands of the metrics are slices of the sorted list: no sorting at read time.
+- Every write is a dict store or delete, O(1). Most of Binance's level updates add or remove a price (236,000 of the
+  recording's 298,000), so a sorted list of every price kept on each write (a binary search of ``Decimal``
+  comparisons and a ``memmove`` per added or removed price) was half of a depth event's handling, and is gone.
+- The crossed check after every event needs only each side's best price: the :data:`TOP_KEPT` best prices are kept
+  in order, touched only by a price better than a bound below them (:class:`BookSide`), and refilled from the dict
+  the rare times the market moves past all of them.
+- Reads of the whole order (top N past those, truncation, the metrics' price bands: once a second or less on the
+  ingest path) bring a sorted list of every price up to date when they come, replaying the prices added and
+  removed since, or sorting afresh when that is cheaper.
 - :class:`~decimal.Decimal` keeps the exchange's exact digits, trailing zeros included (``Decimal("0.10000000")``
   formats back to ``"0.10000000"``), which Kraken's checksum needs; floats would not, and they would also make two
-  prices that differ in the 9th decimal compare wrongly.
+  prices that differ in the 9th decimal compare wrongly. No structure copies or respells a price: each holds the
+  dict's key objects.
 
 A quantity of zero deletes the level (every exchange here sends absolute quantities, zero meaning "gone"); deleting a
 price that is not in the book is a no-op, as Binance documents it may happen.
@@ -32,6 +36,13 @@ Level = tuple[Decimal, Decimal]
 BAND_10BPS = Decimal("0.001")
 BAND_1PCT = Decimal("0.01")
 _TWO = Decimal(2)
+#: how many of a side's best prices are kept in order on every write (the crossed check, best, small top-N reads):
+#: on the Binance recording, 32 were emptied by the market's moves every 45 events (each refill sorts the side),
+#: 128 every 190; more costs each write near the touch a longer insert
+TOP_KEPT = 128
+#: the log of added and removed prices may outgrow a quarter of the side by this much before it is dropped for a
+#: fresh sort at the next read
+LOG_SLACK = 64
 
 
 class BookDataError(ValueError):
@@ -98,73 +109,180 @@ def _checked_level(row: Any, what: str) -> Level:
 
 
 class BookSide:
-    """One side of a book: ``price -> qty`` and the prices in ascending order.
+    """One side of a book: ``price -> qty``, its best prices kept in order, the rest ordered when read.
 
-    ``bids`` want the highest price first, ``asks`` the lowest: the list is ascending for both, and
-    ``descending`` says from which end "best" is read.
+    ``bids`` want the highest price first, ``asks`` the lowest: both orders are ascending, and ``descending`` says
+    from which end "best" is read. Three structures, each kept only as exact as its readers need:
+
+    - ``levels``, the dict, is always current;
+    - ``_top``, the side's best prices (at most :data:`TOP_KEPT`, always exactly the best that many), kept in order on
+      every write but touched only by a price better than ``_bound``: the crossed check after every event, ``best``
+      and ``top(n)`` for small ``n`` read it without ordering the side. When deletions empty it (the market moved
+      past every price it held), it is refilled at the next read;
+    - ``_order``, every price in order, brought up to date only when read (``top(n)`` past ``_top``, ``truncate``,
+      ``depth_to``): by replaying ``_log``, the prices added or removed since, or by sorting ``levels`` afresh when
+      the log grew past a quarter of the side (``_order`` None).
     """
 
-    __slots__ = ("descending", "levels", "prices")
+    __slots__ = ("_bound", "_log", "_order", "_top", "descending", "levels")
 
     def __init__(self, descending: bool) -> None:
         """An empty side; ``descending`` for bids (best = highest)."""
         self.descending = descending
         self.levels: dict[Decimal, Decimal] = {}
-        self.prices: list[Decimal] = []
+        self._top: list[Decimal] = []
+        # Every price held but not in _top is at or below this bound (asks: at or above), and every price in _top
+        # is strictly better: a new price better than the bound belongs in _top, whatever _top holds then. None: no
+        # price is held outside _top.
+        self._bound: Decimal | None = None
+        self._order: list[Decimal] | None = []
+        self._log: list[Decimal] = []
 
     def __len__(self) -> int:
         """How many price levels the side holds."""
-        return len(self.prices)
+        return len(self.levels)
 
     def set(self, price: Decimal, qty: Decimal) -> None:
         """Set the quantity at ``price``; zero deletes the level (a missing one is no error)."""
-        levels = self.levels
-        if qty:
-            if price not in levels:
-                insort(self.prices, price)
-            levels[price] = qty
-        elif price in levels:
-            del levels[price]
-            prices = self.prices
-            del prices[bisect_left(prices, price)]
+        self.update(((price, qty),))
+
+    def update(self, rows: Iterable[Level]) -> None:
+        """Apply levels in order: each sets its price's quantity, zero deleting it (a missing one is no error)."""
+        levels, top, bound = self.levels, self._top, self._bound
+        log = self._log
+        remember = log.append
+        # Two copies of one loop, for bids and asks: a test of the side per level costs more than the duplication.
+        # A new price or a removed one is logged for _order; _top is touched only by a price better than the bound.
+        if self.descending:
+            for price, qty in rows:
+                if qty:
+                    if price not in levels:
+                        remember(price)
+                        if bound is None or price > bound:
+                            insort(top, price)
+                            if len(top) > TOP_KEPT:
+                                bound = top.pop(0)
+                    levels[price] = qty
+                elif price in levels:
+                    del levels[price]
+                    remember(price)
+                    if bound is None or price > bound:
+                        del top[bisect_left(top, price)]
+        else:
+            for price, qty in rows:
+                if qty:
+                    if price not in levels:
+                        remember(price)
+                        if bound is None or price < bound:
+                            insort(top, price)
+                            if len(top) > TOP_KEPT:
+                                bound = top.pop()
+                    levels[price] = qty
+                elif price in levels:
+                    del levels[price]
+                    remember(price)
+                    if bound is None or price < bound:
+                        del top[bisect_left(top, price)]
+        self._bound = bound
+        if len(log) > (len(levels) >> 2) + LOG_SLACK:
+            # Replaying the log would cost more than sorting the side afresh when it is next read (a snapshot, or a
+            # side nobody reads between events): forget it. This also bounds the log.
+            log.clear()
+            self._order = None
 
     def clear(self) -> None:
         """Remove every level."""
         self.levels.clear()
-        self.prices.clear()
+        self._top.clear()
+        self._bound = None
+        self._order = []
+        self._log.clear()
+
+    def _kept(self) -> list[Decimal]:
+        """``_top``, refilled if deletions emptied it while the side still holds levels (the market moved past
+        every price it held and past the bound: rare)."""
+        top = self._top
+        if not top and self.levels:
+            self._refill(self._ordered())
+        return top
+
+    def _refill(self, order: list[Decimal]) -> None:
+        """Set ``_top`` and the bound from every price in ascending order."""
+        if self.descending:
+            self._top[:] = order[-TOP_KEPT:]
+            self._bound = order[-TOP_KEPT - 1] if len(order) > TOP_KEPT else None
+        else:
+            self._top[:] = order[:TOP_KEPT]
+            self._bound = order[TOP_KEPT] if len(order) > TOP_KEPT else None
+
+    def _ordered(self) -> list[Decimal]:
+        """Every price in ascending order, brought up to date."""
+        order, log = self._order, self._log
+        if order is None:
+            order = self._order = sorted(self.levels)
+            log.clear()
+        elif log:
+            # Each logged price flipped between held and not held: replay the flips in order.
+            for price in log:
+                at = bisect_left(order, price)
+                if at < len(order) and order[at] == price:
+                    del order[at]
+                else:
+                    order.insert(at, price)
+            log.clear()
+        return order
+
+    def best_price(self) -> Decimal | None:
+        """The best price, or None when the side is empty."""
+        top = self._top or self._kept()
+        if not top:
+            return None
+        return top[-1] if self.descending else top[0]
 
     def best(self) -> Level | None:
         """The best level, or None when the side is empty."""
-        if not self.prices:
-            return None
-        price = self.prices[-1] if self.descending else self.prices[0]
-        return price, self.levels[price]
+        price = self.best_price()
+        return None if price is None else (price, self.levels[price])
 
     def top(self, n: int) -> list[Level]:
         """The ``n`` best levels, best first."""
-        levels = self.levels
-        if self.descending:
-            chosen: Iterable[Decimal] = reversed(self.prices[-n:]) if n > 0 else ()
-        else:
-            chosen = self.prices[:n]
+        if n <= 0:
+            return []
+        levels, top = self.levels, self._kept()
+        if n > len(top) and len(top) < len(levels):
+            top = self._ordered()
+            self._refill(top)  # the whole order is at hand: _top from it
+        chosen: Iterable[Decimal] = reversed(top[-n:]) if self.descending else top[:n]
         return [(price, levels[price]) for price in chosen]
 
     def truncate(self, depth: int) -> None:
         """Keep only the ``depth`` best levels (Kraken: levels that fall out of the subscribed depth get no delete)."""
-        excess = len(self.prices) - depth
+        depth = max(depth, 0)
+        excess = len(self.levels) - depth
         if excess <= 0:
             return
-        prices = self.prices
+        order = self._ordered()
         if self.descending:
-            dropped, self.prices = prices[:excess], prices[excess:]
+            dropped = order[:excess]
+            del order[:excess]
         else:
-            dropped, self.prices = prices[depth:], prices[:depth]
+            dropped = order[depth:]
+            del order[depth:]
+        levels = self.levels
         for price in dropped:
-            del self.levels[price]
+            del levels[price]
+        top = self._top
+        if len(top) > depth:
+            if self.descending:
+                del top[: len(top) - depth]
+            else:
+                del top[depth:]
+        if len(top) >= depth:
+            self._bound = None  # every price left is in _top
 
     def depth_to(self, limit: Decimal) -> Decimal:
         """The summed quantity of the levels at ``limit`` or better (bids: price >= limit; asks: price <= limit)."""
-        prices, levels = self.prices, self.levels
+        prices, levels = self._ordered(), self.levels
         chosen = prices[bisect_left(prices, limit) :] if self.descending else prices[: bisect_right(prices, limit)]
         return sum((levels[price] for price in chosen), Decimal(0))
 
@@ -217,17 +335,8 @@ class L2Book:
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level], event_ms: int | None = None) -> None:
         """Apply delta levels in order: each sets its price's quantity, zero deleting it."""
-        # BookSide.set inlined: a Python call per level was a tenth of a depth event's cost
-        for side, rows in ((self.bids, bids), (self.asks, asks)):
-            levels, prices = side.levels, side.prices
-            for price, qty in rows:
-                if qty:
-                    if price not in levels:
-                        insort(prices, price)
-                    levels[price] = qty
-                elif price in levels:
-                    del levels[price]
-                    del prices[bisect_left(prices, price)]
+        self.bids.update(bids)
+        self.asks.update(asks)
         if event_ms is not None:
             self.event_ms = event_ms
 
@@ -245,7 +354,9 @@ class L2Book:
 
     def crossed(self) -> bool:
         """Whether the best bid is at or above the best ask (locked or crossed: no real book looks like that)."""
-        bids, asks = self.bids.prices, self.asks.prices
+        # after every event: read from the kept best prices, never by ordering a side
+        bids = self.bids._top or self.bids._kept()
+        asks = self.asks._top or self.asks._kept()
         return bool(bids) and bool(asks) and bids[-1] >= asks[0]
 
     def metrics(self) -> BookMetrics | None:

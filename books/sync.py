@@ -84,6 +84,6 @@ class BookSync:
         """Break if the book is crossed; True when it is fine."""
         book = self.book
         if book.crossed():
-            self._break(CROSSED, f"best bid {book.bids.prices[-1]} >= best ask {book.asks.prices[0]}")
+            self._break(CROSSED, f"best bid {book.bids.best_price()} >= best ask {book.asks.best_price()}")
             return False
         return True

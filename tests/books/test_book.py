@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from books.book import BookDataError, L2Book, levels_of, parse_levels, to_decimal
+from books.book import BookDataError, BookSide, L2Book, levels_of, parse_levels, to_decimal
 
 pytestmark = pytest.mark.unit
 
@@ -148,3 +148,65 @@ def test_the_book_matches_a_plain_dict_after_any_updates(updates: list[tuple[boo
     bids, asks = levels_of(book)
     assert list(bids) == sorted(reference[0].items(), reverse=True)
     assert list(asks) == sorted(reference[1].items())
+
+
+# Reads between writes: the kept best prices (_top and its bound) and the lazily ordered side (_order and its log)
+# must agree with a plain dict whichever read comes when. Two kept prices and a log slack of 2 make every path run
+# (refills, the log replayed, the log dropped for a fresh sort) within a few updates.
+reads = st.sampled_from(["crossed", "best", "top1", "top3", "top_all", "depth", "truncate", "none"])
+
+
+def assert_kept_best_is_exact(side: BookSide) -> None:
+    """``_top`` is exactly the side's best prices in ascending order, and its bound parts them from the others:
+    None only when no other price is held, else every other price is at or worse than it and ``_top`` is better."""
+    held = sorted(side.levels, reverse=side.descending)  # best first
+    top, bound = side._top, side._bound
+    assert sorted(top, reverse=side.descending) == held[: len(top)]
+    assert top == sorted(top)
+    rest = held[len(top) :]
+    if bound is None:
+        assert not rest
+    elif side.descending:
+        assert all(price <= bound for price in rest)
+        assert all(price > bound for price in top)
+    else:
+        assert all(price >= bound for price in rest)
+        assert all(price < bound for price in top)
+
+
+@given(st.lists(st.tuples(st.booleans(), prices, quantities, reads), max_size=120))
+def test_reads_between_updates_see_the_plain_dict(steps: list[tuple[bool, Decimal, Decimal, str]]) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("books.book.TOP_KEPT", 2)
+        patch.setattr("books.book.LOG_SLACK", 2)
+        book = L2Book()
+        reference: tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]] = ({}, {})
+        for is_bid, price, qty, read in steps:
+            book.apply([(price, qty)] if is_bid else [], [] if is_bid else [(price, qty)])
+            side = reference[0] if is_bid else reference[1]
+            if qty:
+                side[price] = qty
+            else:
+                side.pop(price, None)
+            bids = sorted(reference[0].items(), reverse=True)
+            asks = sorted(reference[1].items())
+            assert_kept_best_is_exact(book.bids)
+            assert_kept_best_is_exact(book.asks)
+            if read == "crossed":
+                assert book.crossed() == bool(bids and asks and bids[0][0] >= asks[0][0])
+            elif read == "best":
+                assert (book.best_bid(), book.best_ask()) == (bids[0] if bids else None, asks[0] if asks else None)
+            elif read in ("top1", "top3"):
+                n = int(read[-1])
+                assert book.top(n) == (bids[:n], asks[:n])
+            elif read == "top_all":
+                assert levels_of(book) == (bids, asks)
+            elif read == "depth":
+                assert book.bids.depth_to(price) == sum((q for p, q in bids if p >= price), Decimal(0))
+                assert book.asks.depth_to(price) == sum((q for p, q in asks if p <= price), Decimal(0))
+            elif read == "truncate":
+                book.bids.truncate(3)
+                book.asks.truncate(3)
+                del bids[3:], asks[3:]
+                reference = (dict(bids), dict(asks))
+        assert levels_of(book) == (sorted(reference[0].items(), reverse=True), sorted(reference[1].items()))
